@@ -9,8 +9,11 @@ function(hasync_test name)
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main
                                         hasync_private)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30
-                       PROPERTIES LABELS "${T_LABELS}" TIMEOUT 600)
+  set(props TIMEOUT 600)
+  if(T_LABELS)
+    list(APPEND props LABELS "${T_LABELS}")
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30 PROPERTIES ${props})
 endfunction()
 
 # hasync_benchmark(NAME SOURCES... LIBS ...): one Google Benchmark binary.

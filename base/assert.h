@@ -15,9 +15,9 @@ namespace hasync::internal {
 }
 }  // namespace hasync::internal
 
-#define HASYNC_ASSERT(cond)                                                      \
-  do {                                                                           \
-    if (__builtin_expect(!(cond), 0)) {                                          \
-      ::hasync::internal::AssertFail(#cond, __FILE__, __LINE__);                 \
-    }                                                                            \
+#define HASYNC_ASSERT(cond)                                      \
+  do {                                                           \
+    if (__builtin_expect(!(cond), 0)) {                          \
+      ::hasync::internal::AssertFail(#cond, __FILE__, __LINE__); \
+    }                                                            \
   } while (0)

@@ -20,18 +20,18 @@ namespace hasync {
 
 enum class Code : int {
   kOk = 0,
-  kInvalidArgument,   // input is malformed (bad frame, bad path, bad config)
-  kOutOfRange,        // a length or offset exceeds a named limit
+  kInvalidArgument,  // input is malformed (bad frame, bad path, bad config)
+  kOutOfRange,       // a length or offset exceeds a named limit
   kNotFound,
   kAlreadyExists,
-  kPermissionDenied,  // wrong key, loose key-file permissions, stale epoch
-  kUnavailable,       // peer gone, would block, try later
-  kResourceExhausted, // disk full, queue full
-  kDataLoss,          // hash mismatch, torn content
+  kPermissionDenied,   // wrong key, loose key-file permissions, stale epoch
+  kUnavailable,        // peer gone, would block, try later
+  kResourceExhausted,  // disk full, queue full
+  kDataLoss,           // hash mismatch, torn content
   kFailedPrecondition,
-  kUnimplemented,     // kernel or peer lacks a feature
-  kInternal,          // programmer error surfaced as a value (e.g. from a library)
-  kIo,                // an errno the callee could not classify
+  kUnimplemented,  // kernel or peer lacks a feature
+  kInternal,       // programmer error surfaced as a value (e.g. from a library)
+  kIo,             // an errno the callee could not classify
 };
 
 std::string_view CodeName(Code code);
@@ -64,19 +64,32 @@ class [[nodiscard]] Status {
 
 inline std::string_view CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "InvalidArgument";
-    case Code::kOutOfRange: return "OutOfRange";
-    case Code::kNotFound: return "NotFound";
-    case Code::kAlreadyExists: return "AlreadyExists";
-    case Code::kPermissionDenied: return "PermissionDenied";
-    case Code::kUnavailable: return "Unavailable";
-    case Code::kResourceExhausted: return "ResourceExhausted";
-    case Code::kDataLoss: return "DataLoss";
-    case Code::kFailedPrecondition: return "FailedPrecondition";
-    case Code::kUnimplemented: return "Unimplemented";
-    case Code::kInternal: return "Internal";
-    case Code::kIo: return "Io";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "InvalidArgument";
+    case Code::kOutOfRange:
+      return "OutOfRange";
+    case Code::kNotFound:
+      return "NotFound";
+    case Code::kAlreadyExists:
+      return "AlreadyExists";
+    case Code::kPermissionDenied:
+      return "PermissionDenied";
+    case Code::kUnavailable:
+      return "Unavailable";
+    case Code::kResourceExhausted:
+      return "ResourceExhausted";
+    case Code::kDataLoss:
+      return "DataLoss";
+    case Code::kFailedPrecondition:
+      return "FailedPrecondition";
+    case Code::kUnimplemented:
+      return "Unimplemented";
+    case Code::kInternal:
+      return "Internal";
+    case Code::kIo:
+      return "Io";
   }
   return "Unknown";
 }
@@ -99,7 +112,9 @@ inline Status Status::Annotate(std::string_view context) const {
 
 inline Status InvalidArgument(std::string msg) { return {Code::kInvalidArgument, std::move(msg)}; }
 inline Status OutOfRange(std::string msg) { return {Code::kOutOfRange, std::move(msg)}; }
-inline Status PermissionDenied(std::string msg) { return {Code::kPermissionDenied, std::move(msg)}; }
+inline Status PermissionDenied(std::string msg) {
+  return {Code::kPermissionDenied, std::move(msg)};
+}
 inline Status FailedPrecondition(std::string msg) {
   return {Code::kFailedPrecondition, std::move(msg)};
 }
@@ -113,27 +128,42 @@ inline Status Unimplemented(std::string msg) { return {Code::kUnimplemented, std
 inline Status ErrnoStatus(int err, std::string_view what) {
   Code code = Code::kIo;
   switch (err) {
-    case ENOENT: code = Code::kNotFound; break;
-    case EEXIST: code = Code::kAlreadyExists; break;
+    case ENOENT:
+      code = Code::kNotFound;
+      break;
+    case EEXIST:
+      code = Code::kAlreadyExists;
+      break;
     case EACCES:
-    case EPERM: code = Code::kPermissionDenied; break;
+    case EPERM:
+      code = Code::kPermissionDenied;
+      break;
     case ENOSPC:
     case EDQUOT:
     case ENOMEM:
     case EMFILE:
-    case ENFILE: code = Code::kResourceExhausted; break;
+    case ENFILE:
+      code = Code::kResourceExhausted;
+      break;
     case EAGAIN:
     case ECONNRESET:
     case ECONNREFUSED:
     case EPIPE:
-    case ETIMEDOUT: code = Code::kUnavailable; break;
+    case ETIMEDOUT:
+      code = Code::kUnavailable;
+      break;
     case EINVAL:
     case ENAMETOOLONG:
     case ELOOP:
-    case EXDEV: code = Code::kInvalidArgument; break;
+    case EXDEV:
+      code = Code::kInvalidArgument;
+      break;
     case ENOSYS:
-    case EOPNOTSUPP: code = Code::kUnimplemented; break;
-    default: break;
+    case EOPNOTSUPP:
+      code = Code::kUnimplemented;
+      break;
+    default:
+      break;
   }
   std::string msg(what);
   msg += ": ";
@@ -144,7 +174,7 @@ inline Status ErrnoStatus(int err, std::string_view what) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design, like StatusOr
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design, like StatusOr
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     HASYNC_ASSERT(!std::get<Status>(v_).ok());
   }
@@ -181,9 +211,9 @@ class [[nodiscard]] Result {
 #define HASYNC_STATUS_CONCAT(a, b) HASYNC_STATUS_CONCAT_INNER(a, b)
 
 // RETURN_IF_ERROR(expr): evaluate a Status expression, return it if not OK.
-#define RETURN_IF_ERROR(expr)                              \
-  do {                                                     \
-    ::hasync::Status hasync_status_tmp_ = (expr);          \
+#define RETURN_IF_ERROR(expr)                                \
+  do {                                                       \
+    ::hasync::Status hasync_status_tmp_ = (expr);            \
     if (!hasync_status_tmp_.ok()) return hasync_status_tmp_; \
   } while (0)
 

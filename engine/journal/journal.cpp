@@ -1,0 +1,193 @@
+#include "engine/journal/journal.h"
+
+#include <utility>
+
+namespace hasync::engine {
+
+std::string_view ChangeKindName(ChangeKind kind) {
+  switch (kind) {
+    case ChangeKind::kUpsert:
+      return "upsert";
+    case ChangeKind::kRemove:
+      return "remove";
+    case ChangeKind::kRename:
+      return "rename";
+    case ChangeKind::kRescan:
+      return "rescan";
+  }
+  return "?";
+}
+
+namespace {
+bool IsAtOrBelow(std::string_view path, std::string_view top) {
+  if (top.empty()) return true;
+  if (path.size() < top.size() || path.substr(0, top.size()) != top) return false;
+  return path.size() == top.size() || path[top.size()] == '/';
+}
+}  // namespace
+
+Journal::Journal(JournalLimits limits, uint32_t root_count)
+    : limits_(limits), root_count_(root_count) {
+  HASYNC_ASSERT(root_count_ > 0);
+  HASYNC_ASSERT(limits_.max_entries >= root_count_);
+}
+
+std::string Journal::Key(uint32_t root, std::string_view path) {
+  std::string key = std::to_string(root);
+  key += ':';
+  key += path;
+  return key;
+}
+
+Journal::Slot* Journal::At(size_t abs_index) {
+  if (abs_index < base_ || abs_index - base_ >= slots_.size()) return nullptr;
+  return &slots_[abs_index - base_];
+}
+
+void Journal::Append(Change change) {
+  change.seq = seq_;
+  bytes_ += change.path.size() + change.from.size();
+  if (change.kind == ChangeKind::kUpsert) {
+    pending_upsert_[Key(change.root, change.path)] = base_ + slots_.size();
+  }
+  slots_.push_back(Slot{std::move(change), true});
+  ++live_;
+  if (OverLimit()) Overflow();
+}
+
+void Journal::Kill(size_t abs_index) {
+  Slot* slot = At(abs_index);
+  HASYNC_ASSERT(slot != nullptr && slot->live);
+  slot->live = false;
+  bytes_ -= slot->change.path.size() + slot->change.from.size();
+  --live_;
+  // A dead slot waits in the deque until Take passes it; free its text now.
+  std::string().swap(slot->change.path);
+  std::string().swap(slot->change.from);
+}
+
+bool Journal::OverLimit() const {
+  // Dead slots count too: they occupy the deque until Take passes them.
+  return slots_.size() > limits_.max_entries || bytes_ > limits_.max_bytes;
+}
+
+void Journal::Overflow() {
+  ++stats_.overflows;
+  slots_.clear();
+  pending_upsert_.clear();
+  base_ = 0;
+  live_ = 0;
+  bytes_ = 0;
+  for (uint32_t root = 0; root < root_count_; ++root) {
+    slots_.push_back(Slot{Change{ChangeKind::kRescan, root, "", "", seq_}, true});
+    ++live_;
+  }
+}
+
+void Journal::Upsert(uint32_t root, std::string_view path) {
+  HASYNC_ASSERT(root < root_count_);
+  ++seq_;
+  ++stats_.pushed;
+  auto it = pending_upsert_.find(Key(root, path));
+  if (it != pending_upsert_.end()) {
+    Slot* slot = At(it->second);
+    if (slot != nullptr && slot->live) {
+      ++stats_.coalesced;  // the sender reads the file as it is when it sends
+      return;
+    }
+    pending_upsert_.erase(it);
+  }
+  Append(Change{ChangeKind::kUpsert, root, std::string(path), "", 0});
+}
+
+void Journal::Remove(uint32_t root, std::string_view path) {
+  HASYNC_ASSERT(root < root_count_);
+  ++seq_;
+  ++stats_.pushed;
+  // The earlier Upsert stays where it is (its content may be the source of a hard link
+  // made before this removal), but a later Upsert of the same name is a new object and
+  // must not be merged into it.
+  pending_upsert_.erase(Key(root, path));
+  Append(Change{ChangeKind::kRemove, root, std::string(path), "", 0});
+}
+
+void Journal::KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
+                               std::vector<std::string>* collect) {
+  if (!subtree) {
+    auto it = pending_upsert_.find(Key(root, path));
+    if (it == pending_upsert_.end()) return;
+    Slot* slot = At(it->second);
+    if (slot != nullptr && slot->live) {
+      if (collect != nullptr) collect->emplace_back();
+      Kill(it->second);
+    }
+    pending_upsert_.erase(it);
+    return;
+  }
+  // A directory: every pending Upsert at or below it. O(pending), bounded by
+  // max_entries; directory renames are rare in a spool.
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = slots_[i];
+    if (!slot.live || slot.change.kind != ChangeKind::kUpsert || slot.change.root != root ||
+        !IsAtOrBelow(slot.change.path, path)) {
+      continue;
+    }
+    if (collect != nullptr) collect->push_back(slot.change.path.substr(path.size()));
+    pending_upsert_.erase(Key(root, slot.change.path));
+    Kill(base_ + i);
+  }
+}
+
+void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, bool is_dir) {
+  HASYNC_ASSERT(root < root_count_);
+  ++seq_;
+  ++stats_.pushed;
+  // The old target was replaced: its pending Upserts would read the renamed object.
+  KillUpsertsUnder(root, to, is_dir, nullptr);
+  std::vector<std::string> moved;
+  KillUpsertsUnder(root, from, is_dir, &moved);
+  Append(Change{ChangeKind::kRename, root, std::string(to), std::string(from), 0});
+  for (const std::string& suffix : moved) {
+    ++stats_.rewritten;
+    std::string path(to);
+    path += suffix;
+    Append(Change{ChangeKind::kUpsert, root, std::move(path), "", 0});
+  }
+}
+
+void Journal::Rescan(uint32_t root, std::string_view subtree) {
+  HASYNC_ASSERT(root < root_count_);
+  ++seq_;
+  ++stats_.pushed;
+  Append(Change{ChangeKind::kRescan, root, std::string(subtree), "", 0});
+}
+
+size_t Journal::Take(std::vector<Change>& out, size_t max) {
+  size_t taken = 0;
+  while (taken < max && !slots_.empty()) {
+    Slot& front = slots_.front();
+    if (front.live) {
+      if (front.change.kind == ChangeKind::kUpsert) {
+        auto it = pending_upsert_.find(Key(front.change.root, front.change.path));
+        if (it != pending_upsert_.end() && it->second == base_) pending_upsert_.erase(it);
+      }
+      bytes_ -= front.change.path.size() + front.change.from.size();
+      --live_;
+      out.push_back(std::move(front.change));
+      ++taken;
+    }
+    slots_.pop_front();
+    ++base_;
+  }
+  return taken;
+}
+
+void Journal::Clear() {
+  slots_.clear();
+  pending_upsert_.clear();
+  base_ = 0;
+  live_ = 0;
+  bytes_ = 0;
+}
+
+}  // namespace hasync::engine

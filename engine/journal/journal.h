@@ -1,0 +1,117 @@
+// Journal: the primary's bounded, ordered list of changes waiting to be sent.
+//
+// The watcher tells the journal *what was touched*; the sender later looks at the file
+// as it is *now* and decides what to ship (content, a hard link, metadata, nothing).
+// So the journal keeps only four kinds of entry:
+//   Upsert(p)      p was created, written, closed after writing, or had metadata changed
+//   Remove(p)      p was unlinked or rmdir'ed
+//   Rename(a, b)   a was renamed to b (file or directory)
+//   Rescan(p)      anything under p may have changed without an event (overflow, doubt)
+//
+// Contract:
+// - Order: entries come out in the order the namespace changes happened on the primary;
+//   Upserts are coalesced per path only while no Remove/Rename touched that path in
+//   between, so the standby replays the primary's sequence of links, unlinks and renames
+//   (DESIGN §6) and always holds a state the primary had.
+// - Renames: a pending Upsert of a path under a renamed directory (or of the renamed
+//   file) is rewritten to the new name and moved behind the Rename: once the rename has
+//   happened the old name no longer exists on the primary, so the content can only be
+//   read under the new one. A pending Upsert of the rename's *target* (or below it) is
+//   dropped: that object was replaced, and reading the target now would ship the
+//   renamed file's content under the old name ahead of the rename.
+// - Bounded memory: at most `max_entries` entries and `max_bytes` of path text. Going
+//   past either collapses the journal into one Rescan per root ("overflow"); a rescan
+//   compares the primary with what the standby acknowledged, so nothing is missed.
+// - Sequence: each Push that changes the journal advances change_seq, which the lock
+//   record reports as progress.
+// Thread safety: none; the primary's event loop owns the journal.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+
+namespace hasync::engine {
+
+enum class ChangeKind : uint8_t { kUpsert, kRemove, kRename, kRescan };
+std::string_view ChangeKindName(ChangeKind kind);
+
+struct Change {
+  ChangeKind kind = ChangeKind::kUpsert;
+  uint32_t root = 0;  // index into the configured sync roots
+  std::string path;   // relative to the root; "" is the root itself (Rescan only)
+  std::string from;   // Rename only: the old name
+  uint64_t seq = 0;   // journal sequence when it was pushed
+  friend bool operator==(const Change&, const Change&) = default;
+};
+
+struct JournalLimits {
+  size_t max_entries = 1 << 20;
+  size_t max_bytes = 256u << 20;
+};
+
+struct JournalStats {
+  uint64_t pushed = 0;     // Push calls
+  uint64_t coalesced = 0;  // Upserts merged into a pending one
+  uint64_t rewritten = 0;  // Upserts moved behind a Rename
+  uint64_t overflows = 0;  // collapses into Rescan
+};
+
+class Journal {
+ public:
+  Journal(JournalLimits limits, uint32_t root_count);
+
+  void Upsert(uint32_t root, std::string_view path);
+  void Remove(uint32_t root, std::string_view path);
+  // is_dir: the renamed object is a directory (pending Upserts below it move too).
+  void Rename(uint32_t root, std::string_view from, std::string_view to, bool is_dir);
+  void Rescan(uint32_t root, std::string_view subtree);
+
+  // Moves up to `max` entries, oldest first, into `out`; returns how many.
+  size_t Take(std::vector<Change>& out, size_t max);
+  // Drops everything pending (a resync after reconnect supersedes it).
+  void Clear();
+
+  bool empty() const { return live_ == 0; }
+  size_t size() const { return live_; }
+  size_t bytes() const { return bytes_; }
+  uint64_t change_seq() const { return seq_; }
+  const JournalStats& stats() const { return stats_; }
+
+ private:
+  struct Slot {
+    Change change;
+    bool live = false;
+  };
+  void Append(Change change);
+  void Kill(size_t abs_index);
+  // Kills pending Upserts at `path` or below it; returns their paths (relative to path)
+  // when `collect` is set.
+  void KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
+                        std::vector<std::string>* collect);
+  void Overflow();
+  bool OverLimit() const;
+  Slot* At(size_t abs_index);
+  static std::string Key(uint32_t root, std::string_view path);
+
+  JournalLimits limits_;
+  uint32_t root_count_;
+  // Entries live in a deque addressed by an absolute index (base_ + position) so the
+  // per-path index below stays valid while the front is consumed.
+  std::deque<Slot> slots_;
+  size_t base_ = 0;
+  size_t live_ = 0;
+  size_t bytes_ = 0;
+  uint64_t seq_ = 0;
+  // root+path → absolute index of its pending Upsert that no later namespace change
+  // on the same path has passed.
+  std::unordered_map<std::string, size_t> pending_upsert_;
+  JournalStats stats_;
+};
+
+}  // namespace hasync::engine

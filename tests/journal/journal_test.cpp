@@ -1,0 +1,157 @@
+#include "engine/journal/journal.h"
+
+#include <gtest/gtest.h>
+
+namespace hasync::engine {
+namespace {
+
+std::vector<Change> TakeAll(Journal& j) {
+  std::vector<Change> out;
+  j.Take(out, 1'000'000);
+  return out;
+}
+
+// Compact rendering so expectations read like the primary's history.
+std::vector<std::string> Render(const std::vector<Change>& changes) {
+  std::vector<std::string> out;
+  for (const Change& c : changes) {
+    std::string s(ChangeKindName(c.kind));
+    s += ' ';
+    if (c.kind == ChangeKind::kRename) s += c.from + "->";
+    s += c.path;
+    out.push_back(s);
+  }
+  return out;
+}
+
+using Lines = std::vector<std::string>;
+
+TEST(Journal, RepeatedUpsertsOfOnePathCoalesce) {
+  Journal j({}, 1);
+  for (int i = 0; i < 100; ++i) j.Upsert(0, "log/slurmctld.log");
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"upsert log/slurmctld.log"}));
+  EXPECT_EQ(j.stats().coalesced, 99u);
+  EXPECT_EQ(j.change_seq(), 100u);  // every change is progress, merged or not
+}
+
+TEST(Journal, SlurmStateSaveSequenceKeepsNamespaceOrder) {
+  Journal j({}, 1);
+  j.Upsert(0, "job_state.new");
+  j.Remove(0, "job_state.old");
+  j.Upsert(0, "job_state.old");  // link job_state job_state.old
+  j.Remove(0, "job_state");
+  j.Upsert(0, "job_state");  // link job_state.new job_state
+  j.Remove(0, "job_state.new");
+  EXPECT_EQ(Render(TakeAll(j)),
+            (Lines{"upsert job_state.new", "remove job_state.old", "upsert job_state.old",
+                   "remove job_state", "upsert job_state", "remove job_state.new"}));
+}
+
+TEST(Journal, UpsertAfterRemoveOfSamePathIsNotMergedBackwards) {
+  Journal j({}, 1);
+  j.Upsert(0, "a");
+  j.Remove(0, "a");
+  j.Upsert(0, "a");
+  j.Upsert(0, "a");
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"upsert a", "remove a", "upsert a"}));
+}
+
+TEST(Journal, PendingUpsertOfRenamedFileMovesBehindTheRename) {
+  Journal j({}, 1);
+  j.Upsert(0, "tmp/x");
+  j.Upsert(0, "other");
+  j.Rename(0, "tmp/x", "final/x", false);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"upsert other", "rename tmp/x->final/x", "upsert final/x"}));
+  EXPECT_EQ(j.stats().rewritten, 1u);
+}
+
+TEST(Journal, PendingUpsertOfRenameTargetIsDropped) {
+  Journal j({}, 1);
+  j.Upsert(0, "job.JB");  // the old object at the target name
+  j.Rename(0, "job.JB.tmp", "job.JB", false);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename job.JB.tmp->job.JB"}));
+}
+
+TEST(Journal, DirectoryRenameRewritesEveryPendingUpsertBelowIt) {
+  Journal j({}, 1);
+  j.Upsert(0, "d");
+  j.Upsert(0, "d/a");
+  j.Upsert(0, "d/sub/b");
+  j.Upsert(0, "dd/not-below");  // shares a prefix but is not inside d/
+  j.Rename(0, "d", "e", true);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"upsert dd/not-below", "rename d->e", "upsert e",
+                                       "upsert e/a", "upsert e/sub/b"}));
+}
+
+TEST(Journal, UpsertAfterTakeIsQueuedAgain) {
+  Journal j({}, 1);
+  j.Upsert(0, "a");
+  EXPECT_EQ(TakeAll(j).size(), 1u);
+  j.Upsert(0, "a");
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"upsert a"}));
+}
+
+TEST(Journal, SamePathInDifferentRootsIsTwoEntries) {
+  Journal j({}, 2);
+  j.Upsert(0, "a");
+  j.Upsert(1, "a");
+  auto changes = TakeAll(j);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].root, 0u);
+  EXPECT_EQ(changes[1].root, 1u);
+}
+
+TEST(Journal, TooManyEntriesCollapseIntoOneRescanPerRoot) {
+  Journal j({.max_entries = 8, .max_bytes = 1 << 20}, 2);
+  for (int i = 0; i < 9; ++i) j.Remove(0, "f" + std::to_string(i));
+  auto changes = TakeAll(j);
+  EXPECT_EQ(Render(changes), (Lines{"rescan ", "rescan "}));
+  EXPECT_EQ(changes[0].root, 0u);
+  EXPECT_EQ(changes[1].root, 1u);
+  EXPECT_EQ(j.stats().overflows, 1u);
+}
+
+TEST(Journal, TooManyBytesCollapseIntoRescan) {
+  Journal j({.max_entries = 1000, .max_bytes = 100}, 1);
+  j.Upsert(0, std::string(60, 'a'));
+  EXPECT_EQ(j.stats().overflows, 0u);
+  j.Upsert(0, std::string(60, 'b'));
+  EXPECT_EQ(j.stats().overflows, 1u);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rescan "}));
+}
+
+TEST(Journal, KilledEntriesCountTowardsTheEntryBound) {
+  // Renames kill and re-append; the dead slots must not let the deque grow unbounded.
+  Journal j({.max_entries = 16, .max_bytes = 1 << 20}, 1);
+  j.Upsert(0, "a");
+  for (int i = 0; i < 20; ++i) {
+    j.Rename(0, i % 2 == 0 ? "a" : "b", i % 2 == 0 ? "b" : "a", false);
+  }
+  EXPECT_GE(j.stats().overflows, 1u);
+  EXPECT_LE(j.size(), 16u);
+}
+
+TEST(Journal, TakeRespectsMaxAndKeepsTheRest) {
+  Journal j({}, 1);
+  for (int i = 0; i < 5; ++i) j.Remove(0, "f" + std::to_string(i));
+  std::vector<Change> out;
+  EXPECT_EQ(j.Take(out, 2), 2u);
+  EXPECT_EQ(j.size(), 3u);
+  EXPECT_EQ(out[1].path, "f1");
+  EXPECT_EQ(out[0].seq, 1u);
+  EXPECT_EQ(out[1].seq, 2u);
+}
+
+TEST(Journal, ByteAccountingReturnsToZero) {
+  Journal j({}, 1);
+  j.Upsert(0, "abc");
+  j.Rename(0, "abc", "defg", false);
+  j.Remove(0, "x");
+  EXPECT_GT(j.bytes(), 0u);
+  TakeAll(j);
+  EXPECT_EQ(j.bytes(), 0u);
+  EXPECT_TRUE(j.empty());
+}
+
+}  // namespace
+}  // namespace hasync::engine

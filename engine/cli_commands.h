@@ -1,0 +1,41 @@
+// The logic behind the `hasync` subcommands, kept out of app/main.cpp so tests can call
+// it in-process. Each command writes its normal output to `out`, errors and warnings to
+// `err`, and returns the process exit code. An error is always ONE line on `err`.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "engine/config.h"
+
+namespace hasync::engine {
+
+// Process exit codes, documented in docs/CONFIG.md ("Exit codes").
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,         // the command could not do its work (I/O error, …)
+  kExitBadConfig = 2,       // the configuration (or its key file) is invalid
+  kExitAlreadyExists = 3,   // keygen: refused to overwrite an existing file
+  kExitNotImplemented = 4,  // the subcommand is not in this build yet
+  kExitUsage = 64,          // bad command line (sysexits EX_USAGE)
+};
+
+// Makes `s` safe to print as one line: newlines and other control bytes become spaces.
+std::string OneLineMessage(std::string_view s);
+
+// A few lines saying what the config does: names, addresses, roots, timings, hooks.
+std::string ConfigSummary(const Config& cfg);
+
+// `hasync check-config -c PATH`: 0 and a summary (warnings on `err`) on a good config;
+// kExitBadConfig and one line on `err` otherwise.
+int CheckConfigCommand(const std::string& path, std::ostream& out, std::ostream& err,
+                       const ConfigEnv& env = RealConfigEnv());
+
+// `hasync keygen PATH`: writes a new 256-bit key file; kExitAlreadyExists if PATH exists.
+int KeygenCommand(const std::string& path, std::ostream& out, std::ostream& err);
+
+// For subcommands parsed but not built yet: one line on `err`, kExitNotImplemented.
+int NotImplementedCommand(std::string_view name, std::ostream& err);
+
+}  // namespace hasync::engine

@@ -1,0 +1,1 @@
+set(HASYNC_SCAN_SOURCES ${CMAKE_CURRENT_LIST_DIR}/scanner.cpp)

@@ -1,0 +1,816 @@
+#include "engine/sync/sender.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+
+#include "wire/limits.h"
+
+namespace hasync::engine {
+
+namespace {
+
+constexpr std::string_view kXattrAllowedPrefix = "user.";
+constexpr size_t kMaxDataRegions = 4096;  // more than this: treat the file as dense
+constexpr size_t kXattrListMax = 64 * 1024;
+
+bool IsBelow(std::string_view path, std::string_view top) {
+  if (top.empty()) return !path.empty();
+  return path.size() > top.size() && path.substr(0, top.size()) == top && path[top.size()] == '/';
+}
+
+std::string ParentOf(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string() : std::string(path.substr(0, slash));
+}
+
+struct Region {
+  uint64_t start, end;
+};
+
+// Data regions of a file by SEEK_DATA/SEEK_HOLE; one region [0, size) when the file
+// system cannot tell or there are too many.
+std::vector<Region> DataRegions(int fd, uint64_t size) {
+  std::vector<Region> regions;
+  if (size == 0) return regions;
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < size) {
+    off_t data = lseek(fd, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      return {{0, size}};
+    }
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return {{0, size}};
+    regions.push_back(
+        {static_cast<uint64_t>(data), std::min<uint64_t>(static_cast<uint64_t>(hole), size)});
+    if (regions.size() > kMaxDataRegions) return {{0, size}};
+    pos = hole;
+  }
+  return regions;
+}
+
+bool Overlaps(const std::vector<Region>& regions, uint64_t start, uint64_t end) {
+  for (const Region& r : regions) {
+    if (r.start < end && start < r.end) return true;
+  }
+  return false;
+}
+
+Status PreadFull(int fd, std::byte* buf, size_t len, uint64_t offset, size_t* got) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "read at offset " + std::to_string(offset + done));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  *got = done;
+  return Status::Ok();
+}
+
+struct XattrSet {
+  std::vector<std::string> names;  // sorted, allowed namespaces only
+  std::vector<std::vector<std::byte>> values;
+  uint64_t hash = 0;
+};
+
+Result<XattrSet> ReadXattrs(int fd) {
+  XattrSet set;
+  std::vector<char> list(4096);
+  ssize_t n = 0;
+  for (;;) {
+    n = flistxattr(fd, list.data(), list.size());
+    if (n >= 0) break;
+    if (errno == ERANGE && list.size() < kXattrListMax) {
+      list.resize(list.size() * 4);
+      continue;
+    }
+    if (errno == ENOTSUP) return set;
+    return ErrnoStatus(errno, "flistxattr");
+  }
+  for (ssize_t i = 0; i < n;) {
+    std::string name(&list[static_cast<size_t>(i)]);
+    i += static_cast<ssize_t>(name.size()) + 1;
+    if (name.compare(0, kXattrAllowedPrefix.size(), kXattrAllowedPrefix) == 0) {
+      set.names.push_back(std::move(name));
+    }
+  }
+  std::sort(set.names.begin(), set.names.end());
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  for (const std::string& name : set.names) {
+    std::vector<std::byte> value(wire::kXattrValueMax);
+    ssize_t len = fgetxattr(fd, name.c_str(), value.data(), value.size());
+    if (len < 0) {
+      if (errno == ENODATA) continue;
+      return ErrnoStatus(errno, "fgetxattr " + name);
+    }
+    value.resize(static_cast<size_t>(len));
+    XXH3_64bits_update(&st, name.data(), name.size() + 1);
+    uint64_t vlen = value.size();
+    XXH3_64bits_update(&st, &vlen, sizeof vlen);
+    XXH3_64bits_update(&st, value.data(), value.size());
+    set.values.push_back(std::move(value));
+  }
+  set.names.resize(set.values.size());
+  set.hash = set.names.empty() ? 0 : XXH3_64bits_digest(&st);
+  if (set.hash == 0 && !set.names.empty()) set.hash = 1;
+  return set;
+}
+
+wire::EntryKind ToWire(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kFile:
+      return wire::EntryKind::kFile;
+    case NodeKind::kDirectory:
+      return wire::EntryKind::kDirectory;
+    case NodeKind::kSymlink:
+      return wire::EntryKind::kSymlink;
+  }
+  return wire::EntryKind::kFile;
+}
+
+NodeKind FromWire(wire::EntryKind kind) {
+  switch (kind) {
+    case wire::EntryKind::kFile:
+      return NodeKind::kFile;
+    case wire::EntryKind::kDirectory:
+      return NodeKind::kDirectory;
+    case wire::EntryKind::kSymlink:
+      return NodeKind::kSymlink;
+  }
+  return NodeKind::kFile;
+}
+
+}  // namespace
+
+std::string WirePath(uint32_t root, std::string_view path) {
+  std::string out = std::to_string(root);
+  if (!path.empty()) {
+    out += '/';
+    out += path;
+  }
+  return out;
+}
+
+Result<std::pair<uint32_t, std::string>> SplitWirePath(std::string_view wire_path,
+                                                       uint32_t root_count) {
+  size_t slash = wire_path.find('/');
+  std::string_view head = wire_path.substr(0, slash);
+  uint32_t root = 0;
+  auto [ptr, ec] = std::from_chars(head.data(), head.data() + head.size(), root);
+  if (ec != std::errc() || ptr != head.data() + head.size() || head.empty() ||
+      (head.size() > 1 && head[0] == '0')) {
+    return InvalidArgument("wire path does not start with a sync root index: " +
+                           std::string(wire_path.substr(0, 64)));
+  }
+  if (root >= root_count) {
+    return InvalidArgument("wire path names sync root " + std::to_string(root) + " but " +
+                           std::to_string(root_count) + " are configured");
+  }
+  std::string rest =
+      slash == std::string_view::npos ? std::string() : std::string(wire_path.substr(slash + 1));
+  return std::make_pair(root, std::move(rest));
+}
+
+Sender::Sender(std::vector<int> root_fds, SenderOptions options, MessageSink& sink)
+    : root_fds_(std::move(root_fds)), options_(options), sink_(sink), model_(root_fds_.size()) {
+  HASYNC_ASSERT(!root_fds_.empty());
+  HASYNC_ASSERT(options_.block_size >= wire::kBlockSizeMin &&
+                options_.block_size <= wire::kExtentDataMax);
+}
+
+size_t Sender::tracked() const {
+  size_t n = 0;
+  for (const Model& m : model_) n += m.size();
+  return n;
+}
+
+uint64_t Sender::unacked_bytes() const {
+  uint64_t total = batch_bytes_;
+  for (const Inflight& f : inflight_) total += f.bytes;
+  return total;
+}
+
+bool Sender::backpressured() const {
+  return inflight_.size() >= options_.max_unacked_batches ||
+         unacked_bytes() >= options_.max_unacked_bytes;
+}
+
+// ---- model bookkeeping -------------------------------------------------------------------
+
+void Sender::Index(uint32_t root, const std::string& path, const Entry& entry) {
+  if (entry.kind != NodeKind::kFile || entry.ino == 0) return;
+  inodes_[{entry.dev, entry.ino}].emplace_back(root, path);
+}
+
+void Sender::Unindex(uint32_t root, const std::string& path, const Entry& entry) {
+  if (entry.kind != NodeKind::kFile || entry.ino == 0) return;
+  auto it = inodes_.find({entry.dev, entry.ino});
+  if (it == inodes_.end()) return;
+  auto& names = it->second;
+  names.erase(std::remove(names.begin(), names.end(), std::make_pair(root, path)), names.end());
+  if (names.empty()) inodes_.erase(it);
+}
+
+void Sender::Forget(uint32_t root, const std::string& path) {
+  auto it = model_[root].find(path);
+  if (it == model_[root].end()) return;
+  Unindex(root, path, it->second);
+  model_[root].erase(it);
+}
+
+// ---- emitting ----------------------------------------------------------------------------
+
+Status Sender::EmitChange(wire::Message message, uint64_t content_bytes) {
+  uint64_t seq = next_seq_++;
+  RETURN_IF_ERROR(sink_.Emit(seq, std::move(message)));
+  ++batch_changes_;
+  batch_bytes_ += content_bytes;
+  return MaybeCommit();
+}
+
+Status Sender::MaybeCommit() {
+  if (batch_changes_ >= options_.max_batch_changes || batch_bytes_ >= options_.max_batch_bytes) {
+    return Flush();
+  }
+  return Status::Ok();
+}
+
+Status Sender::Flush() {
+  if (batch_changes_ == 0) return Status::Ok();
+  uint64_t last = next_seq_ - 1;
+  RETURN_IF_ERROR(sink_.Emit(0, wire::Commit{last, batch_changes_}));
+  inflight_.push_back({last, batch_bytes_});
+  ++stats_.batches;
+  batch_changes_ = 0;
+  batch_bytes_ = 0;
+  return Status::Ok();
+}
+
+Status Sender::OnAck(const wire::Ack& ack) {
+  if (ack.seq >= next_seq_) {
+    return InvalidArgument("ACK for seq " + std::to_string(ack.seq) + " beyond last sent " +
+                           std::to_string(next_seq_ - 1));
+  }
+  if (!ack.durable) return Status::Ok();
+  if (ack.seq > acked_seq_) acked_seq_ = ack.seq;
+  std::erase_if(inflight_, [&](const Inflight& f) { return f.last_seq <= acked_seq_; });
+  return Status::Ok();
+}
+
+// ---- resync ------------------------------------------------------------------------------
+
+void Sender::BeginManifest() {
+  for (Model& m : model_) m.clear();
+  inodes_.clear();
+  read_retries_.clear();
+}
+
+Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
+  ASSIGN_OR_RETURN(auto split, SplitWirePath(entry.path, static_cast<uint32_t>(model_.size())));
+  Entry e;
+  e.kind = FromWire(entry.kind);
+  e.mode = entry.mode;
+  e.uid = entry.uid;
+  e.gid = entry.gid;
+  e.size = entry.size;
+  e.mtime_ns = entry.mtime_ns;
+  e.hash = entry.hash;
+  model_[split.first][split.second] = std::move(e);
+  return Status::Ok();
+}
+
+Status Sender::Resync() {
+  RETURN_IF_ERROR(sink_.Emit(0, wire::ResyncBegin{}));
+  for (uint32_t root = 0; root < model_.size(); ++root) {
+    RETURN_IF_ERROR(RescanSubtree(root, "", nullptr));
+  }
+  RETURN_IF_ERROR(Flush());
+  return sink_.Emit(0, wire::ResyncEnd{next_seq_ - 1});
+}
+
+// ---- live changes ------------------------------------------------------------------------
+
+Status Sender::Pump(Journal& journal) {
+  std::vector<Change> one;
+  while (!backpressured()) {
+    one.clear();
+    if (journal.Take(one, 1) == 0) return Flush();
+    RETURN_IF_ERROR(Apply(one.front(), journal));
+  }
+  return Status::Ok();
+}
+
+Status Sender::Apply(const Change& change, Journal& journal) {
+  switch (change.kind) {
+    case ChangeKind::kUpsert:
+      return Upsert(change.root, change.path, &journal);
+    case ChangeKind::kRemove: {
+      // The name is gone on the primary now; if it exists again (re-created), the
+      // Upsert queued after this Remove brings it back.
+      return Remove(change.root, change.path);
+    }
+    case ChangeKind::kRename:
+      return Rename(change.root, change.from, change.path, journal);
+    case ChangeKind::kRescan:
+      return RescanSubtree(change.root, change.path, &journal);
+  }
+  return Status::Ok();
+}
+
+Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) {
+  auto info = StatPath(root_fds_[root], path);
+  if (!info.ok()) {
+    // Gone (a later Remove or Rename explains it), or a component became a symlink or a
+    // special file: nothing of it can be replicated now.
+    if (info.status().code() == Code::kNotFound || info.status().code() == Code::kUnimplemented ||
+        info.status().code() == Code::kInvalidArgument) {
+      return Status::Ok();
+    }
+    return info.status();
+  }
+  switch (info->kind) {
+    case NodeKind::kDirectory:
+      return UpsertDir(root, *info);
+    case NodeKind::kSymlink:
+      return UpsertSymlink(root, *info);
+    case NodeKind::kFile:
+      return UpsertFile(root, *info, journal);
+  }
+  return Status::Ok();
+}
+
+Status Sender::EnsureParents(uint32_t root, const std::string& path) {
+  std::string parent = ParentOf(path);
+  if (parent.empty() || model_[root].count(parent) != 0) return Status::Ok();
+  auto info = StatPath(root_fds_[root], parent);
+  if (!info.ok()) return info.status();
+  if (info->kind != NodeKind::kDirectory) {
+    return Status(Code::kNotFound, "parent " + parent + " is no longer a directory");
+  }
+  return UpsertDir(root, *info);
+}
+
+Status Sender::SetAttrIfNeeded(uint32_t root, const FileInfo& info, Entry& entry) {
+  wire::SetAttr attr;
+  if (entry.mode != info.mode && info.kind != NodeKind::kSymlink) {
+    attr.mask |= wire::kAttrMode;
+    attr.mode = info.mode;
+  }
+  if (entry.uid != info.uid || entry.gid != info.gid) {
+    attr.mask |= wire::kAttrOwner;
+    attr.uid = info.uid;
+    attr.gid = info.gid;
+  }
+  // Directory mtimes change with every entry the standby creates in them; they are not
+  // replicated (docs/ARCHITECTURE.md).
+  if (info.kind != NodeKind::kDirectory && entry.mtime_ns != info.mtime_ns) {
+    attr.mask |= wire::kAttrMtime;
+    attr.mtime_ns = info.mtime_ns;
+  }
+  if (attr.mask == 0) return Status::Ok();
+  attr.path = WirePath(root, info.path);
+  entry.mode = info.kind == NodeKind::kSymlink ? entry.mode : info.mode;
+  entry.uid = info.uid;
+  entry.gid = info.gid;
+  if (info.kind != NodeKind::kDirectory) entry.mtime_ns = info.mtime_ns;
+  return EmitChange(std::move(attr), 0);
+}
+
+Status Sender::UpsertDir(uint32_t root, const FileInfo& info) {
+  Model& m = model_[root];
+  auto it = m.find(info.path);
+  if (it != m.end() && it->second.kind != NodeKind::kDirectory) {
+    RETURN_IF_ERROR(Remove(root, info.path));
+    it = m.end();
+  }
+  if (it == m.end() && !info.path.empty()) {
+    Status parents = EnsureParents(root, info.path);
+    if (parents.code() == Code::kNotFound) return Status::Ok();
+    RETURN_IF_ERROR(parents);
+    RETURN_IF_ERROR(
+        EmitChange(wire::Mkdir{info.mode, info.uid, info.gid, WirePath(root, info.path)}, 0));
+    Entry e;
+    e.kind = NodeKind::kDirectory;
+    e.mode = info.mode;
+    e.uid = info.uid;
+    e.gid = info.gid;
+    it = m.emplace(info.path, std::move(e)).first;
+  } else if (it == m.end()) {
+    // The root itself is not in the manifest yet: it exists on both sides by config.
+    Entry e;
+    e.kind = NodeKind::kDirectory;
+    e.mode = ~0u;  // unknown: force a SetAttr below
+    it = m.emplace(info.path, std::move(e)).first;
+  }
+  RETURN_IF_ERROR(SetAttrIfNeeded(root, info, it->second));
+  if (options_.replicate_xattrs) {
+    auto fd = OpenReadBeneath(root_fds_[root], info.path);
+    if (fd.ok()) RETURN_IF_ERROR(SendXattrs(root, info.path, fd->get(), it->second));
+  }
+  return Status::Ok();
+}
+
+Status Sender::UpsertSymlink(uint32_t root, const FileInfo& info) {
+  Model& m = model_[root];
+  auto it = m.find(info.path);
+  Hash128 target_hash = Xxh3_128(std::as_bytes(std::span(info.target)));
+  if (it != m.end()) {
+    Entry& e = it->second;
+    if (e.kind == NodeKind::kSymlink && e.hash == target_hash) {
+      return SetAttrIfNeeded(root, info, e);
+    }
+    if (e.kind == NodeKind::kDirectory) RETURN_IF_ERROR(Remove(root, info.path));
+  }
+  Status parents = EnsureParents(root, info.path);
+  if (parents.code() == Code::kNotFound) return Status::Ok();
+  RETURN_IF_ERROR(parents);
+  RETURN_IF_ERROR(EmitChange(
+      wire::Symlink{info.uid, info.gid, info.mtime_ns, WirePath(root, info.path), info.target}, 0));
+  Forget(root, info.path);
+  Entry e;
+  e.kind = NodeKind::kSymlink;
+  e.uid = info.uid;
+  e.gid = info.gid;
+  e.size = info.target.size();
+  e.mtime_ns = info.mtime_ns;
+  e.hash = target_hash;
+  e.target = info.target;
+  m[info.path] = std::move(e);
+  return Status::Ok();
+}
+
+Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* journal) {
+  auto fd_or = OpenReadBeneath(root_fds_[root], path_info.path);
+  if (!fd_or.ok()) {
+    Code c = fd_or.status().code();
+    if (c == Code::kNotFound || c == Code::kInvalidArgument) return Status::Ok();
+    return fd_or.status();
+  }
+  UniqueFd fd = std::move(fd_or).value();
+  ASSIGN_OR_RETURN(FileInfo info, StatFd(fd.get()));
+  if (info.kind != NodeKind::kFile) return Upsert(root, path_info.path, journal);  // raced
+  info.path = path_info.path;
+
+  Model& m = model_[root];
+  auto it = m.find(info.path);
+  if (it != m.end() && it->second.kind == NodeKind::kDirectory) {
+    RETURN_IF_ERROR(Remove(root, info.path));
+    it = m.end();
+  }
+  Entry* cur = it == m.end() ? nullptr : &it->second;
+
+  // Same inode, same size and mtime: at most metadata changed.
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino == info.ino &&
+      cur->dev == info.dev && cur->size == info.size && cur->mtime_ns == info.mtime_ns) {
+    ++stats_.unchanged_skipped;
+    RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
+    if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
+    return Status::Ok();
+  }
+
+  Status parents = EnsureParents(root, info.path);
+  if (parents.code() == Code::kNotFound) return Status::Ok();
+  RETURN_IF_ERROR(parents);
+
+  // From a manifest (inode unknown): equal content means only metadata may differ.
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino == 0 && cur->size == info.size) {
+    ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
+    if (h == cur->hash) {
+      ++stats_.unchanged_skipped;
+      cur->dev = info.dev;
+      cur->ino = info.ino;
+      if (info.size >= options_.delta_min_bytes) {
+        ASSIGN_OR_RETURN(cur->blocks, BlockHashesFd(fd.get(), options_.block_size));
+      }
+      Index(root, info.path, *cur);
+      RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
+      if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
+      return Status::Ok();
+    }
+  }
+
+  // Other names the standby holds for this inode. Verify each still is this inode on the
+  // primary (a stale name would be re-linked to the wrong file).
+  std::vector<std::string> siblings;
+  bool sibling_current = false;
+  std::string link_source;
+  if (info.nlink > 1) {
+    auto names = inodes_.find({info.dev, info.ino});
+    if (names != inodes_.end()) {
+      for (const auto& [r, name] : names->second) {
+        if (r != root || name == info.path) continue;
+        auto st = StatPath(root_fds_[root], name);
+        if (!st.ok() || st->ino != info.ino || st->dev != info.dev) continue;
+        siblings.push_back(name);
+        const Entry& se = m.at(name);
+        if (!sibling_current && se.size == info.size && se.mtime_ns == info.mtime_ns) {
+          sibling_current = true;
+          link_source = name;
+        }
+      }
+    }
+  }
+
+  if (sibling_current) {
+    // A new name of content the standby already has: a hard link, no bytes.
+    RETURN_IF_ERROR(
+        EmitChange(wire::Link{WirePath(root, link_source), WirePath(root, info.path)}, 0));
+    ++stats_.links_sent;
+    Forget(root, info.path);
+    Entry copy = m.at(link_source);
+    Entry& e = m[info.path] = std::move(copy);
+    Index(root, info.path, e);
+    RETURN_IF_ERROR(SetAttrIfNeeded(root, info, e));
+    if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), e));
+    return Status::Ok();
+  }
+
+  const Entry* base = (cur != nullptr && cur->kind == NodeKind::kFile && !cur->blocks.empty() &&
+                       info.size >= options_.delta_min_bytes)
+                          ? cur
+                          : nullptr;
+  Entry sent;
+  bool aborted = false;
+  int& retries = read_retries_[WirePath(root, info.path)];
+  bool allow_abort = journal != nullptr && retries < kMaxReadRetries;
+  RETURN_IF_ERROR(SendContent(root, info, fd.get(), base, &sent, allow_abort ? &aborted : nullptr));
+  if (aborted) {
+    ++retries;
+    ++stats_.aborted_reads;
+    journal->Upsert(root, info.path);
+    return Status::Ok();
+  }
+  read_retries_.erase(WirePath(root, info.path));
+  Forget(root, info.path);
+  Entry& e = m[info.path] = std::move(sent);
+  Index(root, info.path, e);
+  if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), e));
+  // The standby published the new content as a new inode: the other names follow it.
+  for (const std::string& name : siblings) {
+    RETURN_IF_ERROR(EmitChange(wire::Link{WirePath(root, info.path), WirePath(root, name)}, 0));
+    ++stats_.links_sent;
+    Forget(root, name);
+    Entry copy = m.at(info.path);
+    Entry& se = m[name] = std::move(copy);
+    Index(root, name, se);
+  }
+  return Status::Ok();
+}
+
+Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const Entry* base,
+                           Entry* out, bool* aborted) {
+  struct stat before {};
+  if (fstat(fd, &before) != 0) return ErrnoStatus(errno, "fstat " + info.path);
+  const uint64_t size = static_cast<uint64_t>(before.st_size);
+  const uint32_t bs = options_.block_size;
+  const bool keep_blocks = size >= options_.delta_min_bytes;
+  std::vector<Region> regions = DataRegions(fd, size);
+
+  uint64_t seq = next_seq_++;
+  std::string wpath = WirePath(root, info.path);
+  int64_t mtime_ns =
+      static_cast<int64_t>(before.st_mtim.tv_sec) * 1'000'000'000 + before.st_mtim.tv_nsec;
+  uint32_t flags = 0;
+  if (base != nullptr) flags |= wire::kFileDelta;
+  if (regions.size() != 1 || (size > 0 && (regions[0].start != 0 || regions[0].end != size))) {
+    flags |= wire::kFileSparse;
+  }
+  RETURN_IF_ERROR(
+      sink_.Emit(seq, wire::FileBegin{size, static_cast<uint32_t>(before.st_mode & 07777),
+                                      before.st_uid, before.st_gid, flags, mtime_ns, wpath}));
+
+  XXH3_state_t whole;
+  XXH3_128bits_reset(&whole);
+  std::vector<Hash128> blocks;
+  if (keep_blocks) blocks.reserve(static_cast<size_t>((size + bs - 1) / bs));
+  std::vector<std::byte> block(bs);
+  std::vector<std::byte> pending;  // consecutive blocks to send as one extent
+  uint64_t pending_offset = 0;
+  uint32_t range_count = 0;
+  uint64_t data_bytes = 0;
+
+  auto flush_extent = [&]() -> Status {
+    if (pending.empty()) return Status::Ok();
+    uint64_t len = pending.size();
+    RETURN_IF_ERROR(sink_.Emit(seq, wire::Extent{size, pending_offset, std::move(pending)}));
+    pending = {};
+    ++range_count;
+    data_bytes += len;
+    return Status::Ok();
+  };
+
+  for (uint64_t off = 0; off < size; off += bs) {
+    size_t len = static_cast<size_t>(std::min<uint64_t>(bs, size - off));
+    bool hole = !Overlaps(regions, off, off + len);
+    if (hole) {
+      std::memset(block.data(), 0, len);
+    } else {
+      size_t got = 0;
+      RETURN_IF_ERROR(PreadFull(fd, block.data(), len, off, &got));
+      if (got < len) std::memset(block.data() + got, 0, len - got);  // shrank while read
+    }
+    std::span<const std::byte> data(block.data(), len);
+    XXH3_128bits_update(&whole, data.data(), data.size());
+    Hash128 bh{};
+    if (keep_blocks || base != nullptr) bh = Xxh3_128(data);
+    if (keep_blocks) blocks.push_back(bh);
+
+    bool send;
+    if (base != nullptr) {
+      size_t idx = static_cast<size_t>(off / bs);
+      send = idx >= base->blocks.size() || base->blocks[idx] != bh ||
+             (off + len > base->size);  // a short last block grew
+    } else {
+      send = !hole;
+    }
+    if (send) {
+      if (!pending.empty() && pending_offset + pending.size() != off)
+        RETURN_IF_ERROR(flush_extent());
+      if (pending.empty()) pending_offset = off;
+      pending.insert(pending.end(), data.begin(), data.end());
+      if (pending.size() + bs > wire::kExtentDataMax) RETURN_IF_ERROR(flush_extent());
+    } else {
+      RETURN_IF_ERROR(flush_extent());
+    }
+  }
+  RETURN_IF_ERROR(flush_extent());
+
+  struct stat after {};
+  if (fstat(fd, &after) != 0) return ErrnoStatus(errno, "fstat " + info.path);
+  bool changed = after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+                 after.st_mtim.tv_nsec != before.st_mtim.tv_nsec ||
+                 after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+                 after.st_ctim.tv_nsec != before.st_ctim.tv_nsec;
+  if (changed && aborted != nullptr) {
+    *aborted = true;
+    ++batch_changes_;
+    RETURN_IF_ERROR(sink_.Emit(seq, wire::FileAbort{wire::FileAbortReason::kChanged}));
+    return MaybeCommit();
+  }
+
+  XXH128_hash_t h = XXH3_128bits_digest(&whole);
+  RETURN_IF_ERROR(
+      sink_.Emit(seq, wire::FileEnd{size, Hash128{h.low64, h.high64}, range_count, data_bytes}));
+  ++stats_.files_sent;
+  stats_.file_bytes_sent += data_bytes;
+  if (base != nullptr) ++stats_.deltas_sent;
+
+  out->kind = NodeKind::kFile;
+  out->mode = before.st_mode & 07777;
+  out->uid = before.st_uid;
+  out->gid = before.st_gid;
+  out->size = size;
+  out->mtime_ns = mtime_ns;
+  out->hash = Hash128{h.low64, h.high64};
+  out->dev = before.st_dev;
+  out->ino = before.st_ino;
+  out->blocks = std::move(blocks);
+  ++batch_changes_;
+  batch_bytes_ += data_bytes;
+  return MaybeCommit();
+}
+
+Status Sender::SendXattrs(uint32_t root, const std::string& path, int fd, Entry& entry) {
+  auto set = ReadXattrs(fd);
+  if (!set.ok()) return set.status().Annotate(path);
+  if (set->hash == entry.xattr_hash) return Status::Ok();
+  std::string wpath = WirePath(root, path);
+  // Names the standby may hold that the primary no longer has are unknown after a
+  // manifest; the ones we sent are tracked by their hash only, so remove-then-set the
+  // allowed namespace fully is not possible without names: send every current value.
+  for (size_t i = 0; i < set->names.size(); ++i) {
+    RETURN_IF_ERROR(EmitChange(wire::SetXattr{wpath, set->names[i], set->values[i]}, 0));
+  }
+  entry.xattr_hash = set->hash;
+  return Status::Ok();
+}
+
+Status Sender::Remove(uint32_t root, const std::string& path) {
+  Model& m = model_[root];
+  auto it = m.find(path);
+  if (it == m.end()) return Status::Ok();
+  if (it->second.kind == NodeKind::kDirectory) {
+    // Children the model still holds (their own removals were missed or come later):
+    // deepest first, so every rmdir finds its directory empty.
+    std::vector<std::string> below;
+    for (auto c = std::next(it); c != m.end() && IsBelow(c->first, path); ++c)
+      below.push_back(c->first);
+    for (auto r = below.rbegin(); r != below.rend(); ++r) {
+      const Entry& e = m.at(*r);
+      if (e.kind == NodeKind::kDirectory) {
+        RETURN_IF_ERROR(EmitChange(wire::Rmdir{WirePath(root, *r)}, 0));
+      } else {
+        RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, *r)}, 0));
+      }
+      Forget(root, *r);
+    }
+    if (!path.empty()) RETURN_IF_ERROR(EmitChange(wire::Rmdir{WirePath(root, path)}, 0));
+  } else {
+    RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, path)}, 0));
+  }
+  if (!path.empty()) Forget(root, path);
+  return Status::Ok();
+}
+
+Status Sender::Rename(uint32_t root, const std::string& from, const std::string& to,
+                      Journal& journal) {
+  Model& m = model_[root];
+  auto src = m.find(from);
+  if (src == m.end() || from.empty() || to.empty()) {
+    // The standby never got the source: ship the target as it is now.
+    auto info = StatPath(root_fds_[root], to);
+    if (info.ok() && info->kind == NodeKind::kDirectory) return RescanSubtree(root, to, &journal);
+    return Upsert(root, to, &journal);
+  }
+  Status parents = EnsureParents(root, to);
+  if (parents.code() == Code::kNotFound) {
+    return Remove(root, from);  // the target's directory is gone too
+  }
+  RETURN_IF_ERROR(parents);
+  bool src_dir = src->second.kind == NodeKind::kDirectory;
+  auto dst = m.find(to);
+  if (dst != m.end()) {
+    bool dst_dir = dst->second.kind == NodeKind::kDirectory;
+    bool dst_has_children =
+        dst_dir && std::next(dst) != m.end() && IsBelow(std::next(dst)->first, to);
+    if (dst_dir != src_dir || dst_has_children) RETURN_IF_ERROR(Remove(root, to));
+  }
+  RETURN_IF_ERROR(EmitChange(wire::Rename{0, WirePath(root, from), WirePath(root, to)}, 0));
+  // Move the model entries: `from` and everything below it.
+  std::vector<std::pair<std::string, Entry>> moved;
+  for (auto it = m.find(from); it != m.end() && (it->first == from || IsBelow(it->first, from));) {
+    Unindex(root, it->first, it->second);
+    moved.emplace_back(to + it->first.substr(from.size()), std::move(it->second));
+    it = m.erase(it);
+  }
+  Forget(root, to);
+  for (auto& [path, entry] : moved) {
+    Index(root, path, entry);
+    m[path] = std::move(entry);
+  }
+  return Status::Ok();
+}
+
+Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal) {
+  std::vector<FileInfo> seen;
+  Status walk = ScanTree(
+      root_fds_[root], subtree, {},
+      [&](const FileInfo& info) {
+        seen.push_back(info);
+        return Status::Ok();
+      },
+      nullptr);
+  if (walk.code() == Code::kNotFound) {
+    return Remove(root, subtree);  // the subtree is gone on the primary
+  }
+  RETURN_IF_ERROR(walk);
+  if (subtree.empty()) {
+    auto top = StatPath(root_fds_[root], "");
+    if (!top.ok()) return top.status();
+    RETURN_IF_ERROR(UpsertDir(root, *top));
+  }
+  // Upserts top-down first, removals last: a name the primary replaced is never missing
+  // on the standby in between (the Slurm X / X.old pair stays covered).
+  std::unordered_map<std::string, bool> present;
+  present.reserve(seen.size() + 1);
+  present[subtree] = true;
+  for (const FileInfo& info : seen) {
+    present[info.path] = true;
+    switch (info.kind) {
+      case NodeKind::kDirectory:
+        RETURN_IF_ERROR(UpsertDir(root, info));
+        break;
+      case NodeKind::kSymlink:
+        RETURN_IF_ERROR(UpsertSymlink(root, info));
+        break;
+      case NodeKind::kFile:
+        RETURN_IF_ERROR(UpsertFile(root, info, journal));
+        break;
+    }
+  }
+  Model& m = model_[root];
+  std::vector<std::string> gone;
+  auto start = subtree.empty() ? m.begin() : m.find(subtree);
+  for (auto it = start; it != m.end() && (it->first == subtree || IsBelow(it->first, subtree));
+       ++it) {
+    if (present.count(it->first) == 0) gone.push_back(it->first);
+  }
+  for (auto r = gone.rbegin(); r != gone.rend(); ++r) {
+    if (m.count(*r) != 0) RETURN_IF_ERROR(Remove(root, *r));
+  }
+  return Status::Ok();
+}
+
+}  // namespace hasync::engine

@@ -1,0 +1,176 @@
+// Sender: the primary's side of replication. It turns journal changes into protocol
+// messages, keeping a model of what the standby holds so only differences move.
+//
+// How it decides (DESIGN §6): the journal says *what was touched*; the sender looks at
+// the file as it is now and compares it with the model:
+// - a file whose (size, mtime, mode, owner) match the model is not sent again;
+// - a file that is another name of an inode the standby already holds under a name with
+//   current content becomes a LINK (the Slurm `link X X.old` pattern ships no bytes);
+// - a file the model holds with block hashes (≥ delta_min_bytes) ships only the blocks
+//   whose XXH3-128 differ, as a delta (an append ships the tail);
+// - otherwise the whole content ships, holes skipped (sparse files stay sparse);
+// - after a content change of an inode with several names, the other names are linked
+//   to the new version again, because the standby publishes content as a new inode.
+// Every file version carries its XXH3-128; a file that changes while it is being read is
+// aborted (FILE_ABORT) and queued again, up to kMaxReadRetries, then shipped as read (the
+// event that changed it queues it once more anyway).
+//
+// The model is what the standby will hold once everything sent is applied, in order. On
+// a NACK or a lost connection it is no longer trustworthy: the caller drops the session
+// and resyncs from a fresh manifest (DESIGN §6: "never a silent miss").
+//
+// Wire paths: sync root i's entry `p` is "i/p" on the wire, the root itself "i". Both
+// nodes list the same roots in the same order (docs/CONFIG.md).
+//
+// Thread safety: none; the primary's event loop owns the sender.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/hash.h"
+#include "base/status.h"
+#include "engine/journal/journal.h"
+#include "engine/scan/scanner.h"
+#include "wire/messages.h"
+
+namespace hasync::engine {
+
+// Where the sender's messages go. The transport adds the epoch and frames them.
+class MessageSink {
+ public:
+  virtual ~MessageSink() = default;
+  // `seq` is the change sequence number for change messages, 0 for others.
+  virtual Status Emit(uint64_t seq, wire::Message message) = 0;
+};
+
+inline constexpr uint32_t kDefaultBlockSize = 64 * 1024;
+inline constexpr int kMaxReadRetries = 3;
+
+struct SenderOptions {
+  uint32_t block_size = kDefaultBlockSize;
+  uint64_t delta_min_bytes = 1 << 20;         // files at least this big keep block hashes
+  uint32_t max_batch_changes = 1024;          // a COMMIT after this many changes…
+  uint64_t max_batch_bytes = 8 << 20;         // …or this many content bytes
+  uint64_t max_unacked_bytes = 256ull << 20;  // stop pumping past this (backpressure)
+  uint32_t max_unacked_batches = 64;
+  bool replicate_xattrs = true;
+};
+
+struct SenderStats {
+  uint64_t files_sent = 0;
+  uint64_t file_bytes_sent = 0;  // content bytes in EXTENT frames
+  uint64_t links_sent = 0;
+  uint64_t deltas_sent = 0;
+  uint64_t unchanged_skipped = 0;
+  uint64_t aborted_reads = 0;
+  uint64_t batches = 0;
+};
+
+class Sender {
+ public:
+  // root_fds are borrowed directory fds of the sync roots, in config order.
+  Sender(std::vector<int> root_fds, SenderOptions options, MessageSink& sink);
+
+  // ---- Resync: the model becomes the standby's manifest, then every root is compared.
+  void BeginManifest();
+  // One entry of the standby's manifest (wire path "i/p").
+  Status AddManifestEntry(const wire::ManifestEntry& entry);
+  // Compares every root with the model and emits RESYNC_BEGIN, the differences (upserts
+  // top-down, removals bottom-up), a COMMIT and RESYNC_END.
+  Status Resync();
+
+  // ---- Live: ship journal changes until the journal is empty or backpressure holds.
+  // Returns OK with work left when the unacked bound is reached; call again after ACKs.
+  Status Pump(Journal& journal);
+  // Ends the open batch with a COMMIT if it holds any change.
+  Status Flush();
+
+  // ACK from the standby: changes up to seq are applied (and durable if durable).
+  Status OnAck(const wire::Ack& ack);
+
+  bool backpressured() const;
+  uint64_t last_seq() const { return next_seq_ - 1; }
+  uint64_t acked_seq() const { return acked_seq_; }
+  uint64_t unacked_bytes() const;
+  // First sequence number to use (continuing the standby's last applied one).
+  void set_next_seq(uint64_t seq) { next_seq_ = seq < 1 ? 1 : seq; }
+  const SenderStats& stats() const { return stats_; }
+  size_t tracked() const;
+
+ private:
+  struct Entry {
+    NodeKind kind = NodeKind::kFile;
+    uint32_t mode = 0;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    Hash128 hash;                 // content hash as the standby holds it
+    uint64_t dev = 0, ino = 0;    // primary inode it was sent from; 0 = unknown
+    std::string target;           // symlinks
+    uint64_t xattr_hash = 0;      // XXH3-64 of the sorted allowed xattrs; 0 = none
+    std::vector<Hash128> blocks;  // block hashes when size ≥ delta_min_bytes
+  };
+  using Model = std::map<std::string, Entry>;  // ordered: subtrees are contiguous
+
+  struct InodeKey {
+    uint64_t dev, ino;
+    friend bool operator==(const InodeKey&, const InodeKey&) = default;
+  };
+  struct InodeKeyHash {
+    size_t operator()(const InodeKey& k) const { return std::hash<uint64_t>()(k.dev * 31 + k.ino); }
+  };
+
+  Status Apply(const Change& change, Journal& journal);
+  Status Upsert(uint32_t root, const std::string& path, Journal* journal);
+  Status UpsertFile(uint32_t root, const FileInfo& info, Journal* journal);
+  Status UpsertDir(uint32_t root, const FileInfo& info);
+  Status UpsertSymlink(uint32_t root, const FileInfo& info);
+  Status EnsureParents(uint32_t root, const std::string& path);
+  Status Remove(uint32_t root, const std::string& path);
+  Status Rename(uint32_t root, const std::string& from, const std::string& to, Journal& journal);
+  Status RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal);
+  // Sends content of `path` (open fd, stat `info`); `base` = the model's entry to delta
+  // against or null. Returns false in *aborted when the file changed while read.
+  Status SendContent(uint32_t root, const FileInfo& info, int fd, const Entry* base, Entry* out,
+                     bool* aborted);
+  Status SendXattrs(uint32_t root, const std::string& path, int fd, Entry& entry);
+  Status SetAttrIfNeeded(uint32_t root, const FileInfo& info, Entry& entry);
+  Status EmitChange(wire::Message message, uint64_t content_bytes);
+  Status MaybeCommit();
+  void Forget(uint32_t root, const std::string& path);
+  void Index(uint32_t root, const std::string& path, const Entry& entry);
+  void Unindex(uint32_t root, const std::string& path, const Entry& entry);
+
+  std::vector<int> root_fds_;
+  SenderOptions options_;
+  MessageSink& sink_;
+  std::vector<Model> model_;
+  // (dev, ino) → (root, path) names the standby holds for that primary inode.
+  std::unordered_map<InodeKey, std::vector<std::pair<uint32_t, std::string>>, InodeKeyHash> inodes_;
+  std::unordered_map<std::string, int> read_retries_;
+
+  uint64_t next_seq_ = 1;
+  uint64_t acked_seq_ = 0;
+  uint32_t batch_changes_ = 0;
+  uint64_t batch_bytes_ = 0;
+  struct Inflight {
+    uint64_t last_seq;
+    uint64_t bytes;
+  };
+  std::vector<Inflight> inflight_;
+  SenderStats stats_;
+};
+
+// "i/p" for root i and relative path p ("i" for the root itself).
+std::string WirePath(uint32_t root, std::string_view path);
+// Splits a wire path into root index and relative path; error if malformed or the index
+// is not below root_count.
+Result<std::pair<uint32_t, std::string>> SplitWirePath(std::string_view wire_path,
+                                                       uint32_t root_count);
+
+}  // namespace hasync::engine

@@ -47,6 +47,15 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
+// A key as TOML would accept it bare, else quoted (keys may hold any character).
+std::string KeyName(std::string_view k) {
+  const bool bare = !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+  return bare ? std::string(k) : Quote(k);
+}
+
 size_t EditDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -67,7 +76,9 @@ std::string Suggest(std::string_view key, const std::vector<std::string_view>& k
   std::string_view best;
   size_t best_d = 3;  // suggest only close matches
   for (std::string_view k : known) {
-    const size_t d = EditDistance(key, k);
+    // A close spelling, or the right name without (or with a wrong) unit suffix.
+    const bool stem = key.size() >= 3 && (k.starts_with(key) || key.starts_with(k));
+    const size_t d = stem ? 1 : EditDistance(key, k);
     if (d < best_d) {
       best_d = d;
       best = k;
@@ -213,7 +224,7 @@ class Parser {
         if (s.name == key.str()) sec = &s;
       }
       if (sec == nullptr) {
-        note(node, fmt::format("unknown key {}{}", Quote(key.str()),
+        note(node, fmt::format("unknown key {}{}", KeyName(key.str()),
                                Suggest(key.str(), section_names, "")));
         continue;
       }
@@ -225,7 +236,7 @@ class Parser {
       }
       for (auto&& [k2, n2] : *tbl) {
         if (std::find(sec->keys.begin(), sec->keys.end(), k2.str()) == sec->keys.end()) {
-          note(n2, fmt::format("unknown key {}.{}{}", sec->name, Quote(k2.str()),
+          note(n2, fmt::format("unknown key {}.{}{}", sec->name, KeyName(k2.str()),
                                Suggest(k2.str(), sec->keys, fmt::format("{}.", sec->name))));
           continue;
         }
@@ -238,7 +249,7 @@ class Parser {
         }
         for (auto&& [k3, n3] : *hook) {
           if (std::find(kHookKeys.begin(), kHookKeys.end(), k3.str()) == kHookKeys.end()) {
-            note(n3, fmt::format("unknown key hooks.{}.{}{}", k2.str(), Quote(k3.str()),
+            note(n3, fmt::format("unknown key hooks.{}.{}{}", k2.str(), KeyName(k3.str()),
                                  Suggest(k3.str(), kHookKeys, fmt::format("hooks.{}.", k2.str()))));
           }
         }

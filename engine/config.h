@@ -37,7 +37,7 @@ inline constexpr int64_t kMiB = 1024 * kKiB;
 inline constexpr int64_t kGiB = 1024 * kMiB;
 inline constexpr int64_t kTiB = 1024 * kGiB;
 
-inline constexpr IntBounds kWindowMsBounds{500, 3'600'000};
+inline constexpr IntBounds kWindowMsBounds{100, 3'600'000};
 inline constexpr IntBounds kBeatMsBounds{10, 60'000};
 inline constexpr IntBounds kLeaseMsBounds{100, 3'600'000};
 inline constexpr IntBounds kMinFailoverIntervalMsBounds{0, 86'400'000};

@@ -61,8 +61,8 @@ Result<std::string> ReadLinkAt(int dir_fd, const char* name, uint64_t size_hint)
   return Status(Code::kOutOfRange, std::string("symlink target of ") + name + " keeps growing");
 }
 
-// Opens `path` (relative, may be "") as a directory below root_fd, one component at a
-// time, never following a symlink.
+}  // namespace
+
 Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path) {
   UniqueFd cur(fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
   if (!cur) return ErrnoStatus(errno, "dup root fd");
@@ -78,6 +78,19 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path) {
   }
   return cur;
 }
+
+Result<UniqueFd> OpenReadBeneath(int root_fd, std::string_view path) {
+  size_t slash = path.rfind('/');
+  std::string_view parent = slash == std::string_view::npos ? "" : path.substr(0, slash);
+  std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));
+  if (name.empty()) return OpenDirBeneath(root_fd, path);
+  ASSIGN_OR_RETURN(UniqueFd dir, OpenDirBeneath(root_fd, parent));
+  int fd = openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return ErrnoStatus(errno, "open " + std::string(path));
+  return UniqueFd(fd);
+}
+
+namespace {
 
 struct Walker {
   const ScanLimits& limits;

@@ -26,6 +26,7 @@
 
 #include "base/hash.h"
 #include "base/status.h"
+#include "base/unique_fd.h"
 
 namespace hasync::engine {
 
@@ -67,6 +68,11 @@ Status ScanTree(int root_fd, std::string_view subtree, const ScanLimits& limits,
 // lstat-like information about one path below root_fd, without following symlinks.
 // NotFound when it does not exist.
 Result<FileInfo> StatPath(int root_fd, std::string_view path);
+
+// Opens `path` (relative; "" = the root) below root_fd one component at a time with
+// O_NOFOLLOW, as a directory / for reading. A symlink anywhere fails with a reason.
+Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path);
+Result<UniqueFd> OpenReadBeneath(int root_fd, std::string_view path);
 
 // FileInfo from an fstat of an open fd (path and target left empty).
 Result<FileInfo> StatFd(int fd);

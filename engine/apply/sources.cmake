@@ -1,0 +1,10 @@
+# The standby's apply layer (engine/apply): the lead include()s this into the engine
+# library. Paths are absolute so the file works from any CMakeLists.txt.
+set(HASYNC_APPLY_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/fs_ops.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/policy.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/quarantine.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/resolve.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/tree.cpp
+)
+# Links: hasync::base, fmt::fmt (messages).

@@ -1,0 +1,811 @@
+// Tree and Batch: confined, atomic, durable application of replicated changes.
+// See tree.h for the contract and docs/APPLY.md for the rules and why.
+#include "engine/apply/tree.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "engine/apply/policy.h"
+#include "engine/apply/resolve.h"
+
+namespace hasync::engine::apply {
+namespace {
+
+constexpr int64_t kNsPerSec = 1'000'000'000;
+
+timespec ToTimespec(int64_t ns) {
+  int64_t sec = ns / kNsPerSec;
+  int64_t rem = ns % kNsPerSec;
+  if (rem < 0) {  // round toward minus infinity so tv_nsec is in [0, 1e9)
+    rem += kNsPerSec;
+    --sec;
+  }
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(sec);
+  ts.tv_nsec = static_cast<long>(rem);
+  return ts;
+}
+
+// Only a filesystem that cannot share blocks answers FICLONE with these.
+bool CloneUnsupported(int err) {
+  return err == EOPNOTSUPP || err == EXDEV || err == EINVAL || err == ENOTTY || err == ENOSYS ||
+         err == EBADF;
+}
+
+Status CheckXattrs(const std::vector<Xattr>& xattrs, bool allow_privileged,
+                   std::string_view path) {
+  if (xattrs.size() > kMaxXattrsPerFile) {
+    return OutOfRange(fmt::format("{}: {} xattrs > kMaxXattrsPerFile {}", path, xattrs.size(),
+                                  kMaxXattrsPerFile));
+  }
+  for (const Xattr& x : xattrs) {
+    RETURN_IF_ERROR(CheckXattrName(x.name, allow_privileged).Annotate(path));
+    if (x.value.size() > kMaxXattrValueBytes) {
+      return OutOfRange(fmt::format("{}: xattr {} value of {} bytes > kMaxXattrValueBytes {}",
+                                    path, x.name, x.value.size(), kMaxXattrValueBytes));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckTarget(std::string_view target, std::string_view path) {
+  if (target.empty() || target.size() >= 4096 || target.find('\0') != std::string_view::npos) {
+    return InvalidArgument(
+        fmt::format("{}: symlink target of {} bytes is empty, too long or holds a NUL", path,
+                    target.size()));
+  }
+  return Status::Ok();
+}
+
+Status FstatFd(int fd, struct stat* st, std::string_view what) {
+  if (::fstat(fd, st) != 0) return ErrnoStatus(errno, fmt::format("fstat {}", what));
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string NewTempName() {
+  uint64_t bits = 0;
+  if (::getrandom(&bits, sizeof(bits), 0) != static_cast<ssize_t>(sizeof(bits))) {
+    // No entropy source: names only need to be unlikely to collide, and O_EXCL catches
+    // the rest.
+    static uint64_t counter = 0;
+    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    bits = static_cast<uint64_t>(now) ^ (static_cast<uint64_t>(::getpid()) << 32) ^ ++counter;
+  }
+  return fmt::format("{}{:016x}", kTempPrefix, bits);
+}
+
+Result<TempFile> CreateTempFile(int dir_fd, std::string_view for_path) {
+  for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
+    std::string name = NewTempName();
+    int fd = ::openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                      0600);
+    if (fd >= 0) return TempFile{std::move(name), UniqueFd(fd)};
+    if (errno != EEXIST) {
+      return ErrnoStatus(errno, fmt::format("create temp {} for {}", name, for_path));
+    }
+  }
+  return Status(Code::kAlreadyExists,
+                fmt::format("create temp for {}: {} random names all taken", for_path,
+                            kTempNameAttempts));
+}
+
+Status ApplyMetaToFd(int fd, const FileMeta& meta, bool is_dir, bool allow_privileged,
+                     std::string_view path, uint64_t* stripped) {
+  // chown first: it clears setuid/setgid, so the mode must come after it.
+  if (meta.owner) {
+    if (::fchown(fd, meta.owner->uid, meta.owner->gid) != 0) {
+      return ErrnoStatus(errno, fmt::format("fchown {} to {}:{}", path, meta.owner->uid,
+                                            meta.owner->gid));
+    }
+  }
+  ASSIGN_OR_RETURN(ModeDecision mode, DecideMode(meta.mode, is_dir, allow_privileged));
+  if (mode.stripped) ++*stripped;
+  if (::fchmod(fd, static_cast<mode_t>(mode.mode)) != 0) {
+    return ErrnoStatus(errno, fmt::format("fchmod {} to {:o}", path, mode.mode));
+  }
+  RETURN_IF_ERROR(CheckXattrs(meta.xattrs, allow_privileged, path));
+  for (const Xattr& x : meta.xattrs) {
+    if (::fsetxattr(fd, x.name.c_str(), x.value.data(), x.value.size(), 0) != 0) {
+      return ErrnoStatus(errno, fmt::format("fsetxattr {} on {}", x.name, path));
+    }
+  }
+  // Last: every call above changes the ctime only, but a write would move the mtime.
+  if (meta.mtime_ns) {
+    timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(*meta.mtime_ns)};
+    if (::futimens(fd, ts) != 0) return ErrnoStatus(errno, fmt::format("futimens {}", path));
+  }
+  return Status::Ok();
+}
+
+Status CopySparse(FsOps& fs, int src_fd, int dst_fd, uint64_t size, std::string_view path,
+                  uint64_t* copied) {
+  uint64_t pos = 0;
+  for (size_t segment = 0; pos < size; ++segment) {
+    if (segment == kMaxCloneSegments) {
+      return OutOfRange(fmt::format("{}: more than kMaxCloneSegments {} data segments", path,
+                                    kMaxCloneSegments));
+    }
+    off_t data = ::lseek(src_fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains; ftruncate below recreates it
+      return ErrnoStatus(errno, fmt::format("lseek SEEK_DATA in {}", path));
+    }
+    off_t hole = ::lseek(src_fd, data, SEEK_HOLE);
+    if (hole < 0) return ErrnoStatus(errno, fmt::format("lseek SEEK_HOLE in {}", path));
+    auto begin = static_cast<uint64_t>(data);
+    uint64_t end = std::min(static_cast<uint64_t>(hole), size);
+    if (end <= begin) break;
+    int err = fs.CopyRange(src_fd, dst_fd, begin, end - begin);
+    if (err != 0) {
+      return ErrnoStatus(err, fmt::format("copy range [{}, {}) of {}", begin, end, path));
+    }
+    *copied += end - begin;
+    pos = end;
+  }
+  int err = fs.Ftruncate(dst_fd, size);
+  if (err != 0) return ErrnoStatus(err, fmt::format("ftruncate copy of {} to {}", path, size));
+  return Status::Ok();
+}
+
+// ---- Tree -------------------------------------------------------------------------
+
+Result<Tree> Tree::Open(std::string_view root_path, const TreeOptions& options, FsOps* fs) {
+  if (root_path.empty() || root_path.front() != '/') {
+    return InvalidArgument(fmt::format("sync root \"{}\" is not an absolute path", root_path));
+  }
+  std::string path(root_path);
+  int fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("open sync root {}", path));
+  UniqueFd root(fd);
+  // Fail at start-up, with the reason, on a kernel without openat2.
+  ASSIGN_OR_RETURN(UniqueFd probe, OpenBeneath(root.get(), "", O_RDONLY | O_DIRECTORY,
+                                               "probe of the sync root"));
+  return Tree(std::move(root), std::move(path), options, fs != nullptr ? fs : &DefaultFsOps());
+}
+
+Result<CleanupReport> Tree::RemoveStaleTemps() {
+  CleanupReport report;
+  struct Pending {
+    std::string rel;
+    size_t depth;
+  };
+  std::vector<Pending> stack;
+  stack.push_back({"", 0});
+  // Every pass pops one directory; pushes are bounded by kMaxCleanupEntries.
+  while (!stack.empty()) {
+    Pending dir = std::move(stack.back());
+    stack.pop_back();
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneath(root_.get(), dir.rel, O_RDONLY | O_DIRECTORY,
+                                              "stale temp cleanup"));
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd.get()), &::closedir);
+    if (!d) return ErrnoStatus(errno, fmt::format("fdopendir {}", dir.rel.empty() ? "." : dir.rel));
+    fd.Release();  // owned by the DIR now
+    int dfd = ::dirfd(d.get());
+    for (;;) {
+      errno = 0;
+      dirent* e = ::readdir(d.get());
+      if (e == nullptr) {
+        if (errno != 0) return ErrnoStatus(errno, fmt::format("readdir {}", dir.rel));
+        break;
+      }
+      std::string_view name(e->d_name);
+      if (name == "." || name == "..") continue;
+      if (++report.visited > kMaxCleanupEntries) {
+        return OutOfRange(fmt::format("stale temp cleanup stopped after kMaxCleanupEntries {} "
+                                      "entries under {}",
+                                      kMaxCleanupEntries, root_path_));
+      }
+      unsigned char type = e->d_type;
+      if (type == DT_UNKNOWN) {
+        struct stat st {};
+        if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
+        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG
+                                          : S_ISLNK(st.st_mode)   ? DT_LNK
+                                                                  : DT_UNKNOWN;
+      }
+      std::string rel = dir.rel.empty() ? std::string(name) : fmt::format("{}/{}", dir.rel, name);
+      if (type == DT_DIR) {
+        if (dir.depth + 1 > kMaxCleanupDepth) {
+          return OutOfRange(fmt::format("stale temp cleanup: {} is deeper than "
+                                        "kMaxCleanupDepth {}",
+                                        rel, kMaxCleanupDepth));
+        }
+        stack.push_back({std::move(rel), dir.depth + 1});
+        continue;
+      }
+      if (!name.starts_with(kTempPrefix) || (type != DT_REG && type != DT_LNK)) continue;
+      if (::unlinkat(dfd, e->d_name, 0) != 0 && errno != ENOENT) {
+        return ErrnoStatus(errno, fmt::format("unlink stale temp {}", rel));
+      }
+      ++report.removed;
+      ++stats_.temps_removed;
+    }
+  }
+  return report;
+}
+
+// ---- Batch: recording ------------------------------------------------------------
+
+Batch::~Batch() { RemoveUnpublishedTemps(); }
+
+Status Batch::Poison(Status status) {
+  if (poisoned_.ok() && !status.ok()) poisoned_ = status;
+  return status;
+}
+
+Status Batch::CheckPathForRecord(std::string_view path) const {
+  AssertRelativePath(path);
+  if (spent_) return FailedPrecondition("batch already committed");
+  if (HasReservedComponent(path)) {
+    return InvalidArgument(
+        fmt::format("{}: names starting with {} are reserved for hasync's temp files", path,
+                    kTempPrefix));
+  }
+  if (ops_.size() >= kMaxBatchOps) {
+    return Status(Code::kResourceExhausted,
+                  fmt::format("{}: batch already holds kMaxBatchOps {} operations", path,
+                              kMaxBatchOps));
+  }
+  return Status::Ok();
+}
+
+void Batch::NoteNamespace(std::string_view path) { namespace_paths_.emplace(path); }
+
+bool Batch::TouchedEarlier(std::string_view path) const {
+  // One lookup per ancestor; the path shrinks each pass.
+  for (;;) {
+    if (namespace_paths_.find(path) != namespace_paths_.end()) return true;
+    size_t slash = path.rfind('/');
+    if (slash == std::string_view::npos) return false;
+    path = path.substr(0, slash);
+  }
+}
+
+Status Batch::Record(Op op) {
+  ops_.push_back(std::move(op));
+  return Status::Ok();
+}
+
+Status Batch::Mkdir(std::string_view path, const FileMeta& meta) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  RETURN_IF_ERROR(
+      Poison(DecideMode(meta.mode, /*is_dir=*/true, tree_->options_.allow_privileged).status()));
+  RETURN_IF_ERROR(Poison(CheckXattrs(meta.xattrs, tree_->options_.allow_privileged, path)));
+  NoteNamespace(path);
+  return Record(OpMkdir{std::string(path), meta});
+}
+
+Status Batch::Rmdir(std::string_view path) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  NoteNamespace(path);
+  return Record(OpRmdir{std::string(path)});
+}
+
+Status Batch::Unlink(std::string_view path) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  NoteNamespace(path);
+  return Record(OpUnlink{std::string(path)});
+}
+
+Status Batch::Rename(std::string_view from, std::string_view to, RenameMode mode) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(from)));
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(to)));
+  NoteNamespace(from);
+  NoteNamespace(to);
+  return Record(OpRename{std::string(from), std::string(to), mode});
+}
+
+Status Batch::Link(std::string_view existing, std::string_view new_path) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(existing)));
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(new_path)));
+  NoteNamespace(new_path);
+  return Record(OpLink{std::string(existing), std::string(new_path)});
+}
+
+Status Batch::Symlink(std::string_view path, std::string_view target, std::optional<Owner> owner,
+                      std::optional<int64_t> mtime_ns) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  RETURN_IF_ERROR(Poison(CheckTarget(target, path)));
+  NoteNamespace(path);
+  return Record(OpSymlink{std::string(path), std::string(target), owner, mtime_ns});
+}
+
+Status Batch::SetMetadata(std::string_view path, const MetaChange& change) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  if (change.mode) {
+    // The file type is only known at commit; validate the bits now.
+    RETURN_IF_ERROR(Poison(DecideMode(*change.mode, false, true).status().Annotate(path)));
+  }
+  return Record(OpSetMeta{std::string(path), change});
+}
+
+Status Batch::SetXattr(std::string_view path, std::string_view name, std::string_view value) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  std::vector<Xattr> one{{std::string(name), std::string(value)}};
+  RETURN_IF_ERROR(Poison(CheckXattrs(one, tree_->options_.allow_privileged, path)));
+  return Record(OpSetXattr{std::string(path), std::string(name), std::string(value)});
+}
+
+Status Batch::RemoveXattr(std::string_view path, std::string_view name) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  RETURN_IF_ERROR(Poison(CheckXattrName(name, tree_->options_.allow_privileged).Annotate(path)));
+  return Record(OpRemoveXattr{std::string(path), std::string(name)});
+}
+
+// ---- Batch: content ---------------------------------------------------------------
+
+Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
+                                       PublishMode publish) {
+  RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
+  if (!poisoned_.ok()) return poisoned_;
+  if (files_.size() >= kMaxBatchFiles) {
+    return Poison(Status(Code::kResourceExhausted,
+                         fmt::format("{}: batch already stages kMaxBatchFiles {} files", path,
+                                     kMaxBatchFiles)));
+  }
+  if (base == ContentBase::kCurrent && TouchedEarlier(path)) {
+    return Poison(FailedPrecondition(
+        fmt::format("{}: block patch after an earlier operation of the same batch changed the "
+                    "path; commit first or send the whole file",
+                    path)));
+  }
+  // Beside the destination, unless an earlier operation of this batch creates, moves or
+  // removes that directory: then it does not exist yet in its final form, and a temp
+  // inside it could also make an rmdir fail. The root never moves.
+  std::string_view dir = SplitPath(path).dir;
+  bool stage_in_root = !dir.empty() && TouchedEarlier(dir);
+  Result<UniqueFd> staging = OpenBeneath(tree_->root_.get(), stage_in_root ? "" : dir,
+                                         O_RDONLY | O_DIRECTORY,
+                                         fmt::format("staging directory for {}", path));
+  if (!staging.ok()) return Poison(staging.status());
+  struct stat st {};
+  RETURN_IF_ERROR(Poison(FstatFd(staging->get(), &st, fmt::format("staging dir of {}", path))));
+  InodeKey key{st.st_dev, st.st_ino};
+  auto [it, inserted] = staging_index_.emplace(key, staging_dirs_.size());
+  if (inserted) staging_dirs_.push_back(std::move(staging).value());
+  size_t dir_index = it->second;
+
+  Result<TempFile> temp = CreateTempFile(staging_dirs_[dir_index].get(), path);
+  if (!temp.ok()) return Poison(temp.status());
+  StagedFile file;
+  file.path = std::string(path);
+  file.dir = dir_index;
+  file.temp_name = std::move(temp->name);
+  file.fd = std::move(temp->fd);
+  file.publish = publish;
+  files_.push_back(std::move(file));
+  FileId id = files_.size() - 1;
+  if (base == ContentBase::kCurrent) {
+    Status s = CloneBase(files_[id]);
+    if (!s.ok()) {
+      RemoveTemp(files_[id]);
+      return Poison(s);
+    }
+  }
+  NoteNamespace(path);
+  ops_.push_back(OpPublish{id});
+  return id;
+}
+
+Status Batch::CloneBase(StagedFile& file) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), file.path));
+  ASSIGN_OR_RETURN(UniqueFd src,
+                   OpenBeneath(parent.fd.get(), parent.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK,
+                               fmt::format("block-patch base {}", file.path)));
+  struct stat st {};
+  RETURN_IF_ERROR(FstatFd(src.get(), &st, file.path));
+  if (!S_ISREG(st.st_mode)) {
+    return FailedPrecondition(
+        fmt::format("{}: block-patch base is not a regular file", file.path));
+  }
+  auto size = static_cast<uint64_t>(st.st_size);
+  FsOps& fs = tree_->fs();
+  int err = fs.Clone(src.get(), file.fd.get());
+  if (err == 0) {  // reflink: the temp shares every block, holes included
+    tree_->stats_.bytes_cloned += size;
+    return Status::Ok();
+  }
+  if (!CloneUnsupported(err)) {
+    return ErrnoStatus(err, fmt::format("FICLONE block-patch base {}", file.path));
+  }
+  // No reflink here: copy only the data segments so holes stay holes.
+  uint64_t copied = 0;
+  Status s = CopySparse(fs, src.get(), file.fd.get(), size, file.path, &copied);
+  tree_->stats_.bytes_cloned += copied;
+  return s;
+}
+
+Status Batch::WriteExtent(FileId id, uint64_t offset, std::span<const std::byte> data) {
+  HASYNC_ASSERT(id < files_.size());
+  if (!poisoned_.ok()) return poisoned_;
+  StagedFile& file = files_[id];
+  if (file.finished || spent_) {
+    return Poison(FailedPrecondition(fmt::format("{}: write after FinishFile", file.path)));
+  }
+  if (offset > kMaxFileBytes || data.size() > kMaxFileBytes - offset) {
+    RemoveTemp(file);
+    return Poison(OutOfRange(fmt::format("{}: extent [{}, +{}) beyond kMaxFileBytes {}",
+                                         file.path, offset, data.size(), kMaxFileBytes)));
+  }
+  int err = tree_->fs().Pwrite(file.fd.get(), data, offset);
+  if (err != 0) {
+    RemoveTemp(file);
+    return Poison(ErrnoStatus(err, fmt::format("write temp of {} at offset {}", file.path, offset)));
+  }
+  file.written_end = std::max(file.written_end, offset + data.size());
+  tree_->stats_.bytes_written += data.size();
+  return Status::Ok();
+}
+
+Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128 expected) {
+  HASYNC_ASSERT(id < files_.size());
+  if (!poisoned_.ok()) return poisoned_;
+  StagedFile& file = files_[id];
+  if (file.finished || spent_) {
+    return Poison(FailedPrecondition(fmt::format("{}: FinishFile twice", file.path)));
+  }
+  Status s;
+  if (size > kMaxFileBytes) {
+    s = OutOfRange(fmt::format("{}: size {} > kMaxFileBytes {}", file.path, size, kMaxFileBytes));
+  } else if (file.written_end > size) {
+    s = InvalidArgument(fmt::format("{}: extents reach offset {} beyond the final size {}",
+                                    file.path, file.written_end, size));
+  } else if (int err = tree_->fs().Ftruncate(file.fd.get(), size); err != 0) {
+    s = ErrnoStatus(err, fmt::format("ftruncate temp of {} to {}", file.path, size));
+  }
+  if (s.ok()) s = VerifyHash(file, size, expected);
+  if (s.ok()) {
+    s = ApplyMetaToFd(file.fd.get(), meta, /*is_dir=*/false, tree_->options_.allow_privileged,
+                      file.path, &tree_->stats_.setid_bits_stripped);
+  }
+  if (!s.ok()) {
+    RemoveTemp(file);
+    return Poison(s);
+  }
+  file.finished = true;
+  return Status::Ok();
+}
+
+Status Batch::VerifyHash(StagedFile& file, uint64_t size, Hash128 expected) {
+  // The temp is read back whole: the hash then covers the cloned ranges, the written
+  // extents and the holes exactly as they will be published.
+  hash_buf_.resize(kHashChunkBytes);
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
+  uint64_t pos = 0;
+  // Each pass reads at least one byte or returns.
+  while (pos < size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(size - pos, hash_buf_.size()));
+    ssize_t n = ::pread(file.fd.get(), hash_buf_.data(), want, static_cast<off_t>(pos));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, fmt::format("read back temp of {}", file.path));
+    }
+    if (n == 0) {
+      return DataLoss(fmt::format("{}: temp ends at {} before its size {}", file.path, pos, size));
+    }
+    XXH3_128bits_update(&state, hash_buf_.data(), static_cast<size_t>(n));
+    pos += static_cast<uint64_t>(n);
+  }
+  XXH128_hash_t h = XXH3_128bits_digest(&state);
+  Hash128 got{h.low64, h.high64};
+  if (got != expected) {
+    return DataLoss(fmt::format(
+        "{}: content hash mismatch (expected {:016x}{:016x}, got {:016x}{:016x}); not published",
+        file.path, expected.high, expected.low, got.high, got.low));
+  }
+  return Status::Ok();
+}
+
+void Batch::RemoveTemp(StagedFile& file) {
+  if (file.published || file.temp_name.empty()) return;
+  // The temp was never visible under a real name; failing to remove it leaves a
+  // kTempPrefix file that the next start-up cleanup removes.
+  if (::unlinkat(staging_dirs_[file.dir].get(), file.temp_name.c_str(), 0) == 0) {
+    ++tree_->stats_.temps_removed;
+  }
+  file.temp_name.clear();
+  file.fd.Reset();
+}
+
+void Batch::RemoveUnpublishedTemps() {
+  for (StagedFile& file : files_) RemoveTemp(file);
+}
+
+// ---- Batch: commit ----------------------------------------------------------------
+
+Status Batch::Commit() {
+  if (spent_) return FailedPrecondition("batch already committed");
+  spent_ = true;
+  Status s = poisoned_.ok()
+                 ? CommitSteps()
+                 : poisoned_.Annotate("batch not committed because an earlier step failed");
+  RemoveUnpublishedTemps();
+  if (s.ok()) {
+    ++tree_->stats_.batches_committed;
+  } else {
+    ++tree_->stats_.batches_failed;
+  }
+  return s;
+}
+
+Status Batch::SyncFds(std::span<const int> fds, bool dirs, const std::vector<std::string>& names) {
+  if (fds.empty()) return Status::Ok();
+  FsOps& fs = tree_->fs();
+  if (tree_->options_.sync == SyncStrategy::kSyncfs) {
+    // Every fd is beneath the root, on the root's filesystem (a rename across would
+    // have failed with EXDEV), so one syncfs covers them all.
+    ++tree_->stats_.syncfs_calls;
+    int err = fs.Syncfs(fds[0]);
+    if (err != 0) return ErrnoStatus(err, fmt::format("syncfs under {}", tree_->root_path_));
+    return Status::Ok();
+  }
+  (dirs ? tree_->stats_.dir_syncs : tree_->stats_.file_syncs) += fds.size();
+  size_t failed = 0;
+  int err = fs.SyncAll(fds, &failed);
+  if (err != 0) {
+    HASYNC_ASSERT(failed < names.size());
+    return ErrnoStatus(err, fmt::format("fsync {}", names[failed]));
+  }
+  return Status::Ok();
+}
+
+Status Batch::CommitSteps() {
+  std::vector<int> temp_fds;
+  std::vector<std::string> temp_names;
+  temp_fds.reserve(files_.size());
+  for (const StagedFile& file : files_) {
+    if (!file.finished) {
+      return FailedPrecondition(fmt::format("{}: begun but never finished", file.path));
+    }
+    temp_fds.push_back(file.fd.get());
+    temp_names.push_back(fmt::format("temp of {}", file.path));
+  }
+  // 1. Content durable before any name points at it.
+  RETURN_IF_ERROR(SyncFds(temp_fds, false, temp_names));
+  // 2. Publish and namespace operations, in the primary's order.
+  Touched touched;
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    Status s = std::visit([&](const auto& op) { return Apply(op, touched); }, ops_[i]);
+    if (!s.ok()) return s.Annotate(fmt::format("batch op {} of {}", i + 1, ops_.size()));
+  }
+  // 3. The names durable: each touched directory (and in-place change) once.
+  std::vector<std::string> names;
+  names.reserve(touched.fds().size());
+  for (size_t i = 0; i < touched.fds().size(); ++i) names.push_back(touched.name(i));
+  return SyncFds(touched.fds(), true, names);
+}
+
+Status Batch::Touched::Add(int fd, std::string_view what) {
+  struct stat st {};
+  RETURN_IF_ERROR(FstatFd(fd, &st, what));
+  InodeKey key{st.st_dev, st.st_ino};
+  if (index_.contains(key)) return Status::Ok();
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return ErrnoStatus(errno, fmt::format("dup fd of {}", what));
+  index_.emplace(key, owned_.size());
+  owned_.emplace_back(dup);
+  raw_.push_back(dup);
+  names_.emplace_back(what);
+  return Status::Ok();
+}
+
+namespace {
+
+std::string DirOf(std::string_view path) {
+  std::string_view dir = SplitPath(path).dir;
+  return dir.empty() ? std::string(".") : std::string(dir);
+}
+
+// Type of the entry itself (never followed).
+Result<struct stat> StatEntry(const Parent& parent, std::string_view path) {
+  struct stat st {};
+  if (::fstatat(parent.fd.get(), parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoStatus(errno, fmt::format("fstatat {}", path));
+  }
+  return st;
+}
+
+// Opens an existing regular file or directory for metadata changes, refusing other
+// types before open (a FIFO must not be opened at all).
+Result<UniqueFd> OpenForMeta(const Parent& parent, const struct stat& st, std::string_view path) {
+  RETURN_IF_ERROR(CheckFileType(st.st_mode, path));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneath(parent.fd.get(), parent.name,
+                                            O_RDONLY | O_NOFOLLOW | O_NONBLOCK,
+                                            fmt::format("metadata of {}", path)));
+  struct stat now {};
+  RETURN_IF_ERROR(FstatFd(fd.get(), &now, path));
+  if (now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+    return Unavailable(fmt::format("{}: replaced while being opened", path));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Status Batch::Apply(const OpMkdir& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  // 0700 until the replicated mode is set on the fd (and the umask cannot interfere).
+  if (::mkdirat(parent.fd.get(), parent.name.c_str(), 0700) != 0) {
+    return ErrnoStatus(errno, fmt::format("mkdirat {}", op.path));
+  }
+  ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(parent.fd.get(), parent.name,
+                                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                                             fmt::format("new directory {}", op.path)));
+  RETURN_IF_ERROR(ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
+                                tree_->options_.allow_privileged, op.path,
+                                &tree_->stats_.setid_bits_stripped));
+  RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(op.path)));
+  return touched.Add(dir.get(), op.path);
+}
+
+Status Batch::Apply(const OpRmdir& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  if (::unlinkat(parent.fd.get(), parent.name.c_str(), AT_REMOVEDIR) != 0) {
+    return ErrnoStatus(errno, fmt::format("rmdir {}", op.path));
+  }
+  return touched.Add(parent.fd.get(), DirOf(op.path));
+}
+
+Status Batch::Apply(const OpUnlink& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  if (::unlinkat(parent.fd.get(), parent.name.c_str(), 0) != 0) {
+    return ErrnoStatus(errno, fmt::format("unlink {}", op.path));
+  }
+  return touched.Add(parent.fd.get(), DirOf(op.path));
+}
+
+Status Batch::Apply(const OpRename& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent from, OpenParent(tree_->root_.get(), op.from));
+  ASSIGN_OR_RETURN(Parent to, OpenParent(tree_->root_.get(), op.to));
+  unsigned flags = 0;
+  if (op.mode == RenameMode::kNoReplace) flags = RENAME_NOREPLACE;
+  if (op.mode == RenameMode::kExchange) flags = RENAME_EXCHANGE;
+  if (::renameat2(from.fd.get(), from.name.c_str(), to.fd.get(), to.name.c_str(), flags) != 0) {
+    return ErrnoStatus(errno, fmt::format("rename {} to {}", op.from, op.to));
+  }
+  RETURN_IF_ERROR(touched.Add(from.fd.get(), DirOf(op.from)));
+  return touched.Add(to.fd.get(), DirOf(op.to));
+}
+
+Status Batch::Apply(const OpLink& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent from, OpenParent(tree_->root_.get(), op.existing));
+  ASSIGN_OR_RETURN(Parent to, OpenParent(tree_->root_.get(), op.new_path));
+  // flags 0: a symlink is linked as itself, never followed.
+  if (::linkat(from.fd.get(), from.name.c_str(), to.fd.get(), to.name.c_str(), 0) != 0) {
+    return ErrnoStatus(errno, fmt::format("link {} to {}", op.new_path, op.existing));
+  }
+  return touched.Add(to.fd.get(), DirOf(op.new_path));
+}
+
+Status Batch::Apply(const OpSymlink& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  int dfd = parent.fd.get();
+  std::string temp;
+  for (int attempt = 0; attempt < kTempNameAttempts && temp.empty(); ++attempt) {
+    std::string name = NewTempName();
+    if (::symlinkat(op.target.c_str(), dfd, name.c_str()) == 0) {
+      temp = std::move(name);
+    } else if (errno != EEXIST) {
+      return ErrnoStatus(errno, fmt::format("symlinkat temp for {}", op.path));
+    }
+  }
+  if (temp.empty()) return Status(Code::kAlreadyExists, fmt::format("temp names for {}", op.path));
+  Status s;
+  if (op.owner && ::fchownat(dfd, temp.c_str(), op.owner->uid, op.owner->gid,
+                             AT_SYMLINK_NOFOLLOW) != 0) {
+    s = ErrnoStatus(errno, fmt::format("lchown symlink {}", op.path));
+  }
+  if (s.ok() && op.mtime_ns) {
+    timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(*op.mtime_ns)};
+    if (::utimensat(dfd, temp.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+      s = ErrnoStatus(errno, fmt::format("set mtime of symlink {}", op.path));
+    }
+  }
+  if (s.ok() && ::renameat(dfd, temp.c_str(), dfd, parent.name.c_str()) != 0) {
+    s = ErrnoStatus(errno, fmt::format("publish symlink {}", op.path));
+  }
+  if (!s.ok()) {
+    ::unlinkat(dfd, temp.c_str(), 0);  // best effort; start-up cleanup catches the rest
+    return s;
+  }
+  return touched.Add(dfd, DirOf(op.path));
+}
+
+Status Batch::Apply(const OpSetMeta& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  ASSIGN_OR_RETURN(struct stat st, StatEntry(parent, op.path));
+  const MetaChange& c = op.change;
+  if (S_ISLNK(st.st_mode)) {
+    // A symlink has no mode on Linux; owner and mtime are set on the link itself.
+    int dfd = parent.fd.get();
+    if (c.owner && ::fchownat(dfd, parent.name.c_str(), c.owner->uid, c.owner->gid,
+                              AT_SYMLINK_NOFOLLOW) != 0) {
+      return ErrnoStatus(errno, fmt::format("lchown {}", op.path));
+    }
+    if (c.mtime_ns) {
+      timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(*c.mtime_ns)};
+      if (::utimensat(dfd, parent.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+        return ErrnoStatus(errno, fmt::format("set mtime of symlink {}", op.path));
+      }
+    }
+    return touched.Add(dfd, DirOf(op.path));
+  }
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenForMeta(parent, st, op.path));
+  if (c.owner && ::fchown(fd.get(), c.owner->uid, c.owner->gid) != 0) {
+    return ErrnoStatus(errno, fmt::format("fchown {} to {}:{}", op.path, c.owner->uid,
+                                          c.owner->gid));
+  }
+  if (c.mode) {
+    ASSIGN_OR_RETURN(ModeDecision mode,
+                     DecideMode(*c.mode, S_ISDIR(st.st_mode), tree_->options_.allow_privileged));
+    if (mode.stripped) ++tree_->stats_.setid_bits_stripped;
+    if (::fchmod(fd.get(), static_cast<mode_t>(mode.mode)) != 0) {
+      return ErrnoStatus(errno, fmt::format("fchmod {} to {:o}", op.path, mode.mode));
+    }
+  }
+  if (c.mtime_ns) {
+    timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(*c.mtime_ns)};
+    if (::futimens(fd.get(), ts) != 0) return ErrnoStatus(errno, fmt::format("futimens {}", op.path));
+  }
+  return touched.Add(fd.get(), op.path);
+}
+
+Status Batch::Apply(const OpSetXattr& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  ASSIGN_OR_RETURN(struct stat st, StatEntry(parent, op.path));
+  if (S_ISLNK(st.st_mode)) {
+    return Unimplemented(fmt::format("{}: xattrs on symbolic links are not replicated", op.path));
+  }
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenForMeta(parent, st, op.path));
+  if (::fsetxattr(fd.get(), op.name.c_str(), op.value.data(), op.value.size(), 0) != 0) {
+    return ErrnoStatus(errno, fmt::format("fsetxattr {} on {}", op.name, op.path));
+  }
+  return touched.Add(fd.get(), op.path);
+}
+
+Status Batch::Apply(const OpRemoveXattr& op, Touched& touched) {
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
+  ASSIGN_OR_RETURN(struct stat st, StatEntry(parent, op.path));
+  if (S_ISLNK(st.st_mode)) {
+    return Unimplemented(fmt::format("{}: xattrs on symbolic links are not replicated", op.path));
+  }
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenForMeta(parent, st, op.path));
+  // Already absent is the state the primary asked for.
+  if (::fremovexattr(fd.get(), op.name.c_str()) != 0 && errno != ENODATA) {
+    return ErrnoStatus(errno, fmt::format("fremovexattr {} on {}", op.name, op.path));
+  }
+  return touched.Add(fd.get(), op.path);
+}
+
+Status Batch::Apply(const OpPublish& op, Touched& touched) {
+  StagedFile& file = files_[op.id];
+  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), file.path));
+  int staging = staging_dirs_[file.dir].get();
+  unsigned flags = file.publish == PublishMode::kNoReplace ? RENAME_NOREPLACE : 0;
+  if (::renameat2(staging, file.temp_name.c_str(), parent.fd.get(), parent.name.c_str(), flags) !=
+      0) {
+    return ErrnoStatus(errno, fmt::format("publish {} (rename from {})", file.path, file.temp_name));
+  }
+  file.published = true;
+  file.fd.Reset();  // durable already; free the descriptor
+  ++tree_->stats_.files_published;
+  RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(file.path)));
+  // A temp staged in the root leaves an entry there too.
+  return touched.Add(staging, "staging directory");
+}
+
+}  // namespace hasync::engine::apply

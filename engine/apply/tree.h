@@ -1,0 +1,333 @@
+// Tree and Batch: how the standby applies replicated changes to one sync root,
+// atomically and durably (DESIGN §7). No network here: the applier decodes frames and
+// drives a Batch; this layer owns every syscall that changes the tree.
+//
+// Contract:
+// - A Tree holds an O_PATH|O_DIRECTORY fd on the sync root. Every path is root-relative,
+//   already validated by wire/, and resolved beneath that fd with openat2 (resolve.h):
+//   a symbolic link in any directory component is refused, and a final component is
+//   never followed (the *at() calls act on the link itself).
+// - A Batch records operations in the primary's order and applies them in Commit():
+//     1. every staged file (temp written, metadata set on the fd, XXH3-128 verified when
+//        it was finished) is made durable: fsync each, or one syncfs;
+//     2. operations run in order: publishes are renames of the temps into place,
+//        namespace operations are the matching *at() calls;
+//     3. each directory touched (and each file whose metadata changed in place) is made
+//        durable once;
+//     4. only then Commit returns OK, and only then may the caller acknowledge.
+//   On any error Commit returns it (what, which path, errno text), removes every temp
+//   not yet published, and the caller must NOT acknowledge. A prefix of the batch may be
+//   applied (not necessarily durable); the primary re-sends from the last ack. Nothing
+//   is retried here.
+// - Content is published only after its end-to-end hash matched (DataLoss otherwise,
+//   with the temp removed). A batch in which any step failed cannot commit.
+// - A file takes its place in the batch order when it is begun (BeginFile), so the
+//   applier records the preceding operations first.
+// Thread safety: none. One thread owns a Tree and its Batches; the Tree must outlive
+// every Batch made on it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "base/hash.h"
+#include "base/status.h"
+#include "engine/apply/fs_ops.h"
+#include "engine/apply/unique_fd.h"
+
+namespace hasync::engine::apply {
+
+// Limits. A staged file keeps its temp fd open until commit, so kMaxBatchFiles bounds
+// the descriptors a batch holds (the service raises RLIMIT_NOFILE above it).
+inline constexpr size_t kMaxBatchOps = 65'536;
+inline constexpr size_t kMaxBatchFiles = 4'096;
+inline constexpr uint64_t kMaxFileBytes = uint64_t{1} << 44;  // 16 TiB, ext4's limit
+inline constexpr size_t kHashChunkBytes = size_t{1} << 20;
+inline constexpr int kTempNameAttempts = 16;
+inline constexpr size_t kMaxCleanupEntries = 10'000'000;
+inline constexpr size_t kMaxCleanupDepth = 512;
+inline constexpr size_t kMaxCloneSegments = size_t{1} << 24;
+static_assert(kMaxBatchFiles <= kMaxBatchOps, "every staged file is one batch op");
+
+// How staged temps and touched directories are made durable.
+enum class SyncStrategy {
+  kFsyncEach,  // FsOps::SyncAll over every fd (sequential by default, io_uring-ready)
+  kSyncfs,     // one syncfs on the root's filesystem; right when the spool has its own fs
+};
+
+struct TreeOptions {
+  SyncStrategy sync = SyncStrategy::kFsyncEach;
+  // Keep setuid/setgid on files and allow security.capability (policy.h).
+  bool allow_privileged = false;
+};
+
+struct Owner {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+struct Xattr {
+  std::string name;
+  std::string value;  // raw bytes
+};
+
+// Metadata of a new file or directory. Applied on the fd in the order owner, mode,
+// xattrs, mtime (chown clears setuid, and anything but futimens would move the mtime).
+struct FileMeta {
+  uint32_t mode = 0644;              // permission bits, within 07777
+  std::optional<Owner> owner;        // unset: leave hasync's own uid/gid
+  std::optional<int64_t> mtime_ns;   // since the epoch; unset: leave the creation time
+  std::vector<Xattr> xattrs;         // the full set for the new inode
+};
+
+// A metadata change on an existing path (any of the three).
+struct MetaChange {
+  std::optional<uint32_t> mode;
+  std::optional<Owner> owner;
+  std::optional<int64_t> mtime_ns;
+};
+
+// What a staged file starts from.
+enum class ContentBase {
+  kEmpty,    // a new file: only the written extents hold data, the rest are holes
+  kCurrent,  // block patch: the current file's content, cloned, then extents written
+};
+
+enum class PublishMode { kReplace, kNoReplace };
+enum class RenameMode { kReplace, kNoReplace, kExchange };
+
+struct TreeStats {
+  uint64_t batches_committed = 0;
+  uint64_t batches_failed = 0;
+  uint64_t files_published = 0;
+  uint64_t bytes_written = 0;
+  uint64_t bytes_cloned = 0;  // unchanged ranges carried over by reflink or copy
+  uint64_t setid_bits_stripped = 0;
+  uint64_t temps_removed = 0;  // abandoned temps and stale ones found at start
+  uint64_t file_syncs = 0;
+  uint64_t dir_syncs = 0;
+  uint64_t syncfs_calls = 0;
+};
+
+struct CleanupReport {
+  uint64_t removed = 0;
+  uint64_t visited = 0;
+};
+
+class Batch;
+
+class Tree {
+ public:
+  // Opens `root_path` (absolute, an existing directory). fs defaults to DefaultFsOps();
+  // a non-default FsOps must outlive the Tree.
+  static Result<Tree> Open(std::string_view root_path, const TreeOptions& options = {},
+                           FsOps* fs = nullptr);
+
+  Tree(const Tree&) = delete;
+  Tree& operator=(const Tree&) = delete;
+  Tree(Tree&&) noexcept = default;
+  Tree& operator=(Tree&&) noexcept = default;
+  ~Tree() = default;
+
+  // Removes every leftover kTempPrefix file or symlink under the root (a bounded walk
+  // that never follows symlinks nor crosses into other entries). Run once at start,
+  // before any Batch.
+  Result<CleanupReport> RemoveStaleTemps();
+
+  int root_fd() const { return root_.get(); }
+  const std::string& root_path() const { return root_path_; }
+  const TreeOptions& options() const { return options_; }
+  FsOps& fs() const { return *fs_; }
+  const TreeStats& stats() const { return stats_; }
+
+ private:
+  friend class Batch;
+  Tree(UniqueFd root, std::string root_path, const TreeOptions& options, FsOps* fs)
+      : root_(std::move(root)), root_path_(std::move(root_path)), options_(options), fs_(fs) {}
+
+  UniqueFd root_;
+  std::string root_path_;
+  TreeOptions options_;
+  FsOps* fs_;
+  TreeStats stats_;
+};
+
+class Batch {
+ public:
+  using FileId = size_t;
+
+  explicit Batch(Tree& tree) : tree_(&tree) {}
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+  Batch(Batch&&) noexcept = default;
+  Batch& operator=(Batch&&) = delete;
+  // Removes every temp that was not published.
+  ~Batch();
+
+  // Namespace operations, recorded now and run at Commit in this order. They fail now
+  // only on limits, reserved names and policy (mode, xattr names).
+  Status Mkdir(std::string_view path, const FileMeta& meta);
+  Status Rmdir(std::string_view path);
+  Status Unlink(std::string_view path);
+  Status Rename(std::string_view from, std::string_view to, RenameMode mode = RenameMode::kReplace);
+  Status Link(std::string_view existing, std::string_view new_path);
+  // The link's target is stored byte for byte and never resolved.
+  Status Symlink(std::string_view path, std::string_view target, std::optional<Owner> owner = {},
+                 std::optional<int64_t> mtime_ns = {});
+  Status SetMetadata(std::string_view path, const MetaChange& change);
+  Status SetXattr(std::string_view path, std::string_view name, std::string_view value);
+  Status RemoveXattr(std::string_view path, std::string_view name);
+
+  // Content. BeginFile creates the temp now (beside its destination, or in the root when
+  // an earlier operation of this batch moves or creates that directory) and places its
+  // publish in the batch order. kCurrent clones the current file as the base: it must be
+  // a regular file not touched earlier in this batch.
+  Result<FileId> BeginFile(std::string_view path, ContentBase base,
+                           PublishMode publish = PublishMode::kReplace);
+  Status WriteExtent(FileId id, uint64_t offset, std::span<const std::byte> data);
+  // Sets the final size (holes stay holes), applies `meta` on the fd and checks the
+  // content's XXH3-128 against `expected`: DataLoss and the temp removed on mismatch.
+  Status FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128 expected);
+
+  // Applies and makes durable; see the contract at the top. The batch is spent after.
+  Status Commit();
+
+  size_t op_count() const { return ops_.size(); }
+  size_t file_count() const { return files_.size(); }
+
+ private:
+  struct StagedFile {
+    std::string path;
+    size_t dir = 0;  // index into staging_dirs_
+    std::string temp_name;
+    UniqueFd fd;
+    uint64_t written_end = 0;
+    PublishMode publish = PublishMode::kReplace;
+    bool finished = false;
+    bool published = false;
+  };
+  struct OpMkdir {
+    std::string path;
+    FileMeta meta;
+  };
+  struct OpRmdir {
+    std::string path;
+  };
+  struct OpUnlink {
+    std::string path;
+  };
+  struct OpRename {
+    std::string from;
+    std::string to;
+    RenameMode mode;
+  };
+  struct OpLink {
+    std::string existing;
+    std::string new_path;
+  };
+  struct OpSymlink {
+    std::string path;
+    std::string target;
+    std::optional<Owner> owner;
+    std::optional<int64_t> mtime_ns;
+  };
+  struct OpSetMeta {
+    std::string path;
+    MetaChange change;
+  };
+  struct OpSetXattr {
+    std::string path;
+    std::string name;
+    std::string value;
+  };
+  struct OpRemoveXattr {
+    std::string path;
+    std::string name;
+  };
+  struct OpPublish {
+    FileId id;
+  };
+  using Op = std::variant<OpMkdir, OpRmdir, OpUnlink, OpRename, OpLink, OpSymlink, OpSetMeta,
+                          OpSetXattr, OpRemoveXattr, OpPublish>;
+  using InodeKey = std::pair<dev_t, ino_t>;
+
+  // Fds made durable after the operations ran: directories and files changed in place,
+  // each once.
+  class Touched {
+   public:
+    Status Add(int fd, std::string_view what);
+    const std::vector<int>& fds() const { return raw_; }
+    const std::string& name(size_t i) const { return names_[i]; }
+
+   private:
+    std::map<InodeKey, size_t> index_;
+    std::vector<UniqueFd> owned_;
+    std::vector<int> raw_;
+    std::vector<std::string> names_;
+  };
+
+  Status Record(Op op);
+  Status CheckPathForRecord(std::string_view path) const;
+  void NoteNamespace(std::string_view path);
+  bool TouchedEarlier(std::string_view path) const;
+  Status Poison(Status status);
+  Status CloneBase(StagedFile& file);
+  Status VerifyHash(StagedFile& file, uint64_t size, Hash128 expected);
+  void RemoveTemp(StagedFile& file);
+  void RemoveUnpublishedTemps();
+  Status CommitSteps();
+  Status SyncFds(std::span<const int> fds, bool dirs, const std::vector<std::string>& names);
+
+  Status Apply(const OpMkdir& op, Touched& touched);
+  Status Apply(const OpRmdir& op, Touched& touched);
+  Status Apply(const OpUnlink& op, Touched& touched);
+  Status Apply(const OpRename& op, Touched& touched);
+  Status Apply(const OpLink& op, Touched& touched);
+  Status Apply(const OpSymlink& op, Touched& touched);
+  Status Apply(const OpSetMeta& op, Touched& touched);
+  Status Apply(const OpSetXattr& op, Touched& touched);
+  Status Apply(const OpRemoveXattr& op, Touched& touched);
+  Status Apply(const OpPublish& op, Touched& touched);
+
+  Tree* tree_;
+  std::vector<Op> ops_;
+  std::vector<StagedFile> files_;
+  std::vector<UniqueFd> staging_dirs_;
+  std::map<InodeKey, size_t> staging_index_;
+  // Paths created, removed or moved by recorded operations (see TouchedEarlier).
+  std::set<std::string, std::less<>> namespace_paths_;
+  std::vector<std::byte> hash_buf_;
+  Status poisoned_;
+  bool spent_ = false;
+};
+
+// Applies `meta` to an open regular file or directory: fchown, fchmod, fsetxattr,
+// futimens, in that order. `path` is for messages; `stripped` counts setid bits removed.
+Status ApplyMetaToFd(int fd, const FileMeta& meta, bool is_dir, bool allow_privileged,
+                     std::string_view path, uint64_t* stripped);
+
+// A fresh kTempPrefix name: O_CREAT|O_EXCL regular file (mode 0600) in `dir_fd`.
+struct TempFile {
+  std::string name;
+  UniqueFd fd;
+};
+// Copies the data segments of src (SEEK_DATA/SEEK_HOLE) to the same offsets in the empty
+// dst and sets dst's size, so holes stay holes. *copied grows by the bytes copied.
+Status CopySparse(FsOps& fs, int src_fd, int dst_fd, uint64_t size, std::string_view path,
+                  uint64_t* copied);
+
+Result<TempFile> CreateTempFile(int dir_fd, std::string_view for_path);
+std::string NewTempName();
+
+}  // namespace hasync::engine::apply

@@ -1,0 +1,379 @@
+#include "engine/sync/receiver.h"
+
+#include <fcntl.h>
+
+#include <type_traits>
+
+#include "engine/scan/scanner.h"
+#include "wire/frame.h"
+#include "wire/limits.h"
+
+namespace hasync::engine {
+
+namespace {
+
+wire::ErrorCode ErrorCodeFor(const Status& s) {
+  switch (s.code()) {
+    case Code::kResourceExhausted: return wire::ErrorCode::kNoSpace;
+    case Code::kDataLoss: return wire::ErrorCode::kHashMismatch;
+    case Code::kPermissionDenied:
+    case Code::kInvalidArgument: return wire::ErrorCode::kUnsafePath;
+    default: return wire::ErrorCode::kIo;
+  }
+}
+
+std::string Clip(std::string s) {
+  if (s.size() > wire::kErrorMessageMax) s.resize(wire::kErrorMessageMax);
+  for (char& c : s) {
+    if (c == '\0') c = '?';
+  }
+  return s;
+}
+
+wire::EntryKind ToWire(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kFile: return wire::EntryKind::kFile;
+    case NodeKind::kDirectory: return wire::EntryKind::kDirectory;
+    case NodeKind::kSymlink: return wire::EntryKind::kSymlink;
+  }
+  return wire::EntryKind::kFile;
+}
+
+apply::RenameMode RenameModeFor(uint32_t flags) {
+  if (flags & wire::kRenameExchange) return apply::RenameMode::kExchange;
+  if (flags & wire::kRenameNoReplace) return apply::RenameMode::kNoReplace;
+  return apply::RenameMode::kReplace;
+}
+
+}  // namespace
+
+Receiver::Receiver(std::vector<apply::Tree*> trees, MessageSink& sink)
+    : trees_(std::move(trees)), sink_(sink), batches_(trees_.size()) {
+  HASYNC_ASSERT(!trees_.empty());
+}
+
+Receiver::~Receiver() = default;
+
+void Receiver::Reset() {
+  open_files_.clear();
+  for (auto& b : batches_) b.reset();  // Batch's destructor removes unpublished temps
+  batch_changes_ = 0;
+  last_change_seq_ = last_applied_seq_;
+  batch_failed_ = Status::Ok();
+  in_resync_ = false;
+}
+
+apply::Batch& Receiver::BatchFor(uint32_t root) {
+  if (!batches_[root]) batches_[root] = std::make_unique<apply::Batch>(*trees_[root]);
+  return *batches_[root];
+}
+
+Result<std::pair<uint32_t, std::string>> Receiver::Split(const std::string& wire_path) const {
+  return SplitWirePath(wire_path, static_cast<uint32_t>(trees_.size()));
+}
+
+void Receiver::Fail(Status status) {
+  if (batch_failed_.ok()) batch_failed_ = std::move(status);
+}
+
+Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
+  if (wire::IsChangeType(wire::TypeOf(message))) return OnChange(seq, message);
+  return std::visit(
+      [&](const auto& m) -> Status {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::Commit>) {
+          return OnCommit(m);
+        } else if constexpr (std::is_same_v<T, wire::ManifestRequest>) {
+          return SendManifest(m);
+        } else if constexpr (std::is_same_v<T, wire::BlocksRequest>) {
+          return SendBlocks(m);
+        } else if constexpr (std::is_same_v<T, wire::ResyncBegin>) {
+          in_resync_ = true;
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, wire::ResyncEnd>) {
+          if (!open_files_.empty() || batch_changes_ != 0) {
+            return InvalidArgument("RESYNC_END with an uncommitted batch open");
+          }
+          in_resync_ = false;
+          return Status::Ok();
+        } else {
+          return InvalidArgument(std::string("unexpected ") + std::string(T::kName) +
+                                 " on the replication stream");
+        }
+      },
+      message);
+}
+
+Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
+  // Sequence discipline: a new change has a higher seq than everything before it; the
+  // frames of an open file version repeat its seq.
+  bool continues_file = open_files_.count(seq) != 0;
+  if (!continues_file) {
+    if (seq <= last_change_seq_) {
+      return InvalidArgument("change seq " + std::to_string(seq) + " not above " +
+                             std::to_string(last_change_seq_));
+    }
+    if (batch_changes_ >= wire::kBatchChangesMax) {
+      return InvalidArgument("batch exceeds kBatchChangesMax " + std::to_string(wire::kBatchChangesMax));
+    }
+    last_change_seq_ = seq;
+    ++batch_changes_;
+  }
+
+  return std::visit(
+      [&](const auto& m) -> Status {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::Extent> || std::is_same_v<T, wire::Hole> ||
+                      std::is_same_v<T, wire::FileEnd> || std::is_same_v<T, wire::FileAbort>) {
+          auto it = open_files_.find(seq);
+          if (it == open_files_.end()) {
+            return InvalidArgument(std::string(T::kName) + " for seq " + std::to_string(seq) +
+                                   " with no FILE_BEGIN");
+          }
+          OpenFile& f = it->second;
+          if constexpr (std::is_same_v<T, wire::Extent>) {
+            if (m.file_size != f.begin.size || m.offset + m.data.size() > f.begin.size) {
+              return InvalidArgument("EXTENT [" + std::to_string(m.offset) + ", +" +
+                                     std::to_string(m.data.size()) + ") outside file size " +
+                                     std::to_string(f.begin.size));
+            }
+            ++f.ranges;
+            f.data_bytes += m.data.size();
+            if (batch_failed_.ok()) {
+              Status s = BatchFor(f.root).WriteExtent(f.id, m.offset, m.data);
+              if (!s.ok()) Fail(s);
+            }
+            return Status::Ok();
+          } else if constexpr (std::is_same_v<T, wire::Hole>) {
+            if (m.file_size != f.begin.size || m.offset + m.length > f.begin.size) {
+              return InvalidArgument("HOLE outside file size " + std::to_string(f.begin.size));
+            }
+            if (f.begin.flags & wire::kFileDelta) {
+              // Only whole-file versions start as all holes; a delta would need a punch.
+              return InvalidArgument("HOLE in a delta file version is not supported");
+            }
+            ++f.ranges;  // a new file's unwritten ranges are holes already
+            return Status::Ok();
+          } else if constexpr (std::is_same_v<T, wire::FileEnd>) {
+            if (m.size != f.begin.size || m.range_count != f.ranges || m.data_bytes != f.data_bytes) {
+              return InvalidArgument("FILE_END counts (" + std::to_string(m.range_count) + " ranges, " +
+                                     std::to_string(m.data_bytes) + " bytes) differ from received (" +
+                                     std::to_string(f.ranges) + ", " + std::to_string(f.data_bytes) + ")");
+            }
+            if (batch_failed_.ok()) {
+              apply::FileMeta meta;
+              meta.mode = f.begin.mode;
+              meta.owner = apply::Owner{f.begin.uid, f.begin.gid};
+              meta.mtime_ns = f.begin.mtime_ns;
+              Status s = BatchFor(f.root).FinishFile(f.id, m.size, meta, m.hash);
+              if (!s.ok()) Fail(s);
+              ++stats_.files_applied;
+              stats_.bytes_applied += f.data_bytes;
+            }
+            open_files_.erase(it);
+            return Status::Ok();
+          } else {
+            if (batch_failed_.ok()) {
+              Status s = BatchFor(f.root).AbandonFile(f.id);
+              if (!s.ok()) Fail(s);
+            }
+            open_files_.erase(it);
+            return Status::Ok();
+          }
+        } else if constexpr (std::is_same_v<T, wire::FileBegin>) {
+          if (continues_file) return InvalidArgument("second FILE_BEGIN for seq " + std::to_string(seq));
+          if (open_files_.size() >= apply::kMaxBatchFiles) {
+            return InvalidArgument("more than kMaxBatchFiles open file versions");
+          }
+          ASSIGN_OR_RETURN(auto where, Split(m.path));
+          OpenFile f;
+          f.root = where.first;
+          f.begin = m;
+          if (batch_failed_.ok()) {
+            if (where.second.empty()) {
+              Fail(InvalidArgument("FILE_BEGIN names the sync root itself"));
+            } else {
+              auto id = BatchFor(where.first)
+                            .BeginFile(where.second, (m.flags & wire::kFileDelta)
+                                                         ? apply::ContentBase::kCurrent
+                                                         : apply::ContentBase::kEmpty);
+              if (id.ok()) {
+                f.id = *id;
+              } else {
+                Fail(id.status());
+              }
+            }
+          }
+          open_files_.emplace(seq, std::move(f));
+          return Status::Ok();
+        } else {
+          if (continues_file) {
+            return InvalidArgument(std::string(T::kName) + " reuses the seq of an open file");
+          }
+          if (!batch_failed_.ok()) return Status::Ok();
+          Status s = [&]() -> Status {
+            if constexpr (std::is_same_v<T, wire::Mkdir>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              apply::FileMeta meta;
+              meta.mode = m.mode;
+              meta.owner = apply::Owner{m.uid, m.gid};
+              return BatchFor(w.first).Mkdir(w.second, meta);
+            } else if constexpr (std::is_same_v<T, wire::Rmdir>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              return BatchFor(w.first).Rmdir(w.second);
+            } else if constexpr (std::is_same_v<T, wire::Unlink>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              return BatchFor(w.first).Unlink(w.second);
+            } else if constexpr (std::is_same_v<T, wire::Rename>) {
+              ASSIGN_OR_RETURN(auto a, Split(m.from));
+              ASSIGN_OR_RETURN(auto b, Split(m.to));
+              if (a.first != b.first) return InvalidArgument("RENAME across sync roots");
+              return BatchFor(a.first).Rename(a.second, b.second, RenameModeFor(m.flags));
+            } else if constexpr (std::is_same_v<T, wire::Link>) {
+              ASSIGN_OR_RETURN(auto a, Split(m.existing_path));
+              ASSIGN_OR_RETURN(auto b, Split(m.new_path));
+              if (a.first != b.first) return InvalidArgument("LINK across sync roots");
+              return BatchFor(a.first).Link(a.second, b.second);
+            } else if constexpr (std::is_same_v<T, wire::Symlink>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              return BatchFor(w.first).Symlink(w.second, m.target, apply::Owner{m.uid, m.gid},
+                                                m.mtime_ns);
+            } else if constexpr (std::is_same_v<T, wire::SetAttr>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              apply::MetaChange change;
+              if (m.mask & wire::kAttrMode) change.mode = m.mode;
+              if (m.mask & wire::kAttrOwner) change.owner = apply::Owner{m.uid, m.gid};
+              if (m.mask & wire::kAttrMtime) change.mtime_ns = m.mtime_ns;
+              return BatchFor(w.first).SetMetadata(w.second, change);
+            } else if constexpr (std::is_same_v<T, wire::SetXattr>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              std::string value(reinterpret_cast<const char*>(m.value.data()), m.value.size());
+              return BatchFor(w.first).SetXattr(w.second, m.name, value);
+            } else if constexpr (std::is_same_v<T, wire::RemoveXattr>) {
+              ASSIGN_OR_RETURN(auto w, Split(m.path));
+              return BatchFor(w.first).RemoveXattr(w.second, m.name);
+            } else if constexpr (std::is_same_v<T, wire::Truncate>) {
+              return InvalidArgument("TRUNCATE is sent as a FILE_BEGIN delta by this version");
+            } else {
+              return InvalidArgument(std::string("unhandled change ") + std::string(T::kName));
+            }
+          }();
+          if (!s.ok()) Fail(s);
+          return Status::Ok();
+        }
+      },
+      message);
+}
+
+Status Receiver::OnCommit(const wire::Commit& commit) {
+  if (!open_files_.empty()) {
+    return InvalidArgument("COMMIT while " + std::to_string(open_files_.size()) +
+                           " file versions are still open");
+  }
+  if (commit.last_seq != last_change_seq_ || commit.change_count != batch_changes_) {
+    return InvalidArgument("COMMIT(last_seq " + std::to_string(commit.last_seq) + ", " +
+                           std::to_string(commit.change_count) + " changes) does not match received (" +
+                           std::to_string(last_change_seq_) + ", " + std::to_string(batch_changes_) + ")");
+  }
+  Status result = batch_failed_;
+  for (auto& batch : batches_) {
+    if (!batch) continue;
+    if (result.ok()) result = batch->Commit();
+    batch.reset();
+  }
+  batch_changes_ = 0;
+  batch_failed_ = Status::Ok();
+  if (!result.ok()) {
+    ++stats_.batches_nacked;
+    last_failure_ = result;
+    // Later changes of this session build on a batch that did not apply: the primary
+    // must resync before sending more (it does on NACK).
+    return sink_.Emit(0, wire::Nack{commit.last_seq, ErrorCodeFor(result), Clip(result.ToString())});
+  }
+  last_applied_seq_ = commit.last_seq;
+  ++stats_.batches_acked;
+  return sink_.Emit(0, wire::Ack{commit.last_seq, true});
+}
+
+Status Receiver::SendManifest(const wire::ManifestRequest& request) {
+  if (!request.root.empty()) {
+    return InvalidArgument("MANIFEST_REQUEST for a subtree is not supported by this version");
+  }
+  ++stats_.manifests_sent;
+  wire::ManifestEntries frame;
+  frame.request_id = request.request_id;
+  size_t body = wire::kManifestEntriesPrefixSize;
+  auto flush = [&](bool last) -> Status {
+    frame.flags = last ? wire::kManifestLast : 0;
+    Status s = sink_.Emit(0, frame);
+    frame.entries.clear();
+    body = wire::kManifestEntriesPrefixSize;
+    return s;
+  };
+  auto add = [&](uint32_t root, const FileInfo& info) -> Status {
+    wire::ManifestEntry e;
+    e.kind = ToWire(info.kind);
+    e.mode = info.kind == NodeKind::kSymlink ? 0 : info.mode;
+    e.uid = info.uid;
+    e.gid = info.gid;
+    e.size = info.size;
+    e.mtime_ns = info.mtime_ns;
+    e.path = WirePath(root, info.path);
+    if (info.kind == NodeKind::kFile) {
+      ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(trees_[root]->root_fd(), info.path));
+      ASSIGN_OR_RETURN(e.hash, HashFd(fd.get()));
+    } else if (info.kind == NodeKind::kSymlink) {
+      e.hash = Xxh3_128(std::as_bytes(std::span(info.target)));
+    }
+    size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
+    if (frame.entries.size() == wire::kManifestEntriesMax || body + entry_size > wire::kFrameBodyMax) {
+      RETURN_IF_ERROR(flush(false));
+    }
+    body += entry_size;
+    frame.entries.push_back(std::move(e));
+    return Status::Ok();
+  };
+  for (uint32_t root = 0; root < trees_.size(); ++root) {
+    int fd = trees_[root]->root_fd();
+    ASSIGN_OR_RETURN(FileInfo top, StatPath(fd, ""));
+    RETURN_IF_ERROR(add(root, top));
+    Status walk = ScanTree(fd, "", {}, [&](const FileInfo& info) {
+      Status s = add(root, info);
+      // A file that vanished between the walk and the hash is simply not reported.
+      return s.code() == Code::kNotFound ? Status::Ok() : s;
+    }, nullptr);
+    RETURN_IF_ERROR(walk);
+  }
+  return flush(true);
+}
+
+Status Receiver::SendBlocks(const wire::BlocksRequest& request) {
+  wire::BlocksReply reply;
+  reply.request_id = request.request_id;
+  reply.block_size = request.block_size;
+  auto where = Split(request.path);
+  Result<UniqueFd> fd = where.ok() ? OpenReadBeneath(trees_[where->first]->root_fd(), where->second)
+                                   : Result<UniqueFd>(where.status());
+  Result<std::vector<Hash128>> hashes =
+      fd.ok() ? BlockHashesFd(fd->get(), request.block_size) : Result<std::vector<Hash128>>(fd.status());
+  if (!hashes.ok()) {
+    reply.flags = wire::kBlocksLast | wire::kBlocksMissing;
+    return sink_.Emit(0, reply);
+  }
+  auto st = StatFd(fd->get());
+  reply.file_size = st.ok() ? st->size : 0;
+  const std::vector<Hash128>& all = *hashes;
+  size_t i = 0;
+  do {
+    size_t n = std::min(wire::kBlockHashesMax, all.size() - i);
+    reply.first_block = i;
+    reply.hashes.assign(all.begin() + static_cast<std::ptrdiff_t>(i),
+                        all.begin() + static_cast<std::ptrdiff_t>(i + n));
+    i += n;
+    reply.flags = i == all.size() ? wire::kBlocksLast : 0;
+    RETURN_IF_ERROR(sink_.Emit(0, reply));
+  } while (i < all.size());
+  return Status::Ok();
+}
+
+}  // namespace hasync::engine

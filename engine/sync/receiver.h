@@ -1,0 +1,95 @@
+// Receiver: the standby's side of replication. It turns protocol messages into apply
+// batches on the sync-root trees and acknowledges each batch only once it is durable.
+//
+// Contract:
+// - Messages arrive decoded and validated by wire/ (paths are safe by spelling); the
+//   trees confine every path at the filesystem (engine/apply).
+// - Change messages carry increasing sequence numbers; the frames of one file version
+//   (FILE_BEGIN, EXTENT…, FILE_END or FILE_ABORT) share one. Anything out of order —
+//   an extent for a file never begun, a second FILE_BEGIN for a seq, a COMMIT whose
+//   change count does not match, an extent outside the announced size — is a protocol
+//   error: OnMessage returns it and the caller closes the connection. Nothing of the
+//   open batch is published (its temps are removed).
+// - COMMIT applies the batch: every tree's batch commits (temps durable, published in
+//   order, directories fsynced); then ACK(last_seq, durable) is emitted. If any step
+//   fails (ENOSPC, EIO, hash mismatch, unsafe path) a NACK with the reason is emitted
+//   instead and no ACK: the primary resyncs later. Never "retry until it says yes".
+// - MANIFEST_REQUEST is answered with MANIFEST_ENTRIES frames (bounded per frame), the
+//   root itself first; BLOCKS_REQUEST with BLOCKS_REPLY frames.
+// Thread safety: none; the standby's receive path owns it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/apply/tree.h"
+#include "engine/sync/sender.h"  // MessageSink, WirePath
+#include "wire/messages.h"
+
+namespace hasync::engine {
+
+struct ReceiverStats {
+  uint64_t batches_acked = 0;
+  uint64_t batches_nacked = 0;
+  uint64_t files_applied = 0;
+  uint64_t bytes_applied = 0;
+  uint64_t manifests_sent = 0;
+};
+
+class Receiver {
+ public:
+  // trees: one per sync root, in config order; borrowed, must outlive the receiver.
+  Receiver(std::vector<apply::Tree*> trees, MessageSink& sink);
+  ~Receiver();
+
+  // Handles one message with its frame header's seq. A non-OK result is a protocol
+  // violation: close the connection.
+  Status OnMessage(uint64_t seq, const wire::Message& message);
+
+  // Drops the open batch (connection lost): its temps are removed, nothing published.
+  void Reset();
+
+  uint64_t last_applied_seq() const { return last_applied_seq_; }
+  void set_last_applied_seq(uint64_t seq) { last_applied_seq_ = seq; }
+  bool in_resync() const { return in_resync_; }
+  const ReceiverStats& stats() const { return stats_; }
+  // Last NACK reason, for status and logs.
+  const Status& last_failure() const { return last_failure_; }
+
+ private:
+  struct OpenFile {
+    uint32_t root = 0;
+    apply::Batch::FileId id = 0;
+    wire::FileBegin begin;
+    uint32_t ranges = 0;
+    uint64_t data_bytes = 0;
+  };
+
+  Status OnChange(uint64_t seq, const wire::Message& message);
+  Status OnCommit(const wire::Commit& commit);
+  Status SendManifest(const wire::ManifestRequest& request);
+  Status SendBlocks(const wire::BlocksRequest& request);
+  apply::Batch& BatchFor(uint32_t root);
+  Result<std::pair<uint32_t, std::string>> Split(const std::string& wire_path) const;
+  // Records a failure of the open batch: later changes are skipped, COMMIT NACKs.
+  void Fail(Status status);
+
+  std::vector<apply::Tree*> trees_;
+  MessageSink& sink_;
+  std::vector<std::unique_ptr<apply::Batch>> batches_;  // per root, created on demand
+  std::map<uint64_t, OpenFile> open_files_;             // seq → file version in progress
+  uint64_t last_applied_seq_ = 0;
+  uint64_t last_change_seq_ = 0;  // highest change seq seen in the open batch
+  uint32_t batch_changes_ = 0;
+  Status batch_failed_;
+  Status last_failure_;
+  bool in_resync_ = false;
+  ReceiverStats stats_;
+};
+
+}  // namespace hasync::engine

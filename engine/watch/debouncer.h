@@ -28,8 +28,7 @@ class Debouncer {
   Debouncer(int64_t window_ns, size_t max_pending);
 
   // Returns true when the modify was coalesced into one already pending.
-  bool Modify(uint32_t root, std::string_view path, int64_t now_ns,
-              std::vector<WatchEvent>* out);
+  bool Modify(uint32_t root, std::string_view path, int64_t now_ns, std::vector<WatchEvent>* out);
   // Drops the pending modify of exactly this path; returns whether there was one.
   bool Cancel(uint32_t root, std::string_view path);
   // Emits, oldest first, the pending modifies at `path` or below it ("" = whole root).

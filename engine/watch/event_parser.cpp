@@ -35,8 +35,8 @@ Status ParseFidRecord(std::string_view rec, size_t offset, bool with_name, Fid* 
   std::memcpy(&handle_bytes, rec.data() + kInfoHeaderBytes + 8, 4);
   std::memcpy(&fid->handle_type, rec.data() + kInfoHeaderBytes + 12, 4);
   if (handle_bytes == 0 || handle_bytes > kMaxHandleBytes) {
-    return Bad(offset, "file handle of " + std::to_string(handle_bytes) +
-                           " bytes outside 1.." + std::to_string(kMaxHandleBytes));
+    return Bad(offset, "file handle of " + std::to_string(handle_bytes) + " bytes outside 1.." +
+                           std::to_string(kMaxHandleBytes));
   }
   if (handle_bytes > rec.size() - kFidFixedBytes) {
     return Bad(offset, "file handle of " + std::to_string(handle_bytes) +
@@ -64,21 +64,21 @@ Status ParseEvents(std::string_view buf, std::vector<RawEvent>* out) {
     const size_t left = buf.size() - off;
     fanotify_event_metadata md{};
     if (left < sizeof(md)) {
-      return Bad(off, std::to_string(left) + " bytes left < metadata size " +
-                          std::to_string(sizeof(md)));
+      return Bad(
+          off, std::to_string(left) + " bytes left < metadata size " + std::to_string(sizeof(md)));
     }
     std::memcpy(&md, buf.data() + off, sizeof(md));
     if (md.vers != FANOTIFY_METADATA_VERSION) {
-      return Bad(off, "metadata version " + std::to_string(md.vers) + " != " +
-                          std::to_string(FANOTIFY_METADATA_VERSION));
+      return Bad(off, "metadata version " + std::to_string(md.vers) +
+                          " != " + std::to_string(FANOTIFY_METADATA_VERSION));
     }
     if (md.metadata_len < sizeof(md) || md.metadata_len > md.event_len) {
-      return Bad(off, "metadata_len " + std::to_string(md.metadata_len) + " outside 24..event_len " +
-                          std::to_string(md.event_len));
+      return Bad(off, "metadata_len " + std::to_string(md.metadata_len) +
+                          " outside 24..event_len " + std::to_string(md.event_len));
     }
     if (md.event_len > left) {
-      return Bad(off, "event_len " + std::to_string(md.event_len) + " > " +
-                          std::to_string(left) + " bytes left");
+      return Bad(off, "event_len " + std::to_string(md.event_len) + " > " + std::to_string(left) +
+                          " bytes left");
     }
     if (md.fd != FAN_NOFD) {
       // In FID mode the kernel never opens a file for us; an fd here means the group was
@@ -126,11 +126,12 @@ Status ParseEvents(std::string_view buf, std::vector<RawEvent>* out) {
       ioff += hdr.len;
     }
     if ((ev.mask & FAN_Q_OVERFLOW) == 0 && !ev.has_dir && !ev.has_object) {
-      return Bad(off, "event mask 0x" + [&] {
-        char hex[20];
-        std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(ev.mask));
-        return std::string(hex);
-      }() + " has no file id record");
+      return Bad(
+          off, "event mask 0x" + [&] {
+            char hex[20];
+            std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(ev.mask));
+            return std::string(hex);
+          }() + " has no file id record");
     }
     out->push_back(ev);
     off += md.event_len;

@@ -19,9 +19,9 @@ namespace hasync::engine::watch {
 
 // A file identifier from an info record: filesystem id plus the kernel's file handle.
 struct Fid {
-  uint64_t fsid = 0;         // __kernel_fsid_t's two ints, in memory order
-  int32_t handle_type = 0;   // file_handle.handle_type
-  std::string_view handle;   // file_handle.f_handle, handle_bytes long
+  uint64_t fsid = 0;        // __kernel_fsid_t's two ints, in memory order
+  int32_t handle_type = 0;  // file_handle.handle_type
+  std::string_view handle;  // file_handle.f_handle, handle_bytes long
 };
 
 struct RawEvent {

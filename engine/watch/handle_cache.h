@@ -35,8 +35,8 @@ class HandleCache {
     uint64_t epoch;    // 0 = exact; otherwise the resolve epoch (see Settle)
   };
   struct RenameOutcome {
-    size_t rewritten = 0;               // entries moved from old to new prefix
-    size_t dropped = 0;                 // entries erased (stale or speculative)
+    size_t rewritten = 0;                // entries moved from old to new prefix
+    size_t dropped = 0;                  // entries erased (stale or speculative)
     bool speculative_under_new = false;  // doubt: rescan the new subtree
   };
 

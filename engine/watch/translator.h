@@ -67,9 +67,9 @@ struct TranslatorOptions {
 };
 
 struct TranslatorStats {
-  uint64_t events = 0;            // kernel events processed
-  uint64_t dropped_outside = 0;   // events outside every root
-  uint64_t dropped_foreign = 0;   // events from a filesystem we did not mark
+  uint64_t events = 0;           // kernel events processed
+  uint64_t dropped_outside = 0;  // events outside every root
+  uint64_t dropped_foreign = 0;  // events from a filesystem we did not mark
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;      // resolved through DirResolver
   uint64_t unresolved = 0;        // handles DirResolver could not resolve
@@ -129,8 +129,7 @@ class Translator {
   void FlushPlace(const Place& p, std::vector<WatchEvent>* out);
   bool RootAtOrUnder(std::string_view abs) const;
   // Moves the roots at or under old_abs; returns true if any did.
-  bool MoveRoots(std::string_view old_abs, std::string_view new_abs,
-                 std::vector<WatchEvent>* out);
+  bool MoveRoots(std::string_view old_abs, std::string_view new_abs, std::vector<WatchEvent>* out);
   void HandleMove(uint64_t fsid, const std::string& old_abs, const std::string& new_abs,
                   bool is_dir, const std::string& object_key, std::vector<WatchEvent>* out);
   void FlushStash(std::vector<WatchEvent>* out);

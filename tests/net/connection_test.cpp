@@ -1,0 +1,113 @@
+#include "engine/net/connection.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/net/rng.h"
+
+namespace hasync::engine {
+namespace {
+
+std::vector<std::byte> Key(uint8_t fill) { return std::vector<std::byte>(32, std::byte{fill}); }
+
+wire::Hello HelloFor(std::string name, wire::Role role) {
+  wire::Hello h;
+  h.role = role;
+  h.node_id = name == "mu01" ? 1 : 2;
+  h.session_id = 77;
+  h.node_name = std::move(name);
+  return h;
+}
+
+void Move(Connection& from, Connection& to) {
+  auto out = from.outgoing();
+  std::vector<std::byte> copy(out.begin(), out.end());
+  from.Consume(out.size());
+  if (!copy.empty()) to.Feed(copy).IgnoreError();  // errors are read from failed()
+}
+
+// Shuttles bytes until neither side has anything to send (bounded).
+void Exchange(Connection& a, Connection& b) {
+  for (int i = 0; i < 50 && (a.outgoing_size() > 0 || b.outgoing_size() > 0); ++i) {
+    Move(a, b);
+    Move(b, a);
+  }
+}
+
+class ConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto rng = Rng::Create();
+    ASSERT_TRUE(rng.ok());
+    rng_ = std::move(rng).value();
+  }
+  std::unique_ptr<Connection> Make(wire::TlsRole role, uint8_t key, wire::Hello hello) {
+    auto c = Connection::Create(role, Key(key), Rng::Generate, rng_->ctx(), std::move(hello), 5);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+  std::unique_ptr<Rng> rng_;
+};
+
+TEST_F(ConnectionTest, HandshakeThenHelloThenFramesFlow) {
+  auto client = Make(wire::TlsRole::kClient, 9, HelloFor("mu01", wire::Role::kPrimary));
+  auto server = Make(wire::TlsRole::kServer, 9, HelloFor("mu02", wire::Role::kStandby));
+  Exchange(*client, *server);
+  ASSERT_TRUE(client->Next().ok());
+  ASSERT_TRUE(server->Next().ok());
+  ASSERT_TRUE(client->open() && server->open());
+  EXPECT_EQ(server->peer_hello().node_name, "mu01");
+  EXPECT_EQ(client->peer_hello().role, wire::Role::kStandby);
+  EXPECT_EQ(server->peer_epoch(), 5u);
+
+  ASSERT_TRUE(client->Send(5, 0, wire::Ping{42, 1000}).ok());
+  ASSERT_TRUE(client->Send(5, 1, wire::Unlink{"0/jobs/old"}).ok());
+  Exchange(*client, *server);
+  auto f1 = server->Next();
+  ASSERT_TRUE(f1.ok() && f1->has_value());
+  EXPECT_EQ(std::get<wire::Ping>((*f1)->message).token, 42u);
+  auto f2 = server->Next();
+  ASSERT_TRUE(f2.ok() && f2->has_value());
+  EXPECT_EQ((*f2)->seq, 1u);
+  EXPECT_EQ(std::get<wire::Unlink>((*f2)->message).path, "0/jobs/old");
+  auto none = server->Next();
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(ConnectionTest, WrongKeyNeverOpensAndNoFrameIsParsed) {
+  auto client = Make(wire::TlsRole::kClient, 1, HelloFor("mu01", wire::Role::kPrimary));
+  auto server = Make(wire::TlsRole::kServer, 2, HelloFor("mu02", wire::Role::kStandby));
+  Exchange(*client, *server);
+  auto next = server->Next();
+  EXPECT_FALSE(next.ok());
+  EXPECT_EQ(server->failed().code(), Code::kPermissionDenied) << server->failed().ToString();
+  EXPECT_FALSE(server->open());
+}
+
+TEST_F(ConnectionTest, FirstFrameOtherThanHelloIsRefused) {
+  // A peer with the right key that skips HELLO: drive a raw TLS session by hand.
+  auto server = Make(wire::TlsRole::kServer, 3, HelloFor("mu02", wire::Role::kStandby));
+  auto raw = wire::TlsSession::Create(wire::TlsRole::kClient, Key(3), Rng::Generate, rng_->ctx());
+  ASSERT_TRUE(raw.ok());
+  wire::TlsSession& tls = **raw;
+  for (int i = 0; i < 20 && !tls.established(); ++i) {
+    tls.Handshake().IgnoreError();
+    std::vector<std::byte> out(tls.outgoing().begin(), tls.outgoing().end());
+    tls.ConsumeOutgoing(out.size());
+    server->Feed(out).IgnoreError();
+    std::vector<std::byte> back(server->outgoing().begin(), server->outgoing().end());
+    server->Consume(back.size());
+    ASSERT_TRUE(tls.Feed(back).ok());
+  }
+  ASSERT_TRUE(tls.established());
+  ASSERT_TRUE(tls.Write(wire::EncodeFrame(wire::Frame{5, 1, wire::Unlink{"0/x"}})).ok());
+  std::vector<std::byte> out(tls.outgoing().begin(), tls.outgoing().end());
+  server->Feed(out).IgnoreError();
+  auto next = server->Next();
+  EXPECT_FALSE(next.ok());
+  EXPECT_NE(next.status().message().find("not HELLO"), std::string::npos)
+      << next.status().ToString();
+}
+
+}  // namespace
+}  // namespace hasync::engine

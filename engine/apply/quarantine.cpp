@@ -45,8 +45,8 @@ Result<Quarantine> Quarantine::Open(std::string_view state_dir, FsOps* fs) {
   ASSIGN_OR_RETURN(UniqueFd dir, MakeDir(state.get(), kQuarantineDir, path, &created));
   FsOps* ops = fs != nullptr ? fs : &DefaultFsOps();
   if (created) {
-    ASSIGN_OR_RETURN(UniqueFd state_rd, OpenBeneath(state.get(), "", O_RDONLY | O_DIRECTORY,
-                                                    "state dir"));
+    ASSIGN_OR_RETURN(UniqueFd state_rd,
+                     OpenBeneath(state.get(), "", O_RDONLY | O_DIRECTORY, "state dir"));
     if (int err = ops->Fsync(state_rd.get()); err != 0) {
       return ErrnoStatus(err, fmt::format("fsync state dir {}", path));
     }
@@ -99,8 +99,7 @@ Result<std::string> Quarantine::Keep(const Tree& tree, std::string_view path, ui
     // Another filesystem: copy, make the copy durable, then remove the original.
     if (S_ISDIR(st.st_mode)) {
       return Unimplemented(fmt::format(
-          "quarantine {}: a directory cannot be moved to a state dir on another filesystem",
-          path));
+          "quarantine {}: a directory cannot be moved to a state dir on another filesystem", path));
     }
     if (S_ISLNK(st.st_mode)) {
       std::vector<char> target(static_cast<size_t>(PATH_MAX) + 1);
@@ -112,9 +111,9 @@ Result<std::string> Quarantine::Keep(const Tree& tree, std::string_view path, ui
         return ErrnoStatus(errno, fmt::format("quarantine copy of symlink {}", path));
       }
     } else {
-      ASSIGN_OR_RETURN(UniqueFd in, OpenBeneath(src.fd.get(), src.name,
-                                                O_RDONLY | O_NOFOLLOW | O_NONBLOCK,
-                                                fmt::format("quarantine source {}", path)));
+      ASSIGN_OR_RETURN(UniqueFd in,
+                       OpenBeneath(src.fd.get(), src.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK,
+                                   fmt::format("quarantine source {}", path)));
       int raw = ::openat(dest.get(), name.c_str(),
                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (raw < 0) {
@@ -123,8 +122,8 @@ Result<std::string> Quarantine::Keep(const Tree& tree, std::string_view path, ui
       }
       UniqueFd out(raw);
       uint64_t bytes = 0;
-      Status s = CopySparse(*fs_, in.get(), out.get(), static_cast<uint64_t>(st.st_size), path,
-                            &bytes);
+      Status s =
+          CopySparse(*fs_, in.get(), out.get(), static_cast<uint64_t>(st.st_size), path, &bytes);
       if (s.ok() && ::fchown(out.get(), st.st_uid, st.st_gid) != 0 && errno != EPERM) {
         s = ErrnoStatus(errno, fmt::format("fchown quarantine copy of {}", path));
       }

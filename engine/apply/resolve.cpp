@@ -23,9 +23,8 @@ Status ResolveError(int err, std::string_view rel, std::string_view what) {
                                         rel, what));
   }
   if (err == ENOSYS) {
-    return Unimplemented(
-        fmt::format("openat2 {} ({}): the kernel lacks openat2; hasync needs Linux 5.6 or newer",
-                    rel, what));
+    return Unimplemented(fmt::format(
+        "openat2 {} ({}): the kernel lacks openat2; hasync needs Linux 5.6 or newer", rel, what));
   }
   return ErrnoStatus(err, fmt::format("openat2 {} ({})", rel, what));
 }
@@ -64,7 +63,7 @@ PathParts SplitPath(std::string_view path) {
 Result<UniqueFd> OpenBeneath(int dir_fd, std::string_view rel, int flags, std::string_view what) {
   std::string p(rel.empty() ? std::string_view(".") : rel);
   open_how how{};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.flags = static_cast<__u64>(static_cast<unsigned>(flags) | unsigned{O_CLOEXEC});
   how.resolve = kConfined;
   int err = 0;
   for (int attempt = 0; attempt < kResolveAttempts; ++attempt) {

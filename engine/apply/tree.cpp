@@ -43,8 +43,7 @@ bool CloneUnsupported(int err) {
          err == EBADF;
 }
 
-Status CheckXattrs(const std::vector<Xattr>& xattrs, bool allow_privileged,
-                   std::string_view path) {
+Status CheckXattrs(const std::vector<Xattr>& xattrs, bool allow_privileged, std::string_view path) {
   if (xattrs.size() > kMaxXattrsPerFile) {
     return OutOfRange(fmt::format("{}: {} xattrs > kMaxXattrsPerFile {}", path, xattrs.size(),
                                   kMaxXattrsPerFile));
@@ -52,8 +51,8 @@ Status CheckXattrs(const std::vector<Xattr>& xattrs, bool allow_privileged,
   for (const Xattr& x : xattrs) {
     RETURN_IF_ERROR(CheckXattrName(x.name, allow_privileged).Annotate(path));
     if (x.value.size() > kMaxXattrValueBytes) {
-      return OutOfRange(fmt::format("{}: xattr {} value of {} bytes > kMaxXattrValueBytes {}",
-                                    path, x.name, x.value.size(), kMaxXattrValueBytes));
+      return OutOfRange(fmt::format("{}: xattr {} value of {} bytes > kMaxXattrValueBytes {}", path,
+                                    x.name, x.value.size(), kMaxXattrValueBytes));
     }
   }
   return Status::Ok();
@@ -61,9 +60,8 @@ Status CheckXattrs(const std::vector<Xattr>& xattrs, bool allow_privileged,
 
 Status CheckTarget(std::string_view target, std::string_view path) {
   if (target.empty() || target.size() >= 4096 || target.find('\0') != std::string_view::npos) {
-    return InvalidArgument(
-        fmt::format("{}: symlink target of {} bytes is empty, too long or holds a NUL", path,
-                    target.size()));
+    return InvalidArgument(fmt::format(
+        "{}: symlink target of {} bytes is empty, too long or holds a NUL", path, target.size()));
   }
   return Status::Ok();
 }
@@ -90,16 +88,15 @@ std::string NewTempName() {
 Result<TempFile> CreateTempFile(int dir_fd, std::string_view for_path) {
   for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
     std::string name = NewTempName();
-    int fd = ::openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                      0600);
+    int fd =
+        ::openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) return TempFile{std::move(name), UniqueFd(fd)};
     if (errno != EEXIST) {
       return ErrnoStatus(errno, fmt::format("create temp {} for {}", name, for_path));
     }
   }
-  return Status(Code::kAlreadyExists,
-                fmt::format("create temp for {}: {} random names all taken", for_path,
-                            kTempNameAttempts));
+  return Status(Code::kAlreadyExists, fmt::format("create temp for {}: {} random names all taken",
+                                                  for_path, kTempNameAttempts));
 }
 
 Status ApplyMetaToFd(int fd, const FileMeta& meta, bool is_dir, bool allow_privileged,
@@ -107,8 +104,8 @@ Status ApplyMetaToFd(int fd, const FileMeta& meta, bool is_dir, bool allow_privi
   // chown first: it clears setuid/setgid, so the mode must come after it.
   if (meta.owner) {
     if (::fchown(fd, meta.owner->uid, meta.owner->gid) != 0) {
-      return ErrnoStatus(errno, fmt::format("fchown {} to {}:{}", path, meta.owner->uid,
-                                            meta.owner->gid));
+      return ErrnoStatus(errno,
+                         fmt::format("fchown {} to {}:{}", path, meta.owner->uid, meta.owner->gid));
     }
   }
   ASSIGN_OR_RETURN(ModeDecision mode, DecideMode(meta.mode, is_dir, allow_privileged));
@@ -135,8 +132,8 @@ Status CopySparse(FsOps& fs, int src_fd, int dst_fd, uint64_t size, std::string_
   uint64_t pos = 0;
   for (size_t segment = 0; pos < size; ++segment) {
     if (segment == kMaxCloneSegments) {
-      return OutOfRange(fmt::format("{}: more than kMaxCloneSegments {} data segments", path,
-                                    kMaxCloneSegments));
+      return OutOfRange(
+          fmt::format("{}: more than kMaxCloneSegments {} data segments", path, kMaxCloneSegments));
     }
     off_t data = ::lseek(src_fd, static_cast<off_t>(pos), SEEK_DATA);
     if (data < 0) {
@@ -171,8 +168,8 @@ Result<Tree> Tree::Open(std::string_view root_path, const TreeOptions& options, 
   if (fd < 0) return ErrnoStatus(errno, fmt::format("open sync root {}", path));
   UniqueFd root(fd);
   // Fail at start-up, with the reason, on a kernel without openat2.
-  ASSIGN_OR_RETURN(UniqueFd probe, OpenBeneath(root.get(), "", O_RDONLY | O_DIRECTORY,
-                                               "probe of the sync root"));
+  ASSIGN_OR_RETURN(UniqueFd probe,
+                   OpenBeneath(root.get(), "", O_RDONLY | O_DIRECTORY, "probe of the sync root"));
   return Tree(std::move(root), std::move(path), options, fs != nullptr ? fs : &DefaultFsOps());
 }
 
@@ -204,24 +201,27 @@ Result<CleanupReport> Tree::RemoveStaleTemps() {
       std::string_view name(e->d_name);
       if (name == "." || name == "..") continue;
       if (++report.visited > kMaxCleanupEntries) {
-        return OutOfRange(fmt::format("stale temp cleanup stopped after kMaxCleanupEntries {} "
-                                      "entries under {}",
-                                      kMaxCleanupEntries, root_path_));
+        return OutOfRange(
+            fmt::format("stale temp cleanup stopped after kMaxCleanupEntries {} "
+                        "entries under {}",
+                        kMaxCleanupEntries, root_path_));
       }
       unsigned char type = e->d_type;
       if (type == DT_UNKNOWN) {
         struct stat st {};
         if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
-        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG
-                                          : S_ISLNK(st.st_mode)   ? DT_LNK
-                                                                  : DT_UNKNOWN;
+        type = S_ISDIR(st.st_mode)   ? DT_DIR
+               : S_ISREG(st.st_mode) ? DT_REG
+               : S_ISLNK(st.st_mode) ? DT_LNK
+                                     : DT_UNKNOWN;
       }
       std::string rel = dir.rel.empty() ? std::string(name) : fmt::format("{}/{}", dir.rel, name);
       if (type == DT_DIR) {
         if (dir.depth + 1 > kMaxCleanupDepth) {
-          return OutOfRange(fmt::format("stale temp cleanup: {} is deeper than "
-                                        "kMaxCleanupDepth {}",
-                                        rel, kMaxCleanupDepth));
+          return OutOfRange(
+              fmt::format("stale temp cleanup: {} is deeper than "
+                          "kMaxCleanupDepth {}",
+                          rel, kMaxCleanupDepth));
         }
         stack.push_back({std::move(rel), dir.depth + 1});
         continue;
@@ -250,14 +250,13 @@ Status Batch::CheckPathForRecord(std::string_view path) const {
   AssertRelativePath(path);
   if (spent_) return FailedPrecondition("batch already committed");
   if (HasReservedComponent(path)) {
-    return InvalidArgument(
-        fmt::format("{}: names starting with {} are reserved for hasync's temp files", path,
-                    kTempPrefix));
+    return InvalidArgument(fmt::format(
+        "{}: names starting with {} are reserved for hasync's temp files", path, kTempPrefix));
   }
   if (ops_.size() >= kMaxBatchOps) {
-    return Status(Code::kResourceExhausted,
-                  fmt::format("{}: batch already holds kMaxBatchOps {} operations", path,
-                              kMaxBatchOps));
+    return Status(
+        Code::kResourceExhausted,
+        fmt::format("{}: batch already holds kMaxBatchOps {} operations", path, kMaxBatchOps));
   }
   return Status::Ok();
 }
@@ -352,9 +351,9 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   RETURN_IF_ERROR(Poison(CheckPathForRecord(path)));
   if (!poisoned_.ok()) return poisoned_;
   if (files_.size() >= kMaxBatchFiles) {
-    return Poison(Status(Code::kResourceExhausted,
-                         fmt::format("{}: batch already stages kMaxBatchFiles {} files", path,
-                                     kMaxBatchFiles)));
+    return Poison(Status(
+        Code::kResourceExhausted,
+        fmt::format("{}: batch already stages kMaxBatchFiles {} files", path, kMaxBatchFiles)));
   }
   if (base == ContentBase::kCurrent && TouchedEarlier(path)) {
     return Poison(FailedPrecondition(
@@ -367,9 +366,9 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   // inside it could also make an rmdir fail. The root never moves.
   std::string_view dir = SplitPath(path).dir;
   bool stage_in_root = !dir.empty() && TouchedEarlier(dir);
-  Result<UniqueFd> staging = OpenBeneath(tree_->root_.get(), stage_in_root ? "" : dir,
-                                         O_RDONLY | O_DIRECTORY,
-                                         fmt::format("staging directory for {}", path));
+  Result<UniqueFd> staging =
+      OpenBeneath(tree_->root_.get(), stage_in_root ? "" : dir, O_RDONLY | O_DIRECTORY,
+                  fmt::format("staging directory for {}", path));
   if (!staging.ok()) return Poison(staging.status());
   struct stat st {};
   RETURN_IF_ERROR(Poison(FstatFd(staging->get(), &st, fmt::format("staging dir of {}", path))));
@@ -408,8 +407,7 @@ Status Batch::CloneBase(StagedFile& file) {
   struct stat st {};
   RETURN_IF_ERROR(FstatFd(src.get(), &st, file.path));
   if (!S_ISREG(st.st_mode)) {
-    return FailedPrecondition(
-        fmt::format("{}: block-patch base is not a regular file", file.path));
+    return FailedPrecondition(fmt::format("{}: block-patch base is not a regular file", file.path));
   }
   auto size = static_cast<uint64_t>(st.st_size);
   FsOps& fs = tree_->fs();
@@ -437,13 +435,14 @@ Status Batch::WriteExtent(FileId id, uint64_t offset, std::span<const std::byte>
   }
   if (offset > kMaxFileBytes || data.size() > kMaxFileBytes - offset) {
     RemoveTemp(file);
-    return Poison(OutOfRange(fmt::format("{}: extent [{}, +{}) beyond kMaxFileBytes {}",
-                                         file.path, offset, data.size(), kMaxFileBytes)));
+    return Poison(OutOfRange(fmt::format("{}: extent [{}, +{}) beyond kMaxFileBytes {}", file.path,
+                                         offset, data.size(), kMaxFileBytes)));
   }
   int err = tree_->fs().Pwrite(file.fd.get(), data, offset);
   if (err != 0) {
     RemoveTemp(file);
-    return Poison(ErrnoStatus(err, fmt::format("write temp of {} at offset {}", file.path, offset)));
+    return Poison(
+        ErrnoStatus(err, fmt::format("write temp of {} at offset {}", file.path, offset)));
   }
   file.written_end = std::max(file.written_end, offset + data.size());
   tree_->stats_.bytes_written += data.size();
@@ -481,14 +480,39 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
 
 Status Batch::VerifyHash(StagedFile& file, uint64_t size, Hash128 expected) {
   // The temp is read back whole: the hash then covers the cloned ranges, the written
-  // extents and the holes exactly as they will be published.
+  // extents and the holes exactly as they will be published. In a large file the holes
+  // are hashed from a zero buffer instead of being read (SEEK_DATA/SEEK_HOLE).
   hash_buf_.resize(kHashChunkBytes);
   XXH3_state_t state;
   XXH3_128bits_reset(&state);
+  const bool sparse_aware = size > kHashChunkBytes;
   uint64_t pos = 0;
-  // Each pass reads at least one byte or returns.
+  uint64_t data_end = sparse_aware ? 0 : size;  // end of the data segment pos is in
+  // Each pass hashes at least one byte or returns.
   while (pos < size) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(size - pos, hash_buf_.size()));
+    if (pos >= data_end) {
+      off_t data = ::lseek(file.fd.get(), static_cast<off_t>(pos), SEEK_DATA);
+      uint64_t data_at = size;
+      if (data >= 0) {
+        data_at = std::min(static_cast<uint64_t>(data), size);
+      } else if (errno != ENXIO) {
+        return ErrnoStatus(errno, fmt::format("lseek SEEK_DATA in temp of {}", file.path));
+      }
+      if (data_at > pos) {  // a hole: zeros, no read
+        static const std::vector<std::byte> kZeros(kHashChunkBytes);
+        uint64_t n = std::min<uint64_t>(data_at - pos, kZeros.size());
+        XXH3_128bits_update(&state, kZeros.data(), static_cast<size_t>(n));
+        pos += n;
+        continue;
+      }
+      off_t hole = ::lseek(file.fd.get(), static_cast<off_t>(pos), SEEK_HOLE);
+      if (hole < 0) {
+        return ErrnoStatus(errno, fmt::format("lseek SEEK_HOLE in temp of {}", file.path));
+      }
+      data_end = std::min(static_cast<uint64_t>(hole), size);
+      if (data_end <= pos) data_end = size;  // defensive: read the rest plainly
+    }
+    size_t want = static_cast<size_t>(std::min<uint64_t>(data_end - pos, hash_buf_.size()));
     ssize_t n = ::pread(file.fd.get(), hash_buf_.data(), want, static_cast<off_t>(pos));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -623,9 +647,9 @@ Result<struct stat> StatEntry(const Parent& parent, std::string_view path) {
 // types before open (a FIFO must not be opened at all).
 Result<UniqueFd> OpenForMeta(const Parent& parent, const struct stat& st, std::string_view path) {
   RETURN_IF_ERROR(CheckFileType(st.st_mode, path));
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneath(parent.fd.get(), parent.name,
-                                            O_RDONLY | O_NOFOLLOW | O_NONBLOCK,
-                                            fmt::format("metadata of {}", path)));
+  ASSIGN_OR_RETURN(UniqueFd fd,
+                   OpenBeneath(parent.fd.get(), parent.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK,
+                               fmt::format("metadata of {}", path)));
   struct stat now {};
   RETURN_IF_ERROR(FstatFd(fd.get(), &now, path));
   if (now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
@@ -642,9 +666,9 @@ Status Batch::Apply(const OpMkdir& op, Touched& touched) {
   if (::mkdirat(parent.fd.get(), parent.name.c_str(), 0700) != 0) {
     return ErrnoStatus(errno, fmt::format("mkdirat {}", op.path));
   }
-  ASSIGN_OR_RETURN(UniqueFd dir, OpenBeneath(parent.fd.get(), parent.name,
-                                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
-                                             fmt::format("new directory {}", op.path)));
+  ASSIGN_OR_RETURN(UniqueFd dir,
+                   OpenBeneath(parent.fd.get(), parent.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                               fmt::format("new directory {}", op.path)));
   RETURN_IF_ERROR(ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
                                 tree_->options_.allow_privileged, op.path,
                                 &tree_->stats_.setid_bits_stripped));
@@ -705,8 +729,8 @@ Status Batch::Apply(const OpSymlink& op, Touched& touched) {
   }
   if (temp.empty()) return Status(Code::kAlreadyExists, fmt::format("temp names for {}", op.path));
   Status s;
-  if (op.owner && ::fchownat(dfd, temp.c_str(), op.owner->uid, op.owner->gid,
-                             AT_SYMLINK_NOFOLLOW) != 0) {
+  if (op.owner &&
+      ::fchownat(dfd, temp.c_str(), op.owner->uid, op.owner->gid, AT_SYMLINK_NOFOLLOW) != 0) {
     s = ErrnoStatus(errno, fmt::format("lchown symlink {}", op.path));
   }
   if (s.ok() && op.mtime_ns) {
@@ -746,8 +770,8 @@ Status Batch::Apply(const OpSetMeta& op, Touched& touched) {
   }
   ASSIGN_OR_RETURN(UniqueFd fd, OpenForMeta(parent, st, op.path));
   if (c.owner && ::fchown(fd.get(), c.owner->uid, c.owner->gid) != 0) {
-    return ErrnoStatus(errno, fmt::format("fchown {} to {}:{}", op.path, c.owner->uid,
-                                          c.owner->gid));
+    return ErrnoStatus(errno,
+                       fmt::format("fchown {} to {}:{}", op.path, c.owner->uid, c.owner->gid));
   }
   if (c.mode) {
     ASSIGN_OR_RETURN(ModeDecision mode,
@@ -759,7 +783,8 @@ Status Batch::Apply(const OpSetMeta& op, Touched& touched) {
   }
   if (c.mtime_ns) {
     timespec ts[2] = {{0, UTIME_OMIT}, ToTimespec(*c.mtime_ns)};
-    if (::futimens(fd.get(), ts) != 0) return ErrnoStatus(errno, fmt::format("futimens {}", op.path));
+    if (::futimens(fd.get(), ts) != 0)
+      return ErrnoStatus(errno, fmt::format("futimens {}", op.path));
   }
   return touched.Add(fd.get(), op.path);
 }
@@ -798,7 +823,8 @@ Status Batch::Apply(const OpPublish& op, Touched& touched) {
   unsigned flags = file.publish == PublishMode::kNoReplace ? RENAME_NOREPLACE : 0;
   if (::renameat2(staging, file.temp_name.c_str(), parent.fd.get(), parent.name.c_str(), flags) !=
       0) {
-    return ErrnoStatus(errno, fmt::format("publish {} (rename from {})", file.path, file.temp_name));
+    return ErrnoStatus(errno,
+                       fmt::format("publish {} (rename from {})", file.path, file.temp_name));
   }
   file.published = true;
   file.fd.Reset();  // durable already; free the descriptor

@@ -85,10 +85,10 @@ struct Xattr {
 // Metadata of a new file or directory. Applied on the fd in the order owner, mode,
 // xattrs, mtime (chown clears setuid, and anything but futimens would move the mtime).
 struct FileMeta {
-  uint32_t mode = 0644;              // permission bits, within 07777
-  std::optional<Owner> owner;        // unset: leave hasync's own uid/gid
-  std::optional<int64_t> mtime_ns;   // since the epoch; unset: leave the creation time
-  std::vector<Xattr> xattrs;         // the full set for the new inode
+  uint32_t mode = 0644;             // permission bits, within 07777
+  std::optional<Owner> owner;       // unset: leave hasync's own uid/gid
+  std::optional<int64_t> mtime_ns;  // since the epoch; unset: leave the creation time
+  std::vector<Xattr> xattrs;        // the full set for the new inode
 };
 
 // A metadata change on an existing path (any of the three).

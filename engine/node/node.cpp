@@ -1,0 +1,717 @@
+#include "engine/node/node.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "engine/apply/tree.h"
+#include "engine/journal/journal.h"
+#include "engine/keyfile.h"
+#include "engine/log.h"
+#include "engine/net/connection.h"
+#include "engine/net/rng.h"
+#include "engine/sync/receiver.h"
+#include "engine/sync/sender.h"
+#include "engine/watch/watcher.h"
+#include "iouring/loop.h"
+
+namespace hasync::engine {
+
+namespace {
+
+// Timing of the session layer. Lock records and the failure window (issue 4) will
+// replace the ping-based idle detection.
+constexpr int64_t kTickNs = 20'000'000;             // watcher debounce, pumping, timers
+constexpr int64_t kPingIntervalNs = 1'000'000'000;  // primary → standby keepalive
+constexpr int64_t kIdleTimeoutNs = 15'000'000'000;  // no frame at all: session is dead
+constexpr int64_t kHandshakeTimeoutNs = 10'000'000'000;
+constexpr int64_t kSendStallTimeoutMs = 30'000;  // socket accepted nothing this long
+constexpr int64_t kBackoffMinMs = 100;
+constexpr int64_t kBackoffMaxMs = 5'000;
+constexpr size_t kRecvBufferBytes = 256 * 1024;
+constexpr size_t kFlushHighWater = 512 * 1024;  // flush the outbox past this
+constexpr size_t kMaxPendingHandshakes = 8;
+constexpr size_t kWatchDrainBatch = 4096;
+
+int64_t NowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+Result<sockaddr_storage> Resolve(const HostPort& hp, socklen_t* len) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(hp.port);
+  int rc = getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return Unavailable("cannot resolve " + hp.ToString() + ": " + gai_strerror(rc));
+  }
+  sockaddr_storage ss{};
+  std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return ss;
+}
+
+void TuneSocket(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+wire::Role ToWire(NodeRole role) {
+  return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
+}
+
+}  // namespace
+
+class Node;
+
+// One TCP connection and its protocol state. Held by shared_ptr so an in-flight receive
+// keeps its buffer alive after the node dropped the peer.
+struct Peer {
+  UniqueFd fd;
+  std::unique_ptr<Connection> conn;
+  std::vector<std::byte> rx = std::vector<std::byte>(kRecvBufferBytes);
+  bool dead = false;
+  bool outbound = false;
+  int64_t created_ns = 0;
+  int64_t last_rx_ns = 0;
+  int64_t last_ping_ns = 0;
+  std::string addr;
+};
+
+class Node : public MessageSink {
+ public:
+  Node(const Config& cfg, const RunOptions& opts) : cfg_(cfg), opts_(opts) {}
+
+  Status Init();
+  Status Run();
+
+  // MessageSink: the sender's / receiver's messages go to the active peer.
+  Status Emit(uint64_t seq, wire::Message message) override {
+    if (!active_ || active_->dead || !active_->conn->open()) {
+      return Unavailable("no session to send on");
+    }
+    RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
+    if (active_->conn->outgoing_size() > kFlushHighWater) return Flush(*active_);
+    return Status::Ok();
+  }
+
+ private:
+  enum class Session { kIdle, kConnecting, kHandshake, kManifest, kLive };
+
+  Status InitPrimary();
+  Status InitStandby();
+  Status Listen();
+  void PostAccept();
+  void PostRecv(const std::shared_ptr<Peer>& peer);
+  void PostWatch();
+  void ScheduleTick();
+  void Tick();
+  void StartConnect();
+  void OnConnected(const std::shared_ptr<Peer>& peer, int32_t res);
+  void OnBytes(const std::shared_ptr<Peer>& peer, size_t n);
+  Status HandleFrames(const std::shared_ptr<Peer>& peer);
+  Status OnOpened(const std::shared_ptr<Peer>& peer);
+  Status OnPrimaryFrame(const wire::Frame& frame);
+  Status OnStandbyFrame(const wire::Frame& frame);
+  Status Flush(Peer& peer);
+  void Drop(const std::shared_ptr<Peer>& peer, const Status& why);
+  void DrainWatcher();
+  Status PumpSender();
+  wire::Hello MyHello() const;
+
+  const Config& cfg_;
+  RunOptions opts_;
+  NodeState state_;
+  SyncKey key_;
+  std::unique_ptr<Rng> rng_;
+  std::unique_ptr<iouring::Loop> loop_;
+  Status fatal_;
+
+  UniqueFd listen_fd_;
+  std::shared_ptr<Peer> active_;
+  std::vector<std::shared_ptr<Peer>> pending_;
+  sockaddr_storage peer_addr_{};
+  socklen_t peer_addr_len_ = 0;
+  uint64_t session_id_ = 0;
+
+  // Primary.
+  watch::MonotonicClock clock_;
+  std::optional<watch::Watcher> watcher_;
+  std::unique_ptr<Journal> journal_;
+  std::vector<UniqueFd> root_fds_;
+  std::unique_ptr<Sender> sender_;
+  Session session_ = Session::kIdle;
+  int64_t next_connect_ns_ = 0;
+  int64_t backoff_ms_ = kBackoffMinMs;
+  int64_t resync_started_ns_ = 0;
+  std::vector<watch::WatchEvent> events_;
+
+  // Standby.
+  std::vector<std::unique_ptr<apply::Tree>> trees_;
+  std::unique_ptr<Receiver> receiver_;
+};
+
+// ---- start-up -----------------------------------------------------------------------------
+
+Status Node::Init() {
+  if (mkdir(cfg_.sync.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "create state dir " + cfg_.sync.state_dir);
+  }
+  ASSIGN_OR_RETURN(key_, LoadKeyFile(cfg_.sync.key_file));
+  ASSIGN_OR_RETURN(rng_, Rng::Create());
+  auto loaded = LoadNodeState(cfg_.sync.state_dir);
+  if (loaded.ok()) {
+    state_ = *loaded;
+  } else if (loaded.status().code() == Code::kNotFound) {
+    if (!opts_.initial_role) {
+      return FailedPrecondition("state dir " + cfg_.sync.state_dir +
+                                " holds no node state yet: start once with --initial-role "
+                                "primary on one node and --initial-role standby on the other");
+    }
+    std::array<std::byte, 8> id{};
+    do {
+      RETURN_IF_ERROR(rng_->Fill(id));
+      std::memcpy(&state_.node_id, id.data(), id.size());
+    } while (state_.node_id == 0);
+    state_.role = *opts_.initial_role;
+    state_.epoch = state_.role == NodeRole::kPrimary ? 1 : 0;
+    RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
+  } else {
+    return loaded.status();
+  }
+  std::array<std::byte, 8> sid{};
+  RETURN_IF_ERROR(rng_->Fill(sid));
+  std::memcpy(&session_id_, sid.data(), sid.size());
+  session_id_ |= 1;
+
+  auto ring = iouring::Ring::Create(256);
+  if (!ring.ok()) return ring.status().Annotate("io_uring (hasync needs it for its event loop)");
+  auto probe = iouring::OpcodeProbe::Query(*ring);
+  if (!probe.ok()) return probe.status();
+  const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV, IORING_OP_POLL_ADD,
+                        IORING_OP_TIMEOUT};
+  RETURN_IF_ERROR(probe->Require(needed));
+  loop_ = std::make_unique<iouring::Loop>(std::move(ring).value());
+
+  Log(Level::kInfo, "start")
+      .kv("node", cfg_.node.name)
+      .kv("role", NodeRoleName(state_.role))
+      .kv("epoch", state_.epoch)
+      .kv("roots", static_cast<uint64_t>(cfg_.sync.roots.size()))
+      .kv("transport", TransportModeName(cfg_.transport.mode));
+  if (cfg_.transport.mode == TransportMode::kPlain) {
+    return Unimplemented(
+        "transport.mode = \"plain\" is not implemented in this build yet; use \"tls\"");
+  }
+  RETURN_IF_ERROR(Listen());
+  return state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby();
+}
+
+Status Node::Listen() {
+  socklen_t len = 0;
+  ASSIGN_OR_RETURN(sockaddr_storage addr, Resolve(cfg_.node.listen, &len));
+  UniqueFd fd(socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return ErrnoStatus(errno, "socket");
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    return ErrnoStatus(errno, "bind " + cfg_.node.listen.ToString());
+  }
+  if (listen(fd.get(), 16) != 0) return ErrnoStatus(errno, "listen " + cfg_.node.listen.ToString());
+  listen_fd_ = std::move(fd);
+  return Status::Ok();
+}
+
+Status Node::InitPrimary() {
+  watch::WatcherOptions wopts;
+  wopts.roots = cfg_.sync.roots;
+  auto watcher = watch::Watcher::Open(wopts, &clock_);
+  if (!watcher.ok()) return watcher.status().Annotate("start the watcher");
+  watcher_.emplace(std::move(watcher).value());
+  Log(Level::kInfo, "watching").kv("mode", watcher_->ModeDescription());
+  JournalLimits limits;
+  limits.max_bytes = cfg_.limits.journal_memory_bytes / 2;
+  limits.max_entries = static_cast<size_t>(cfg_.limits.journal_memory_bytes / 128);
+  journal_ = std::make_unique<Journal>(limits, static_cast<uint32_t>(cfg_.sync.roots.size()));
+  std::vector<int> fds;
+  for (const std::string& root : cfg_.sync.roots) {
+    UniqueFd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return ErrnoStatus(errno, "open sync root " + root);
+    fds.push_back(fd.get());
+    root_fds_.push_back(std::move(fd));
+  }
+  SenderOptions sopts;
+  sopts.max_batch_bytes = cfg_.limits.max_batch_bytes;
+  sopts.max_batch_changes = cfg_.limits.max_batch_files;
+  sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
+  sender_ = std::make_unique<Sender>(fds, sopts, *this);
+  socklen_t len = 0;
+  auto addr = Resolve(cfg_.peer.address, &len);
+  if (!addr.ok()) return addr.status();
+  peer_addr_ = *addr;
+  peer_addr_len_ = len;
+  return Status::Ok();
+}
+
+Status Node::InitStandby() {
+  std::vector<apply::Tree*> raw;
+  for (const std::string& root : cfg_.sync.roots) {
+    auto tree = apply::Tree::Open(root);
+    if (!tree.ok()) return tree.status().Annotate("open sync root " + root);
+    trees_.push_back(std::make_unique<apply::Tree>(std::move(tree).value()));
+    auto cleaned = trees_.back()->RemoveStaleTemps();
+    if (!cleaned.ok()) return cleaned.status();
+    if (cleaned->removed > 0) {
+      Log(Level::kInfo, "stale_temps_removed").kv("root", root).kv("count", cleaned->removed);
+    }
+    raw.push_back(trees_.back().get());
+  }
+  receiver_ = std::make_unique<Receiver>(raw, *this);
+  receiver_->set_last_applied_seq(state_.last_applied_seq);
+  return Status::Ok();
+}
+
+wire::Hello Node::MyHello() const {
+  wire::Hello h;
+  h.role = ToWire(state_.role);
+  h.node_id = state_.node_id;
+  h.session_id = session_id_;
+  h.capabilities = wire::kCapXattr | wire::kCapDelta | wire::kCapSparse;
+  h.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
+  h.node_name = cfg_.node.name;
+  return h;
+}
+
+// ---- the loop ------------------------------------------------------------------------------
+
+Status Node::Run() {
+  PostAccept();
+  if (watcher_) PostWatch();
+  ScheduleTick();
+  while (fatal_.ok()) {
+    if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
+    auto ran = loop_->RunOnce(100'000'000);
+    if (!ran.ok()) return ran.status();
+  }
+  if (active_) {
+    active_->conn->Close();
+    Flush(*active_).IgnoreError();  // best effort on the way out
+  }
+  if (receiver_) state_.last_applied_seq = receiver_->last_applied_seq();
+  Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
+  Log(Level::kInfo, "stop").kv("reason", fatal_.ok() ? "requested" : fatal_.ToString());
+  if (!fatal_.ok()) return fatal_;
+  return saved;
+}
+
+void Node::ScheduleTick() {
+  Status s = loop_->AddTimer(kTickNs, [this] {
+    Tick();
+    ScheduleTick();
+  });
+  if (!s.ok()) fatal_ = s;
+}
+
+void Node::Tick() {
+  int64_t now = NowNs();
+  for (auto& p : pending_) {
+    if (!p->dead && now - p->created_ns > kHandshakeTimeoutNs) {
+      Drop(p, Unavailable("handshake did not finish within 10 s"));
+    }
+  }
+  std::erase_if(pending_, [](const auto& p) { return p->dead; });
+  if (active_ && !active_->dead) {
+    if (now - active_->last_rx_ns > kIdleTimeoutNs) {
+      Drop(active_, Unavailable("no frame from the peer for 15 s"));
+    } else if (active_->conn->open() && state_.role == NodeRole::kPrimary &&
+               now - active_->last_ping_ns > kPingIntervalNs) {
+      active_->last_ping_ns = now;
+      Status s = Emit(0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)});
+      if (!s.ok()) Drop(active_, s);
+    }
+  }
+  if (watcher_) {
+    watcher_->Tick();
+    DrainWatcher();
+  }
+  if (state_.role == NodeRole::kPrimary) {
+    if (session_ == Session::kIdle && now >= next_connect_ns_) StartConnect();
+    if (session_ == Session::kLive) {
+      Status s = PumpSender();
+      if (!s.ok() && active_) Drop(active_, s);
+    }
+  }
+}
+
+void Node::PostAccept() {
+  Status s = loop_->Submit(
+      [this](io_uring_sqe* sqe) {
+        io_uring_prep_accept(sqe, listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      },
+      [this](int32_t res) {
+        if (res < 0) {
+          Log(Level::kWarn, "accept_failed").kv("error", std::strerror(-res));
+        } else {
+          UniqueFd fd(res);
+          if (state_.role != NodeRole::kStandby || pending_.size() >= kMaxPendingHandshakes) {
+            // The primary dials; it does not take sessions. Close at once.
+            Log(Level::kWarn, "connection_refused")
+                .kv("reason", state_.role != NodeRole::kStandby
+                                  ? "this node is primary"
+                                  : "too many handshakes in progress");
+          } else {
+            auto peer = std::make_shared<Peer>();
+            peer->fd = std::move(fd);
+            TuneSocket(peer->fd.get());
+            peer->created_ns = peer->last_rx_ns = NowNs();
+            auto conn = Connection::Create(wire::TlsRole::kServer, std::as_bytes(key_.bytes()),
+                                           Rng::Generate, rng_->ctx(), MyHello(), state_.epoch);
+            if (!conn.ok()) {
+              fatal_ = conn.status();
+              return;
+            }
+            peer->conn = std::move(conn).value();
+            pending_.push_back(peer);
+            PostRecv(peer);
+          }
+        }
+        PostAccept();
+      });
+  if (!s.ok()) fatal_ = s;
+}
+
+void Node::PostRecv(const std::shared_ptr<Peer>& peer) {
+  Status s = loop_->Submit(
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_recv(sqe, peer->fd.get(), peer->rx.data(), peer->rx.size(), 0);
+      },
+      [this, peer](int32_t res) {
+        if (peer->dead) return;  // dropped while the receive was in flight
+        if (res <= 0) {
+          Drop(peer, res == 0 ? Unavailable("peer closed the connection")
+                              : ErrnoStatus(-res, "recv from " + peer->addr));
+          return;
+        }
+        OnBytes(peer, static_cast<size_t>(res));
+      });
+  if (!s.ok()) Drop(peer, s);
+}
+
+void Node::PostWatch() {
+  Status s = loop_->Submit(
+      [this](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, watcher_->fd(), POLLIN); },
+      [this](int32_t res) {
+        if (res < 0) {
+          fatal_ = ErrnoStatus(-res, "poll fanotify fd");
+          return;
+        }
+        Status r = watcher_->OnReadable();
+        if (!r.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", r.ToString());
+        DrainWatcher();
+        if (session_ == Session::kLive) {
+          Status p = PumpSender();
+          if (!p.ok() && active_) Drop(active_, p);
+        }
+        PostWatch();
+      });
+  if (!s.ok()) fatal_ = s;
+}
+
+void Node::DrainWatcher() {
+  for (int round = 0; round < 64 && watcher_->ready() > 0; ++round) {
+    events_.clear();
+    watcher_->Drain(&events_, kWatchDrainBatch);
+    for (const watch::WatchEvent& e : events_) {
+      switch (e.kind) {
+        case watch::WatchKind::kCreate:
+        case watch::WatchKind::kModify:
+        case watch::WatchKind::kCloseWrite:
+        case watch::WatchKind::kAttrib:
+          journal_->Upsert(e.root, e.path);
+          break;
+        case watch::WatchKind::kDelete:
+          journal_->Remove(e.root, e.path);
+          break;
+        case watch::WatchKind::kRename:
+          journal_->Rename(e.root, e.old_path, e.path, e.is_dir);
+          break;
+        case watch::WatchKind::kRescan:
+          journal_->Rescan(e.root, e.path);
+          break;
+      }
+    }
+  }
+}
+
+Status Node::PumpSender() {
+  if (!active_ || active_->dead) return Status::Ok();
+  RETURN_IF_ERROR(sender_->Pump(*journal_));
+  return Flush(*active_);
+}
+
+// ---- connections ---------------------------------------------------------------------------
+
+void Node::StartConnect() {
+  auto peer = std::make_shared<Peer>();
+  peer->fd = UniqueFd(socket(peer_addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  peer->outbound = true;
+  peer->addr = cfg_.peer.address.ToString();
+  if (!peer->fd) {
+    fatal_ = ErrnoStatus(errno, "socket");
+    return;
+  }
+  TuneSocket(peer->fd.get());
+  session_ = Session::kConnecting;
+  Status s = loop_->Submit(
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_connect(sqe, peer->fd.get(), reinterpret_cast<sockaddr*>(&peer_addr_),
+                              peer_addr_len_);
+      },
+      [this, peer](int32_t res) { OnConnected(peer, res); });
+  if (!s.ok()) fatal_ = s;
+}
+
+void Node::OnConnected(const std::shared_ptr<Peer>& peer, int32_t res) {
+  if (res < 0) {
+    Log(Level::kDebug, "connect_failed").kv("peer", peer->addr).kv("error", std::strerror(-res));
+    session_ = Session::kIdle;
+    next_connect_ns_ = NowNs() + backoff_ms_ * 1'000'000;
+    backoff_ms_ = std::min(backoff_ms_ * 2, kBackoffMaxMs);
+    return;
+  }
+  auto conn = Connection::Create(wire::TlsRole::kClient, std::as_bytes(key_.bytes()), Rng::Generate,
+                                 rng_->ctx(), MyHello(), state_.epoch);
+  if (!conn.ok()) {
+    fatal_ = conn.status();
+    return;
+  }
+  peer->conn = std::move(conn).value();
+  peer->created_ns = peer->last_rx_ns = NowNs();
+  active_ = peer;
+  session_ = Session::kHandshake;
+  Status s = Flush(*peer);  // the ClientHello
+  if (!s.ok()) {
+    Drop(peer, s);
+    return;
+  }
+  PostRecv(peer);
+}
+
+void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
+  peer->last_rx_ns = NowNs();
+  Status s = peer->conn->Feed(std::span<const std::byte>(peer->rx.data(), n));
+  if (s.ok()) s = HandleFrames(peer);
+  if (s.ok() && !peer->dead) s = Flush(*peer);
+  if (!s.ok()) {
+    Drop(peer, s);
+    return;
+  }
+  if (!peer->dead) PostRecv(peer);
+}
+
+Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
+  bool was_open = peer->conn->open();
+  for (int i = 0; i < 100'000 && !peer->dead; ++i) {
+    auto next = peer->conn->Next();
+    if (!next.ok()) return next.status();
+    if (!was_open && peer->conn->open()) {
+      was_open = true;
+      RETURN_IF_ERROR(OnOpened(peer));
+    }
+    if (!next->has_value()) return Status::Ok();
+    const wire::Frame& frame = **next;
+    if (frame.epoch < state_.epoch) {
+      Emit(0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
+                                                            " < " + std::to_string(state_.epoch)})
+          .IgnoreError();
+      return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
+                              " (this node is at " + std::to_string(state_.epoch) + ")");
+    }
+    RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? OnPrimaryFrame(frame)
+                                                      : OnStandbyFrame(frame));
+  }
+  return Status::Ok();
+}
+
+Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
+  const wire::Hello& hello = peer->conn->peer_hello();
+  std::string refuse;
+  wire::Role want = state_.role == NodeRole::kPrimary ? wire::Role::kStandby : wire::Role::kPrimary;
+  if (hello.node_name != cfg_.peer.name) {
+    refuse =
+        "peer calls itself '" + hello.node_name + "', configured peer is '" + cfg_.peer.name + "'";
+  } else if (hello.role != want) {
+    refuse = "peer is " + std::string(hello.role == wire::Role::kPrimary ? "primary" : "standby") +
+             " too (two nodes in the same role; see docs/FAILOVER.md)";
+  } else if (state_.role == NodeRole::kPrimary && peer->conn->peer_epoch() > state_.epoch) {
+    refuse = "standby has a higher epoch " + std::to_string(peer->conn->peer_epoch());
+  }
+  if (!refuse.empty()) {
+    peer->conn->Send(state_.epoch, 0, wire::Error{wire::ErrorCode::kRoleConflict, refuse})
+        .IgnoreError();
+    Flush(*peer).IgnoreError();
+    return FailedPrecondition(refuse);
+  }
+  Log(Level::kInfo, "session_open")
+      .kv("peer", hello.node_name)
+      .kv("cipher", peer->conn->cipher_suite())
+      .kv("peer_epoch", peer->conn->peer_epoch())
+      .kv("peer_last_applied_seq", hello.last_applied_seq);
+  if (state_.role == NodeRole::kStandby) {
+    if (peer->conn->peer_epoch() > state_.epoch) {
+      state_.epoch = peer->conn->peer_epoch();
+      RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
+    }
+    if (active_ && active_ != peer) Drop(active_, Unavailable("replaced by a newer session"));
+    std::erase(pending_, peer);
+    active_ = peer;
+    receiver_->Reset();
+    return Status::Ok();
+  }
+  // Primary: start over from the standby's manifest.
+  backoff_ms_ = kBackoffMinMs;
+  session_ = Session::kManifest;
+  resync_started_ns_ = NowNs();
+  journal_->Clear();  // the resync compares the whole tree; later events are kept
+  sender_ = std::make_unique<Sender>(
+      [&] {
+        std::vector<int> fds;
+        for (auto& fd : root_fds_) fds.push_back(fd.get());
+        return fds;
+      }(),
+      SenderOptions{.max_batch_changes = cfg_.limits.max_batch_files,
+                    .max_batch_bytes = cfg_.limits.max_batch_bytes,
+                    .max_unacked_bytes = cfg_.limits.max_queued_bytes},
+      *this);
+  sender_->set_next_seq(hello.last_applied_seq + 1);
+  sender_->BeginManifest();
+  return Emit(0, wire::ManifestRequest{1, ""});
+}
+
+Status Node::OnPrimaryFrame(const wire::Frame& frame) {
+  return std::visit(
+      [&](const auto& m) -> Status {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::ManifestEntries>) {
+          if (session_ != Session::kManifest)
+            return InvalidArgument("MANIFEST_ENTRIES outside a resync");
+          for (const auto& e : m.entries) RETURN_IF_ERROR(sender_->AddManifestEntry(e));
+          if (m.flags & wire::kManifestLast) {
+            RETURN_IF_ERROR(sender_->Resync());
+            session_ = Session::kLive;
+            const SenderStats& st = sender_->stats();
+            Log(Level::kInfo, "resync_sent")
+                .kv("files", st.files_sent)
+                .kv("bytes", st.file_bytes_sent)
+                .kv("links", st.links_sent)
+                .kv("unchanged", st.unchanged_skipped)
+                .kv("tracked", static_cast<uint64_t>(sender_->tracked()))
+                .kv("seconds", static_cast<double>(NowNs() - resync_started_ns_) / 1e9);
+            return PumpSender();
+          }
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, wire::Ack>) {
+          RETURN_IF_ERROR(sender_->OnAck(m));
+          return session_ == Session::kLive ? PumpSender() : Status::Ok();
+        } else if constexpr (std::is_same_v<T, wire::Nack>) {
+          Log(Level::kError, "batch_refused").kv("seq", m.seq).kv("reason", m.message);
+          return Unavailable("standby refused batch " + std::to_string(m.seq) + ": " + m.message);
+        } else if constexpr (std::is_same_v<T, wire::Pong> || std::is_same_v<T, wire::Ping>) {
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, wire::Error>) {
+          return Unavailable("standby reported: " + m.message);
+        } else {
+          return InvalidArgument(std::string("unexpected ") + std::string(T::kName) +
+                                 " from the standby");
+        }
+      },
+      frame.message);
+}
+
+Status Node::OnStandbyFrame(const wire::Frame& frame) {
+  if (const auto* ping = std::get_if<wire::Ping>(&frame.message)) {
+    return Emit(0, wire::Pong{ping->token, ping->send_ns});
+  }
+  if (const auto* err = std::get_if<wire::Error>(&frame.message)) {
+    return Unavailable("primary reported: " + err->message);
+  }
+  Status s = receiver_->OnMessage(frame.seq, frame.message);
+  if (!s.ok()) {
+    Emit(0, wire::Error{wire::ErrorCode::kProtocol, s.message().substr(0, wire::kErrorMessageMax)})
+        .IgnoreError();
+    return s;
+  }
+  if (std::holds_alternative<wire::Nack>(frame.message)) return Status::Ok();
+  return Status::Ok();
+}
+
+Status Node::Flush(Peer& peer) {
+  int64_t deadline = NowNs() + kSendStallTimeoutMs * 1'000'000;
+  while (peer.conn && peer.conn->outgoing_size() > 0) {
+    auto out = peer.conn->outgoing();
+    ssize_t n = send(peer.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      peer.conn->Consume(static_cast<size_t>(n));
+      deadline = NowNs() + kSendStallTimeoutMs * 1'000'000;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int64_t left_ms = (deadline - NowNs()) / 1'000'000;
+      if (left_ms <= 0) return Unavailable("peer accepted no data for 30 s");
+      pollfd pfd{peer.fd.get(), POLLOUT, 0};
+      poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left_ms, 1000)));
+      continue;
+    }
+    return ErrnoStatus(n < 0 ? errno : EPIPE, "send to " + peer.addr);
+  }
+  return Status::Ok();
+}
+
+void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
+  if (peer->dead) return;
+  peer->dead = true;
+  shutdown(peer->fd.get(), SHUT_RDWR);  // completes the receive in flight
+  bool was_active = peer == active_;
+  Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
+      .kv("peer", peer->addr.empty() ? std::string("inbound") : peer->addr)
+      .kv("reason", why.ToString());
+  if (!was_active) return;
+  active_.reset();
+  if (state_.role == NodeRole::kPrimary) {
+    session_ = Session::kIdle;
+    next_connect_ns_ = NowNs() + backoff_ms_ * 1'000'000;
+    backoff_ms_ = std::min(backoff_ms_ * 2, kBackoffMaxMs);
+  } else {
+    receiver_->Reset();
+    state_.last_applied_seq = receiver_->last_applied_seq();
+  }
+}
+
+Status RunNode(const Config& config, const RunOptions& options) {
+  Node node(config, options);
+  RETURN_IF_ERROR(node.Init());
+  return node.Run();
+}
+
+}  // namespace hasync::engine

@@ -1,0 +1,40 @@
+// Node: `hasync run` — one process that is the primary or the standby of a pair.
+//
+// Primary: watches its sync roots (fanotify, engine/watch), journals what changed,
+// dials the standby, proves the sync key (TLS PSK), exchanges HELLOs, asks for the
+// standby's manifest, resyncs the difference, then ships journal changes as they come
+// and waits for durable ACKs. A lost connection or a NACK ends the session; it dials
+// again with backoff and resyncs (the journal keeps collecting meanwhile, bounded).
+// Standby: listens, accepts one authenticated primary at a time (a newer one replaces
+// an older), applies batches durably (engine/apply) and acknowledges them.
+//
+// The event loop is io_uring (iouring::Loop): accept, connect, receive, the watcher's
+// readiness and timers complete there. Sends are written straight from the
+// connection's outgoing buffer with send(2), waiting with poll(2) when the socket is
+// full (docs/ARCHITECTURE.md explains why).
+//
+// Failover (lock records, epochs in anger, promotion) arrives with issue 4; here the
+// role is fixed for the life of the process: the persisted role, or --initial-role for
+// a node that has none yet.
+#pragma once
+
+#include <atomic>
+#include <optional>
+
+#include "base/status.h"
+#include "engine/config.h"
+#include "engine/node/state.h"
+
+namespace hasync::engine {
+
+struct RunOptions {
+  // Role for a node whose state dir holds no state yet. Ignored otherwise.
+  std::optional<NodeRole> initial_role;
+  // Set (e.g. by a signal handler) to stop the loop; checked every tick.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Runs until *options.stop is set or a fatal error. Returns OK on a requested stop.
+Status RunNode(const Config& config, const RunOptions& options);
+
+}  // namespace hasync::engine

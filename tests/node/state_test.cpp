@@ -1,0 +1,43 @@
+#include "engine/node/state.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace hasync::engine {
+namespace {
+
+TEST(NodeState, SaveThenLoadRoundTrips) {
+  char tmpl[] = "/tmp/hasync-state-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  NodeState s{0xdeadbeef, 7, NodeRole::kPrimary, 123456};
+  ASSERT_TRUE(SaveNodeState(tmpl, s).ok());
+  auto loaded = LoadNodeState(tmpl);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, s);
+  struct stat st {};
+  ASSERT_EQ(stat((std::string(tmpl) + "/state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::filesystem::remove_all(tmpl);
+}
+
+TEST(NodeState, MissingFileIsNotFound) {
+  EXPECT_EQ(LoadNodeState("/nonexistent-hasync-dir").status().code(), Code::kNotFound);
+}
+
+TEST(NodeState, MalformedLinesAreRejectedWithLineNumber) {
+  auto r = DecodeNodeState("node_id=1\nepoch=x\nrole=primary\nlast_applied_seq=0\n", "state");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "state:2: epoch is not a number");
+  EXPECT_FALSE(DecodeNodeState("node_id=1\nepoch=1\nrole=boss\nlast_applied_seq=0\n", "s").ok());
+  EXPECT_FALSE(DecodeNodeState("node_id=1\nepoch=1\nrole=primary\n", "s").ok());  // missing key
+  EXPECT_FALSE(DecodeNodeState("node_id=0\nepoch=1\nrole=primary\nlast_applied_seq=0\n", "s").ok());
+  EXPECT_FALSE(
+      DecodeNodeState("node_id=1\nepoch=1\nrole=primary\nlast_applied_seq=0\nx=1\n", "s").ok());
+}
+
+}  // namespace
+}  // namespace hasync::engine

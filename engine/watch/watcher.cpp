@@ -131,7 +131,8 @@ Result<Watcher> Watcher::Open(const WatcherOptions& options, const Clock* clock)
                              root.path.c_str());
       }
       if (rc != 0) return MarkError(errno, root.path);
-      UniqueFd mount_fd(::open(root.path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      // Not O_PATH: open_by_handle_at rejects an O_PATH mount fd with EBADF.
+      UniqueFd mount_fd(::open(root.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!mount_fd) return ErrnoStatus(errno, "open " + root.path);
       resolver->AddMount(root.fsid, std::move(mount_fd));
     }

@@ -15,7 +15,8 @@ namespace hasync::engine::watch::internal {
 
 class FsResolver final : public DirResolver {
  public:
-  // `mount_fd` is any fd on the filesystem `fsid` (an O_PATH fd on a root).
+  // `mount_fd` is an fd on the filesystem `fsid` (a root opened O_RDONLY; not O_PATH,
+  // which open_by_handle_at refuses).
   void AddMount(uint64_t fsid, UniqueFd mount_fd);
   bool HasMount(uint64_t fsid) const;
 

@@ -35,7 +35,8 @@ TEST(EventParser, RenameCarriesOldNewAndTarget) {
                      FidRecord(FAN_EVENT_INFO_TYPE_NEW_DFID_NAME, kFs, 1, "newdir12", "b") +
                      FidRecord(FAN_EVENT_INFO_TYPE_FID, kFs, 1, "object12");
   std::vector<RawEvent> out;
-  ASSERT_TRUE(ParseEvents(Event(FAN_RENAME | FAN_ONDIR, recs), &out).ok());
+  const std::string buf = Event(FAN_RENAME | FAN_ONDIR, recs);  // views point into it
+  ASSERT_TRUE(ParseEvents(buf, &out).ok());
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].dir.handle, "olddir12");
   EXPECT_EQ(out[0].name, "a");
@@ -55,7 +56,8 @@ TEST(EventParser, SeveralEventsInOneBuffer) {
 
 TEST(EventParser, OverflowEventHasNoRecords) {
   std::vector<RawEvent> out;
-  ASSERT_TRUE(ParseEvents(Event(FAN_Q_OVERFLOW, ""), &out).ok());
+  const std::string buf = Event(FAN_Q_OVERFLOW, "");
+  ASSERT_TRUE(ParseEvents(buf, &out).ok());
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(out[0].mask & FAN_Q_OVERFLOW);
 }
@@ -69,7 +71,8 @@ TEST(EventParser, UnknownInfoTypeIsSkipped) {
   testing::Append(&pidfd, int32_t{7});
   std::string recs = pidfd + FidRecord(FAN_EVENT_INFO_TYPE_DFID_NAME, kFs, 1, "d", "x");
   std::vector<RawEvent> out;
-  ASSERT_TRUE(ParseEvents(Event(FAN_CREATE, recs), &out).ok());
+  const std::string buf = Event(FAN_CREATE, recs);
+  ASSERT_TRUE(ParseEvents(buf, &out).ok());
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].name, "x");
 }

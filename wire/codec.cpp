@@ -5,6 +5,7 @@
 #include "base/assert.h"
 #include "wire/frame.h"
 #include "wire/internal/byte_io.h"
+#include "wire/internal/checks.h"
 #include "wire/internal/dispatch.h"
 #include "wire/internal/fields.h"
 
@@ -175,6 +176,39 @@ Result<Frame> DecodeFrame(std::span<const std::byte> bytes) {
   }
   ASSIGN_OR_RETURN(Message message, DecodeBody(header, bytes.subspan(kFrameHeaderSize)));
   return Frame{header.epoch, header.seq, std::move(message)};
+}
+
+Result<ExtentView> DecodeExtentView(std::span<const std::byte> bytes) {
+  ASSIGN_OR_RETURN(FrameHeader header, DecodeFrameHeader(bytes));
+  if (header.type != MessageType::kExtent) {
+    return InvalidArgument("expected an EXTENT frame, got " +
+                           std::string(MessageTypeName(header.type)));
+  }
+  if (bytes.size() != kFrameHeaderSize + header.body_len) {
+    return InvalidArgument("frame is " + std::to_string(bytes.size()) + " bytes, header says " +
+                           std::to_string(kFrameHeaderSize + header.body_len));
+  }
+  auto fail = [](const Status& s) { return s.Annotate("EXTENT"); };
+  if (header.seq == 0) return fail(InvalidArgument("change frame has header seq 0, must be >= 1"));
+  // Same field order and checks as internal::Fields(Extent) and Check(Extent).
+  internal::Reader reader(bytes.subspan(kFrameHeaderSize));
+  ExtentView view{header.epoch, header.seq, 0, 0, {}};
+  uint32_t length = 0;
+  reader.Int("file_size", view.file_size);
+  reader.Int("offset", view.offset);
+  reader.Int("data", length);
+  if (!reader.ok()) return fail(reader.status());
+  if (length > kExtentDataMax) {
+    return fail(OutOfRange("data length " + std::to_string(length) + " > kExtentDataMax " +
+                           std::to_string(kExtentDataMax)));
+  }
+  if (reader.remaining() != length) {
+    return fail(InvalidArgument("data length " + std::to_string(length) + " but " +
+                                std::to_string(reader.remaining()) + " body bytes remain"));
+  }
+  RETURN_IF_ERROR(fail(internal::CheckRange(view.file_size, view.offset, length)));
+  view.data = bytes.subspan(kFrameHeaderSize + kExtentPrefixSize, length);
+  return view;
 }
 
 Result<DecodeStep> DecodeNext(std::span<const std::byte> buffered) {

@@ -91,6 +91,21 @@ Result<Message> DecodeBody(const FrameHeader& header, std::span<const std::byte>
 // Decodes exactly one frame; bytes beyond it are an error.
 Result<Frame> DecodeFrame(std::span<const std::byte> bytes);
 
+// An EXTENT frame decoded without copying its data: `data` points into the bytes given
+// to DecodeExtentView and lives only as long as they do.
+struct ExtentView {
+  uint64_t epoch = 0;
+  uint64_t seq = 0;
+  uint64_t file_size = 0;
+  uint64_t offset = 0;
+  std::span<const std::byte> data;
+};
+
+// The receive hot path for file content: decodes exactly one EXTENT frame with the same
+// checks and reasons as DecodeFrame, so the applier can write the data straight from the
+// receive buffer. Any other frame type is an error.
+Result<ExtentView> DecodeExtentView(std::span<const std::byte> bytes);
+
 // ---- Incremental decoding for a streaming receiver ------------------------------------
 
 // Not enough bytes yet: at least `bytes` more are needed before anything can be decided.

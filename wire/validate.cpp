@@ -7,6 +7,7 @@
 #include <string>
 
 #include "wire/frame.h"
+#include "wire/internal/checks.h"
 #include "wire/internal/dispatch.h"
 #include "wire/messages.h"
 #include "wire/path.h"
@@ -50,21 +51,6 @@ Status CheckSize(std::string_view field, uint64_t size) {
   if (size > kFileSizeMax) {
     return OutOfRange(std::string(field) + " " + std::to_string(size) + " > kFileSizeMax " +
                       std::to_string(kFileSizeMax));
-  }
-  return Status::Ok();
-}
-
-// [offset, offset + length) must not overflow and must lie within file_size.
-Status CheckRange(uint64_t file_size, uint64_t offset, uint64_t length) {
-  RETURN_IF_ERROR(CheckSize("file_size", file_size));
-  if (length == 0) return InvalidArgument("range length is 0");
-  if (offset > UINT64_MAX - length) {
-    return OutOfRange("offset " + std::to_string(offset) + " + length " + std::to_string(length) +
-                      " overflows 64 bits");
-  }
-  if (offset + length > file_size) {
-    return OutOfRange("offset " + std::to_string(offset) + " + length " + std::to_string(length) +
-                      " > file_size " + std::to_string(file_size));
   }
   return Status::Ok();
 }
@@ -183,10 +169,10 @@ Status Check(const Extent& m) {
     return OutOfRange("data length " + std::to_string(m.data.size()) + " > kExtentDataMax " +
                       std::to_string(kExtentDataMax));
   }
-  return CheckRange(m.file_size, m.offset, m.data.size());
+  return internal::CheckRange(m.file_size, m.offset, m.data.size());
 }
 
-Status Check(const Hole& m) { return CheckRange(m.file_size, m.offset, m.length); }
+Status Check(const Hole& m) { return internal::CheckRange(m.file_size, m.offset, m.length); }
 
 Status Check(const FileEnd& m) {
   RETURN_IF_ERROR(CheckSize("size", m.size));
@@ -378,6 +364,20 @@ Status Check(const ResyncEnd&) { return Status::Ok(); }
 #undef CHECK_ENUM
 
 }  // namespace
+
+Status internal::CheckRange(uint64_t file_size, uint64_t offset, uint64_t length) {
+  RETURN_IF_ERROR(CheckSize("file_size", file_size));
+  if (length == 0) return InvalidArgument("range length is 0");
+  if (offset > UINT64_MAX - length) {
+    return OutOfRange("offset " + std::to_string(offset) + " + length " + std::to_string(length) +
+                      " overflows 64 bits");
+  }
+  if (offset + length > file_size) {
+    return OutOfRange("offset " + std::to_string(offset) + " + length " + std::to_string(length) +
+                      " > file_size " + std::to_string(file_size));
+  }
+  return Status::Ok();
+}
 
 MessageType TypeOf(const Message& message) {
   return std::visit([](const auto& m) { return std::decay_t<decltype(m)>::kType; }, message);

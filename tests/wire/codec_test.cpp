@@ -156,3 +156,54 @@ TEST(ValidateMessage, NamesTheMessageAndTheViolation) {
 
 }  // namespace
 }  // namespace hasync::wire
+
+namespace hasync::wire {
+namespace {
+
+using ::hasync::wire::testing::Bytes;
+using ::hasync::wire::testing::Change;
+using ::hasync::wire::testing::Control;
+using ::hasync::wire::testing::SetLe;
+
+TEST(ExtentView, AgreesWithTheFullDecoderWithoutCopying) {
+  Frame frame = Change(Extent{1 << 20, 4096, Bytes(3000, 6)}, 77, 5);
+  std::vector<std::byte> bytes = EncodeFrame(frame);
+  Result<ExtentView> view = DecodeExtentView(bytes);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  const Extent& extent = std::get<Extent>(frame.message);
+  EXPECT_EQ(view->epoch, 5u);
+  EXPECT_EQ(view->seq, 77u);
+  EXPECT_EQ(view->file_size, extent.file_size);
+  EXPECT_EQ(view->offset, extent.offset);
+  EXPECT_EQ(view->data.data(), bytes.data() + kFrameHeaderSize + kExtentPrefixSize);
+  EXPECT_TRUE(
+      std::equal(view->data.begin(), view->data.end(), extent.data.begin(), extent.data.end()));
+}
+
+TEST(ExtentView, RejectsWhatTheFullDecoderRejectsWithTheSameReason) {
+  std::vector<std::byte> good = EncodeFrame(Change(Extent{1000, 900, Bytes(100, 0)}));
+  std::vector<std::vector<std::byte>> bad(5, good);
+  SetLe(bad[0], kFrameHeaderSize + 8, UINT64_MAX - 10, 8);  // offset + length overflows
+  SetLe(bad[1], kFrameHeaderSize + 8, 901, 8);              // beyond file_size
+  SetLe(bad[2], kHeaderSeqOffset, 0, 8);                    // change without seq
+  SetLe(bad[3], kFrameHeaderSize + 16, 99, 4);              // length disagrees with body
+  SetLe(bad[4], kFrameHeaderSize + 16, kExtentDataMax + 1, 4);
+  for (const auto& b : bad) {
+    Result<ExtentView> view = DecodeExtentView(b);
+    Result<Frame> full = DecodeFrame(b);
+    ASSERT_FALSE(view.ok());
+    ASSERT_FALSE(full.ok());
+    EXPECT_THAT(view.status().message(), ::testing::StartsWith("EXTENT: "));
+    // bad[3] is worded differently: the view checks the length against the body, the
+    // full decoder finds the byte left over.
+    if (&b != &bad[3]) {
+      EXPECT_EQ(view.status().message(), full.status().message());
+    }
+  }
+  Result<ExtentView> other = DecodeExtentView(EncodeFrame(Control(Ping{1, 2})));
+  ASSERT_FALSE(other.ok());
+  EXPECT_THAT(other.status().message(), ::testing::HasSubstr("expected an EXTENT frame, got PING"));
+}
+
+}  // namespace
+}  // namespace hasync::wire

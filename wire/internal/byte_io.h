@@ -15,6 +15,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -133,9 +134,8 @@ class Writer {
     return p;
   }
   void Copy(const std::byte* src, size_t n) {
-    if (n == 0) return;  // src may be null for an empty string or vector
-    std::byte* p = Take(n);
-    for (size_t i = 0; i < n; ++i) p[i] = src[i];
+    if (n == 0) return;            // src may be null for an empty string or vector
+    std::memcpy(Take(n), src, n);  // byte arrays only; integers go through StoreLe
   }
 
   std::byte* out_;

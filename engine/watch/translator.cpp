@@ -105,7 +105,9 @@ void Translator::RescanFs(uint64_t fsid, std::vector<WatchEvent>* out) {
   }
 }
 
-std::optional<std::string> Translator::DirPath(const Fid& dir, std::vector<WatchEvent>* out) {
+std::optional<std::string> Translator::DirPath(const Fid& dir, bool* gone,
+                                               std::vector<WatchEvent>* out) {
+  *gone = false;
   std::string key = HandleCache::Key(dir);
   if (const HandleCache::Entry* e = cache_.Find(key)) {
     ++stats_.cache_hits;
@@ -113,9 +115,14 @@ std::optional<std::string> Translator::DirPath(const Fid& dir, std::vector<Watch
   }
   ++stats_.cache_misses;
   Result<std::string> path = resolver_->PathOf(key);
+  if (!path.ok() && path.status().code() == Code::kNotFound) {
+    ++stats_.gone;
+    *gone = true;
+    return std::nullopt;
+  }
   if (!path.ok()) {
-    // The directory is gone and we never learned where it was: it may have been inside
-    // a root, so every root on its filesystem is rescanned.
+    // We cannot tell where the directory is: it may be inside a root, so every root on
+    // its filesystem is rescanned.
     ++stats_.unresolved;
     RescanFs(dir.fsid, out);
     return std::nullopt;
@@ -242,7 +249,10 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
     LostEvents(out);
     return;
   }
-  if (!ev.has_dir) return;  // object-only records: no event we subscribe to needs them
+  if (!ev.has_dir) {
+    ++stats_.no_dir;  // object-only records: no event we subscribe to needs them
+    return;
+  }
   const uint64_t fsid = ev.dir.fsid;
   if (!KnownFsid(fsid)) {
     ++stats_.dropped_foreign;
@@ -257,11 +267,23 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
       RescanFs(fsid, out);
       return;
     }
-    std::optional<std::string> old_dir = DirPath(ev.dir, out);
-    std::optional<std::string> new_dir = DirPath(ev.new_dir, out);
+    bool old_gone = false;
+    bool new_gone = false;
+    std::optional<std::string> old_dir = DirPath(ev.dir, &old_gone, out);
+    std::optional<std::string> new_dir = DirPath(ev.new_dir, &new_gone, out);
+    if (!old_dir && !new_dir) return;
     if (!old_dir || !new_dir) {
-      // A rescan of the filesystem's roots is out; still keep the cache right.
-      if (old_dir && is_dir) cache_.EraseSubtree(Join(*old_dir, ev.name));
+      if ((!old_dir && !old_gone) || (!new_dir && !new_gone)) {
+        // A Rescan of the filesystem's roots is out; still keep the cache right.
+        if (old_dir && is_dir) cache_.EraseSubtree(Join(*old_dir, ev.name));
+        return;
+      }
+      // One side was a directory removed since: the move is a departure or an arrival.
+      if (old_dir) {
+        MovedOut(Join(*old_dir, ev.name), is_dir, out);
+      } else {
+        MovedIn(Join(*new_dir, ev.new_name), is_dir, object_key, out);
+      }
       return;
     }
     HandleMove(fsid, Join(*old_dir, ev.name), Join(*new_dir, ev.new_name), is_dir, object_key, out);
@@ -276,7 +298,8 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
     if (partner) {
       Stash s = std::move(*stash_);
       stash_.reset();
-      std::optional<std::string> new_dir = DirPath(ev.dir, out);
+      bool gone = false;
+      std::optional<std::string> new_dir = DirPath(ev.dir, &gone, out);
       if (!new_dir) {
         MovedOut(s.old_abs, s.is_dir, out);
         return;
@@ -289,8 +312,9 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
     FlushStash(out);
   }
 
-  std::optional<std::string> dir_abs = DirPath(ev.dir, out);
-  if (!dir_abs) return;
+  bool gone = false;
+  std::optional<std::string> dir_abs = DirPath(ev.dir, &gone, out);
+  if (!dir_abs) return;  // gone: its removal is still queued; else rescanned
   const bool on_dir_itself = ev.name.empty() || ev.name == ".";
   const std::string abs = on_dir_itself ? std::move(*dir_abs) : Join(*dir_abs, ev.name);
   const Place p = Classify(abs);

@@ -7,8 +7,14 @@
 // Rules (DESIGN §6, "never a silent miss"):
 // - Events whose directory is outside every root are dropped; the directory stays in
 //   the cache as "outside" so the next one costs one hash lookup.
-// - A directory handle that cannot be resolved (deleted before we looked) → Rescan of
-//   every root on that filesystem: it may have been inside one.
+// - A directory handle whose directory is gone (removed before we looked; NotFound from
+//   the resolver): the events *inside* it are skipped, because its removal (or its
+//   top-most removed ancestor's) is still queued behind them and is reported from a
+//   parent that exists. A rename out of or into a gone directory becomes a Create/
+//   Rescan of the new name or a Delete of the old. Without this, unrelated short-lived
+//   directories elsewhere on the filesystem would keep rescanning the spool.
+// - A handle that fails to resolve for any other reason → Rescan of every root on that
+//   filesystem: the directory may have been inside one.
 // - Queue overflow or a malformed buffer (LostEvents) → Rescan of every root, cache
 //   cleared and pre-loaded again.
 // - One kernel event whose mask holds more than one namespace change for the same name
@@ -72,7 +78,9 @@ struct TranslatorStats {
   uint64_t dropped_foreign = 0;  // events from a filesystem we did not mark
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;      // resolved through DirResolver
-  uint64_t unresolved = 0;        // handles DirResolver could not resolve
+  uint64_t gone = 0;              // handles of directories already removed (skipped)
+  uint64_t unresolved = 0;        // handles DirResolver failed on (→ Rescan)
+  uint64_t no_dir = 0;            // events without a directory record (ignored)
   uint64_t overflows = 0;         // FAN_Q_OVERFLOW seen
   uint64_t lost = 0;              // LostEvents calls (overflow or parse error)
   uint64_t rescans = 0;           // Rescan events emitted
@@ -119,9 +127,10 @@ class Translator {
   };
 
   Place Classify(std::string_view abs) const;
-  // The directory's absolute path, from the cache or the resolver; nullopt if unknown
-  // (the caller has already emitted the Rescan it needs).
-  std::optional<std::string> DirPath(const Fid& dir, std::vector<WatchEvent>* out);
+  // The directory's absolute path, from the cache or the resolver; nullopt if unknown:
+  // then *gone says whether it was removed (skip) or else the Rescan it needs has been
+  // emitted already.
+  std::optional<std::string> DirPath(const Fid& dir, bool* gone, std::vector<WatchEvent>* out);
   void RescanFs(uint64_t fsid, std::vector<WatchEvent>* out);
   void EmitRescan(int root, std::string rel, bool is_dir, std::vector<WatchEvent>* out);
   void Emit(WatchKind kind, const Place& p, bool is_dir, std::vector<WatchEvent>* out);

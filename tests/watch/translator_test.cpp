@@ -26,6 +26,7 @@ class FakeResolver final : public DirResolver {
 
   Result<std::string> PathOf(std::string_view key) override {
     ++path_of_calls;
+    if (key == HandleCache::Key(kFs, 1, "broken")) return Status(Code::kIo, "EIO");
     auto it = dirs_.find(std::string(key));
     if (it == dirs_.end()) return Status(Code::kNotFound, "gone");
     return it->second;
@@ -299,9 +300,30 @@ TEST_F(TranslatorTest, RootSelfEventRescansRoot) {
   EXPECT_EQ(out[0], E(WatchKind::kRescan, "", true));
 }
 
+TEST_F(TranslatorTest, EventsInsideARemovedDirectoryAreLeftToItsRemoval) {
+  Make();
+  EXPECT_TRUE(Run(Ev(FAN_CREATE, "vanished", "x")).empty());
+  EXPECT_EQ(t_->stats().gone, 1u);
+  EXPECT_EQ(t_->stats().rescans, 0u);
+  // The removal itself comes from a parent that still exists.
+  auto out = Run(Ev(FAN_DELETE | FAN_ONDIR, "jobs", "vanished"));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], E(WatchKind::kDelete, "jobs/vanished", true));
+}
+
+TEST_F(TranslatorTest, RenameOutOfARemovedDirectoryIsAnArrival) {
+  Make();
+  auto out = Run(Rename("vanished", "x", "jobs", "y", false));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], E(WatchKind::kCreate, "jobs/y"));
+  out = Run(Rename("jobs", "z", "vanished", "z", false));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], E(WatchKind::kDelete, "jobs/z"));
+}
+
 TEST_F(TranslatorTest, UnresolvableHandleRescansRootsOnItsFilesystem) {
   Make();
-  auto out = Run(Ev(FAN_CREATE, "vanished", "x"));
+  auto out = Run(Ev(FAN_CREATE, "broken", "x"));
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0], E(WatchKind::kRescan, "", true, 0));
   EXPECT_EQ(out[1], E(WatchKind::kRescan, "", true, 1));

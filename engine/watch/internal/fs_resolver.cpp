@@ -64,7 +64,11 @@ Result<std::string> FsResolver::PathOf(std::string_view key) {
   fh->handle_type = type;
   std::memcpy(fh->f_handle, key.data() + 12, key.size() - 12);
   UniqueFd fd(::open_by_handle_at(mount_fd, fh, O_PATH | O_CLOEXEC));
-  if (!fd) return ErrnoStatus(errno, "open_by_handle_at");
+  if (!fd) {
+    // ESTALE: the directory was removed; the caller treats that as "gone", not doubt.
+    if (errno == ESTALE) return Status(Code::kNotFound, "directory handle is stale");
+    return ErrnoStatus(errno, "open_by_handle_at");
+  }
   char proc[64];
   std::snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd.get());
   char target[PATH_MAX];

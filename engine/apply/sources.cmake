@@ -6,5 +6,6 @@ set(HASYNC_APPLY_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/quarantine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/resolve.cpp
   ${CMAKE_CURRENT_LIST_DIR}/tree.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/uring_sync.cpp
 )
-# Links: hasync::base, fmt::fmt (messages).
+# Links: hasync::base, hasync::iouring (uring_sync.cpp), fmt::fmt (messages).

@@ -5,8 +5,10 @@
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "engine/apply/tree.h"
+#include "engine/apply/uring_sync.h"
 #include "tests/apply/test_util.h"
 
 namespace hasync::engine::apply {
@@ -157,6 +159,46 @@ TEST_F(CommitTest, EmptyBatchCommitsWithoutSyncing) {
   ASSERT_TRUE(batch.Commit().ok());
   EXPECT_EQ(faults_.calls(FaultFs::kFsync), 0);
   EXPECT_EQ(tree().stats().batches_committed, 1u);
+}
+
+}  // namespace
+}  // namespace hasync::engine::apply
+
+namespace hasync::engine::apply {
+namespace {
+
+using testing::ReadFile;
+using testing::StageWhole;
+
+class UringCommitTest : public testing::TreeFixture {};
+
+TEST_F(UringCommitTest, ConcurrentFsyncsCommitABatch) {
+  auto ops = UringFsOps::Create(8);
+  if (!ops.ok()) GTEST_SKIP() << "io_uring unavailable here: " << ops.status().ToString();
+  OpenTree({}, ops->get());
+  Batch batch(tree());
+  for (int i = 0; i < 20; ++i) {  // more than the ring holds: several windows
+    ASSERT_TRUE(StageWhole(batch, "f" + std::to_string(i), std::to_string(i)).ok());
+  }
+  ASSERT_TRUE(batch.Commit().ok());
+  EXPECT_EQ(ReadFile(R("f19")), "19");
+  EXPECT_EQ(tree().stats().file_syncs, 20u);
+}
+
+TEST_F(UringCommitTest, FailedFsyncReportsTheLowestFailingIndex) {
+  auto ops = UringFsOps::Create(4);
+  if (!ops.ok()) GTEST_SKIP() << "io_uring unavailable here: " << ops.status().ToString();
+  int good = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int bad = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);  // fsync refuses O_PATH
+  ASSERT_GE(good, 0);
+  ASSERT_GE(bad, 0);
+  std::vector<int> fds = {good, good, good, good, good, bad, good, bad};
+  size_t failed = 99;
+  int err = (*ops)->SyncAll(fds, &failed);
+  ::close(good);
+  ::close(bad);
+  EXPECT_EQ(err, EBADF);
+  EXPECT_EQ(failed, 5u);
 }
 
 }  // namespace

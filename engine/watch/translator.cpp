@@ -127,6 +127,7 @@ std::optional<std::string> Translator::DirPath(const Fid& dir, bool* gone,
     RescanFs(dir.fsid, out);
     return std::nullopt;
   }
+  if (Classify(*path).root >= 0) ++stats_.misses_inside;
   cache_.Insert(key, *path, /*speculative=*/true);
   return std::move(path).value();
 }

@@ -78,6 +78,7 @@ struct TranslatorStats {
   uint64_t dropped_foreign = 0;  // events from a filesystem we did not mark
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;      // resolved through DirResolver
+  uint64_t misses_inside = 0;     // ... of which inside a root (pre-load should avoid)
   uint64_t gone = 0;              // handles of directories already removed (skipped)
   uint64_t unresolved = 0;        // handles DirResolver failed on (→ Rescan)
   uint64_t no_dir = 0;            // events without a directory record (ignored)

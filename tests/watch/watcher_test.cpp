@@ -130,8 +130,9 @@ TEST_P(WatcherTest, PreloadedDirectoriesNeedNoHandleLookup) {
   WriteFile(spool_ + "/a/x", "1");
   WriteFile(spool_ + "/b/y", "1");
   ASSERT_TRUE(WaitFor(WatchKind::kCloseWrite, "b/y")) << Seen();
-  // name_to_handle_at at start-up and the kernel's fanotify handles must agree.
-  EXPECT_EQ(watcher_->stats().translator.cache_misses, 0u);
+  // name_to_handle_at at start-up and the kernel's fanotify handles must agree. (Misses
+  // outside the spool are other activity on this shared filesystem.)
+  EXPECT_EQ(watcher_->stats().translator.misses_inside, 0u);
 }
 
 TEST_P(WatcherTest, MkdirThenCreateInsideAtOnceSeesBoth) {

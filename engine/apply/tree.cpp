@@ -430,8 +430,9 @@ Status Batch::WriteExtent(FileId id, uint64_t offset, std::span<const std::byte>
   HASYNC_ASSERT(id < files_.size());
   if (!poisoned_.ok()) return poisoned_;
   StagedFile& file = files_[id];
-  if (file.finished || spent_) {
-    return Poison(FailedPrecondition(fmt::format("{}: write after FinishFile", file.path)));
+  if (file.finished || file.abandoned || spent_) {
+    return Poison(
+        FailedPrecondition(fmt::format("{}: write after FinishFile or AbandonFile", file.path)));
   }
   if (offset > kMaxFileBytes || data.size() > kMaxFileBytes - offset) {
     RemoveTemp(file);
@@ -453,8 +454,9 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
   HASYNC_ASSERT(id < files_.size());
   if (!poisoned_.ok()) return poisoned_;
   StagedFile& file = files_[id];
-  if (file.finished || spent_) {
-    return Poison(FailedPrecondition(fmt::format("{}: FinishFile twice", file.path)));
+  if (file.finished || file.abandoned || spent_) {
+    return Poison(
+        FailedPrecondition(fmt::format("{}: FinishFile twice or after AbandonFile", file.path)));
   }
   Status s;
   if (size > kMaxFileBytes) {
@@ -475,6 +477,15 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
     return Poison(s);
   }
   file.finished = true;
+  return Status::Ok();
+}
+
+Status Batch::AbandonFile(FileId id) {
+  HASYNC_ASSERT(id < files_.size());
+  if (spent_) return FailedPrecondition("batch already committed");
+  StagedFile& file = files_[id];
+  RemoveTemp(file);
+  file.abandoned = true;
   return Status::Ok();
 }
 
@@ -592,6 +603,7 @@ Status Batch::CommitSteps() {
   std::vector<std::string> temp_names;
   temp_fds.reserve(files_.size());
   for (const StagedFile& file : files_) {
+    if (file.abandoned) continue;
     if (!file.finished) {
       return FailedPrecondition(fmt::format("{}: begun but never finished", file.path));
     }
@@ -818,6 +830,7 @@ Status Batch::Apply(const OpRemoveXattr& op, Touched& touched) {
 
 Status Batch::Apply(const OpPublish& op, Touched& touched) {
   StagedFile& file = files_[op.id];
+  if (file.abandoned) return Status::Ok();
   ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), file.path));
   int staging = staging_dirs_[file.dir].get();
   unsigned flags = file.publish == PublishMode::kNoReplace ? RENAME_NOREPLACE : 0;

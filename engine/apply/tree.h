@@ -200,6 +200,11 @@ class Batch {
   // content's XXH3-128 against `expected`: DataLoss and the temp removed on mismatch.
   Status FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128 expected);
 
+  // Drops a file begun in this batch (the primary gave up on this version, e.g. the file
+  // changed while it was being sent): its temp is removed and its publish leaves the
+  // batch order. Unlike a failed step this does not poison the batch. Idempotent.
+  Status AbandonFile(FileId id);
+
   // Applies and makes durable; see the contract at the top. The batch is spent after.
   Status Commit();
 
@@ -216,6 +221,7 @@ class Batch {
     PublishMode publish = PublishMode::kReplace;
     bool finished = false;
     bool published = false;
+    bool abandoned = false;
   };
   struct OpMkdir {
     std::string path;

@@ -252,6 +252,21 @@ TEST_F(ContentTest, BatchDroppedWithoutCommitLeavesNoTemp) {
   EXPECT_FALSE(Exists(R("f")));
 }
 
+TEST_F(ContentTest, AbandonedFileIsNotPublishedAndTheBatchStillCommits) {
+  ASSERT_TRUE(WriteFile(R("busy"), "old"));
+  Batch batch(tree());
+  auto id = batch.BeginFile("busy", ContentBase::kEmpty);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(batch.WriteExtent(*id, 0, Bytes("half")).ok());
+  ASSERT_TRUE(batch.AbandonFile(*id).ok());
+  ASSERT_TRUE(batch.AbandonFile(*id).ok()) << "idempotent";
+  EXPECT_TRUE(TempNamesUnder(root_).empty()) << "the temp goes at once";
+  ASSERT_TRUE(StageWhole(batch, "other", "fine").ok());
+  ASSERT_TRUE(batch.Commit().ok());
+  EXPECT_EQ(ReadFile(R("busy")), "old");
+  EXPECT_EQ(ReadFile(R("other")), "fine");
+}
+
 TEST_F(ContentTest, CommitTwiceIsRefused) {
   Batch batch(tree());
   ASSERT_TRUE(StageWhole(batch, "f", "data").ok());

@@ -19,7 +19,7 @@
 #include <string_view>
 
 #include "base/status.h"
-#include "engine/apply/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace hasync::engine::apply {
 

@@ -189,7 +189,7 @@ Result<CleanupReport> Tree::RemoveStaleTemps() {
                                               "stale temp cleanup"));
     std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd.get()), &::closedir);
     if (!d) return ErrnoStatus(errno, fmt::format("fdopendir {}", dir.rel.empty() ? "." : dir.rel));
-    fd.Release();  // owned by the DIR now
+    fd.release();  // owned by the DIR now
     int dfd = ::dirfd(d.get());
     for (;;) {
       errno = 0;
@@ -553,7 +553,7 @@ void Batch::RemoveTemp(StagedFile& file) {
     ++tree_->stats_.temps_removed;
   }
   file.temp_name.clear();
-  file.fd.Reset();
+  file.fd.reset();
 }
 
 void Batch::RemoveUnpublishedTemps() {
@@ -721,8 +721,35 @@ Status Batch::Apply(const OpLink& op, Touched& touched) {
   ASSIGN_OR_RETURN(Parent from, OpenParent(tree_->root_.get(), op.existing));
   ASSIGN_OR_RETURN(Parent to, OpenParent(tree_->root_.get(), op.new_path));
   // flags 0: a symlink is linked as itself, never followed.
-  if (::linkat(from.fd.get(), from.name.c_str(), to.fd.get(), to.name.c_str(), 0) != 0) {
+  if (::linkat(from.fd.get(), from.name.c_str(), to.fd.get(), to.name.c_str(), 0) == 0) {
+    return touched.Add(to.fd.get(), DirOf(op.new_path));
+  }
+  if (errno != EEXIST) {
     return ErrnoStatus(errno, fmt::format("link {} to {}", op.new_path, op.existing));
+  }
+  // The name exists (the primary re-linked a name to a new version of the content):
+  // link under a temp name, then rename over it, so the name never goes missing.
+  std::string temp;
+  for (int attempt = 0; attempt < kTempNameAttempts && temp.empty(); ++attempt) {
+    std::string name = NewTempName();
+    if (::linkat(from.fd.get(), from.name.c_str(), to.fd.get(), name.c_str(), 0) == 0) {
+      temp = std::move(name);
+    } else if (errno != EEXIST) {
+      return ErrnoStatus(errno, fmt::format("link temp for {}", op.new_path));
+    }
+  }
+  if (temp.empty())
+    return Status(Code::kAlreadyExists, fmt::format("temp names for {}", op.new_path));
+  // rename(2) between two names of one inode does nothing and leaves both: drop the temp.
+  struct stat a {
+  }, b{};
+  bool same = ::fstatat(to.fd.get(), temp.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+              ::fstatat(to.fd.get(), to.name.c_str(), &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+              a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  if (same || ::renameat(to.fd.get(), temp.c_str(), to.fd.get(), to.name.c_str()) != 0) {
+    int err = errno;
+    ::unlinkat(to.fd.get(), temp.c_str(), 0);
+    if (!same) return ErrnoStatus(err, fmt::format("link {} over existing name", op.new_path));
   }
   return touched.Add(to.fd.get(), DirOf(op.new_path));
 }
@@ -840,7 +867,7 @@ Status Batch::Apply(const OpPublish& op, Touched& touched) {
                        fmt::format("publish {} (rename from {})", file.path, file.temp_name));
   }
   file.published = true;
-  file.fd.Reset();  // durable already; free the descriptor
+  file.fd.reset();  // durable already; free the descriptor
   ++tree_->stats_.files_published;
   RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(file.path)));
   // A temp staged in the root leaves an entry there too.

@@ -44,7 +44,7 @@
 #include "base/hash.h"
 #include "base/status.h"
 #include "engine/apply/fs_ops.h"
-#include "engine/apply/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace hasync::engine::apply {
 

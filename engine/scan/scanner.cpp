@@ -64,8 +64,10 @@ Result<std::string> ReadLinkAt(int dir_fd, const char* name, uint64_t size_hint)
 }  // namespace
 
 Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path) {
-  UniqueFd cur(fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
-  if (!cur) return ErrnoStatus(errno, "dup root fd");
+  // Reopen rather than dup: the root fd may be O_PATH (the apply layer's), and a
+  // directory stream needs a descriptor opened for reading.
+  UniqueFd cur(openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cur) return ErrnoStatus(errno, "open sync root");
   size_t pos = 0;
   while (pos < path.size()) {
     size_t slash = path.find('/', pos);

@@ -14,11 +14,15 @@ namespace {
 
 wire::ErrorCode ErrorCodeFor(const Status& s) {
   switch (s.code()) {
-    case Code::kResourceExhausted: return wire::ErrorCode::kNoSpace;
-    case Code::kDataLoss: return wire::ErrorCode::kHashMismatch;
+    case Code::kResourceExhausted:
+      return wire::ErrorCode::kNoSpace;
+    case Code::kDataLoss:
+      return wire::ErrorCode::kHashMismatch;
     case Code::kPermissionDenied:
-    case Code::kInvalidArgument: return wire::ErrorCode::kUnsafePath;
-    default: return wire::ErrorCode::kIo;
+    case Code::kInvalidArgument:
+      return wire::ErrorCode::kUnsafePath;
+    default:
+      return wire::ErrorCode::kIo;
   }
 }
 
@@ -32,9 +36,12 @@ std::string Clip(std::string s) {
 
 wire::EntryKind ToWire(NodeKind kind) {
   switch (kind) {
-    case NodeKind::kFile: return wire::EntryKind::kFile;
-    case NodeKind::kDirectory: return wire::EntryKind::kDirectory;
-    case NodeKind::kSymlink: return wire::EntryKind::kSymlink;
+    case NodeKind::kFile:
+      return wire::EntryKind::kFile;
+    case NodeKind::kDirectory:
+      return wire::EntryKind::kDirectory;
+    case NodeKind::kSymlink:
+      return wire::EntryKind::kSymlink;
   }
   return wire::EntryKind::kFile;
 }
@@ -114,7 +121,8 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
                              std::to_string(last_change_seq_));
     }
     if (batch_changes_ >= wire::kBatchChangesMax) {
-      return InvalidArgument("batch exceeds kBatchChangesMax " + std::to_string(wire::kBatchChangesMax));
+      return InvalidArgument("batch exceeds kBatchChangesMax " +
+                             std::to_string(wire::kBatchChangesMax));
     }
     last_change_seq_ = seq;
     ++batch_changes_;
@@ -155,10 +163,12 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
             ++f.ranges;  // a new file's unwritten ranges are holes already
             return Status::Ok();
           } else if constexpr (std::is_same_v<T, wire::FileEnd>) {
-            if (m.size != f.begin.size || m.range_count != f.ranges || m.data_bytes != f.data_bytes) {
-              return InvalidArgument("FILE_END counts (" + std::to_string(m.range_count) + " ranges, " +
-                                     std::to_string(m.data_bytes) + " bytes) differ from received (" +
-                                     std::to_string(f.ranges) + ", " + std::to_string(f.data_bytes) + ")");
+            if (m.size != f.begin.size || m.range_count != f.ranges ||
+                m.data_bytes != f.data_bytes) {
+              return InvalidArgument("FILE_END counts (" + std::to_string(m.range_count) +
+                                     " ranges, " + std::to_string(m.data_bytes) +
+                                     " bytes) differ from received (" + std::to_string(f.ranges) +
+                                     ", " + std::to_string(f.data_bytes) + ")");
             }
             if (batch_failed_.ok()) {
               apply::FileMeta meta;
@@ -181,7 +191,8 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
             return Status::Ok();
           }
         } else if constexpr (std::is_same_v<T, wire::FileBegin>) {
-          if (continues_file) return InvalidArgument("second FILE_BEGIN for seq " + std::to_string(seq));
+          if (continues_file)
+            return InvalidArgument("second FILE_BEGIN for seq " + std::to_string(seq));
           if (open_files_.size() >= apply::kMaxBatchFiles) {
             return InvalidArgument("more than kMaxBatchFiles open file versions");
           }
@@ -237,7 +248,7 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
             } else if constexpr (std::is_same_v<T, wire::Symlink>) {
               ASSIGN_OR_RETURN(auto w, Split(m.path));
               return BatchFor(w.first).Symlink(w.second, m.target, apply::Owner{m.uid, m.gid},
-                                                m.mtime_ns);
+                                               m.mtime_ns);
             } else if constexpr (std::is_same_v<T, wire::SetAttr>) {
               ASSIGN_OR_RETURN(auto w, Split(m.path));
               apply::MetaChange change;
@@ -271,9 +282,10 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
                            " file versions are still open");
   }
   if (commit.last_seq != last_change_seq_ || commit.change_count != batch_changes_) {
-    return InvalidArgument("COMMIT(last_seq " + std::to_string(commit.last_seq) + ", " +
-                           std::to_string(commit.change_count) + " changes) does not match received (" +
-                           std::to_string(last_change_seq_) + ", " + std::to_string(batch_changes_) + ")");
+    return InvalidArgument(
+        "COMMIT(last_seq " + std::to_string(commit.last_seq) + ", " +
+        std::to_string(commit.change_count) + " changes) does not match received (" +
+        std::to_string(last_change_seq_) + ", " + std::to_string(batch_changes_) + ")");
   }
   Status result = batch_failed_;
   for (auto& batch : batches_) {
@@ -288,7 +300,8 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
     last_failure_ = result;
     // Later changes of this session build on a batch that did not apply: the primary
     // must resync before sending more (it does on NACK).
-    return sink_.Emit(0, wire::Nack{commit.last_seq, ErrorCodeFor(result), Clip(result.ToString())});
+    return sink_.Emit(0,
+                      wire::Nack{commit.last_seq, ErrorCodeFor(result), Clip(result.ToString())});
   }
   last_applied_seq_ = commit.last_seq;
   ++stats_.batches_acked;
@@ -326,7 +339,8 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
       e.hash = Xxh3_128(std::as_bytes(std::span(info.target)));
     }
     size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
-    if (frame.entries.size() == wire::kManifestEntriesMax || body + entry_size > wire::kFrameBodyMax) {
+    if (frame.entries.size() == wire::kManifestEntriesMax ||
+        body + entry_size > wire::kFrameBodyMax) {
       RETURN_IF_ERROR(flush(false));
     }
     body += entry_size;
@@ -337,11 +351,14 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
     int fd = trees_[root]->root_fd();
     ASSIGN_OR_RETURN(FileInfo top, StatPath(fd, ""));
     RETURN_IF_ERROR(add(root, top));
-    Status walk = ScanTree(fd, "", {}, [&](const FileInfo& info) {
-      Status s = add(root, info);
-      // A file that vanished between the walk and the hash is simply not reported.
-      return s.code() == Code::kNotFound ? Status::Ok() : s;
-    }, nullptr);
+    Status walk = ScanTree(
+        fd, "", {},
+        [&](const FileInfo& info) {
+          Status s = add(root, info);
+          // A file that vanished between the walk and the hash is simply not reported.
+          return s.code() == Code::kNotFound ? Status::Ok() : s;
+        },
+        nullptr);
     RETURN_IF_ERROR(walk);
   }
   return flush(true);
@@ -354,8 +371,8 @@ Status Receiver::SendBlocks(const wire::BlocksRequest& request) {
   auto where = Split(request.path);
   Result<UniqueFd> fd = where.ok() ? OpenReadBeneath(trees_[where->first]->root_fd(), where->second)
                                    : Result<UniqueFd>(where.status());
-  Result<std::vector<Hash128>> hashes =
-      fd.ok() ? BlockHashesFd(fd->get(), request.block_size) : Result<std::vector<Hash128>>(fd.status());
+  Result<std::vector<Hash128>> hashes = fd.ok() ? BlockHashesFd(fd->get(), request.block_size)
+                                                : Result<std::vector<Hash128>>(fd.status());
   if (!hashes.ok()) {
     reply.flags = wire::kBlocksLast | wire::kBlocksMissing;
     return sink_.Emit(0, reply);

@@ -10,13 +10,13 @@
 #include <charconv>
 #include <cstring>
 
+#include "engine/apply/policy.h"
 #include "wire/limits.h"
 
 namespace hasync::engine {
 
 namespace {
 
-constexpr std::string_view kXattrAllowedPrefix = "user.";
 constexpr size_t kMaxDataRegions = 4096;  // more than this: treat the file as dense
 constexpr size_t kXattrListMax = 64 * 1024;
 
@@ -101,9 +101,9 @@ Result<XattrSet> ReadXattrs(int fd) {
   for (ssize_t i = 0; i < n;) {
     std::string name(&list[static_cast<size_t>(i)]);
     i += static_cast<ssize_t>(name.size()) + 1;
-    if (name.compare(0, kXattrAllowedPrefix.size(), kXattrAllowedPrefix) == 0) {
-      set.names.push_back(std::move(name));
-    }
+    // Only what the standby's policy accepts (engine/apply/policy.h); anything else
+    // would make every batch carrying it fail there.
+    if (apply::CheckXattrName(name, false).ok()) set.names.push_back(std::move(name));
   }
   std::sort(set.names.begin(), set.names.end());
   XXH3_state_t st;
@@ -126,18 +126,6 @@ Result<XattrSet> ReadXattrs(int fd) {
   set.hash = set.names.empty() ? 0 : XXH3_64bits_digest(&st);
   if (set.hash == 0 && !set.names.empty()) set.hash = 1;
   return set;
-}
-
-wire::EntryKind ToWire(NodeKind kind) {
-  switch (kind) {
-    case NodeKind::kFile:
-      return wire::EntryKind::kFile;
-    case NodeKind::kDirectory:
-      return wire::EntryKind::kDirectory;
-    case NodeKind::kSymlink:
-      return wire::EntryKind::kSymlink;
-  }
-  return wire::EntryKind::kFile;
 }
 
 NodeKind FromWire(wire::EntryKind kind) {
@@ -501,27 +489,29 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     }
   }
 
-  // Other names the standby holds for this inode. Verify each still is this inode on the
-  // primary (a stale name would be re-linked to the wrong file).
+  // Other names the standby holds for this primary inode. Any of them whose recorded
+  // (size, mtime) still match can be the source of a LINK, even when the primary has
+  // since dropped that name (nlink 1): at this point of the replay the standby still
+  // holds it, exactly as the primary did when it made the link (Slurm's link X X.old
+  // before unlink X). Names that must follow a content change are different: they are
+  // re-linked only if they are still this inode on the primary.
   std::vector<std::string> siblings;
-  bool sibling_current = false;
   std::string link_source;
-  if (info.nlink > 1) {
-    auto names = inodes_.find({info.dev, info.ino});
-    if (names != inodes_.end()) {
-      for (const auto& [r, name] : names->second) {
-        if (r != root || name == info.path) continue;
+  auto names = inodes_.find({info.dev, info.ino});
+  if (names != inodes_.end()) {
+    for (const auto& [r, name] : names->second) {
+      if (r != root || name == info.path) continue;
+      const Entry& se = m.at(name);
+      if (link_source.empty() && se.size == info.size && se.mtime_ns == info.mtime_ns) {
+        link_source = name;
+      }
+      if (info.nlink > 1) {
         auto st = StatPath(root_fds_[root], name);
-        if (!st.ok() || st->ino != info.ino || st->dev != info.dev) continue;
-        siblings.push_back(name);
-        const Entry& se = m.at(name);
-        if (!sibling_current && se.size == info.size && se.mtime_ns == info.mtime_ns) {
-          sibling_current = true;
-          link_source = name;
-        }
+        if (st.ok() && st->ino == info.ino && st->dev == info.dev) siblings.push_back(name);
       }
     }
   }
+  bool sibling_current = !link_source.empty();
 
   if (sibling_current) {
     // A new name of content the standby already has: a hard link, no bytes.

@@ -1,0 +1,2 @@
+# engine/node: persisted node state and the `hasync run` event loop.
+set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST_DIR}/node.cpp)

@@ -1,0 +1,2 @@
+# engine/sync: the primary's Sender and the standby's Receiver.
+set(HASYNC_SYNC_SOURCES ${CMAKE_CURRENT_LIST_DIR}/sender.cpp ${CMAKE_CURRENT_LIST_DIR}/receiver.cpp)

@@ -1,0 +1,159 @@
+// Test support: a primary Sender and a standby Receiver wired back to back in memory.
+// Every message goes through the real frame codec (encode → bytes → decode), so the
+// bytes counted are what a connection would carry (before TLS).
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "base/unique_fd.h"
+#include "engine/apply/tree.h"
+#include "engine/journal/journal.h"
+#include "engine/sync/receiver.h"
+#include "engine/sync/sender.h"
+#include "tests/support/tree_compare.h"
+#include "wire/frame.h"
+
+namespace hasync::testing {
+
+class CodecLoop : public engine::MessageSink {
+ public:
+  Status Emit(uint64_t seq, wire::Message message) override {
+    std::vector<std::byte> bytes = wire::EncodeFrame(wire::Frame{1, seq, std::move(message)});
+    bytes_ += bytes.size();
+    auto frame = wire::DecodeFrame(bytes);
+    if (!frame.ok()) return frame.status();
+    if (const auto* ext = std::get_if<wire::Extent>(&frame->message))
+      extent_bytes_ += ext->data.size();
+    queue_.emplace_back(frame->seq, std::move(frame->message));
+    return Status::Ok();
+  }
+  bool empty() const { return queue_.empty(); }
+  std::pair<uint64_t, wire::Message> Pop() {
+    auto front = std::move(queue_.front());
+    queue_.pop_front();
+    return front;
+  }
+  uint64_t bytes() const { return bytes_; }
+  uint64_t extent_bytes() const { return extent_bytes_; }
+  void ResetCounters() { bytes_ = extent_bytes_ = 0; }
+
+ private:
+  std::deque<std::pair<uint64_t, wire::Message>> queue_;
+  uint64_t bytes_ = 0;
+  uint64_t extent_bytes_ = 0;
+};
+
+class SyncPair {
+ public:
+  explicit SyncPair(const std::string& tag) {
+    primary_dir_ = MakeDir(tag + "-p");
+    standby_dir_ = MakeDir(tag + "-s");
+  }
+  ~SyncPair() {
+    receiver_.reset();
+    sender_.reset();
+    tree_.reset();
+    std::filesystem::remove_all(primary_dir_);
+    std::filesystem::remove_all(standby_dir_);
+  }
+
+  const std::string& primary() const { return primary_dir_; }
+  const std::string& standby() const { return standby_dir_; }
+  engine::Journal& journal() { return journal_; }
+  engine::Sender& sender() { return *sender_; }
+  engine::Receiver& receiver() { return *receiver_; }
+  CodecLoop& to_standby() { return to_standby_; }
+  uint64_t nacks() const { return nacks_; }
+  const std::string& last_nack() const { return last_nack_; }
+
+  // (Re)starts both ends: a fresh sender (empty model) and a fresh receiver.
+  void Start(engine::SenderOptions options = {}) {
+    receiver_.reset();
+    sender_.reset();
+    tree_.reset();
+    primary_fd_ = UniqueFd(open(primary_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(primary_fd_.valid());
+    auto tree = engine::apply::Tree::Open(standby_dir_);
+    ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+    tree_ = std::make_unique<engine::apply::Tree>(std::move(tree).value());
+    sender_ =
+        std::make_unique<engine::Sender>(std::vector<int>{primary_fd_.get()}, options, to_standby_);
+    receiver_ = std::make_unique<engine::Receiver>(std::vector<engine::apply::Tree*>{tree_.get()},
+                                                   to_primary_);
+  }
+
+  // Manifest exchange and resync, as after a connect.
+  void InitialSync() {
+    sender_->BeginManifest();
+    Status manifest = receiver_->OnMessage(0, wire::ManifestRequest{1, ""});
+    ASSERT_TRUE(manifest.ok()) << manifest.ToString();
+    Drain();
+    Status resync = sender_->Resync();
+    ASSERT_TRUE(resync.ok()) << resync.ToString();
+    Drain();
+  }
+
+  // Ships everything in the journal and delivers it.
+  void Ship() {
+    for (int round = 0; round < 10'000; ++round) {
+      Status s = sender_->Pump(journal_);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      Drain();
+      if (journal_.empty() && !sender_->backpressured()) return;
+    }
+    FAIL() << "journal did not drain";
+  }
+
+  // Delivers every queued message both ways until both queues are empty.
+  void Drain() {
+    for (int round = 0; round < 1'000'000 && !(to_standby_.empty() && to_primary_.empty());
+         ++round) {
+      while (!to_standby_.empty()) {
+        auto [seq, msg] = to_standby_.Pop();
+        Status s = receiver_->OnMessage(seq, msg);
+        ASSERT_TRUE(s.ok()) << "receiver: " << s.ToString();
+      }
+      while (!to_primary_.empty()) {
+        auto [seq, msg] = to_primary_.Pop();
+        if (auto* ack = std::get_if<wire::Ack>(&msg)) {
+          ASSERT_TRUE(sender_->OnAck(*ack).ok());
+        } else if (auto* nack = std::get_if<wire::Nack>(&msg)) {
+          ++nacks_;
+          last_nack_ = nack->message;
+        } else if (auto* entries = std::get_if<wire::ManifestEntries>(&msg)) {
+          for (const auto& e : entries->entries) ASSERT_TRUE(sender_->AddManifestEntry(e).ok());
+        }
+      }
+    }
+  }
+
+  TreeDiff Compare() const { return CompareTrees(primary_dir_, standby_dir_); }
+
+ private:
+  static std::string MakeDir(const std::string& tag) {
+    std::string tmpl = "/var/tmp/hasync-" + tag + "-XXXXXX";
+    char* p = mkdtemp(tmpl.data());
+    EXPECT_NE(p, nullptr);
+    return tmpl;
+  }
+
+  std::string primary_dir_, standby_dir_;
+  UniqueFd primary_fd_;
+  std::unique_ptr<engine::apply::Tree> tree_;
+  CodecLoop to_standby_, to_primary_;
+  std::unique_ptr<engine::Sender> sender_;
+  std::unique_ptr<engine::Receiver> receiver_;
+  engine::Journal journal_{{}, 1};
+  uint64_t nacks_ = 0;
+  std::string last_nack_;
+};
+
+}  // namespace hasync::testing

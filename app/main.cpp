@@ -41,6 +41,10 @@ int Main(int argc, char** argv) {
 
   CLI::App* run = app.add_subcommand("run", "run the replication service on this node");
   add_config(run);
+  std::string initial_role;
+  run->add_option("--initial-role", initial_role,
+                  "role of a node whose state dir holds no state yet (primary|standby)")
+      ->check(CLI::IsMember({"primary", "standby"}));
 
   bool json = false;
   CLI::App* status = app.add_subcommand("status", "show role, epoch, peer and lag");
@@ -69,7 +73,8 @@ int Main(int argc, char** argv) {
 
   if (*keygen) return hasync::engine::KeygenCommand(key_path, std::cout, std::cerr);
   if (*check) return hasync::engine::CheckConfigCommand(config_path, std::cout, std::cerr);
-  for (CLI::App* later : {run, status, switchover, verify}) {
+  if (*run) return hasync::engine::RunCommand(config_path, initial_role, std::cerr);
+  for (CLI::App* later : {status, switchover, verify}) {
     if (*later) return hasync::engine::NotImplementedCommand(later->get_name(), std::cerr);
   }
   return kExitUsage;  // unreachable: require_subcommand(1)

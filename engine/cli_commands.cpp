@@ -2,8 +2,15 @@
 #include "engine/cli_commands.h"
 
 #include <fmt/format.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
 
 #include "engine/keyfile.h"
+#include "engine/log.h"
+#include "engine/node/node.h"
 
 namespace hasync::engine {
 namespace {
@@ -82,6 +89,68 @@ int KeygenCommand(const std::string& path, std::ostream& out, std::ostream& err)
       "wrote a {}-bit key to {} (mode 0600); copy it to the peer node with the same "
       "permissions, e.g. scp -p\n",
       kGeneratedKeyBytes * 8, path);
+  return kExitOk;
+}
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop.store(true, std::memory_order_relaxed); }
+
+// A staged file keeps its descriptor until its batch commits (engine/apply); make room.
+void RaiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, 65536);
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+Level ToLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kTrace:
+    case LogLevel::kDebug:
+      return Level::kDebug;
+    case LogLevel::kInfo:
+      return Level::kInfo;
+    case LogLevel::kWarn:
+      return Level::kWarn;
+    case LogLevel::kError:
+      return Level::kError;
+  }
+  return Level::kInfo;
+}
+}  // namespace
+
+int RunCommand(const std::string& path, const std::string& initial_role, std::ostream& err,
+               const ConfigEnv& env) {
+  auto cfg = LoadConfig(path, env);
+  if (!cfg.ok()) {
+    err << OneLineMessage(cfg.status().message()) << '\n';
+    return kExitBadConfig;
+  }
+  RunOptions options;
+  if (!initial_role.empty()) {
+    auto role = ParseNodeRole(initial_role);
+    if (!role.ok()) {
+      err << "hasync run: --initial-role: " << role.status().message() << '\n';
+      return kExitUsage;
+    }
+    options.initial_role = *role;
+  }
+  SetLogLevel(ToLevel(cfg->log.level));
+  RaiseFileLimit();
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  options.stop = &g_stop;
+  Status s = RunNode(*cfg, options);
+  if (!s.ok()) {
+    err << "hasync run: " << OneLineMessage(s.ToString()) << '\n';
+    return kExitFailure;
+  }
   return kExitOk;
 }
 

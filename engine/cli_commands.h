@@ -35,6 +35,12 @@ int CheckConfigCommand(const std::string& path, std::ostream& out, std::ostream&
 // `hasync keygen PATH`: writes a new 256-bit key file; kExitAlreadyExists if PATH exists.
 int KeygenCommand(const std::string& path, std::ostream& out, std::ostream& err);
 
+// `hasync run -c PATH [--initial-role primary|standby]`: runs the node until SIGINT or
+// SIGTERM (exit 0). kExitBadConfig and one line for a bad config; kExitFailure and one
+// line when the node cannot start or stops on an error.
+int RunCommand(const std::string& path, const std::string& initial_role, std::ostream& err,
+               const ConfigEnv& env = RealConfigEnv());
+
 // For subcommands parsed but not built yet: one line on `err`, kExitNotImplemented.
 int NotImplementedCommand(std::string_view name, std::ostream& err);
 

@@ -162,7 +162,6 @@ TEST(HasyncCli, CheckConfigOnASyntaxErrorExitsTwoWithOneLine) {
 TEST(HasyncCli, SubcommandsNotYetBuiltExitNonZeroAndSaySo) {
   ConfigTree t;
   const std::vector<std::vector<std::string>> commands = {
-      {"run", "-c", t.config()},
       {"status", "--json"},
       {"switchover", "--timeout-ms", "5000"},
       {"verify", "-c", t.config()},

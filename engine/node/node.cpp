@@ -138,6 +138,7 @@ class Node : public MessageSink {
   void DrainWatcher();
   Status PumpSender();
   wire::Hello MyHello() const;
+  void LogStats(std::string_view why) const;
 
   const Config& cfg_;
   RunOptions opts_;
@@ -318,6 +319,7 @@ Status Node::Run() {
     Flush(*active_).IgnoreError();  // best effort on the way out
   }
   if (receiver_) state_.last_applied_seq = receiver_->last_applied_seq();
+  LogStats("stop");
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
   Log(Level::kInfo, "stop").kv("reason", fatal_.ok() ? "requested" : fatal_.ToString());
   if (!fatal_.ok()) return fatal_;
@@ -697,6 +699,7 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
       .kv("peer", peer->addr.empty() ? std::string("inbound") : peer->addr)
       .kv("reason", why.ToString());
   if (!was_active) return;
+  LogStats("session_closed");
   active_.reset();
   if (state_.role == NodeRole::kPrimary) {
     session_ = Session::kIdle;
@@ -705,6 +708,34 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   } else {
     receiver_->Reset();
     state_.last_applied_seq = receiver_->last_applied_seq();
+  }
+}
+
+// Counters of the current session (the primary's sender, the standby's receiver). The
+// integration tests read them from the log to count bytes on the wire.
+void Node::LogStats(std::string_view why) const {
+  if (sender_) {
+    const SenderStats& st = sender_->stats();
+    Log(Level::kInfo, "sender_stats")
+        .kv("why", why)
+        .kv("files", st.files_sent)
+        .kv("bytes", st.file_bytes_sent)
+        .kv("links", st.links_sent)
+        .kv("deltas", st.deltas_sent)
+        .kv("unchanged", st.unchanged_skipped)
+        .kv("aborted", st.aborted_reads)
+        .kv("batches", st.batches)
+        .kv("acked_seq", sender_->acked_seq());
+  }
+  if (receiver_) {
+    const ReceiverStats& st = receiver_->stats();
+    Log(Level::kInfo, "receiver_stats")
+        .kv("why", why)
+        .kv("files", st.files_applied)
+        .kv("bytes", st.bytes_applied)
+        .kv("acked", st.batches_acked)
+        .kv("nacked", st.batches_nacked)
+        .kv("last_applied_seq", receiver_->last_applied_seq());
   }
 }
 

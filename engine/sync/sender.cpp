@@ -305,8 +305,12 @@ Status Sender::Apply(const Change& change, Journal& journal) {
     case ChangeKind::kUpsert:
       return Upsert(change.root, change.path, &journal);
     case ChangeKind::kRemove: {
-      // The name is gone on the primary now; if it exists again (re-created), the
-      // Upsert queued after this Remove brings it back.
+      // If the name exists again on the primary (re-created since: Slurm's unlink X then
+      // link X.new X), replace it on the standby instead of removing it: publishing is
+      // atomic, so the name never goes missing there, while an unlink now would leave a
+      // gap until the queued Upsert arrives, visible to a reader of the standby.
+      auto now = StatPath(root_fds_[change.root], change.path);
+      if (now.ok()) return Upsert(change.root, change.path, &journal);
       return Remove(change.root, change.path);
     }
     case ChangeKind::kRename:

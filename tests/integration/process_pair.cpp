@@ -1,0 +1,184 @@
+#include "tests/integration/process_pair.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+extern char** environ;
+
+namespace hasync::testing {
+
+namespace fs = std::filesystem;
+
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+namespace {
+std::string Slurp(const std::string& path) {
+  std::string out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[8192];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+}  // namespace
+
+ProcessPair::ProcessPair(const std::string& tag, const std::string& extra_config) {
+  std::string tmpl = "/var/tmp/hasync-it-" + tag + "-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return;
+  }
+  base_ = tmpl;
+  const char* names[2] = {"primary", "standby"};
+  uint16_t ports[2] = {FreePort(), FreePort()};
+  key_ = base_ + "/sync.key";
+  std::string keygen = std::string(HASYNC_BIN) + " keygen " + key_ + " >/dev/null";
+  EXPECT_EQ(std::system(keygen.c_str()), 0);
+  for (int n = 0; n < 2; ++n) {
+    std::string dir = base_ + "/" + names[n];
+    root_[n] = dir + "/spool";
+    state_[n] = dir + "/state";
+    config_[n] = dir + ".toml";
+    log_[n] = dir + ".log";
+    fs::create_directories(root_[n]);
+    fs::create_directories(state_[n]);
+    std::ofstream cfg(config_[n]);
+    int peer = 1 - n;
+    cfg << "[node]\nname = \"" << names[n] << "\"\nlisten = \"127.0.0.1:" << ports[n] << "\"\n"
+        << "[peer]\nname = \"" << names[peer] << "\"\naddress = \"127.0.0.1:" << ports[peer]
+        << "\"\n"
+        << "[sync]\nroots = [\"" << root_[n] << "\"]\nstate_dir = \"" << state_[n]
+        << "\"\nkey_file = \"" << key_ << "\"\n"
+        << "[metrics]\nenabled = false\n"
+        << extra_config;
+  }
+}
+
+ProcessPair::~ProcessPair() {
+  for (int n = 0; n < 2; ++n) {
+    if (pid_[n] > 0) Signal(static_cast<Node>(n), SIGTERM);
+  }
+  if (!base_.empty() && !::testing::Test::HasFailure()) fs::remove_all(base_);
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept %s for inspection\n", base_.c_str());
+  }
+}
+
+std::string ProcessPair::log(Node n) const { return Slurp(log_[n]); }
+
+pid_t ProcessPair::Start(Node n) {
+  EXPECT_LE(pid_[n], 0) << "node already running";
+  std::vector<std::string> args = {HASYNC_BIN, "run", "-c", config_[n]};
+  if (!started_once_[n]) {
+    args.push_back("--initial-role");
+    args.push_back(n == kPrimary ? "primary" : "standby");
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, log_[n].c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_addopen(&fa, 1, log_[n].c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, HASYNC_BIN, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  EXPECT_EQ(rc, 0) << "posix_spawn " << HASYNC_BIN;
+  pid_[n] = rc == 0 ? pid : -1;
+  started_once_[n] = true;
+  return pid_[n];
+}
+
+int ProcessPair::Signal(Node n, int sig) {
+  if (pid_[n] <= 0) return -1;
+  kill(pid_[n], sig);
+  if (sig == SIGSTOP || sig == SIGCONT) return 0;
+  int status = 0;
+  for (int i = 0; i < 100; ++i) {  // 5 s, then SIGKILL
+    pid_t r = waitpid(pid_[n], &status, WNOHANG);
+    if (r == pid_[n]) {
+      pid_[n] = -1;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid_[n], SIGKILL);
+  waitpid(pid_[n], &status, 0);
+  pid_[n] = -1;
+  ADD_FAILURE() << "node did not exit within 5 s of signal " << sig;
+  return status;
+}
+
+bool ProcessPair::WaitFor(const std::function<bool()>& predicate,
+                          std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (predicate()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+TreeDiff ProcessPair::WaitConverged(std::chrono::milliseconds timeout) {
+  TreeDiff last;
+  WaitFor(
+      [&] {
+        last = CompareTrees(root_[kPrimary], root_[kStandby]);
+        return last.empty();
+      },
+      timeout);
+  return last;
+}
+
+std::map<std::string, uint64_t> ProcessPair::LastEvent(Node n, const std::string& event) const {
+  std::map<std::string, uint64_t> out;
+  std::istringstream in(log(n));
+  std::string line, found;
+  while (std::getline(in, line)) {
+    const std::string tag = " event=" + event;
+    bool at_end =
+        line.size() >= tag.size() && line.compare(line.size() - tag.size(), tag.size(), tag) == 0;
+    if (line.find(tag + " ") != std::string::npos || at_end) {
+      found = line;
+    }
+  }
+  std::istringstream words(found);
+  std::string w;
+  while (words >> w) {
+    size_t eq = w.find('=');
+    if (eq == std::string::npos) continue;
+    try {
+      out[w.substr(0, eq)] = std::stoull(w.substr(eq + 1));
+    } catch (...) {
+    }
+  }
+  return out;
+}
+
+}  // namespace hasync::testing

@@ -1,0 +1,61 @@
+// Test support: two real `hasync run` processes (primary and standby) on loopback with
+// temporary roots, state dirs, configs and a generated key. Every process started is
+// stopped by its pid in the destructor (SIGTERM, then SIGKILL after 5 s).
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "tests/support/tree_compare.h"
+
+namespace hasync::testing {
+
+class ProcessPair {
+ public:
+  enum Node { kPrimary = 0, kStandby = 1 };
+
+  // `extra_config` is appended to both configs (e.g. "[limits]\nmax_batch_files = 64\n").
+  explicit ProcessPair(const std::string& tag, const std::string& extra_config = "");
+  ~ProcessPair();
+  ProcessPair(const ProcessPair&) = delete;
+  ProcessPair& operator=(const ProcessPair&) = delete;
+
+  const std::string& root(Node n) const { return root_[n]; }
+  const std::string& state_dir(Node n) const { return state_[n]; }
+  const std::string& config(Node n) const { return config_[n]; }
+  const std::string& key_file() const { return key_; }
+  std::string log(Node n) const;  // everything the node wrote to stderr so far
+
+  // Starts the node (with --initial-role on first start). Returns its pid.
+  pid_t Start(Node n);
+  // Sends `sig` and, for fatal ones, waits for the exit (bounded). Returns the status.
+  int Signal(Node n, int sig);
+  void Stop(Node n) { Signal(n, SIGTERM); }
+  bool running(Node n) const { return pid_[n] > 0; }
+
+  // Polls every 50 ms until the standby's tree equals the primary's, or `timeout`
+  // passes; returns the last difference (empty on success).
+  TreeDiff WaitConverged(std::chrono::milliseconds timeout);
+  // Polls until `predicate` holds or timeout; returns whether it held.
+  static bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout);
+
+  // The last `event=NAME` line's numeric `key=` values from the node's log.
+  std::map<std::string, uint64_t> LastEvent(Node n, const std::string& event) const;
+
+ private:
+  std::string base_;
+  std::string root_[2], state_[2], config_[2], log_[2];
+  std::string key_;
+  pid_t pid_[2] = {-1, -1};
+  bool started_once_[2] = {false, false};
+};
+
+// A free TCP port on 127.0.0.1 (bound and released: a short race is accepted).
+uint16_t FreePort();
+
+}  // namespace hasync::testing

@@ -1,0 +1,322 @@
+// Two real hasync processes on loopback: the standby's tree must end byte-for-byte and
+// metadata-identical to the primary's (tests/support/tree_compare.h) for every kind of
+// change, under bursts, with held-open appenders, across kill -9 of either side, and a
+// wrong key must get nothing written.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/process_pair.h"
+
+namespace hasync::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using P = ProcessPair;
+
+#define REQUIRE_ROOT() \
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: fanotify filesystem marks need CAP_SYS_ADMIN"
+
+void Write(const std::string& path, const std::string& content) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  close(fd);
+}
+
+void Append(const std::string& path, const std::string& content) {
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  close(fd);
+}
+
+// Writes `bytes` of pseudo-random data (every block distinct) in 1 MiB chunks.
+void WriteBig(const std::string& path, uint64_t bytes, uint64_t seed) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  std::vector<uint64_t> chunk((1 << 20) / 8);
+  std::mt19937_64 rng(seed);
+  for (uint64_t done = 0; done < bytes; done += chunk.size() * 8) {
+    for (auto& w : chunk) w = rng();
+    size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size() * 8, bytes - done));
+    ASSERT_EQ(write(fd, chunk.data(), n), static_cast<ssize_t>(n));
+  }
+  close(fd);
+}
+
+TEST(Replication, EveryKindOfChangeReplicates) {
+  REQUIRE_ROOT();
+  P pair("kinds");
+  const std::string p = pair.root(P::kPrimary);
+  fs::create_directories(p + "/existing");
+  Write(p + "/existing/before-start", "initial sync");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  TreeDiff d = pair.WaitConverged(20s);
+  ASSERT_TRUE(d.empty()) << d.ToString() << pair.log(P::kPrimary) << pair.log(P::kStandby);
+
+  Write(p + "/created", "created");
+  Write(p + "/empty", "");
+  Write(p + "/overwritten", "first version");
+  Write(p + "/overwritten", "second, longer version");
+  Write(p + "/appended", "head");
+  Append(p + "/appended", " + tail");
+  Write(p + "/truncated", "0123456789");
+  ASSERT_EQ(truncate((p + "/truncated").c_str(), 3), 0);
+  Write(p + "/deleted", "soon gone");
+  fs::create_directories(p + "/a/b");
+  fs::create_directories(p + "/c");
+  Write(p + "/a/b/moved-file", "moves across directories");
+  fs::rename(p + "/a/b/moved-file", p + "/c/moved-file");
+  Write(p + "/a/b/inside", "inside a directory that moves");
+  fs::rename(p + "/a", p + "/c/a-moved");
+  fs::create_directories(p + "/rmdir-me/sub");
+  fs::create_symlink("../../somewhere/else", p + "/c/symlink");
+  ASSERT_EQ(link((p + "/created").c_str(), (p + "/c/hardlink").c_str()), 0);
+  Write(p + "/modes", "chmod");
+  ASSERT_EQ(chmod((p + "/modes").c_str(), 0600), 0);
+  Write(p + "/owned", "chown");
+  ASSERT_EQ(chown((p + "/owned").c_str(), 4321, 8765), 0);
+  Write(p + "/xattrs", "xattr");
+  ASSERT_EQ(setxattr((p + "/xattrs").c_str(), "user.slurm", "v1", 2, 0), 0);
+  {
+    int fd = open((p + "/sparse").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, "x", 1, 16 << 20), 1);
+    close(fd);
+  }
+  d = pair.WaitConverged(20s);
+  ASSERT_TRUE(d.empty()) << d.ToString();
+
+  fs::remove(p + "/deleted");
+  fs::remove_all(p + "/rmdir-me");
+  d = pair.WaitConverged(20s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  struct stat st {};
+  ASSERT_EQ(stat((pair.root(P::kStandby) + "/sparse").c_str(), &st), 0);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "sparse file lost its holes on the standby";
+  ASSERT_EQ(lstat((pair.root(P::kStandby) + "/c/symlink").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+}
+
+// Slurm saves state as: write X.new, fsync, unlink X.old, link X X.old, unlink X,
+// link X.new X, unlink X.new. A reader on the standby must always find X or X.old.
+TEST(Replication, SlurmStateSaveSequenceWhileReadingTheStandby) {
+  REQUIRE_ROOT();
+  P pair("slurm");
+  const std::string p = pair.root(P::kPrimary), s = pair.root(P::kStandby);
+  const std::vector<std::string> names = {"job_state", "node_state", "resv_state", "trigger_state"};
+  for (const auto& n : names) Write(p + "/" + n, "initial");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(20s).empty());
+
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> observations{0}, violations{0};
+  std::string violation;
+  std::thread reader([&] {
+    for (int i = 0; i < 10'000'000 && !done.load(); ++i) {
+      for (const auto& n : names) {
+        bool x = access((s + "/" + n).c_str(), F_OK) == 0;
+        bool old = access((s + "/" + n + ".old").c_str(), F_OK) == 0;
+        observations.fetch_add(1);
+        if (!x && !old && violations.fetch_add(1) == 0) violation = n;
+      }
+    }
+  });
+  for (int round = 0; round < 1000; ++round) {
+    for (const auto& n : names) {
+      std::string x = p + "/" + n;
+      int fd = open((x + ".new").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      ASSERT_GE(fd, 0);
+      std::string content = n + " round " + std::to_string(round) + "\n";
+      ASSERT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+      ASSERT_EQ(fsync(fd), 0);
+      close(fd);
+      unlink((x + ".old").c_str());
+      ASSERT_EQ(link(x.c_str(), (x + ".old").c_str()), 0);
+      ASSERT_EQ(unlink(x.c_str()), 0);
+      ASSERT_EQ(link((x + ".new").c_str(), x.c_str()), 0);
+      ASSERT_EQ(unlink((x + ".new").c_str()), 0);
+    }
+  }
+  TreeDiff d = pair.WaitConverged(60s);
+  done = true;
+  reader.join();
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  EXPECT_EQ(violations.load(), 0u) << "the standby lacked both " << violation << " and "
+                                   << violation << ".old (" << observations.load() << " looks)";
+  EXPECT_GT(observations.load(), 1000u);
+}
+
+TEST(Replication, BurstOfTwentyThousandSmallFiles) {
+  REQUIRE_ROOT();
+  P pair("burst");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(20s).empty());
+  const std::string p = pair.root(P::kPrimary);
+  std::mt19937 rng(1);
+  for (int d = 0; d < 100; ++d) fs::create_directories(p + "/hash." + std::to_string(d));
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20'000; ++i) {
+    std::string content(1024 + rng() % 7168, static_cast<char>('a' + i % 26));
+    Write(p + "/hash." + std::to_string(i % 100) + "/job." + std::to_string(i), content);
+  }
+  TreeDiff d = pair.WaitConverged(180s);
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  RecordProperty("burst_seconds", std::to_string(secs));
+  std::printf("20000 files written and durable on the standby in %.2f s (%.0f files/s)\n", secs,
+              20000 / secs);
+}
+
+TEST(Replication, FilesHeldOpenAndAppendedInALoop) {
+  REQUIRE_ROOT();
+  P pair("append");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(20s).empty());
+  const std::string p = pair.root(P::kPrimary);
+  std::vector<int> fds;
+  for (int i = 0; i < 100; ++i) {
+    int fd = open((p + "/log." + std::to_string(i)).c_str(),
+                  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+  }
+  for (int round = 0; round < 200; ++round) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+      std::string line = "round " + std::to_string(round) + " file " + std::to_string(i) + "\n";
+      ASSERT_EQ(write(fds[i], line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  // Still open: the debounced FAN_MODIFY path must bring the content over.
+  TreeDiff d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << "with the files still open: " << d.ToString();
+  for (int fd : fds) close(fd);
+  d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+}
+
+TEST(Replication, KillNineOfEitherSideConvergesWithoutFullRecopy) {
+  REQUIRE_ROOT();
+  P pair("kill");
+  const std::string p = pair.root(P::kPrimary);
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(20s).empty());
+  // A burst, with the standby killed in the middle of it.
+  for (int i = 0; i < 6000; ++i) {
+    Write(p + "/f" + std::to_string(i), std::string(4096, static_cast<char>('a' + i % 26)));
+    if (i == 3000) pair.Signal(P::kStandby, SIGKILL);
+  }
+  pair.Start(P::kStandby);
+  TreeDiff d = pair.WaitConverged(120s);
+  ASSERT_TRUE(d.empty()) << d.ToString();
+  auto resync = pair.LastEvent(P::kPrimary, "resync_sent");
+  // The standby held most files already: the resync after its restart ships only what
+  // it lacked, not all 6000 × 4 KiB.
+  EXPECT_LT(resync["bytes"], 6000u * 4096u) << pair.log(P::kPrimary);
+
+  // Now the primary dies; after its restart nothing has changed: no file content moves.
+  pair.Signal(P::kPrimary, SIGKILL);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(P::WaitFor(
+      [&] {
+        auto lines = pair.log(P::kPrimary);
+        size_t n = 0;
+        for (size_t pos = 0; (pos = lines.find("event=resync_sent", pos)) != std::string::npos;
+             ++pos)
+          ++n;
+        return n >= 3;  // start, standby restart, primary restart
+      },
+      30s));
+  auto again = pair.LastEvent(P::kPrimary, "resync_sent");
+  EXPECT_EQ(again["bytes"], 0u) << "a restarted primary re-copied unchanged files";
+  EXPECT_TRUE(pair.WaitConverged(20s).empty());
+}
+
+TEST(Replication, AppendOfOneMebibyteToOneGibibyteFileMovesOnlyTheTail) {
+  REQUIRE_ROOT();
+  P pair("gib");
+  const std::string big = pair.root(P::kPrimary) + "/big.log";
+  WriteBig(big, uint64_t{1} << 30, 42);
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  TreeDiff d = pair.WaitConverged(300s);
+  ASSERT_TRUE(d.empty()) << d.ToString();
+  auto resync = pair.LastEvent(P::kPrimary, "resync_sent");
+  EXPECT_EQ(resync["bytes"], uint64_t{1} << 30);
+
+  std::string tail(1 << 20, 't');
+  Append(big, tail);
+  d = pair.WaitConverged(120s);
+  ASSERT_TRUE(d.empty()) << d.ToString();
+  pair.Stop(P::kPrimary);
+  auto total = pair.LastEvent(P::kPrimary, "sender_stats");
+  uint64_t live = total["bytes"] - resync["bytes"];
+  EXPECT_LE(live, (uint64_t{1} << 20) * 105 / 100)
+      << "an append of 1 MiB moved " << live << " bytes";
+  EXPECT_GE(live, uint64_t{1} << 20);
+}
+
+TEST(Replication, WrongKeyIsRefusedAndNothingIsWritten) {
+  REQUIRE_ROOT();
+  P pair("wrongkey");
+  // The primary gets a different key than the standby.
+  std::string other = pair.key_file() + ".other";
+  ASSERT_EQ(std::system((std::string(HASYNC_BIN) + " keygen " + other + " >/dev/null").c_str()), 0);
+  fs::rename(other, pair.key_file() + ".primary");
+  std::string cfg = pair.config(P::kPrimary);
+  std::string text;
+  {
+    std::ifstream in(cfg);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  size_t pos = text.find(pair.key_file());
+  ASSERT_NE(pos, std::string::npos);
+  text.replace(pos, pair.key_file().size(), pair.key_file() + ".primary");
+  std::ofstream(cfg) << text;
+  Write(pair.root(P::kPrimary) + "/secret-job", "must not arrive");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(P::WaitFor(
+      [&] { return pair.log(P::kStandby).find("session_closed") != std::string::npos; }, 20s))
+      << pair.log(P::kStandby);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(fs::is_empty(pair.root(P::kStandby)));
+  EXPECT_NE(pair.log(P::kStandby).find("PermissionDenied"), std::string::npos)
+      << pair.log(P::kStandby);
+  EXPECT_EQ(pair.log(P::kStandby).find("session_open"), std::string::npos);
+}
+
+TEST(Replication, KeyFileWithLoosePermissionsIsRefusedAtStartUp) {
+  REQUIRE_ROOT();
+  P pair("loosekey");
+  ASSERT_EQ(chmod(pair.key_file().c_str(), 0644), 0);
+  pair.Start(P::kStandby);
+  int status = 0;
+  ASSERT_TRUE(
+      P::WaitFor([&] { return pair.log(P::kStandby).find("hasync") != std::string::npos; }, 10s));
+  status = pair.Signal(P::kStandby, SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  EXPECT_NE(pair.log(P::kStandby).find("chmod 600"), std::string::npos) << pair.log(P::kStandby);
+}
+
+}  // namespace
+}  // namespace hasync::testing

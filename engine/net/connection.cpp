@@ -1,15 +1,37 @@
 #include "engine/net/connection.h"
 
+#include <mbedtls/md.h>
+
+#include <cstring>
+
 namespace hasync::engine {
 
 Result<std::unique_ptr<Connection>> Connection::Create(wire::TlsRole role,
                                                        std::span<const std::byte> psk,
                                                        wire::RngFn rng, void* rng_ctx,
-                                                       wire::Hello my_hello, uint64_t my_epoch) {
+                                                       wire::Hello my_hello, uint64_t my_epoch,
+                                                       ChannelMode mode) {
   std::unique_ptr<Connection> c(new Connection());
-  ASSIGN_OR_RETURN(c->tls_, wire::TlsSession::Create(role, psk, rng, rng_ctx));
   c->my_hello_ = std::move(my_hello);
   c->my_epoch_ = my_epoch;
+  if (mode == ChannelMode::kPlain) {
+    if (psk.size() < wire::kPskMinBytes || psk.size() > wire::kPskMaxBytes) {
+      return InvalidArgument("sync key of " + std::to_string(psk.size()) + " bytes not in [" +
+                             std::to_string(wire::kPskMinBytes) + ", " +
+                             std::to_string(wire::kPskMaxBytes) + "]");
+    }
+    c->key_.assign(psk.begin(), psk.end());
+    c->side_ =
+        role == wire::TlsRole::kClient ? wire::AuthSide::kConnector : wire::AuthSide::kAcceptor;
+    if (rng(rng_ctx, reinterpret_cast<unsigned char*>(c->own_nonce_.data()),
+            c->own_nonce_.size()) != 0) {
+      return Internal("random generator failed for the plain-mode nonce");
+    }
+    // Pre-authentication frames carry epoch 0 (docs/PROTOCOL.md §8).
+    RETURN_IF_ERROR(c->Write(wire::EncodeFrame(wire::Frame{0, 0, wire::Challenge{c->own_nonce_}})));
+    return c;
+  }
+  ASSIGN_OR_RETURN(c->tls_, wire::TlsSession::Create(role, psk, rng, rng_ctx));
   c->plain_.resize(kPlainChunkBytes);
   // The client speaks first in TLS: produce its ClientHello now.
   Status s = c->tls_->Handshake();
@@ -24,13 +46,104 @@ Status Connection::Fail(Status s) {
 
 Status Connection::Feed(std::span<const std::byte> bytes) {
   if (!failed_.ok()) return failed_;
+  if (!tls_) {
+    if (decoder_.buffered() + bytes.size() > wire::kTlsInBufferMax) {
+      return Fail(
+          Status(Code::kResourceExhausted, "peer sent more than kTlsInBufferMax unread bytes"));
+    }
+    decoder_.Append(bytes);
+    return PlainAuth();
+  }
   Status s = tls_->Feed(bytes);
   if (!s.ok()) return Fail(s);
   return Advance();
 }
 
+std::span<const std::byte> Connection::outgoing() const {
+  if (tls_) return tls_->outgoing();
+  return {plain_out_.data() + plain_out_start_, plain_out_.size() - plain_out_start_};
+}
+
+void Connection::Consume(size_t n) {
+  if (tls_) {
+    tls_->ConsumeOutgoing(n);
+    return;
+  }
+  HASYNC_ASSERT(n <= plain_out_.size() - plain_out_start_);
+  plain_out_start_ += n;
+  if (plain_out_start_ == plain_out_.size()) {
+    plain_out_.clear();
+    plain_out_start_ = 0;
+  } else if (plain_out_start_ > (1u << 20) && plain_out_start_ * 2 > plain_out_.size()) {
+    plain_out_.erase(plain_out_.begin(),
+                     plain_out_.begin() + static_cast<std::ptrdiff_t>(plain_out_start_));
+    plain_out_start_ = 0;
+  }
+}
+
+Status Connection::Write(std::span<const std::byte> frame) {
+  if (tls_) return tls_->Write(frame);
+  if (plain_out_.size() - plain_out_start_ + frame.size() >
+      wire::kTlsOutBufferMax + wire::kFrameMax) {
+    return Status(Code::kResourceExhausted, "outgoing buffer full");
+  }
+  plain_out_.insert(plain_out_.end(), frame.begin(), frame.end());
+  return Status::Ok();
+}
+
+std::array<std::byte, 32> Connection::Mac(wire::AuthSide side, const wire::Nonce& peer_nonce,
+                                          const wire::Nonce& own_nonce) const {
+  std::vector<std::byte> input = wire::PlainAuthInput(side, peer_nonce, own_nonce);
+  std::array<std::byte, 32> mac{};
+  int rc = mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+                           reinterpret_cast<const unsigned char*>(key_.data()), key_.size(),
+                           reinterpret_cast<const unsigned char*>(input.data()), input.size(),
+                           reinterpret_cast<unsigned char*>(mac.data()));
+  HASYNC_ASSERT(rc == 0);
+  return mac;
+}
+
+Status Connection::PlainAuth() {
+  for (int i = 0; i < 4 && !peer_authenticated_; ++i) {
+    auto step = decoder_.Next();
+    if (!step.ok()) return Fail(step.status());
+    if (std::holds_alternative<wire::NeedMore>(*step)) return Status::Ok();
+    wire::Frame frame = std::get<wire::Frame>(std::move(*step));
+    if (const auto* ch = std::get_if<wire::Challenge>(&frame.message)) {
+      if (response_sent_) return Fail(PermissionDenied("second CHALLENGE from the peer"));
+      wire::Response r;
+      r.mac = Mac(side_, ch->nonce, own_nonce_);
+      peer_nonce_ = ch->nonce;
+      response_sent_ = true;
+      RETURN_IF_ERROR(Write(wire::EncodeFrame(wire::Frame{0, 0, r})));
+      continue;
+    }
+    if (const auto* resp = std::get_if<wire::Response>(&frame.message)) {
+      if (!response_sent_) return Fail(PermissionDenied("RESPONSE before CHALLENGE"));
+      wire::AuthSide peer_side = side_ == wire::AuthSide::kConnector ? wire::AuthSide::kAcceptor
+                                                                     : wire::AuthSide::kConnector;
+      std::array<std::byte, 32> expect = Mac(peer_side, own_nonce_, peer_nonce_);
+      unsigned char diff = 0;  // constant time: no early exit on the first differing byte
+      for (size_t k = 0; k < expect.size(); ++k) {
+        diff |= static_cast<unsigned char>(expect[k] ^ resp->mac[k]);
+      }
+      if (diff != 0) {
+        return Fail(PermissionDenied(
+            "plain-mode authentication failed: the peer does not hold the same sync key"));
+      }
+      peer_authenticated_ = true;
+      hello_sent_ = true;
+      return Write(wire::EncodeFrame(wire::Frame{my_epoch_, 0, my_hello_}));
+    }
+    return Fail(PermissionDenied(std::string(wire::MessageTypeName(wire::TypeOf(frame.message))) +
+                                 " before plain-mode authentication"));
+  }
+  return Status::Ok();
+}
+
 // Runs the handshake, sends HELLO once, and moves decrypted bytes into the decoder.
 Status Connection::Advance() {
+  if (!tls_) return peer_authenticated_ ? Status::Ok() : PlainAuth();
   if (!tls_->established()) {
     Status s = tls_->Handshake();
     if (s.code() == Code::kUnavailable) return Status::Ok();  // needs more bytes
@@ -38,7 +151,7 @@ Status Connection::Advance() {
   }
   if (!hello_sent_) {
     std::vector<std::byte> frame = wire::EncodeFrame(wire::Frame{my_epoch_, 0, my_hello_});
-    Status s = tls_->Write(frame);
+    Status s = Write(frame);
     if (!s.ok()) return Fail(s);
     hello_sent_ = true;
   }
@@ -53,6 +166,11 @@ Status Connection::Advance() {
 
 Result<std::optional<wire::Frame>> Connection::Next() {
   if (!failed_.ok()) return failed_;
+  if (!tls_ && !peer_authenticated_) {
+    Status s = PlainAuth();
+    if (!s.ok()) return s;
+    if (!peer_authenticated_) return std::optional<wire::Frame>();
+  }
   for (;;) {
     auto step = decoder_.Next();
     if (!step.ok()) return Fail(step.status());
@@ -94,11 +212,13 @@ Status Connection::Send(uint64_t epoch, uint64_t seq, const wire::Message& messa
   if (!failed_.ok()) return failed_;
   HASYNC_ASSERT(hello_sent_);
   std::vector<std::byte> frame = wire::EncodeFrame(wire::Frame{epoch, seq, message});
-  Status s = tls_->Write(frame);
+  Status s = Write(frame);
   if (!s.ok()) return Fail(s);
   return Status::Ok();
 }
 
-void Connection::Close() { tls_->Close().IgnoreError(); }
+void Connection::Close() {
+  if (tls_) tls_->Close().IgnoreError();
+}
 
 }  // namespace hasync::engine

@@ -2,10 +2,13 @@
 //
 // The event loop moves bytes: Feed() what the socket received, send outgoing() and
 // Consume() what went out. Inside, the layers run in order and nothing skips one:
-//   TLS handshake (sync key as PSK) → HELLO exchange → frames.
-// No frame is decoded before the TLS handshake proved the peer holds the sync key, and
-// no frame but HELLO is accepted before both HELLOs were exchanged, so a wrong key or a
-// confused peer is refused before any application byte is parsed (DESIGN §5).
+//   TLS mode:   TLS handshake (sync key as PSK) → HELLO exchange → frames.
+//   plain mode: CHALLENGE/RESPONSE (HMAC-SHA256 with the sync key over both nonces,
+//               docs/PROTOCOL.md §8) → HELLO exchange → frames, unencrypted.
+// In TLS mode no frame is decoded before the handshake proved the peer holds the sync
+// key. In plain mode only CHALLENGE and RESPONSE (fixed 32-byte bodies) are decoded
+// before the peer's MAC verified; anything else ends the connection. In both, no frame
+// but HELLO is accepted before both HELLOs were exchanged (DESIGN §5).
 // Frames are validated on send (EncodeFrame asserts) and on receipt (FrameDecoder).
 //
 // Errors are sticky: after one, the connection is dead and the caller closes the socket.
@@ -17,8 +20,11 @@
 #include <span>
 #include <vector>
 
+#include <array>
 #include "base/status.h"
+
 #include "wire/frame.h"
+#include "wire/handshake.h"
 #include "wire/messages.h"
 #include "wire/tls_session.h"
 
@@ -28,13 +34,17 @@ namespace hasync::engine {
 // bytes are staged in chunks of this size.
 inline constexpr size_t kPlainChunkBytes = 64 * 1024;
 
+enum class ChannelMode { kTls, kPlain };
+
 class Connection {
  public:
-  // role: kClient for the side that dialled. my_hello is sent once TLS is up.
+  // role: kClient for the side that dialled. my_hello is sent once the peer proved the
+  // key (TLS handshake or plain-mode MAC).
   static Result<std::unique_ptr<Connection>> Create(wire::TlsRole role,
                                                     std::span<const std::byte> psk, wire::RngFn rng,
                                                     void* rng_ctx, wire::Hello my_hello,
-                                                    uint64_t my_epoch);
+                                                    uint64_t my_epoch,
+                                                    ChannelMode mode = ChannelMode::kTls);
 
   // Ciphertext from the socket. Returns the sticky error if the connection failed.
   Status Feed(std::span<const std::byte> bytes);
@@ -45,22 +55,37 @@ class Connection {
   // Queues a TLS close_notify.
   void Close();
 
-  std::span<const std::byte> outgoing() const { return tls_->outgoing(); }
-  void Consume(size_t n) { tls_->ConsumeOutgoing(n); }
-  size_t outgoing_size() const { return tls_->outgoing().size(); }
+  std::span<const std::byte> outgoing() const;
+  void Consume(size_t n);
+  size_t outgoing_size() const { return outgoing().size(); }
 
   bool open() const { return peer_hello_.has_value(); }
   const wire::Hello& peer_hello() const { return *peer_hello_; }
   uint64_t peer_epoch() const { return peer_epoch_; }
   const Status& failed() const { return failed_; }
-  std::string cipher_suite() const { return tls_->cipher_suite(); }
+  std::string cipher_suite() const { return tls_ ? tls_->cipher_suite() : "plain (unencrypted)"; }
+  ChannelMode mode() const { return tls_ ? ChannelMode::kTls : ChannelMode::kPlain; }
 
  private:
   Connection() = default;
   Status Advance();
   Status Fail(Status s);
+  Status Write(std::span<const std::byte> frame);
+  // Plain mode: consumes CHALLENGE/RESPONSE frames until the peer is authenticated.
+  Status PlainAuth();
+  std::array<std::byte, 32> Mac(wire::AuthSide side, const wire::Nonce& peer_nonce,
+                                const wire::Nonce& own_nonce) const;
 
   std::unique_ptr<wire::TlsSession> tls_;
+  // Plain mode.
+  std::vector<std::byte> key_;
+  wire::AuthSide side_ = wire::AuthSide::kConnector;
+  wire::Nonce own_nonce_{};
+  wire::Nonce peer_nonce_{};
+  bool response_sent_ = false;
+  bool peer_authenticated_ = false;
+  std::vector<std::byte> plain_out_;
+  size_t plain_out_start_ = 0;
   wire::FrameDecoder decoder_;
   wire::Hello my_hello_;
   uint64_t my_epoch_ = 0;

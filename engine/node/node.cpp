@@ -138,6 +138,9 @@ class Node : public MessageSink {
   void DrainWatcher();
   Status PumpSender();
   wire::Hello MyHello() const;
+  ChannelMode ChannelModeFor() const {
+    return cfg_.transport.mode == TransportMode::kPlain ? ChannelMode::kPlain : ChannelMode::kTls;
+  }
   void LogStats(std::string_view why) const;
 
   const Config& cfg_;
@@ -221,8 +224,8 @@ Status Node::Init() {
       .kv("roots", static_cast<uint64_t>(cfg_.sync.roots.size()))
       .kv("transport", TransportModeName(cfg_.transport.mode));
   if (cfg_.transport.mode == TransportMode::kPlain) {
-    return Unimplemented(
-        "transport.mode = \"plain\" is not implemented in this build yet; use \"tls\"");
+    Log(Level::kWarn, "plain_transport")
+        .kv("note", "file contents and names cross the network unencrypted (authenticated only)");
   }
   RETURN_IF_ERROR(Listen());
   return state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby();
@@ -387,7 +390,8 @@ void Node::PostAccept() {
             TuneSocket(peer->fd.get());
             peer->created_ns = peer->last_rx_ns = NowNs();
             auto conn = Connection::Create(wire::TlsRole::kServer, std::as_bytes(key_.bytes()),
-                                           Rng::Generate, rng_->ctx(), MyHello(), state_.epoch);
+                                           Rng::Generate, rng_->ctx(), MyHello(), state_.epoch,
+                                           ChannelModeFor());
             if (!conn.ok()) {
               fatal_ = conn.status();
               return;
@@ -502,7 +506,7 @@ void Node::OnConnected(const std::shared_ptr<Peer>& peer, int32_t res) {
     return;
   }
   auto conn = Connection::Create(wire::TlsRole::kClient, std::as_bytes(key_.bytes()), Rng::Generate,
-                                 rng_->ctx(), MyHello(), state_.epoch);
+                                 rng_->ctx(), MyHello(), state_.epoch, ChannelModeFor());
   if (!conn.ok()) {
     fatal_ = conn.status();
     return;

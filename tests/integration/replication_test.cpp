@@ -305,6 +305,24 @@ TEST(Replication, WrongKeyIsRefusedAndNothingIsWritten) {
   EXPECT_EQ(pair.log(P::kStandby).find("session_open"), std::string::npos);
 }
 
+TEST(Replication, PlainTransportAuthenticatesAndReplicates) {
+  REQUIRE_ROOT();
+  P pair("plain", "[transport]\nmode = \"plain\"\n");
+  const std::string p = pair.root(P::kPrimary);
+  Write(p + "/before", "initial");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(20s).empty()) << pair.log(P::kStandby);
+  fs::create_directories(p + "/d");
+  Write(p + "/d/after", "live");
+  ASSERT_EQ(link((p + "/d/after").c_str(), (p + "/d/after.old").c_str()), 0);
+  TreeDiff d = pair.WaitConverged(20s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  EXPECT_NE(pair.log(P::kStandby).find("cipher=\"plain (unencrypted)\""), std::string::npos)
+      << pair.log(P::kStandby);
+  EXPECT_NE(pair.log(P::kPrimary).find("event=plain_transport"), std::string::npos);
+}
+
 TEST(Replication, KeyFileWithLoosePermissionsIsRefusedAtStartUp) {
   REQUIRE_ROOT();
   P pair("loosekey");

@@ -40,8 +40,10 @@ class ConnectionTest : public ::testing::Test {
     ASSERT_TRUE(rng.ok());
     rng_ = std::move(rng).value();
   }
-  std::unique_ptr<Connection> Make(wire::TlsRole role, uint8_t key, wire::Hello hello) {
-    auto c = Connection::Create(role, Key(key), Rng::Generate, rng_->ctx(), std::move(hello), 5);
+  std::unique_ptr<Connection> Make(wire::TlsRole role, uint8_t key, wire::Hello hello,
+                                   ChannelMode mode = ChannelMode::kTls) {
+    auto c =
+        Connection::Create(role, Key(key), Rng::Generate, rng_->ctx(), std::move(hello), 5, mode);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(c).value() : nullptr;
   }
@@ -107,6 +109,64 @@ TEST_F(ConnectionTest, FirstFrameOtherThanHelloIsRefused) {
   EXPECT_FALSE(next.ok());
   EXPECT_NE(next.status().message().find("not HELLO"), std::string::npos)
       << next.status().ToString();
+}
+
+TEST_F(ConnectionTest, PlainModeAuthenticatesThenCarriesFrames) {
+  auto client =
+      Make(wire::TlsRole::kClient, 4, HelloFor("mu01", wire::Role::kPrimary), ChannelMode::kPlain);
+  auto server =
+      Make(wire::TlsRole::kServer, 4, HelloFor("mu02", wire::Role::kStandby), ChannelMode::kPlain);
+  Exchange(*client, *server);
+  ASSERT_TRUE(client->Next().ok());
+  ASSERT_TRUE(server->Next().ok());
+  ASSERT_TRUE(client->open() && server->open())
+      << client->failed().ToString() << server->failed().ToString();
+  EXPECT_EQ(server->peer_hello().node_name, "mu01");
+  ASSERT_TRUE(client->Send(5, 3, wire::Unlink{"0/a"}).ok());
+  Exchange(*client, *server);
+  auto f = server->Next();
+  ASSERT_TRUE(f.ok() && f->has_value());
+  EXPECT_EQ((*f)->seq, 3u);
+}
+
+TEST_F(ConnectionTest, PlainModeWrongKeyIsRefusedBeforeAnyOtherFrame) {
+  auto client =
+      Make(wire::TlsRole::kClient, 4, HelloFor("mu01", wire::Role::kPrimary), ChannelMode::kPlain);
+  auto server =
+      Make(wire::TlsRole::kServer, 5, HelloFor("mu02", wire::Role::kStandby), ChannelMode::kPlain);
+  Exchange(*client, *server);
+  EXPECT_FALSE(server->Next().ok());
+  EXPECT_EQ(server->failed().code(), Code::kPermissionDenied) << server->failed().ToString();
+  EXPECT_FALSE(server->open());
+  EXPECT_FALSE(client->open());
+}
+
+TEST_F(ConnectionTest, PlainModeFrameBeforeAuthenticationIsRefused) {
+  auto server =
+      Make(wire::TlsRole::kServer, 4, HelloFor("mu02", wire::Role::kStandby), ChannelMode::kPlain);
+  std::vector<std::byte> hostile = wire::EncodeFrame(wire::Frame{1, 1, wire::Unlink{"0/x"}});
+  EXPECT_FALSE(server->Feed(hostile).ok());
+  EXPECT_NE(server->failed().message().find("before plain-mode authentication"), std::string::npos)
+      << server->failed().ToString();
+}
+
+// A RESPONSE reflected back to its author must not verify: the MAC input names the side.
+TEST_F(ConnectionTest, PlainModeReflectedResponseDoesNotVerify) {
+  auto server =
+      Make(wire::TlsRole::kServer, 4, HelloFor("mu02", wire::Role::kStandby), ChannelMode::kPlain);
+  // Read the server's CHALLENGE, answer with that same nonce as our challenge, then
+  // send back the server's own RESPONSE.
+  auto out = server->outgoing();
+  auto ch = wire::DecodeFrame(std::vector<std::byte>(out.begin(), out.end()));
+  ASSERT_TRUE(ch.ok());
+  server->Consume(out.size());
+  ASSERT_TRUE(server->Feed(wire::EncodeFrame(ch.value())).ok());  // its own nonce as ours
+  auto resp_bytes = server->outgoing();
+  auto resp = wire::DecodeFrame(std::vector<std::byte>(resp_bytes.begin(), resp_bytes.end()));
+  ASSERT_TRUE(resp.ok());
+  ASSERT_TRUE(std::holds_alternative<wire::Response>(resp->message));
+  EXPECT_FALSE(server->Feed(wire::EncodeFrame(resp.value())).ok());
+  EXPECT_EQ(server->failed().code(), Code::kPermissionDenied);
 }
 
 }  // namespace

@@ -116,7 +116,7 @@ class Node : public MessageSink {
   }
 
  private:
-  enum class Session { kIdle, kConnecting, kHandshake, kManifest, kLive };
+  enum class Session { kIdle, kConnecting, kHandshake, kManifest, kBlocks, kLive };
 
   Status InitPrimary();
   Status InitStandby();
@@ -132,6 +132,7 @@ class Node : public MessageSink {
   Status HandleFrames(const std::shared_ptr<Peer>& peer);
   Status OnOpened(const std::shared_ptr<Peer>& peer);
   Status OnPrimaryFrame(const wire::Frame& frame);
+  Status FinishResync();
   Status OnStandbyFrame(const wire::Frame& frame);
   Status Flush(Peer& peer);
   void Drop(const std::shared_ptr<Peer>& peer, const Status& why);
@@ -168,6 +169,7 @@ class Node : public MessageSink {
   int64_t next_connect_ns_ = 0;
   int64_t backoff_ms_ = kBackoffMinMs;
   int64_t resync_started_ns_ = 0;
+  size_t pending_blocks_ = 0;
   std::vector<watch::WatchEvent> events_;
 
   // Standby.
@@ -623,18 +625,15 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
             return InvalidArgument("MANIFEST_ENTRIES outside a resync");
           for (const auto& e : m.entries) RETURN_IF_ERROR(sender_->AddManifestEntry(e));
           if (m.flags & wire::kManifestLast) {
-            RETURN_IF_ERROR(sender_->Resync());
-            session_ = Session::kLive;
-            const SenderStats& st = sender_->stats();
-            Log(Level::kInfo, "resync_sent")
-                .kv("files", st.files_sent)
-                .kv("bytes", st.file_bytes_sent)
-                .kv("links", st.links_sent)
-                .kv("unchanged", st.unchanged_skipped)
-                .kv("tracked", static_cast<uint64_t>(sender_->tracked()))
-                .kv("seconds", static_cast<double>(NowNs() - resync_started_ns_) / 1e9);
-            return PumpSender();
+            ASSIGN_OR_RETURN(pending_blocks_, sender_->RequestResyncBlocks());
+            if (pending_blocks_ == 0) return FinishResync();
+            session_ = Session::kBlocks;
           }
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, wire::BlocksReply>) {
+          if (session_ != Session::kBlocks) return InvalidArgument("BLOCKS_REPLY outside a resync");
+          ASSIGN_OR_RETURN(bool last, sender_->AddBlocks(m));
+          if (last && --pending_blocks_ == 0) return FinishResync();
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::Ack>) {
           RETURN_IF_ERROR(sender_->OnAck(m));
@@ -652,6 +651,23 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
         }
       },
       frame.message);
+}
+
+// The manifest (and any block hashes asked for) are in: ship the difference.
+Status Node::FinishResync() {
+  RETURN_IF_ERROR(sender_->Resync());
+  session_ = Session::kLive;
+  const SenderStats& st = sender_->stats();
+  Log(Level::kInfo, "resync_sent")
+      .kv("files", st.files_sent)
+      .kv("bytes", st.file_bytes_sent)
+      .kv("links", st.links_sent)
+      .kv("deltas", st.deltas_sent)
+      .kv("block_requests", st.resync_block_requests)
+      .kv("unchanged", st.unchanged_skipped)
+      .kv("tracked", static_cast<uint64_t>(sender_->tracked()))
+      .kv("seconds", static_cast<double>(NowNs() - resync_started_ns_) / 1e9);
+  return PumpSender();
 }
 
 Status Node::OnStandbyFrame(const wire::Frame& frame) {

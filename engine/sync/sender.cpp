@@ -279,6 +279,66 @@ Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
   return Status::Ok();
 }
 
+Result<size_t> Sender::RequestResyncBlocks() {
+  block_requests_.clear();
+  uint64_t next_id = 2;  // 1 is the manifest request
+  for (uint32_t root = 0; root < model_.size(); ++root) {
+    Model& m = model_[root];
+    Status walk = ScanTree(
+        root_fds_[root], "", {},
+        [&](const FileInfo& info) {
+          if (info.kind != NodeKind::kFile || info.size < options_.delta_min_bytes)
+            return Status::Ok();
+          if (block_requests_.size() >= kMaxResyncBlockRequests) return Status::Ok();
+          auto it = m.find(info.path);
+          if (it == m.end() || it->second.kind != NodeKind::kFile || it->second.size == 0 ||
+              it->second.ino != 0) {
+            return Status::Ok();
+          }
+          const Entry& e = it->second;
+          if (e.size == info.size && e.mtime_ns == info.mtime_ns)
+            return Status::Ok();  // likely same
+          uint64_t id = next_id++;
+          block_requests_[id] = {root, info.path};
+          ++stats_.resync_block_requests;
+          return sink_.Emit(
+              0, wire::BlocksRequest{id, options_.block_size, WirePath(root, info.path)});
+        },
+        nullptr);
+    RETURN_IF_ERROR(walk);
+  }
+  return block_requests_.size();
+}
+
+Result<bool> Sender::AddBlocks(const wire::BlocksReply& reply) {
+  auto it = block_requests_.find(reply.request_id);
+  if (it == block_requests_.end()) {
+    return InvalidArgument("BLOCKS_REPLY for unknown request " + std::to_string(reply.request_id));
+  }
+  auto entry = model_[it->second.first].find(it->second.second);
+  bool usable = entry != model_[it->second.first].end() &&
+                reply.block_size == options_.block_size && !(reply.flags & wire::kBlocksMissing) &&
+                reply.file_size == entry->second.size;
+  if (usable) {
+    std::vector<Hash128>& blocks = entry->second.blocks;
+    if (reply.first_block != blocks.size()) {
+      return InvalidArgument("BLOCKS_REPLY out of order for " + it->second.second);
+    }
+    blocks.insert(blocks.end(), reply.hashes.begin(), reply.hashes.end());
+  } else if (entry != model_[it->second.first].end()) {
+    entry->second.blocks.clear();  // ship that file whole
+  }
+  bool last = (reply.flags & wire::kBlocksLast) != 0;
+  if (last) {
+    if (usable) {
+      uint64_t expect = (entry->second.size + options_.block_size - 1) / options_.block_size;
+      if (entry->second.blocks.size() != expect) entry->second.blocks.clear();
+    }
+    block_requests_.erase(it);
+  }
+  return last;
+}
+
 Status Sender::Resync() {
   RETURN_IF_ERROR(sink_.Emit(0, wire::ResyncBegin{}));
   for (uint32_t root = 0; root < model_.size(); ++root) {

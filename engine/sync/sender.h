@@ -49,6 +49,7 @@ class MessageSink {
 
 inline constexpr uint32_t kDefaultBlockSize = 64 * 1024;
 inline constexpr int kMaxReadRetries = 3;
+inline constexpr size_t kMaxResyncBlockRequests = 4096;
 
 struct SenderOptions {
   uint32_t block_size = kDefaultBlockSize;
@@ -65,6 +66,7 @@ struct SenderStats {
   uint64_t file_bytes_sent = 0;  // content bytes in EXTENT frames
   uint64_t links_sent = 0;
   uint64_t deltas_sent = 0;
+  uint64_t resync_block_requests = 0;
   uint64_t unchanged_skipped = 0;
   uint64_t aborted_reads = 0;
   uint64_t batches = 0;
@@ -79,6 +81,14 @@ class Sender {
   void BeginManifest();
   // One entry of the standby's manifest (wire path "i/p").
   Status AddManifestEntry(const wire::ManifestEntry& entry);
+  // Between the manifest and Resync(): asks the standby for the block hashes of every
+  // large file it holds that differs from the primary's by size or mtime, so Resync()
+  // can ship only the changed blocks of those files instead of their whole content.
+  // Emits one BLOCKS_REQUEST each (at most kMaxResyncBlockRequests; the rest ship
+  // whole) and returns how many replies to wait for (0: call Resync() at once).
+  Result<size_t> RequestResyncBlocks();
+  // One BLOCKS_REPLY frame; returns true when it was the last frame of its request.
+  Result<bool> AddBlocks(const wire::BlocksReply& reply);
   // Compares every root with the model and emits RESYNC_BEGIN, the differences (upserts
   // top-down, removals bottom-up), a COMMIT and RESYNC_END.
   Status Resync();
@@ -153,6 +163,8 @@ class Sender {
   // (dev, ino) → (root, path) names the standby holds for that primary inode.
   std::unordered_map<InodeKey, std::vector<std::pair<uint32_t, std::string>>, InodeKeyHash> inodes_;
   std::unordered_map<std::string, int> read_retries_;
+  // BLOCKS_REQUEST id → (root, path) while the replies arrive.
+  std::unordered_map<uint64_t, std::pair<uint32_t, std::string>> block_requests_;
 
   uint64_t next_seq_ = 1;
   uint64_t acked_seq_ = 0;

@@ -273,6 +273,26 @@ TEST(Replication, AppendOfOneMebibyteToOneGibibyteFileMovesOnlyTheTail) {
   EXPECT_GE(live, uint64_t{1} << 20);
 }
 
+TEST(Replication, LargeFileAppendedWhileStandbyWasDownResyncsOnlyTheTail) {
+  REQUIRE_ROOT();
+  P pair("downappend");
+  const std::string big = pair.root(P::kPrimary) + "/accounting.log";
+  WriteBig(big, uint64_t{64} << 20, 7);
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(120s).empty());
+  pair.Signal(P::kStandby, SIGKILL);
+  Append(big, std::string(1 << 20, 'z'));
+  pair.Start(P::kStandby);
+  TreeDiff d = pair.WaitConverged(120s);
+  ASSERT_TRUE(d.empty()) << d.ToString();
+  ASSERT_TRUE(P::WaitFor(
+      [&] { return pair.LastEvent(P::kPrimary, "resync_sent")["block_requests"] == 1; }, 10s))
+      << pair.log(P::kPrimary);
+  auto resync = pair.LastEvent(P::kPrimary, "resync_sent");
+  EXPECT_LE(resync["bytes"], (uint64_t{1} << 20) * 105 / 100) << pair.log(P::kPrimary);
+}
+
 TEST(Replication, WrongKeyIsRefusedAndNothingIsWritten) {
   REQUIRE_ROOT();
   P pair("wrongkey");

@@ -229,6 +229,11 @@ Status Node::Init() {
     Log(Level::kWarn, "plain_transport")
         .kv("note", "file contents and names cross the network unencrypted (authenticated only)");
   }
+  if (cfg_.transport.data_streams > 1) {
+    Log(Level::kInfo, "data_streams_unused")
+        .kv("configured", cfg_.transport.data_streams)
+        .kv("note", "this build sends all content on the control stream");
+  }
   RETURN_IF_ERROR(Listen());
   return state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby();
 }

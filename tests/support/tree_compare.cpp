@@ -89,7 +89,8 @@ std::string TreeDiff::ToString(size_t max_lines) const {
   return out;
 }
 
-TreeDiff CompareTrees(const std::string& primary, const std::string& standby) {
+TreeDiff CompareTrees(const std::string& primary, const std::string& standby,
+                      const CompareOptions& options) {
   TreeDiff diff;
   auto a = Load(primary, diff.differences);
   auto b = Load(standby, diff.differences);
@@ -107,8 +108,12 @@ TreeDiff CompareTrees(const std::string& primary, const std::string& standby) {
       add("kind differs");
       continue;
     }
-    if (x.kind != engine::NodeKind::kSymlink && x.mode != y.mode) {
-      add("mode " + std::to_string(x.mode) + " vs " + std::to_string(y.mode));
+    uint32_t expected_mode = x.mode;
+    if (options.standby_strips_file_setid && x.kind == engine::NodeKind::kFile) {
+      expected_mode &= ~uint32_t{06000};
+    }
+    if (x.kind != engine::NodeKind::kSymlink && expected_mode != y.mode) {
+      add("mode " + std::to_string(expected_mode) + " vs " + std::to_string(y.mode));
     }
     if (x.uid != y.uid || x.gid != y.gid) add("owner differs");
     if (x.kind == engine::NodeKind::kFile) {

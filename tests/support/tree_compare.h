@@ -15,6 +15,15 @@ struct TreeDiff {
   std::string ToString(size_t max_lines = 20) const;
 };
 
-TreeDiff CompareTrees(const std::string& primary, const std::string& standby);
+// Differences the caller expects by policy. The default expects none: both trees equal.
+struct CompareOptions {
+  // The standby strips setuid/setgid from regular files (engine/apply/policy.h, the
+  // default without allow_privileged): compare a file's mode with those bits of the
+  // primary's mode cleared. Directories are compared as they are.
+  bool standby_strips_file_setid = false;
+};
+
+TreeDiff CompareTrees(const std::string& primary, const std::string& standby,
+                      const CompareOptions& options = {});
 
 }  // namespace hasync::testing

@@ -8,6 +8,8 @@
 
 #include <deque>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -25,6 +27,10 @@ namespace hasync::testing {
 
 class CodecLoop : public engine::MessageSink {
  public:
+  // Called after each message is queued, with the decoded message: lets a test act at a
+  // precise point of the sender's work (e.g. change a file right after its FILE_BEGIN).
+  using Hook = std::function<void(uint64_t seq, const wire::Message&)>;
+
   Status Emit(uint64_t seq, wire::Message message) override {
     std::vector<std::byte> bytes = wire::EncodeFrame(wire::Frame{1, seq, std::move(message)});
     bytes_ += bytes.size();
@@ -32,8 +38,16 @@ class CodecLoop : public engine::MessageSink {
     if (!frame.ok()) return frame.status();
     if (const auto* ext = std::get_if<wire::Extent>(&frame->message))
       extent_bytes_ += ext->data.size();
+    ++counts_[wire::TypeOf(frame->message)];
     queue_.emplace_back(frame->seq, std::move(frame->message));
+    if (hook_) hook_(queue_.back().first, queue_.back().second);
     return Status::Ok();
+  }
+  void set_hook(Hook hook) { hook_ = std::move(hook); }
+  // Messages of `type` emitted since the last ResetCounters.
+  uint64_t count(wire::MessageType type) const {
+    auto it = counts_.find(type);
+    return it == counts_.end() ? 0 : it->second;
   }
   bool empty() const { return queue_.empty(); }
   std::pair<uint64_t, wire::Message> Pop() {
@@ -43,10 +57,15 @@ class CodecLoop : public engine::MessageSink {
   }
   uint64_t bytes() const { return bytes_; }
   uint64_t extent_bytes() const { return extent_bytes_; }
-  void ResetCounters() { bytes_ = extent_bytes_ = 0; }
+  void ResetCounters() {
+    bytes_ = extent_bytes_ = 0;
+    counts_.clear();
+  }
 
  private:
   std::deque<std::pair<uint64_t, wire::Message>> queue_;
+  std::map<wire::MessageType, uint64_t> counts_;
+  Hook hook_;
   uint64_t bytes_ = 0;
   uint64_t extent_bytes_ = 0;
 };
@@ -73,6 +92,8 @@ class SyncPair {
   CodecLoop& to_standby() { return to_standby_; }
   uint64_t nacks() const { return nacks_; }
   const std::string& last_nack() const { return last_nack_; }
+  // Replaces the (empty) journal with one bounded by `limits`, to provoke overflow.
+  void SetJournalLimits(engine::JournalLimits limits) { journal_ = engine::Journal(limits, 1); }
 
   // (Re)starts both ends: a fresh sender (empty model) and a fresh receiver.
   void Start(engine::SenderOptions options = {}) {
@@ -96,6 +117,9 @@ class SyncPair {
     Status manifest = receiver_->OnMessage(0, wire::ManifestRequest{1, ""});
     ASSERT_TRUE(manifest.ok()) << manifest.ToString();
     Drain();
+    auto pending = sender_->RequestResyncBlocks();
+    ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+    Drain();  // the standby answers; Drain hands the replies to the sender
     Status resync = sender_->Resync();
     ASSERT_TRUE(resync.ok()) << resync.ToString();
     Drain();
@@ -128,6 +152,8 @@ class SyncPair {
         } else if (auto* nack = std::get_if<wire::Nack>(&msg)) {
           ++nacks_;
           last_nack_ = nack->message;
+        } else if (auto* blocks = std::get_if<wire::BlocksReply>(&msg)) {
+          ASSERT_TRUE(sender_->AddBlocks(*blocks).ok());
         } else if (auto* entries = std::get_if<wire::ManifestEntries>(&msg)) {
           for (const auto& e : entries->entries) ASSERT_TRUE(sender_->AddManifestEntry(e).ok());
         }
@@ -135,7 +161,9 @@ class SyncPair {
     }
   }
 
-  TreeDiff Compare() const { return CompareTrees(primary_dir_, standby_dir_); }
+  TreeDiff Compare(const CompareOptions& options = {}) const {
+    return CompareTrees(primary_dir_, standby_dir_, options);
+  }
 
  private:
   static std::string MakeDir(const std::string& tag) {

@@ -74,7 +74,15 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path) {
     if (slash == std::string_view::npos) slash = path.size();
     std::string name(path.substr(pos, slash - pos));
     int fd = openat(cur.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus(errno, "open directory " + std::string(path.substr(0, slash)));
+    if (fd < 0) {
+      // A component that is a file now (a directory replaced by a file on a live spool):
+      // the path does not exist, which is what callers must hear, not an I/O error.
+      if (errno == ENOTDIR) {
+        return Status(Code::kNotFound,
+                      "open directory " + std::string(path.substr(0, slash)) + ": not a directory");
+      }
+      return ErrnoStatus(errno, "open directory " + std::string(path.substr(0, slash)));
+    }
     cur.reset(fd);
     pos = slash + 1;
   }

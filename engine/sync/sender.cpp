@@ -20,9 +20,17 @@ namespace {
 constexpr size_t kMaxDataRegions = 4096;  // more than this: treat the file as dense
 constexpr size_t kXattrListMax = 64 * 1024;
 
-bool IsBelow(std::string_view path, std::string_view top) {
-  if (top.empty()) return !path.empty();
-  return path.size() > top.size() && path.substr(0, top.size()) == top && path[top.size()] == '/';
+// The model's strict descendants of `top` ("" = everything but the root entry). The
+// model is ordered bytewise, so "d.old" and "d 2" sort between "d" and "d/…": the
+// descendants are the keys in ["d/", "d0"), never "the entries right after d".
+template <typename Map>
+std::pair<typename Map::iterator, typename Map::iterator> Descendants(Map& m,
+                                                                      std::string_view top) {
+  if (top.empty()) return {m.upper_bound(std::string()), m.end()};
+  std::string lo(top), hi(top);
+  lo += '/';
+  hi += static_cast<char>('/' + 1);
+  return {m.lower_bound(lo), m.lower_bound(hi)};
 }
 
 std::string ParentOf(std::string_view path) {
@@ -220,7 +228,44 @@ void Sender::Forget(uint32_t root, const std::string& path) {
 
 // ---- emitting ----------------------------------------------------------------------------
 
+void Sender::NoteTouched(const std::string& wire_path) {
+  if (batch_touched_.size() < options_.max_batch_changes * 2u) {
+    batch_touched_.insert(wire_path);
+  } else {
+    touched_overflow_ = true;  // bounded: past this every path counts as touched
+  }
+}
+
+bool Sender::TouchedInBatch(uint32_t root, const std::string& path) const {
+  if (batch_changes_ == 0) return false;
+  if (touched_overflow_) return true;
+  // The path and each ancestor, as the standby's Batch::TouchedEarlier looks them up.
+  std::string p = WirePath(root, path);
+  const size_t root_len = WirePath(root, "").size();
+  for (size_t pass = 0; pass <= path.size() && p.size() > root_len; ++pass) {
+    if (batch_touched_.count(p) != 0) return true;
+    p.resize(p.rfind('/'));
+  }
+  return false;
+}
+
 Status Sender::EmitChange(wire::Message message, uint64_t content_bytes) {
+  // What the standby's batch records as a namespace change (Batch::NoteNamespace): a
+  // block patch of such a path, or below it, must wait for the next batch.
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::Mkdir> || std::is_same_v<T, wire::Rmdir> ||
+                      std::is_same_v<T, wire::Unlink> || std::is_same_v<T, wire::Symlink>) {
+          NoteTouched(m.path);
+        } else if constexpr (std::is_same_v<T, wire::Rename>) {
+          NoteTouched(m.from);
+          NoteTouched(m.to);
+        } else if constexpr (std::is_same_v<T, wire::Link>) {
+          NoteTouched(m.new_path);
+        }
+      },
+      message);
   uint64_t seq = next_seq_++;
   RETURN_IF_ERROR(sink_.Emit(seq, std::move(message)));
   ++batch_changes_;
@@ -243,6 +288,8 @@ Status Sender::Flush() {
   ++stats_.batches;
   batch_changes_ = 0;
   batch_bytes_ = 0;
+  batch_touched_.clear();
+  touched_overflow_ = false;
   return Status::Ok();
 }
 
@@ -370,7 +417,15 @@ Status Sender::Apply(const Change& change, Journal& journal) {
       // atomic, so the name never goes missing there, while an unlink now would leave a
       // gap until the queued Upsert arrives, visible to a reader of the standby.
       auto now = StatPath(root_fds_[change.root], change.path);
-      if (now.ok()) return Upsert(change.root, change.path, &journal);
+      if (now.ok()) {
+        // A directory the standby holds went away with everything below it; what is
+        // there now must be compared whole, or the old children stay on the standby.
+        auto held = model_[change.root].find(change.path);
+        if (held != model_[change.root].end() && held->second.kind == NodeKind::kDirectory) {
+          return RescanSubtree(change.root, change.path, &journal);
+        }
+        return Upsert(change.root, change.path, &journal);
+      }
       return Remove(change.root, change.path);
     }
     case ChangeKind::kRename:
@@ -532,6 +587,19 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     return Status::Ok();
   }
 
+  // Same inode and size, only the mtime moved (touch -d, or a rewrite with equal bytes):
+  // for a small file hashing is cheaper than sending, and equal content needs a SETATTR.
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino == info.ino &&
+      cur->dev == info.dev && cur->size == info.size && info.size < options_.delta_min_bytes) {
+    ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
+    if (h == cur->hash) {
+      ++stats_.unchanged_skipped;
+      RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
+      if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
+      return Status::Ok();
+    }
+  }
+
   Status parents = EnsureParents(root, info.path);
   if (parents.code() == Code::kNotFound) return Status::Ok();
   RETURN_IF_ERROR(parents);
@@ -541,9 +609,27 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
     if (h == cur->hash) {
       ++stats_.unchanged_skipped;
+      // Another name of this primary inode already checked in this resync: the standby
+      // may hold the two as separate copies (the manifest does not say), so link them
+      // again; a LINK between names of one inode is a no-op there.
+      auto names = inodes_.find({info.dev, info.ino});
+      if (names != inodes_.end()) {
+        for (const auto& [r, name] : names->second) {
+          if (r != root || name == info.path) continue;
+          const Entry& se = m.at(name);
+          if (se.size == info.size && se.hash == h) {
+            RETURN_IF_ERROR(
+                EmitChange(wire::Link{WirePath(root, name), WirePath(root, info.path)}, 0));
+            ++stats_.links_sent;
+            Entry copy = se;
+            cur = &(m[info.path] = std::move(copy));
+            break;
+          }
+        }
+      }
       cur->dev = info.dev;
       cur->ino = info.ino;
-      if (info.size >= options_.delta_min_bytes) {
+      if (info.size >= options_.delta_min_bytes && cur->blocks.empty()) {
         ASSIGN_OR_RETURN(cur->blocks, BlockHashesFd(fd.get(), options_.block_size));
       }
       Index(root, info.path, *cur);
@@ -595,6 +681,10 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
                        info.size >= options_.delta_min_bytes)
                           ? cur
                           : nullptr;
+  // The standby patches a file on a copy of what the name holds before its batch, so it
+  // refuses a block patch of a path an earlier change of the same batch renamed, linked
+  // or began (docs/APPLY.md): commit what is open first. Flush leaves the model as is.
+  if (base != nullptr && TouchedInBatch(root, info.path)) RETURN_IF_ERROR(Flush());
   Entry sent;
   bool aborted = false;
   int& retries = read_retries_[WirePath(root, info.path)];
@@ -641,6 +731,7 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
   if (regions.size() != 1 || (size > 0 && (regions[0].start != 0 || regions[0].end != size))) {
     flags |= wire::kFileSparse;
   }
+  NoteTouched(wpath);
   RETURN_IF_ERROR(
       sink_.Emit(seq, wire::FileBegin{size, static_cast<uint32_t>(before.st_mode & 07777),
                                       before.st_uid, before.st_gid, flags, mtime_ns, wpath}));
@@ -684,8 +775,14 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
     bool send;
     if (base != nullptr) {
       size_t idx = static_cast<size_t>(off / bs);
-      send = idx >= base->blocks.size() || base->blocks[idx] != bh ||
-             (off + len > base->size);  // a short last block grew
+      if (hole && off >= base->size) {
+        // Past the standby's old end the patched file is extended by ftruncate, which
+        // reads as zeros and stays a hole: nothing to send.
+        send = false;
+      } else {
+        send = idx >= base->blocks.size() || base->blocks[idx] != bh ||
+               (off + len > base->size);  // a short last block grew
+      }
     } else {
       send = !hole;
     }
@@ -741,13 +838,19 @@ Status Sender::SendXattrs(uint32_t root, const std::string& path, int fd, Entry&
   if (!set.ok()) return set.status().Annotate(path);
   if (set->hash == entry.xattr_hash) return Status::Ok();
   std::string wpath = WirePath(root, path);
-  // Names the standby may hold that the primary no longer has are unknown after a
-  // manifest; the ones we sent are tracked by their hash only, so remove-then-set the
-  // allowed namespace fully is not possible without names: send every current value.
+  // Names sent before and gone now are removed; every current value is (re)sent, as
+  // only a hash of the values is kept. After a manifest the standby's names are not
+  // known (it lists no xattrs): an extra name there stays (docs/REPLICATION.md).
+  for (const std::string& name : entry.xattr_names) {
+    if (!std::binary_search(set->names.begin(), set->names.end(), name)) {
+      RETURN_IF_ERROR(EmitChange(wire::RemoveXattr{wpath, name}, 0));
+    }
+  }
   for (size_t i = 0; i < set->names.size(); ++i) {
     RETURN_IF_ERROR(EmitChange(wire::SetXattr{wpath, set->names[i], set->values[i]}, 0));
   }
   entry.xattr_hash = set->hash;
+  entry.xattr_names = std::move(set->names);
   return Status::Ok();
 }
 
@@ -759,8 +862,8 @@ Status Sender::Remove(uint32_t root, const std::string& path) {
     // Children the model still holds (their own removals were missed or come later):
     // deepest first, so every rmdir finds its directory empty.
     std::vector<std::string> below;
-    for (auto c = std::next(it); c != m.end() && IsBelow(c->first, path); ++c)
-      below.push_back(c->first);
+    auto [first, last] = Descendants(m, path);
+    for (auto c = first; c != last; ++c) below.push_back(c->first);
     for (auto r = below.rbegin(); r != below.rend(); ++r) {
       const Entry& e = m.at(*r);
       if (e.kind == NodeKind::kDirectory) {
@@ -797,14 +900,37 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   auto dst = m.find(to);
   if (dst != m.end()) {
     bool dst_dir = dst->second.kind == NodeKind::kDirectory;
-    bool dst_has_children =
-        dst_dir && std::next(dst) != m.end() && IsBelow(std::next(dst)->first, to);
+    auto [first, last] = Descendants(m, to);
+    bool dst_has_children = dst_dir && first != last;
     if (dst_dir != src_dir || dst_has_children) RETURN_IF_ERROR(Remove(root, to));
+    // Two names of one inode on the standby (linked by this sender): rename(2) between
+    // them does nothing and would leave `from` behind. Point `to` at the inode again
+    // (a no-op there) and drop `from`: the same end state, and `to` never goes missing.
+    dst = m.find(to);
+    src = m.find(from);
+    if (dst != m.end() && dst->second.kind == NodeKind::kFile &&
+        src->second.kind == NodeKind::kFile && src->second.ino != 0 &&
+        src->second.ino == dst->second.ino && src->second.dev == dst->second.dev) {
+      RETURN_IF_ERROR(EmitChange(wire::Link{WirePath(root, from), WirePath(root, to)}, 0));
+      RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, from)}, 0));
+      Entry copy = src->second;
+      Forget(root, from);
+      Forget(root, to);
+      Entry& e = m[to] = std::move(copy);
+      Index(root, to, e);
+      return Status::Ok();
+    }
   }
   RETURN_IF_ERROR(EmitChange(wire::Rename{0, WirePath(root, from), WirePath(root, to)}, 0));
   // Move the model entries: `from` and everything below it.
   std::vector<std::pair<std::string, Entry>> moved;
-  for (auto it = m.find(from); it != m.end() && (it->first == from || IsBelow(it->first, from));) {
+  {
+    auto self = m.find(from);
+    Unindex(root, self->first, self->second);
+    moved.emplace_back(to, std::move(self->second));
+    m.erase(self);
+  }
+  for (auto [it, last] = Descendants(m, from); it != last;) {
     Unindex(root, it->first, it->second);
     moved.emplace_back(to + it->first.substr(from.size()), std::move(it->second));
     it = m.erase(it);
@@ -856,9 +982,7 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
   }
   Model& m = model_[root];
   std::vector<std::string> gone;
-  auto start = subtree.empty() ? m.begin() : m.find(subtree);
-  for (auto it = start; it != m.end() && (it->first == subtree || IsBelow(it->first, subtree));
-       ++it) {
+  for (auto [it, last] = Descendants(m, subtree); it != last; ++it) {
     if (present.count(it->first) == 0) gone.push_back(it->first);
   }
   for (auto r = gone.rbegin(); r != gone.rend(); ++r) {

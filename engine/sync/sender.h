@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -119,11 +120,12 @@ class Sender {
     uint32_t gid = 0;
     uint64_t size = 0;
     int64_t mtime_ns = 0;
-    Hash128 hash;                 // content hash as the standby holds it
-    uint64_t dev = 0, ino = 0;    // primary inode it was sent from; 0 = unknown
-    std::string target;           // symlinks
-    uint64_t xattr_hash = 0;      // XXH3-64 of the sorted allowed xattrs; 0 = none
-    std::vector<Hash128> blocks;  // block hashes when size ≥ delta_min_bytes
+    Hash128 hash;                          // content hash as the standby holds it
+    uint64_t dev = 0, ino = 0;             // primary inode it was sent from; 0 = unknown
+    std::string target;                    // symlinks
+    uint64_t xattr_hash = 0;               // XXH3-64 of the sorted allowed xattrs; 0 = none
+    std::vector<std::string> xattr_names;  // names sent, sorted: gone ones get REMOVEXATTR
+    std::vector<Hash128> blocks;           // block hashes when size ≥ delta_min_bytes
   };
   using Model = std::map<std::string, Entry>;  // ordered: subtrees are contiguous
 
@@ -151,6 +153,10 @@ class Sender {
   Status SendXattrs(uint32_t root, const std::string& path, int fd, Entry& entry);
   Status SetAttrIfNeeded(uint32_t root, const FileInfo& info, Entry& entry);
   Status EmitChange(wire::Message message, uint64_t content_bytes);
+  // Paths the open batch changed in the standby's namespace (wire paths), so a block
+  // patch of one of them (or below) is sent only after a COMMIT.
+  void NoteTouched(const std::string& wire_path);
+  bool TouchedInBatch(uint32_t root, const std::string& path) const;
   Status MaybeCommit();
   void Forget(uint32_t root, const std::string& path);
   void Index(uint32_t root, const std::string& path, const Entry& entry);
@@ -175,6 +181,8 @@ class Sender {
     uint64_t bytes;
   };
   std::vector<Inflight> inflight_;
+  std::set<std::string> batch_touched_;  // bounded by 2 × max_batch_changes
+  bool touched_overflow_ = false;
   SenderStats stats_;
 };
 

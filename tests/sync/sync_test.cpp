@@ -17,6 +17,8 @@
 namespace hasync::testing {
 namespace {
 
+using engine::kDefaultBlockSize;
+
 namespace fs = std::filesystem;
 
 void WriteFile(const std::string& path, const std::string& content) {
@@ -211,6 +213,34 @@ TEST(Sync, RestartedPairResyncsOnlyTheDifference) {
   EXPECT_EQ(pair.nacks(), 0u) << pair.last_nack();
   EXPECT_TRUE(pair.Compare().empty()) << pair.Compare().ToString();
   EXPECT_LT(pair.to_standby().extent_bytes(), 100u) << "unchanged files were sent again";
+}
+
+// A large file changed while the pair was apart: the resync asks the standby for its
+// block hashes and ships only the blocks that differ.
+TEST(Sync, ResyncShipsOnlyChangedBlocksOfALargeFile) {
+  REQUIRE_ROOT();
+  SyncPair pair("resyncdelta");
+  const std::string big = pair.primary() + "/big";
+  WriteFile(big, Random(16 << 20, 3));
+  pair.Start();
+  pair.InitialSync();
+  ASSERT_TRUE(pair.Compare().empty());
+  AppendFile(big, Random(1 << 20, 4));  // while "down"
+  {
+    int fd = open(big.c_str(), O_WRONLY | O_CLOEXEC);  // and one block rewritten mid-file
+    ASSERT_GE(fd, 0);
+    std::string patch = Random(100, 5);
+    ASSERT_EQ(pwrite(fd, patch.data(), patch.size(), 5 << 20), 100);
+    close(fd);
+  }
+  pair.Start();
+  pair.to_standby().ResetCounters();
+  pair.InitialSync();
+  EXPECT_EQ(pair.nacks(), 0u) << pair.last_nack();
+  EXPECT_TRUE(pair.Compare().empty()) << pair.Compare().ToString();
+  EXPECT_EQ(pair.sender().stats().resync_block_requests, 1u);
+  EXPECT_LE(pair.to_standby().extent_bytes(), (1u << 20) + 2 * kDefaultBlockSize)
+      << "the resync moved " << pair.to_standby().extent_bytes() << " bytes of a 17 MiB file";
 }
 
 TEST(Sync, TamperedContentIsNackedAndNotPublished) {

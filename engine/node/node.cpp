@@ -38,7 +38,8 @@ constexpr int64_t kTickNs = 20'000'000;             // watcher debounce, pumping
 constexpr int64_t kPingIntervalNs = 1'000'000'000;  // primary → standby keepalive
 constexpr int64_t kIdleTimeoutNs = 15'000'000'000;  // no frame at all: session is dead
 constexpr int64_t kHandshakeTimeoutNs = 10'000'000'000;
-constexpr int64_t kSendStallTimeoutMs = 30'000;  // socket accepted nothing this long
+constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
+constexpr int64_t kSendStallTimeoutMs = 30'000;               // socket accepted nothing this long
 constexpr int64_t kBackoffMinMs = 100;
 constexpr int64_t kBackoffMaxMs = 5'000;
 constexpr size_t kRecvBufferBytes = 256 * 1024;
@@ -353,8 +354,13 @@ void Node::Tick() {
   }
   std::erase_if(pending_, [](const auto& p) { return p->dead; });
   if (active_ && !active_->dead) {
-    if (now - active_->last_rx_ns > kIdleTimeoutNs) {
-      Drop(active_, Unavailable("no frame from the peer for 15 s"));
+    // While the standby walks and hashes its tree for the manifest it sends nothing;
+    // that may take minutes on a large cold spool, so the bound is wider then.
+    bool peer_computing = session_ == Session::kManifest || session_ == Session::kBlocks;
+    int64_t limit = peer_computing ? kPeerComputeTimeoutNs : kIdleTimeoutNs;
+    if (now - active_->last_rx_ns > limit) {
+      Drop(active_, Unavailable(peer_computing ? "no manifest from the standby for 30 min"
+                                               : "no frame from the peer for 15 s"));
     } else if (active_->conn->open() && state_.role == NodeRole::kPrimary &&
                now - active_->last_ping_ns > kPingIntervalNs) {
       active_->last_ping_ns = now;
@@ -539,6 +545,9 @@ void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
     Drop(peer, s);
     return;
   }
+  // Time this node spent handling what arrived (a manifest walk, a big commit) is not
+  // the peer's silence.
+  peer->last_rx_ns = NowNs();
   if (!peer->dead) PostRecv(peer);
 }
 

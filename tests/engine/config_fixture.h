@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -140,6 +141,10 @@ struct BadConfigCase {
   std::function<void(TomlDoc&, const ConfigTree&)> breakit;
   std::string reason;
 };
+
+// GoogleTest prints the parameter after each test name, and CTest's discovered names carry
+// it ("# GetParam() = ..."); without this it would be a hex dump of the struct's bytes.
+inline void PrintTo(const BadConfigCase& c, std::ostream* os) { *os << c.name; }
 
 inline std::vector<BadConfigCase> BadConfigCases() {
   return {

@@ -1,8 +1,12 @@
 // Codec throughput: encode and decode of the frames that dominate the wire (a small
 // file-metadata frame, a lock record, 64 KiB and 1 MiB extents) and path validation.
-// Bytes/s counts whole frames, header included. Run: build/bench/wire_bench.
+// Bytes/s counts whole frames, header included. BM_MemcpyBaseline copies the same
+// payload sizes with memcpy in the same run, the floor an extent encode or decode (which
+// copies the data once) is compared against in docs/PERFORMANCE.md.
+// Run: build/bench/wire_bench, or scripts/perf/microbench.sh for the documented figures.
 #include <benchmark/benchmark.h>
 
+#include <cstring>
 #include <vector>
 
 #include "wire/frame.h"
@@ -114,6 +118,19 @@ void BM_StreamDecodeMetadata(benchmark::State& state) {
                           static_cast<int64_t>(stream.size()));
 }
 
+// Baseline: one plain copy of an extent's payload, what encode and decode cost at least.
+void BM_MemcpyBaseline(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  std::vector<std::byte> src = Pattern(n);
+  std::vector<std::byte> dst(n);
+  for (auto _ : state) {
+    std::memcpy(dst.data(), src.data(), n);
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+}
+
 void BM_ValidatePath(benchmark::State& state) {
   std::string path = "0/hash.3/job.1234/environment";
   for (auto _ : state) {
@@ -133,6 +150,7 @@ BENCHMARK(BM_DecodeExtent)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(BM_DecodeExtentView)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(BM_EncodeExtentHead);
 BENCHMARK(BM_StreamDecodeMetadata);
+BENCHMARK(BM_MemcpyBaseline)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(BM_ValidatePath);
 
 }  // namespace

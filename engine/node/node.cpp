@@ -107,6 +107,17 @@ class Node : public MessageSink {
   Status Run();
 
   // MessageSink: the sender's / receiver's messages go to the active peer.
+  // During a long resync walk: a PING once a second keeps the standby's idle bound.
+  Status Progress() override {
+    if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
+    int64_t now = NowNs();
+    if (now - active_->last_ping_ns < kPingIntervalNs) return Status::Ok();
+    active_->last_ping_ns = now;
+    RETURN_IF_ERROR(active_->conn->Send(
+        state_.epoch, 0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)}));
+    return Flush(*active_);
+  }
+
   Status Emit(uint64_t seq, wire::Message message) override {
     if (!active_ || active_->dead || !active_->conn->open()) {
       return Unavailable("no session to send on");

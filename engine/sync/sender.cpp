@@ -967,6 +967,7 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
   present.reserve(seen.size() + 1);
   present[subtree] = true;
   for (const FileInfo& info : seen) {
+    RETURN_IF_ERROR(sink_.Progress());
     present[info.path] = true;
     switch (info.kind) {
       case NodeKind::kDirectory:

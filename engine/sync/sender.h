@@ -46,6 +46,9 @@ class MessageSink {
   virtual ~MessageSink() = default;
   // `seq` is the change sequence number for change messages, 0 for others.
   virtual Status Emit(uint64_t seq, wire::Message message) = 0;
+  // Called between files during long walks (resync) so the transport can keep the
+  // session alive (a PING when nothing else went out for a while).
+  virtual Status Progress() { return Status::Ok(); }
 };
 
 inline constexpr uint32_t kDefaultBlockSize = 64 * 1024;

@@ -13,9 +13,10 @@ build_pkgs=(
   libtomlplusplus-dev libcli11-dev libfmt-dev libspdlog-dev
   libsystemd-dev nlohmann-json3-dev
 )
-# Tools the system tests and perf scripts drive (netns, faults, baselines).
+# Tools the system tests and perf scripts drive (netns, faults, baselines; python3
+# turns benchmark JSON into the tables of docs/PERFORMANCE.md).
 tool_pkgs=(
-  iproute2 procps psmisc strace attr acl
+  iproute2 procps psmisc strace attr acl python3
 )
 
 if [[ $(id -u) -ne 0 ]]; then

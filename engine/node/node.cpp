@@ -39,6 +39,7 @@ constexpr int64_t kPingIntervalNs = 1'000'000'000;  // primary → standby keepa
 constexpr int64_t kIdleTimeoutNs = 15'000'000'000;  // no frame at all: session is dead
 constexpr int64_t kHandshakeTimeoutNs = 10'000'000'000;
 constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
+constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
 constexpr int64_t kSendStallTimeoutMs = 30'000;               // socket accepted nothing this long
 constexpr int64_t kBackoffMinMs = 100;
 constexpr int64_t kBackoffMaxMs = 5'000;
@@ -367,11 +368,16 @@ void Node::Tick() {
   if (active_ && !active_->dead) {
     // While the standby walks and hashes its tree for the manifest it sends nothing;
     // that may take minutes on a large cold spool, so the bound is wider then.
+    // A standby making a large batch durable is silent until its fsyncs return.
     bool peer_computing = session_ == Session::kManifest || session_ == Session::kBlocks;
-    int64_t limit = peer_computing ? kPeerComputeTimeoutNs : kIdleTimeoutNs;
+    bool peer_committing = sender_ && session_ == Session::kLive && sender_->unacked_batches() > 0;
+    int64_t limit = peer_computing    ? kPeerComputeTimeoutNs
+                    : peer_committing ? kCommitTimeoutNs
+                                      : kIdleTimeoutNs;
     if (now - active_->last_rx_ns > limit) {
-      Drop(active_, Unavailable(peer_computing ? "no manifest from the standby for 30 min"
-                                               : "no frame from the peer for 15 s"));
+      Drop(active_, Unavailable(peer_computing    ? "no manifest from the standby for 30 min"
+                                : peer_committing ? "no acknowledgement from the standby for 2 min"
+                                                  : "no frame from the peer for 15 s"));
     } else if (active_->conn->open() && state_.role == NodeRole::kPrimary &&
                now - active_->last_ping_ns > kPingIntervalNs) {
       active_->last_ping_ns = now;

@@ -110,6 +110,8 @@ class Sender {
   uint64_t last_seq() const { return next_seq_ - 1; }
   uint64_t acked_seq() const { return acked_seq_; }
   uint64_t unacked_bytes() const;
+  // Committed batches the standby has not acknowledged yet.
+  size_t unacked_batches() const { return inflight_.size(); }
   // First sequence number to use (continuing the standby's last applied one).
   void set_next_seq(uint64_t seq) { next_seq_ = seq < 1 ? 1 : seq; }
   const SenderStats& stats() const { return stats_; }

@@ -259,9 +259,23 @@ TEST(Detector, ConcurrentJudgeNeverSeesAFalseFailure) {
   ASSERT_NE(d, nullptr);
   std::atomic<int64_t> clock{0};
   std::atomic<bool> done{false};
+  std::atomic<bool> consumer_started{false};
+  std::atomic<uint64_t> steps_seen{0};
 
   std::thread producer([&] {
+    // Under load the producer could finish before the consumer ran once, and the test
+    // would then judge nothing; wait (bounded) until the consumer is in its loop.
+    for (int spin = 0; spin < 50'000'000 && !consumer_started.load(std::memory_order_acquire);
+         ++spin) {
+      std::this_thread::yield();
+    }
     for (int64_t i = 1; i <= kCount; ++i) {
+      if (i == kCount / 2) {  // and half way, until it judged at least once concurrently
+        for (int spin = 0; spin < 50'000'000 && steps_seen.load(std::memory_order_acquire) == 0;
+             ++spin) {
+          std::this_thread::yield();
+        }
+      }
       d->Push(static_cast<uint64_t>(i), i * kMs);
       // release: pairs with the consumer's acquire; the Push above is visible first.
       clock.store(i * kMs, std::memory_order_release);
@@ -272,12 +286,14 @@ TEST(Detector, ConcurrentJudgeNeverSeesAFalseFailure) {
   uint64_t steps = 0;
   uint64_t false_verdicts = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  consumer_started.store(true, std::memory_order_release);
   while (!done.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline) {
     const int64_t now = clock.load(std::memory_order_acquire);
     if (now == 0) continue;
     if (d->Step(now) != Verdict::kAlive) ++false_verdicts;
     if (d->Judge(now + 1000 * kMs - 1) == Verdict::kSilent) ++false_verdicts;
     ++steps;
+    steps_seen.store(steps, std::memory_order_release);
   }
   producer.join();
   // join() hands the producer role to this thread; Step() drains the whole ring, so the

@@ -261,11 +261,22 @@ TEST(Replication, AppendOfOneMebibyteToOneGibibyteFileMovesOnlyTheTail) {
   auto resync = pair.LastEvent(P::kPrimary, "resync_sent");
   EXPECT_EQ(resync["bytes"], uint64_t{1} << 30);
 
+  auto sessions = [&] {
+    std::string log = pair.log(P::kPrimary);
+    size_t n = 0;
+    for (size_t pos = 0; (pos = log.find("event=session_open", pos)) != std::string::npos; ++pos)
+      ++n;
+    return n;
+  };
+  const size_t sessions_before = sessions();
   std::string tail(1 << 20, 't');
   Append(big, tail);
   d = pair.WaitConverged(120s);
   ASSERT_TRUE(d.empty()) << d.ToString();
   pair.Stop(P::kPrimary);
+  // The byte count below is per session: it only means something if the session that
+  // did the resync also carried the append.
+  ASSERT_EQ(sessions(), sessions_before) << "the session restarted: " << pair.log(P::kPrimary);
   auto total = pair.LastEvent(P::kPrimary, "sender_stats");
   uint64_t live = total["bytes"] - resync["bytes"];
   EXPECT_LE(live, (uint64_t{1} << 20) * 105 / 100)

@@ -156,6 +156,21 @@ TreeDiff ProcessPair::WaitConverged(std::chrono::milliseconds timeout) {
   return last;
 }
 
+size_t ProcessPair::CountEvents(Node n, const std::string& event) const {
+  const std::string text = log(n), tag = "event=" + event;
+  size_t count = 0;
+  for (size_t pos = 0; (pos = text.find(tag, pos)) != std::string::npos; pos += tag.size()) {
+    size_t end = pos + tag.size();
+    if (end == text.size() || text[end] == ' ' || text[end] == '\n') ++count;
+  }
+  return count;
+}
+
+bool ProcessPair::WaitEvents(Node n, const std::string& event, size_t count,
+                             std::chrono::milliseconds timeout) const {
+  return WaitFor([&] { return CountEvents(n, event) >= count; }, timeout);
+}
+
 std::map<std::string, uint64_t> ProcessPair::LastEvent(Node n, const std::string& event) const {
   std::map<std::string, uint64_t> out;
   std::istringstream in(log(n));

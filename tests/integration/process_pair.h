@@ -44,6 +44,11 @@ class ProcessPair {
   // Polls until `predicate` holds or timeout; returns whether it held.
   static bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout);
 
+  // How many `event=NAME` lines the node has logged so far.
+  size_t CountEvents(Node n, const std::string& event) const;
+  // Waits until the node logged at least `count` `event=NAME` lines.
+  bool WaitEvents(Node n, const std::string& event, size_t count,
+                  std::chrono::milliseconds timeout) const;
   // The last `event=NAME` line's numeric `key=` values from the node's log.
   std::map<std::string, uint64_t> LastEvent(Node n, const std::string& event) const;
 

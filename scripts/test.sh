@@ -1,52 +1,166 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and .ci/run calls it:
-#   install packages → build → every test (ctest) → unit tests under ASan+UBSan →
-#   the lock-window ring under ThreadSanitizer → the fuzz targets briefly (clang).
-# Must run as root on Debian 12. Each stage prints what it runs; the first failure stops
-# the run with a non-zero exit. HASYNC_TEST_QUICK=1 skips the sanitizer and fuzz stages
-# (for a fast local loop; CI never sets it). HASYNC_FUZZ_SECONDS sets the per-target
-# fuzz time (default 30).
+#   install packages → build → every test (ctest) → every test again under ASan+UBSan →
+#   the lock-window tests under ThreadSanitizer → the fuzz targets briefly (clang).
+# Must run as root on Debian 12. Each stage prints what it runs and how long it took.
+# A failing stage does not hide the others: every stage runs (a stage whose build fails
+# runs no tests), and the script exits non-zero if any stage failed. The run ends with a
+# table of stage times and, as its very last line, the test count over all ctest stages
+# in the form "N passed, N failed" (skipped tests are counted apart, on the line before,
+# never as passed).
+#
+# HASYNC_TEST_QUICK=1 skips the sanitizer and fuzz stages (for a fast local loop; CI never
+# sets it). HASYNC_FUZZ_SECONDS sets the per-target fuzz time (default 30).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 jobs=$(nproc)
 fuzz_seconds=${HASYNC_FUZZ_SECONDS:-30}
+results=$here/build-results # one JUnit file per ctest stage
+rm -rf "$results"
+mkdir -p "$results"
 
-stage() { printf '\n==== %s ====\n' "$*"; }
+stage_names=()
+stage_times=()
+failed_stages=()
+stage_started=0
+current_stage=""
+total_passed=0
+total_failed=0
+total_skipped=0
 
+stage() {
+  end_stage
+  current_stage=$*
+  stage_started=$SECONDS
+  printf '\n==== %s ====\n' "$current_stage"
+}
+
+end_stage() {
+  if [[ -n $current_stage ]]; then
+    local took=$((SECONDS - stage_started))
+    stage_names+=("$current_stage")
+    stage_times+=("$took")
+    printf -- '---- %s: %dm%02ds\n' "$current_stage" $((took / 60)) $((took % 60))
+    current_stage=""
+  fi
+}
+
+summary() {
+  local rc=$?
+  trap - EXIT
+  current_stage_at_exit=$current_stage
+  [[ -n $current_stage ]] && end_stage
+  printf '\n==== summary ====\n'
+  local i
+  for i in "${!stage_names[@]}"; do
+    printf '%6dm%02ds  %s\n' $((stage_times[i] / 60)) $((stage_times[i] % 60)) "${stage_names[i]}"
+  done
+  printf '%6dm%02ds  total\n' $((SECONDS / 60)) $((SECONDS % 60))
+  if ((rc == 0 && ${#failed_stages[@]} == 0)); then
+    echo "all stages passed"
+  else
+    ((rc == 0)) && rc=1
+    local f
+    for f in "${failed_stages[@]}"; do echo "FAILED: $f"; done
+    ((${#failed_stages[@]} == 0)) && echo "FAILED (exit $rc) in: ${current_stage_at_exit:-start-up}"
+  fi
+  echo "$total_skipped skipped (reasons in the ctest output above)"
+  echo "$total_passed passed, $total_failed failed"
+  exit "$rc"
+}
+trap summary EXIT
+
+# junit_count FILE ATTRIBUTE: an attribute of the <testsuite> element ctest writes.
+junit_count() {
+  grep -m1 -o "\b$2=\"[0-9]*\"" "$1" | grep -o '[0-9]\+' || echo 0
+}
+
+# run_ctest NAME ARGS...: ctest with its JUnit report; adds the counts to the totals.
+# "No tests were found" is an error: a stage that runs nothing must not pass.
+run_ctest() {
+  local name=$1 rc=0
+  shift
+  ctest --output-on-failure --no-tests=error --output-junit "$results/$name.xml" "$@" || rc=$?
+  if [[ -f $results/$name.xml ]]; then
+    local tests failures skipped disabled
+    tests=$(junit_count "$results/$name.xml" tests)
+    failures=$(junit_count "$results/$name.xml" failures)
+    skipped=$(junit_count "$results/$name.xml" skipped)
+    disabled=$(junit_count "$results/$name.xml" disabled)
+    total_passed=$((total_passed + tests - failures - skipped - disabled))
+    total_failed=$((total_failed + failures))
+    total_skipped=$((total_skipped + skipped + disabled))
+  elif ((rc != 0)); then
+    total_failed=$((total_failed + 1)) # ctest itself failed before running anything
+  fi
+  return "$rc"
+}
+
+# run_stage NAME FUNCTION: runs one stage; a failure is recorded and the run goes on.
+# (errexit does not apply inside a function called as a condition, so every stage
+# function chains its steps with &&.)
+run_stage() {
+  stage "$1"
+  if ! "$2"; then
+    failed_stages+=("$1")
+    echo "---- stage failed: $1"
+  fi
+  end_stage
+}
+
+build_main() {
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    ninja -C build -j "$jobs"
+}
+test_main() {
+  run_ctest main --test-dir build -j "$jobs" --timeout 900
+}
+
+# Every test again, Debug, with ASan + UBSan; any report aborts the test.
+asan() {
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHASYNC_SANITIZE=ON \
+    -DHASYNC_BUILD_BENCH=OFF >/dev/null &&
+    ninja -C build-asan -j "$jobs" &&
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      run_ctest asan --test-dir build-asan -j "$jobs" --timeout 900
+}
+
+# Only lockwin_test is built; the "tsan" label (tests/lockwin/CMakeLists.txt) selects its
+# tests, and --no-tests=error makes an empty selection fail rather than pass.
+tsan() {
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_TSAN=ON \
+    -DHASYNC_BUILD_BENCH=OFF >/dev/null &&
+    ninja -C build-tsan -j "$jobs" lockwin_test &&
+    TSAN_OPTIONS=halt_on_error=1 run_ctest tsan --test-dir build-tsan -L tsan --timeout 900
+}
+
+# Only the fuzz targets (and their corpus generators) are built: the engine and the app
+# are not needed and are only built with g++.
+fuzz() {
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DHASYNC_FUZZ=ON -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF \
+    -DHASYNC_FUZZ_SECONDS="$fuzz_seconds" >/dev/null &&
+    ninja -C build-fuzz -j "$jobs" fuzz_targets &&
+    run_ctest fuzz --test-dir build-fuzz -L fuzz --timeout $((fuzz_seconds + 300))
+}
+
+# Without the packages nothing else can run: this one stops the run.
 stage "install Debian packages"
 ./scripts/install-deps.sh
+end_stage
 
-stage "build (RelWithDebInfo) in build/"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C build -j "$jobs"
-
-stage "every test (ctest, build/)"
-ctest --test-dir build --output-on-failure -j "$jobs" --timeout 900
+run_stage "build (RelWithDebInfo) in build/" build_main
+if [[ ${#failed_stages[@]} == 0 ]]; then
+  run_stage "every test (ctest, build/)" test_main
+fi
 
 if [[ ${HASYNC_TEST_QUICK:-0} == 1 ]]; then
   echo "HASYNC_TEST_QUICK=1: sanitizer and fuzz stages not run"
   exit 0
 fi
 
-stage "unit tests under ASan + UBSan (build-asan/)"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHASYNC_SANITIZE=ON \
-  -DHASYNC_BUILD_BENCH=OFF >/dev/null
-ninja -C build-asan -j "$jobs"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900
-
-stage "lock-window ring under ThreadSanitizer (build-tsan/)"
-cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_TSAN=ON \
-  -DHASYNC_BUILD_BENCH=OFF >/dev/null
-ninja -C build-tsan -j "$jobs" lockwin_test
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan/tests/lockwin --output-on-failure --timeout 900
-
-stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)"
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DHASYNC_FUZZ=ON -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF \
-  -DHASYNC_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
-ninja -C build-fuzz -j "$jobs"
-ctest --test-dir build-fuzz --output-on-failure --timeout 900
-
-stage "all stages passed"
+run_stage "every test under ASan + UBSan (build-asan/)" asan
+run_stage "lock-window tests under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan
+run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz

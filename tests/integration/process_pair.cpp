@@ -135,6 +135,25 @@ int ProcessPair::Signal(Node n, int sig) {
   return status;
 }
 
+int ProcessPair::WaitExit(Node n, std::chrono::milliseconds timeout) {
+  if (pid_[n] <= 0) return -1;
+  int status = 0;
+  bool exited = WaitFor(
+      [&] {
+        pid_t r = waitpid(pid_[n], &status, WNOHANG);
+        return r == pid_[n];
+      },
+      timeout);
+  if (!exited) {
+    kill(pid_[n], SIGKILL);
+    waitpid(pid_[n], &status, 0);
+    pid_[n] = -1;
+    return -1;
+  }
+  pid_[n] = -1;
+  return status;
+}
+
 bool ProcessPair::WaitFor(const std::function<bool()>& predicate,
                           std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -36,6 +36,9 @@ class ProcessPair {
   // Sends `sig` and, for fatal ones, waits for the exit (bounded). Returns the status.
   int Signal(Node n, int sig);
   void Stop(Node n) { Signal(n, SIGTERM); }
+  // Waits (bounded) for the node to exit by itself; returns its wait status, or -1 if
+  // it was still running at the deadline (it is then killed).
+  int WaitExit(Node n, std::chrono::milliseconds timeout);
   bool running(Node n) const { return pid_[n] > 0; }
 
   // Polls every 50 ms until the standby's tree equals the primary's, or `timeout`

@@ -17,6 +17,7 @@ build_pkgs=(
 # turns benchmark JSON into the tables of docs/PERFORMANCE.md).
 tool_pkgs=(
   iproute2 procps psmisc strace attr acl python3
+  rsync e2fsprogs linux-perf         # replication baselines, chattr +T, profiles
 )
 
 if [[ $(id -u) -ne 0 ]]; then

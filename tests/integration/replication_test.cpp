@@ -224,15 +224,20 @@ TEST(Replication, KillNineOfEitherSideConvergesWithoutFullRecopy) {
       Write(p + "/f" + std::to_string(i), std::string(4096, static_cast<char>('a' + i % 26)));
     }
   };
+  // Only complete copies count: the sender may ship a file caught between its creation and
+  // its write (an empty version, replaced by the next batch), which the resync must resend.
   auto files_on_standby = [&] {
     size_t n = 0;
-    for (const auto& e : fs::directory_iterator(s)) n += e.path().filename().string()[0] == 'f';
+    for (const auto& e : fs::directory_iterator(s)) {
+      n += e.path().filename().string()[0] == 'f' && e.is_regular_file() &&
+           e.file_size() == 4096;
+    }
     return n;
   };
   write_files(0, 3000);
   ASSERT_TRUE(P::WaitFor([&] { return files_on_standby() >= 1500; }, 120s));
   pair.Signal(P::kStandby, SIGKILL);
-  const size_t held = files_on_standby();  // complete files: publishing is atomic
+  const size_t held = files_on_standby();  // publishing is atomic: no torn copy exists
   write_files(3000, 6000);
   pair.Start(P::kStandby);
   ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "resync_sent", 2, 60s)) << pair.log(P::kPrimary);

@@ -7,10 +7,12 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -23,16 +25,30 @@ namespace hasync::testing {
 
 namespace fs = std::filesystem;
 
+// A listening port below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+// 32768-60999 by default): a port the kernel handed out by bind(0) can be handed out
+// again as the local port of any process's connect() once the listener dies, and then a
+// node restarted on it fails with EADDRINUSE (seen when a killed primary restarted while
+// other tests ran). Ports here are only ever taken by a bind that asks for them.
 uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  static std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
+                          static_cast<uint32_t>(time(nullptr)));
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const auto port = static_cast<uint16_t>(20'000 + rng() % 12'000);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (free) return port;
+  }
+  ADD_FAILURE() << "no free loopback port in 20000-31999 after 200 attempts";
+  return 0;
 }
 
 namespace {

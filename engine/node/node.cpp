@@ -10,14 +10,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "base/unique_fd.h"
 #include "engine/apply/tree.h"
+#include "engine/apply/uring_sync.h"
 #include "engine/journal/journal.h"
 #include "engine/keyfile.h"
 #include "engine/log.h"
@@ -47,6 +52,8 @@ constexpr size_t kRecvBufferBytes = 256 * 1024;
 constexpr size_t kFlushHighWater = 512 * 1024;  // flush the outbox past this
 constexpr size_t kMaxPendingHandshakes = 8;
 constexpr size_t kWatchDrainBatch = 4096;
+constexpr int64_t kBindRetryMs = 10'000;  // listen address still held by a dead predecessor
+constexpr int64_t kBindRetryStepMs = 100;
 
 int64_t NowNs() {
   timespec ts{};
@@ -258,8 +265,23 @@ Status Node::Listen() {
   if (!fd) return ErrnoStatus(errno, "socket");
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    return ErrnoStatus(errno, "bind " + cfg_.node.listen.ToString());
+  // A previous hasync killed a moment ago may still hold the port: the kernel tears an
+  // io_uring instance down asynchronously after its process exited, and the listening
+  // socket its pending ACCEPT references lives until then (seen in tests as EADDRINUSE
+  // right after kill -9 and restart). So EADDRINUSE is retried for a bounded time.
+  for (int64_t waited_ms = 0;; waited_ms += kBindRetryStepMs) {
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) break;
+    if (errno != EADDRINUSE) return ErrnoStatus(errno, "bind " + cfg_.node.listen.ToString());
+    if (waited_ms >= kBindRetryMs) {
+      return ErrnoStatus(errno, fmt::format("bind {} (retried for {} ms)",
+                                            cfg_.node.listen.ToString(), waited_ms));
+    }
+    if (waited_ms == 0) {
+      Log(Level::kWarn, "listen_address_busy")
+          .kv("address", cfg_.node.listen.ToString())
+          .kv("note", fmt::format("retrying for up to {} ms", kBindRetryMs));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(kBindRetryStepMs));
   }
   if (listen(fd.get(), 16) != 0) return ErrnoStatus(errno, "listen " + cfg_.node.listen.ToString());
   listen_fd_ = std::move(fd);

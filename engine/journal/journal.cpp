@@ -44,8 +44,40 @@ Journal::Slot* Journal::At(size_t abs_index) {
   return &slots_[abs_index - base_];
 }
 
+void Journal::CountMentions(const Change& change, int delta) {
+  if (change.kind == ChangeKind::kRescan) {
+    pending_rescans_ = delta > 0 ? pending_rescans_ + 1 : pending_rescans_ - 1;
+    return;
+  }
+  auto bump = [&](std::string_view path) {
+    std::string key = Key(change.root, path);
+    if (delta > 0) {
+      ++mentions_[key];
+      return;
+    }
+    auto it = mentions_.find(key);
+    HASYNC_ASSERT(it != mentions_.end() && it->second > 0);
+    if (--it->second == 0) mentions_.erase(it);
+  };
+  bump(change.path);
+  if (change.kind == ChangeKind::kRename) bump(change.from);
+}
+
+bool Journal::Mentions(uint32_t root, std::string_view path) const {
+  if (mentions_.count(Key(root, path)) != 0) return true;
+  if (pending_rescans_ == 0) return false;
+  for (const Slot& slot : slots_) {  // rescans are rare: only after overflow or doubt
+    if (slot.live && slot.change.kind == ChangeKind::kRescan && slot.change.root == root &&
+        IsAtOrBelow(path, slot.change.path)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Journal::Append(Change change) {
   change.seq = seq_;
+  CountMentions(change, +1);
   bytes_ += change.path.size() + change.from.size();
   if (change.kind == ChangeKind::kUpsert) {
     pending_upsert_[Key(change.root, change.path)] = base_ + slots_.size();
@@ -59,6 +91,7 @@ void Journal::Kill(size_t abs_index) {
   Slot* slot = At(abs_index);
   HASYNC_ASSERT(slot != nullptr && slot->live);
   slot->live = false;
+  CountMentions(slot->change, -1);
   bytes_ -= slot->change.path.size() + slot->change.from.size();
   --live_;
   // A dead slot waits in the deque until Take passes it; free its text now.
@@ -75,6 +108,8 @@ void Journal::Overflow() {
   ++stats_.overflows;
   slots_.clear();
   pending_upsert_.clear();
+  mentions_.clear();
+  pending_rescans_ = root_count_;
   base_ = 0;
   live_ = 0;
   bytes_ = 0;
@@ -171,6 +206,7 @@ size_t Journal::Take(std::vector<Change>& out, size_t max) {
         auto it = pending_upsert_.find(Key(front.change.root, front.change.path));
         if (it != pending_upsert_.end() && it->second == base_) pending_upsert_.erase(it);
       }
+      CountMentions(front.change, -1);
       bytes_ -= front.change.path.size() + front.change.from.size();
       --live_;
       out.push_back(std::move(front.change));
@@ -185,6 +221,8 @@ size_t Journal::Take(std::vector<Change>& out, size_t max) {
 void Journal::Clear() {
   slots_.clear();
   pending_upsert_.clear();
+  mentions_.clear();
+  pending_rescans_ = 0;
   base_ = 0;
   live_ = 0;
   bytes_ = 0;

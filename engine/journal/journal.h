@@ -77,6 +77,13 @@ class Journal {
   // Drops everything pending (a resync after reconnect supersedes it).
   void Clear();
 
+  // Whether a pending entry names `path` of `root` (an Upsert or Remove of it, a Rename
+  // to or from it) or a pending Rescan covers it. The sender asks before it removes a
+  // name that is missing now: if a later entry names it, the removal is not the last
+  // word about that name, and acting on it now could show the standby a state the
+  // primary never had (docs/REPLICATION.md, "removals of names that come back").
+  bool Mentions(uint32_t root, std::string_view path) const;
+
   bool empty() const { return live_ == 0; }
   size_t size() const { return live_; }
   size_t bytes() const { return bytes_; }
@@ -111,6 +118,11 @@ class Journal {
   // root+path → absolute index of its pending Upsert that no later namespace change
   // on the same path has passed.
   std::unordered_map<std::string, size_t> pending_upsert_;
+  // root+path → how many live entries name it (path, or a Rename's from); at most two
+  // keys per live entry, erased at zero.
+  std::unordered_map<std::string, uint32_t> mentions_;
+  size_t pending_rescans_ = 0;
+  void CountMentions(const Change& change, int delta);
   JournalStats stats_;
 };
 

@@ -157,6 +157,7 @@ class Node : public MessageSink {
   Status Flush(Peer& peer);
   void Drop(const std::shared_ptr<Peer>& peer, const Status& why);
   void DrainWatcher();
+  void MakeSender();
   Status PumpSender();
   wire::Hello MyHello() const;
   ChannelMode ChannelModeFor() const {
@@ -299,18 +300,12 @@ Status Node::InitPrimary() {
   limits.max_bytes = cfg_.limits.journal_memory_bytes / 2;
   limits.max_entries = static_cast<size_t>(cfg_.limits.journal_memory_bytes / 128);
   journal_ = std::make_unique<Journal>(limits, static_cast<uint32_t>(cfg_.sync.roots.size()));
-  std::vector<int> fds;
   for (const std::string& root : cfg_.sync.roots) {
     UniqueFd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) return ErrnoStatus(errno, "open sync root " + root);
-    fds.push_back(fd.get());
     root_fds_.push_back(std::move(fd));
   }
-  SenderOptions sopts;
-  sopts.max_batch_bytes = cfg_.limits.max_batch_bytes;
-  sopts.max_batch_changes = cfg_.limits.max_batch_files;
-  sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
-  sender_ = std::make_unique<Sender>(fds, sopts, *this);
+  MakeSender();
   socklen_t len = 0;
   auto addr = Resolve(cfg_.peer.address, &len);
   if (!addr.ok()) return addr.status();
@@ -495,6 +490,22 @@ void Node::PostWatch() {
   if (!s.ok()) fatal_ = s;
 }
 
+void Node::MakeSender() {
+  std::vector<int> fds;
+  for (auto& fd : root_fds_) fds.push_back(fd.get());
+  SenderOptions sopts;
+  sopts.max_batch_bytes = cfg_.limits.max_batch_bytes;
+  sopts.max_batch_changes = cfg_.limits.max_batch_files;
+  sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
+  sender_ = std::make_unique<Sender>(std::move(fds), sopts, *this);
+  // Before removing a name that is missing now, the sender wants every queued event.
+  sender_->set_journal_refresh([this] {
+    Status read = watcher_->OnReadable();
+    if (!read.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", read.ToString());
+    DrainWatcher();
+  });
+}
+
 void Node::DrainWatcher() {
   for (int round = 0; round < 64 && watcher_->ready() > 0; ++round) {
     events_.clear();
@@ -654,16 +665,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
   session_ = Session::kManifest;
   resync_started_ns_ = NowNs();
   journal_->Clear();  // the resync compares the whole tree; later events are kept
-  sender_ = std::make_unique<Sender>(
-      [&] {
-        std::vector<int> fds;
-        for (auto& fd : root_fds_) fds.push_back(fd.get());
-        return fds;
-      }(),
-      SenderOptions{.max_batch_changes = cfg_.limits.max_batch_files,
-                    .max_batch_bytes = cfg_.limits.max_batch_bytes,
-                    .max_unacked_bytes = cfg_.limits.max_queued_bytes},
-      *this);
+  MakeSender();
   sender_->set_next_seq(hello.last_applied_seq + 1);
   sender_->BeginManifest();
   return Emit(0, wire::ManifestRequest{1, ""});
@@ -708,7 +710,7 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
 
 // The manifest (and any block hashes asked for) are in: ship the difference.
 Status Node::FinishResync() {
-  RETURN_IF_ERROR(sender_->Resync());
+  RETURN_IF_ERROR(sender_->Resync(journal_.get()));
   session_ = Session::kLive;
   const SenderStats& st = sender_->stats();
   Log(Level::kInfo, "resync_sent")
@@ -797,6 +799,7 @@ void Node::LogStats(std::string_view why) const {
         .kv("deltas", st.deltas_sent)
         .kv("unchanged", st.unchanged_skipped)
         .kv("aborted", st.aborted_reads)
+        .kv("removes_deferred", st.removes_deferred)
         .kv("batches", st.batches)
         .kv("acked_seq", sender_->acked_seq());
   }

@@ -386,10 +386,10 @@ Result<bool> Sender::AddBlocks(const wire::BlocksReply& reply) {
   return last;
 }
 
-Status Sender::Resync() {
+Status Sender::Resync(Journal* live) {
   RETURN_IF_ERROR(sink_.Emit(0, wire::ResyncBegin{}));
   for (uint32_t root = 0; root < model_.size(); ++root) {
-    RETURN_IF_ERROR(RescanSubtree(root, "", nullptr));
+    RETURN_IF_ERROR(RescanSubtree(root, "", nullptr, live));
   }
   RETURN_IF_ERROR(Flush());
   return sink_.Emit(0, wire::ResyncEnd{next_seq_ - 1});
@@ -422,18 +422,36 @@ Status Sender::Apply(const Change& change, Journal& journal) {
         // there now must be compared whole, or the old children stay on the standby.
         auto held = model_[change.root].find(change.path);
         if (held != model_[change.root].end() && held->second.kind == NodeKind::kDirectory) {
-          return RescanSubtree(change.root, change.path, &journal);
+          return RescanSubtree(change.root, change.path, &journal, &journal);
         }
         return Upsert(change.root, change.path, &journal);
       }
-      return Remove(change.root, change.path);
+      return RemoveUnlessNamedLater(change.root, change.path, &journal);
     }
     case ChangeKind::kRename:
       return Rename(change.root, change.from, change.path, journal);
     case ChangeKind::kRescan:
-      return RescanSubtree(change.root, change.path, &journal);
+      return RescanSubtree(change.root, change.path, &journal, &journal);
   }
   return Status::Ok();
+}
+
+// `path` was missing when the sender looked. If a later journal entry names it
+// (re-created, removed again, renamed, or under a pending rescan), the name came back on
+// the primary after this removal, so the removal is not its last word: the standby keeps
+// the name until that entry is handled. Removing it now could, together with the removal
+// of another name that was missing at another moment, show the standby a state the
+// primary never had (Slurm: neither X nor X.old). The watcher is drained first, so
+// "later" covers everything that happened before the stat.
+Status Sender::RemoveUnlessNamedLater(uint32_t root, const std::string& path, Journal* journal) {
+  if (journal != nullptr) {
+    if (refresh_) refresh_();
+    if (journal->Mentions(root, path)) {
+      ++stats_.removes_deferred;
+      return Status::Ok();
+    }
+  }
+  return Remove(root, path);
 }
 
 Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) {
@@ -888,7 +906,7 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   if (src == m.end() || from.empty() || to.empty()) {
     // The standby never got the source: ship the target as it is now.
     auto info = StatPath(root_fds_[root], to);
-    if (info.ok() && info->kind == NodeKind::kDirectory) return RescanSubtree(root, to, &journal);
+    if (info.ok() && info->kind == NodeKind::kDirectory) return RescanSubtree(root, to, &journal, &journal);
     return Upsert(root, to, &journal);
   }
   Status parents = EnsureParents(root, to);
@@ -943,7 +961,8 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   return Status::Ok();
 }
 
-Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal) {
+Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal,
+                             Journal* later) {
   std::vector<FileInfo> seen;
   Status walk = ScanTree(
       root_fds_[root], subtree, {},
@@ -953,7 +972,7 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
       },
       nullptr);
   if (walk.code() == Code::kNotFound) {
-    return Remove(root, subtree);  // the subtree is gone on the primary
+    return RemoveUnlessNamedLater(root, subtree, later);  // gone on the primary
   }
   RETURN_IF_ERROR(walk);
   if (subtree.empty()) {
@@ -986,8 +1005,15 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
   for (auto [it, last] = Descendants(m, subtree); it != last; ++it) {
     if (present.count(it->first) == 0) gone.push_back(it->first);
   }
+  // The walk saw each name at another moment; a name missing then may be back now (a
+  // rescan after a queue overflow runs while the scheduler keeps writing).
   for (auto r = gone.rbegin(); r != gone.rend(); ++r) {
-    if (m.count(*r) != 0) RETURN_IF_ERROR(Remove(root, *r));
+    if (m.count(*r) == 0) continue;
+    if (later != nullptr && StatPath(root_fds_[root], *r).ok()) {
+      RETURN_IF_ERROR(Upsert(root, *r, journal));
+      continue;
+    }
+    RETURN_IF_ERROR(RemoveUnlessNamedLater(root, *r, later));
   }
   return Status::Ok();
 }

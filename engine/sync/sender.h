@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -74,6 +75,7 @@ struct SenderStats {
   uint64_t unchanged_skipped = 0;
   uint64_t aborted_reads = 0;
   uint64_t batches = 0;
+  uint64_t removes_deferred = 0;  // removals of a missing name that a later entry names
 };
 
 class Sender {
@@ -95,7 +97,9 @@ class Sender {
   Result<bool> AddBlocks(const wire::BlocksReply& reply);
   // Compares every root with the model and emits RESYNC_BEGIN, the differences (upserts
   // top-down, removals bottom-up), a COMMIT and RESYNC_END.
-  Status Resync();
+  // `live`: the journal that keeps collecting events meanwhile; a name missing during
+  // the walk is then removed only if no later event names it (RemoveUnlessNamedLater).
+  Status Resync(Journal* live = nullptr);
 
   // ---- Live: ship journal changes until the journal is empty or backpressure holds.
   // Returns OK with work left when the unacked bound is reached; call again after ACKs.
@@ -115,6 +119,10 @@ class Sender {
   // First sequence number to use (continuing the standby's last applied one).
   void set_next_seq(uint64_t seq) { next_seq_ = seq < 1 ? 1 : seq; }
   const SenderStats& stats() const { return stats_; }
+  // Called before the sender decides on the removal of a name that is missing now: it
+  // should move every event the watcher has queued into the journal, so the decision
+  // sees each later change of that name (the primary's event loop sets it).
+  void set_journal_refresh(std::function<void()> refresh) { refresh_ = std::move(refresh); }
   size_t tracked() const;
 
  private:
@@ -144,13 +152,17 @@ class Sender {
 
   Status Apply(const Change& change, Journal& journal);
   Status Upsert(uint32_t root, const std::string& path, Journal* journal);
+  Status RemoveUnlessNamedLater(uint32_t root, const std::string& path, Journal* journal);
   Status UpsertFile(uint32_t root, const FileInfo& info, Journal* journal);
   Status UpsertDir(uint32_t root, const FileInfo& info);
   Status UpsertSymlink(uint32_t root, const FileInfo& info);
   Status EnsureParents(uint32_t root, const std::string& path);
   Status Remove(uint32_t root, const std::string& path);
   Status Rename(uint32_t root, const std::string& from, const std::string& to, Journal& journal);
-  Status RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal);
+  // journal: where aborted reads are queued again (null: ship as read); later: the
+  // journal consulted before removing a name the walk did not see (null: remove).
+  Status RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal,
+                       Journal* later);
   // Sends content of `path` (open fd, stat `info`); `base` = the model's entry to delta
   // against or null. Returns false in *aborted when the file changed while read.
   Status SendContent(uint32_t root, const FileInfo& info, int fd, const Entry* base, Entry* out,
@@ -189,6 +201,7 @@ class Sender {
   std::set<std::string> batch_touched_;  // bounded by 2 × max_batch_changes
   bool touched_overflow_ = false;
   SenderStats stats_;
+  std::function<void()> refresh_;
 };
 
 // "i/p" for root i and relative path p ("i" for the root itself).

@@ -153,5 +153,57 @@ TEST(Journal, ByteAccountingReturnsToZero) {
   EXPECT_TRUE(j.empty());
 }
 
+
+TEST(Journal, MentionsCountsEveryLiveEntryThatNamesAPath) {
+  Journal j({}, 2);
+  EXPECT_FALSE(j.Mentions(0, "X"));
+  j.Remove(0, "X");
+  j.Upsert(0, "X");
+  j.Rename(0, "tmp", "Y", false);
+  EXPECT_TRUE(j.Mentions(0, "X"));
+  EXPECT_TRUE(j.Mentions(0, "tmp"));  // a rename names both ends
+  EXPECT_TRUE(j.Mentions(0, "Y"));
+  EXPECT_FALSE(j.Mentions(1, "X"));   // another root
+  EXPECT_FALSE(j.Mentions(0, "X.old"));
+  std::vector<Change> out;
+  ASSERT_EQ(j.Take(out, 1), 1u);      // Remove X: the Upsert still names it
+  EXPECT_TRUE(j.Mentions(0, "X"));
+  ASSERT_EQ(j.Take(out, 2), 2u);
+  EXPECT_FALSE(j.Mentions(0, "X"));
+  EXPECT_FALSE(j.Mentions(0, "tmp"));
+  EXPECT_FALSE(j.Mentions(0, "Y"));
+}
+
+TEST(Journal, MentionsForgetsUpsertsKilledByARename) {
+  Journal j({}, 1);
+  j.Upsert(0, "a");
+  j.Rename(0, "a", "b", false);  // the Upsert of a moves behind the rename as b
+  std::vector<Change> out;
+  ASSERT_EQ(j.Take(out, 1), 1u);  // the rename
+  EXPECT_FALSE(j.Mentions(0, "a"));
+  EXPECT_TRUE(j.Mentions(0, "b"));
+}
+
+TEST(Journal, PendingRescanMentionsEverythingBelowIt) {
+  Journal j({}, 1);
+  j.Rescan(0, "spool/hash.3");
+  EXPECT_TRUE(j.Mentions(0, "spool/hash.3/job.7"));
+  EXPECT_TRUE(j.Mentions(0, "spool/hash.3"));
+  EXPECT_FALSE(j.Mentions(0, "spool/hash.30"));
+  EXPECT_FALSE(j.Mentions(0, "spool"));
+  TakeAll(j);
+  EXPECT_FALSE(j.Mentions(0, "spool/hash.3/job.7"));
+}
+
+TEST(Journal, OverflowMentionsEveryPathUntilTheRescansAreTaken) {
+  JournalLimits limits;
+  limits.max_entries = 4;
+  Journal j(limits, 1);
+  for (int i = 0; i < 10; ++i) j.Upsert(0, "f" + std::to_string(i));
+  EXPECT_TRUE(j.Mentions(0, "anything/at/all"));
+  TakeAll(j);
+  EXPECT_FALSE(j.Mentions(0, "f1"));
+}
+
 }  // namespace
 }  // namespace hasync::engine

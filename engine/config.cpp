@@ -164,7 +164,7 @@ const std::vector<Section>& Schema() {
   static const std::vector<Section> kSchema = {
       {"node", {"name", "listen"}},
       {"peer", {"name", "address"}},
-      {"sync", {"roots", "state_dir", "key_file"}},
+      {"sync", {"roots", "state_dir", "key_file", "group_commit"}},
       {"failover",
        {"window_ms", "beat_ms", "lease_ms", "min_failover_interval_ms",
         "promote_on_silence_unguarded"}},
@@ -512,6 +512,17 @@ class Parser {
     RETURN_IF_ERROR(GetAbsPath(t, "sync", "key_file", cfg.sync.key_file));
     Status key = env_.CheckKeyFile(cfg.sync.key_file);
     if (!key.ok()) return Fail(fmt::format("sync.key_file: {}", key.message()));
+
+    std::string commit(GroupCommitName(cfg.sync.group_commit));
+    RETURN_IF_ERROR(GetString(t, "sync", "group_commit", false, commit));
+    if (commit == "fsync") {
+      cfg.sync.group_commit = GroupCommit::kFsync;
+    } else if (commit == "syncfs") {
+      cfg.sync.group_commit = GroupCommit::kSyncfs;
+    } else {
+      return Fail(
+          fmt::format("sync.group_commit = {} must be \"fsync\" or \"syncfs\"", Quote(commit)));
+    }
     return Status::Ok();
   }
 
@@ -727,6 +738,10 @@ Result<HostPort> ParseHostPort(std::string_view text) {
   }
   out.port = static_cast<uint16_t>(port);
   return out;
+}
+
+std::string_view GroupCommitName(GroupCommit mode) {
+  return mode == GroupCommit::kFsync ? "fsync" : "syncfs";
 }
 
 std::string_view TransportModeName(TransportMode mode) {

@@ -84,8 +84,14 @@ struct Command {
 };
 
 enum class TransportMode { kTls, kPlain };
+// How the standby makes a batch durable (DESIGN §7 group commit, docs/CONFIG.md).
+enum class GroupCommit {
+  kFsync,   // every temp and directory of the batch fsynced, all in flight at once (io_uring)
+  kSyncfs,  // one syncfs(2) per batch; for a spool on a filesystem of its own
+};
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 std::string_view TransportModeName(TransportMode mode);
+std::string_view GroupCommitName(GroupCommit mode);
 std::string_view LogLevelName(LogLevel level);
 
 // Mirrors the file: cfg.failover.window_ms is [failover] window_ms.
@@ -104,6 +110,7 @@ struct Config {
     std::vector<std::string> roots;  // required; absolute, normalised, existing dirs
     std::string state_dir = "/var/lib/hasync";
     std::string key_file = "/etc/hasync/hasync.key";
+    GroupCommit group_commit = GroupCommit::kFsync;
   } sync;
   struct Failover {
     int64_t window_ms = 10'000;

@@ -193,7 +193,8 @@ class Node : public MessageSink {
   size_t pending_blocks_ = 0;
   std::vector<watch::WatchEvent> events_;
 
-  // Standby.
+  // Standby. fs_ops_ (concurrent fsyncs) outlives the trees that borrow it.
+  std::unique_ptr<apply::UringFsOps> fs_ops_;
   std::vector<std::unique_ptr<apply::Tree>> trees_;
   std::unique_ptr<Receiver> receiver_;
 };
@@ -315,9 +316,25 @@ Status Node::InitPrimary() {
 }
 
 Status Node::InitStandby() {
+  // Group commit (DESIGN §7): a batch's temps and directories are made durable together,
+  // either by fsyncs all in flight at once through io_uring or by one syncfs.
+  apply::TreeOptions topts;
+  std::string_view how = "syncfs";
+  if (cfg_.sync.group_commit == GroupCommit::kSyncfs) {
+    topts.sync = apply::SyncStrategy::kSyncfs;
+  } else if (auto ops = apply::UringFsOps::Create(); ops.ok()) {
+    fs_ops_ = std::move(ops).value();
+    how = "fsync, concurrent through io_uring";
+  } else {
+    how = "fsync, one after the other";
+    Log(Level::kWarn, "group_commit_degraded")
+        .kv("reason", ops.status().ToString())
+        .kv("note", "fsyncs run one after the other");
+  }
+  Log(Level::kInfo, "group_commit").kv("mode", how);
   std::vector<apply::Tree*> raw;
   for (const std::string& root : cfg_.sync.roots) {
-    auto tree = apply::Tree::Open(root);
+    auto tree = apply::Tree::Open(root, topts, fs_ops_.get());
     if (!tree.ok()) return tree.status().Annotate("open sync root " + root);
     trees_.push_back(std::make_unique<apply::Tree>(std::move(tree).value()));
     auto cleaned = trees_.back()->RemoveStaleTemps();

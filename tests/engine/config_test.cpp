@@ -69,6 +69,7 @@ TEST(Config, GoodConfigParsesWithDefaultsApplied) {
   EXPECT_EQ(c.hooks.on_demote.timeout_ms, defaults.hooks.on_demote.timeout_ms);
   EXPECT_EQ(c.transport.mode, TransportMode::kTls);
   EXPECT_EQ(c.transport.data_streams, 2u);
+  EXPECT_EQ(c.sync.group_commit, GroupCommit::kFsync);
   EXPECT_EQ(c.limits.journal_memory_bytes, defaults.limits.journal_memory_bytes);
   EXPECT_EQ(c.limits.max_batch_bytes, defaults.limits.max_batch_bytes);
   EXPECT_EQ(c.limits.max_batch_files, defaults.limits.max_batch_files);
@@ -98,6 +99,7 @@ TEST(Config, EveryKeyIsReadWhenSet) {
       .Set("hooks.on_demote", "command", "[" + Q(t.hook()) + "]")
       .Set("transport", "mode", Q("plain"))
       .Set("transport", "data_streams", "4")
+      .Set("sync", "group_commit", Q("syncfs"))
       .Set("limits", "journal_memory_bytes", "33554432")
       .Set("limits", "max_batch_bytes", "1048576")
       .Set("limits", "max_batch_files", "10")
@@ -126,6 +128,7 @@ TEST(Config, EveryKeyIsReadWhenSet) {
   EXPECT_EQ(c.hooks.on_demote.timeout_ms, Config().hooks.on_demote.timeout_ms);
   EXPECT_EQ(c.transport.mode, TransportMode::kPlain);
   EXPECT_EQ(c.transport.data_streams, 4u);
+  EXPECT_EQ(c.sync.group_commit, GroupCommit::kSyncfs);
   EXPECT_EQ(c.limits.journal_memory_bytes, 33554432u);
   EXPECT_EQ(c.limits.max_batch_bytes, 1048576u);
   EXPECT_EQ(c.limits.max_batch_files, 10u);
@@ -378,6 +381,10 @@ TEST(Config, EnumeratedStringsListTheChoices) {
   d.Set("transport", "mode", Q("ssl"));
   EXPECT_THAT(ErrorOf(Parse(d)),
               HasSubstr("transport.mode = \"ssl\" must be \"tls\" or \"plain\""));
+  d = GoodDoc(t);
+  d.Set("sync", "group_commit", Q("fdatasync"));
+  EXPECT_THAT(ErrorOf(Parse(d)),
+              HasSubstr("sync.group_commit = \"fdatasync\" must be \"fsync\" or \"syncfs\""));
   d = GoodDoc(t);
   d.Set("log", "level", Q("verbose"));
   EXPECT_THAT(ErrorOf(Parse(d)), HasSubstr("log.level = \"verbose\" must be one of"));

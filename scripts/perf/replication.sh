@@ -10,6 +10,7 @@
 #   3. one large file, TLS and plain, vs a raw TCP stream and a minimal copier
 #      (recv + write + fsync) of the same bytes, and mbedTLS ChaCha20-Poly1305 speed
 #   4. the primary's small-file create rate with the pair off vs on (3× each, alternating)
+#   5. memory per tracked file: both nodes' RSS over an empty spool vs over the full one
 #
 # Builds hasync in build-perf-repl/ (RelWithDebInfo), runs everything under a temp dir in
 # /var/tmp (ext4), stops every process it started by pid (trap on EXIT), and writes
@@ -235,6 +236,10 @@ log "baseline: mbedTLS ChaCha20-Poly1305, ${CIPHER_MIB} MiB"
 for ((r = 1; r <= SLOW_REPS; r++)); do
   for state in off on; do
     if [[ $state == on ]]; then start_pair tls; d=$SP/wr_on_$r; else d=$WORK/runs/wr_off_$r; fi
+    if [[ $state == on && $r == 1 ]]; then  # memory of a fresh pair over an empty spool
+      "${H[@]}" rss "$PRIMARY_PID" "$STANDBY_PID" "$(grep 'event=resync_sent' "$WORK/primary.log" | tail -n 1)" \
+        >"$RAW/rss_empty.json"
+    fi
     log "writer slowdown: rep $r, hasync $state"
     "${H[@]}" create-rate "$d" "$SLOW_N" 4096 >"$RAW/slow_${state}_$r.json"
     if [[ $state == on ]]; then
@@ -258,6 +263,9 @@ wpid=$!; PIDS+=("$wpid")
 wait_until 20 exists "$WORK/init.ready"
 "${H[@]}" mono >"$RAW/init_t0.json"
 start_pair tls
+# Memory once the fresh primary tracks every file of the spool (init + the writer runs).
+"${H[@]}" rss "$PRIMARY_PID" "$STANDBY_PID" "$(grep 'event=resync_sent' "$WORK/primary.log" | tail -n 1)" \
+  >"$RAW/rss_init.json"
 wait "$wpid"
 "${H[@]}" compare "$SP/init" "$SS/init" >"$RAW/init_compare.json"
 grep 'event=resync_sent' "$WORK/primary.log" | tail -n 1 >"$RAW/init_resync_line.txt"

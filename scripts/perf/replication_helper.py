@@ -519,6 +519,14 @@ def cmd_report(raw, outjson):
                      "median_on": mon, "ratio_on_off": _div(mon, moff),
                      "slowdown_pct": (1 - mon / moff) * 100 if mon and moff else None,
                      "target_pct": 20}
+    # 5. memory per tracked file
+    e, i = _load(raw, "rss_empty.json", {}), _load(raw, "rss_init.json", {})
+    files = (i.get("tracked") or 0) - (e.get("tracked") or 0)
+    mem = {"empty": e, "full": i, "files": files, "target_bytes": 200}
+    for node in ("primary", "standby"):
+        a, b = e.get(node + "_kib"), i.get(node + "_kib")
+        mem[node + "_bytes_per_file"] = (b - a) * 1024 / files if a and b and files > 0 else None
+    r["memory"] = mem
     r["node_stats"] = _stats_lines(raw)
     with open(outjson, "w") as f:
         json.dump(r, f, indent=1)
@@ -611,6 +619,16 @@ def cmd_report(raw, outjson):
                 met(s4["slowdown_pct"] <= 20 if s4["slowdown_pct"] is not None else None),
                 f1(s4["slowdown_pct"])))
     L.append("")
+    L.append("### Memory per tracked file (VmRSS of a fresh pair over the full spool minus over an empty one)")
+    L.append("")
+    L.append("| node | RSS empty KiB | RSS full KiB | files tracked | bytes per file | §8 target |")
+    L.append("| --- | ---: | ---: | ---: | ---: | --- |")
+    for node in ("primary", "standby"):
+        bpf = mem[node + "_bytes_per_file"]
+        L.append("| %s | %s | %s | %s | %s | %s |"
+                 % (node, f0(e.get(node + "_kib")), f0(i.get(node + "_kib")), f0(files), f0(bpf),
+                    ("≤ 200 bytes: " + met(bpf <= 200 if bpf is not None else None)) if node == "primary" else ""))
+    L.append("")
     ok = [("burst", (burst["hasync_live"]["compare"] or {}).get("equal")),
           ("initial", (burst["hasync_initial"]["compare"] or {}).get("equal")),
           ("large tls", (large["hasync_tls"]["compare"] or {}).get("equal")),
@@ -621,11 +639,37 @@ def cmd_report(raw, outjson):
 
 
 def cmd_freeport():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    out({"port": port})
+    # Below the ephemeral range (32768-60999): a port bind(0) handed out can be handed
+    # out again to any connect() once its listener stops, and a restarted node then
+    # fails with EADDRINUSE.
+    rng = random.Random(os.getpid() ^ int(time.time()))
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        out({"port": port})
+        return
+    sys.exit("freeport: no free port in 20000-31999 after 200 attempts")
+
+
+def cmd_rss(primary_pid, standby_pid, resync_line):
+    """VmRSS of both nodes (KiB) and the primary's tracked-file count from its last
+    resync_sent log line."""
+    def rss(pid):
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return None
+    kv = dict(w.split("=", 1) for w in resync_line.split() if "=" in w)
+    out({"primary_kib": rss(primary_pid), "standby_kib": rss(standby_pid),
+         "tracked": int(kv["tracked"]) if "tracked" in kv else None})
 
 
 def main():

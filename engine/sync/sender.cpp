@@ -401,7 +401,14 @@ Status Sender::Pump(Journal& journal) {
   std::vector<Change> one;
   while (!backpressured()) {
     one.clear();
-    if (journal.Take(one, 1) == 0) return Flush();
+    if (journal.Take(one, 1) == 0) {
+      // Idle: commit the open batch now, unless enough batches are already on their way.
+      // Then it keeps growing until an ACK (which pumps again) or a batch limit closes
+      // it, so under load the standby makes fewer, larger batches durable (one round of
+      // fsyncs each) instead of falling behind on many small ones.
+      if (inflight_.size() < options_.max_inflight_commits) return Flush();
+      return Status::Ok();
+    }
     RETURN_IF_ERROR(Apply(one.front(), journal));
   }
   return Status::Ok();

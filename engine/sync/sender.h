@@ -63,6 +63,9 @@ struct SenderOptions {
   uint64_t max_batch_bytes = 8 << 20;         // …or this many content bytes
   uint64_t max_unacked_bytes = 256ull << 20;  // stop pumping past this (backpressure)
   uint32_t max_unacked_batches = 64;
+  // An idle sender commits its open batch only while fewer batches than this await
+  // their ACK (adaptive group commit: batches grow with the load).
+  uint32_t max_inflight_commits = 1;
   bool replicate_xattrs = true;
 };
 
@@ -103,6 +106,8 @@ class Sender {
 
   // ---- Live: ship journal changes until the journal is empty or backpressure holds.
   // Returns OK with work left when the unacked bound is reached; call again after ACKs.
+  // With the journal empty the open batch is committed only while fewer than
+  // max_inflight_commits batches await their ACK: call Pump again after each ACK.
   Status Pump(Journal& journal);
   // Ends the open batch with a COMMIT if it holds any change.
   Status Flush();
@@ -111,6 +116,8 @@ class Sender {
   Status OnAck(const wire::Ack& ack);
 
   bool backpressured() const;
+  // Changes sent whose COMMIT has not gone out yet (Pump holds it back, see there).
+  bool has_open_batch() const { return batch_changes_ != 0; }
   uint64_t last_seq() const { return next_seq_ - 1; }
   uint64_t acked_seq() const { return acked_seq_; }
   uint64_t unacked_bytes() const;

@@ -1051,7 +1051,8 @@ TEST(SyncEdge, SlurmSequenceWhileThePrimaryMovesOnNeverLeavesBothNamesMissing) {
     // The watcher hands over one event per pump (so the sender handles about one entry
     // each time), and the primary moves 0-3 steps in between.
     for (int pump = 0; pump < 100'000 && (next_step < script.size() || !queued.empty() ||
-                                          !f.j().empty() || f.pair.sender().backpressured());
+                                          !f.j().empty() || f.pair.sender().backpressured() ||
+                                          f.pair.sender().has_open_batch());
          ++pump) {
       advance(rng() % 4);
       if (overflows && rng() % 40 == 0) {

@@ -131,7 +131,7 @@ class SyncPair {
       Status s = sender_->Pump(journal_);
       ASSERT_TRUE(s.ok()) << s.ToString();
       Drain();
-      if (journal_.empty() && !sender_->backpressured()) return;
+      if (journal_.empty() && !sender_->backpressured() && !sender_->has_open_batch()) return;
     }
     FAIL() << "journal did not drain";
   }

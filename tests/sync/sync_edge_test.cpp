@@ -683,6 +683,33 @@ long RssKiB() {
   return at == std::string::npos ? 0 : std::stol(status.substr(at + 6));
 }
 
+// An idle sender commits at once while nothing awaits an ACK, and otherwise holds the
+// COMMIT back so the batch grows until the ACK comes (adaptive group commit).
+TEST(SyncEdge, CommitWaitsForTheAckOfTheBatchInFlight) {
+  Fixture f("commit-hold");
+  f.pair.to_standby().ResetCounters();
+  WriteFile(f.P("a"), "1");
+  f.j().Upsert(0, "a");
+  ASSERT_TRUE(f.pair.sender().Pump(f.j()).ok());
+  EXPECT_EQ(f.pair.to_standby().count(wire::MessageType::kCommit), 1u) << "idle: commit at once";
+  EXPECT_EQ(f.pair.sender().unacked_batches(), 1u);
+  for (const char* name : {"b", "c", "d"}) {  // arrive while batch 1 awaits its ACK
+    WriteFile(f.P(name), name);
+    f.j().Upsert(0, name);
+    ASSERT_TRUE(f.pair.sender().Pump(f.j()).ok());
+  }
+  EXPECT_EQ(f.pair.to_standby().count(wire::MessageType::kCommit), 1u) << "held back";
+  EXPECT_TRUE(f.pair.sender().has_open_batch());
+  f.pair.Drain();  // the standby applies batch 1 and ACKs it
+  EXPECT_EQ(f.pair.sender().unacked_batches(), 0u);
+  ASSERT_TRUE(f.pair.sender().Pump(f.j()).ok());  // the node pumps on every ACK
+  EXPECT_EQ(f.pair.to_standby().count(wire::MessageType::kCommit), 2u)
+      << "b, c and d in one batch";
+  EXPECT_FALSE(f.pair.sender().has_open_batch());
+  f.pair.Drain();
+  EXPECT_CONVERGED(f.pair);
+}
+
 TEST(SyncEdge, TwentyThousandSmallFilesShipInBoundedBatches) {
   REQUIRE_ROOT();
   Fixture f("20k");

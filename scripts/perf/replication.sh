@@ -19,9 +19,10 @@
 #
 # usage: scripts/perf/replication.sh [--quick] [--files N] [--big-mib M] [--lag-seconds S]
 #                                    [--perf]   (perf record both nodes during the burst)
+#                                    [--group-commit fsync|syncfs]  (the standby's [sync] group_commit)
 set -euo pipefail
 
-QUICK=0 PERF=0
+QUICK=0 PERF=0 GROUP_COMMIT=fsync
 N=20000 BIG_MIB=1024 LAG_S=10 SLOW_N=20000 SLOW_REPS=3 CIPHER_MIB=256
 ARGS_STR="$*"
 while (($#)); do
@@ -31,7 +32,8 @@ while (($#)); do
     --big-mib) BIG_MIB=$2; shift ;;
     --lag-seconds) LAG_S=$2; shift ;;
     --perf) PERF=1 ;;
-    *) echo "usage: $0 [--quick] [--files N] [--big-mib M] [--lag-seconds S] [--perf]" >&2; exit 2 ;;
+    --group-commit) GROUP_COMMIT=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--big-mib M] [--lag-seconds S] [--perf] [--group-commit fsync|syncfs]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -136,6 +138,7 @@ address = "127.0.0.1:$peerport"
 roots = ["$WORK/$n/spool"]
 state_dir = "$WORK/$n/state"
 key_file = "$WORK/sync.key"
+group_commit = "$GROUP_COMMIT"
 [transport]
 mode = "$1"
 [metrics]
@@ -356,6 +359,7 @@ grep -E 'event=(sender_stats|receiver_stats)' "$WORK/primary.log" "$WORK/standby
   echo " \"kernel\": \"$(uname -r)\", \"mem_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"
   echo " \"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"rsync\": \"$(rsync --version | head -n1 | awk '{print $3}')\","
   echo " \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\","
+  echo " \"group_commit\": \"$GROUP_COMMIT\","
   echo " \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}"
 } >"$RAW/meta.json"
 cp -r "$RAW" "$RESULTS/raw"

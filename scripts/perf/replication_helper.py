@@ -545,9 +545,10 @@ def cmd_report(raw, outjson):
         return "—" if ok is None else ("met" if ok else "**missed**")
 
     L = []
-    L.append("run: %s, commit %s, %s CPUs (%s), load %s, %s, %s"
+    L.append("run: %s, commit %s, %s CPUs (%s), load %s, %s, group_commit %s, %s"
              % (meta.get("date"), meta.get("commit"), meta.get("nproc"), meta.get("cpu"),
-                meta.get("loadavg"), meta.get("fs"), "QUICK (tiny sizes)" if meta.get("quick") else "full"))
+                meta.get("loadavg"), meta.get("fs"), meta.get("group_commit", "fsync"),
+                "QUICK (tiny sizes)" if meta.get("quick") else "full"))
     L.append("")
     b = burst
     hl, hi = b["hasync_live"]["files_per_s"], b["hasync_initial"]["files_per_s"]

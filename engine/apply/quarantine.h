@@ -23,9 +23,9 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "base/unique_fd.h"
 #include "engine/apply/fs_ops.h"
 #include "engine/apply/tree.h"
-#include "base/unique_fd.h"
 
 namespace hasync::engine::apply {
 

@@ -43,8 +43,8 @@
 
 #include "base/hash.h"
 #include "base/status.h"
-#include "engine/apply/fs_ops.h"
 #include "base/unique_fd.h"
+#include "engine/apply/fs_ops.h"
 
 namespace hasync::engine::apply {
 

@@ -913,7 +913,8 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   if (src == m.end() || from.empty() || to.empty()) {
     // The standby never got the source: ship the target as it is now.
     auto info = StatPath(root_fds_[root], to);
-    if (info.ok() && info->kind == NodeKind::kDirectory) return RescanSubtree(root, to, &journal, &journal);
+    if (info.ok() && info->kind == NodeKind::kDirectory)
+      return RescanSubtree(root, to, &journal, &journal);
     return Upsert(root, to, &journal);
   }
   Status parents = EnsureParents(root, to);

@@ -168,8 +168,7 @@ class Sender {
   Status Rename(uint32_t root, const std::string& from, const std::string& to, Journal& journal);
   // journal: where aborted reads are queued again (null: ship as read); later: the
   // journal consulted before removing a name the walk did not see (null: remove).
-  Status RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal,
-                       Journal* later);
+  Status RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal, Journal* later);
   // Sends content of `path` (open fd, stat `info`); `base` = the model's entry to delta
   // against or null. Returns false in *aborted when the file changed while read.
   Status SendContent(uint32_t root, const FileInfo& info, int fd, const Entry* base, Entry* out,

@@ -229,8 +229,7 @@ TEST(Replication, KillNineOfEitherSideConvergesWithoutFullRecopy) {
   auto files_on_standby = [&] {
     size_t n = 0;
     for (const auto& e : fs::directory_iterator(s)) {
-      n += e.path().filename().string()[0] == 'f' && e.is_regular_file() &&
-           e.file_size() == 4096;
+      n += e.path().filename().string()[0] == 'f' && e.is_regular_file() && e.file_size() == 4096;
     }
     return n;
   };

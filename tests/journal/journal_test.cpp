@@ -153,7 +153,6 @@ TEST(Journal, ByteAccountingReturnsToZero) {
   EXPECT_TRUE(j.empty());
 }
 
-
 TEST(Journal, MentionsCountsEveryLiveEntryThatNamesAPath) {
   Journal j({}, 2);
   EXPECT_FALSE(j.Mentions(0, "X"));
@@ -163,10 +162,10 @@ TEST(Journal, MentionsCountsEveryLiveEntryThatNamesAPath) {
   EXPECT_TRUE(j.Mentions(0, "X"));
   EXPECT_TRUE(j.Mentions(0, "tmp"));  // a rename names both ends
   EXPECT_TRUE(j.Mentions(0, "Y"));
-  EXPECT_FALSE(j.Mentions(1, "X"));   // another root
+  EXPECT_FALSE(j.Mentions(1, "X"));  // another root
   EXPECT_FALSE(j.Mentions(0, "X.old"));
   std::vector<Change> out;
-  ASSERT_EQ(j.Take(out, 1), 1u);      // Remove X: the Upsert still names it
+  ASSERT_EQ(j.Take(out, 1), 1u);  // Remove X: the Upsert still names it
   EXPECT_TRUE(j.Mentions(0, "X"));
   ASSERT_EQ(j.Take(out, 2), 2u);
   EXPECT_FALSE(j.Mentions(0, "X"));

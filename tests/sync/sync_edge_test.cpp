@@ -703,8 +703,7 @@ TEST(SyncEdge, CommitWaitsForTheAckOfTheBatchInFlight) {
   f.pair.Drain();  // the standby applies batch 1 and ACKs it
   EXPECT_EQ(f.pair.sender().unacked_batches(), 0u);
   ASSERT_TRUE(f.pair.sender().Pump(f.j()).ok());  // the node pumps on every ACK
-  EXPECT_EQ(f.pair.to_standby().count(wire::MessageType::kCommit), 2u)
-      << "b, c and d in one batch";
+  EXPECT_EQ(f.pair.to_standby().count(wire::MessageType::kCommit), 2u) << "b, c and d in one batch";
   EXPECT_FALSE(f.pair.sender().has_open_batch());
   f.pair.Drain();
   EXPECT_CONVERGED(f.pair);
@@ -1032,11 +1031,13 @@ TEST(SyncEdge, SlurmSequenceWhileThePrimaryMovesOnNeverLeavesBothNamesMissing) {
     auto P = [&f](const char* n) { return f.P(n); };
     for (int round = 1; round <= 60; ++round) {
       const std::string content = "v" + std::to_string(round);
-      script.push_back({[=] { WriteFile(P("X.new"), content); }, engine::ChangeKind::kUpsert, "X.new"});
+      script.push_back(
+          {[=] { WriteFile(P("X.new"), content); }, engine::ChangeKind::kUpsert, "X.new"});
       script.push_back({[=] { unlink(P("X.old").c_str()); }, engine::ChangeKind::kRemove, "X.old"});
       script.push_back({[=] { ASSERT_EQ(link(P("X").c_str(), P("X.old").c_str()), 0); },
                         engine::ChangeKind::kUpsert, "X.old"});
-      script.push_back({[=] { ASSERT_EQ(unlink(P("X").c_str()), 0); }, engine::ChangeKind::kRemove, "X"});
+      script.push_back(
+          {[=] { ASSERT_EQ(unlink(P("X").c_str()), 0); }, engine::ChangeKind::kRemove, "X"});
       script.push_back({[=] { ASSERT_EQ(link(P("X.new").c_str(), P("X").c_str()), 0); },
                         engine::ChangeKind::kUpsert, "X"});
       script.push_back({[=] { ASSERT_EQ(unlink(P("X.new").c_str()), 0); },
@@ -1077,9 +1078,9 @@ TEST(SyncEdge, SlurmSequenceWhileThePrimaryMovesOnNeverLeavesBothNamesMissing) {
     });
     // The watcher hands over one event per pump (so the sender handles about one entry
     // each time), and the primary moves 0-3 steps in between.
-    for (int pump = 0; pump < 100'000 && (next_step < script.size() || !queued.empty() ||
-                                          !f.j().empty() || f.pair.sender().backpressured() ||
-                                          f.pair.sender().has_open_batch());
+    for (int pump = 0;
+         pump < 100'000 && (next_step < script.size() || !queued.empty() || !f.j().empty() ||
+                            f.pair.sender().backpressured() || f.pair.sender().has_open_batch());
          ++pump) {
       advance(rng() % 4);
       if (overflows && rng() % 40 == 0) {

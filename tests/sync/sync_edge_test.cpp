@@ -45,21 +45,6 @@ void PwriteFile(const std::string& path, const std::string& content, off_t offse
             static_cast<ssize_t>(content.size()));
   close(fd);
 }
-std::string ReadFile(const std::string& path) {
-  std::string out;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
-  char buf[65536];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
-}
-std::string Random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (char& c : s) c = static_cast<char>(rng());
-  return s;
-}
 mode_t ModeOf(const std::string& path) {
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return 0;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -24,6 +25,25 @@
 #include "wire/frame.h"
 
 namespace hasync::testing {
+
+// File helpers shared by the sync tests: read(2) rather than streams (g++-12 warns
+// falsely on istreambuf_iterator with -Wnull-dereference).
+inline std::string ReadFile(const std::string& path) {
+  std::string out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[65536];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+// n bytes from a seeded generator: the same seed gives the same content.
+inline std::string Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
 
 class CodecLoop : public engine::MessageSink {
  public:

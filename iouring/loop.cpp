@@ -1,7 +1,9 @@
 #include "iouring/loop.h"
 
 #include <cerrno>
+#include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace hasync::iouring {
@@ -28,7 +30,7 @@ Result<size_t> Loop::Acquire(Callback done) {
   return idx;
 }
 
-Status Loop::Submit(const std::function<void(io_uring_sqe*)>& prep, Callback done) {
+Status Loop::Submit(const std::function<void(io_uring_sqe*)>& prep, Callback done, Token* token) {
   ASSIGN_OR_RETURN(size_t idx, Acquire(std::move(done)));
   auto sqe = ring_.GetSqe();
   if (!sqe.ok()) {
@@ -39,7 +41,13 @@ Status Loop::Submit(const std::function<void(io_uring_sqe*)>& prep, Callback don
   }
   prep(*sqe);
   io_uring_sqe_set_data64(*sqe, idx);
+  if (token != nullptr) *token = idx;
   return Status::Ok();
+}
+
+Status Loop::Flush() {
+  auto n = ring_.Submit();
+  return n.ok() ? Status::Ok() : n.status();
 }
 
 Status Loop::AddTimer(int64_t delay_ns, TimerCallback fire) {
@@ -97,24 +105,85 @@ void Loop::Requeue(int fd, std::span<std::byte> buf, uint64_t offset, size_t don
   if (!s.ok()) (*cb)(s.Annotate("requeue short read"));
 }
 
+void Loop::Complete(const Completion& c) {
+  size_t idx = static_cast<size_t>(c.user_data);
+  HASYNC_ASSERT(idx < slots_.size() && slots_[idx].busy);
+  Callback done = std::move(slots_[idx].done);
+  bool is_timer = slots_[idx].is_timer;
+  slots_[idx] = Slot{};
+  free_.push_back(idx);
+  --in_flight_;
+  int32_t res = (is_timer && c.res == -ETIME) ? 0 : c.res;  // a timer that fired is OK
+  done(res);
+}
+
+Status Loop::WaitFor(Token token, int64_t timeout_ns) {
+  HASYNC_ASSERT(token < slots_.size());
+  // Reaped already, by the RunOnce() whose callback is waiting or by an earlier WaitFor()?
+  for (size_t i = running_ + 1; i < running_end_; ++i) {
+    if (ready_[i].user_data == token) {
+      Completion c = ready_[i];
+      ready_[i].user_data = kRan;
+      Complete(c);
+      return Status::Ok();
+    }
+  }
+  for (size_t i = 0; i < deferred_.size(); ++i) {
+    if (deferred_[i].user_data == token) {
+      Completion c = deferred_[i];
+      deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
+      Complete(c);
+      return Status::Ok();
+    }
+  }
+  HASYNC_ASSERT(slots_[token].busy);
+  timespec start{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  auto elapsed_ns = [&start] {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec);
+  };
+  for (;;) {
+    int64_t left = timeout_ns - elapsed_ns();
+    if (left <= 0) {
+      return Status(Code::kUnavailable, "io_uring operation did not complete in " +
+                                            std::to_string(timeout_ns / 1'000'000) + " ms");
+    }
+    waiting_.clear();
+    ASSIGN_OR_RETURN(size_t n, ring_.Reap(waiting_, 1, left));
+    std::optional<Completion> mine;
+    for (size_t i = 0; i < n; ++i) {
+      if (waiting_[i].user_data == token) {
+        mine = waiting_[i];
+      } else {
+        deferred_.push_back(waiting_[i]);  // bounded: at most kMaxInFlight are in flight
+      }
+    }
+    if (mine) {
+      Complete(*mine);
+      return Status::Ok();
+    }
+  }
+}
+
 Result<size_t> Loop::RunOnce(int64_t timeout_ns) {
   ready_.clear();
-  unsigned wait_nr = in_flight_ > 0 ? 1u : 0u;
-  ASSIGN_OR_RETURN(size_t n, ring_.Reap(ready_, wait_nr, timeout_ns));
+  ready_.swap(deferred_);  // completions WaitFor() kept back run first, in order
+  size_t kept = ready_.size();
+  unsigned wait_nr = (kept == 0 && in_flight_ > 0) ? 1u : 0u;
+  ASSIGN_OR_RETURN(size_t n, ring_.Reap(ready_, wait_nr, kept == 0 ? timeout_ns : 0));
+  n += kept;
   // Callbacks run only after the CQ walk is finished; they may submit more work.
-  for (size_t i = 0; i < n; ++i) {
-    const Completion& c = ready_[i];
-    size_t idx = static_cast<size_t>(c.user_data);
-    HASYNC_ASSERT(idx < slots_.size() && slots_[idx].busy);
-    Callback done = std::move(slots_[idx].done);
-    bool is_timer = slots_[idx].is_timer;
-    slots_[idx] = Slot{};
-    free_.push_back(idx);
-    --in_flight_;
-    int32_t res = (is_timer && c.res == -ETIME) ? 0 : c.res;  // a timer that fired is OK
-    done(res);
+  size_t ran = 0;
+  running_end_ = n;
+  for (running_ = 0; running_ < n; ++running_) {
+    if (ready_[running_].user_data == kRan) continue;  // a WaitFor() ran it already
+    Complete(ready_[running_]);
+    ++ran;
   }
-  return n;
+  running_ = running_end_ = 0;
+  return ran;
 }
 
 }  // namespace hasync::iouring

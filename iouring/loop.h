@@ -10,6 +10,10 @@
 // - Short reads are requeued for the remainder; EINTR/EAGAIN are retried; end of file
 //   completes the read with the bytes read so far.
 // - Timers are IORING_OP_TIMEOUT with a relative delay; expiry is reported as OK.
+// - WaitFor(token) blocks for one operation only: completions of others that arrive
+//   meanwhile are kept, in order, and their callbacks run from the next RunOnce(). So a
+//   caller deep inside synchronous work (a resync walk waiting for socket space) never
+//   has unrelated callbacks run under its feet.
 // Thread safety: none. One thread owns a Loop and everything it submits.
 #pragma once
 
@@ -38,8 +42,20 @@ class Loop {
 
   explicit Loop(Ring ring);
 
-  // Prepares an SQE with `prep` and runs `done` with its result.
-  Status Submit(const std::function<void(io_uring_sqe*)>& prep, Callback done);
+  // Identifies one submitted operation for WaitFor(), valid until its callback ran.
+  using Token = uint64_t;
+
+  // Prepares an SQE with `prep` and runs `done` with its result. `token`, if given,
+  // receives the operation's token.
+  Status Submit(const std::function<void(io_uring_sqe*)>& prep, Callback done,
+                Token* token = nullptr);
+  // Hands every prepared SQE to the kernel now instead of at the next RunOnce(), so an
+  // operation (a send) makes progress while the caller goes on computing.
+  Status Flush();
+  // Waits up to timeout_ns for the operation `token` and runs its callback; returns
+  // Unavailable if it did not complete in time (it stays in flight). Callbacks of
+  // other operations that complete meanwhile are deferred to the next RunOnce().
+  Status WaitFor(Token token, int64_t timeout_ns);
   // Reads exactly buf.size() bytes at `offset` unless end of file comes first. For a
   // socket or pipe pass kStreamOffset (read at the current position).
   Status ReadFull(int fd, std::span<std::byte> buf, uint64_t offset, ReadCallback done);
@@ -61,6 +77,8 @@ class Loop {
     bool is_timer = false;
   };
   Result<size_t> Acquire(Callback done);
+  // Releases the slot of completion `c` and runs its callback.
+  void Complete(const Completion& c);
   Status ReadStep(int fd, std::span<std::byte> buf, uint64_t offset, size_t done_bytes,
                   std::shared_ptr<ReadCallback> cb);
   void Requeue(int fd, std::span<std::byte> buf, uint64_t offset, size_t done_bytes,
@@ -71,6 +89,13 @@ class Loop {
   std::vector<size_t> free_;
   size_t in_flight_ = 0;
   std::vector<Completion> ready_;
+  std::vector<Completion> deferred_;  // reaped during WaitFor(), run by the next RunOnce()
+  std::vector<Completion> waiting_;   // scratch of WaitFor()
+  // While RunOnce() runs callbacks: ready_[running_] is running, the ones after it up
+  // to running_end_ are still to run (a WaitFor() from a callback looks there first).
+  static constexpr uint64_t kRan = ~uint64_t{0};
+  size_t running_ = 0;
+  size_t running_end_ = 0;
 };
 
 }  // namespace hasync::iouring

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -123,6 +124,90 @@ TEST(Loop, InFlightIsBounded) {
   Status over = loop.AddTimer(1, [] {});
   EXPECT_EQ(over.code(), Code::kResourceExhausted);
   EXPECT_EQ(loop.in_flight(), kMaxInFlight);
+}
+
+// A NOP completes at once; a read of an empty socket does not until data arrives.
+TEST(Loop, WaitForRunsOnlyTheAwaitedOperationAndDefersTheRest) {
+  HASYNC_RING_OR_SKIP(ring);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  Loop loop(std::move(ring));
+  std::vector<std::string> order;
+  ASSERT_TRUE(loop.Submit([](io_uring_sqe* sqe) { io_uring_prep_nop(sqe); },
+                          [&](int32_t) { order.push_back("nop1"); })
+                  .ok());
+  ASSERT_TRUE(loop.Submit([](io_uring_sqe* sqe) { io_uring_prep_nop(sqe); },
+                          [&](int32_t) { order.push_back("nop2"); })
+                  .ok());
+  Loop::Token send_token = 0;
+  char byte = 'x';
+  ASSERT_TRUE(loop.Submit([&](io_uring_sqe* sqe) { io_uring_prep_send(sqe, sv[1], &byte, 1, 0); },
+                          [&](int32_t res) { order.push_back("send " + std::to_string(res)); },
+                          &send_token)
+                  .ok());
+  ASSERT_TRUE(loop.WaitFor(send_token, 5'000'000'000).ok());
+  // Only the send ran, although both NOPs completed before or with it.
+  EXPECT_EQ(order, (std::vector<std::string>{"send 1"}));
+  EXPECT_EQ(loop.in_flight(), 2u);
+  auto ran = loop.RunOnce(0);
+  ASSERT_TRUE(ran.ok());
+  EXPECT_EQ(*ran, 2u);
+  EXPECT_EQ(order, (std::vector<std::string>{"send 1", "nop1", "nop2"}));
+  EXPECT_EQ(loop.in_flight(), 0u);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(Loop, WaitForGivesUpAfterItsTimeoutAndLeavesTheOperationInFlight) {
+  HASYNC_RING_OR_SKIP(ring);
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  Loop loop(std::move(ring));
+  std::vector<std::byte> buf(4);
+  Loop::Token token = 0;
+  int32_t got = -1;
+  ASSERT_TRUE(
+      loop.Submit(
+              [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, sv[0], buf.data(), buf.size(), 0); },
+              [&](int32_t res) { got = res; }, &token)
+          .ok());
+  Status s = loop.WaitFor(token, 20'000'000);
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  EXPECT_EQ(got, -1);
+  EXPECT_EQ(loop.in_flight(), 1u);
+  ASSERT_EQ(write(sv[1], "ab", 2), 2);
+  ASSERT_TRUE(loop.WaitFor(token, 5'000'000'000).ok());
+  EXPECT_EQ(got, 2);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+// A callback that waits for an operation whose completion was reaped in the same batch
+// (but not run yet) must find it there instead of waiting on the kernel.
+TEST(Loop, WaitForFromACallbackFindsACompletionOfTheSameBatch) {
+  HASYNC_RING_OR_SKIP(ring);
+  Loop loop(std::move(ring));
+  Loop::Token second = 0;
+  std::vector<std::string> order;
+  Status waited = Status(Code::kInternal, "not run");
+  ASSERT_TRUE(loop.Submit([](io_uring_sqe* sqe) { io_uring_prep_nop(sqe); },
+                          [&](int32_t) {
+                            order.push_back("first");
+                            waited = loop.WaitFor(second, 1'000'000'000);
+                          })
+                  .ok());
+  ASSERT_TRUE(loop.Submit([](io_uring_sqe* sqe) { io_uring_prep_nop(sqe); },
+                          [&](int32_t) { order.push_back("second"); }, &second)
+                  .ok());
+  ASSERT_TRUE(loop.Flush().ok());
+  // Both NOPs are complete before the loop reaps them together.
+  for (int i = 0; i < 100 && io_uring_cq_ready(loop.ring().raw()) < 2; ++i) usleep(1000);
+  auto ran = loop.RunOnce(1'000'000'000);
+  ASSERT_TRUE(ran.ok());
+  EXPECT_TRUE(waited.ok()) << waited.ToString();
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(*ran, 1u);  // the second ran inside the first's WaitFor, not again
+  EXPECT_EQ(loop.in_flight(), 0u);
 }
 
 }  // namespace

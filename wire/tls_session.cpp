@@ -131,6 +131,17 @@ void TlsSession::ConsumeOutgoing(size_t n) {
   }
 }
 
+void TlsSession::TakeOutgoing(std::vector<std::byte>& into) {
+  into.clear();
+  if (out_start_ == 0) {
+    into.swap(out_);  // out_ keeps into's old storage for the next records
+  } else {
+    into.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_start_), out_.end());
+    out_.clear();
+  }
+  out_start_ = 0;
+}
+
 Status TlsSession::MapError(int rc, std::string_view what) const {
   std::string msg = std::string(what) + ": " + MbedtlsError(rc);
   switch (rc) {

@@ -75,6 +75,10 @@ class TlsSession {
     return {out_.data() + out_start_, out_.size() - out_start_};
   }
   void ConsumeOutgoing(size_t n);
+  // Moves everything in outgoing() into `into` (replacing its contents) and empties
+  // outgoing(); swaps buffers when it can, so the bytes are not copied. For a caller
+  // that hands the bytes to an asynchronous send, which must not see them move.
+  void TakeOutgoing(std::vector<std::byte>& into);
   size_t pending_input() const { return in_.size() - in_start_; }
 
  private:

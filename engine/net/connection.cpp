@@ -81,6 +81,22 @@ void Connection::Consume(size_t n) {
   }
 }
 
+void Connection::TakeOutgoing(std::vector<std::byte>& into) {
+  if (tls_) {
+    tls_->TakeOutgoing(into);
+    return;
+  }
+  into.clear();
+  if (plain_out_start_ == 0) {
+    into.swap(plain_out_);
+  } else {
+    into.assign(plain_out_.begin() + static_cast<std::ptrdiff_t>(plain_out_start_),
+                plain_out_.end());
+    plain_out_.clear();
+  }
+  plain_out_start_ = 0;
+}
+
 Status Connection::Write(std::span<const std::byte> frame) {
   if (tls_) return tls_->Write(frame);
   if (plain_out_.size() - plain_out_start_ + frame.size() >

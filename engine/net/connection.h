@@ -57,6 +57,9 @@ class Connection {
 
   std::span<const std::byte> outgoing() const;
   void Consume(size_t n);
+  // Moves all of outgoing() into `into` (see TlsSession::TakeOutgoing); for the
+  // asynchronous send, whose buffer must stay put until the kernel is done with it.
+  void TakeOutgoing(std::vector<std::byte>& into);
   size_t outgoing_size() const { return outgoing().size(); }
 
   bool open() const { return peer_hello_.has_value(); }

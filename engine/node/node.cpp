@@ -46,10 +46,15 @@ constexpr int64_t kHandshakeTimeoutNs = 10'000'000'000;
 constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
 constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
 constexpr int64_t kSendStallTimeoutMs = 30'000;               // socket accepted nothing this long
+constexpr int64_t kCloseLingerNs = 1'000'000'000;  // a dropped peer's last send may finish
 constexpr int64_t kBackoffMinMs = 100;
 constexpr int64_t kBackoffMaxMs = 5'000;
 constexpr size_t kRecvBufferBytes = 256 * 1024;
-constexpr size_t kFlushHighWater = 512 * 1024;  // flush the outbox past this
+constexpr size_t kFlushHighWater = 512 * 1024;  // start a send once this much is queued
+// Bytes queued for a peer (in the send in flight plus the connection's outbox) beyond
+// which the producer (a resync walk, the sender, a manifest) waits for the send in
+// flight. Below the TLS layer's own bound (wire::kTlsOutBufferMax) by more than a frame.
+constexpr size_t kOutboxMaxBytes = 4u << 20;
 constexpr size_t kMaxPendingHandshakes = 8;
 constexpr size_t kWatchDrainBatch = 4096;
 constexpr int64_t kBindRetryMs = 10'000;  // listen address still held by a dead predecessor
@@ -105,6 +110,17 @@ struct Peer {
   int64_t last_rx_ns = 0;
   int64_t last_ping_ns = 0;
   std::string addr;
+  // The asynchronous send (io_uring SEND): `tx` holds bytes taken from the connection's
+  // outbox and stays put until the kernel has taken all of them.
+  std::vector<std::byte> tx;
+  size_t tx_sent = 0;
+  bool sending = false;
+  bool waiting = false;  // a producer waits for the send in flight (Node::Flush)
+  iouring::Loop::Token send_token = 0;
+  int64_t last_tx_ns = 0;  // the socket last accepted bytes (or a send began)
+  Status send_failed;      // sticky
+
+  size_t queued() const { return (tx.size() - tx_sent) + (conn ? conn->outgoing_size() : 0); }
 };
 
 class Node : public MessageSink {
@@ -123,7 +139,7 @@ class Node : public MessageSink {
     active_->last_ping_ns = now;
     RETURN_IF_ERROR(active_->conn->Send(
         state_.epoch, 0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)}));
-    return Flush(*active_);
+    return Flush(active_);
   }
 
   Status Emit(uint64_t seq, wire::Message message) override {
@@ -131,7 +147,7 @@ class Node : public MessageSink {
       return Unavailable("no session to send on");
     }
     RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
-    if (active_->conn->outgoing_size() > kFlushHighWater) return Flush(*active_);
+    if (active_->conn->outgoing_size() > kFlushHighWater) return Flush(active_);
     return Status::Ok();
   }
 
@@ -154,7 +170,15 @@ class Node : public MessageSink {
   Status OnPrimaryFrame(const wire::Frame& frame);
   Status FinishResync();
   Status OnStandbyFrame(const wire::Frame& frame);
-  Status Flush(Peer& peer);
+  // Starts sending what the peer's connection has queued (asynchronously) and, if more
+  // than kOutboxMaxBytes are queued, waits for the send in flight until fewer are:
+  // the producer's backpressure. Returns the send's sticky error.
+  Status Flush(const std::shared_ptr<Peer>& peer);
+  // Waits, up to timeout_ns, until everything queued for the peer went out.
+  Status FlushAll(const std::shared_ptr<Peer>& peer, int64_t timeout_ns);
+  void StartSend(const std::shared_ptr<Peer>& peer);
+  void OnSent(const std::shared_ptr<Peer>& peer, int32_t res);
+  Status WaitSend(const std::shared_ptr<Peer>& peer, int64_t timeout_ns);
   void Drop(const std::shared_ptr<Peer>& peer, const Status& why);
   void DrainWatcher();
   void MakeSender();
@@ -236,8 +260,8 @@ Status Node::Init() {
   if (!ring.ok()) return ring.status().Annotate("io_uring (hasync needs it for its event loop)");
   auto probe = iouring::OpcodeProbe::Query(*ring);
   if (!probe.ok()) return probe.status();
-  const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_RECV, IORING_OP_POLL_ADD,
-                        IORING_OP_TIMEOUT};
+  const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT,  IORING_OP_RECV,
+                        IORING_OP_SEND,   IORING_OP_POLL_ADD, IORING_OP_TIMEOUT};
   RETURN_IF_ERROR(probe->Require(needed));
   loop_ = std::make_unique<iouring::Loop>(std::move(ring).value());
 
@@ -373,7 +397,7 @@ Status Node::Run() {
   }
   if (active_) {
     active_->conn->Close();
-    Flush(*active_).IgnoreError();  // best effort on the way out
+    FlushAll(active_, 2'000'000'000).IgnoreError();  // best effort on the way out
   }
   if (receiver_) state_.last_applied_seq = receiver_->last_applied_seq();
   LogStats("stop");
@@ -408,7 +432,9 @@ void Node::Tick() {
     int64_t limit = peer_computing    ? kPeerComputeTimeoutNs
                     : peer_committing ? kCommitTimeoutNs
                                       : kIdleTimeoutNs;
-    if (now - active_->last_rx_ns > limit) {
+    if (active_->sending && now - active_->last_tx_ns > kSendStallTimeoutMs * 1'000'000) {
+      Drop(active_, Unavailable("peer accepted no data for 30 s"));
+    } else if (now - active_->last_rx_ns > limit) {
       Drop(active_, Unavailable(peer_computing    ? "no manifest from the standby for 30 min"
                                 : peer_committing ? "no acknowledgement from the standby for 2 min"
                                                   : "no frame from the peer for 15 s"));
@@ -416,6 +442,7 @@ void Node::Tick() {
                now - active_->last_ping_ns > kPingIntervalNs) {
       active_->last_ping_ns = now;
       Status s = Emit(0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)});
+      if (s.ok()) s = Flush(active_);
       if (!s.ok()) Drop(active_, s);
     }
   }
@@ -552,7 +579,7 @@ void Node::DrainWatcher() {
 Status Node::PumpSender() {
   if (!active_ || active_->dead) return Status::Ok();
   RETURN_IF_ERROR(sender_->Pump(*journal_));
-  return Flush(*active_);
+  return Flush(active_);
 }
 
 // ---- connections ---------------------------------------------------------------------------
@@ -595,7 +622,7 @@ void Node::OnConnected(const std::shared_ptr<Peer>& peer, int32_t res) {
   peer->created_ns = peer->last_rx_ns = NowNs();
   active_ = peer;
   session_ = Session::kHandshake;
-  Status s = Flush(*peer);  // the ClientHello
+  Status s = Flush(peer);  // the ClientHello
   if (!s.ok()) {
     Drop(peer, s);
     return;
@@ -607,7 +634,7 @@ void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
   peer->last_rx_ns = NowNs();
   Status s = peer->conn->Feed(std::span<const std::byte>(peer->rx.data(), n));
   if (s.ok()) s = HandleFrames(peer);
-  if (s.ok() && !peer->dead) s = Flush(*peer);
+  if (s.ok() && !peer->dead) s = Flush(peer);
   if (!s.ok()) {
     Drop(peer, s);
     return;
@@ -629,7 +656,9 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
     }
     if (!next->has_value()) return Status::Ok();
     const wire::Frame& frame = **next;
-    if (frame.epoch < state_.epoch) {
+    // An ERROR is read whatever its epoch: it changes nothing here, and it carries the
+    // reason a peer refuses the session (sent at its own epoch, maybe below this one's).
+    if (frame.epoch < state_.epoch && !std::holds_alternative<wire::Error>(frame.message)) {
       Emit(0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
                                                             " < " + std::to_string(state_.epoch)})
           .IgnoreError();
@@ -658,7 +687,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
   if (!refuse.empty()) {
     peer->conn->Send(state_.epoch, 0, wire::Error{wire::ErrorCode::kRoleConflict, refuse})
         .IgnoreError();
-    Flush(*peer).IgnoreError();
+    Flush(peer).IgnoreError();  // Drop lets this send finish (kCloseLingerNs)
     return FailedPrecondition(refuse);
   }
   Log(Level::kInfo, "session_open")
@@ -759,33 +788,98 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
   return Status::Ok();
 }
 
-Status Node::Flush(Peer& peer) {
-  int64_t deadline = NowNs() + kSendStallTimeoutMs * 1'000'000;
-  while (peer.conn && peer.conn->outgoing_size() > 0) {
-    auto out = peer.conn->outgoing();
-    ssize_t n = send(peer.fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      peer.conn->Consume(static_cast<size_t>(n));
-      deadline = NowNs() + kSendStallTimeoutMs * 1'000'000;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int64_t left_ms = (deadline - NowNs()) / 1'000'000;
-      if (left_ms <= 0) return Unavailable("peer accepted no data for 30 s");
-      pollfd pfd{peer.fd.get(), POLLOUT, 0};
-      poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left_ms, 1000)));
-      continue;
-    }
-    return ErrnoStatus(n < 0 ? errno : EPIPE, "send to " + peer.addr);
+// ---- sending: io_uring SEND, one in flight per peer -------------------------------------
+
+void Node::StartSend(const std::shared_ptr<Peer>& peer) {
+  if (peer->sending || peer->dead || !peer->send_failed.ok() || !peer->conn) return;
+  if (peer->tx_sent == peer->tx.size()) {
+    if (peer->conn->outgoing_size() == 0) return;
+    peer->conn->TakeOutgoing(peer->tx);
+    peer->tx_sent = 0;
+    peer->last_tx_ns = NowNs();
   }
+  std::span<const std::byte> rest(peer->tx.data() + peer->tx_sent, peer->tx.size() - peer->tx_sent);
+  Status s = loop_->Submit(
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_send(sqe, peer->fd.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+      },
+      [this, peer](int32_t res) { OnSent(peer, res); }, &peer->send_token);
+  if (!s.ok()) {
+    peer->send_failed = s.Annotate("send to " + peer->addr);
+    return;
+  }
+  peer->sending = true;
+  // Into the kernel now: the socket takes what it has room for while this thread goes
+  // on reading, hashing and encrypting the next frames.
+  s = loop_->Flush();
+  if (!s.ok()) peer->send_failed = s;
+}
+
+void Node::OnSent(const std::shared_ptr<Peer>& peer, int32_t res) {
+  peer->sending = false;
+  if (peer->dead) {
+    shutdown(peer->fd.get(), SHUT_RDWR);  // its last send is over (see Drop)
+    return;
+  }
+  if (res == -EINTR || res == -EAGAIN) {
+    StartSend(peer);
+    return;
+  }
+  if (res <= 0) {
+    peer->send_failed = ErrnoStatus(res < 0 ? -res : EPIPE, "send to " + peer->addr);
+    // A producer waiting in Flush gets the error and its caller drops the session.
+    if (!peer->waiting) Drop(peer, peer->send_failed);
+    return;
+  }
+  peer->tx_sent += static_cast<size_t>(res);
+  peer->last_tx_ns = NowNs();
+  StartSend(peer);
+}
+
+Status Node::WaitSend(const std::shared_ptr<Peer>& peer, int64_t timeout_ns) {
+  peer->waiting = true;
+  Status s = loop_->WaitFor(peer->send_token, timeout_ns);  // runs OnSent
+  peer->waiting = false;
+  if (!s.ok())
+    return Unavailable("peer accepted no data for " + std::to_string(timeout_ns / 1'000'000'000) +
+                       " s");
+  if (!peer->send_failed.ok()) return peer->send_failed;
+  if (peer->dead) return Unavailable("session closed while sending");
   return Status::Ok();
+}
+
+Status Node::Flush(const std::shared_ptr<Peer>& peer) {
+  StartSend(peer);
+  while (peer->send_failed.ok() && !peer->dead && peer->sending &&
+         peer->queued() > kOutboxMaxBytes) {
+    RETURN_IF_ERROR(WaitSend(peer, kSendStallTimeoutMs * 1'000'000));
+  }
+  return peer->send_failed;
+}
+
+Status Node::FlushAll(const std::shared_ptr<Peer>& peer, int64_t timeout_ns) {
+  int64_t deadline = NowNs() + timeout_ns;
+  StartSend(peer);
+  while (peer->send_failed.ok() && !peer->dead && peer->sending) {
+    int64_t left = deadline - NowNs();
+    if (left <= 0) return Unavailable("peer did not take the last bytes in time");
+    RETURN_IF_ERROR(WaitSend(peer, left));
+  }
+  return peer->send_failed;
 }
 
 void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   if (peer->dead) return;
   peer->dead = true;
-  shutdown(peer->fd.get(), SHUT_RDWR);  // completes the receive in flight
+  if (peer->sending) {
+    // Let the send in flight (a refusal, the last ACK) reach the peer: end only the
+    // receive now; OnSent closes the rest, or this timer does if the peer takes nothing.
+    shutdown(peer->fd.get(), SHUT_RD);
+    Status t = loop_->AddTimer(kCloseLingerNs, [peer] { shutdown(peer->fd.get(), SHUT_RDWR); });
+    if (!t.ok()) shutdown(peer->fd.get(), SHUT_RDWR);
+  } else {
+    shutdown(peer->fd.get(), SHUT_RDWR);  // completes the receive in flight
+  }
   bool was_active = peer == active_;
   Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
       .kv("peer", peer->addr.empty() ? std::string("inbound") : peer->addr)

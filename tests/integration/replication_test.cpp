@@ -348,6 +348,38 @@ TEST(Replication, WrongKeyIsRefusedAndNothingIsWritten) {
   EXPECT_EQ(pair.log(P::kStandby).find("session_open"), std::string::npos);
 }
 
+// A standby that does not know the dialling node refuses the session and tells it why.
+// The ERROR goes out at the standby's epoch (0, below the primary's): the primary must
+// still read it rather than drop it as a stale frame, and the session's close must not
+// cut the send that carries it.
+TEST(Replication, AStandbyRefusingAnUnknownPeerTellsItWhy) {
+  REQUIRE_ROOT();
+  P pair("unknownpeer");
+  std::string cfg = pair.config(P::kStandby);
+  std::string text;
+  {
+    std::ifstream in(cfg);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  size_t peer = text.find("[peer]\nname = \"");
+  ASSERT_NE(peer, std::string::npos) << text;
+  text.insert(peer + std::string("[peer]\nname = \"").size(), "not-");
+  std::ofstream(cfg) << text;
+  Write(pair.root(P::kPrimary) + "/job", "must not arrive");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(P::WaitFor(
+      [&] {
+        return pair.log(P::kPrimary).find("standby reported: peer calls itself") !=
+               std::string::npos;
+      },
+      20s))
+      << pair.log(P::kPrimary) << pair.log(P::kStandby);
+  EXPECT_TRUE(fs::is_empty(pair.root(P::kStandby)));
+}
+
 TEST(Replication, PlainTransportAuthenticatesAndReplicates) {
   REQUIRE_ROOT();
   P pair("plain", "[transport]\nmode = \"plain\"\n");

@@ -76,6 +76,45 @@ TEST_F(ConnectionTest, HandshakeThenHelloThenFramesFlow) {
   EXPECT_FALSE(none->has_value());
 }
 
+// The asynchronous send takes the whole outbox (after a partial send) into its own
+// buffer; the peer must see the same byte stream, and later frames must follow it.
+TEST_F(ConnectionTest, TakeOutgoingHandsOverTheStreamInOrderInBothModes) {
+  for (ChannelMode mode : {ChannelMode::kTls, ChannelMode::kPlain}) {
+    SCOPED_TRACE(mode == ChannelMode::kTls ? "tls" : "plain");
+    auto client = Make(wire::TlsRole::kClient, 6, HelloFor("mu01", wire::Role::kPrimary), mode);
+    auto server = Make(wire::TlsRole::kServer, 6, HelloFor("mu02", wire::Role::kStandby), mode);
+    Exchange(*client, *server);
+    ASSERT_TRUE(client->Next().ok());
+    ASSERT_TRUE(server->Next().ok());
+    ASSERT_TRUE(client->open() && server->open());
+
+    std::vector<std::byte> taken(3, std::byte{0x55});  // old contents must be replaced
+    for (uint64_t round = 0; round < 3; ++round) {
+      for (uint64_t i = 0; i < 4; ++i) {
+        ASSERT_TRUE(
+            client->Send(5, round * 10 + i + 1, wire::Unlink{"0/f" + std::to_string(i)}).ok());
+      }
+      // Part of the outbox went out the ordinary way first (a short send).
+      auto out = client->outgoing();
+      std::vector<std::byte> head(out.begin(), out.begin() + 7);
+      client->Consume(head.size());
+      client->TakeOutgoing(taken);
+      EXPECT_EQ(client->outgoing_size(), 0u);
+      ASSERT_TRUE(server->Feed(head).ok());
+      ASSERT_TRUE(server->Feed(taken).ok());
+      for (uint64_t i = 0; i < 4; ++i) {
+        auto f = server->Next();
+        ASSERT_TRUE(f.ok() && f->has_value()) << f.status().ToString();
+        EXPECT_EQ((*f)->seq, round * 10 + i + 1);
+        EXPECT_EQ(std::get<wire::Unlink>((*f)->message).path, "0/f" + std::to_string(i));
+      }
+      auto none = server->Next();
+      ASSERT_TRUE(none.ok());
+      EXPECT_FALSE(none->has_value());
+    }
+  }
+}
+
 TEST_F(ConnectionTest, WrongKeyNeverOpensAndNoFrameIsParsed) {
   auto client = Make(wire::TlsRole::kClient, 1, HelloFor("mu01", wire::Role::kPrimary));
   auto server = Make(wire::TlsRole::kServer, 2, HelloFor("mu02", wire::Role::kStandby));

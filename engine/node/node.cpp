@@ -331,6 +331,7 @@ Status Node::InitPrimary() {
     root_fds_.push_back(std::move(fd));
   }
   MakeSender();
+  Log(Level::kInfo, "sender_reads").kv("mode", sender_->read_mode());
   socklen_t len = 0;
   auto addr = Resolve(cfg_.peer.address, &len);
   if (!addr.ok()) return addr.status();

@@ -71,21 +71,6 @@ bool Overlaps(const std::vector<Region>& regions, uint64_t start, uint64_t end) 
   return false;
 }
 
-Status PreadFull(int fd, std::byte* buf, size_t len, uint64_t offset, size_t* got) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read at offset " + std::to_string(offset + done));
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  *got = done;
-  return Status::Ok();
-}
-
 struct XattrSet {
   std::vector<std::string> names;  // sorted, allowed namespaces only
   std::vector<std::vector<std::byte>> values;
@@ -180,7 +165,11 @@ Result<std::pair<uint32_t, std::string>> SplitWirePath(std::string_view wire_pat
 }
 
 Sender::Sender(std::vector<int> root_fds, SenderOptions options, MessageSink& sink)
-    : root_fds_(std::move(root_fds)), options_(options), sink_(sink), model_(root_fds_.size()) {
+    : root_fds_(std::move(root_fds)),
+      options_(options),
+      sink_(sink),
+      model_(root_fds_.size()),
+      reader_(FileReader::Create(options_.io_uring_reads)) {
   HASYNC_ASSERT(!root_fds_.empty());
   HASYNC_ASSERT(options_.block_size >= wire::kBlockSizeMin &&
                 options_.block_size <= wire::kExtentDataMax);
@@ -765,63 +754,83 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
   XXH3_128bits_reset(&whole);
   std::vector<Hash128> blocks;
   if (keep_blocks) blocks.reserve(static_cast<size_t>((size + bs - 1) / bs));
-  std::vector<std::byte> block(bs);
-  std::vector<std::byte> pending;  // consecutive blocks to send as one extent
-  uint64_t pending_offset = 0;
   uint32_t range_count = 0;
   uint64_t data_bytes = 0;
 
-  auto flush_extent = [&]() -> Status {
-    if (pending.empty()) return Status::Ok();
-    uint64_t len = pending.size();
-    RETURN_IF_ERROR(sink_.Emit(seq, wire::Extent{size, pending_offset, std::move(pending)}));
-    pending = {};
+  // Read in chunks of whole blocks that fit one extent, kReadAhead of them ahead.
+  const size_t chunk_len = (wire::kExtentDataMax / bs) * bs;
+  std::vector<ReadChunk> plan;
+  plan.reserve(static_cast<size_t>((size + chunk_len - 1) / chunk_len));
+  for (uint64_t off = 0; off < size; off += chunk_len) {
+    size_t len = static_cast<size_t>(std::min<uint64_t>(chunk_len, size - off));
+    plan.push_back(ReadChunk{off, len, !Overlaps(regions, off, off + len)});
+  }
+  reader_->Start(fd, std::move(plan));
+  struct FinishReads {
+    FileReader& reader;
+    ~FinishReads() { reader.Finish(); }  // no read may outlive this call's fd
+  } finish_reads{*reader_};
+
+  auto emit_extent = [&](uint64_t offset, std::vector<std::byte> data) -> Status {
+    uint64_t len = data.size();
+    RETURN_IF_ERROR(sink_.Emit(seq, wire::Extent{size, offset, std::move(data)}));
     ++range_count;
     data_bytes += len;
     return Status::Ok();
   };
 
-  for (uint64_t off = 0; off < size; off += bs) {
-    size_t len = static_cast<size_t>(std::min<uint64_t>(bs, size - off));
-    bool hole = !Overlaps(regions, off, off + len);
-    if (hole) {
-      std::memset(block.data(), 0, len);
-    } else {
-      size_t got = 0;
-      RETURN_IF_ERROR(PreadFull(fd, block.data(), len, off, &got));
-      if (got < len) std::memset(block.data() + got, 0, len - got);  // shrank while read
-    }
-    std::span<const std::byte> data(block.data(), len);
-    XXH3_128bits_update(&whole, data.data(), data.size());
-    Hash128 bh{};
-    if (keep_blocks || base != nullptr) bh = Xxh3_128(data);
-    if (keep_blocks) blocks.push_back(bh);
+  for (uint64_t chunk_off = 0; chunk_off < size; chunk_off += chunk_len) {
+    ASSIGN_OR_RETURN(ReadPiece piece, reader_->Next());
+    std::vector<std::byte>& buf = piece.data;
+    // Blocks to send form runs [first, end) of this chunk; one extent each.
+    std::vector<std::pair<size_t, size_t>> runs;
+    for (size_t at = 0; at < buf.size(); at += bs) {
+      size_t len = std::min<size_t>(bs, buf.size() - at);
+      uint64_t off = chunk_off + at;
+      bool hole = !Overlaps(regions, off, off + len);
+      // What the hash covers is what the standby will hold: a hole is zeros even if
+      // data landed there after the hole map was read (the stat check then aborts).
+      if (hole) std::memset(buf.data() + at, 0, len);
+      std::span<const std::byte> data(buf.data() + at, len);
+      XXH3_128bits_update(&whole, data.data(), data.size());
+      Hash128 bh{};
+      if (keep_blocks || base != nullptr) bh = Xxh3_128(data);
+      if (keep_blocks) blocks.push_back(bh);
 
-    bool send;
-    if (base != nullptr) {
-      size_t idx = static_cast<size_t>(off / bs);
-      if (hole && off >= base->size) {
-        // Past the standby's old end the patched file is extended by ftruncate, which
-        // reads as zeros and stays a hole: nothing to send.
-        send = false;
+      bool send;
+      if (base != nullptr) {
+        size_t idx = static_cast<size_t>(off / bs);
+        if (hole && off >= base->size) {
+          // Past the standby's old end the patched file is extended by ftruncate, which
+          // reads as zeros and stays a hole: nothing to send.
+          send = false;
+        } else {
+          send = idx >= base->blocks.size() || base->blocks[idx] != bh ||
+                 (off + len > base->size);  // a short last block grew
+        }
       } else {
-        send = idx >= base->blocks.size() || base->blocks[idx] != bh ||
-               (off + len > base->size);  // a short last block grew
+        send = !hole;
       }
-    } else {
-      send = !hole;
+      if (!send) continue;
+      if (!runs.empty() && runs.back().second == at) {
+        runs.back().second = at + len;
+      } else {
+        runs.emplace_back(at, at + len);
+      }
     }
-    if (send) {
-      if (!pending.empty() && pending_offset + pending.size() != off)
-        RETURN_IF_ERROR(flush_extent());
-      if (pending.empty()) pending_offset = off;
-      pending.insert(pending.end(), data.begin(), data.end());
-      if (pending.size() + bs > wire::kExtentDataMax) RETURN_IF_ERROR(flush_extent());
-    } else {
-      RETURN_IF_ERROR(flush_extent());
+    if (runs.size() == 1 && runs[0].first == 0 && runs[0].second == buf.size()) {
+      // The whole chunk ships: its read buffer becomes the extent, no copy.
+      RETURN_IF_ERROR(emit_extent(chunk_off, std::move(buf)));
+      continue;
     }
+    for (const auto& [first, end] : runs) {
+      RETURN_IF_ERROR(
+          emit_extent(chunk_off + first,
+                      std::vector<std::byte>(buf.begin() + static_cast<std::ptrdiff_t>(first),
+                                             buf.begin() + static_cast<std::ptrdiff_t>(end))));
+    }
+    reader_->Recycle(std::move(buf));
   }
-  RETURN_IF_ERROR(flush_extent());
 
   struct stat after {};
   if (fstat(fd, &after) != 0) return ErrnoStatus(errno, "fstat " + info.path);

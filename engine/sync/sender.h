@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -37,6 +38,7 @@
 #include "base/status.h"
 #include "engine/journal/journal.h"
 #include "engine/scan/scanner.h"
+#include "engine/sync/file_reader.h"
 #include "wire/messages.h"
 
 namespace hasync::engine {
@@ -67,6 +69,8 @@ struct SenderOptions {
   // their ACK (adaptive group commit: batches grow with the load).
   uint32_t max_inflight_commits = 1;
   bool replicate_xattrs = true;
+  // File content is read through io_uring with read-ahead (FileReader); false: pread.
+  bool io_uring_reads = true;
 };
 
 struct SenderStats {
@@ -131,6 +135,10 @@ class Sender {
   // sees each later change of that name (the primary's event loop sets it).
   void set_journal_refresh(std::function<void()> refresh) { refresh_ = std::move(refresh); }
   size_t tracked() const;
+  // How file content is read: "io_uring" or "pread (<why>)".
+  std::string read_mode() const {
+    return reader_->uses_io_uring() ? "io_uring" : "pread (" + reader_->fallback_reason() + ")";
+  }
 
  private:
   struct Entry {
@@ -208,6 +216,7 @@ class Sender {
   bool touched_overflow_ = false;
   SenderStats stats_;
   std::function<void()> refresh_;
+  std::unique_ptr<FileReader> reader_;
 };
 
 // "i/p" for root i and relative path p ("i" for the root itself).

@@ -60,15 +60,20 @@ size_t EncodedBodySize(const Message& message) {
 }
 
 void EncodeFrame(const Frame& frame, std::vector<std::byte>& out) {
-  HASYNC_ASSERT_OK(ValidateFrame(frame));
-  size_t body_len = EncodedBodySize(frame.message);
+  EncodeFrame(frame.epoch, frame.seq, frame.message, out);
+}
+
+void EncodeFrame(uint64_t epoch, uint64_t seq, const Message& message,
+                 std::vector<std::byte>& out) {
+  HASYNC_ASSERT_OK(ValidateFrame(seq, message));
+  size_t body_len = EncodedBodySize(message);
   HASYNC_ASSERT(body_len <= kFrameBodyMax);
   size_t start = out.size();
   out.resize(start + kFrameHeaderSize + body_len);
   std::byte* p = out.data() + start;
-  StoreHeader(p, TypeOf(frame.message), static_cast<uint32_t>(body_len), frame.epoch, frame.seq);
+  StoreHeader(p, TypeOf(message), static_cast<uint32_t>(body_len), epoch, seq);
   internal::Writer writer(p + kFrameHeaderSize, body_len);
-  std::visit([&writer](const auto& m) { internal::Fields(writer, m); }, frame.message);
+  std::visit([&writer](const auto& m) { internal::Fields(writer, m); }, message);
   HASYNC_ASSERT(writer.pos() == body_len);
 }
 

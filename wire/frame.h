@@ -62,6 +62,7 @@ struct Frame {
 // ValidateMessage plus the header rules that depend on the type: change types need
 // seq >= 1, all others seq == 0.
 Status ValidateFrame(const Frame& frame);
+Status ValidateFrame(uint64_t seq, const Message& message);
 
 // Size of the body / whole frame `message` encodes to.
 size_t EncodedBodySize(const Message& message);
@@ -74,6 +75,8 @@ inline size_t EncodedFrameSize(const Message& message) {
 // their frames with EncodedBodySize first.
 void EncodeFrame(const Frame& frame, std::vector<std::byte>& out);
 std::vector<std::byte> EncodeFrame(const Frame& frame);
+// The same for a message that is not in a Frame (no copy of its content is made).
+void EncodeFrame(uint64_t epoch, uint64_t seq, const Message& message, std::vector<std::byte>& out);
 
 // Appends the header and fixed prefix of an EXTENT frame whose `length` data bytes the
 // caller sends itself right after (e.g. spliced from the file in plain mode). Asserts

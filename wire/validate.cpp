@@ -408,17 +408,19 @@ Status ValidateMessage(const Message& message) {
       message);
 }
 
-Status ValidateFrame(const Frame& frame) {
-  MessageType type = TypeOf(frame.message);
-  if (IsChangeType(type) && frame.seq == 0) {
+Status ValidateFrame(const Frame& frame) { return ValidateFrame(frame.seq, frame.message); }
+
+Status ValidateFrame(uint64_t seq, const Message& message) {
+  MessageType type = TypeOf(message);
+  if (IsChangeType(type) && seq == 0) {
     return InvalidArgument(std::string(MessageTypeName(type)) +
                            ": change frame has header seq 0, must be >= 1");
   }
-  if (!IsChangeType(type) && frame.seq != 0) {
+  if (!IsChangeType(type) && seq != 0) {
     return InvalidArgument(std::string(MessageTypeName(type)) + ": header seq " +
-                           std::to_string(frame.seq) + " on a frame that is not a change");
+                           std::to_string(seq) + " on a frame that is not a change");
   }
-  return ValidateMessage(frame.message);
+  return ValidateMessage(message);
 }
 
 }  // namespace hasync::wire

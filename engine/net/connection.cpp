@@ -227,8 +227,19 @@ Result<std::optional<wire::Frame>> Connection::Next() {
 Status Connection::Send(uint64_t epoch, uint64_t seq, const wire::Message& message) {
   if (!failed_.ok()) return failed_;
   HASYNC_ASSERT(hello_sent_);
-  std::vector<std::byte> frame = wire::EncodeFrame(wire::Frame{epoch, seq, message});
-  Status s = Write(frame);
+  Status s;
+  if (tls_) {
+    // Encoded into a reused buffer, then encrypted into the TLS outbox.
+    scratch_.clear();
+    wire::EncodeFrame(epoch, seq, message, scratch_);
+    s = tls_->Write(scratch_);
+    if (scratch_.capacity() > kScratchKeepBytes) scratch_ = {};
+  } else if (plain_out_.size() - plain_out_start_ + wire::EncodedFrameSize(message) >
+             wire::kTlsOutBufferMax + wire::kFrameMax) {
+    s = Status(Code::kResourceExhausted, "outgoing buffer full");
+  } else {
+    wire::EncodeFrame(epoch, seq, message, plain_out_);  // straight into the outbox
+  }
   if (!s.ok()) return Fail(s);
   return Status::Ok();
 }

@@ -96,6 +96,10 @@ class Connection {
   std::optional<wire::Hello> peer_hello_;
   uint64_t peer_epoch_ = 0;
   std::vector<std::byte> plain_;
+  // TLS mode: each frame is encoded here before it is encrypted (kept between frames,
+  // up to kScratchKeepBytes, so a stream of extents allocates nothing).
+  static constexpr size_t kScratchKeepBytes = wire::kFrameMax;
+  std::vector<std::byte> scratch_;
   Status failed_;
 };
 

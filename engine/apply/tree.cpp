@@ -38,6 +38,16 @@ timespec ToTimespec(int64_t ns) {
 }
 
 // Only a filesystem that cannot share blocks answers FICLONE with these.
+// Feeds n zero bytes (a hole) to an XXH3 stream.
+void HashZeros(XXH3_state_t* state, uint64_t n) {
+  static const std::vector<std::byte> kZeroChunk(kHashChunkBytes);
+  while (n > 0) {
+    size_t step = static_cast<size_t>(std::min<uint64_t>(n, kZeroChunk.size()));
+    XXH3_128bits_update(state, kZeroChunk.data(), step);
+    n -= step;
+  }
+}
+
 bool CloneUnsupported(int err) {
   return err == EOPNOTSUPP || err == EXDEV || err == EINVAL || err == ENOTTY || err == ENOSYS ||
          err == EBADF;
@@ -388,6 +398,7 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   files_.push_back(std::move(file));
   FileId id = files_.size() - 1;
   if (base == ContentBase::kCurrent) {
+    files_[id].in_order = false;  // the hash must cover the cloned ranges: read back
     Status s = CloneBase(files_[id]);
     if (!s.ok()) {
       RemoveTemp(files_[id]);
@@ -447,6 +458,24 @@ Status Batch::WriteExtent(FileId id, uint64_t offset, std::span<const std::byte>
   }
   file.written_end = std::max(file.written_end, offset + data.size());
   tree_->stats_.bytes_written += data.size();
+  if (file.in_order) {
+    if (offset < file.stream_end) {
+      file.in_order = false;  // rewrites part of what was hashed: read back instead
+      file.stream.reset();
+    } else {
+      if (!file.stream) {
+        file.stream.reset(XXH3_createState());
+        if (!file.stream || XXH3_128bits_reset(file.stream.get()) != XXH_OK) {
+          file.in_order = false;
+          file.stream.reset();
+          return Status::Ok();
+        }
+      }
+      HashZeros(file.stream.get(), offset - file.stream_end);  // a hole between extents
+      XXH3_128bits_update(file.stream.get(), data.data(), data.size());
+      file.stream_end = offset + data.size();
+    }
+  }
   return Status::Ok();
 }
 
@@ -490,6 +519,20 @@ Status Batch::AbandonFile(FileId id) {
 }
 
 Status Batch::VerifyHash(StagedFile& file, uint64_t size, Hash128 expected) {
+  if (file.in_order) {
+    // What was written, in order, plus zeros for the holes and up to the final size:
+    // exactly the temp's content, without reading it back.
+    if (!file.stream) {  // no extent at all: an empty or all-hole file
+      file.stream.reset(XXH3_createState());
+      if (!file.stream)
+        return Status(Code::kResourceExhausted, "no memory for the XXH3 state of " + file.path);
+      XXH3_128bits_reset(file.stream.get());
+    }
+    HashZeros(file.stream.get(), size - file.stream_end);
+    XXH128_hash_t h = XXH3_128bits_digest(file.stream.get());
+    file.stream.reset();
+    return CheckHash(file, Hash128{h.low64, h.high64}, expected);
+  }
   // The temp is read back whole: the hash then covers the cloned ranges, the written
   // extents and the holes exactly as they will be published. In a large file the holes
   // are hashed from a zero buffer instead of being read (SEEK_DATA/SEEK_HOLE).
@@ -536,7 +579,10 @@ Status Batch::VerifyHash(StagedFile& file, uint64_t size, Hash128 expected) {
     pos += static_cast<uint64_t>(n);
   }
   XXH128_hash_t h = XXH3_128bits_digest(&state);
-  Hash128 got{h.low64, h.high64};
+  return CheckHash(file, Hash128{h.low64, h.high64}, expected);
+}
+
+Status Batch::CheckHash(const StagedFile& file, Hash128 got, Hash128 expected) {
   if (got != expected) {
     return DataLoss(fmt::format(
         "{}: content hash mismatch (expected {:016x}{:016x}, got {:016x}{:016x}); not published",

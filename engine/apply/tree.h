@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -218,6 +219,13 @@ class Batch {
     std::string temp_name;
     UniqueFd fd;
     uint64_t written_end = 0;
+    // Hash of the content as written, kept while the temp started empty (no clone) and
+    // every extent began at or after the end of the one before (the gaps are holes,
+    // hashed as zeros). FinishFile then checks it instead of reading the temp back.
+    // Null until the first extent; `in_order` false falls back to the read-back.
+    std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> stream{nullptr, XXH3_freeState};
+    uint64_t stream_end = 0;
+    bool in_order = true;
     PublishMode publish = PublishMode::kReplace;
     bool finished = false;
     bool published = false;
@@ -290,6 +298,7 @@ class Batch {
   Status Poison(Status status);
   Status CloneBase(StagedFile& file);
   Status VerifyHash(StagedFile& file, uint64_t size, Hash128 expected);
+  Status CheckHash(const StagedFile& file, Hash128 got, Hash128 expected);
   void RemoveTemp(StagedFile& file);
   void RemoveUnpublishedTemps();
   Status CommitSteps();

@@ -18,7 +18,7 @@
 # Needs root (fanotify). Traffic only on 127.0.0.1. No timing asserts.
 #
 # usage: scripts/perf/replication.sh [--quick] [--files N] [--big-mib M] [--lag-seconds S]
-#                                    [--perf]   (perf record both nodes during the burst)
+#                                    [--perf]   (perf record both nodes during the burst and the large files)
 #                                    [--group-commit fsync|syncfs]  (the standby's [sync] group_commit)
 set -euo pipefail
 
@@ -168,6 +168,25 @@ stop_pair() {  # primary first, so its last sender_stats are logged
 }
 SP=$WORK/primary/spool SS=$WORK/standby/spool
 
+# --perf: sample both nodes (call graphs) from perf_start TAG to perf_stop TAG; the top
+# symbols go to $RESULTS/TAG.perf.txt.
+PERF_PID=""
+perf_start() {
+  ((PERF)) && command -v perf >/dev/null || return 0
+  perf record -F 499 -g -o "$RESULTS/$1.perf.data" -p "$PRIMARY_PID,$STANDBY_PID" \
+    >/dev/null 2>>"$WORK/perf.log" &
+  PERF_PID=$!; PIDS+=("$PERF_PID")
+  sleep 0.5
+}
+perf_stop() {
+  [[ -n $PERF_PID ]] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=""
+  perf report -i "$RESULTS/$1.perf.data" --no-children --sort comm,dso,symbol \
+    --percent-limit 1.5 --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"$RESULTS/$1.perf.txt" || true
+}
+
 # Waits until dir D exists on the standby with at least K subdirs.
 wait_standby_dirs() { wait_until 60 count_dirs "$1" "$2" || { log "standby lacks $1"; exit 1; }; }
 
@@ -280,21 +299,10 @@ wait_standby_dirs "$SS/burst" 100
 "${H[@]}" watch-names "$SS/burst" 100 "$N" 300 "$WORK/burst.ready" >"$RAW/burst_watch.json" &
 wpid=$!; PIDS+=("$wpid")
 wait_until 20 exists "$WORK/burst.ready"
-perf_pid=""
-if ((PERF)) && command -v perf >/dev/null; then
-  perf record -F 499 -g -o "$RESULTS/burst.perf.data" -p "$PRIMARY_PID,$STANDBY_PID" \
-    >/dev/null 2>"$WORK/perf.log" &
-  perf_pid=$!; PIDS+=("$perf_pid")
-  sleep 0.5
-fi
+perf_start burst
 "${H[@]}" mkfiles "$SP/burst" "$N" 1 >"$RAW/burst_writer.json"
 wait "$wpid"
-if [[ -n $perf_pid ]]; then
-  kill -INT "$perf_pid" 2>/dev/null || true
-  wait "$perf_pid" 2>/dev/null || true
-  perf report -i "$RESULTS/burst.perf.data" --no-children --sort comm,dso,symbol \
-    --percent-limit 1.5 --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"$RESULTS/burst.perf.txt" || true
-fi
+perf_stop burst
 "${H[@]}" compare "$SP/burst" "$SS/burst" >"$RAW/burst_compare.json"
 
 # ------------------------------------------------------------------ 2. lag
@@ -333,8 +341,10 @@ big_run() {  # tag
   "${H[@]}" wait-file "$SS/big.bin" "$BIG_BYTES" 600 "$WORK/big_$1.ready" >"$RAW/big_$1_watch.json" &
   wpid=$!; PIDS+=("$wpid")
   wait_until 20 exists "$WORK/big_$1.ready"
+  perf_start "big_$1"
   "${H[@]}" rename-now "$WORK/big.bin" "$SP/big.bin" >"$RAW/big_$1_t0.json"
   wait "$wpid"
+  perf_stop "big_$1"
   if cmp -s "$SP/big.bin" "$SS/big.bin"; then echo '{"equal": true}'; else echo '{"equal": false}'; fi \
     >"$RAW/big_$1_compare.json"
   mv "$SP/big.bin" "$WORK/big.bin"   # back out: the standby removes its copy

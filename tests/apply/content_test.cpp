@@ -184,6 +184,49 @@ TEST_F(ContentTest, HashMismatchPublishesNothingAndKeepsOldContent) {
   EXPECT_EQ(ReadFile(R("f")), "old");
 }
 
+// Extents written in order are hashed as they arrive (no read-back); a later extent
+// that rewrites an earlier range switches the check back to reading the temp. Both
+// must accept the right content and refuse a wrong hash.
+TEST_F(ContentTest, OutOfOrderExtentsAreCheckedByReadingTheTempBack) {
+  const std::string content = std::string(4096, 'a') + std::string(4096, 'b');
+  Batch batch(tree());
+  auto id = batch.BeginFile("reordered", ContentBase::kEmpty);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(batch.WriteExtent(*id, 4096, Bytes(content.substr(4096))).ok());
+  ASSERT_TRUE(batch.WriteExtent(*id, 0, Bytes(content.substr(0, 4096))).ok());
+  ASSERT_TRUE(batch.FinishFile(*id, content.size(), {}, HashOf(content)).ok());
+  ASSERT_TRUE(batch.Commit().ok());
+  EXPECT_EQ(ReadFile(R("reordered")), content);
+
+  Batch bad(tree());
+  auto bid = bad.BeginFile("rewritten", ContentBase::kEmpty);
+  ASSERT_TRUE(bid.ok());
+  ASSERT_TRUE(bad.WriteExtent(*bid, 0, Bytes(std::string(8, 'x'))).ok());
+  ASSERT_TRUE(bad.WriteExtent(*bid, 0, Bytes(std::string(8, 'y'))).ok());  // rewrites
+  // The hash of what was sent first is not what the temp holds.
+  Status s = bad.FinishFile(*bid, 8, {}, HashOf(std::string(8, 'x')));
+  EXPECT_EQ(s.code(), Code::kDataLoss) << s.ToString();
+}
+
+TEST_F(ContentTest, StreamedHashCoversTheZerosUpToTheFinalSize) {
+  // 3 bytes written, final size 10: the temp holds "abc" and 7 zeros.
+  Batch batch(tree());
+  auto id = batch.BeginFile("tail", ContentBase::kEmpty);
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(batch.WriteExtent(*id, 0, Bytes("abc")).ok());
+  Status wrong = batch.FinishFile(*id, 10, {}, HashOf("abc1234567"));
+  EXPECT_EQ(wrong.code(), Code::kDataLoss) << wrong.ToString();
+
+  Batch good(tree());
+  auto gid = good.BeginFile("tail", ContentBase::kEmpty);
+  ASSERT_TRUE(gid.ok());
+  ASSERT_TRUE(good.WriteExtent(*gid, 0, Bytes("abc")).ok());
+  ASSERT_TRUE(
+      good.FinishFile(*gid, 10, {}, HashOf(std::string("abc") + std::string(7, '\0'))).ok());
+  ASSERT_TRUE(good.Commit().ok());
+  EXPECT_EQ(ReadFile(R("tail")), std::string("abc") + std::string(7, '\0'));
+}
+
 TEST_F(ContentTest, HashMismatchFailsTheWholeBatch) {
   Batch batch(tree());
   ASSERT_TRUE(StageWhole(batch, "good", "fine").ok());

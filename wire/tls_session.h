@@ -79,6 +79,9 @@ class TlsSession {
   // outgoing(); swaps buffers when it can, so the bytes are not copied. For a caller
   // that hands the bytes to an asynchronous send, which must not see them move.
   void TakeOutgoing(std::vector<std::byte>& into);
+  // Frees the outgoing buffer if it is empty and holds more than `keep` bytes of
+  // capacity (a burst is over; the memory goes back).
+  void ReleaseIdleBuffer(size_t keep);
   size_t pending_input() const { return in_.size() - in_start_; }
 
  private:

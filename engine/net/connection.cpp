@@ -97,6 +97,16 @@ void Connection::TakeOutgoing(std::vector<std::byte>& into) {
   plain_out_start_ = 0;
 }
 
+void Connection::ReleaseIdleBuffer(size_t keep) {
+  if (tls_) {
+    tls_->ReleaseIdleBuffer(keep);
+  } else if (plain_out_start_ == plain_out_.size() && plain_out_.capacity() > keep) {
+    std::vector<std::byte>().swap(plain_out_);
+    plain_out_start_ = 0;
+  }
+  if (scratch_.capacity() > keep) std::vector<std::byte>().swap(scratch_);
+}
+
 Status Connection::Write(std::span<const std::byte> frame) {
   if (tls_) return tls_->Write(frame);
   if (plain_out_.size() - plain_out_start_ + frame.size() >

@@ -834,6 +834,15 @@ void Node::OnSent(const std::shared_ptr<Peer>& peer, int32_t res) {
   }
   peer->tx_sent += static_cast<size_t>(res);
   peer->last_tx_ns = NowNs();
+  if (peer->tx_sent == peer->tx.size() && peer->conn->outgoing_size() == 0) {
+    // Idle after a burst (a resync): give the buffers back rather than keep up to
+    // kOutboxMaxBytes twice per peer for good.
+    if (peer->tx.capacity() > kFlushHighWater) {
+      std::vector<std::byte>().swap(peer->tx);
+      peer->tx_sent = 0;
+    }
+    peer->conn->ReleaseIdleBuffer(kFlushHighWater);
+  }
   StartSend(peer);
 }
 

@@ -1,6 +1,7 @@
 #include "engine/node/node.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -840,8 +841,13 @@ void Node::OnSent(const std::shared_ptr<Peer>& peer, int32_t res) {
     if (peer->tx.capacity() > kFlushHighWater) {
       std::vector<std::byte>().swap(peer->tx);
       peer->tx_sent = 0;
+      peer->conn->ReleaseIdleBuffer(kFlushHighWater);
+      // glibc keeps freed heap memory for reuse; after a burst that is megabytes the
+      // node may not need again for hours, so hand it back (rare: once per burst).
+      malloc_trim(0);
+    } else {
+      peer->conn->ReleaseIdleBuffer(kFlushHighWater);
     }
-    peer->conn->ReleaseIdleBuffer(kFlushHighWater);
   }
   StartSend(peer);
 }

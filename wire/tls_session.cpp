@@ -142,11 +142,11 @@ void TlsSession::TakeOutgoing(std::vector<std::byte>& into) {
   out_start_ = 0;
 }
 
-void TlsSession::ReleaseIdleBuffer(size_t keep) {
-  if (out_start_ == out_.size() && out_.capacity() > keep) {
-    std::vector<std::byte>().swap(out_);
-    out_start_ = 0;
-  }
+bool TlsSession::ReleaseIdleBuffer(size_t keep) {
+  if (out_start_ != out_.size() || out_.capacity() <= keep) return false;
+  std::vector<std::byte>().swap(out_);
+  out_start_ = 0;
+  return true;
 }
 
 Status TlsSession::MapError(int rc, std::string_view what) const {

@@ -81,7 +81,8 @@ class TlsSession {
   void TakeOutgoing(std::vector<std::byte>& into);
   // Frees the outgoing buffer if it is empty and holds more than `keep` bytes of
   // capacity (a burst is over; the memory goes back).
-  void ReleaseIdleBuffer(size_t keep);
+  // Returns whether it freed anything.
+  bool ReleaseIdleBuffer(size_t keep);
   size_t pending_input() const { return in_.size() - in_start_; }
 
  private:

@@ -97,14 +97,20 @@ void Connection::TakeOutgoing(std::vector<std::byte>& into) {
   plain_out_start_ = 0;
 }
 
-void Connection::ReleaseIdleBuffer(size_t keep) {
+bool Connection::ReleaseIdleBuffer(size_t keep) {
+  bool freed = false;
   if (tls_) {
-    tls_->ReleaseIdleBuffer(keep);
+    freed = tls_->ReleaseIdleBuffer(keep);
   } else if (plain_out_start_ == plain_out_.size() && plain_out_.capacity() > keep) {
     std::vector<std::byte>().swap(plain_out_);
     plain_out_start_ = 0;
+    freed = true;
   }
-  if (scratch_.capacity() > keep) std::vector<std::byte>().swap(scratch_);
+  if (scratch_.capacity() > keep) {
+    std::vector<std::byte>().swap(scratch_);
+    freed = true;
+  }
+  return freed;
 }
 
 Status Connection::Write(std::span<const std::byte> frame) {

@@ -61,7 +61,8 @@ class Connection {
   // asynchronous send, whose buffer must stay put until the kernel is done with it.
   void TakeOutgoing(std::vector<std::byte>& into);
   // Frees the (empty) outbox's storage if it is larger than `keep` bytes.
-  void ReleaseIdleBuffer(size_t keep);
+  // Returns whether it freed anything.
+  bool ReleaseIdleBuffer(size_t keep);
   size_t outgoing_size() const { return outgoing().size(); }
 
   bool open() const { return peer_hello_.has_value(); }

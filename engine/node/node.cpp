@@ -838,16 +838,17 @@ void Node::OnSent(const std::shared_ptr<Peer>& peer, int32_t res) {
   if (peer->tx_sent == peer->tx.size() && peer->conn->outgoing_size() == 0) {
     // Idle after a burst (a resync): give the buffers back rather than keep up to
     // kOutboxMaxBytes twice per peer for good.
+    bool freed = false;
     if (peer->tx.capacity() > kFlushHighWater) {
       std::vector<std::byte>().swap(peer->tx);
       peer->tx_sent = 0;
-      peer->conn->ReleaseIdleBuffer(kFlushHighWater);
-      // glibc keeps freed heap memory for reuse; after a burst that is megabytes the
-      // node may not need again for hours, so hand it back (rare: once per burst).
-      malloc_trim(0);
-    } else {
-      peer->conn->ReleaseIdleBuffer(kFlushHighWater);
+      freed = true;
     }
+    if (peer->conn->ReleaseIdleBuffer(kFlushHighWater)) freed = true;
+    // glibc keeps freed heap memory for reuse; after a burst that is megabytes (these
+    // buffers, a resync's manifest) the node may not need again for hours, so hand it
+    // back. Rare: once per burst.
+    if (freed) malloc_trim(0);
   }
   StartSend(peer);
 }

@@ -289,7 +289,7 @@ wait "$wpid"
 # Memory once the fresh primary tracks every file of the spool (init + the writer runs)
 # and the standby holds them all: the steady state, not the resync's send queue (up to
 # 4 MiB in flight plus 4 MiB queued, freed once it drains).
-sleep 1
+sleep 3
 "${H[@]}" rss "$PRIMARY_PID" "$STANDBY_PID" "$(grep 'event=resync_sent' "$WORK/primary.log" | tail -n 1)" \
   >"$RAW/rss_init.json"
 "${H[@]}" compare "$SP/init" "$SS/init" >"$RAW/init_compare.json"

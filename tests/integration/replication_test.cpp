@@ -41,6 +41,13 @@ void Append(const std::string& path, const std::string& content) {
   close(fd);
 }
 
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // Writes `bytes` of pseudo-random data (every block distinct) in 1 MiB chunks.
 void WriteBig(const std::string& path, uint64_t bytes, uint64_t seed) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -324,13 +331,7 @@ TEST(Replication, WrongKeyIsRefusedAndNothingIsWritten) {
   ASSERT_EQ(std::system((std::string(HASYNC_BIN) + " keygen " + other + " >/dev/null").c_str()), 0);
   fs::rename(other, pair.key_file() + ".primary");
   std::string cfg = pair.config(P::kPrimary);
-  std::string text;
-  {
-    std::ifstream in(cfg);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  std::string text = ReadText(cfg);
   size_t pos = text.find(pair.key_file());
   ASSERT_NE(pos, std::string::npos);
   text.replace(pos, pair.key_file().size(), pair.key_file() + ".primary");
@@ -356,13 +357,7 @@ TEST(Replication, AStandbyRefusingAnUnknownPeerTellsItWhy) {
   REQUIRE_ROOT();
   P pair("unknownpeer");
   std::string cfg = pair.config(P::kStandby);
-  std::string text;
-  {
-    std::ifstream in(cfg);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  std::string text = ReadText(cfg);
   size_t peer = text.find("[peer]\nname = \"");
   ASSERT_NE(peer, std::string::npos) << text;
   text.insert(peer + std::string("[peer]\nname = \"").size(), "not-");

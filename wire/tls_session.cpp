@@ -86,9 +86,8 @@ Result<std::unique_ptr<TlsSession>> TlsSession::Create(TlsRole role, std::span<c
 
 int TlsSession::SendCb(void* self, const unsigned char* buf, size_t len) {
   auto* s = static_cast<TlsSession*>(self);
-  if (s->out_.size() - s->out_start_ + len > kTlsOutBufferMax) return MBEDTLS_ERR_SSL_WANT_WRITE;
-  const auto* b = reinterpret_cast<const std::byte*>(buf);
-  s->out_.insert(s->out_.end(), b, b + len);
+  if (s->out_.size() + len > kTlsOutBufferMax) return MBEDTLS_ERR_SSL_WANT_WRITE;
+  s->out_.Append({reinterpret_cast<const std::byte*>(buf), len});
   return static_cast<int>(len);
 }
 
@@ -117,36 +116,6 @@ Status TlsSession::Feed(std::span<const std::byte> ciphertext) {
   }
   in_.insert(in_.end(), ciphertext.begin(), ciphertext.end());
   return Status::Ok();
-}
-
-void TlsSession::ConsumeOutgoing(size_t n) {
-  HASYNC_ASSERT(n <= out_.size() - out_start_);
-  out_start_ += n;
-  if (out_start_ == out_.size()) {
-    out_.clear();
-    out_start_ = 0;
-  } else if (out_start_ > (1u << 20) && out_start_ * 2 > out_.size()) {
-    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_start_));
-    out_start_ = 0;
-  }
-}
-
-void TlsSession::TakeOutgoing(std::vector<std::byte>& into) {
-  into.clear();
-  if (out_start_ == 0) {
-    into.swap(out_);  // out_ keeps into's old storage for the next records
-  } else {
-    into.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_start_), out_.end());
-    out_.clear();
-  }
-  out_start_ = 0;
-}
-
-bool TlsSession::ReleaseIdleBuffer(size_t keep) {
-  if (out_start_ != out_.size() || out_.capacity() <= keep) return false;
-  std::vector<std::byte>().swap(out_);
-  out_start_ = 0;
-  return true;
 }
 
 Status TlsSession::MapError(int rc, std::string_view what) const {

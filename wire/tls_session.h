@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "base/byte_queue.h"
 #include "base/status.h"
 
 namespace hasync::wire {
@@ -71,18 +72,16 @@ class TlsSession {
   // Queues a close_notify alert.
   Status Close();
 
-  std::span<const std::byte> outgoing() const {
-    return {out_.data() + out_start_, out_.size() - out_start_};
-  }
-  void ConsumeOutgoing(size_t n);
+  std::span<const std::byte> outgoing() const { return out_.data(); }
+  void ConsumeOutgoing(size_t n) { out_.Consume(n); }
   // Moves everything in outgoing() into `into` (replacing its contents) and empties
   // outgoing(); swaps buffers when it can, so the bytes are not copied. For a caller
   // that hands the bytes to an asynchronous send, which must not see them move.
-  void TakeOutgoing(std::vector<std::byte>& into);
+  void TakeOutgoing(std::vector<std::byte>& into) { out_.Take(into); }
   // Frees the outgoing buffer if it is empty and holds more than `keep` bytes of
   // capacity (a burst is over; the memory goes back).
   // Returns whether it freed anything.
-  bool ReleaseIdleBuffer(size_t keep);
+  bool ReleaseIdleBuffer(size_t keep) { return out_.ReleaseIfIdle(keep); }
   size_t pending_input() const { return in_.size() - in_start_; }
 
  private:
@@ -95,8 +94,7 @@ class TlsSession {
   std::unique_ptr<Impl> impl_;
   std::vector<std::byte> in_;
   size_t in_start_ = 0;
-  std::vector<std::byte> out_;
-  size_t out_start_ = 0;
+  ByteQueue out_;
   bool established_ = false;
   Status failed_;
 };

@@ -61,51 +61,27 @@ Status Connection::Feed(std::span<const std::byte> bytes) {
 
 std::span<const std::byte> Connection::outgoing() const {
   if (tls_) return tls_->outgoing();
-  return {plain_out_.data() + plain_out_start_, plain_out_.size() - plain_out_start_};
+  return plain_out_.data();
 }
 
 void Connection::Consume(size_t n) {
   if (tls_) {
     tls_->ConsumeOutgoing(n);
-    return;
-  }
-  HASYNC_ASSERT(n <= plain_out_.size() - plain_out_start_);
-  plain_out_start_ += n;
-  if (plain_out_start_ == plain_out_.size()) {
-    plain_out_.clear();
-    plain_out_start_ = 0;
-  } else if (plain_out_start_ > (1u << 20) && plain_out_start_ * 2 > plain_out_.size()) {
-    plain_out_.erase(plain_out_.begin(),
-                     plain_out_.begin() + static_cast<std::ptrdiff_t>(plain_out_start_));
-    plain_out_start_ = 0;
+  } else {
+    plain_out_.Consume(n);
   }
 }
 
 void Connection::TakeOutgoing(std::vector<std::byte>& into) {
   if (tls_) {
     tls_->TakeOutgoing(into);
-    return;
-  }
-  into.clear();
-  if (plain_out_start_ == 0) {
-    into.swap(plain_out_);
   } else {
-    into.assign(plain_out_.begin() + static_cast<std::ptrdiff_t>(plain_out_start_),
-                plain_out_.end());
-    plain_out_.clear();
+    plain_out_.Take(into);
   }
-  plain_out_start_ = 0;
 }
 
 bool Connection::ReleaseIdleBuffer(size_t keep) {
-  bool freed = false;
-  if (tls_) {
-    freed = tls_->ReleaseIdleBuffer(keep);
-  } else if (plain_out_start_ == plain_out_.size() && plain_out_.capacity() > keep) {
-    std::vector<std::byte>().swap(plain_out_);
-    plain_out_start_ = 0;
-    freed = true;
-  }
+  bool freed = tls_ ? tls_->ReleaseIdleBuffer(keep) : plain_out_.ReleaseIfIdle(keep);
   if (scratch_.capacity() > keep) {
     std::vector<std::byte>().swap(scratch_);
     freed = true;
@@ -115,11 +91,10 @@ bool Connection::ReleaseIdleBuffer(size_t keep) {
 
 Status Connection::Write(std::span<const std::byte> frame) {
   if (tls_) return tls_->Write(frame);
-  if (plain_out_.size() - plain_out_start_ + frame.size() >
-      wire::kTlsOutBufferMax + wire::kFrameMax) {
+  if (!PlainOutboxHasRoom(frame.size())) {
     return Status(Code::kResourceExhausted, "outgoing buffer full");
   }
-  plain_out_.insert(plain_out_.end(), frame.begin(), frame.end());
+  plain_out_.Append(frame);
   return Status::Ok();
 }
 
@@ -249,12 +224,10 @@ Status Connection::Send(uint64_t epoch, uint64_t seq, const wire::Message& messa
     scratch_.clear();
     wire::EncodeFrame(epoch, seq, message, scratch_);
     s = tls_->Write(scratch_);
-    if (scratch_.capacity() > kScratchKeepBytes) scratch_ = {};
-  } else if (plain_out_.size() - plain_out_start_ + wire::EncodedFrameSize(message) >
-             wire::kTlsOutBufferMax + wire::kFrameMax) {
+  } else if (!PlainOutboxHasRoom(wire::EncodedFrameSize(message))) {
     s = Status(Code::kResourceExhausted, "outgoing buffer full");
   } else {
-    wire::EncodeFrame(epoch, seq, message, plain_out_);  // straight into the outbox
+    wire::EncodeFrame(epoch, seq, message, plain_out_.back());  // straight into the outbox
   }
   if (!s.ok()) return Fail(s);
   return Status::Ok();

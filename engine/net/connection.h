@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <array>
+#include "base/byte_queue.h"
 #include "base/status.h"
 
 #include "wire/frame.h"
@@ -77,6 +78,10 @@ class Connection {
   Status Advance();
   Status Fail(Status s);
   Status Write(std::span<const std::byte> frame);
+  // Plain mode: the outbox's bound (the TLS layer's, plus one frame).
+  bool PlainOutboxHasRoom(size_t bytes) const {
+    return plain_out_.size() + bytes <= wire::kTlsOutBufferMax + wire::kFrameMax;
+  }
   // Plain mode: consumes CHALLENGE/RESPONSE frames until the peer is authenticated.
   Status PlainAuth();
   std::array<std::byte, 32> Mac(wire::AuthSide side, const wire::Nonce& peer_nonce,
@@ -90,8 +95,7 @@ class Connection {
   wire::Nonce peer_nonce_{};
   bool response_sent_ = false;
   bool peer_authenticated_ = false;
-  std::vector<std::byte> plain_out_;
-  size_t plain_out_start_ = 0;
+  ByteQueue plain_out_;
   wire::FrameDecoder decoder_;
   wire::Hello my_hello_;
   uint64_t my_epoch_ = 0;
@@ -100,8 +104,7 @@ class Connection {
   uint64_t peer_epoch_ = 0;
   std::vector<std::byte> plain_;
   // TLS mode: each frame is encoded here before it is encrypted (kept between frames,
-  // up to kScratchKeepBytes, so a stream of extents allocates nothing).
-  static constexpr size_t kScratchKeepBytes = wire::kFrameMax;
+  // so a stream of extents allocates nothing; at most one frame, freed when idle).
   std::vector<std::byte> scratch_;
   Status failed_;
 };

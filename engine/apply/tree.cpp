@@ -37,7 +37,6 @@ timespec ToTimespec(int64_t ns) {
   return ts;
 }
 
-// Only a filesystem that cannot share blocks answers FICLONE with these.
 // Feeds n zero bytes (a hole) to an XXH3 stream.
 void HashZeros(XXH3_state_t* state, uint64_t n) {
   static const std::vector<std::byte> kZeroChunk(kHashChunkBytes);
@@ -48,6 +47,7 @@ void HashZeros(XXH3_state_t* state, uint64_t n) {
   }
 }
 
+// Only a filesystem that cannot share blocks answers FICLONE with these.
 bool CloneUnsupported(int err) {
   return err == EOPNOTSUPP || err == EXDEV || err == EINVAL || err == ENOTTY || err == ENOSYS ||
          err == EBADF;
@@ -553,10 +553,8 @@ Status Batch::VerifyHash(StagedFile& file, uint64_t size, Hash128 expected) {
         return ErrnoStatus(errno, fmt::format("lseek SEEK_DATA in temp of {}", file.path));
       }
       if (data_at > pos) {  // a hole: zeros, no read
-        static const std::vector<std::byte> kZeros(kHashChunkBytes);
-        uint64_t n = std::min<uint64_t>(data_at - pos, kZeros.size());
-        XXH3_128bits_update(&state, kZeros.data(), static_cast<size_t>(n));
-        pos += n;
+        HashZeros(&state, data_at - pos);
+        pos = data_at;
         continue;
       }
       off_t hole = ::lseek(file.fd.get(), static_cast<off_t>(pos), SEEK_HOLE);

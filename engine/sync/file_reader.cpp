@@ -22,7 +22,8 @@ std::unique_ptr<FileReader> FileReader::Create(bool use_io_uring) {
   }
   auto probe = iouring::OpcodeProbe::Query(*ring);
   if (!probe.ok() || !probe->Supports(IORING_OP_READ)) {
-    r->fallback_reason_ = probe.ok() ? "kernel lacks IORING_OP_READ" : probe.status().ToString();
+    r->fallback_reason_ =
+        probe.ok() ? "kernel lacks IORING_OP_READ" : probe.status().ToString();
     return r;
   }
   r->ring_.emplace(std::move(ring).value());
@@ -49,7 +50,7 @@ void FileReader::Start(int fd, std::vector<ReadChunk> chunks) {
   Finish();
   fd_ = fd;
   chunks_ = std::move(chunks);
-  if (!ring()) return;
+  if (!uses_io_uring()) return;
   while (next_submit_ < chunks_.size() && next_submit_ < kReadAhead) {
     if (!Submit(next_submit_).ok()) break;  // Next() reads that chunk with pread instead
     ++next_submit_;
@@ -77,15 +78,15 @@ Status FileReader::Submit(size_t chunk) {
   return Status::Ok();
 }
 
-Status FileReader::Reap(bool wait) {
-  std::vector<iouring::Completion> done;
-  ASSIGN_OR_RETURN(size_t n, ring_->Reap(done, wait ? 1u : 0u, -1));
+Status FileReader::Reap() {
+  reaped_.clear();
+  ASSIGN_OR_RETURN(size_t n, ring_->Reap(reaped_, 1, -1));
   for (size_t i = 0; i < n; ++i) {
-    Slot& slot = slots_[done[i].user_data];
+    Slot& slot = slots_[reaped_[i].user_data];
     HASYNC_ASSERT(slot.in_flight);
     slot.in_flight = false;
     slot.done = true;
-    slot.res = done[i].res;
+    slot.res = reaped_[i].res;
     --in_flight_;
   }
   return Status::Ok();
@@ -118,14 +119,15 @@ Result<ReadPiece> FileReader::Next() {
   const size_t index = next_return_;
   const ReadChunk& chunk = chunks_[index];
   Result<ReadPiece> piece = Status(Code::kInternal, "unset");
-  if (!ring() || index >= next_submit_) {
+  if (!uses_io_uring() || index >= next_submit_) {
     piece = ReadSync(chunk, TakeBuffer(chunk.len), 0);
-    if (ring() && index == next_submit_) ++next_submit_;  // read here, not through the ring
+    if (uses_io_uring() && index == next_submit_)
+      ++next_submit_;  // read here, not through the ring
   } else {
     Slot& slot = slots_[index % kReadAhead];
     HASYNC_ASSERT(slot.chunk == index);
     while (!slot.done) {
-      Status s = Reap(true);
+      Status s = Reap();
       if (!s.ok()) {
         Finish();
         return s.Annotate("wait for a file read");
@@ -148,7 +150,7 @@ Result<ReadPiece> FileReader::Next() {
     Finish();
     return piece;
   }
-  if (ring()) {
+  if (uses_io_uring()) {
     bool submitted = false;
     while (next_submit_ < chunks_.size() && next_submit_ < next_return_ + kReadAhead) {
       if (!Submit(next_submit_).ok()) break;
@@ -161,16 +163,17 @@ Result<ReadPiece> FileReader::Next() {
 }
 
 void FileReader::Finish() {
-  while (ring() && in_flight_ > 0) {
-    Status s = Reap(true);
+  while (uses_io_uring() && in_flight_ > 0) {
+    Status s = Reap();
     if (!s.ok()) {  // never seen; never spin
       broken_ = true;
       fallback_reason_ = s.ToString();
     }
   }
   for (Slot& slot : slots_) {
-    if (!slot.in_flight && slot.buf.capacity() > 0) Recycle(std::move(slot.buf));
-    if (!slot.in_flight) slot = Slot{};
+    if (slot.in_flight) continue;  // only after a broken ring: the kernel may still write
+    Recycle(std::move(slot.buf));
+    slot = Slot{};
   }
   chunks_.clear();
   next_submit_ = next_return_ = 0;

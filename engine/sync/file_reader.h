@@ -73,10 +73,9 @@ class FileReader {
   FileReader() = default;
   std::vector<std::byte> TakeBuffer(size_t len);
   Status Submit(size_t chunk);
-  Status Reap(bool wait);
+  // Waits for at least one read in flight and marks every finished one done.
+  Status Reap();
   Result<ReadPiece> ReadSync(const ReadChunk& chunk, std::vector<std::byte> buf, size_t already);
-
-  bool ring() const { return uses_io_uring(); }
 
   std::optional<iouring::Ring> ring_;
   // The ring failed to reap (never seen): reads in flight keep their slots (and
@@ -90,6 +89,7 @@ class FileReader {
   std::vector<Slot> slots_;                    // kReadAhead; chunk i lives in slot i % kReadAhead
   std::vector<std::vector<std::byte>> spare_;  // at most kReadAhead recycled buffers
   unsigned in_flight_ = 0;
+  std::vector<iouring::Completion> reaped_;  // scratch of Reap()
 };
 
 }  // namespace hasync::engine

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   close(fd);
-  std::printf("{\"bytes\": %zu, \"seconds\": %.4f, \"mb_per_s\": %.1f}\n", total, s, total / s / 1e6);
+  std::printf("{\"bytes\": %zu, \"seconds\": %.4f, \"mb_per_s\": %.1f}\n", total, s,
+              total / s / 1e6);
   return 0;
 }

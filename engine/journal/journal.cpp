@@ -177,9 +177,14 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   HASYNC_ASSERT(root < root_count_);
   ++seq_;
   ++stats_.pushed;
-  // The old target was replaced: its pending Upserts would read the renamed object.
-  KillUpsertsUnder(root, to, is_dir, nullptr);
+  // Pending Upserts at or below the target move behind the rename too. Either they
+  // were of the replaced object (read before the rename they would ship the renamed
+  // object's content ahead of its rename; read after it, they find it unchanged) or
+  // they are of the renamed object itself: the watcher names a file by its directory's
+  // handle, resolved when the event is read, so a file written in `from/…` just before
+  // the rename is reported under `to/…`. Dropping them lost that file.
   std::vector<std::string> moved;
+  KillUpsertsUnder(root, to, is_dir, &moved);
   KillUpsertsUnder(root, from, is_dir, &moved);
   Append(Change{ChangeKind::kRename, root, std::string(to), std::string(from), 0});
   for (const std::string& suffix : moved) {
@@ -188,6 +193,11 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
     path += suffix;
     Append(Change{ChangeKind::kUpsert, root, std::move(path), "", 0});
   }
+  // A directory: the sender may already have taken an Upsert of something inside it
+  // under the old name and found nothing there (the rename came first on disk, its event
+  // later), so no pending entry would ever name that file again. A rescan of the new
+  // name compares the whole moved subtree with the model and ships what it lacks.
+  if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
 }
 
 void Journal::Rescan(uint32_t root, std::string_view subtree) {

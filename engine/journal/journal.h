@@ -16,9 +16,14 @@
 // - Renames: a pending Upsert of a path under a renamed directory (or of the renamed
 //   file) is rewritten to the new name and moved behind the Rename: once the rename has
 //   happened the old name no longer exists on the primary, so the content can only be
-//   read under the new one. A pending Upsert of the rename's *target* (or below it) is
-//   dropped: that object was replaced, and reading the target now would ship the
-//   renamed file's content under the old name ahead of the rename.
+//   read under the new one. A pending Upsert of the rename's *target* (or below it)
+//   moves behind the Rename as well: read before it, it would ship the renamed file's
+//   content under the target ahead of the rename; and it may name the renamed object
+//   itself, because the watcher resolves a directory handle to its path when it reads
+//   the event, which can be after the rename. A directory Rename is followed by a
+//   Rescan of its new name: an Upsert of a file inside it that the sender took before
+//   the rename's event arrived found nothing under the old name, and only a rescan of
+//   the new one finds that file again.
 // - Bounded memory: at most `max_entries` entries and `max_bytes` of path text. Going
 //   past either collapses the journal into one Rescan per root ("overflow"); a rescan
 //   compares the primary with what the standby acknowledged, so nothing is missed.

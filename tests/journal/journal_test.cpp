@@ -65,11 +65,23 @@ TEST(Journal, PendingUpsertOfRenamedFileMovesBehindTheRename) {
   EXPECT_EQ(j.stats().rewritten, 1u);
 }
 
-TEST(Journal, PendingUpsertOfRenameTargetIsDropped) {
+TEST(Journal, PendingUpsertOfRenameTargetMovesBehindTheRename) {
   Journal j({}, 1);
   j.Upsert(0, "job.JB");  // the old object at the target name
   j.Rename(0, "job.JB.tmp", "job.JB", false);
-  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename job.JB.tmp->job.JB"}));
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename job.JB.tmp->job.JB", "upsert job.JB"}));
+}
+
+// Pins a lost file seen under load in Replication.EveryKindOfChangeReplicates: `a/b/inside`
+// written, then `a` renamed to `c/a-moved`; the watcher resolved `b`'s handle after the
+// rename and reported the write as `c/a-moved/b/inside`, ahead of the rename. The
+// journal dropped it as an Upsert of the rename's target, and the file never shipped.
+TEST(Journal, AWriteReportedUnderTheRenamedDirectorysNewNameIsKept) {
+  Journal j({}, 1);
+  j.Upsert(0, "c/a-moved/b/inside");  // path resolved after the rename
+  j.Rename(0, "a", "c/a-moved", true);
+  EXPECT_EQ(Render(TakeAll(j)),
+            (Lines{"rename a->c/a-moved", "upsert c/a-moved/b/inside", "rescan c/a-moved"}));
 }
 
 TEST(Journal, DirectoryRenameRewritesEveryPendingUpsertBelowIt) {
@@ -80,7 +92,7 @@ TEST(Journal, DirectoryRenameRewritesEveryPendingUpsertBelowIt) {
   j.Upsert(0, "dd/not-below");  // shares a prefix but is not inside d/
   j.Rename(0, "d", "e", true);
   EXPECT_EQ(Render(TakeAll(j)), (Lines{"upsert dd/not-below", "rename d->e", "upsert e",
-                                       "upsert e/a", "upsert e/sub/b"}));
+                                       "upsert e/a", "upsert e/sub/b", "rescan e"}));
 }
 
 TEST(Journal, UpsertAfterTakeIsQueuedAgain) {

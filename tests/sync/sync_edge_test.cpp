@@ -309,6 +309,30 @@ TEST(SyncEdge, LargeFileChangedInsideRenamedDirectory) {
   EXPECT_CONVERGED(f.pair);
 }
 
+// Pins a lost file (seen under load in Replication.EveryKindOfChangeReplicates): a file
+// written inside a directory, then the directory renamed; the sender took the file's
+// Upsert after the rename had happened on disk but before its event arrived, found
+// nothing under the old name, and no later entry named the file under the new one.
+TEST(SyncEdge, FileWrittenInADirectoryRenamedBeforeItsEventArrived) {
+  REQUIRE_ROOT();
+  Fixture f("dir-rename-race");
+  fs::create_directories(f.P("a/b"));
+  fs::create_directories(f.P("c"));
+  f.j().Upsert(0, "a");
+  f.j().Upsert(0, "a/b");
+  f.j().Upsert(0, "c");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  WriteFile(f.P("a/b/inside"), "inside a directory that moves");
+  f.j().Upsert(0, "a/b/inside");
+  fs::rename(f.P("a"), f.P("c/a-moved"));
+  f.pair.Ship();                            // the Upsert finds nothing at a/b/inside
+  f.j().Rename(0, "a", "c/a-moved", true);  // the rename's event, read late
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ReadFile(f.S("c/a-moved/b/inside")), "inside a directory that moves");
+}
+
 TEST(SyncEdge, RenameOfFileTheStandbyNeverReceived) {
   REQUIRE_ROOT();
   Fixture f("ren-unsent");

@@ -44,7 +44,7 @@ inline constexpr IntBounds kMinFailoverIntervalMsBounds{0, 86'400'000};
 inline constexpr IntBounds kProbeIntervalMsBounds{100, 600'000};
 inline constexpr IntBounds kProbeTimeoutMsBounds{10, 600'000};
 inline constexpr IntBounds kHookTimeoutMsBounds{100, 3'600'000};
-inline constexpr IntBounds kDataStreamsBounds{1, 16};
+inline constexpr IntBounds kDataStreamsBounds{0, 16};
 inline constexpr IntBounds kJournalMemoryBytesBounds{16 * kMiB, 64 * kGiB};
 inline constexpr IntBounds kMaxBatchBytesBounds{64 * kKiB, 1 * kGiB};
 inline constexpr IntBounds kMaxBatchFilesBounds{1, 65'536};

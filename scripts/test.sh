@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and .ci/run calls it:
 #   install packages → build → every test (ctest) → every test again under ASan+UBSan →
-#   the lock-window tests under ThreadSanitizer → the fuzz targets briefly (clang).
+#   the threaded tests under ThreadSanitizer → the fuzz targets briefly (clang).
 # Must run as root on Debian 12. Each stage prints what it runs and how long it took.
 # A failing stage does not hide the others: every stage runs (a stage whose build fails
 # runs no tests), and the script exits non-zero if any stage failed. The run ends with a
@@ -127,12 +127,13 @@ asan() {
       run_ctest asan --test-dir build-asan -j "$jobs" --timeout 900
 }
 
-# Only lockwin_test is built; the "tsan" label (tests/lockwin/CMakeLists.txt) selects its
-# tests, and --no-tests=error makes an empty selection fail rather than pass.
+# Only the binaries with threads are built (lockwin_test; the data streams' frame_queue_test
+# and data_stream_test); the "tsan" label selects their tests, and --no-tests=error makes an
+# empty selection fail rather than pass.
 tsan() {
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_TSAN=ON \
     -DHASYNC_BUILD_BENCH=OFF >/dev/null &&
-    ninja -C build-tsan -j "$jobs" lockwin_test &&
+    ninja -C build-tsan -j "$jobs" lockwin_test frame_queue_test data_stream_test &&
     TSAN_OPTIONS=halt_on_error=1 run_ctest tsan --test-dir build-tsan -L tsan --timeout 900
 }
 
@@ -162,5 +163,5 @@ if [[ ${HASYNC_TEST_QUICK:-0} == 1 ]]; then
 fi
 
 run_stage "every test under ASan + UBSan (build-asan/)" asan
-run_stage "lock-window tests under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan
+run_stage "threaded tests (lock window, data streams) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan
 run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,6 +29,7 @@
 #include "engine/keyfile.h"
 #include "engine/log.h"
 #include "engine/net/connection.h"
+#include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
@@ -60,6 +62,10 @@ constexpr size_t kMaxPendingHandshakes = 8;
 constexpr size_t kWatchDrainBatch = 4096;
 constexpr int64_t kBindRetryMs = 10'000;  // listen address still held by a dead predecessor
 constexpr int64_t kBindRetryStepMs = 100;
+// Files at least this big ship their content on a data stream (when the session has
+// any); smaller ones inline on the control stream, where a file costs no wait for
+// another connection.
+constexpr uint64_t kDataStreamMinBytes = 256 * 1024;
 
 int64_t NowNs() {
   timespec ts{};
@@ -120,6 +126,11 @@ struct Peer {
   iouring::Loop::Token send_token = 0;
   int64_t last_tx_ns = 0;  // the socket last accepted bytes (or a send began)
   Status send_failed;      // sticky
+  // Standby: the connection became a data stream; its thread owns the socket now.
+  bool handed_off = false;
+  // Standby control stream: no receive posted while a FILE_END waits for data-stream
+  // content (ResumeControl posts it again).
+  bool recv_held = false;
 
   size_t queued() const { return (tx.size() - tx_sent) + (conn ? conn->outgoing_size() : 0); }
 };
@@ -147,6 +158,17 @@ class Node : public MessageSink {
     if (!active_ || active_->dead || !active_->conn->open()) {
       return Unavailable("no session to send on");
     }
+    if (!data_out_.empty()) {
+      // A large file's content goes to one data stream, all of it, in order.
+      if (const auto* begin = std::get_if<wire::FileBegin>(&message)) {
+        route_seq_ = begin->size >= kDataStreamMinBytes ? seq : 0;
+        if (route_seq_ != 0) route_to_ = PickDataStream();
+      } else if (seq != 0 && seq == route_seq_ &&
+                 (std::holds_alternative<wire::Extent>(message) ||
+                  std::holds_alternative<wire::Hole>(message))) {
+        return EnqueueData(seq, std::move(message));
+      }
+    }
     RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
     if (active_->conn->outgoing_size() > kFlushHighWater) return Flush(active_);
     return Status::Ok();
@@ -167,10 +189,28 @@ class Node : public MessageSink {
   void OnConnected(const std::shared_ptr<Peer>& peer, int32_t res);
   void OnBytes(const std::shared_ptr<Peer>& peer, size_t n);
   Status HandleFrames(const std::shared_ptr<Peer>& peer);
-  Status OnOpened(const std::shared_ptr<Peer>& peer);
+  // `first`: the frame Next() returned with the peer's HELLO, if any; a data stream's
+  // goes to its thread (and is reset here), a control stream's is handled as usual.
+  Status OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first);
   Status OnPrimaryFrame(const wire::Frame& frame);
   Status FinishResync();
   Status OnStandbyFrame(const wire::Frame& frame);
+  // Data streams. Primary: open them once the control session is open; route.
+  Status StartDataStreams(const wire::Hello& peer_hello);
+  void StopDataStreams();
+  DataStreamOut* PickDataStream();
+  Status EnqueueData(uint64_t seq, wire::Message message);
+  // Standby: adopt an opened connection as a data stream of the active session.
+  // `first`: a frame that came with the HELLO, for the stream's thread to take first.
+  Status AdoptDataStream(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame> first);
+  void PostDataEvent();
+  // Hands data-stream frames to the receiver; resumes the control stream once a
+  // waiting FILE_END has its content.
+  void PumpData();
+  void ResumeControl();
+  bool ControlHeld(const std::shared_ptr<Peer>& peer) const {
+    return state_.role == NodeRole::kStandby && peer == active_ && receiver_->waiting_for_data();
+  }
   // Starts sending what the peer's connection has queued (asynchronously) and, if more
   // than kOutboxMaxBytes are queued, waits for the send in flight until fewer are:
   // the producer's backpressure. Returns the send's sticky error.
@@ -211,6 +251,10 @@ class Node : public MessageSink {
   std::unique_ptr<Journal> journal_;
   std::vector<UniqueFd> root_fds_;
   std::unique_ptr<Sender> sender_;
+  std::vector<std::unique_ptr<DataStreamOut>> data_out_;
+  uint64_t route_seq_ = 0;  // the file whose content goes to route_to_
+  DataStreamOut* route_to_ = nullptr;
+  size_t next_stream_ = 0;
   Session session_ = Session::kIdle;
   int64_t next_connect_ns_ = 0;
   int64_t backoff_ms_ = kBackoffMinMs;
@@ -222,6 +266,9 @@ class Node : public MessageSink {
   std::unique_ptr<apply::UringFsOps> fs_ops_;
   std::vector<std::unique_ptr<apply::Tree>> trees_;
   std::unique_ptr<Receiver> receiver_;
+  std::vector<std::unique_ptr<DataStreamIn>> data_in_;
+  UniqueFd data_event_fd_;  // eventfd the data streams' threads write
+  uint64_t data_event_count_ = 0;
 };
 
 // ---- start-up -----------------------------------------------------------------------------
@@ -275,11 +322,6 @@ Status Node::Init() {
   if (cfg_.transport.mode == TransportMode::kPlain) {
     Log(Level::kWarn, "plain_transport")
         .kv("note", "file contents and names cross the network unencrypted (authenticated only)");
-  }
-  if (cfg_.transport.data_streams > 1) {
-    Log(Level::kInfo, "data_streams_unused")
-        .kv("configured", cfg_.transport.data_streams)
-        .kv("note", "this build sends all content on the control stream");
   }
   RETURN_IF_ERROR(Listen());
   return state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby();
@@ -372,6 +414,8 @@ Status Node::InitStandby() {
   }
   receiver_ = std::make_unique<Receiver>(raw, *this);
   receiver_->set_last_applied_seq(state_.last_applied_seq);
+  data_event_fd_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
+  if (!data_event_fd_) return ErrnoStatus(errno, "eventfd for data streams");
   return Status::Ok();
 }
 
@@ -381,6 +425,11 @@ wire::Hello Node::MyHello() const {
   h.node_id = state_.node_id;
   h.session_id = session_id_;
   h.capabilities = wire::kCapXattr | wire::kCapDelta | wire::kCapSparse;
+  // A standby takes data streams whatever its own setting; a primary offers to open
+  // them only when configured to.
+  if (state_.role == NodeRole::kStandby || cfg_.transport.data_streams > 0) {
+    h.capabilities |= wire::kCapDataStreams;
+  }
   h.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
   h.node_name = cfg_.node.name;
   return h;
@@ -391,6 +440,7 @@ wire::Hello Node::MyHello() const {
 Status Node::Run() {
   PostAccept();
   if (watcher_) PostWatch();
+  if (data_event_fd_) PostDataEvent();
   ScheduleTick();
   while (fatal_.ok()) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
@@ -401,6 +451,7 @@ Status Node::Run() {
     active_->conn->Close();
     FlushAll(active_, 2'000'000'000).IgnoreError();  // best effort on the way out
   }
+  StopDataStreams();
   if (receiver_) state_.last_applied_seq = receiver_->last_applied_seq();
   LogStats("stop");
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
@@ -448,6 +499,15 @@ void Node::Tick() {
       if (!s.ok()) Drop(active_, s);
     }
   }
+  if (active_ && !active_->dead) {
+    for (const auto& ds : data_out_) {
+      if (Status f = ds->failed(); !f.ok()) {
+        Drop(active_, f);
+        break;
+      }
+    }
+  }
+  if (!data_in_.empty()) PumpData();  // a wake-up the eventfd coalesced away
   if (watcher_) {
     watcher_->Tick();
     DrainWatcher();
@@ -556,7 +616,15 @@ void Node::DrainWatcher() {
   for (int round = 0; round < 64 && watcher_->ready() > 0; ++round) {
     events_.clear();
     watcher_->Drain(&events_, kWatchDrainBatch);
+    const bool debug = LogEnabled(Level::kDebug);
     for (const watch::WatchEvent& e : events_) {
+      if (debug) {
+        Log(Level::kDebug, "watch_event")
+            .kv("kind", static_cast<uint64_t>(e.kind))
+            .kv("root", e.root)
+            .kv("path", e.path)
+            .kv("from", e.old_path);
+      }
       switch (e.kind) {
         case watch::WatchKind::kCreate:
         case watch::WatchKind::kModify:
@@ -587,6 +655,15 @@ Status Node::PumpSender() {
 // ---- connections ---------------------------------------------------------------------------
 
 void Node::StartConnect() {
+  // A fresh session id per connection, so a data stream of an earlier session can never
+  // join this one.
+  std::array<std::byte, 8> sid{};
+  if (Status r = rng_->Fill(sid); !r.ok()) {
+    fatal_ = r;
+    return;
+  }
+  std::memcpy(&session_id_, sid.data(), sid.size());
+  session_id_ |= 1;
   auto peer = std::make_shared<Peer>();
   peer->fd = UniqueFd(socket(peer_addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   peer->outbound = true;
@@ -644,17 +721,24 @@ void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
   // Time this node spent handling what arrived (a manifest walk, a big commit) is not
   // the peer's silence.
   peer->last_rx_ns = NowNs();
-  if (!peer->dead) PostRecv(peer);
+  if (peer->dead) return;
+  if (ControlHeld(peer)) {
+    peer->recv_held = true;  // the bytes after the waiting FILE_END stay unread
+  } else {
+    PostRecv(peer);
+  }
 }
 
 Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
   bool was_open = peer->conn->open();
   for (int i = 0; i < 100'000 && !peer->dead; ++i) {
+    if (ControlHeld(peer)) return Status::Ok();  // ResumeControl goes on from here
     auto next = peer->conn->Next();
     if (!next.ok()) return next.status();
     if (!was_open && peer->conn->open()) {
       was_open = true;
-      RETURN_IF_ERROR(OnOpened(peer));
+      RETURN_IF_ERROR(OnOpened(peer, *next));
+      if (peer->handed_off) return Status::Ok();  // a data stream, now its thread's
     }
     if (!next->has_value()) return Status::Ok();
     const wire::Frame& frame = **next;
@@ -673,7 +757,7 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
   return Status::Ok();
 }
 
-Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
+Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first) {
   const wire::Hello& hello = peer->conn->peer_hello();
   std::string refuse;
   wire::Role want = state_.role == NodeRole::kPrimary ? wire::Role::kStandby : wire::Role::kPrimary;
@@ -685,6 +769,15 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
              " too (two nodes in the same role; see docs/FAILOVER.md)";
   } else if (state_.role == NodeRole::kPrimary && peer->conn->peer_epoch() > state_.epoch) {
     refuse = "standby has a higher epoch " + std::to_string(peer->conn->peer_epoch());
+  }
+  if (refuse.empty() && hello.stream_kind == wire::StreamKind::kData) {
+    if (state_.role != NodeRole::kStandby) {
+      refuse = "a data stream dialled the primary";
+    } else {
+      std::optional<wire::Frame> taken = std::move(first);
+      first.reset();
+      return AdoptDataStream(peer, std::move(taken));
+    }
   }
   if (!refuse.empty()) {
     peer->conn->Send(state_.epoch, 0, wire::Error{wire::ErrorCode::kRoleConflict, refuse})
@@ -706,6 +799,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
     std::erase(pending_, peer);
     active_ = peer;
     receiver_->Reset();
+    receiver_->set_data_streams((hello.capabilities & wire::kCapDataStreams) != 0);
     return Status::Ok();
   }
   // Primary: start over from the standby's manifest.
@@ -716,6 +810,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer) {
   MakeSender();
   sender_->set_next_seq(hello.last_applied_seq + 1);
   sender_->BeginManifest();
+  RETURN_IF_ERROR(StartDataStreams(hello));
   return Emit(0, wire::ManifestRequest{1, ""});
 }
 
@@ -790,6 +885,199 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
   return Status::Ok();
 }
 
+// ---- data streams ------------------------------------------------------------------------
+
+Status Node::StartDataStreams(const wire::Hello& peer_hello) {
+  StopDataStreams();
+  if (cfg_.transport.data_streams == 0) return Status::Ok();
+  if ((peer_hello.capabilities & wire::kCapDataStreams) == 0) {
+    Log(Level::kInfo, "data_streams_off").kv("reason", "the standby does not offer them");
+    return Status::Ok();
+  }
+  for (uint32_t i = 1; i <= cfg_.transport.data_streams; ++i) {
+    DataStreamOut::Options o;
+    o.addr = peer_addr_;
+    o.addr_len = peer_addr_len_;
+    auto key = std::as_bytes(key_.bytes());
+    o.psk.assign(key.begin(), key.end());
+    o.mode = ChannelModeFor();
+    o.hello = MyHello();
+    o.hello.stream_kind = wire::StreamKind::kData;
+    o.hello.stream_index = static_cast<uint16_t>(i);
+    o.epoch = state_.epoch;
+    o.expected_node_id = peer_hello.node_id;
+    ASSIGN_OR_RETURN(auto ds, DataStreamOut::Start(std::move(o)));
+    data_out_.push_back(std::move(ds));
+  }
+  Log(Level::kInfo, "data_streams_started")
+      .kv("count", static_cast<uint64_t>(data_out_.size()))
+      .kv("min_file_bytes", kDataStreamMinBytes);
+  return Status::Ok();
+}
+
+void Node::StopDataStreams() {
+  route_seq_ = 0;
+  route_to_ = nullptr;
+  uint64_t bytes = 0;
+  size_t count = data_out_.size() + data_in_.size();
+  for (auto& ds : data_out_) {
+    ds->Stop();
+    bytes += ds->bytes_sent();
+  }
+  for (auto& ds : data_in_) {
+    ds->Stop();
+    bytes += ds->bytes_received();
+  }
+  data_out_.clear();
+  data_in_.clear();
+  if (count > 0) {
+    Log(Level::kInfo, "data_streams_closed")
+        .kv("count", static_cast<uint64_t>(count))
+        .kv("bytes", bytes);
+  }
+}
+
+DataStreamOut* Node::PickDataStream() {
+  // The least loaded, first looking from the one after the last pick (round robin on ties).
+  DataStreamOut* best = nullptr;
+  size_t best_bytes = 0;
+  for (size_t k = 0; k < data_out_.size(); ++k) {
+    DataStreamOut* ds = data_out_[(next_stream_ + k) % data_out_.size()].get();
+    size_t b = ds->queued_bytes();
+    if (best == nullptr || b < best_bytes) {
+      best = ds;
+      best_bytes = b;
+    }
+  }
+  next_stream_ = (next_stream_ + 1) % data_out_.size();
+  return best;
+}
+
+Status Node::EnqueueData(uint64_t seq, wire::Message message) {
+  DataFrame frame{seq, std::move(message), 0};
+  frame.bytes = DataFrameBytes(frame.message);
+  const int64_t deadline = NowNs() + kDataStreamStallMs * 1'000'000;
+  std::shared_ptr<Peer> control = active_;
+  for (;;) {
+    if (route_to_->TryEnqueue(frame)) return Status::Ok();
+    RETURN_IF_ERROR(route_to_->failed());
+    // Full. The standby may be holding this stream until it reads the FILE_BEGIN still
+    // in the control stream's outbox: keep that one moving while waiting.
+    StartSend(control);
+    if (NowNs() > deadline) {
+      return Unavailable(fmt::format("data stream {} accepted nothing for {} s", route_to_->index(),
+                                     kDataStreamStallMs / 1000));
+    }
+    if (control->sending) {
+      control->waiting = true;
+      loop_->WaitFor(control->send_token, 2'000'000).IgnoreError();  // a timeout is fine
+      control->waiting = false;
+      RETURN_IF_ERROR(control->send_failed);
+      if (control->dead) return Unavailable("session closed while sending");
+    } else {
+      route_to_->WaitForRoom(frame.bytes, 2);
+    }
+  }
+}
+
+Status Node::AdoptDataStream(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame> first) {
+  const wire::Hello& hello = peer->conn->peer_hello();
+  std::string refuse;
+  if (!active_ || active_->dead || !active_->conn->open()) {
+    refuse = "data stream without a control stream";
+  } else if (active_->conn->peer_hello().session_id != hello.session_id) {
+    refuse = "data stream of another session";
+  } else if (hello.stream_index == 0 || hello.stream_index > wire::kDataStreamsMax) {
+    refuse = "data stream index " + std::to_string(hello.stream_index) + " out of range";
+  } else if (std::any_of(data_in_.begin(), data_in_.end(),
+                         [&](const auto& d) { return d->index() == hello.stream_index; })) {
+    refuse = "second data stream with index " + std::to_string(hello.stream_index);
+  }
+  if (!refuse.empty()) {
+    peer->conn->Send(state_.epoch, 0, wire::Error{wire::ErrorCode::kProtocol, refuse})
+        .IgnoreError();
+    Flush(peer).IgnoreError();  // Drop lets this send finish (kCloseLingerNs)
+    return FailedPrecondition(refuse);
+  }
+  // Our HELLO may still be on its way out: let it go before the thread takes over.
+  RETURN_IF_ERROR(FlushAll(peer, kHandshakeTimeoutNs));
+  UniqueFd fd(fcntl(peer->fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd) return ErrnoStatus(errno, "dup a data stream's socket");
+  peer->handed_off = true;
+  peer->dead = true;  // to the event loop; the socket lives on in the thread
+  std::erase(pending_, peer);
+  uint16_t index = hello.stream_index;  // `hello` lives in the connection moved below
+  data_in_.push_back(std::make_unique<DataStreamIn>(std::move(fd), std::move(peer->conn),
+                                                    std::move(first), index, state_.epoch,
+                                                    data_event_fd_.get()));
+  Log(Level::kInfo, "data_stream_open").kv("index", static_cast<uint64_t>(index));
+  return Status::Ok();
+}
+
+void Node::PostDataEvent() {
+  Status s = loop_->Submit(
+      [this](io_uring_sqe* sqe) {
+        io_uring_prep_read(sqe, data_event_fd_.get(), &data_event_count_, sizeof data_event_count_,
+                           0);
+      },
+      [this](int32_t res) {
+        if (res < 0 && res != -EINTR && res != -EAGAIN) {
+          fatal_ = ErrnoStatus(-res, "read the data streams' eventfd");
+          return;
+        }
+        PumpData();
+        PostDataEvent();
+      });
+  if (!s.ok()) fatal_ = s;
+}
+
+void Node::PumpData() {
+  std::shared_ptr<Peer> control = active_;
+  if (!control || control->dead) return;
+  bool progressed = false;
+  for (auto& ds : data_in_) {
+    if (Status f = ds->failed(); !f.ok()) {
+      Drop(control, f);  // content is lost with it: the session resyncs
+      return;
+    }
+    for (int i = 0; i < 4096; ++i) {
+      DataFrame* f = ds->Front();
+      if (f == nullptr) break;
+      auto verdict = receiver_->OnData(f->seq, f->message);
+      if (!verdict.ok()) {
+        Emit(0, wire::Error{wire::ErrorCode::kProtocol,
+                            verdict.status().message().substr(0, wire::kErrorMessageMax)})
+            .IgnoreError();
+        Flush(control).IgnoreError();
+        Drop(control, verdict.status());
+        return;
+      }
+      if (*verdict == Receiver::DataVerdict::kNotYet) break;  // its FILE_BEGIN is behind
+      ds->PopFront();
+      progressed = true;
+    }
+  }
+  if (progressed) control->last_rx_ns = NowNs();
+  if (control->recv_held && !receiver_->waiting_for_data()) ResumeControl();
+}
+
+void Node::ResumeControl() {
+  std::shared_ptr<Peer> control = active_;
+  control->recv_held = false;
+  Status s = HandleFrames(control);
+  if (s.ok() && !control->dead) s = Flush(control);
+  if (!s.ok()) {
+    Drop(control, s);
+    return;
+  }
+  if (control->dead) return;
+  if (ControlHeld(control)) {
+    control->recv_held = true;
+  } else {
+    PostRecv(control);
+  }
+}
+
 // ---- sending: io_uring SEND, one in flight per peer -------------------------------------
 
 void Node::StartSend(const std::shared_ptr<Peer>& peer) {
@@ -820,7 +1108,8 @@ void Node::StartSend(const std::shared_ptr<Peer>& peer) {
 void Node::OnSent(const std::shared_ptr<Peer>& peer, int32_t res) {
   peer->sending = false;
   if (peer->dead) {
-    shutdown(peer->fd.get(), SHUT_RDWR);  // its last send is over (see Drop)
+    // Its last send is over (see Drop); a data stream's socket belongs to its thread.
+    if (!peer->handed_off) shutdown(peer->fd.get(), SHUT_RDWR);
     return;
   }
   if (res == -EINTR || res == -EAGAIN) {
@@ -904,6 +1193,7 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   if (!was_active) return;
   LogStats("session_closed");
   active_.reset();
+  StopDataStreams();
   if (state_.role == NodeRole::kPrimary) {
     session_ = Session::kIdle;
     next_connect_ns_ = NowNs() + backoff_ms_ * 1'000'000;

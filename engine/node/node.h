@@ -8,10 +8,10 @@
 // Standby: listens, accepts one authenticated primary at a time (a newer one replaces
 // an older), applies batches durably (engine/apply) and acknowledges them.
 //
-// The event loop is io_uring (iouring::Loop): accept, connect, receive, the watcher's
-// readiness and timers complete there. Sends are written straight from the
-// connection's outgoing buffer with send(2), waiting with poll(2) when the socket is
-// full (docs/ARCHITECTURE.md explains why).
+// The event loop is io_uring (iouring::Loop): accept, connect, receive, send, the
+// watcher's readiness and timers complete there. The content of large files travels on
+// data streams, each with a thread of its own on both nodes (engine/net/data_stream.h);
+// docs/ARCHITECTURE.md explains both.
 //
 // Failover (lock records, epochs in anger, promotion) arrives with issue 4; here the
 // role is fixed for the life of the process: the persisted role, or --initial-role for

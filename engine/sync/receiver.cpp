@@ -63,6 +63,7 @@ Receiver::~Receiver() = default;
 
 void Receiver::Reset() {
   open_files_.clear();
+  parked_end_.reset();
   for (auto& b : batches_) b.reset();  // Batch's destructor removes unpublished temps
   batch_changes_ = 0;
   last_change_seq_ = last_applied_seq_;
@@ -84,6 +85,11 @@ void Receiver::Fail(Status status) {
 }
 
 Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
+  if (parked_end_) {
+    return FailedPrecondition(
+        "control-stream " + std::string(wire::MessageTypeName(wire::TypeOf(message))) +
+        " while FILE_END of seq " + std::to_string(parked_end_->seq) + " waits for its data");
+  }
   if (wire::IsChangeType(wire::TypeOf(message))) return OnChange(seq, message);
   return std::visit(
       [&](const auto& m) -> Status {
@@ -139,49 +145,20 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
                                    " with no FILE_BEGIN");
           }
           OpenFile& f = it->second;
-          if constexpr (std::is_same_v<T, wire::Extent>) {
-            if (m.file_size != f.begin.size || m.offset + m.data.size() > f.begin.size) {
-              return InvalidArgument("EXTENT [" + std::to_string(m.offset) + ", +" +
-                                     std::to_string(m.data.size()) + ") outside file size " +
-                                     std::to_string(f.begin.size));
-            }
-            ++f.ranges;
-            f.data_bytes += m.data.size();
-            if (batch_failed_.ok()) {
-              Status s = BatchFor(f.root).WriteExtent(f.id, m.offset, m.data);
-              if (!s.ok()) Fail(s);
-            }
-            return Status::Ok();
-          } else if constexpr (std::is_same_v<T, wire::Hole>) {
-            if (m.file_size != f.begin.size || m.offset + m.length > f.begin.size) {
-              return InvalidArgument("HOLE outside file size " + std::to_string(f.begin.size));
-            }
-            if (f.begin.flags & wire::kFileDelta) {
-              // Only whole-file versions start as all holes; a delta would need a punch.
-              return InvalidArgument("HOLE in a delta file version is not supported");
-            }
-            ++f.ranges;  // a new file's unwritten ranges are holes already
-            return Status::Ok();
+          if constexpr (std::is_same_v<T, wire::Extent> || std::is_same_v<T, wire::Hole>) {
+            return ApplyRange(f, m);
           } else if constexpr (std::is_same_v<T, wire::FileEnd>) {
-            if (m.size != f.begin.size || m.range_count != f.ranges ||
-                m.data_bytes != f.data_bytes) {
-              return InvalidArgument("FILE_END counts (" + std::to_string(m.range_count) +
-                                     " ranges, " + std::to_string(m.data_bytes) +
-                                     " bytes) differ from received (" + std::to_string(f.ranges) +
-                                     ", " + std::to_string(f.data_bytes) + ")");
+            if (m.size != f.begin.size) {
+              return InvalidArgument("FILE_END size " + std::to_string(m.size) +
+                                     " differs from FILE_BEGIN's " + std::to_string(f.begin.size));
             }
-            if (batch_failed_.ok()) {
-              apply::FileMeta meta;
-              meta.mode = f.begin.mode;
-              meta.owner = apply::Owner{f.begin.uid, f.begin.gid};
-              meta.mtime_ns = f.begin.mtime_ns;
-              Status s = BatchFor(f.root).FinishFile(f.id, m.size, meta, m.hash);
-              if (!s.ok()) Fail(s);
-              ++stats_.files_applied;
-              stats_.bytes_applied += f.data_bytes;
+            if (data_streams_ && f.ranges <= m.range_count && f.data_bytes <= m.data_bytes &&
+                (f.ranges < m.range_count || f.data_bytes < m.data_bytes)) {
+              // Some of its ranges are still on a data stream: the control stream waits.
+              parked_end_ = ParkedEnd{seq, m};
+              return Status::Ok();
             }
-            open_files_.erase(it);
-            return Status::Ok();
+            return EndFile(it, m);
           } else {
             if (batch_failed_.ok()) {
               Status s = BatchFor(f.root).AbandonFile(f.id);
@@ -274,6 +251,87 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
         }
       },
       message);
+}
+
+template <typename Range>
+Status Receiver::ApplyRange(OpenFile& f, const Range& m) {
+  if constexpr (std::is_same_v<Range, wire::Extent>) {
+    if (m.file_size != f.begin.size || m.offset + m.data.size() > f.begin.size) {
+      return InvalidArgument("EXTENT [" + std::to_string(m.offset) + ", +" +
+                             std::to_string(m.data.size()) + ") outside file size " +
+                             std::to_string(f.begin.size));
+    }
+    ++f.ranges;
+    f.data_bytes += m.data.size();
+    if (batch_failed_.ok()) {
+      Status s = BatchFor(f.root).WriteExtent(f.id, m.offset, m.data);
+      if (!s.ok()) Fail(s);
+    }
+  } else {
+    if (m.file_size != f.begin.size || m.offset + m.length > f.begin.size) {
+      return InvalidArgument("HOLE outside file size " + std::to_string(f.begin.size));
+    }
+    if (f.begin.flags & wire::kFileDelta) {
+      // Only whole-file versions start as all holes; a delta would need a punch.
+      return InvalidArgument("HOLE in a delta file version is not supported");
+    }
+    ++f.ranges;  // a new file's unwritten ranges are holes already
+  }
+  return Status::Ok();
+}
+
+Status Receiver::EndFile(std::map<uint64_t, OpenFile>::iterator it, const wire::FileEnd& m) {
+  OpenFile& f = it->second;
+  if (m.range_count != f.ranges || m.data_bytes != f.data_bytes) {
+    return InvalidArgument("FILE_END counts (" + std::to_string(m.range_count) + " ranges, " +
+                           std::to_string(m.data_bytes) + " bytes) differ from received (" +
+                           std::to_string(f.ranges) + ", " + std::to_string(f.data_bytes) + ")");
+  }
+  if (batch_failed_.ok()) {
+    apply::FileMeta meta;
+    meta.mode = f.begin.mode;
+    meta.owner = apply::Owner{f.begin.uid, f.begin.gid};
+    meta.mtime_ns = f.begin.mtime_ns;
+    Status s = BatchFor(f.root).FinishFile(f.id, m.size, meta, m.hash);
+    if (!s.ok()) Fail(s);
+    ++stats_.files_applied;
+    stats_.bytes_applied += f.data_bytes;
+  }
+  open_files_.erase(it);
+  return Status::Ok();
+}
+
+Result<Receiver::DataVerdict> Receiver::OnData(uint64_t seq, const wire::Message& message) {
+  const auto* extent = std::get_if<wire::Extent>(&message);
+  const auto* hole = std::get_if<wire::Hole>(&message);
+  if (extent == nullptr && hole == nullptr) {
+    return InvalidArgument("unexpected " +
+                           std::string(wire::MessageTypeName(wire::TypeOf(message))) +
+                           " on a data stream");
+  }
+  auto it = open_files_.find(seq);
+  if (it == open_files_.end()) {
+    // Not begun yet: the control stream is behind this data stream.
+    if (seq > last_change_seq_) return DataVerdict::kNotYet;
+    // A file version that was aborted (FILE_ABORT) or is over: nothing to apply it to.
+    ++stats_.ranges_discarded;
+    return DataVerdict::kTaken;
+  }
+  RETURN_IF_ERROR(extent != nullptr ? ApplyRange(it->second, *extent)
+                                    : ApplyRange(it->second, *hole));
+  if (parked_end_ && parked_end_->seq == seq) {
+    const OpenFile& f = it->second;
+    const wire::FileEnd& end = parked_end_->end;
+    if (f.ranges > end.range_count || f.data_bytes > end.data_bytes) {
+      return EndFile(it, end);  // fails with the counts
+    }
+    if (f.ranges == end.range_count && f.data_bytes == end.data_bytes) {
+      wire::FileEnd done = end;
+      parked_end_.reset();
+      RETURN_IF_ERROR(EndFile(it, done));
+    }
+  }
+  return DataVerdict::kTaken;
 }
 
 Status Receiver::OnCommit(const wire::Commit& commit) {

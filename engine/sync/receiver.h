@@ -39,6 +39,7 @@ struct ReceiverStats {
   uint64_t files_applied = 0;
   uint64_t bytes_applied = 0;
   uint64_t manifests_sent = 0;
+  uint64_t ranges_discarded = 0;  // data-stream ranges of aborted file versions
 };
 
 class Receiver {
@@ -53,6 +54,22 @@ class Receiver {
 
   // Drops the open batch (connection lost): its temps are removed, nothing published.
   void Reset();
+
+  // ---- Data streams (docs/PROTOCOL.md §6): EXTENT and HOLE frames may also arrive on
+  // other connections than the control stream, matched to their file by seq.
+  // With data streams on, a FILE_END whose counts are not met yet waits for the rest of
+  // its ranges (waiting_for_data()) instead of failing; off, it fails at once.
+  void set_data_streams(bool on) { data_streams_ = on; }
+  // The caller holds back further control-stream messages while this is true; the data
+  // frame that completes the waiting file ends the wait.
+  bool waiting_for_data() const { return parked_end_.has_value(); }
+  enum class DataVerdict {
+    kTaken,   // applied, or dropped because its file version was aborted
+    kNotYet,  // its FILE_BEGIN has not come yet: keep it at the head of its stream
+  };
+  // One frame from a data stream. Each data stream is in order, so a kNotYet frame
+  // blocks only its own stream; a non-OK result is a protocol violation.
+  Result<DataVerdict> OnData(uint64_t seq, const wire::Message& message);
 
   uint64_t last_applied_seq() const { return last_applied_seq_; }
   void set_last_applied_seq(uint64_t seq) { last_applied_seq_ = seq; }
@@ -71,6 +88,9 @@ class Receiver {
   };
 
   Status OnChange(uint64_t seq, const wire::Message& message);
+  template <typename Range>  // wire::Extent or wire::Hole
+  Status ApplyRange(OpenFile& f, const Range& m);
+  Status EndFile(std::map<uint64_t, OpenFile>::iterator it, const wire::FileEnd& m);
   Status OnCommit(const wire::Commit& commit);
   Status SendManifest(const wire::ManifestRequest& request);
   Status SendBlocks(const wire::BlocksRequest& request);
@@ -89,6 +109,12 @@ class Receiver {
   Status batch_failed_;
   Status last_failure_;
   bool in_resync_ = false;
+  bool data_streams_ = false;
+  struct ParkedEnd {
+    uint64_t seq;
+    wire::FileEnd end;
+  };
+  std::optional<ParkedEnd> parked_end_;
   ReceiverStats stats_;
 };
 

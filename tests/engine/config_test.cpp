@@ -204,8 +204,8 @@ TEST(Config, NumbersOutsideTheirBoundsAreRejected) {
     std::string section, key, value, reason;
   };
   const Case cases[] = {
-      {"transport", "data_streams", "0", "transport.data_streams = 0 is out of range 1..16"},
-      {"transport", "data_streams", "17", "transport.data_streams = 17 is out of range 1..16"},
+      {"transport", "data_streams", "17", "transport.data_streams = 17 is out of range 0..16"},
+      {"transport", "data_streams", "-1", "transport.data_streams = -1 is out of range 0..16"},
       {"failover", "beat_ms", "-5", "failover.beat_ms = -5 is out of range"},
       {"limits", "max_batch_files", "1000000", "limits.max_batch_files = 1000000 is out of range"},
       {"hooks.fence", "timeout_ms", "1", "hooks.fence.timeout_ms = 1 is out of range"},

@@ -156,10 +156,28 @@ class SyncPair {
     FAIL() << "journal did not drain";
   }
 
+  // Data streams as the nodes use them (docs/PROTOCOL.md §6): the content of files of at
+  // least min_bytes goes to one of `streams` simulated data streams (round robin per
+  // file), everything else to the control stream; Drain then delivers from the control
+  // stream and the data streams in an order drawn from `seed`, as far as the receiver
+  // lets each go on (a control stream waiting for data, a data stream ahead of its
+  // FILE_BEGIN). Call after Start().
+  void UseDataStreams(size_t streams, uint64_t min_bytes, uint32_t seed) {
+    data_streams_.assign(streams, {});
+    data_min_bytes_ = min_bytes;
+    order_.seed(seed);
+    receiver_->set_data_streams(true);
+  }
+  uint64_t data_stream_frames() const { return data_stream_frames_; }
+
   // Delivers every queued message both ways until both queues are empty.
   void Drain() {
     for (int round = 0; round < 1'000'000 && !(to_standby_.empty() && to_primary_.empty());
          ++round) {
+      if (!data_streams_.empty()) {
+        DeliverThroughDataStreams();
+        if (::testing::Test::HasFatalFailure()) return;
+      }
       while (!to_standby_.empty()) {
         auto [seq, msg] = to_standby_.Pop();
         Status s = receiver_->OnMessage(seq, msg);
@@ -179,6 +197,62 @@ class SyncPair {
         }
       }
     }
+  }
+
+  void DeliverThroughDataStreams() {
+    using Item = std::pair<uint64_t, wire::Message>;
+    while (!to_standby_.empty()) {
+      Item item = to_standby_.Pop();
+      if (const auto* b = std::get_if<wire::FileBegin>(&item.second)) {
+        route_seq_ = b->size >= data_min_bytes_ ? item.first : 0;
+        if (route_seq_ != 0) route_to_ = next_stream_++ % data_streams_.size();
+      }
+      bool range = std::holds_alternative<wire::Extent>(item.second) ||
+                   std::holds_alternative<wire::Hole>(item.second);
+      if (range && item.first != 0 && item.first == route_seq_) {
+        data_streams_[route_to_].push_back(std::move(item));
+        ++data_stream_frames_;
+      } else {
+        control_.push_back(std::move(item));
+      }
+    }
+    // A data stream whose head waits for its FILE_BEGIN is blocked until the control
+    // stream moves; the control stream while the receiver waits for data.
+    std::vector<bool> blocked(data_streams_.size(), false);
+    for (int step = 0; step < 10'000'000; ++step) {
+      std::vector<size_t> ready;  // index data_streams_.size() = the control stream
+      for (size_t k = 0; k < data_streams_.size(); ++k) {
+        if (!data_streams_[k].empty() && !blocked[k]) ready.push_back(k);
+      }
+      if (!control_.empty() && !receiver_->waiting_for_data())
+        ready.push_back(data_streams_.size());
+      if (ready.empty()) {
+        bool all_empty = control_.empty();
+        for (const auto& q : data_streams_) all_empty = all_empty && q.empty();
+        ASSERT_TRUE(all_empty) << "data streams deadlocked: the control stream "
+                               << (receiver_->waiting_for_data() ? "waits for data" : "is empty")
+                               << " and every data stream waits for a FILE_BEGIN";
+        return;
+      }
+      size_t pick = ready[order_() % ready.size()];
+      if (pick == data_streams_.size()) {
+        Item item = std::move(control_.front());
+        control_.pop_front();
+        Status s = receiver_->OnMessage(item.first, item.second);
+        ASSERT_TRUE(s.ok()) << "receiver (control): " << s.ToString();
+        blocked.assign(blocked.size(), false);
+      } else {
+        auto& q = data_streams_[pick];
+        auto verdict = receiver_->OnData(q.front().first, q.front().second);
+        ASSERT_TRUE(verdict.ok()) << "receiver (data): " << verdict.status().ToString();
+        if (*verdict == engine::Receiver::DataVerdict::kNotYet) {
+          blocked[pick] = true;
+        } else {
+          q.pop_front();
+        }
+      }
+    }
+    FAIL() << "data stream delivery did not finish";
   }
 
   TreeDiff Compare(const CompareOptions& options = {}) const {
@@ -202,6 +276,15 @@ class SyncPair {
   engine::Journal journal_{{}, 1};
   uint64_t nacks_ = 0;
   std::string last_nack_;
+  // UseDataStreams.
+  std::vector<std::deque<std::pair<uint64_t, wire::Message>>> data_streams_;
+  std::deque<std::pair<uint64_t, wire::Message>> control_;
+  uint64_t data_min_bytes_ = 0;
+  uint64_t route_seq_ = 0;
+  size_t route_to_ = 0;
+  size_t next_stream_ = 0;
+  uint64_t data_stream_frames_ = 0;
+  std::mt19937_64 order_;
 };
 
 }  // namespace hasync::testing

@@ -1,0 +1,351 @@
+#include "engine/net/data_stream.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "engine/net/rng.h"
+
+namespace hasync::engine {
+
+namespace {
+
+constexpr size_t kRecvBytes = 256 * 1024;
+// The primary's stream encrypts frames until this much ciphertext waits, then sends.
+constexpr size_t kSendBatchBytes = 512 * 1024;
+constexpr size_t kPopBatch = 16;
+
+void SetTimeout(int fd, int option, int64_t ms) {
+  timeval tv{};
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+size_t DataFrameBytes(const wire::Message& message) {
+  if (const auto* e = std::get_if<wire::Extent>(&message)) return e->data.size() + 64;
+  return 64;
+}
+
+// ---- FrameQueue --------------------------------------------------------------------------
+
+bool FrameQueue::TryPush(DataFrame& frame) {
+  {
+    std::lock_guard lock(mu_);
+    if (closed_ || !HasRoom(frame.bytes)) return false;
+    bytes_ += frame.bytes;
+    frames_.push_back(std::move(frame));
+  }
+  data_.notify_one();
+  return true;
+}
+
+bool FrameQueue::Push(DataFrame& frame, int64_t timeout_ms) {
+  {
+    std::unique_lock lock(mu_);
+    if (!room_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                        [&] { return closed_ || HasRoom(frame.bytes); })) {
+      return false;
+    }
+    if (closed_) return false;
+    bytes_ += frame.bytes;
+    frames_.push_back(std::move(frame));
+  }
+  data_.notify_one();
+  return true;
+}
+
+void FrameQueue::WaitForRoom(size_t bytes, int64_t timeout_ms) {
+  std::unique_lock lock(mu_);
+  room_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                 [&] { return closed_ || HasRoom(bytes); });
+}
+
+DataFrame* FrameQueue::Front() {
+  std::lock_guard lock(mu_);
+  // std::deque keeps references to its elements valid across push_back.
+  return frames_.empty() ? nullptr : &frames_.front();
+}
+
+void FrameQueue::PopFront() {
+  {
+    std::lock_guard lock(mu_);
+    if (frames_.empty()) return;
+    bytes_ -= frames_.front().bytes;
+    frames_.pop_front();
+  }
+  room_.notify_all();
+}
+
+bool FrameQueue::PopSome(std::vector<DataFrame>& out, size_t max, int64_t timeout_ms) {
+  {
+    std::unique_lock lock(mu_);
+    data_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                   [&] { return closed_ || !frames_.empty(); });
+    if (frames_.empty()) return !closed_;
+    for (size_t i = 0; i < max && !frames_.empty(); ++i) {
+      bytes_ -= frames_.front().bytes;
+      out.push_back(std::move(frames_.front()));
+      frames_.pop_front();
+    }
+  }
+  room_.notify_all();
+  return true;
+}
+
+void FrameQueue::Close() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  room_.notify_all();
+  data_.notify_all();
+}
+
+size_t FrameQueue::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+// ---- DataStreamOut -----------------------------------------------------------------------
+
+Result<std::unique_ptr<DataStreamOut>> DataStreamOut::Start(Options options) {
+  std::unique_ptr<DataStreamOut> s(new DataStreamOut(std::move(options)));
+  s->fd_ = UniqueFd(socket(s->options_.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s->fd_) return ErrnoStatus(errno, "socket for a data stream");
+  int one = 1;
+  setsockopt(s->fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(s->fd_.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  // Bounds connect(2), the handshake's reads and writes; widened for sends once open.
+  SetTimeout(s->fd_.get(), SO_SNDTIMEO, kDataStreamSetupMs);
+  SetTimeout(s->fd_.get(), SO_RCVTIMEO, kDataStreamSetupMs);
+  s->thread_ = std::thread([p = s.get()] { p->Run(); });
+  return s;
+}
+
+DataStreamOut::~DataStreamOut() { Stop(); }
+
+void DataStreamOut::Stop() {
+  stopping_.store(true);
+  queue_.Close();
+  if (fd_) shutdown(fd_.get(), SHUT_RDWR);  // wakes connect, recv and send
+  if (thread_.joinable()) thread_.join();
+}
+
+Status DataStreamOut::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+void DataStreamOut::SetFailed(Status s) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_.ok()) failed_ = std::move(s);
+  }
+  queue_.Close();  // a producer waiting for room sees the failure at once
+}
+
+Status DataStreamOut::SendAll(Connection& conn) {
+  if (conn.outgoing_size() == 0) return Status::Ok();
+  conn.TakeOutgoing(tx_);
+  size_t done = 0;
+  while (done < tx_.size()) {
+    ssize_t n = send(fd_.get(), tx_.data() + done, tx_.size() - done, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return Unavailable(ready() ? "standby accepted no data for 30 s"
+                                   : "data stream set-up did not finish within 10 s");
+      }
+      return ErrnoStatus(errno, "send");
+    }
+    done += static_cast<size_t>(n);
+    bytes_sent_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Connection>> DataStreamOut::Setup() {
+  int64_t deadline = NowMs() + kDataStreamSetupMs;
+  if (connect(fd_.get(), reinterpret_cast<const sockaddr*>(&options_.addr), options_.addr_len) !=
+      0) {
+    return ErrnoStatus(errno, "connect");
+  }
+  // The TLS handshake draws randomness (ephemeral keys): this thread has its own source.
+  ASSIGN_OR_RETURN(rng_, Rng::Create());
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                   Connection::Create(wire::TlsRole::kClient, options_.psk, Rng::Generate,
+                                      rng_->ctx(), options_.hello, options_.epoch, options_.mode));
+  std::vector<std::byte> rx(kRecvBytes);
+  while (!conn->open()) {
+    RETURN_IF_ERROR(SendAll(*conn));
+    if (stopping_.load() || NowMs() > deadline) {
+      return Unavailable("data stream set-up did not finish within 10 s");
+    }
+    ssize_t n = recv(fd_.get(), rx.data(), rx.size(), 0);
+    if (n == 0) return Unavailable("standby closed the data stream during set-up");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return Unavailable("data stream set-up did not finish within 10 s");
+      return ErrnoStatus(errno, "recv");
+    }
+    RETURN_IF_ERROR(conn->Feed(std::span<const std::byte>(rx.data(), static_cast<size_t>(n))));
+    ASSIGN_OR_RETURN(auto frame, conn->Next());
+    if (frame) {
+      if (const auto* err = std::get_if<wire::Error>(&frame->message)) {
+        return Unavailable("standby refused the data stream: " + err->message);
+      }
+      return InvalidArgument("standby sent " +
+                             std::string(wire::MessageTypeName(wire::TypeOf(frame->message))) +
+                             " on a data stream");
+    }
+  }
+  RETURN_IF_ERROR(SendAll(*conn));  // our HELLO
+  if (conn->peer_hello().node_id != options_.expected_node_id) {
+    return PermissionDenied("data stream reached another node than the control stream");
+  }
+  return conn;
+}
+
+void DataStreamOut::Run() {
+  auto conn = Setup();
+  if (!conn.ok()) {
+    SetFailed(conn.status().Annotate("data stream " + std::to_string(index())));
+    return;
+  }
+  SetTimeout(fd_.get(), SO_SNDTIMEO, kDataStreamStallMs);
+  ready_.store(true, std::memory_order_release);
+  std::vector<DataFrame> batch;
+  while (!stopping_.load()) {
+    batch.clear();
+    if (!queue_.PopSome(batch, kPopBatch, 1000)) break;  // closed
+    for (DataFrame& f : batch) {
+      Status s = (*conn)->Send(options_.epoch, f.seq, f.message);
+      if (s.ok() && (*conn)->outgoing_size() >= kSendBatchBytes) s = SendAll(**conn);
+      if (!s.ok()) {
+        SetFailed(s.Annotate("data stream " + std::to_string(index())));
+        return;
+      }
+    }
+    Status s = SendAll(**conn);
+    if (!s.ok()) {
+      SetFailed(s.Annotate("data stream " + std::to_string(index())));
+      return;
+    }
+  }
+}
+
+// ---- DataStreamIn ------------------------------------------------------------------------
+
+DataStreamIn::DataStreamIn(UniqueFd fd, std::unique_ptr<Connection> conn,
+                           std::optional<wire::Frame> first, uint16_t index, uint64_t min_epoch,
+                           int notify_fd)
+    : fd_(std::move(fd)),
+      conn_(std::move(conn)),
+      first_(std::move(first)),
+      index_(index),
+      min_epoch_(min_epoch),
+      notify_fd_(notify_fd),
+      queue_(kDataQueueBytes) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+DataStreamIn::~DataStreamIn() { Stop(); }
+
+void DataStreamIn::Stop() {
+  stopping_.store(true);
+  queue_.Close();
+  if (fd_) shutdown(fd_.get(), SHUT_RDWR);
+  if (thread_.joinable()) thread_.join();
+}
+
+Status DataStreamIn::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+void DataStreamIn::SetFailed(Status s) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_.ok()) failed_ = s.Annotate("data stream " + std::to_string(index_));
+  }
+  Notify();
+}
+
+void DataStreamIn::Notify() {
+  uint64_t one = 1;
+  ssize_t n = write(notify_fd_, &one, sizeof one);
+  (void)n;  // the counter cannot overflow in practice; a missed wake-up is re-tried by the tick
+}
+
+bool DataStreamIn::Take(wire::Frame& frame) {
+  if (frame.epoch < min_epoch_) {
+    SetFailed(PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch)));
+    return false;
+  }
+  if (!std::holds_alternative<wire::Extent>(frame.message) &&
+      !std::holds_alternative<wire::Hole>(frame.message)) {
+    SetFailed(InvalidArgument("primary sent " +
+                              std::string(wire::MessageTypeName(wire::TypeOf(frame.message))) +
+                              " on a data stream (only EXTENT and HOLE belong there)"));
+    return false;
+  }
+  DataFrame f{frame.seq, std::move(frame.message), 0};
+  f.bytes = DataFrameBytes(f.message);
+  // Full: the event loop is behind (or waits for the control stream); this thread stops
+  // reading, and TCP holds the primary.
+  while (!queue_.Push(f, 1000)) {
+    if (stopping_.load()) return false;
+  }
+  Notify();
+  return true;
+}
+
+void DataStreamIn::Run() {
+  if (first_ && !Take(*first_)) return;
+  first_.reset();
+  std::vector<std::byte> rx(kRecvBytes);
+  while (!stopping_.load()) {
+    // Frames already decoded (some may have come with the HELLO).
+    for (;;) {
+      auto next = conn_->Next();
+      if (!next.ok()) {
+        SetFailed(next.status());
+        return;
+      }
+      if (!next->has_value()) break;
+      if (!Take(**next)) return;
+    }
+    ssize_t n = recv(fd_.get(), rx.data(), rx.size(), 0);
+    if (n == 0) {
+      SetFailed(Unavailable("primary closed the data stream"));
+      return;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      SetFailed(ErrnoStatus(errno, "recv"));
+      return;
+    }
+    bytes_received_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    Status s = conn_->Feed(std::span<const std::byte>(rx.data(), static_cast<size_t>(n)));
+    if (!s.ok()) {
+      SetFailed(s);
+      return;
+    }
+  }
+}
+
+}  // namespace hasync::engine

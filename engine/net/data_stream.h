@@ -1,0 +1,175 @@
+// Data streams (DESIGN §5, docs/PROTOCOL.md §6): extra connections beside the ordered
+// control stream that carry only EXTENT and HOLE frames, each with a thread of its own,
+// so that encrypting (primary) and decrypting (standby) file content is spread over
+// cores instead of sharing the event loop's one.
+//
+// Primary: DataStreamOut dials the standby, proves the sync key and exchanges HELLOs
+// (stream_kind = data, the control stream's session_id) on its thread, then encodes,
+// encrypts and sends the frames queued to it, in queue order.
+// Standby: DataStreamIn takes a connection the event loop accepted and opened, and on
+// its thread receives, decrypts and decodes frames into a queue the event loop reads.
+//
+// Both queues are bounded by bytes (kDataQueueBytes; one frame larger than the bound
+// still passes an empty queue): a full queue holds the producer — on the primary the
+// sender, on the standby its socket and so, by TCP flow control, the primary's stream.
+// Errors are sticky. A failed stream ends the whole session: an extent cannot be sent
+// again alone, so the primary drops the session and resyncs.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "engine/net/connection.h"
+#include "engine/net/rng.h"
+#include "wire/messages.h"
+
+namespace hasync::engine {
+
+inline constexpr size_t kDataQueueBytes = 4u << 20;
+// A data stream's connect, handshake and HELLO exchange must finish within this.
+inline constexpr int64_t kDataStreamSetupMs = 10'000;
+// The primary's data stream gives up when the standby accepts nothing for this long.
+inline constexpr int64_t kDataStreamStallMs = 30'000;
+
+struct DataFrame {
+  uint64_t seq = 0;
+  wire::Message message;
+  size_t bytes = 0;  // accounted against the queue's bound
+};
+
+// Bytes a frame counts for in a queue: its payload, or a small constant.
+size_t DataFrameBytes(const wire::Message& message);
+
+// A bounded FIFO of frames between one producer thread and one consumer thread.
+class FrameQueue {
+ public:
+  explicit FrameQueue(size_t max_bytes) : max_bytes_(max_bytes) {}
+
+  // Appends if there is room (or the queue is empty); false otherwise or when closed.
+  bool TryPush(DataFrame& frame);
+  // Appends, waiting up to timeout_ms for room. false on timeout or when closed.
+  bool Push(DataFrame& frame, int64_t timeout_ms);
+  // Waits up to timeout_ms until the queue has room for `bytes` (or is closed).
+  void WaitForRoom(size_t bytes, int64_t timeout_ms);
+  // Consumer: the oldest frame, or null; it stays valid until PopFront.
+  DataFrame* Front();
+  void PopFront();
+  // Consumer: moves up to `max` frames out, waiting up to timeout_ms for the first.
+  // Returns false once closed and empty.
+  bool PopSome(std::vector<DataFrame>& out, size_t max, int64_t timeout_ms);
+  // Wakes both sides; no push succeeds afterwards.
+  void Close();
+  size_t bytes() const;
+
+ private:
+  bool HasRoom(size_t bytes) const { return bytes_ == 0 || bytes_ + bytes <= max_bytes_; }
+  const size_t max_bytes_;
+  mutable std::mutex mu_;
+  std::condition_variable room_;
+  std::condition_variable data_;
+  std::deque<DataFrame> frames_;
+  size_t bytes_ = 0;
+  bool closed_ = false;
+};
+
+// Primary: one outgoing data stream.
+class DataStreamOut {
+ public:
+  struct Options {
+    sockaddr_storage addr{};
+    socklen_t addr_len = 0;
+    std::vector<std::byte> psk;
+    ChannelMode mode = ChannelMode::kTls;
+    wire::Hello hello;              // stream_kind = data, stream_index, session_id set
+    uint64_t epoch = 0;             // carried by every frame
+    uint64_t expected_node_id = 0;  // the standby's, from its control-stream HELLO
+  };
+
+  // Creates the socket and starts the thread, which connects and handshakes.
+  static Result<std::unique_ptr<DataStreamOut>> Start(Options options);
+  ~DataStreamOut();
+
+  uint16_t index() const { return options_.hello.stream_index; }
+  // Queues a frame if there is room; false (frame untouched) when full or failed.
+  bool TryEnqueue(DataFrame& frame) { return failed().ok() && queue_.TryPush(frame); }
+  void WaitForRoom(size_t bytes, int64_t timeout_ms) { queue_.WaitForRoom(bytes, timeout_ms); }
+  size_t queued_bytes() const { return queue_.bytes(); }
+  // OK while healthy; the reason it stopped otherwise (thread-safe).
+  Status failed() const;
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
+  uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  // Ends the thread (the socket is shut down) and waits for it.
+  void Stop();
+
+ private:
+  explicit DataStreamOut(Options options) : options_(std::move(options)), queue_(kDataQueueBytes) {}
+  void Run();
+  Result<std::unique_ptr<Connection>> Setup();
+  Status SendAll(Connection& conn);
+  void SetFailed(Status s);
+
+  Options options_;
+  UniqueFd fd_;
+  FrameQueue queue_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> ready_{false};
+  std::atomic<uint64_t> bytes_sent_{0};
+  mutable std::mutex mu_;
+  Status failed_;
+  std::vector<std::byte> tx_;
+  std::unique_ptr<Rng> rng_;  // this thread's own (Rng is not thread-safe)
+};
+
+// Standby: one incoming data stream, handed over once open.
+class DataStreamIn {
+ public:
+  // conn is open (HELLOs exchanged); `first` (a frame decoded with the HELLO) and then
+  // bytes it already buffered are read first. notify_fd (an eventfd) is written after
+  // each frame queued and when the stream ends.
+  DataStreamIn(UniqueFd fd, std::unique_ptr<Connection> conn, std::optional<wire::Frame> first,
+               uint16_t index, uint64_t min_epoch, int notify_fd);
+  ~DataStreamIn();
+
+  uint16_t index() const { return index_; }
+  // Event loop: the oldest decoded frame, or null.
+  DataFrame* Front() { return queue_.Front(); }
+  void PopFront() { queue_.PopFront(); }
+  // OK while the stream runs; why it ended otherwise (thread-safe).
+  Status failed() const;
+  uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
+  void Stop();
+
+ private:
+  void Run();
+  // Checks one decoded frame and queues it; false when the stream ends (failed/stopping).
+  bool Take(wire::Frame& frame);
+  void Notify();
+  void SetFailed(Status s);
+
+  UniqueFd fd_;
+  std::unique_ptr<Connection> conn_;
+  std::optional<wire::Frame> first_;
+  const uint16_t index_;
+  const uint64_t min_epoch_;
+  const int notify_fd_;
+  FrameQueue queue_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> bytes_received_{0};
+  mutable std::mutex mu_;
+  Status failed_;
+};
+
+}  // namespace hasync::engine

@@ -66,6 +66,12 @@ constexpr int64_t kBindRetryStepMs = 100;
 // any); smaller ones inline on the control stream, where a file costs no wait for
 // another connection.
 constexpr uint64_t kDataStreamMinBytes = 256 * 1024;
+// In TLS mode, files at least this big spread their extents over all data streams (each
+// extent to the least-loaded one), so one large file is encrypted on several cores. The
+// standby then writes them out of order and reads the file back for its hash
+// (docs/APPLY.md): worth it only for large files, and only when there is a cipher to
+// spread (plain mode measured slower striped: docs/PERFORMANCE.md).
+constexpr uint64_t kDataStreamStripeBytes = 8u << 20;
 
 int64_t NowNs() {
   timespec ts{};
@@ -159,13 +165,17 @@ class Node : public MessageSink {
       return Unavailable("no session to send on");
     }
     if (!data_out_.empty()) {
-      // A large file's content goes to one data stream, all of it, in order.
+      // A large file's content goes to one data stream, in order; a very large one's
+      // is spread over all of them.
       if (const auto* begin = std::get_if<wire::FileBegin>(&message)) {
         route_seq_ = begin->size >= kDataStreamMinBytes ? seq : 0;
+        route_stripe_ = begin->size >= kDataStreamStripeBytes && data_out_.size() > 1 &&
+                        cfg_.transport.mode == TransportMode::kTls;
         if (route_seq_ != 0) route_to_ = PickDataStream();
       } else if (seq != 0 && seq == route_seq_ &&
                  (std::holds_alternative<wire::Extent>(message) ||
                   std::holds_alternative<wire::Hole>(message))) {
+        if (route_stripe_) route_to_ = PickDataStream();
         return EnqueueData(seq, std::move(message));
       }
     }
@@ -254,6 +264,7 @@ class Node : public MessageSink {
   std::vector<std::unique_ptr<DataStreamOut>> data_out_;
   uint64_t route_seq_ = 0;  // the file whose content goes to route_to_
   DataStreamOut* route_to_ = nullptr;
+  bool route_stripe_ = false;  // each extent of route_seq_ to the least-loaded stream
   size_t next_stream_ = 0;
   Session session_ = Session::kIdle;
   int64_t next_connect_ns_ = 0;

@@ -7,8 +7,10 @@
 #      rsync daemon push (with and without --fsync)
 #   2. replication lag at 100 and 1,000 changes/s (write closed → new content visible on
 #      the standby), p50/p99/max
-#   3. one large file, TLS and plain, vs a raw TCP stream and a minimal copier
-#      (recv + write + fsync) of the same bytes, and mbedTLS ChaCha20-Poly1305 speed
+#   3. one large file, TLS and plain, with each data-stream count of --streams (default
+#      "0 2": all on the control stream, and two data streams), vs a raw TCP stream and a
+#      minimal copier (recv + write + fsync) of the same bytes, and mbedTLS
+#      ChaCha20-Poly1305 speed
 #   4. the primary's small-file create rate with the pair off vs on (3× each, alternating)
 #   5. memory per tracked file: both nodes' RSS over an empty spool vs over the full one
 #
@@ -20,9 +22,10 @@
 # usage: scripts/perf/replication.sh [--quick] [--files N] [--big-mib M] [--lag-seconds S]
 #                                    [--perf]   (perf record both nodes during the burst and the large files)
 #                                    [--group-commit fsync|syncfs]  (the standby's [sync] group_commit)
+#                                    [--streams "0 2"]  (transport.data_streams values for section 3)
 set -euo pipefail
 
-QUICK=0 PERF=0 GROUP_COMMIT=fsync
+QUICK=0 PERF=0 GROUP_COMMIT=fsync STREAMS="0 2"
 N=20000 BIG_MIB=1024 LAG_S=10 SLOW_N=20000 SLOW_REPS=3 CIPHER_MIB=256
 ARGS_STR="$*"
 while (($#)); do
@@ -33,7 +36,8 @@ while (($#)); do
     --lag-seconds) LAG_S=$2; shift ;;
     --perf) PERF=1 ;;
     --group-commit) GROUP_COMMIT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--files N] [--big-mib M] [--lag-seconds S] [--perf] [--group-commit fsync|syncfs]" >&2; exit 2 ;;
+    --streams) STREAMS=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--big-mib M] [--lag-seconds S] [--perf] [--group-commit fsync|syncfs] [--streams \"0 2\"]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -122,7 +126,7 @@ mkdir -p "$WORK"/{primary,standby}/state
 "$BIN" keygen "$WORK/sync.key" >/dev/null
 STARTED_ONCE=0
 
-write_configs() {  # transport mode
+write_configs() {  # transport-mode [data-streams, default 2]
   local n peer port peerport
   for n in primary standby; do
     if [[ $n == primary ]]; then peer=standby port=$PORT_P peerport=$PORT_S
@@ -141,6 +145,7 @@ key_file = "$WORK/sync.key"
 group_commit = "$GROUP_COMMIT"
 [transport]
 mode = "$1"
+data_streams = ${2:-2}
 [metrics]
 enabled = false
 CONF
@@ -149,8 +154,8 @@ CONF
 }
 
 resyncs() { grep -c 'event=resync_sent' "$WORK/primary.log" 2>/dev/null || true; }
-start_pair() {  # transport mode; returns once the primary has sent its resync
-  write_configs "$1"
+start_pair() {  # transport-mode [data-streams]; returns once the primary has sent its resync
+  write_configs "$@"
   local before role_p=() role_s=()
   before=$(resyncs); before=${before:-0}
   if ((STARTED_ONCE == 0)); then role_p=(--initial-role primary) role_s=(--initial-role standby); fi
@@ -353,13 +358,14 @@ big_run() {  # tag
   mv "$SP/big.bin" "$WORK/big.bin"   # back out: the standby removes its copy
   wait_until 60 absent "$SS/big.bin" || log "standby still holds big.bin"
 }
-big_run tls
 stop_pair
-grep -E 'event=(sender_stats|receiver_stats)' "$WORK/primary.log" "$WORK/standby.log" \
-  >"$RAW/stats_tls.txt" || true
-start_pair plain
-big_run plain
-stop_pair
+for mode in tls plain; do
+  for s in $STREAMS; do
+    start_pair "$mode" "$s"
+    big_run "${mode}_s$s"
+    stop_pair
+  done
+done
 grep -E 'event=(sender_stats|receiver_stats)' "$WORK/primary.log" "$WORK/standby.log" \
   >"$RAW/stats_all.txt" || true
 
@@ -372,7 +378,7 @@ grep -E 'event=(sender_stats|receiver_stats)' "$WORK/primary.log" "$WORK/standby
   echo " \"kernel\": \"$(uname -r)\", \"mem_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"
   echo " \"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"rsync\": \"$(rsync --version | head -n1 | awk '{print $3}')\","
   echo " \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\","
-  echo " \"group_commit\": \"$GROUP_COMMIT\","
+  echo " \"group_commit\": \"$GROUP_COMMIT\", \"streams\": \"$STREAMS\","
   echo " \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}"
 } >"$RAW/meta.json"
 cp -r "$RAW" "$RESULTS/raw"

@@ -460,6 +460,7 @@ TEST_P(DataStreamsCase, LargeFilesTravelOnTheDataStreams) {
   ASSERT_TRUE(pair.WaitConverged(60s).empty()) << pair.log(P::kStandby);
   fs::create_directories(p + "/jobs");
   for (uint64_t i = 0; i < 4; ++i) WriteBig(p + "/jobs/big" + std::to_string(i), 5u << 20, 10 + i);
+  WriteBig(p + "/jobs/striped", 20u << 20, 50);  // TLS: spread over every stream
   for (int i = 0; i < 200; ++i)
     Write(p + "/jobs/small" + std::to_string(i), "job " + std::to_string(i));
   Append(p + "/before0", std::string(512 * 1024, 'a'));

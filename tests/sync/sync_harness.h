@@ -161,10 +161,13 @@ class SyncPair {
   // file), everything else to the control stream; Drain then delivers from the control
   // stream and the data streams in an order drawn from `seed`, as far as the receiver
   // lets each go on (a control stream waiting for data, a data stream ahead of its
-  // FILE_BEGIN). Call after Start().
-  void UseDataStreams(size_t streams, uint64_t min_bytes, uint32_t seed) {
+  // FILE_BEGIN). Files of at least stripe_bytes spread their extents over all streams
+  // (round robin per extent), as the primary does in TLS mode. Call after Start().
+  void UseDataStreams(size_t streams, uint64_t min_bytes, uint32_t seed,
+                      uint64_t stripe_bytes = UINT64_MAX) {
     data_streams_.assign(streams, {});
     data_min_bytes_ = min_bytes;
+    data_stripe_bytes_ = stripe_bytes;
     order_.seed(seed);
     receiver_->set_data_streams(true);
   }
@@ -205,11 +208,13 @@ class SyncPair {
       Item item = to_standby_.Pop();
       if (const auto* b = std::get_if<wire::FileBegin>(&item.second)) {
         route_seq_ = b->size >= data_min_bytes_ ? item.first : 0;
+        route_stripe_ = b->size >= data_stripe_bytes_;
         if (route_seq_ != 0) route_to_ = next_stream_++ % data_streams_.size();
       }
       bool range = std::holds_alternative<wire::Extent>(item.second) ||
                    std::holds_alternative<wire::Hole>(item.second);
       if (range && item.first != 0 && item.first == route_seq_) {
+        if (route_stripe_) route_to_ = next_stream_++ % data_streams_.size();
         data_streams_[route_to_].push_back(std::move(item));
         ++data_stream_frames_;
       } else {
@@ -280,6 +285,8 @@ class SyncPair {
   std::vector<std::deque<std::pair<uint64_t, wire::Message>>> data_streams_;
   std::deque<std::pair<uint64_t, wire::Message>> control_;
   uint64_t data_min_bytes_ = 0;
+  uint64_t data_stripe_bytes_ = UINT64_MAX;
+  bool route_stripe_ = false;
   uint64_t route_seq_ = 0;
   size_t route_to_ = 0;
   size_t next_stream_ = 0;

@@ -200,6 +200,19 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
 }
 
+void Journal::Requeue(uint32_t root, std::string_view path) {
+  // Follow the object through the renames queued since it was taken, in order.
+  std::string now(path);
+  for (const Slot& slot : slots_) {
+    if (!slot.live || slot.change.kind != ChangeKind::kRename || slot.change.root != root ||
+        !IsAtOrBelow(now, slot.change.from)) {
+      continue;
+    }
+    now = slot.change.path + now.substr(slot.change.from.size());
+  }
+  Upsert(root, now);
+}
+
 void Journal::Rescan(uint32_t root, std::string_view subtree) {
   HASYNC_ASSERT(root < root_count_);
   ++seq_;

@@ -707,7 +707,7 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   if (aborted) {
     ++retries;
     ++stats_.aborted_reads;
-    journal->Upsert(root, info.path);
+    journal->Requeue(root, info.path);  // under its name after later renames
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -498,6 +499,125 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<StreamCase>& param) {
       return std::string(param.param.name);
     });
+
+// A random workload on a small namespace, as fast as the primary takes it: files written,
+// appended, truncated, renamed (also over each other and across directories), linked,
+// unlinked; directories made, renamed and removed; symlinks; chmod; now and then a
+// large file (data streams). The operations collide on purpose (a rename of a directory
+// while a file in it was just written: the race the journal lost a file to). Whatever
+// fails on the primary (a rename onto a non-empty directory, an rmdir of a full one) is
+// simply part of the workload. The pair must end identical with no batch refused.
+class RandomWorkload : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(RandomWorkload, ThePairEndsIdentical) {
+  REQUIRE_ROOT();
+  const uint32_t seed = GetParam();
+  // Debug level: a failure's log then holds every watcher event, in order.
+  P pair("random-" + std::to_string(seed), "[log]\nlevel = \"debug\"\n");
+  const std::string p = pair.root(P::kPrimary);
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(20s).empty());
+  std::mt19937 rng(seed);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  // Names: up to two directory levels of 4 names each, 8 file names per directory.
+  auto dir = [&]() -> std::string {
+    switch (pick(3)) {
+      case 0:
+        return "";
+      case 1:
+        return "d" + std::to_string(pick(4)) + "/";
+      default:
+        return "d" + std::to_string(pick(4)) + "/e" + std::to_string(pick(4)) + "/";
+    }
+  };
+  auto file = [&] { return dir() + "f" + std::to_string(pick(8)); };
+  auto content = [&](size_t n) {
+    std::string c(n, '\0');
+    for (auto& ch : c) ch = static_cast<char>('a' + pick(26));
+    return c;
+  };
+  // HASYNC_RANDOM_OPS raises the count for a long run (docs/TESTING.md).
+  const char* ops_env = std::getenv("HASYNC_RANDOM_OPS");
+  const int kOps = ops_env != nullptr ? std::max(1, std::atoi(ops_env)) : 5000;
+  int done = 0;
+  for (int op = 0; op < kOps; ++op) {
+    const std::string a = p + "/" + file();
+    std::error_code ec;
+    switch (pick(14)) {
+      case 0:
+      case 1:
+      case 2: {  // write (create or replace content)
+        // O_NOFOLLOW: the workload's symlinks point out of the spool.
+        int fd = open(a.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0) break;
+        std::string c = content(pick(20) == 0 ? (300u << 10) + pick(1u << 20) : pick(9000));
+        done += write(fd, c.data(), c.size()) == static_cast<ssize_t>(c.size());
+        close(fd);
+        break;
+      }
+      case 3: {  // append while held open
+        int fd = open(a.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) break;
+        std::string c = content(1 + pick(3000));
+        done += write(fd, c.data(), c.size()) > 0;
+        close(fd);
+        break;
+      }
+      case 4: {
+        int fd = open(a.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) break;
+        done += ftruncate(fd, static_cast<off_t>(pick(5000))) == 0;
+        close(fd);
+        break;
+      }
+      case 5:
+      case 6:
+        done += rename(a.c_str(), (p + "/" + file()).c_str()) == 0;
+        break;
+      case 7:
+        done += unlink(a.c_str()) == 0;
+        break;
+      case 8:
+        done += link(a.c_str(), (p + "/" + file()).c_str()) == 0;
+        break;
+      case 9: {  // a directory, its parent if need be
+        std::string d = p + "/d" + std::to_string(pick(4));
+        if (pick(2)) d += "/e" + std::to_string(pick(4));
+        done += fs::create_directories(d, ec);
+        break;
+      }
+      case 10: {  // rename a directory (onto a missing or empty name, or refused)
+        std::string from = p + "/d" + std::to_string(pick(4));
+        if (pick(2)) from += "/e" + std::to_string(pick(4));
+        std::string to = p + "/d" + std::to_string(pick(4));
+        if (pick(2)) to += "/e" + std::to_string(pick(4));
+        done += rename(from.c_str(), to.c_str()) == 0;
+        break;
+      }
+      case 11: {  // remove a directory tree
+        if (pick(4) != 0) break;
+        std::string d = p + "/d" + std::to_string(pick(4));
+        if (pick(2)) d += "/e" + std::to_string(pick(4));
+        done += fs::remove_all(d, ec) > 0;
+        break;
+      }
+      case 12:
+        done += symlink(("../target" + std::to_string(pick(3))).c_str(), a.c_str()) == 0;
+        break;
+      default:
+        done += fchmodat(AT_FDCWD, a.c_str(), pick(2) ? 0600 : 0640, AT_SYMLINK_NOFOLLOW) == 0;
+        break;
+    }
+    if (pick(200) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(pick(20)));
+  }
+  EXPECT_GT(done, kOps / 3) << "the workload hardly did anything";
+  TreeDiff d = pair.WaitConverged(60s);
+  EXPECT_TRUE(d.empty()) << d.ToString() << pair.log(P::kPrimary);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "batch_refused"), 0u) << pair.log(P::kPrimary);
+}
+
+INSTANTIATE_TEST_SUITE_P(Replication, RandomWorkload, ::testing::Values(1u, 2u, 3u, 4u));
 
 TEST(Replication, KeyFileWithLoosePermissionsIsRefusedAtStartUp) {
   REQUIRE_ROOT();

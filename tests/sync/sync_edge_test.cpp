@@ -956,6 +956,37 @@ TEST(SyncEdge, FileChangedWhileReadIsAbortedAndRequeued) {
   EXPECT_EQ(ReadFile(f.S("log")), "second version, written during the read");
 }
 
+// Pins a stale file found by the random-workload integration test: a read aborted
+// because the file changed, and before the sender queued the file again, the file was
+// renamed (its Rename already in the journal). The re-queued Upsert named the old path
+// and came after the Rename, so nothing ever read the new name: the standby kept the
+// content from before the change under it.
+TEST(SyncEdge, FileRenamedWhileItsAbortedReadWaitsToBeRetried) {
+  REQUIRE_ROOT();
+  Fixture f("abort-rename");
+  WriteFile(f.P("job"), "first version");
+  f.j().Upsert(0, "job");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  bool disturbed = false;
+  f.pair.to_standby().set_hook([&](uint64_t, const wire::Message& m) {
+    if (std::holds_alternative<wire::FileBegin>(m) && !disturbed) {
+      disturbed = true;
+      // During the read: a new version, then the rename; their events are queued now.
+      WriteFile(f.P("job"), "second version, longer, written during the read");
+      fs::rename(f.P("job"), f.P("job.done"));
+      f.j().Rename(0, "job", "job.done", false);
+    }
+  });
+  WriteFile(f.P("job"), "version the sender starts reading");
+  f.j().Upsert(0, "job");
+  f.pair.Ship();
+  EXPECT_TRUE(disturbed);
+  EXPECT_EQ(f.pair.sender().stats().aborted_reads, 1u);
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ReadFile(f.S("job.done")), "second version, longer, written during the read");
+}
+
 // Every attempt is disturbed: after kMaxReadRetries the version is shipped as read (its
 // hash is of what was read, so the standby's copy is consistent), and the next event for
 // the file converges it.

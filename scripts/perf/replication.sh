@@ -381,5 +381,5 @@ grep -E 'event=(sender_stats|receiver_stats)' "$WORK/primary.log" "$WORK/standby
   echo " \"group_commit\": \"$GROUP_COMMIT\", \"streams\": \"$STREAMS\","
   echo " \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}"
 } >"$RAW/meta.json"
-cp -r "$RAW" "$RESULTS/raw"
+rm -rf "$RESULTS/raw" && cp -r "$RAW" "$RESULTS/raw"  # a fresh copy, not one nested in the last
 "${H[@]}" report "$RAW" "$RESULTS/replication.json"

@@ -504,8 +504,8 @@ def cmd_report(raw, outjson):
     streams = [int(x) for x in str(meta.get("streams", "0 2")).split()]
     large["streams"] = streams
     for mode in ("tls", "plain"):
-        for n in streams:
-            tag = "%s_s%d" % (mode, n)
+        for ns in streams:
+            tag = "%s_s%d" % (mode, ns)
             t0, w = _load(raw, "big_%s_t0.json" % tag, {}), _load(raw, "big_%s_watch.json" % tag, {})
             s = w.get("t_done") - t0.get("t") if w.get("t_done") and t0.get("t") else None
             large["hasync_" + tag] = {"seconds": s, "mb_per_s": mbps(big, s),
@@ -600,18 +600,18 @@ def cmd_report(raw, outjson):
     raw_tcp, cop = large["tcp_discard"]["mb_per_s"], large["tcp_write"]["mb_per_s"]
     L.append("| | MB/s | ÷ raw TCP | ÷ minimal copier | §8 target |")
     L.append("| --- | ---: | ---: | ---: | --- |")
-    for n in large["streams"]:
-        tls = large["hasync_tls_s%d" % n]["mb_per_s"]
+    for ns in large["streams"]:
+        tls = large["hasync_tls_s%d" % ns]["mb_per_s"]
         # DESIGN §8: 0.8 × the cipher's speed per stream; the control stream counts as one.
-        k = max(n, 1)
+        k = max(ns, 1)
         L.append("| **hasync, TLS** (ChaCha20-Poly1305), data_streams = %d | **%s** | %s | %s | ≥ 0.8 × %d × cipher = %s MB/s: %s (%.2f × cipher) |"
-                 % (n, f0(tls), f2(_div(tls, raw_tcp)), f2(_div(tls, cop)), k,
+                 % (ns, f0(tls), f2(_div(tls, raw_tcp)), f2(_div(tls, cop)), k,
                     f0(0.8 * k * cph if cph else None),
                     met(tls >= 0.8 * k * cph if tls and cph else None), _div(tls, cph) or 0))
-    for n in large["streams"]:
-        pl = large["hasync_plain_s%d" % n]["mb_per_s"]
+    for ns in large["streams"]:
+        pl = large["hasync_plain_s%d" % ns]["mb_per_s"]
         L.append("| **hasync, plain**, data_streams = %d | **%s** | %s | %s | ≥ 0.8 × minimal copier = %s MB/s: %s |"
-                 % (n, f0(pl), f2(_div(pl, raw_tcp)), f2(_div(pl, cop)), f0(0.8 * cop if cop else None),
+                 % (ns, f0(pl), f2(_div(pl, raw_tcp)), f2(_div(pl, cop)), f0(0.8 * cop if cop else None),
                     met(pl >= 0.8 * cop if pl and cop else None)))
     L.append("| raw TCP stream, loopback (Python, sendfile → recv_into, discarded) | %s | 1.00 | | |" % f0(raw_tcp))
     L.append("| minimal copier (same stream, written to a file + fsync) | %s | %s | 1.00 | |"
@@ -642,9 +642,9 @@ def cmd_report(raw, outjson):
     L.append("")
     ok = [("burst", (burst["hasync_live"]["compare"] or {}).get("equal")),
           ("initial", (burst["hasync_initial"]["compare"] or {}).get("equal")),
-          ] + [("large %s %d streams" % (m, n),
-                (large["hasync_%s_s%d" % (m, n)]["compare"] or {}).get("equal"))
-               for m in ("tls", "plain") for n in large["streams"]]
+          ] + [("large %s %d streams" % (m, ns),
+                (large["hasync_%s_s%d" % (m, ns)]["compare"] or {}).get("equal"))
+               for m in ("tls", "plain") for ns in large["streams"]]
     L.append("Content checks (standby tree byte-identical after each run): "
              + ", ".join("%s %s" % (k, "ok" if v else "FAILED") for k, v in ok))
     print("\n".join(L))

@@ -1,5 +1,6 @@
 #include "engine/journal/journal.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace hasync::engine {
@@ -193,11 +194,16 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
     path += suffix;
     Append(Change{ChangeKind::kUpsert, root, std::move(path), "", 0});
   }
-  // A directory: the sender may already have taken an Upsert of something inside it
-  // under the old name and found nothing there (the rename came first on disk, its event
-  // later), so no pending entry would ever name that file again. A rescan of the new
-  // name compares the whole moved subtree with the model and ships what it lacks.
-  if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
+  // The sender may already have taken an Upsert of the object (or, for a directory, of
+  // something inside it) under the old name and found nothing there: the rename came
+  // first on disk, its event later, and no pending entry would ever name the new one.
+  // So the new name is looked at again after the rename: an Upsert of a file (a stat and
+  // nothing more if the model is current), a rescan of a directory's subtree.
+  if (is_dir) {
+    Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
+  } else if (std::find(moved.begin(), moved.end(), std::string()) == moved.end()) {
+    Upsert(root, to);
+  }
 }
 
 void Journal::Requeue(uint32_t root, std::string_view path) {

@@ -20,10 +20,10 @@
 //   moves behind the Rename as well: read before it, it would ship the renamed file's
 //   content under the target ahead of the rename; and it may name the renamed object
 //   itself, because the watcher resolves a directory handle to its path when it reads
-//   the event, which can be after the rename. A directory Rename is followed by a
-//   Rescan of its new name: an Upsert of a file inside it that the sender took before
-//   the rename's event arrived found nothing under the old name, and only a rescan of
-//   the new one finds that file again.
+//   the event, which can be after the rename. Every Rename is followed by a look at its
+//   new name — an Upsert of a file, a Rescan of a directory: an Upsert the sender took
+//   before the rename's event arrived found nothing under the old name (the rename had
+//   already happened on disk), and only a look at the new name finds that content again.
 // - Bounded memory: at most `max_entries` entries and `max_bytes` of path text. Going
 //   past either collapses the journal into one Rescan per root ("overflow"); a rescan
 //   compares the primary with what the standby acknowledged, so nothing is missed.

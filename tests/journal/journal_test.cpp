@@ -92,7 +92,17 @@ TEST(Journal, ARequeuedUpsertFollowsTheRenamesQueuedSinceItWasTaken) {
   j.Rename(0, "d", "archive", true);          // and then its directory
   j.Requeue(0, "d/job");
   EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename d/job->d/job.done", "rename d->archive",
-                                       "rescan archive", "upsert archive/job.done"}));
+                                       "upsert archive/job.done", "rescan archive"}));
+}
+
+// Pins a stale file found by the random-workload test: the sender took the Upsert of
+// d3/e0/f7 after the file had been renamed to d0/f5 on disk but before that Rename's
+// event arrived, found nothing, and the Rename then moved the model's older content.
+// A file Rename is now followed by an Upsert of its new name.
+TEST(Journal, AFileRenameIsFollowedByAnUpsertOfTheNewName) {
+  Journal j({}, 1);
+  j.Rename(0, "d3/e0/f7", "d0/f5", false);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename d3/e0/f7->d0/f5", "upsert d0/f5"}));
 }
 
 TEST(Journal, DirectoryRenameRewritesEveryPendingUpsertBelowIt) {
@@ -193,6 +203,8 @@ TEST(Journal, MentionsCountsEveryLiveEntryThatNamesAPath) {
   ASSERT_EQ(j.Take(out, 2), 2u);
   EXPECT_FALSE(j.Mentions(0, "X"));
   EXPECT_FALSE(j.Mentions(0, "tmp"));
+  EXPECT_TRUE(j.Mentions(0, "Y"));  // the Upsert of the new name after the rename
+  ASSERT_EQ(j.Take(out, 1), 1u);
   EXPECT_FALSE(j.Mentions(0, "Y"));
 }
 

@@ -987,6 +987,29 @@ TEST(SyncEdge, FileRenamedWhileItsAbortedReadWaitsToBeRetried) {
   EXPECT_EQ(ReadFile(f.S("job.done")), "second version, longer, written during the read");
 }
 
+// Pins a stale file found by the random-workload integration test (seed 13): a file
+// rewritten, then renamed; the sender took the rewrite's Upsert after the rename had
+// happened on disk but before its event arrived, found nothing under the old name, and
+// the Rename then carried the model's older content to the new name.
+TEST(SyncEdge, FileRewrittenThenRenamedBeforeItsUpsertWasRead) {
+  REQUIRE_ROOT();
+  Fixture f("rewrite-rename");
+  fs::create_directory(f.P("d1"));
+  WriteFile(f.P("d1/f7"), "older content");
+  f.j().Upsert(0, "d1");
+  f.j().Upsert(0, "d1/f7");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  WriteFile(f.P("d1/f7"), "newer content, never read under d1/f7");
+  f.j().Upsert(0, "d1/f7");
+  fs::rename(f.P("d1/f7"), f.P("f5"));
+  f.pair.Ship();                          // the Upsert finds nothing at d1/f7
+  f.j().Rename(0, "d1/f7", "f5", false);  // the rename's event, read late
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ReadFile(f.S("f5")), "newer content, never read under d1/f7");
+}
+
 // Every attempt is disturbed: after kMaxReadRetries the version is shipped as read (its
 // hash is of what was read, so the standby's copy is consistent), and the next event for
 // the file converges it.

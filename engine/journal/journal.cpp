@@ -187,6 +187,14 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   std::vector<std::string> moved;
   KillUpsertsUnder(root, to, is_dir, &moved);
   KillUpsertsUnder(root, from, is_dir, &moved);
+  // The sender may already have taken an Upsert of the object (or, for a directory, of
+  // something inside it) under the old name and found nothing there: the rename came
+  // first on disk, its event later, and no pending entry would ever name the new one.
+  // So the new name is looked at again after the rename: an Upsert of a file (a stat and
+  // nothing more if the model is current), a rescan of a directory's subtree.
+  if (!is_dir) moved.emplace_back();
+  std::sort(moved.begin(), moved.end());  // parents first; a name pending at both ends once
+  moved.erase(std::unique(moved.begin(), moved.end()), moved.end());
   Append(Change{ChangeKind::kRename, root, std::string(to), std::string(from), 0});
   for (const std::string& suffix : moved) {
     ++stats_.rewritten;
@@ -194,29 +202,7 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
     path += suffix;
     Append(Change{ChangeKind::kUpsert, root, std::move(path), "", 0});
   }
-  // The sender may already have taken an Upsert of the object (or, for a directory, of
-  // something inside it) under the old name and found nothing there: the rename came
-  // first on disk, its event later, and no pending entry would ever name the new one.
-  // So the new name is looked at again after the rename: an Upsert of a file (a stat and
-  // nothing more if the model is current), a rescan of a directory's subtree.
-  if (is_dir) {
-    Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
-  } else if (std::find(moved.begin(), moved.end(), std::string()) == moved.end()) {
-    Upsert(root, to);
-  }
-}
-
-void Journal::Requeue(uint32_t root, std::string_view path) {
-  // Follow the object through the renames queued since it was taken, in order.
-  std::string now(path);
-  for (const Slot& slot : slots_) {
-    if (!slot.live || slot.change.kind != ChangeKind::kRename || slot.change.root != root ||
-        !IsAtOrBelow(now, slot.change.from)) {
-      continue;
-    }
-    now = slot.change.path + now.substr(slot.change.from.size());
-  }
-  Upsert(root, now);
+  if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
 }
 
 void Journal::Rescan(uint32_t root, std::string_view subtree) {

@@ -63,7 +63,7 @@ struct JournalLimits {
 struct JournalStats {
   uint64_t pushed = 0;     // Push calls
   uint64_t coalesced = 0;  // Upserts merged into a pending one
-  uint64_t rewritten = 0;  // Upserts moved behind a Rename
+  uint64_t rewritten = 0;  // Upserts placed behind a Rename (moved, or of its new name)
   uint64_t overflows = 0;  // collapses into Rescan
 };
 
@@ -76,10 +76,6 @@ class Journal {
   // is_dir: the renamed object is a directory (pending Upserts below it move too).
   void Rename(uint32_t root, std::string_view from, std::string_view to, bool is_dir);
   void Rescan(uint32_t root, std::string_view subtree);
-  // Queues again an Upsert that was taken but could not be done (a read aborted because
-  // the file changed). Renames queued since then already passed it by, so it is queued
-  // under the name those renames gave the object (or below a renamed directory).
-  void Requeue(uint32_t root, std::string_view path);
 
   // Moves up to `max` entries, oldest first, into `out`; returns how many.
   size_t Take(std::vector<Change>& out, size_t max);

@@ -120,6 +120,28 @@ size_t FrameQueue::bytes() const {
   return bytes_;
 }
 
+// ---- DataStreamThread --------------------------------------------------------------------
+
+void DataStreamThread::Stop() {
+  stopping_.store(true);
+  queue_.Close();
+  if (fd_) shutdown(fd_.get(), SHUT_RDWR);  // wakes connect, recv and send
+  if (thread_.joinable()) thread_.join();
+}
+
+Status DataStreamThread::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+void DataStreamThread::RecordFailure(const Status& s) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_.ok()) failed_ = s.Annotate("data stream " + std::to_string(index_));
+  }
+  queue_.Close();
+}
+
 // ---- DataStreamOut -----------------------------------------------------------------------
 
 Result<std::unique_ptr<DataStreamOut>> DataStreamOut::Start(Options options) {
@@ -137,26 +159,6 @@ Result<std::unique_ptr<DataStreamOut>> DataStreamOut::Start(Options options) {
 }
 
 DataStreamOut::~DataStreamOut() { Stop(); }
-
-void DataStreamOut::Stop() {
-  stopping_.store(true);
-  queue_.Close();
-  if (fd_) shutdown(fd_.get(), SHUT_RDWR);  // wakes connect, recv and send
-  if (thread_.joinable()) thread_.join();
-}
-
-Status DataStreamOut::failed() const {
-  std::lock_guard lock(mu_);
-  return failed_;
-}
-
-void DataStreamOut::SetFailed(Status s) {
-  {
-    std::lock_guard lock(mu_);
-    if (failed_.ok()) failed_ = std::move(s);
-  }
-  queue_.Close();  // a producer waiting for room sees the failure at once
-}
 
 Status DataStreamOut::SendAll(Connection& conn) {
   if (conn.outgoing_size() == 0) return Status::Ok();
@@ -223,7 +225,7 @@ Result<std::unique_ptr<Connection>> DataStreamOut::Setup() {
 void DataStreamOut::Run() {
   auto conn = Setup();
   if (!conn.ok()) {
-    SetFailed(conn.status().Annotate("data stream " + std::to_string(index())));
+    RecordFailure(conn.status());
     return;
   }
   SetTimeout(fd_.get(), SO_SNDTIMEO, kDataStreamStallMs);
@@ -236,13 +238,13 @@ void DataStreamOut::Run() {
       Status s = (*conn)->Send(options_.epoch, f.seq, f.message);
       if (s.ok() && (*conn)->outgoing_size() >= kSendBatchBytes) s = SendAll(**conn);
       if (!s.ok()) {
-        SetFailed(s.Annotate("data stream " + std::to_string(index())));
+        RecordFailure(s);
         return;
       }
     }
     Status s = SendAll(**conn);
     if (!s.ok()) {
-      SetFailed(s.Annotate("data stream " + std::to_string(index())));
+      RecordFailure(s);
       return;
     }
   }
@@ -253,35 +255,19 @@ void DataStreamOut::Run() {
 DataStreamIn::DataStreamIn(UniqueFd fd, std::unique_ptr<Connection> conn,
                            std::optional<wire::Frame> first, uint16_t index, uint64_t min_epoch,
                            int notify_fd)
-    : fd_(std::move(fd)),
+    : DataStreamThread(index),
       conn_(std::move(conn)),
       first_(std::move(first)),
-      index_(index),
       min_epoch_(min_epoch),
-      notify_fd_(notify_fd),
-      queue_(kDataQueueBytes) {
+      notify_fd_(notify_fd) {
+  fd_ = std::move(fd);
   thread_ = std::thread([this] { Run(); });
 }
 
 DataStreamIn::~DataStreamIn() { Stop(); }
 
-void DataStreamIn::Stop() {
-  stopping_.store(true);
-  queue_.Close();
-  if (fd_) shutdown(fd_.get(), SHUT_RDWR);
-  if (thread_.joinable()) thread_.join();
-}
-
-Status DataStreamIn::failed() const {
-  std::lock_guard lock(mu_);
-  return failed_;
-}
-
-void DataStreamIn::SetFailed(Status s) {
-  {
-    std::lock_guard lock(mu_);
-    if (failed_.ok()) failed_ = s.Annotate("data stream " + std::to_string(index_));
-  }
+void DataStreamIn::SetFailed(const Status& s) {
+  RecordFailure(s);
   Notify();
 }
 

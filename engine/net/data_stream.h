@@ -83,8 +83,36 @@ class FrameQueue {
   bool closed_ = false;
 };
 
+// What both ends share: the socket, the queue, the thread, and why the stream stopped.
+class DataStreamThread {
+ public:
+  uint16_t index() const { return index_; }
+  // OK while healthy; the reason it stopped otherwise (thread-safe).
+  Status failed() const;
+  // Ends the thread (the socket is shut down, the queue closed) and waits for it.
+  void Stop();
+
+ protected:
+  explicit DataStreamThread(uint16_t index) : index_(index), queue_(kDataQueueBytes) {}
+  // The derived class's destructor calls Stop(), while the members the thread uses live.
+  ~DataStreamThread() = default;
+  // Keeps the first failure, named after the stream, and closes the queue: no push
+  // succeeds afterwards, and a side waiting on the queue sees it at once.
+  void RecordFailure(const Status& s);
+
+  const uint16_t index_;
+  UniqueFd fd_;
+  FrameQueue queue_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+
+ private:
+  mutable std::mutex mu_;
+  Status failed_;
+};
+
 // Primary: one outgoing data stream.
-class DataStreamOut {
+class DataStreamOut : public DataStreamThread {
  public:
   struct Options {
     sockaddr_storage addr{};
@@ -100,40 +128,30 @@ class DataStreamOut {
   static Result<std::unique_ptr<DataStreamOut>> Start(Options options);
   ~DataStreamOut();
 
-  uint16_t index() const { return options_.hello.stream_index; }
-  // Queues a frame if there is room; false (frame untouched) when full or failed.
-  bool TryEnqueue(DataFrame& frame) { return failed().ok() && queue_.TryPush(frame); }
+  // Queues a frame if there is room; false (frame untouched) when full or failed (a
+  // failure closes the queue).
+  bool TryEnqueue(DataFrame& frame) { return queue_.TryPush(frame); }
   void WaitForRoom(size_t bytes, int64_t timeout_ms) { queue_.WaitForRoom(bytes, timeout_ms); }
   size_t queued_bytes() const { return queue_.bytes(); }
-  // OK while healthy; the reason it stopped otherwise (thread-safe).
-  Status failed() const;
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
-  // Ends the thread (the socket is shut down) and waits for it.
-  void Stop();
 
  private:
-  explicit DataStreamOut(Options options) : options_(std::move(options)), queue_(kDataQueueBytes) {}
+  explicit DataStreamOut(Options options)
+      : DataStreamThread(options.hello.stream_index), options_(std::move(options)) {}
   void Run();
   Result<std::unique_ptr<Connection>> Setup();
   Status SendAll(Connection& conn);
-  void SetFailed(Status s);
 
   Options options_;
-  UniqueFd fd_;
-  FrameQueue queue_;
-  std::thread thread_;
-  std::atomic<bool> stopping_{false};
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> bytes_sent_{0};
-  mutable std::mutex mu_;
-  Status failed_;
   std::vector<std::byte> tx_;
   std::unique_ptr<Rng> rng_;  // this thread's own (Rng is not thread-safe)
 };
 
 // Standby: one incoming data stream, handed over once open.
-class DataStreamIn {
+class DataStreamIn : public DataStreamThread {
  public:
   // conn is open (HELLOs exchanged); `first` (a frame decoded with the HELLO) and then
   // bytes it already buffered are read first. notify_fd (an eventfd) is written after
@@ -142,34 +160,23 @@ class DataStreamIn {
                uint16_t index, uint64_t min_epoch, int notify_fd);
   ~DataStreamIn();
 
-  uint16_t index() const { return index_; }
   // Event loop: the oldest decoded frame, or null.
   DataFrame* Front() { return queue_.Front(); }
   void PopFront() { queue_.PopFront(); }
-  // OK while the stream runs; why it ended otherwise (thread-safe).
-  Status failed() const;
   uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
-  void Stop();
 
  private:
   void Run();
   // Checks one decoded frame and queues it; false when the stream ends (failed/stopping).
   bool Take(wire::Frame& frame);
   void Notify();
-  void SetFailed(Status s);
+  void SetFailed(const Status& s);  // RecordFailure, then wakes the event loop
 
-  UniqueFd fd_;
   std::unique_ptr<Connection> conn_;
   std::optional<wire::Frame> first_;
-  const uint16_t index_;
   const uint64_t min_epoch_;
   const int notify_fd_;
-  FrameQueue queue_;
-  std::thread thread_;
-  std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> bytes_received_{0};
-  mutable std::mutex mu_;
-  Status failed_;
 };
 
 }  // namespace hasync::engine

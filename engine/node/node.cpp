@@ -203,6 +203,9 @@ class Node : public MessageSink {
   // goes to its thread (and is reset here), a control stream's is handled as usual.
   Status OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first);
   Status OnPrimaryFrame(const wire::Frame& frame);
+  // Tells the peer why (ERROR) and returns the reason; the caller drops the peer.
+  Status Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code, const std::string& why);
+  Status NewSessionId();
   Status FinishResync();
   Status OnStandbyFrame(const wire::Frame& frame);
   // Data streams. Primary: open them once the control session is open; route.
@@ -218,6 +221,8 @@ class Node : public MessageSink {
   // waiting FILE_END has its content.
   void PumpData();
   void ResumeControl();
+  // Posts the next receive, unless the peer is the control stream held for data.
+  void ReceiveOrHold(const std::shared_ptr<Peer>& peer);
   bool ControlHeld(const std::shared_ptr<Peer>& peer) const {
     return state_.role == NodeRole::kStandby && peer == active_ && receiver_->waiting_for_data();
   }
@@ -310,10 +315,7 @@ Status Node::Init() {
   } else {
     return loaded.status();
   }
-  std::array<std::byte, 8> sid{};
-  RETURN_IF_ERROR(rng_->Fill(sid));
-  std::memcpy(&session_id_, sid.data(), sid.size());
-  session_id_ |= 1;
+  RETURN_IF_ERROR(NewSessionId());
 
   auto ring = iouring::Ring::Create(256);
   if (!ring.ok()) return ring.status().Annotate("io_uring (hasync needs it for its event loop)");
@@ -518,7 +520,7 @@ void Node::Tick() {
       }
     }
   }
-  if (!data_in_.empty()) PumpData();  // a wake-up the eventfd coalesced away
+  if (!data_in_.empty()) PumpData();  // what PumpData's per-call bound left
   if (watcher_) {
     watcher_->Tick();
     DrainWatcher();
@@ -668,13 +670,10 @@ Status Node::PumpSender() {
 void Node::StartConnect() {
   // A fresh session id per connection, so a data stream of an earlier session can never
   // join this one.
-  std::array<std::byte, 8> sid{};
-  if (Status r = rng_->Fill(sid); !r.ok()) {
+  if (Status r = NewSessionId(); !r.ok()) {
     fatal_ = r;
     return;
   }
-  std::memcpy(&session_id_, sid.data(), sid.size());
-  session_id_ |= 1;
   auto peer = std::make_shared<Peer>();
   peer->fd = UniqueFd(socket(peer_addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   peer->outbound = true;
@@ -733,11 +732,10 @@ void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
   // the peer's silence.
   peer->last_rx_ns = NowNs();
   if (peer->dead) return;
-  if (ControlHeld(peer)) {
-    peer->recv_held = true;  // the bytes after the waiting FILE_END stay unread
-  } else {
-    PostRecv(peer);
-  }
+  ReceiveOrHold(peer);
+  // The control stream may have begun files whose data waits at the head of a stream
+  // whose thread, its queue full, will not wake the loop again.
+  if (peer == active_ && !data_in_.empty()) PumpData();
 }
 
 Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
@@ -790,12 +788,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
       return AdoptDataStream(peer, std::move(taken));
     }
   }
-  if (!refuse.empty()) {
-    peer->conn->Send(state_.epoch, 0, wire::Error{wire::ErrorCode::kRoleConflict, refuse})
-        .IgnoreError();
-    Flush(peer).IgnoreError();  // Drop lets this send finish (kCloseLingerNs)
-    return FailedPrecondition(refuse);
-  }
+  if (!refuse.empty()) return Refuse(peer, wire::ErrorCode::kRoleConflict, refuse);
   Log(Level::kInfo, "session_open")
       .kv("peer", hello.node_name)
       .kv("cipher", peer->conn->cipher_suite())
@@ -823,6 +816,21 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
   sender_->BeginManifest();
   RETURN_IF_ERROR(StartDataStreams(hello));
   return Emit(0, wire::ManifestRequest{1, ""});
+}
+
+Status Node::Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code,
+                    const std::string& why) {
+  peer->conn->Send(state_.epoch, 0, wire::Error{code, why}).IgnoreError();
+  Flush(peer).IgnoreError();  // Drop lets this send finish (kCloseLingerNs)
+  return FailedPrecondition(why);
+}
+
+Status Node::NewSessionId() {
+  std::array<std::byte, 8> sid{};
+  RETURN_IF_ERROR(rng_->Fill(sid));
+  std::memcpy(&session_id_, sid.data(), sid.size());
+  session_id_ |= 1;  // never 0
+  return Status::Ok();
 }
 
 Status Node::OnPrimaryFrame(const wire::Frame& frame) {
@@ -1004,12 +1012,7 @@ Status Node::AdoptDataStream(const std::shared_ptr<Peer>& peer, std::optional<wi
                          [&](const auto& d) { return d->index() == hello.stream_index; })) {
     refuse = "second data stream with index " + std::to_string(hello.stream_index);
   }
-  if (!refuse.empty()) {
-    peer->conn->Send(state_.epoch, 0, wire::Error{wire::ErrorCode::kProtocol, refuse})
-        .IgnoreError();
-    Flush(peer).IgnoreError();  // Drop lets this send finish (kCloseLingerNs)
-    return FailedPrecondition(refuse);
-  }
+  if (!refuse.empty()) return Refuse(peer, wire::ErrorCode::kProtocol, refuse);
   // Our HELLO may still be on its way out: let it go before the thread takes over.
   RETURN_IF_ERROR(FlushAll(peer, kHandshakeTimeoutNs));
   UniqueFd fd(fcntl(peer->fd.get(), F_DUPFD_CLOEXEC, 0));
@@ -1043,33 +1046,38 @@ void Node::PostDataEvent() {
 }
 
 void Node::PumpData() {
-  std::shared_ptr<Peer> control = active_;
-  if (!control || control->dead) return;
-  bool progressed = false;
-  for (auto& ds : data_in_) {
-    if (Status f = ds->failed(); !f.ok()) {
-      Drop(control, f);  // content is lost with it: the session resyncs
-      return;
-    }
-    for (int i = 0; i < 4096; ++i) {
-      DataFrame* f = ds->Front();
-      if (f == nullptr) break;
-      auto verdict = receiver_->OnData(f->seq, f->message);
-      if (!verdict.ok()) {
-        Emit(0, wire::Error{wire::ErrorCode::kProtocol,
-                            verdict.status().message().substr(0, wire::kErrorMessageMax)})
-            .IgnoreError();
-        Flush(control).IgnoreError();
-        Drop(control, verdict.status());
+  // Data frames can let the control stream go on (a waiting FILE_END completes), and the
+  // control stream can let data frames go on (the FILE_BEGIN they waited for): alternate
+  // until neither moves. Bounded per call; Tick calls again.
+  for (int round = 0; round < 64; ++round) {
+    std::shared_ptr<Peer> control = active_;
+    if (!control || control->dead) return;
+    bool progressed = false;
+    for (auto& ds : data_in_) {
+      if (Status f = ds->failed(); !f.ok()) {
+        Drop(control, f);  // content is lost with it: the session resyncs
         return;
       }
-      if (*verdict == Receiver::DataVerdict::kNotYet) break;  // its FILE_BEGIN is behind
-      ds->PopFront();
-      progressed = true;
+      for (int i = 0; i < 4096; ++i) {
+        DataFrame* f = ds->Front();
+        if (f == nullptr) break;
+        auto verdict = receiver_->OnData(f->seq, f->message);
+        if (!verdict.ok()) {
+          Refuse(control, wire::ErrorCode::kProtocol,
+                 verdict.status().message().substr(0, wire::kErrorMessageMax))
+              .IgnoreError();
+          Drop(control, verdict.status());
+          return;
+        }
+        if (*verdict == Receiver::DataVerdict::kNotYet) break;  // its FILE_BEGIN is behind
+        ds->PopFront();
+        progressed = true;
+      }
     }
+    if (progressed) control->last_rx_ns = NowNs();
+    if (!control->recv_held || receiver_->waiting_for_data()) return;
+    ResumeControl();
   }
-  if (progressed) control->last_rx_ns = NowNs();
-  if (control->recv_held && !receiver_->waiting_for_data()) ResumeControl();
 }
 
 void Node::ResumeControl() {
@@ -1081,11 +1089,14 @@ void Node::ResumeControl() {
     Drop(control, s);
     return;
   }
-  if (control->dead) return;
-  if (ControlHeld(control)) {
-    control->recv_held = true;
+  if (!control->dead) ReceiveOrHold(control);
+}
+
+void Node::ReceiveOrHold(const std::shared_ptr<Peer>& peer) {
+  if (ControlHeld(peer)) {
+    peer->recv_held = true;  // the bytes after the waiting FILE_END stay unread
   } else {
-    PostRecv(control);
+    PostRecv(peer);
   }
 }
 

@@ -22,8 +22,7 @@ std::unique_ptr<FileReader> FileReader::Create(bool use_io_uring) {
   }
   auto probe = iouring::OpcodeProbe::Query(*ring);
   if (!probe.ok() || !probe->Supports(IORING_OP_READ)) {
-    r->fallback_reason_ =
-        probe.ok() ? "kernel lacks IORING_OP_READ" : probe.status().ToString();
+    r->fallback_reason_ = probe.ok() ? "kernel lacks IORING_OP_READ" : probe.status().ToString();
     return r;
   }
   r->ring_.emplace(std::move(ring).value());

@@ -152,8 +152,7 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
               return InvalidArgument("FILE_END size " + std::to_string(m.size) +
                                      " differs from FILE_BEGIN's " + std::to_string(f.begin.size));
             }
-            if (data_streams_ && f.ranges <= m.range_count && f.data_bytes <= m.data_bytes &&
-                (f.ranges < m.range_count || f.data_bytes < m.data_bytes)) {
+            if (data_streams_ && StillShort(f, m)) {
               // Some of its ranges are still on a data stream: the control stream waits.
               parked_end_ = ParkedEnd{seq, m};
               return Status::Ok();
@@ -280,6 +279,11 @@ Status Receiver::ApplyRange(OpenFile& f, const Range& m) {
   return Status::Ok();
 }
 
+bool Receiver::StillShort(const OpenFile& f, const wire::FileEnd& end) {
+  return f.ranges <= end.range_count && f.data_bytes <= end.data_bytes &&
+         (f.ranges < end.range_count || f.data_bytes < end.data_bytes);
+}
+
 Status Receiver::EndFile(std::map<uint64_t, OpenFile>::iterator it, const wire::FileEnd& m) {
   OpenFile& f = it->second;
   if (m.range_count != f.ranges || m.data_bytes != f.data_bytes) {
@@ -319,17 +323,10 @@ Result<Receiver::DataVerdict> Receiver::OnData(uint64_t seq, const wire::Message
   }
   RETURN_IF_ERROR(extent != nullptr ? ApplyRange(it->second, *extent)
                                     : ApplyRange(it->second, *hole));
-  if (parked_end_ && parked_end_->seq == seq) {
-    const OpenFile& f = it->second;
-    const wire::FileEnd& end = parked_end_->end;
-    if (f.ranges > end.range_count || f.data_bytes > end.data_bytes) {
-      return EndFile(it, end);  // fails with the counts
-    }
-    if (f.ranges == end.range_count && f.data_bytes == end.data_bytes) {
-      wire::FileEnd done = end;
-      parked_end_.reset();
-      RETURN_IF_ERROR(EndFile(it, done));
-    }
+  if (parked_end_ && parked_end_->seq == seq && !StillShort(it->second, parked_end_->end)) {
+    wire::FileEnd end = parked_end_->end;
+    parked_end_.reset();
+    RETURN_IF_ERROR(EndFile(it, end));  // checks the counts are met exactly
   }
   return DataVerdict::kTaken;
 }

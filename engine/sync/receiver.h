@@ -91,6 +91,9 @@ class Receiver {
   template <typename Range>  // wire::Extent or wire::Hole
   Status ApplyRange(OpenFile& f, const Range& m);
   Status EndFile(std::map<uint64_t, OpenFile>::iterator it, const wire::FileEnd& m);
+  // The file has fewer ranges or bytes than FILE_END announced, and not more of either:
+  // the rest may still be on a data stream.
+  static bool StillShort(const OpenFile& f, const wire::FileEnd& end);
   Status OnCommit(const wire::Commit& commit);
   Status SendManifest(const wire::ManifestRequest& request);
   Status SendBlocks(const wire::BlocksRequest& request);

@@ -707,7 +707,8 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   if (aborted) {
     ++retries;
     ++stats_.aborted_reads;
-    journal->Requeue(root, info.path);  // under its name after later renames
+    // At the tail: a Rename queued meanwhile is followed by an Upsert of the new name.
+    journal->Upsert(root, info.path);
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));

@@ -84,15 +84,16 @@ TEST(Journal, AWriteReportedUnderTheRenamedDirectorysNewNameIsKept) {
             (Lines{"rename a->c/a-moved", "upsert c/a-moved/b/inside", "rescan c/a-moved"}));
 }
 
-TEST(Journal, ARequeuedUpsertFollowsTheRenamesQueuedSinceItWasTaken) {
+TEST(Journal, AnUpsertQueuedAgainAfterRenamesIsLookedAtUnderTheNewName) {
   Journal j({}, 1);
   j.Upsert(0, "d/job");
   ASSERT_EQ(TakeAll(j).size(), 1u);           // the sender took it, its read was aborted…
   j.Rename(0, "d/job", "d/job.done", false);  // …and meanwhile the file was renamed
   j.Rename(0, "d", "archive", true);          // and then its directory
-  j.Requeue(0, "d/job");
-  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename d/job->d/job.done", "rename d->archive",
-                                       "upsert archive/job.done", "rescan archive"}));
+  j.Upsert(0, "d/job");                       // the sender queues it again
+  EXPECT_EQ(Render(TakeAll(j)),
+            (Lines{"rename d/job->d/job.done", "rename d->archive", "upsert archive/job.done",
+                   "rescan archive", "upsert d/job"}));
 }
 
 // Pins a stale file found by the random-workload test: the sender took the Upsert of

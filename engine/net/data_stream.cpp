@@ -278,6 +278,7 @@ void DataStreamIn::Notify() {
 }
 
 bool DataStreamIn::Take(wire::Frame& frame) {
+  frames_taken_.fetch_add(1, std::memory_order_release);  // even one refused below
   if (frame.epoch < min_epoch_) {
     SetFailed(PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch)));
     return false;

@@ -133,6 +133,8 @@ class DataStreamOut : public DataStreamThread {
   bool TryEnqueue(DataFrame& frame) { return queue_.TryPush(frame); }
   void WaitForRoom(size_t bytes, int64_t timeout_ms) { queue_.WaitForRoom(bytes, timeout_ms); }
   size_t queued_bytes() const { return queue_.bytes(); }
+  // Set up (handshake and HELLOs done); never cleared. A stream that fails before this
+  // carried nothing and can be replaced; one that fails after it lost queued content.
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
 
@@ -164,6 +166,12 @@ class DataStreamIn : public DataStreamThread {
   DataFrame* Front() { return queue_.Front(); }
   void PopFront() { queue_.PopFront(); }
   uint64_t bytes_received() const { return bytes_received_.load(std::memory_order_relaxed); }
+  // Nothing arrived after the hand-over: no frame, no byte. A primary that gave up on
+  // setting this stream up (it routes content only to streams it saw open) closes it in
+  // this state, and nothing of the session's content went with it.
+  bool unused() const {
+    return frames_taken_.load(std::memory_order_acquire) == 0 && bytes_received() == 0;
+  }
 
  private:
   void Run();
@@ -177,6 +185,7 @@ class DataStreamIn : public DataStreamThread {
   const uint64_t min_epoch_;
   const int notify_fd_;
   std::atomic<uint64_t> bytes_received_{0};
+  std::atomic<uint64_t> frames_taken_{0};
 };
 
 }  // namespace hasync::engine

@@ -52,6 +52,12 @@ constexpr int64_t kSendStallTimeoutMs = 30'000;               // socket accepted
 constexpr int64_t kCloseLingerNs = 1'000'000'000;  // a dropped peer's last send may finish
 constexpr int64_t kBackoffMinMs = 100;
 constexpr int64_t kBackoffMaxMs = 5'000;
+// A data stream that could not be set up is tried again after this, doubling per failure.
+constexpr int64_t kDataRetryMinNs = 1'000'000'000;
+constexpr int64_t kDataRetryMaxNs = 30'000'000'000;
+// A tick this late means the loop was busy (a manifest walk, a large fsync): that time
+// is not held against a peer's handshake or silence.
+constexpr int64_t kLoopStallNs = 1'000'000'000;
 constexpr size_t kRecvBufferBytes = 256 * 1024;
 constexpr size_t kFlushHighWater = 512 * 1024;  // start a send once this much is queued
 // Bytes queued for a peer (in the send in flight plus the connection's outbox) beyond
@@ -171,7 +177,8 @@ class Node : public MessageSink {
         route_seq_ = begin->size >= kDataStreamMinBytes ? seq : 0;
         route_stripe_ = begin->size >= kDataStreamStripeBytes && data_out_.size() > 1 &&
                         cfg_.transport.mode == TransportMode::kTls;
-        if (route_seq_ != 0) route_to_ = PickDataStream();
+        route_to_ = route_seq_ != 0 ? PickDataStream() : nullptr;
+        if (route_to_ == nullptr) route_seq_ = 0;  // no stream open yet: the control stream
       } else if (seq != 0 && seq == route_seq_ &&
                  (std::holds_alternative<wire::Extent>(message) ||
                   std::holds_alternative<wire::Hole>(message))) {
@@ -210,6 +217,9 @@ class Node : public MessageSink {
   Status OnStandbyFrame(const wire::Frame& frame);
   // Data streams. Primary: open them once the control session is open; route.
   Status StartDataStreams(const wire::Hello& peer_hello);
+  Result<std::unique_ptr<DataStreamOut>> MakeDataStream(uint16_t index);
+  void CheckDataStreams(int64_t now);
+  void CompensateLoopStall(int64_t now);
   void StopDataStreams();
   DataStreamOut* PickDataStream();
   Status EnqueueData(uint64_t seq, wire::Message message);
@@ -267,6 +277,11 @@ class Node : public MessageSink {
   std::vector<UniqueFd> root_fds_;
   std::unique_ptr<Sender> sender_;
   std::vector<std::unique_ptr<DataStreamOut>> data_out_;
+  // Per stream slot: when a stream that failed to open is tried again (0: not waiting),
+  // and the wait after its next failure.
+  std::vector<int64_t> data_retry_at_ns_;
+  std::vector<int64_t> data_retry_backoff_ns_;
+  uint64_t data_peer_node_id_ = 0;
   uint64_t route_seq_ = 0;  // the file whose content goes to route_to_
   DataStreamOut* route_to_ = nullptr;
   bool route_stripe_ = false;  // each extent of route_seq_ to the least-loaded stream
@@ -275,6 +290,7 @@ class Node : public MessageSink {
   int64_t next_connect_ns_ = 0;
   int64_t backoff_ms_ = kBackoffMinMs;
   int64_t resync_started_ns_ = 0;
+  int64_t last_tick_ns_ = 0;
   size_t pending_blocks_ = 0;
   std::vector<watch::WatchEvent> events_;
 
@@ -481,8 +497,20 @@ void Node::ScheduleTick() {
   if (!s.ok()) fatal_ = s;
 }
 
+void Node::CompensateLoopStall(int64_t now) {
+  int64_t late = last_tick_ns_ == 0 ? 0 : now - last_tick_ns_ - kTickNs;
+  last_tick_ns_ = now;
+  if (late < kLoopStallNs) return;
+  // The timers below judge the peer by when its bytes were handled; bytes that waited
+  // in the socket while this loop was busy would count as silence.
+  for (auto& p : pending_) p->created_ns += late;
+  if (active_) active_->last_rx_ns += late;
+  Log(Level::kDebug, "loop_stalled").kv("ms", late / 1'000'000);
+}
+
 void Node::Tick() {
   int64_t now = NowNs();
+  CompensateLoopStall(now);
   for (auto& p : pending_) {
     if (!p->dead && now - p->created_ns > kHandshakeTimeoutNs) {
       Drop(p, Unavailable("handshake did not finish within 10 s"));
@@ -512,14 +540,7 @@ void Node::Tick() {
       if (!s.ok()) Drop(active_, s);
     }
   }
-  if (active_ && !active_->dead) {
-    for (const auto& ds : data_out_) {
-      if (Status f = ds->failed(); !f.ok()) {
-        Drop(active_, f);
-        break;
-      }
-    }
-  }
+  if (active_ && !active_->dead && !data_out_.empty()) CheckDataStreams(now);
   if (!data_in_.empty()) PumpData();  // what PumpData's per-call bound left
   if (watcher_) {
     watcher_->Tick();
@@ -913,25 +934,65 @@ Status Node::StartDataStreams(const wire::Hello& peer_hello) {
     Log(Level::kInfo, "data_streams_off").kv("reason", "the standby does not offer them");
     return Status::Ok();
   }
+  data_peer_node_id_ = peer_hello.node_id;
   for (uint32_t i = 1; i <= cfg_.transport.data_streams; ++i) {
-    DataStreamOut::Options o;
-    o.addr = peer_addr_;
-    o.addr_len = peer_addr_len_;
-    auto key = std::as_bytes(key_.bytes());
-    o.psk.assign(key.begin(), key.end());
-    o.mode = ChannelModeFor();
-    o.hello = MyHello();
-    o.hello.stream_kind = wire::StreamKind::kData;
-    o.hello.stream_index = static_cast<uint16_t>(i);
-    o.epoch = state_.epoch;
-    o.expected_node_id = peer_hello.node_id;
-    ASSIGN_OR_RETURN(auto ds, DataStreamOut::Start(std::move(o)));
+    ASSIGN_OR_RETURN(auto ds, MakeDataStream(static_cast<uint16_t>(i)));
     data_out_.push_back(std::move(ds));
   }
+  data_retry_at_ns_.assign(data_out_.size(), 0);
+  data_retry_backoff_ns_.assign(data_out_.size(), kDataRetryMinNs);
   Log(Level::kInfo, "data_streams_started")
       .kv("count", static_cast<uint64_t>(data_out_.size()))
       .kv("min_file_bytes", kDataStreamMinBytes);
   return Status::Ok();
+}
+
+Result<std::unique_ptr<DataStreamOut>> Node::MakeDataStream(uint16_t index) {
+  DataStreamOut::Options o;
+  o.addr = peer_addr_;
+  o.addr_len = peer_addr_len_;
+  auto key = std::as_bytes(key_.bytes());
+  o.psk.assign(key.begin(), key.end());
+  o.mode = ChannelModeFor();
+  o.hello = MyHello();
+  o.hello.stream_kind = wire::StreamKind::kData;
+  o.hello.stream_index = index;
+  o.epoch = state_.epoch;
+  o.expected_node_id = data_peer_node_id_;
+  return DataStreamOut::Start(std::move(o));
+}
+
+void Node::CheckDataStreams(int64_t now) {
+  for (size_t k = 0; k < data_out_.size(); ++k) {
+    DataStreamOut& ds = *data_out_[k];
+    if (data_retry_at_ns_[k] != 0) {
+      if (now < data_retry_at_ns_[k]) continue;
+      auto fresh = MakeDataStream(ds.index());
+      if (!fresh.ok()) {
+        Drop(active_, fresh.status());
+        return;
+      }
+      data_out_[k]->Stop();
+      data_out_[k] = std::move(fresh).value();
+      data_retry_at_ns_[k] = 0;
+      continue;
+    }
+    Status f = ds.failed();
+    if (f.ok()) continue;
+    if (ds.ready()) {
+      Drop(active_, f);  // content queued on it is lost: the session resyncs
+      return;
+    }
+    // It never opened, so nothing was routed to it (PickDataStream takes open streams
+    // only): the session goes on without it, and it is tried again. The standby may be
+    // busy for a while (hashing its tree for the manifest, a large fsync).
+    data_retry_at_ns_[k] = now + data_retry_backoff_ns_[k];
+    Log(Level::kWarn, "data_stream_retry")
+        .kv("index", static_cast<uint64_t>(ds.index()))
+        .kv("in_ms", data_retry_backoff_ns_[k] / 1'000'000)
+        .kv("reason", f.ToString());
+    data_retry_backoff_ns_[k] = std::min(data_retry_backoff_ns_[k] * 2, kDataRetryMaxNs);
+  }
 }
 
 void Node::StopDataStreams() {
@@ -949,6 +1010,8 @@ void Node::StopDataStreams() {
   }
   data_out_.clear();
   data_in_.clear();
+  data_retry_at_ns_.clear();
+  data_retry_backoff_ns_.clear();
   if (count > 0) {
     Log(Level::kInfo, "data_streams_closed")
         .kv("count", static_cast<uint64_t>(count))
@@ -957,11 +1020,14 @@ void Node::StopDataStreams() {
 }
 
 DataStreamOut* Node::PickDataStream() {
-  // The least loaded, first looking from the one after the last pick (round robin on ties).
+  // The least loaded open one, first looking from the one after the last pick (round
+  // robin on ties); null while none is open. An open stream stays open (or ends the
+  // session), so a file routed to one can keep using the open set.
   DataStreamOut* best = nullptr;
   size_t best_bytes = 0;
   for (size_t k = 0; k < data_out_.size(); ++k) {
     DataStreamOut* ds = data_out_[(next_stream_ + k) % data_out_.size()].get();
+    if (!ds->ready() || !ds->failed().ok()) continue;
     size_t b = ds->queued_bytes();
     if (best == nullptr || b < best_bytes) {
       best = ds;
@@ -1008,9 +1074,17 @@ Status Node::AdoptDataStream(const std::shared_ptr<Peer>& peer, std::optional<wi
     refuse = "data stream of another session";
   } else if (hello.stream_index == 0 || hello.stream_index > wire::kDataStreamsMax) {
     refuse = "data stream index " + std::to_string(hello.stream_index) + " out of range";
-  } else if (std::any_of(data_in_.begin(), data_in_.end(),
-                         [&](const auto& d) { return d->index() == hello.stream_index; })) {
-    refuse = "second data stream with index " + std::to_string(hello.stream_index);
+  } else if (auto old =
+                 std::find_if(data_in_.begin(), data_in_.end(),
+                              [&](const auto& d) { return d->index() == hello.stream_index; });
+             old != data_in_.end()) {
+    if ((*old)->unused()) {
+      // The primary gave up on setting that one up and dialled again.
+      (*old)->Stop();
+      data_in_.erase(old);
+    } else {
+      refuse = "second data stream with index " + std::to_string(hello.stream_index);
+    }
   }
   if (!refuse.empty()) return Refuse(peer, wire::ErrorCode::kProtocol, refuse);
   // Our HELLO may still be on its way out: let it go before the thread takes over.
@@ -1053,6 +1127,15 @@ void Node::PumpData() {
     std::shared_ptr<Peer> control = active_;
     if (!control || control->dead) return;
     bool progressed = false;
+    std::erase_if(data_in_, [](const std::unique_ptr<DataStreamIn>& ds) {
+      if (ds->failed().ok() || !ds->unused()) return false;
+      // Closed before anything came on it: the primary gave up on setting it up.
+      Log(Level::kInfo, "data_stream_unused_closed")
+          .kv("index", static_cast<uint64_t>(ds->index()))
+          .kv("reason", ds->failed().ToString());
+      ds->Stop();
+      return true;
+    });
     for (auto& ds : data_in_) {
       if (Status f = ds->failed(); !f.ok()) {
         Drop(control, f);  // content is lost with it: the session resyncs

@@ -3,7 +3,9 @@
 // change, under bursts, with held-open appenders, across kill -9 of either side, and a
 // wrong key must get nothing written.
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -499,6 +501,72 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<StreamCase>& param) {
       return std::string(param.param.name);
     });
+
+// A standby whose event loop is busy when the data streams dial (here: every directory
+// read of its manifest walk delayed 6 s by strace, as a large cold spool would be): the
+// streams cannot be set up within 10 s. They carried nothing yet, so the session goes on
+// (content on the control stream) and they are dialled again; before, the session was
+// dropped and the next one walked the tree again, forever.
+TEST(Replication, DataStreamsThatCannotOpenWhileTheStandbyIsBusyAreRetried) {
+  REQUIRE_ROOT();
+  if (access("/usr/bin/strace", X_OK) != 0) {
+    GTEST_SKIP() << "needs /usr/bin/strace (scripts/install-deps.sh installs it)";
+  }
+  P pair("busy", "[transport]\ndata_streams = 2\n");
+  const std::string p = pair.root(P::kPrimary);
+  WriteBig(p + "/before.dat", 1u << 20, 3);
+  pid_t standby = pair.Start(P::kStandby);
+  ASSERT_TRUE(pair.WaitEvents(P::kStandby, "start", 1, 20s)) << pair.log(P::kStandby);
+  std::string pid_arg = std::to_string(standby);
+  std::vector<std::string> args = {"/usr/bin/strace",
+                                   "-f",
+                                   "-qq",
+                                   "-o",
+                                   "/dev/null",
+                                   "-e",
+                                   "trace=getdents64",
+                                   "-e",
+                                   "inject=getdents64:delay_enter=6s",
+                                   "-p",
+                                   pid_arg};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t tracer = -1;
+  ASSERT_EQ(posix_spawn(&tracer, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  auto stop_tracer = [&] {
+    if (tracer <= 0) return;
+    kill(tracer, SIGTERM);  // strace detaches; the standby runs on
+    int status = 0;
+    waitpid(tracer, &status, 0);
+    tracer = -1;
+  };
+  bool traced = P::WaitFor(
+      [&] {
+        std::string st = ReadText("/proc/" + pid_arg + "/status");
+        auto at = st.find("TracerPid:");
+        return at != std::string::npos && std::atoi(st.c_str() + at + 10) != 0;
+      },
+      10s);
+  if (!traced) stop_tracer();
+  ASSERT_TRUE(traced) << "strace did not attach to the standby";
+
+  pair.Start(P::kPrimary);
+  bool retried = pair.WaitEvents(P::kPrimary, "data_stream_retry", 1, 60s);
+  stop_tracer();
+  ASSERT_TRUE(retried) << "the data streams were not retried\n" << pair.log(P::kPrimary);
+  TreeDiff d = pair.WaitConverged(60s);
+  ASSERT_TRUE(d.empty()) << d.ToString() << pair.log(P::kPrimary);
+  // The retried streams open and carry the next large file.
+  ASSERT_TRUE(pair.WaitEvents(P::kStandby, "data_stream_open", 2, 60s)) << pair.log(P::kStandby);
+  WriteBig(p + "/after.dat", 2u << 20, 4);
+  d = pair.WaitConverged(60s);
+  ASSERT_TRUE(d.empty()) << d.ToString();
+  pair.Stop(P::kPrimary);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "session_closed"), 0u) << pair.log(P::kPrimary);
+  EXPECT_GE(pair.LastEvent(P::kPrimary, "data_streams_closed")["bytes"], 2u << 20)
+      << pair.log(P::kPrimary);
+}
 
 // A random workload on a small namespace, as fast as the primary takes it: files written,
 // appended, truncated, renamed (also over each other and across directories), linked,

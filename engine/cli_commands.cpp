@@ -58,8 +58,12 @@ std::string ConfigSummary(const Config& cfg) {
       cfg.probe.command.empty() ? std::string("none")
                                 : fmt::format("every {} ms", cfg.probe.interval_ms));
   out += fmt::format("  hooks: {}\n", hooks.empty() ? std::string("none") : Join(hooks, ", "));
-  out += fmt::format("  transport: {}, {} data stream(s); metrics: {}\n",
-                     TransportModeName(cfg.transport.mode), cfg.transport.data_streams,
+  out += fmt::format("  transport: {}{}, {} data stream(s); metrics: {}\n",
+                     TransportModeName(cfg.transport.mode),
+                     cfg.transport.mode == TransportMode::kPlain && cfg.transport.data_streams > 0
+                         ? (cfg.transport.splice ? " (content spliced)" : " (content copied)")
+                         : "",
+                     cfg.transport.data_streams,
                      cfg.metrics.enabled ? cfg.metrics.listen.ToString() : std::string("off"));
   return out;
 }

@@ -170,7 +170,7 @@ const std::vector<Section>& Schema() {
         "promote_on_silence_unguarded"}},
       {"probe", {"command", "interval_ms", "timeout_ms"}},
       {"hooks", {"promote_guard", "fence", "on_promote", "on_demote", "quorum_check"}},
-      {"transport", {"mode", "data_streams"}},
+      {"transport", {"mode", "data_streams", "splice"}},
       {"limits",
        {"journal_memory_bytes", "max_batch_bytes", "max_batch_files", "max_queued_bytes",
         "max_tracked_files"}},
@@ -608,8 +608,9 @@ class Parser {
     } else {
       return Fail(fmt::format("transport.mode = {} must be \"tls\" or \"plain\"", Quote(mode)));
     }
-    return GetUnsigned(t, "transport", "data_streams", kDataStreamsBounds,
-                       cfg.transport.data_streams);
+    RETURN_IF_ERROR(GetUnsigned(t, "transport", "data_streams", kDataStreamsBounds,
+                                cfg.transport.data_streams));
+    return GetBool(t, "transport", "splice", cfg.transport.splice);
   }
 
   Status ReadLimits(const toml::table& root, Config& cfg) const {

@@ -134,6 +134,9 @@ struct Config {
   struct Transport {
     TransportMode mode = TransportMode::kTls;
     uint32_t data_streams = 2;
+    // Plain mode: file content on the data streams is spliced from the page cache to the
+    // socket (splice(2)) instead of being copied through hasync's buffers.
+    bool splice = true;
   } transport;
   struct Limits {
     uint64_t journal_memory_bytes = 256 * kMiB;

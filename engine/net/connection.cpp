@@ -233,6 +233,17 @@ Status Connection::Send(uint64_t epoch, uint64_t seq, const wire::Message& messa
   return Status::Ok();
 }
 
+Status Connection::SendExtentHead(uint64_t epoch, uint64_t seq, uint64_t file_size, uint64_t offset,
+                                  uint32_t length) {
+  if (!failed_.ok()) return failed_;
+  HASYNC_ASSERT(hello_sent_ && !tls_);
+  if (!PlainOutboxHasRoom(wire::kFrameHeaderSize + wire::kExtentPrefixSize)) {
+    return Fail(Status(Code::kResourceExhausted, "outgoing buffer full"));
+  }
+  wire::EncodeExtentHead(epoch, seq, file_size, offset, length, plain_out_.back());
+  return Status::Ok();
+}
+
 void Connection::Close() {
   if (tls_) tls_->Close().IgnoreError();
 }

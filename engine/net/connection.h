@@ -53,6 +53,10 @@ class Connection {
   Result<std::optional<wire::Frame>> Next();
   // Encodes, encrypts and queues one frame. Only once open().
   Status Send(uint64_t epoch, uint64_t seq, const wire::Message& message);
+  // Plain mode only: queues an EXTENT frame's header and fixed prefix; the caller sends
+  // its `length` data bytes on the socket itself, right after the outbox (splice).
+  Status SendExtentHead(uint64_t epoch, uint64_t seq, uint64_t file_size, uint64_t offset,
+                        uint32_t length);
   // Queues a TLS close_notify.
   void Close();
 

@@ -12,8 +12,13 @@
 // Both queues are bounded by bytes (kDataQueueBytes; one frame larger than the bound
 // still passes an empty queue): a full queue holds the producer — on the primary the
 // sender, on the standby its socket and so, by TCP flow control, the primary's stream.
-// Errors are sticky. A failed stream ends the whole session: an extent cannot be sent
-// again alone, so the primary drops the session and resyncs.
+// Errors are sticky. A stream that fails once open ends the whole session: an extent
+// cannot be sent again alone, so the primary drops the session and resyncs. One that
+// never opened carried nothing; the primary dials it again (Node::CheckDataStreams).
+//
+// Plain mode: a DataFrame may name a file instead of holding the extent's bytes; the
+// primary's thread then sends the frame's head and splices the bytes file → pipe →
+// socket (SendSpliced), so they are never copied through user space.
 #pragma once
 
 #include <sys/socket.h>
@@ -46,6 +51,10 @@ struct DataFrame {
   uint64_t seq = 0;
   wire::Message message;
   size_t bytes = 0;  // accounted against the queue's bound
+  // Plain mode, primary: an EXTENT whose data is not in `message` (empty there) but is
+  // spliced from this file, `splice_length` bytes at the extent's offset, when sent.
+  std::shared_ptr<const UniqueFd> splice_file;
+  uint32_t splice_length = 0;
 };
 
 // Bytes a frame counts for in a queue: its payload, or a small constant.
@@ -129,14 +138,25 @@ class DataStreamOut : public DataStreamThread {
   ~DataStreamOut();
 
   // Queues a frame if there is room; false (frame untouched) when full or failed (a
-  // failure closes the queue).
-  bool TryEnqueue(DataFrame& frame) { return queue_.TryPush(frame); }
+  // failure closes the queue). Event loop only.
+  bool TryEnqueue(DataFrame& frame) {
+    if (!queue_.TryPush(frame)) return false;
+    ++enqueued_;
+    return true;
+  }
+  // Every frame queued so far has left (into the socket; a spliced one's file bytes were
+  // taken). Event loop only.
+  bool drained() const { return frames_sent_.load(std::memory_order_acquire) == enqueued_; }
+  // Waits up to timeout_ms for drained() (or a failure). Event loop only.
+  void WaitDrained(int64_t timeout_ms);
   void WaitForRoom(size_t bytes, int64_t timeout_ms) { queue_.WaitForRoom(bytes, timeout_ms); }
   size_t queued_bytes() const { return queue_.bytes(); }
   // Set up (handshake and HELLOs done); never cleared. A stream that fails before this
   // carried nothing and can be replaced; one that fails after it lost queued content.
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+  // Of those, file bytes that went by splice(2) (plain mode).
+  uint64_t bytes_spliced() const { return bytes_spliced_.load(std::memory_order_relaxed); }
 
  private:
   explicit DataStreamOut(Options options)
@@ -144,10 +164,22 @@ class DataStreamOut : public DataStreamThread {
   void Run();
   Result<std::unique_ptr<Connection>> Setup();
   Status SendAll(Connection& conn);
+  // Sends a spliced EXTENT: its head through the connection, then its data from the file.
+  Status SendSpliced(Connection& conn, const DataFrame& frame);
+  Status SpliceRange(int file, uint64_t offset, uint32_t length);
 
   Options options_;
+  uint64_t enqueued_ = 0;                 // event loop
+  std::atomic<uint64_t> frames_sent_{0};  // this thread
+  uint64_t frames_in_outbox_ = 0;         // this thread: queued in the connection
+  std::mutex sent_mu_;
+  std::condition_variable sent_cv_;  // frames_sent_ moved
+  void AddSent(uint64_t frames);
+  UniqueFd pipe_read_, pipe_write_;  // splice goes file → pipe → socket
+  size_t pipe_bytes_ = 0;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> bytes_spliced_{0};
   std::vector<std::byte> tx_;
   std::unique_ptr<Rng> rng_;  // this thread's own (Rng is not thread-safe)
 };

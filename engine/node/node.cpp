@@ -166,6 +166,21 @@ class Node : public MessageSink {
     return Flush(active_);
   }
 
+  bool Splices(uint64_t seq) override {
+    return cfg_.transport.mode == TransportMode::kPlain && cfg_.transport.splice && seq != 0 &&
+           seq == route_seq_ && route_to_ != nullptr && !route_stripe_;
+  }
+
+  Status EmitSpliced(uint64_t seq, uint64_t file_size, uint64_t offset, uint32_t length,
+                     std::shared_ptr<const UniqueFd> file) override {
+    HASYNC_ASSERT(Splices(seq));
+    DataFrame frame{seq, wire::Extent{file_size, offset, {}}, 0, std::move(file), length};
+    frame.bytes = DataFrameBytes(frame.message);  // the data is not in memory
+    return EnqueueData(frame);
+  }
+
+  Status WaitSpliced() override;
+
   Status Emit(uint64_t seq, wire::Message message) override {
     if (!active_ || active_->dead || !active_->conn->open()) {
       return Unavailable("no session to send on");
@@ -183,7 +198,9 @@ class Node : public MessageSink {
                  (std::holds_alternative<wire::Extent>(message) ||
                   std::holds_alternative<wire::Hole>(message))) {
         if (route_stripe_) route_to_ = PickDataStream();
-        return EnqueueData(seq, std::move(message));
+        DataFrame frame{seq, std::move(message), 0, nullptr, 0};
+        frame.bytes = DataFrameBytes(frame.message);
+        return EnqueueData(frame);
       }
     }
     RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
@@ -222,7 +239,7 @@ class Node : public MessageSink {
   void CompensateLoopStall(int64_t now);
   void StopDataStreams();
   DataStreamOut* PickDataStream();
-  Status EnqueueData(uint64_t seq, wire::Message message);
+  Status EnqueueData(DataFrame& frame);
   // Standby: adopt an opened connection as a data stream of the active session.
   // `first`: a frame that came with the HELLO, for the stream's thread to take first.
   Status AdoptDataStream(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame> first);
@@ -999,10 +1016,12 @@ void Node::StopDataStreams() {
   route_seq_ = 0;
   route_to_ = nullptr;
   uint64_t bytes = 0;
+  uint64_t spliced = 0;
   size_t count = data_out_.size() + data_in_.size();
   for (auto& ds : data_out_) {
     ds->Stop();
     bytes += ds->bytes_sent();
+    spliced += ds->bytes_spliced();
   }
   for (auto& ds : data_in_) {
     ds->Stop();
@@ -1015,7 +1034,8 @@ void Node::StopDataStreams() {
   if (count > 0) {
     Log(Level::kInfo, "data_streams_closed")
         .kv("count", static_cast<uint64_t>(count))
-        .kv("bytes", bytes);
+        .kv("bytes", bytes)
+        .kv("spliced_bytes", spliced);
   }
 }
 
@@ -1038,9 +1058,36 @@ DataStreamOut* Node::PickDataStream() {
   return best;
 }
 
-Status Node::EnqueueData(uint64_t seq, wire::Message message) {
-  DataFrame frame{seq, std::move(message), 0};
-  frame.bytes = DataFrameBytes(frame.message);
+Status Node::WaitSpliced() {
+  // The stream splices from the file while the control stream's outbox keeps moving
+  // (the standby may need this file's FILE_BEGIN before it reads the stream on).
+  std::shared_ptr<Peer> control = active_;
+  int64_t deadline = NowNs() + kDataStreamStallMs * 1'000'000;
+  uint64_t seen = route_to_->bytes_sent();
+  while (!route_to_->drained()) {
+    RETURN_IF_ERROR(route_to_->failed());
+    if (control->dead) return Unavailable("session closed while sending");
+    StartSend(control);
+    if (route_to_->bytes_sent() != seen) {
+      seen = route_to_->bytes_sent();
+      deadline = NowNs() + kDataStreamStallMs * 1'000'000;
+    } else if (NowNs() > deadline) {
+      return Unavailable(fmt::format("data stream {} accepted nothing for {} s", route_to_->index(),
+                                     kDataStreamStallMs / 1000));
+    }
+    if (control->sending) {
+      control->waiting = true;
+      loop_->WaitFor(control->send_token, 1'000'000).IgnoreError();  // a timeout is fine
+      control->waiting = false;
+      RETURN_IF_ERROR(control->send_failed);
+    } else {
+      route_to_->WaitDrained(2);
+    }
+  }
+  return route_to_->failed();
+}
+
+Status Node::EnqueueData(DataFrame& frame) {
   const int64_t deadline = NowNs() + kDataStreamStallMs * 1'000'000;
   std::shared_ptr<Peer> control = active_;
   for (;;) {

@@ -779,6 +779,14 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
     data_bytes += len;
     return Status::Ok();
   };
+  // Plain mode on a data stream: the bytes are read here only to be hashed; the
+  // transport splices them from the page cache to the socket (docs/ARCHITECTURE.md).
+  std::shared_ptr<const UniqueFd> splice_from;
+  if (size > 0 && sink_.Splices(seq)) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return ErrnoStatus(errno, "dup " + info.path + " for splice");
+    splice_from = std::make_shared<const UniqueFd>(dup);
+  }
 
   for (uint64_t chunk_off = 0; chunk_off < size; chunk_off += chunk_len) {
     ASSIGN_OR_RETURN(ReadPiece piece, reader_->Next());
@@ -819,6 +827,16 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
         runs.emplace_back(at, at + len);
       }
     }
+    if (splice_from) {
+      for (const auto& [first, end] : runs) {
+        RETURN_IF_ERROR(sink_.EmitSpliced(seq, size, chunk_off + first,
+                                          static_cast<uint32_t>(end - first), splice_from));
+        ++range_count;
+        data_bytes += end - first;
+      }
+      reader_->Recycle(std::move(buf));
+      continue;
+    }
     if (runs.size() == 1 && runs[0].first == 0 && runs[0].second == buf.size()) {
       // The whole chunk ships: its read buffer becomes the extent, no copy.
       RETURN_IF_ERROR(emit_extent(chunk_off, std::move(buf)));
@@ -833,6 +851,8 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
     reader_->Recycle(std::move(buf));
   }
 
+  // A spliced file is checked below only once its bytes have left.
+  if (splice_from) RETURN_IF_ERROR(sink_.WaitSpliced());
   struct stat after {};
   if (fstat(fd, &after) != 0) return ErrnoStatus(errno, "fstat " + info.path);
   bool changed = after.st_size != before.st_size || after.st_mtim.tv_sec != before.st_mtim.tv_sec ||

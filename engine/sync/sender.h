@@ -36,6 +36,7 @@
 
 #include "base/hash.h"
 #include "base/status.h"
+#include "base/unique_fd.h"
 #include "engine/journal/journal.h"
 #include "engine/scan/scanner.h"
 #include "engine/sync/file_reader.h"
@@ -52,6 +53,20 @@ class MessageSink {
   // Called between files during long walks (resync) so the transport can keep the
   // session alive (a PING when nothing else went out for a while).
   virtual Status Progress() { return Status::Ok(); }
+
+  // Zero-copy sending (plain mode): whether the content of file version `seq`, whose
+  // FILE_BEGIN was just emitted, is to be spliced from the file by the transport instead
+  // of being emitted from the sender's buffers.
+  virtual bool Splices(uint64_t /*seq*/) { return false; }
+  // Queues an EXTENT of `length` bytes at `offset` that the transport splices from `file`
+  // when it sends it (the bytes the sender read and hashed, unless the file changed).
+  virtual Status EmitSpliced(uint64_t /*seq*/, uint64_t /*file_size*/, uint64_t /*offset*/,
+                             uint32_t /*length*/, std::shared_ptr<const UniqueFd> /*file*/) {
+    return Status(Code::kInternal, "this transport does not splice");
+  }
+  // Returns once every EmitSpliced extent has been taken from its file, so a check of
+  // the file after this covers the bytes that went out.
+  virtual Status WaitSpliced() { return Status::Ok(); }
 };
 
 inline constexpr uint32_t kDefaultBlockSize = 64 * 1024;

@@ -8,7 +8,8 @@
 #   2. replication lag at 100 and 1,000 changes/s (write closed → new content visible on
 #      the standby), p50/p99/max
 #   3. one large file, TLS and plain, with each data-stream count of --streams (default
-#      "0 2": all on the control stream, and two data streams), vs a raw TCP stream and a
+#      "0 2": all on the control stream, and two data streams), plain also with
+#      `splice = false` (content copied), vs a raw TCP stream and a
 #      minimal copier (recv + write + fsync) of the same bytes, and mbedTLS
 #      ChaCha20-Poly1305 speed
 #   4. the primary's small-file create rate with the pair off vs on (3× each, alternating)
@@ -25,15 +26,15 @@
 #                                    [--streams "0 2"]  (transport.data_streams values for section 3)
 set -euo pipefail
 
-QUICK=0 PERF=0 GROUP_COMMIT=fsync STREAMS="0 2"
+QUICK=0 PERF=0 GROUP_COMMIT=fsync STREAMS="0 2" SET_N=0 SET_BIG=0 SET_LAG=0
 N=20000 BIG_MIB=1024 LAG_S=10 SLOW_N=20000 SLOW_REPS=3 CIPHER_MIB=256
 ARGS_STR="$*"
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
-    --files) N=$2; shift ;;
-    --big-mib) BIG_MIB=$2; shift ;;
-    --lag-seconds) LAG_S=$2; shift ;;
+    --files) N=$2; SET_N=1; shift ;;
+    --big-mib) BIG_MIB=$2; SET_BIG=1; shift ;;
+    --lag-seconds) LAG_S=$2; SET_LAG=1; shift ;;
     --perf) PERF=1 ;;
     --group-commit) GROUP_COMMIT=$2; shift ;;
     --streams) STREAMS=$2; shift ;;
@@ -41,8 +42,11 @@ while (($#)); do
   esac
   shift
 done
-if ((QUICK)); then
-  N=500 BIG_MIB=64 LAG_S=1 SLOW_N=1000 CIPHER_MIB=16
+if ((QUICK)); then  # smaller defaults; what was given explicitly stays
+  ((SET_N)) || N=500
+  ((SET_BIG)) || BIG_MIB=64
+  ((SET_LAG)) || LAG_S=1
+  SLOW_N=1000 CIPHER_MIB=16
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -144,8 +148,9 @@ state_dir = "$WORK/$n/state"
 key_file = "$WORK/sync.key"
 group_commit = "$GROUP_COMMIT"
 [transport]
-mode = "$1"
+mode = "${1%copy}"
 data_streams = ${2:-2}
+splice = $([ "$1" = plaincopy ] && echo false || echo true)
 [metrics]
 enabled = false
 CONF
@@ -344,14 +349,22 @@ wait "$wpid"
 "${H[@]}" lag-report "$WORK/lagfloor.writes.json" "$WORK/lagfloor.seen.json" >"$RAW/lagfloor_report.json"
 
 # ------------------------------------------------------------------ 3. large file
+cpu_ticks() {  # pid → utime + stime in clock ticks (fields 14 and 15 of /proc/pid/stat)
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
 big_run() {  # tag
   log "large file, $1: ${BIG_MIB} MiB renamed into the primary's spool"
   "${H[@]}" wait-file "$SS/big.bin" "$BIG_BYTES" 600 "$WORK/big_$1.ready" >"$RAW/big_$1_watch.json" &
   wpid=$!; PIDS+=("$wpid")
   wait_until 20 exists "$WORK/big_$1.ready"
   perf_start "big_$1"
+  local cpu0_p cpu0_s
+  cpu0_p=$(cpu_ticks "$PRIMARY_PID"); cpu0_s=$(cpu_ticks "$STANDBY_PID")
   "${H[@]}" rename-now "$WORK/big.bin" "$SP/big.bin" >"$RAW/big_$1_t0.json"
   wait "$wpid"
+  # CPU seconds each node spent on the transfer (utime + stime of all its threads).
+  echo "{\"primary_ticks\": $(( $(cpu_ticks "$PRIMARY_PID") - cpu0_p )), \"standby_ticks\": $(( $(cpu_ticks "$STANDBY_PID") - cpu0_s )), \"hz\": $(getconf CLK_TCK)}" \
+    >"$RAW/big_$1_cpu.json"
   perf_stop "big_$1"
   if cmp -s "$SP/big.bin" "$SS/big.bin"; then echo '{"equal": true}'; else echo '{"equal": false}'; fi \
     >"$RAW/big_$1_compare.json"
@@ -359,8 +372,9 @@ big_run() {  # tag
   wait_until 60 absent "$SS/big.bin" || log "standby still holds big.bin"
 }
 stop_pair
-for mode in tls plain; do
+for mode in tls plain plaincopy; do   # plaincopy: plain with splice = false
   for s in $STREAMS; do
+    [ "$mode" = plaincopy ] && [ "$s" = 0 ] && continue   # splice is for data streams only
     start_pair "$mode" "$s"
     big_run "${mode}_s$s"
     stop_pair

@@ -503,12 +503,21 @@ def cmd_report(raw, outjson):
         large["tcp_" + mode] = {"seconds": s, "mb_per_s": mbps(rv.get("bytes"), s)}
     streams = [int(x) for x in str(meta.get("streams", "0 2")).split()]
     large["streams"] = streams
-    for mode in ("tls", "plain"):
+    for mode in ("tls", "plain", "plaincopy"):
         for ns in streams:
+            if mode == "plaincopy" and ns == 0:
+                continue  # splice = false changes nothing without data streams
             tag = "%s_s%d" % (mode, ns)
             t0, w = _load(raw, "big_%s_t0.json" % tag, {}), _load(raw, "big_%s_watch.json" % tag, {})
             s = w.get("t_done") - t0.get("t") if w.get("t_done") and t0.get("t") else None
+            cpu = _load(raw, "big_%s_cpu.json" % tag, {}) or {}
+            hz = cpu.get("hz") or 100
+            gib = big / 1073741824 if big else None
+            per_gib = {n: (cpu[n + "_ticks"] / hz / gib if gib and n + "_ticks" in cpu else None)
+                       for n in ("primary", "standby")}
             large["hasync_" + tag] = {"seconds": s, "mb_per_s": mbps(big, s),
+                                      "primary_cpu_s_per_gib": per_gib["primary"],
+                                      "standby_cpu_s_per_gib": per_gib["standby"],
                                       "compare": _load(raw, "big_%s_compare.json" % tag)}
     large["mbedtls_chachapoly"] = _load(raw, "mbedtls.json")
     r["large"] = large
@@ -613,10 +622,32 @@ def cmd_report(raw, outjson):
         L.append("| **hasync, plain**, data_streams = %d | **%s** | %s | %s | ≥ 0.8 × minimal copier = %s MB/s: %s |"
                  % (ns, f0(pl), f2(_div(pl, raw_tcp)), f2(_div(pl, cop)), f0(0.8 * cop if cop else None),
                     met(pl >= 0.8 * cop if pl and cop else None)))
+    for ns in large["streams"]:
+        if ns == 0:
+            continue
+        pc = large["hasync_plaincopy_s%d" % ns]["mb_per_s"]
+        pl = large["hasync_plain_s%d" % ns]["mb_per_s"]
+        L.append("| hasync, plain, data_streams = %d, `splice = false` (content copied) | %s | %s | %s | spliced ÷ copied = %s |"
+                 % (ns, f0(pc), f2(_div(pc, raw_tcp)), f2(_div(pc, cop)), f2(_div(pl, pc))))
     L.append("| raw TCP stream, loopback (Python, sendfile → recv_into, discarded) | %s | 1.00 | | |" % f0(raw_tcp))
     L.append("| minimal copier (same stream, written to a file + fsync) | %s | %s | 1.00 | |"
              % (f0(cop), f2(_div(cop, raw_tcp))))
     L.append("| mbedTLS 2.28 ChaCha20-Poly1305 encrypt, 16 KiB records, 1 core (libmbedcrypto via ctypes) | %s | | | |" % f0(cph))
+    L.append("")
+    L.append("CPU seconds per GiB moved (utime + stime of every thread of each node during the transfer):")
+    L.append("")
+    L.append("| run | primary | standby | primary ÷ plain copied (same streams) |")
+    L.append("| --- | ---: | ---: | ---: |")
+    for m in ("tls", "plain", "plaincopy"):
+        for ns in large["streams"]:
+            if m == "plaincopy" and ns == 0:
+                continue
+            e = large["hasync_%s_s%d" % (m, ns)]
+            base = large.get("hasync_plaincopy_s%d" % ns, {}).get("primary_cpu_s_per_gib")
+            L.append("| %s, data_streams = %d | %s | %s | %s |"
+                     % ({"tls": "TLS", "plain": "plain, spliced", "plaincopy": "plain, copied"}[m], ns,
+                        f2(e["primary_cpu_s_per_gib"]), f2(e["standby_cpu_s_per_gib"]),
+                        f2(_div(e["primary_cpu_s_per_gib"], base)) if base else ""))
     L.append("")
     s4 = r["slowdown"]
     L.append("### Writer slowdown on the primary (%s creates of 4 KiB, Python, medians of %d alternating runs)"
@@ -644,7 +675,8 @@ def cmd_report(raw, outjson):
           ("initial", (burst["hasync_initial"]["compare"] or {}).get("equal")),
           ] + [("large %s %d streams" % (m, ns),
                 (large["hasync_%s_s%d" % (m, ns)]["compare"] or {}).get("equal"))
-               for m in ("tls", "plain") for ns in large["streams"]]
+               for m in ("tls", "plain", "plaincopy") for ns in large["streams"]
+               if not (m == "plaincopy" and ns == 0)]
     L.append("Content checks (standby tree byte-identical after each run): "
              + ", ".join("%s %s" % (k, "ok" if v else "FAILED") for k, v in ok))
     print("\n".join(L))

@@ -99,6 +99,7 @@ TEST(Config, EveryKeyIsReadWhenSet) {
       .Set("hooks.on_demote", "command", "[" + Q(t.hook()) + "]")
       .Set("transport", "mode", Q("plain"))
       .Set("transport", "data_streams", "4")
+      .Set("transport", "splice", "false")
       .Set("sync", "group_commit", Q("syncfs"))
       .Set("limits", "journal_memory_bytes", "33554432")
       .Set("limits", "max_batch_bytes", "1048576")
@@ -128,6 +129,8 @@ TEST(Config, EveryKeyIsReadWhenSet) {
   EXPECT_EQ(c.hooks.on_demote.timeout_ms, Config().hooks.on_demote.timeout_ms);
   EXPECT_EQ(c.transport.mode, TransportMode::kPlain);
   EXPECT_EQ(c.transport.data_streams, 4u);
+  EXPECT_FALSE(c.transport.splice);
+  EXPECT_TRUE(Config().transport.splice);
   EXPECT_EQ(c.sync.group_commit, GroupCommit::kSyncfs);
   EXPECT_EQ(c.limits.journal_memory_bytes, 33554432u);
   EXPECT_EQ(c.limits.max_batch_bytes, 1048576u);

@@ -4,6 +4,7 @@
 // says why. Also run under ThreadSanitizer (label "tsan").
 #include "engine/net/data_stream.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -157,7 +158,7 @@ TEST_P(DataStreamTest, FramesArriveCompleteAndInOrderAcrossTheThreads) {
   constexpr size_t kFrames = 48;
   std::thread producer([&] {
     for (uint64_t i = 0; i < kFrames; ++i) {
-      DataFrame f{i + 1, ExtentOf(i, 1u << 20), 0};
+      DataFrame f{i + 1, ExtentOf(i, 1u << 20), 0, nullptr, 0};
       f.bytes = DataFrameBytes(f.message);
       while (!(*out)->TryEnqueue(f)) {
         ASSERT_TRUE((*out)->failed().ok()) << (*out)->failed().ToString();
@@ -204,11 +205,11 @@ TEST_P(DataStreamTest, ARefusedStreamFailsWithTheStandbysReason) {
         << (*out)->failed().ToString();
   }
   fd.reset();  // the standby closes: a ready stream fails at its next send
-  DataFrame f{1, ExtentOf(0, 1024), 0};
+  DataFrame f{1, ExtentOf(0, 1024), 0, nullptr, 0};
   f.bytes = DataFrameBytes(f.message);
   for (int i = 0; i < 500 && (*out)->failed().ok(); ++i) {
     if ((*out)->TryEnqueue(f))
-      f = DataFrame{1, ExtentOf(0, 1024), DataFrameBytes(ExtentOf(0, 1024))};
+      f = DataFrame{1, ExtentOf(0, 1024), DataFrameBytes(ExtentOf(0, 1024)), nullptr, 0};
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_FALSE((*out)->failed().ok());
@@ -227,7 +228,7 @@ TEST_P(DataStreamTest, TheStandbyRefusesWhatDoesNotBelongOnADataStream) {
     ASSERT_TRUE(conn);
     DataStreamIn in(std::move(fd), std::move(conn), std::move(first), 1, 5, event_fd_.get());
     DataFrame f{3, c == 0 ? wire::Message(ExtentOf(0, 4096)) : wire::Message(wire::Unlink{"0/x"}),
-                0};
+                0, nullptr, 0};
     f.bytes = DataFrameBytes(f.message);
     ASSERT_TRUE((*out)->TryEnqueue(f));
     std::vector<DataFrame> got = Collect(in, 1);
@@ -238,10 +239,92 @@ TEST_P(DataStreamTest, TheStandbyRefusesWhatDoesNotBelongOnADataStream) {
   }
 }
 
+// Splicing is a plain-mode path only (TLS must encrypt the bytes in user space).
+class SpliceTest : public DataStreamTest {};
+
+// Plain mode: an EXTENT whose data is spliced from a file goes out as a normal frame,
+// in order with the frames around it, with the file's bytes at its offset; drained()
+// says when the file's bytes were taken. A file that shrank before its splice gives
+// zeros for the missing part (the sender aborts that version), and the stream goes on.
+TEST_P(SpliceTest, SplicedExtentsCarryTheFilesBytesInOrder) {
+  char path[] = "/tmp/hasync-splice-XXXXXX";
+  int tmp = mkstemp(path);
+  ASSERT_GE(tmp, 0);
+  unlink(path);
+  constexpr size_t kFile = 3u << 20;
+  std::vector<std::byte> content(kFile);
+  for (size_t i = 0; i < kFile; ++i) content[i] = std::byte{static_cast<uint8_t>(i * 7 + i / 4096)};
+  ASSERT_EQ(pwrite(tmp, content.data(), kFile, 0), static_cast<ssize_t>(kFile));
+  auto file = std::make_shared<const UniqueFd>(tmp);
+
+  auto out = DataStreamOut::Start(OutOptions());
+  ASSERT_TRUE(out.ok());
+  UniqueFd fd;
+  std::optional<wire::Frame> first;
+  auto conn = AcceptOpen(&fd, &first);
+  ASSERT_TRUE(conn);
+  DataStreamIn in(std::move(fd), std::move(conn), std::move(first), 1, 5, event_fd_.get());
+  for (int i = 0; i < 500 && !(*out)->ready(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE((*out)->ready()) << (*out)->failed().ToString();
+  // A copied frame, three spliced ones (1 MiB, 1 MiB - 1, 1 byte), a copied one.
+  std::vector<DataFrame> frames;
+  frames.push_back(DataFrame{1, ExtentOf(0, 4096), 0, nullptr, 0});
+  const uint64_t offsets[] = {0, 1u << 20, (2u << 20) - 1};
+  const uint32_t lengths[] = {1u << 20, (1u << 20) - 1, 1};
+  for (int k = 0; k < 3; ++k) {
+    frames.push_back(DataFrame{2, wire::Extent{kFile, offsets[k], {}}, 0, file, lengths[k]});
+  }
+  frames.push_back(DataFrame{3, ExtentOf(1, 4096), 0, nullptr, 0});
+  for (DataFrame& f : frames) {
+    f.bytes = DataFrameBytes(f.message);
+    ASSERT_TRUE((*out)->TryEnqueue(f));
+  }
+  std::vector<DataFrame> got = Collect(in, 5);
+  ASSERT_EQ(got.size(), 5u) << in.failed().ToString() << " / " << (*out)->failed().ToString();
+  for (int w = 0; w < 200 && !(*out)->drained(); ++w) (*out)->WaitDrained(10);
+  EXPECT_TRUE((*out)->drained());
+  EXPECT_EQ(got[0].seq, 1u);
+  EXPECT_EQ(got[4].seq, 3u);
+  for (int k = 0; k < 3; ++k) {
+    const auto& e = std::get<wire::Extent>(got[static_cast<size_t>(k) + 1].message);
+    EXPECT_EQ(got[static_cast<size_t>(k) + 1].seq, 2u);
+    EXPECT_EQ(e.offset, offsets[k]);
+    ASSERT_EQ(e.data.size(), lengths[k]);
+    EXPECT_EQ(0, std::memcmp(e.data.data(), content.data() + offsets[k], lengths[k]))
+        << "spliced bytes differ from the file at " << offsets[k];
+  }
+  EXPECT_EQ((*out)->bytes_spliced(), 2u << 20);
+
+  // The file shrinks to 100 bytes before the next splice of 4096 bytes at 0.
+  ASSERT_EQ(ftruncate(file->get(), 100), 0);
+  DataFrame shrunk{4, wire::Extent{kFile, 0, {}}, 0, file, 4096};
+  shrunk.bytes = DataFrameBytes(shrunk.message);
+  DataFrame after{5, ExtentOf(2, 4096), 0, nullptr, 0};
+  after.bytes = DataFrameBytes(after.message);
+  ASSERT_TRUE((*out)->TryEnqueue(shrunk));
+  ASSERT_TRUE((*out)->TryEnqueue(after));
+  got = Collect(in, 2);
+  ASSERT_EQ(got.size(), 2u) << in.failed().ToString() << " / " << (*out)->failed().ToString();
+  const auto& e = std::get<wire::Extent>(got[0].message);
+  ASSERT_EQ(e.data.size(), 4096u);
+  EXPECT_EQ(0, std::memcmp(e.data.data(), content.data(), 100));
+  EXPECT_EQ(e.data[100], std::byte{0});
+  EXPECT_EQ(e.data[4095], std::byte{0});
+  EXPECT_EQ(got[1].seq, 5u) << "the stream lost step after a short splice";
+  EXPECT_TRUE((*out)->failed().ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, DataStreamTest,
                          ::testing::Values(ChannelMode::kTls, ChannelMode::kPlain),
                          [](const ::testing::TestParamInfo<ChannelMode>& param) {
                            return std::string(param.param == ChannelMode::kTls ? "tls" : "plain");
+                         });
+
+INSTANTIATE_TEST_SUITE_P(Plain, SpliceTest, ::testing::Values(ChannelMode::kPlain),
+                         [](const ::testing::TestParamInfo<ChannelMode>&) {
+                           return std::string("plain");
                          });
 
 }  // namespace

@@ -64,6 +64,28 @@ class CodecLoop : public engine::MessageSink {
     return Status::Ok();
   }
   void set_hook(Hook hook) { hook_ = std::move(hook); }
+
+  // Splicing as a plain-mode data stream does it: an extent names the file, and its bytes
+  // are taken from the file only later, when the sender waits for them (WaitSpliced).
+  void set_splice(bool on) { splice_ = on; }
+  bool Splices(uint64_t /*seq*/) override { return splice_; }
+  Status EmitSpliced(uint64_t seq, uint64_t file_size, uint64_t offset, uint32_t length,
+                     std::shared_ptr<const UniqueFd> file) override {
+    spliced_.push_back(Spliced{seq, file_size, offset, length, std::move(file)});
+    ++spliced_extents_;
+    return Status::Ok();
+  }
+  Status WaitSpliced() override {
+    for (Spliced& s : spliced_) {
+      std::vector<std::byte> data(s.length);  // zeros past a shrunk file's end
+      ssize_t n = pread(s.file->get(), data.data(), data.size(), static_cast<off_t>(s.offset));
+      if (n < 0) return Status(Code::kInternal, "pread for a spliced extent");
+      RETURN_IF_ERROR(Emit(s.seq, wire::Extent{s.file_size, s.offset, std::move(data)}));
+    }
+    spliced_.clear();
+    return Status::Ok();
+  }
+  uint64_t spliced_extents() const { return spliced_extents_; }
   // Messages of `type` emitted since the last ResetCounters.
   uint64_t count(wire::MessageType type) const {
     auto it = counts_.find(type);
@@ -83,7 +105,15 @@ class CodecLoop : public engine::MessageSink {
   }
 
  private:
+  struct Spliced {
+    uint64_t seq, file_size, offset;
+    uint32_t length;
+    std::shared_ptr<const UniqueFd> file;
+  };
   std::deque<std::pair<uint64_t, wire::Message>> queue_;
+  std::vector<Spliced> spliced_;
+  bool splice_ = false;
+  uint64_t spliced_extents_ = 0;
   std::map<wire::MessageType, uint64_t> counts_;
   Hook hook_;
   uint64_t bytes_ = 0;

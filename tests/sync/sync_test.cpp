@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -175,6 +176,60 @@ TEST(Sync, AppendToLargeFileShipsOnlyTheTail) {
   EXPECT_LE(pair.to_standby().extent_bytes(), (1 << 20) * 105 / 100)
       << "an append of 1 MiB moved " << pair.to_standby().extent_bytes() << " bytes";
   EXPECT_TRUE(pair.Compare().empty()) << pair.Compare().ToString();
+}
+
+// Plain mode splices file content instead of copying it (docs/ARCHITECTURE.md): the
+// same ranges go out, their bytes taken from the file once the sender waits for them. A
+// new file, a sparse one, an append (a delta) and a file changed in place after its read
+// (its version is aborted, then sent again) all end identical.
+TEST(Sync, SplicedContentReplicatesLikeCopiedContent) {
+  REQUIRE_ROOT();
+  SyncPair pair("splice");
+  const std::string p = pair.primary();
+  WriteFile(p + "/big", Random(5 << 20, 1));
+  WriteFile(p + "/small", "x");
+  {
+    int fd = open((p + "/sparse").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, "data", 4, 3 << 20), 4);
+    ASSERT_EQ(ftruncate(fd, 6 << 20), 0);
+    close(fd);
+  }
+  pair.Start();
+  pair.to_standby().set_splice(true);
+  pair.InitialSync();
+  EXPECT_EQ(pair.nacks(), 0u) << pair.last_nack();
+  EXPECT_TRUE(pair.Compare().empty()) << pair.Compare().ToString();
+  EXPECT_GE(pair.to_standby().spliced_extents(), 6u);
+
+  pair.to_standby().ResetCounters();
+  AppendFile(p + "/big", Random(1 << 20, 2));
+  pair.journal().Upsert(0, "big");
+  pair.Ship();
+  EXPECT_LE(pair.to_standby().extent_bytes(), (1 << 20) * 105 / 100);
+  EXPECT_TRUE(pair.Compare().empty()) << pair.Compare().ToString();
+
+  // Changed in place after FILE_BEGIN, before its bytes are taken: aborted, then resent.
+  WriteFile(p + "/rewritten", Random(2 << 20, 3));
+  bool changed = false;
+  pair.to_standby().set_hook([&](uint64_t, const wire::Message& m) {
+    const auto* b = std::get_if<wire::FileBegin>(&m);
+    if (changed || b == nullptr || b->path != "0/rewritten") return;
+    changed = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later mtime
+    int fd = open((p + "/rewritten").c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, "CHANGED", 7, 1 << 20), 7);
+    close(fd);
+  });
+  pair.journal().Upsert(0, "rewritten");
+  pair.Ship();
+  pair.to_standby().set_hook(nullptr);
+  EXPECT_TRUE(changed);
+  EXPECT_GE(pair.sender().stats().aborted_reads, 1u);
+  EXPECT_EQ(pair.nacks(), 0u) << pair.last_nack();
+  TreeDiff diff = pair.Compare();
+  EXPECT_TRUE(diff.empty()) << diff.ToString();
 }
 
 TEST(Sync, RestartedPairResyncsOnlyTheDifference) {

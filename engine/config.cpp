@@ -570,7 +570,7 @@ class Parser {
       return Fail(fmt::format("probe.timeout_ms = {} must be less than probe.interval_ms ({})",
                               p.timeout_ms, p.interval_ms));
     }
-    if (p.interval_ms + p.timeout_ms >= cfg.failover.window_ms) {
+    if (!p.command.empty() && p.interval_ms + p.timeout_ms >= cfg.failover.window_ms) {
       return Fail(fmt::format(
           "probe.interval_ms + probe.timeout_ms ({} + {}) must be less than failover.window_ms "
           "({}) or a healthy scheduler's probe result goes stale for a whole window",

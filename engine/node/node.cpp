@@ -1,21 +1,25 @@
 #include "engine/node/node.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "base/unique_fd.h"
+#include "engine/apply/quarantine.h"
 #include "engine/apply/tree.h"
 #include "engine/apply/uring_sync.h"
 #include "engine/journal/journal.h"
@@ -31,10 +36,13 @@
 #include "engine/net/connection.h"
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
+#include "engine/node/hooks.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
 #include "engine/watch/watcher.h"
 #include "iouring/loop.h"
+#include "lockwin/detector.h"
+#include "lockwin/lock_record.h"
 
 namespace hasync::engine {
 
@@ -149,10 +157,16 @@ struct Peer {
 
 class Node : public MessageSink {
  public:
-  Node(const Config& cfg, const RunOptions& opts) : cfg_(cfg), opts_(opts) {}
+  Node(const Config& cfg, const RunOptions& opts, UniqueFd listen_fd)
+      : cfg_(cfg), opts_(opts), listen_fd_(std::move(listen_fd)) {}
+  ~Node();
 
   Status Init();
   Status Run();
+  // After Run(): the node changed its role (persisted) and must be started again in it.
+  bool restart_requested() const { return restart_; }
+  // The listening socket, kept open across a role change (no gap for the peer to hit).
+  UniqueFd TakeListenFd() { return std::move(listen_fd_); }
 
   // MessageSink: the sender's / receiver's messages go to the active peer.
   // During a long resync walk: a PING once a second keeps the standby's idle bound.
@@ -234,6 +248,22 @@ class Node : public MessageSink {
   Status OnStandbyFrame(const wire::Frame& frame);
   // Data streams. Primary: open them once the control session is open; route.
   Status StartDataStreams(const wire::Hello& peer_hello);
+  // Failover (DESIGN §3–§4, docs/FAILOVER.md).
+  void Beat(int64_t now);
+  void CheckLease(int64_t now);
+  Status OnLock(const wire::Lock& lock);
+  void StartDetector();
+  void StopDetector();
+  bool CaughtUp() const;
+  void MaybePromote(int64_t now);
+  void Promote(lockwin::Verdict verdict, const std::string& why);
+  // Leaves the primary role: on_demote, DEMOTED to the peer when it asked, persisted as
+  // standby at `epoch` (at least the current one), then a restart.
+  void Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::string& why,
+              bool answer_peer);
+  HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
+                           uint64_t epoch, const std::string& reason);
+  void WriteLockFile(const lockwin::LockRecord& record, std::string_view source);
   Result<std::unique_ptr<DataStreamOut>> MakeDataStream(uint16_t index);
   void CheckDataStreams(int64_t now);
   void CompensateLoopStall(int64_t now);
@@ -308,6 +338,29 @@ class Node : public MessageSink {
   int64_t backoff_ms_ = kBackoffMinMs;
   int64_t resync_started_ns_ = 0;
   int64_t last_tick_ns_ = 0;
+
+  // Failover, both roles. A role change is persisted at once but applied to this object
+  // only when Run() ends: until then the components of the old role are still here.
+  bool restart_ = false;
+  std::optional<NodeState> next_state_;
+  // Primary: lock records and the lease.
+  std::unique_ptr<Probe> probe_;
+  uint64_t beat_ = 0;
+  int64_t next_beat_ns_ = 0;
+  int64_t last_peer_rx_ns_ = 0;  // any frame from the standby (the lease counts from it)
+  bool lease_checked_ = false;   // quorum_check ran in this silence of the standby
+  // Standby: the detector (its thread only Steps it: history and verdict log lines),
+  // and where a promotion stands.
+  std::unique_ptr<lockwin::Detector> detector_;
+  std::thread detector_thread_;
+  std::mutex detector_mu_;
+  std::condition_variable detector_cv_;
+  bool detector_stop_ = false;
+  int64_t next_promotion_try_ns_ = 0;
+  int64_t demote_requested_ns_ = 0;  // DEMOTE_REQUEST sent to a stalled primary
+  bool peer_demoted_ = false;        // it answered DEMOTED
+  std::string last_refusal_;         // the last reason a promotion did not go ahead
+
   size_t pending_blocks_ = 0;
   std::vector<watch::WatchEvent> events_;
 
@@ -315,6 +368,8 @@ class Node : public MessageSink {
   std::unique_ptr<apply::UringFsOps> fs_ops_;
   std::vector<std::unique_ptr<apply::Tree>> trees_;
   std::unique_ptr<Receiver> receiver_;
+  // Rejoin (state_.rejoin_epoch set): where the first resync keeps what it replaces.
+  std::optional<apply::Quarantine> quarantine_;
   std::vector<std::unique_ptr<DataStreamIn>> data_in_;
   UniqueFd data_event_fd_;  // eventfd the data streams' threads write
   uint64_t data_event_count_ = 0;
@@ -374,6 +429,7 @@ Status Node::Init() {
 }
 
 Status Node::Listen() {
+  if (listen_fd_) return Status::Ok();  // kept from before a role change
   socklen_t len = 0;
   ASSIGN_OR_RETURN(sockaddr_storage addr, Resolve(cfg_.node.listen, &len));
   UniqueFd fd(socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -421,6 +477,14 @@ Status Node::InitPrimary() {
   }
   MakeSender();
   Log(Level::kInfo, "sender_reads").kv("mode", sender_->read_mode());
+  if (cfg_.probe.command.empty()) {
+    Log(Level::kInfo, "probe").kv("mode", "none: the beat follows the event loop alone");
+  } else {
+    Command probe{cfg_.probe.command, cfg_.probe.timeout_ms};
+    probe_ = std::make_unique<Probe>(probe, cfg_.probe.interval_ms,
+                                     HookEnv{"primary", state_.epoch, "probe", cfg_.peer.name});
+  }
+  last_peer_rx_ns_ = NowNs();  // the lease of a standby never heard counts from here
   socklen_t len = 0;
   auto addr = Resolve(cfg_.peer.address, &len);
   if (!addr.ok()) return addr.status();
@@ -460,8 +524,29 @@ Status Node::InitStandby() {
   }
   receiver_ = std::make_unique<Receiver>(raw, *this);
   receiver_->set_last_applied_seq(state_.last_applied_seq);
+  if (state_.rejoin_epoch != 0) {
+    auto q = apply::Quarantine::Open(cfg_.sync.state_dir, fs_ops_.get());
+    if (!q.ok()) return q.status().Annotate("quarantine for the rejoin");
+    quarantine_.emplace(std::move(q).value());
+    Log(Level::kWarn, "rejoining")
+        .kv("was_primary_at_epoch", state_.rejoin_epoch)
+        .kv("note", "files the primary replaces or removes in the first resync are kept in " +
+                        cfg_.sync.state_dir + "/quarantine/");
+  }
   data_event_fd_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
   if (!data_event_fd_) return ErrnoStatus(errno, "eventfd for data streams");
+  lockwin::DetectorOptions dopts;
+  dopts.window_ns = cfg_.failover.window_ms * 1'000'000;
+  dopts.beat_interval_ns = cfg_.failover.beat_ms * 1'000'000;
+  dopts.start_ns = NowNs();  // Silent counts from here until a first lock record
+  auto detector = lockwin::Detector::Create(dopts, [](const lockwin::VerdictChange& c) {
+    Log(c.to == lockwin::Verdict::kAlive ? Level::kInfo : Level::kWarn, "verdict")
+        .kv("from", lockwin::VerdictName(c.from))
+        .kv("to", lockwin::VerdictName(c.to));
+  });
+  if (!detector.ok()) return detector.status().Annotate("failure detector");
+  detector_ = std::move(detector).value();
+  StartDetector();
   return Status::Ok();
 }
 
@@ -488,7 +573,7 @@ Status Node::Run() {
   if (watcher_) PostWatch();
   if (data_event_fd_) PostDataEvent();
   ScheduleTick();
-  while (fatal_.ok()) {
+  while (fatal_.ok() && !restart_) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
     auto ran = loop_->RunOnce(100'000'000);
     if (!ran.ok()) return ran.status();
@@ -498,10 +583,18 @@ Status Node::Run() {
     FlushAll(active_, 2'000'000'000).IgnoreError();  // best effort on the way out
   }
   StopDataStreams();
-  if (receiver_) state_.last_applied_seq = receiver_->last_applied_seq();
+  StopDetector();
+  probe_.reset();
+  if (receiver_ && !restart_) state_.last_applied_seq = receiver_->last_applied_seq();
   LogStats("stop");
+  if (next_state_) state_ = *next_state_;
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
-  Log(Level::kInfo, "stop").kv("reason", fatal_.ok() ? "requested" : fatal_.ToString());
+  Log(Level::kInfo, "stop")
+      .kv("reason", !fatal_.ok() ? fatal_.ToString()
+                    : restart_   ? "role change: starting again as " +
+                                     std::string(NodeRoleName(state_.role)) + " at epoch " +
+                                     std::to_string(state_.epoch)
+                               : std::string("requested"));
   if (!fatal_.ok()) return fatal_;
   return saved;
 }
@@ -563,6 +656,29 @@ void Node::Tick() {
     watcher_->Tick();
     DrainWatcher();
   }
+  if (restart_) return;
+  if (state_.role == NodeRole::kPrimary) {
+    if (now >= next_beat_ns_) {
+      next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
+      Beat(now);
+    }
+    CheckLease(now);
+    if (restart_) return;
+  } else {
+    if (quarantine_ && receiver_->resyncs_completed() > 0) {
+      // The first resync under the new primary is complete and durable: rejoined.
+      Log(Level::kWarn, "rejoined")
+          .kv("epoch", state_.epoch)
+          .kv("quarantined", quarantine_->files_quarantined())
+          .kv("where", cfg_.sync.state_dir + "/quarantine/" + std::to_string(state_.epoch));
+      receiver_->set_quarantine(nullptr, 0);
+      quarantine_.reset();
+      state_.rejoin_epoch = 0;
+      if (Status s = SaveNodeState(cfg_.sync.state_dir, state_); !s.ok()) fatal_ = s;
+    }
+    MaybePromote(now);
+    if (restart_) return;
+  }
   if (state_.role == NodeRole::kPrimary) {
     if (session_ == Session::kIdle && now >= next_connect_ns_) StartConnect();
     if (session_ == Session::kLive) {
@@ -582,13 +698,12 @@ void Node::PostAccept() {
           Log(Level::kWarn, "accept_failed").kv("error", std::strerror(-res));
         } else {
           UniqueFd fd(res);
-          if (state_.role != NodeRole::kStandby || pending_.size() >= kMaxPendingHandshakes) {
-            // The primary dials; it does not take sessions. Close at once.
+          if (pending_.size() >= kMaxPendingHandshakes || restart_) {
             Log(Level::kWarn, "connection_refused")
-                .kv("reason", state_.role != NodeRole::kStandby
-                                  ? "this node is primary"
-                                  : "too many handshakes in progress");
+                .kv("reason", restart_ ? "changing role" : "too many handshakes in progress");
           } else {
+            // A primary takes no sessions, but it does open an inbound connection far
+            // enough to compare epochs with a peer that also claims to be primary.
             auto peer = std::make_shared<Peer>();
             peer->fd = std::move(fd);
             TuneSocket(peer->fd.get());
@@ -635,6 +750,7 @@ void Node::PostWatch() {
           fatal_ = ErrnoStatus(-res, "poll fanotify fd");
           return;
         }
+        if (restart_) return;  // the node is changing role: no more changes are taken
         Status r = watcher_->OnReadable();
         if (!r.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", r.ToString());
         DrainWatcher();
@@ -759,6 +875,13 @@ void Node::OnConnected(const std::shared_ptr<Peer>& peer, int32_t res) {
 
 void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
   peer->last_rx_ns = NowNs();
+  if (peer == active_) {
+    last_peer_rx_ns_ = peer->last_rx_ns;
+    if (lease_checked_) {
+      lease_checked_ = false;
+      Log(Level::kInfo, "lease_renewed").kv("note", "the standby is heard again");
+    }
+  }
   Status s = peer->conn->Feed(std::span<const std::byte>(peer->rx.data(), n));
   if (s.ok()) s = HandleFrames(peer);
   if (s.ok() && !peer->dead) s = Flush(peer);
@@ -798,6 +921,11 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
       return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
                               " (this node is at " + std::to_string(state_.epoch) + ")");
     }
+    if (frame.epoch > state_.epoch && state_.role == NodeRole::kPrimary) {
+      Demote(wire::RoleChangeReason::kHigherEpoch, frame.epoch,
+             "the peer sent a frame at epoch " + std::to_string(frame.epoch), false);
+      return Unavailable("demoted: the peer is at a higher epoch");
+    }
     RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? OnPrimaryFrame(frame)
                                                       : OnStandbyFrame(frame));
   }
@@ -808,9 +936,35 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
   const wire::Hello& hello = peer->conn->peer_hello();
   std::string refuse;
   wire::Role want = state_.role == NodeRole::kPrimary ? wire::Role::kStandby : wire::Role::kPrimary;
+  const bool inbound = peer != active_;
   if (hello.node_name != cfg_.peer.name) {
     refuse =
         "peer calls itself '" + hello.node_name + "', configured peer is '" + cfg_.peer.name + "'";
+  } else if (state_.role == NodeRole::kPrimary && hello.role == wire::Role::kPrimary) {
+    // Two primaries: the higher epoch wins (DESIGN §4).
+    const uint64_t theirs = peer->conn->peer_epoch();
+    if (theirs > state_.epoch) {
+      Demote(wire::RoleChangeReason::kHigherEpoch, theirs,
+             "the peer is primary at epoch " + std::to_string(theirs), false);
+      return Unavailable("demoted: the peer is primary at a higher epoch");
+    }
+    if (theirs < state_.epoch) {
+      peer->conn
+          ->Send(state_.epoch, 0,
+                 wire::Promoted{wire::RoleChangeReason::kHigherEpoch, state_.node_id})
+          .IgnoreError();
+      refuse = "peer is primary at epoch " + std::to_string(theirs) + " < " +
+               std::to_string(state_.epoch) + ": told it this node was promoted";
+    } else {
+      refuse = "peer is primary at the same epoch " + std::to_string(theirs) +
+               " (two nodes started as primary? see docs/FAILOVER.md)";
+      Log(Level::kError, "two_primaries").kv("epoch", theirs).kv("peer", hello.node_name);
+    }
+  } else if (state_.role == NodeRole::kPrimary && inbound) {
+    refuse = "this node is primary: it dials the standby, it takes no session";
+  } else if (state_.role == NodeRole::kStandby && peer->conn->peer_epoch() < state_.epoch) {
+    refuse = "primary at epoch " + std::to_string(peer->conn->peer_epoch()) + " < this node's " +
+             std::to_string(state_.epoch) + ": a newer primary exists";
   } else if (hello.role != want) {
     refuse = "peer is " + std::string(hello.role == wire::Role::kPrimary ? "primary" : "standby") +
              " too (two nodes in the same role; see docs/FAILOVER.md)";
@@ -842,6 +996,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
     active_ = peer;
     receiver_->Reset();
     receiver_->set_data_streams((hello.capabilities & wire::kCapDataStreams) != 0);
+    if (quarantine_) receiver_->set_quarantine(&*quarantine_, state_.epoch);
     return Status::Ok();
   }
   // Primary: start over from the standby's manifest.
@@ -898,6 +1053,9 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
           return Unavailable("standby refused batch " + std::to_string(m.seq) + ": " + m.message);
         } else if constexpr (std::is_same_v<T, wire::Pong> || std::is_same_v<T, wire::Ping>) {
           return Status::Ok();
+        } else if constexpr (std::is_same_v<T, wire::DemoteRequest>) {
+          Demote(m.reason, state_.epoch, "the standby asked (it judged this node stalled)", true);
+          return Unavailable("demoted at the standby's request");
         } else if constexpr (std::is_same_v<T, wire::Error>) {
           return Unavailable("standby reported: " + m.message);
         } else {
@@ -929,6 +1087,19 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
   if (const auto* ping = std::get_if<wire::Ping>(&frame.message)) {
     return Emit(0, wire::Pong{ping->token, ping->send_ns});
   }
+  if (const auto* lock = std::get_if<wire::Lock>(&frame.message)) {
+    RETURN_IF_ERROR(OnLock(*lock));
+    // Every lock record is answered: the primary's lease counts from what it hears.
+    return Emit(0, wire::Pong{0, 0});
+  }
+  if (const auto* demoted = std::get_if<wire::Demoted>(&frame.message)) {
+    Log(Level::kInfo, "peer_demoted")
+        .kv("on_demote_ok", demoted->on_demote_ok)
+        .kv("last_seq", demoted->last_seq);
+    peer_demoted_ = true;
+    next_promotion_try_ns_ = 0;
+    return Status::Ok();
+  }
   if (const auto* err = std::get_if<wire::Error>(&frame.message)) {
     return Unavailable("primary reported: " + err->message);
   }
@@ -940,6 +1111,311 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
   }
   if (std::holds_alternative<wire::Nack>(frame.message)) return Status::Ok();
   return Status::Ok();
+}
+
+// ---- failover ------------------------------------------------------------------------------
+
+Node::~Node() {
+  StopDetector();
+  probe_.reset();
+}
+
+namespace {
+
+uint64_t NowUnixMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
+
+HookResult Node::RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
+                               uint64_t epoch, const std::string& reason) {
+  HookEnv env{std::string(role), epoch, reason, cfg_.peer.name};
+  auto r = RunHook(command, env);
+  HookResult result;
+  if (!r.ok()) {
+    result.output = r.status().ToString();
+    Log(Level::kError, "hook")
+        .kv("hook", name)
+        .kv("result", "not started")
+        .kv("error", r.status().ToString());
+    return result;
+  }
+  result = std::move(r).value();
+  Log(result.ok() ? Level::kInfo : Level::kWarn, "hook")
+      .kv("hook", name)
+      .kv("result", result.Describe())
+      .kv("ms", result.duration_ms)
+      .kv("epoch", epoch)
+      .kv("reason", reason)
+      .kv("output", FirstLine(result.output, 512));
+  return result;
+}
+
+void Node::WriteLockFile(const lockwin::LockRecord& r, std::string_view source) {
+  // For an operator to read (DESIGN §3); not a source of truth, so no fsync.
+  std::string text = fmt::format(
+      "# hasync lock record ({}), written by hasync\nepoch={}\nnode_id={}\nchange_seq={}\n"
+      "beat={}\nprobe_ok={}\nprobe_latency_us={}\nprobe_token={}\nmonotonic_ns={}\n",
+      source, r.epoch, r.node_id, r.change_seq, r.beat, r.probe_ok ? 1 : 0, r.probe_latency_us,
+      FirstLine(r.probe_token, lockwin::kProbeTokenMax), r.monotonic_ns);
+  std::string tmp = cfg_.sync.state_dir + "/.lock.tmp";
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return;
+  if (write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) return;
+  fd.reset();
+  rename(tmp.c_str(), (cfg_.sync.state_dir + "/lock").c_str());
+}
+
+void Node::Beat(int64_t now) {
+  // The beat advances only while this loop turns (this runs on it) and the scheduler
+  // probe's latest result is a pass no older than two intervals plus its timeout.
+  lockwin::LockRecord r;
+  r.epoch = state_.epoch;
+  r.node_id = state_.node_id;
+  r.change_seq = sender_ ? sender_->last_seq() : 0;
+  bool healthy = true;
+  if (probe_) {
+    Probe::Result p = probe_->Latest();
+    int64_t fresh_ns = (2 * cfg_.probe.interval_ms + cfg_.probe.timeout_ms) * 1'000'000;
+    healthy = p.ran && p.ok && now - p.finished_ns <= fresh_ns;
+    r.probe_ok = p.ok;
+    r.probe_latency_us = p.latency_us;
+    r.probe_token = p.token;
+  } else {
+    r.probe_ok = true;
+  }
+  if (healthy) ++beat_;
+  r.beat = beat_;
+  r.monotonic_ns = now;
+  auto bytes = lockwin::EncodeLockRecord(r);
+  if (!bytes.ok()) {
+    Log(Level::kError, "lock_record").kv("error", bytes.status().ToString());
+    return;
+  }
+  WriteLockFile(r, "made here");
+  if (active_ && !active_->dead && active_->conn->open()) {
+    Status s = Emit(0, wire::Lock{std::move(bytes).value()});
+    if (s.ok()) s = Flush(active_);
+    if (!s.ok()) Drop(active_, s);
+  }
+}
+
+void Node::CheckLease(int64_t now) {
+  if (lease_checked_ || now - last_peer_rx_ns_ < cfg_.failover.lease_ms * 1'000'000) return;
+  lease_checked_ = true;
+  const std::string why =
+      fmt::format("nothing heard from the standby for {} ms", (now - last_peer_rx_ns_) / 1'000'000);
+  if (!cfg_.hooks.quorum_check.configured()) {
+    Log(Level::kWarn, "lease_expired")
+        .kv("reason", why)
+        .kv("action", "keep serving (no quorum_check configured)");
+    return;
+  }
+  HookResult q =
+      RunLoggedHook("quorum_check", cfg_.hooks.quorum_check, "primary", state_.epoch, why);
+  if (q.ok()) {
+    Log(Level::kWarn, "lease_expired")
+        .kv("reason", why)
+        .kv("action", "keep serving: quorum_check passed, the standby is presumed down");
+    return;
+  }
+  // This node is the isolated one: stop before the standby's window runs out.
+  Demote(wire::RoleChangeReason::kSilent, state_.epoch,
+         why + "; quorum_check failed (" + q.Describe() + "): self-fencing", false);
+}
+
+Status Node::OnLock(const wire::Lock& lock) {
+  // A record that does not decode is a protocol error (it came through the session's
+  // authentication, so it is a bug or a hostile primary): the session ends.
+  ASSIGN_OR_RETURN(lockwin::LockRecord r, lockwin::DecodeLockRecord(lock.record));
+  ASSIGN_OR_RETURN(uint64_t fp, lockwin::FingerprintEncodedLockRecord(lock.record));
+  detector_->Push(fp, NowNs());
+  WriteLockFile(r, "received from " + cfg_.peer.name);
+  return Status::Ok();
+}
+
+void Node::StartDetector() {
+  detector_thread_ = std::thread([this] {
+    std::unique_lock lock(detector_mu_);
+    while (!detector_stop_) {
+      int64_t now = NowNs();
+      detector_->Step(now);
+      // Wake when the verdict can next change, at least every beat (for the history).
+      int64_t next = std::min(detector_->NextChangeNs(now), now + detector_->beat_interval_ns());
+      detector_cv_.wait_for(lock,
+                            std::chrono::nanoseconds(std::max<int64_t>(next - now, 1'000'000)),
+                            [&] { return detector_stop_; });
+    }
+  });
+}
+
+void Node::StopDetector() {
+  if (!detector_thread_.joinable()) return;
+  {
+    std::lock_guard lock(detector_mu_);
+    detector_stop_ = true;
+  }
+  detector_cv_.notify_all();
+  detector_thread_.join();
+}
+
+bool Node::CaughtUp() const {
+  // Silence or sameness means something only once this node has read everything the
+  // primary sent: a standby busy applying reads its socket late, and the records waiting
+  // there would say the primary is fine.
+  if (!active_ || active_->dead) return true;
+  if (active_->recv_held) return false;
+  int unread = 0;
+  if (ioctl(active_->fd.get(), FIONREAD, &unread) == 0 && unread > 0) return false;
+  for (const auto& ds : data_in_) {
+    if (ds->Front() != nullptr) return false;
+  }
+  return true;
+}
+
+void Node::MaybePromote(int64_t now) {
+  if (!detector_ || now < next_promotion_try_ns_) return;
+  lockwin::Verdict v = detector_->Judge(now);
+  if (v == lockwin::Verdict::kAlive && !peer_demoted_) {
+    demote_requested_ns_ = 0;
+    last_refusal_.clear();
+    return;
+  }
+  if (!CaughtUp()) return;
+  const int64_t window_ns = cfg_.failover.window_ms * 1'000'000;
+  auto refuse = [&](const std::string& why, int64_t retry_ns) {
+    next_promotion_try_ns_ = now + retry_ns;
+    if (why == last_refusal_) return;  // said once per episode
+    last_refusal_ = why;
+    Log(Level::kWarn, "not_promoting").kv("verdict", lockwin::VerdictName(v)).kv("reason", why);
+  };
+  const uint64_t wall = NowUnixMs();
+  const uint64_t min_gap = static_cast<uint64_t>(cfg_.failover.min_failover_interval_ms);
+  if (state_.last_failover_unix_ms != 0 && wall - state_.last_failover_unix_ms < min_gap) {
+    refuse(fmt::format("the last automatic failover was {} s ago (min_failover_interval_ms = {})",
+                       (wall - state_.last_failover_unix_ms) / 1000, min_gap),
+           1'000'000'000);
+    return;
+  }
+  if (v == lockwin::Verdict::kStalled && !peer_demoted_ && active_ && !active_->dead) {
+    // Reachable but making no progress: ask it to step down first (DESIGN §4).
+    if (demote_requested_ns_ == 0) {
+      demote_requested_ns_ = now;
+      Log(Level::kWarn, "demote_requested").kv("reason", "verdict stalled");
+      Status s = Emit(0, wire::DemoteRequest{wire::RoleChangeReason::kStalled});
+      if (s.ok()) s = Flush(active_);
+      if (!s.ok()) Drop(active_, s);
+      return;
+    }
+    if (now - demote_requested_ns_ < window_ns && !cfg_.hooks.fence.configured()) return;
+  }
+  const bool confirmed = peer_demoted_;
+  const std::string why = confirmed ? "the primary confirmed it demoted"
+                                    : fmt::format("verdict {} for a window of {} ms",
+                                                  lockwin::VerdictName(v), cfg_.failover.window_ms);
+  if (v == lockwin::Verdict::kSilent && !confirmed) {
+    const bool fence = cfg_.hooks.fence.configured();
+    const bool quorum = cfg_.hooks.quorum_check.configured();
+    if (!fence && !quorum && !cfg_.failover.promote_on_silence_unguarded) {
+      refuse(
+          "silence alone cannot tell a dead primary from a cut link: configure fence or "
+          "quorum_check (docs/FAILOVER.md)",
+          window_ns);
+      return;
+    }
+    if (quorum) {
+      HookResult q =
+          RunLoggedHook("quorum_check", cfg_.hooks.quorum_check, "standby", state_.epoch, why);
+      if (!q.ok()) {
+        refuse("quorum_check failed (" + q.Describe() + "): this node may be the isolated one",
+               cfg_.failover.beat_ms * 4'000'000);
+        return;
+      }
+    }
+  }
+  Promote(v, why);
+}
+
+void Node::Promote(lockwin::Verdict v, const std::string& why) {
+  const int64_t now = NowNs();
+  const uint64_t next_epoch = state_.epoch + 1;
+  if (cfg_.hooks.promote_guard.configured()) {
+    HookResult g =
+        RunLoggedHook("promote_guard", cfg_.hooks.promote_guard, "standby", next_epoch, why);
+    if (!g.ok()) {
+      next_promotion_try_ns_ = now + cfg_.failover.window_ms * 1'000'000;
+      Log(Level::kWarn, "not_promoting")
+          .kv("reason", "promote_guard vetoed (" + g.Describe() + ")");
+      return;
+    }
+  }
+  if (cfg_.hooks.fence.configured() && !peer_demoted_) {
+    HookResult f = RunLoggedHook("fence", cfg_.hooks.fence, "standby", next_epoch, why);
+    if (!f.ok()) {
+      next_promotion_try_ns_ = now + cfg_.failover.window_ms * 1'000'000;
+      Log(Level::kError, "not_promoting").kv("reason", "fence failed (" + f.Describe() + ")");
+      return;
+    }
+  }
+  NodeState next = state_;
+  next.epoch = next_epoch;
+  next.role = NodeRole::kPrimary;
+  next.last_failover_unix_ms = NowUnixMs();
+  next.rejoin_epoch = 0;
+  if (receiver_) next.last_applied_seq = receiver_->last_applied_seq();
+  if (Status s = SaveNodeState(cfg_.sync.state_dir, next); !s.ok()) {
+    // Not durable: not primary. Try again later; the operator sees why.
+    next_promotion_try_ns_ = now + cfg_.failover.window_ms * 1'000'000;
+    Log(Level::kError, "not_promoting").kv("reason", "persist the new epoch: " + s.ToString());
+    return;
+  }
+  next_state_ = next;
+  Log(Level::kWarn, "promoted")
+      .kv("epoch", next.epoch)
+      .kv("verdict", lockwin::VerdictName(v))
+      .kv("reason", why);
+  if (cfg_.hooks.on_promote.configured()) {
+    HookResult p = RunLoggedHook("on_promote", cfg_.hooks.on_promote, "primary", next.epoch, why);
+    if (!p.ok()) {
+      Log(Level::kError, "on_promote_failed")
+          .kv("result", p.Describe())
+          .kv("note", "this node is primary; the scheduler may not be running");
+    }
+  }
+  if (active_ && !active_->dead) Drop(active_, Unavailable("promoted to primary"));
+  restart_ = true;  // Run() returns; RunNode starts this node again as the primary
+}
+
+void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::string& why,
+                  bool answer_peer) {
+  if (state_.role != NodeRole::kPrimary || restart_) return;
+  Log(Level::kWarn, "demoting").kv("epoch", state_.epoch).kv("reason", why);
+  bool ok = true;
+  if (cfg_.hooks.on_demote.configured()) {
+    ok = RunLoggedHook("on_demote", cfg_.hooks.on_demote, "standby", std::max(epoch, state_.epoch),
+                       why)
+             .ok();
+  }
+  if (answer_peer && active_ && !active_->dead && active_->conn->open()) {
+    Emit(0, wire::Demoted{reason, ok, sender_ ? sender_->last_seq() : 0}).IgnoreError();
+    FlushAll(active_, 2'000'000'000).IgnoreError();
+  }
+  NodeState next = state_;
+  next.rejoin_epoch = state_.epoch;  // what this node did as primary may be quarantined
+  // A failover of the pair: the anti-flap interval holds this node back too.
+  if (reason != wire::RoleChangeReason::kSwitchover) next.last_failover_unix_ms = NowUnixMs();
+  next.epoch = std::max(epoch, state_.epoch);
+  next.role = NodeRole::kStandby;
+  if (Status s = SaveNodeState(cfg_.sync.state_dir, next); !s.ok()) {
+    fatal_ = s.Annotate("persist the demotion");
+    return;
+  }
+  next_state_ = next;
+  Log(Level::kWarn, "demoted").kv("epoch", next.epoch).kv("on_demote_ok", ok);
+  restart_ = true;
 }
 
 // ---- data streams ------------------------------------------------------------------------
@@ -1386,9 +1862,22 @@ void Node::LogStats(std::string_view why) const {
 }
 
 Status RunNode(const Config& config, const RunOptions& options) {
-  Node node(config, options);
-  RETURN_IF_ERROR(node.Init());
-  return node.Run();
+  RunOptions opts = options;
+  UniqueFd listen_fd;
+  for (;;) {
+    {
+      Node node(config, opts, std::move(listen_fd));
+      RETURN_IF_ERROR(node.Init());
+      Status s = node.Run();
+      if (!s.ok() || !node.restart_requested()) return s;
+      listen_fd = node.TakeListenFd();
+    }
+    // A role change was persisted: start again in the new role (the state file says
+    // which). Every role change comes from a peer's frame, a verdict held for a window,
+    // or a failed lease, so this does not spin.
+    opts.initial_role.reset();
+    if (opts.stop != nullptr && opts.stop->load()) return Status::Ok();
+  }
 }
 
 }  // namespace hasync::engine

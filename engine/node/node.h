@@ -13,9 +13,11 @@
 // data streams, each with a thread of its own on both nodes (engine/net/data_stream.h);
 // docs/ARCHITECTURE.md explains both.
 //
-// Failover (lock records, epochs in anger, promotion) arrives with issue 4; here the
-// role is fixed for the life of the process: the persisted role, or --initial-role for
-// a node that has none yet.
+// Failover (docs/FAILOVER.md): the primary sends a lock record every beat; the standby's
+// detector judges them and promotes when the rules allow; a primary demotes on a higher
+// epoch, on request, or when its lease expires and quorum_check fails. A role change is
+// persisted, then RunNode starts the node again in its new role (same process, same
+// listening socket).
 #pragma once
 
 #include <atomic>

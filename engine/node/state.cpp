@@ -26,6 +26,10 @@ std::string EncodeNodeState(const NodeState& s) {
   out += "epoch=" + std::to_string(s.epoch) + "\n";
   out += "role=" + std::string(NodeRoleName(s.role)) + "\n";
   out += "last_applied_seq=" + std::to_string(s.last_applied_seq) + "\n";
+  if (s.rejoin_epoch != 0) out += "rejoin_epoch=" + std::to_string(s.rejoin_epoch) + "\n";
+  if (s.last_failover_unix_ms != 0) {
+    out += "last_failover_unix_ms=" + std::to_string(s.last_failover_unix_ms) + "\n";
+  }
   return out;
 }
 
@@ -61,6 +65,10 @@ Result<NodeState> DecodeNodeState(std::string_view text, std::string_view origin
     } else if (key == "last_applied_seq") {
       RETURN_IF_ERROR(number(s.last_applied_seq));
       have_seq = true;
+    } else if (key == "rejoin_epoch") {
+      RETURN_IF_ERROR(number(s.rejoin_epoch));
+    } else if (key == "last_failover_unix_ms") {
+      RETURN_IF_ERROR(number(s.last_failover_unix_ms));
     } else if (key == "role") {
       auto role = ParseNodeRole(value);
       if (!role.ok()) return bad(role.status().message());

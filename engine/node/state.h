@@ -24,6 +24,13 @@ struct NodeState {
   uint64_t epoch = 0;    // 0 = never joined a pair
   NodeRole role = NodeRole::kStandby;
   uint64_t last_applied_seq = 0;
+  // Optional (absent in files of older versions = 0):
+  // the epoch this node last served as primary before it was demoted; while nonzero,
+  // files the new primary replaces or removes are first kept in quarantine/<epoch>/.
+  uint64_t rejoin_epoch = 0;
+  // Wall-clock time (Unix ms) of this node's last automatic promotion: the anti-flap
+  // interval counts from it across restarts.
+  uint64_t last_failover_unix_ms = 0;
   friend bool operator==(const NodeState&, const NodeState&) = default;
 };
 

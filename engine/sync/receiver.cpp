@@ -4,6 +4,7 @@
 
 #include <type_traits>
 
+#include "engine/log.h"
 #include "engine/scan/scanner.h"
 #include "wire/frame.h"
 #include "wire/limits.h"
@@ -108,6 +109,7 @@ Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
             return InvalidArgument("RESYNC_END with an uncommitted batch open");
           }
           in_resync_ = false;
+          ++resyncs_completed_;
           return Status::Ok();
         } else {
           return InvalidArgument(std::string("unexpected ") + std::string(T::kName) +
@@ -134,6 +136,14 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
     ++batch_changes_;
   }
 
+  if (quarantine_ != nullptr && in_resync_ && !continues_file && batch_failed_.ok()) {
+    // Kept before the change touches it; a failure to keep fails the batch (NACK), so
+    // nothing of the rejoining node is lost.
+    auto kept = KeepBeforeChange(message);
+    if (!kept.ok()) Fail(kept.status());
+    // An UNLINK whose name went to quarantine has nothing left to do.
+    if (kept.ok() && *kept && std::holds_alternative<wire::Unlink>(message)) return Status::Ok();
+  }
   return std::visit(
       [&](const auto& m) -> Status {
         using T = std::decay_t<decltype(m)>;
@@ -419,10 +429,41 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
   return flush(true);
 }
 
+Result<bool> Receiver::KeepBeforeChange(const wire::Message& message) {
+  std::string path;
+  if (const auto* b = std::get_if<wire::FileBegin>(&message)) {
+    if (b->flags & wire::kFileDelta) return false;  // builds on the file: not replaced
+    path = b->path;
+  } else if (const auto* s = std::get_if<wire::Symlink>(&message)) {
+    path = s->path;
+  } else if (const auto* u = std::get_if<wire::Unlink>(&message)) {
+    path = u->path;
+  } else if (const auto* l = std::get_if<wire::Link>(&message)) {
+    path = l->new_path;
+  } else {
+    return false;
+  }
+  ASSIGN_OR_RETURN(auto where, Split(path));
+  if (where.second.empty()) return false;
+  auto kept = quarantine_->Keep(*trees_[where.first], where.second, quarantine_epoch_);
+  if (!kept.ok()) {
+    if (kept.status().code() == Code::kNotFound) return false;  // nothing to keep
+    return kept.status().Annotate("quarantine " + path);
+  }
+  ++stats_.files_quarantined;
+  Log(Level::kWarn, "quarantined").kv("path", path).kv("to", *kept);
+  return true;
+}
+
 Status Receiver::SendBlocks(const wire::BlocksRequest& request) {
   wire::BlocksReply reply;
   reply.request_id = request.request_id;
   reply.block_size = request.block_size;
+  if (quarantine_ != nullptr) {
+    // Rejoining: the file will be kept and replaced whole, not patched.
+    reply.flags = wire::kBlocksLast | wire::kBlocksMissing;
+    return sink_.Emit(0, reply);
+  }
   auto where = Split(request.path);
   Result<UniqueFd> fd = where.ok() ? OpenReadBeneath(trees_[where->first]->root_fd(), where->second)
                                    : Result<UniqueFd>(where.status());

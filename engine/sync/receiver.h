@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/apply/quarantine.h"
 #include "engine/apply/tree.h"
 #include "engine/sync/sender.h"  // MessageSink, WirePath
 #include "wire/messages.h"
@@ -39,7 +40,8 @@ struct ReceiverStats {
   uint64_t files_applied = 0;
   uint64_t bytes_applied = 0;
   uint64_t manifests_sent = 0;
-  uint64_t ranges_discarded = 0;  // data-stream ranges of aborted file versions
+  uint64_t ranges_discarded = 0;   // data-stream ranges of aborted file versions
+  uint64_t files_quarantined = 0;  // rejoin: entries kept before a resync replaced them
 };
 
 class Receiver {
@@ -74,6 +76,17 @@ class Receiver {
   uint64_t last_applied_seq() const { return last_applied_seq_; }
   void set_last_applied_seq(uint64_t seq) { last_applied_seq_ = seq; }
   bool in_resync() const { return in_resync_; }
+  // RESYNC_END frames handled (each closes a resync the primary completed).
+  uint64_t resyncs_completed() const { return resyncs_completed_; }
+
+  // Rejoin (DESIGN §4): while set, whatever a resync replaces or removes (a whole-file
+  // FILE_BEGIN, SYMLINK or LINK over an existing name, UNLINK) is first moved to
+  // quarantine/<epoch>/ (apply::Quarantine), and BLOCKS_REQUEST is answered "missing", so
+  // no delta is built on a file that is to be kept. Null turns it off.
+  void set_quarantine(apply::Quarantine* quarantine, uint64_t epoch) {
+    quarantine_ = quarantine;
+    quarantine_epoch_ = epoch;
+  }
   const ReceiverStats& stats() const { return stats_; }
   // Last NACK reason, for status and logs.
   const Status& last_failure() const { return last_failure_; }
@@ -101,6 +114,9 @@ class Receiver {
   Result<std::pair<uint32_t, std::string>> Split(const std::string& wire_path) const;
   // Records a failure of the open batch: later changes are skipped, COMMIT NACKs.
   void Fail(Status status);
+  // Rejoin: moves what `message` would replace or remove into quarantine.
+  // True when something was kept.
+  Result<bool> KeepBeforeChange(const wire::Message& message);
 
   std::vector<apply::Tree*> trees_;
   MessageSink& sink_;
@@ -112,6 +128,9 @@ class Receiver {
   Status batch_failed_;
   Status last_failure_;
   bool in_resync_ = false;
+  uint64_t resyncs_completed_ = 0;
+  apply::Quarantine* quarantine_ = nullptr;
+  uint64_t quarantine_epoch_ = 0;
   bool data_streams_ = false;
   struct ParkedEnd {
     uint64_t seq;

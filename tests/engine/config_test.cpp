@@ -198,7 +198,21 @@ TEST(Config, ProbeResultMustStayFresherThanTheWindow) {
   ConfigTree t;
   TomlDoc d = GoodDoc(t);
   d.Set("probe", "interval_ms", "9000").Set("probe", "timeout_ms", "1000");
+  d.Set("probe", "command", "[" + Q(t.hook()) + "]");
   EXPECT_THAT(ErrorOf(Parse(d)), HasSubstr("must be less than failover.window_ms (10000)"));
+}
+
+// The defaults (every 2 s, 1 s timeout) do not constrain a short window while no probe
+// command is configured: nothing would go stale.
+TEST(Config, ProbeTimingIsCheckedAgainstTheWindowOnlyWithAProbe) {
+  ConfigTree t;
+  TomlDoc d = GoodDoc(t);
+  d.Set("failover", "window_ms", "2000")
+      .Set("failover", "beat_ms", "250")
+      .Set("failover", "lease_ms", "900");
+  auto c = Parse(d);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->probe.command.empty());
 }
 
 TEST(Config, NumbersOutsideTheirBoundsAreRejected) {

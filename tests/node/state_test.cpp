@@ -13,9 +13,17 @@ namespace {
 TEST(NodeState, SaveThenLoadRoundTrips) {
   char tmpl[] = "/tmp/hasync-state-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
-  NodeState s{0xdeadbeef, 7, NodeRole::kPrimary, 123456};
+  NodeState s{0xdeadbeef, 7, NodeRole::kPrimary, 123456, 0, 0};
   ASSERT_TRUE(SaveNodeState(tmpl, s).ok());
   auto loaded = LoadNodeState(tmpl);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, s);
+  // The optional fields of a demoted node round-trip too.
+  s.role = NodeRole::kStandby;
+  s.rejoin_epoch = 6;
+  s.last_failover_unix_ms = 1'800'000'000'000;
+  ASSERT_TRUE(SaveNodeState(tmpl, s).ok());
+  loaded = LoadNodeState(tmpl);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(*loaded, s);
   struct stat st {};

@@ -1,0 +1,278 @@
+// Failover of a real pair on loopback (DESIGN §3–§4, docs/FAILOVER.md): two `hasync run`
+// processes with short timers (window 2 s, beat 250 ms, lease 900 ms) and hooks that
+// record every run with a timestamp, so each test checks a timeline:
+// - kill -9 of the primary: the standby promotes within window + beat + 100 ms and runs
+//   on_promote once; the old primary, started again, demotes on the higher epoch and
+//   ends identical;
+// - SIGSTOP of the primary (socket alive, nothing sent): the standby promotes; the old
+//   primary, continued, demotes;
+// - the scheduler probe fails: the primary's lock record stops changing (Stalled), the
+//   standby asks it to demote, it runs on_demote and confirms, then the standby promotes;
+// - no fence and no quorum_check: a silent primary is not replaced;
+// - an idle pair for 3 windows: nothing happens.
+// Timestamps are CLOCK_BOOTTIME (/proc/uptime, 10 ms steps) read by the hooks and by the
+// test alike: monotonic, and the same clock on both sides.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/process_pair.h"
+
+namespace hasync::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using P = ProcessPair;
+
+#define REQUIRE_ROOT() \
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: fanotify filesystem marks need CAP_SYS_ADMIN"
+
+constexpr int64_t kWindowMs = 2000;
+constexpr int64_t kBeatMs = 250;
+
+double UptimeMs() {
+  std::ifstream in("/proc/uptime");
+  double s = 0;
+  in >> s;
+  return s * 1000.0;
+}
+
+// One line per hook run: "<hook> on=<node> role=<role> epoch=<n> t_ms=<uptime ms>".
+struct HookRun {
+  std::string hook, node;
+  uint64_t epoch = 0;
+  double t_ms = 0;
+};
+
+class HookDir {
+ public:
+  HookDir() {
+    char tmpl[] = "/var/tmp/hasync-hooks-XXXXXX";
+    EXPECT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    script_ = dir_ + "/hook.sh";
+    std::ofstream s(script_);
+    // HASYNC_PEER names the other node, so "on=" is the node the hook runs on. The
+    // probe fails while <dir>/probe_fails exists.
+    s << "#!/bin/sh\n"
+      << "read up _ < /proc/uptime\n"
+      << "case \"$HASYNC_PEER\" in primary) on=standby ;; *) on=primary ;; esac\n"
+      << "if [ \"$1\" = probe ]; then\n"
+      << "  [ -e " << dir_ << "/probe_fails ] && exit 1\n"
+      << "  echo job-$(date +%s)\n  exit 0\nfi\n"
+      << "echo \"$1 on=$on role=$HASYNC_ROLE epoch=$HASYNC_EPOCH t_ms=$up\" >> " << dir_
+      << "/runs.log\n"
+      << "exit 0\n";
+    s.close();
+    chmod(script_.c_str(), 0755);
+  }
+  ~HookDir() {
+    if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
+  }
+  const std::string& dir() const { return dir_; }
+
+  std::string Hook(const std::string& name) const {
+    return "[hooks." + name + "]\ncommand = [\"" + script_ + "\", \"" + name + "\"]\n";
+  }
+  std::string Probe() const {
+    return "[probe]\ncommand = [\"" + script_ +
+           "\", \"probe\"]\ninterval_ms = 300\n"
+           "timeout_ms = 250\n";
+  }
+
+  std::vector<HookRun> Runs() const {
+    std::vector<HookRun> out;
+    std::ifstream in(dir_ + "/runs.log");
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream ls(line);
+      HookRun r;
+      std::string on, role, epoch, t;
+      ls >> r.hook >> on >> role >> epoch >> t;
+      r.node = on.substr(3);
+      r.epoch = std::stoull(epoch.substr(6));
+      // /proc/uptime has two decimals: seconds.hundredths
+      r.t_ms = std::stod(t.substr(5)) * 1000.0;
+      out.push_back(r);
+    }
+    return out;
+  }
+  size_t Count(const std::string& hook, const std::string& node) const {
+    size_t n = 0;
+    for (const auto& r : Runs()) n += r.hook == hook && r.node == node;
+    return n;
+  }
+  const HookRun* First(const std::string& hook, const std::string& node) const {
+    static thread_local std::vector<HookRun> runs;
+    runs = Runs();
+    for (const auto& r : runs) {
+      if (r.hook == hook && r.node == node) return &r;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::string dir_, script_;
+};
+
+std::string Timers(int64_t min_interval_ms = 0) {
+  return "[failover]\nwindow_ms = " + std::to_string(kWindowMs) +
+         "\nbeat_ms = " + std::to_string(kBeatMs) +
+         "\nlease_ms = 900\nmin_failover_interval_ms = " + std::to_string(min_interval_ms) + "\n";
+}
+
+void Write(const std::string& path, const std::string& content) { std::ofstream(path) << content; }
+
+TEST(Failover, KillNineOfThePrimaryPromotesTheStandbyWithinTheWindow) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-kill", Timers() + hooks.Hook("quorum_check") + hooks.Hook("on_promote") +
+                        hooks.Hook("on_demote"));
+  Write(pair.root(P::kPrimary) + "/job.1", "before the failover\n");
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  // Let lock records flow for a while: the verdict is Alive.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * kBeatMs));
+  const double killed_ms = UptimeMs();
+  pair.Signal(P::kPrimary, SIGKILL);
+  ASSERT_TRUE(pair.WaitEvents(P::kStandby, "promoted", 1, 20s)) << pair.log(P::kStandby);
+  ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
+  const HookRun* promote = hooks.First("on_promote", "standby");
+  ASSERT_NE(promote, nullptr);
+  EXPECT_EQ(promote->epoch, 2u);
+  const double took = promote->t_ms - killed_ms;
+  // /proc/uptime moves in 10 ms steps: allow one step each side.
+  EXPECT_LE(took, kWindowMs + kBeatMs + 100 + 20) << "promotion took " << took << " ms";
+  // Silence counts from the last record, which arrived up to a beat before the kill.
+  EXPECT_GE(took, kWindowMs - kBeatMs - 20) << "promoted before the window ran out";
+  const HookRun* quorum = hooks.First("quorum_check", "standby");
+  ASSERT_NE(quorum, nullptr) << "the standby promoted on silence without its quorum_check";
+  EXPECT_LE(quorum->t_ms, promote->t_ms);
+  EXPECT_NE(pair.log(P::kStandby).find("event=verdict from=alive to=silent"), std::string::npos)
+      << pair.log(P::kStandby);
+
+  // The new primary (the node named "standby") serves; the old one comes back, demotes on
+  // the higher epoch, and ends identical, holding what was written meanwhile.
+  // Meanwhile the old primary's tree holds changes the new one never saw (as if it had
+  // gone on writing after a cut): they must end in its quarantine, not be lost.
+  Write(pair.root(P::kStandby) + "/job.2", "after the failover\n");
+  Write(pair.root(P::kPrimary) + "/job.1", "written on the old primary after the cut\n");
+  Write(pair.root(P::kPrimary) + "/only-on-old", "x\n");
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "demoted", 1, 20s)) << pair.log(P::kPrimary);
+  TreeDiff d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << d.ToString() << pair.log(P::kPrimary);
+  EXPECT_TRUE(fs::exists(pair.root(P::kPrimary) + "/job.2"));
+  ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "rejoined", 1, 20s)) << pair.log(P::kPrimary);
+  const std::string q = pair.state_dir(P::kPrimary) + "/quarantine/2/";
+  std::ifstream kept(q + "job.1");
+  std::stringstream kept_text;
+  kept_text << kept.rdbuf();
+  EXPECT_EQ(kept_text.str(), "written on the old primary after the cut\n") << "not in " << q;
+  EXPECT_TRUE(fs::exists(q + "only-on-old")) << pair.log(P::kPrimary);
+  EXPECT_EQ(pair.LastEvent(P::kPrimary, "rejoined")["quarantined"], 2u) << pair.log(P::kPrimary);
+  EXPECT_EQ(hooks.Count("on_promote", "standby"), 1u) << "on_promote ran more than once";
+  EXPECT_EQ(hooks.Count("on_promote", "primary"), 0u) << "the old primary promoted again";
+  EXPECT_EQ(hooks.Count("on_demote", "primary"), 1u) << "the returning primary did not demote";
+}
+
+TEST(Failover, SigstopOfThePrimaryPromotesTheStandbyAndTheOldPrimaryDemotesWhenItWakes) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-stop", Timers() + hooks.Hook("quorum_check") + hooks.Hook("on_promote") +
+                        hooks.Hook("on_demote"));
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * kBeatMs));
+  const double stopped_ms = UptimeMs();
+  pair.Signal(P::kPrimary, SIGSTOP);
+  bool promoted = pair.WaitEvents(P::kStandby, "promoted", 1, 20s);
+  pair.Signal(P::kPrimary, SIGCONT);
+  ASSERT_TRUE(promoted) << pair.log(P::kStandby);
+  ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
+  EXPECT_LE(hooks.First("on_promote", "standby")->t_ms - stopped_ms, kWindowMs + kBeatMs + 120);
+  // The old primary wakes as primary at epoch 1 and meets the new one at epoch 2.
+  ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "demoted", 1, 20s)) << pair.log(P::kPrimary);
+  Write(pair.root(P::kStandby) + "/after", "x");
+  TreeDiff d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  EXPECT_EQ(hooks.Count("on_promote", "primary"), 0u);
+}
+
+TEST(Failover, AFailingProbeStallsThePrimaryWhichDemotesBeforeTheStandbyPromotes) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-probe",
+         Timers(60'000) + hooks.Probe() + hooks.Hook("on_promote") + hooks.Hook("on_demote"));
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(4 * kBeatMs));
+  Write(hooks.dir() + "/probe_fails", "");  // the scheduler stops answering
+  ASSERT_TRUE(pair.WaitEvents(P::kStandby, "promoted", 1, 20s)) << pair.log(P::kStandby);
+  ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
+  const HookRun* demote = hooks.First("on_demote", "primary");
+  ASSERT_NE(demote, nullptr) << pair.log(P::kPrimary);
+  const HookRun* promote = hooks.First("on_promote", "standby");
+  ASSERT_NE(promote, nullptr);
+  // Never two primaries: the old one ran on_demote before the new one ran on_promote.
+  EXPECT_LE(demote->t_ms, promote->t_ms);
+  EXPECT_NE(pair.log(P::kStandby).find("event=verdict from=alive to=stalled"), std::string::npos)
+      << pair.log(P::kStandby);
+  EXPECT_NE(pair.log(P::kStandby).find("event=peer_demoted"), std::string::npos);
+  // The min interval between failovers holds the demoted node back although the probe
+  // still fails on the new primary too.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kWindowMs));
+  EXPECT_EQ(hooks.Count("on_promote", "primary"), 0u) << pair.log(P::kPrimary);
+  fs::remove(hooks.dir() + "/probe_fails");
+}
+
+TEST(Failover, WithoutFenceOrQuorumCheckASilentPrimaryIsNotReplaced) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-unguarded", Timers() + hooks.Hook("on_promote"));
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  pair.Signal(P::kPrimary, SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * kWindowMs));
+  EXPECT_EQ(pair.CountEvents(P::kStandby, "promoted"), 0u) << pair.log(P::kStandby);
+  EXPECT_EQ(hooks.Count("on_promote", "standby"), 0u);
+  EXPECT_NE(pair.log(P::kStandby).find("event=not_promoting"), std::string::npos)
+      << pair.log(P::kStandby);
+}
+
+TEST(Failover, AnIdlePairDoesNotFailOver) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-idle", Timers() + hooks.Hook("quorum_check") + hooks.Hook("on_promote") +
+                        hooks.Hook("on_demote") + hooks.Probe());
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * kWindowMs));
+  EXPECT_EQ(pair.CountEvents(P::kStandby, "verdict"), 0u) << pair.log(P::kStandby);
+  EXPECT_EQ(pair.CountEvents(P::kStandby, "promoted"), 0u);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "demoting"), 0u) << pair.log(P::kPrimary);
+  EXPECT_EQ(hooks.Runs().size(), 0u) << "a hook ran in an idle pair";
+  // The lock record is readable on both nodes.
+  std::ifstream lock(pair.state_dir(P::kStandby) + "/lock");
+  std::stringstream text;
+  text << lock.rdbuf();
+  EXPECT_NE(text.str().find("epoch=1"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("probe_token=job-"), std::string::npos) << text.str();
+}
+
+}  // namespace
+}  // namespace hasync::testing

@@ -1,0 +1,139 @@
+// Hooks and the probe (engine/node/hooks.h): argv without a shell, the HASYNC_*
+// environment, captured and bounded output, a timeout that kills the whole process group,
+// and a hook that leaves a daemon behind is not waited for.
+#include "engine/node/hooks.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace hasync::engine {
+namespace {
+
+Command Sh(const std::string& script, int64_t timeout_ms = 2000) {
+  return Command{{"/bin/sh", "-c", script}, timeout_ms};
+}
+
+HookEnv Env() { return HookEnv{"primary", 7, "verdict silent", "mu02"}; }
+
+TEST(Hooks, ArgvIsPassedAsIsWithoutAShell) {
+  // A file name with shell syntax in it stays one argument, unexpanded.
+  auto r = RunHook(Command{{"/bin/echo", "a; rm -rf /tmp/x", "$HOME", "*"}, 2000}, Env());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->ok());
+  EXPECT_EQ(r->output, "a; rm -rf /tmp/x $HOME *\n");
+}
+
+TEST(Hooks, EnvironmentNamesRoleEpochReasonAndPeer) {
+  setenv("HASYNC_ROLE", "forged", 1);  // the node's own HASYNC_* never reach the hook
+  auto r = RunHook(Sh("echo \"$HASYNC_ROLE|$HASYNC_EPOCH|$HASYNC_REASON|$HASYNC_PEER\""), Env());
+  unsetenv("HASYNC_ROLE");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output, "primary|7|verdict silent|mu02\n");
+}
+
+TEST(Hooks, ExitCodesAndStderrAreReported) {
+  auto r = RunHook(Sh("echo out; echo err >&2; exit 3"), Env());
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->ok());
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->Describe(), "exit 3");
+  EXPECT_NE(r->output.find("out"), std::string::npos);
+  EXPECT_NE(r->output.find("err"), std::string::npos);
+}
+
+TEST(Hooks, ATimeoutKillsTheHookAndWhatItStarted) {
+  char tmpl[] = "/tmp/hasync-hook-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string pidfile = std::string(tmpl) + "/child.pid";
+  auto start = std::chrono::steady_clock::now();
+  // The child in the foreground group is killed with the hook.
+  auto r = RunHook(Sh("sleep 30 & echo $! > " + pidfile + "; wait", 300), Env());
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_FALSE(r->ok());
+  EXPECT_LT(took, std::chrono::seconds(5));
+  std::ifstream in(pidfile);
+  pid_t child = 0;
+  in >> child;
+  ASSERT_GT(child, 0);
+  // Gone, or a zombie waiting for init to reap it (it no longer runs).
+  auto dead = [](pid_t pid) {
+    if (kill(pid, 0) != 0) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    size_t paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+  };
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = dead(child);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(gone) << "the hook's child " << child << " survived the timeout";
+  if (!gone) kill(child, SIGKILL);
+  std::filesystem::remove_all(tmpl);
+}
+
+TEST(Hooks, AHookThatLeavesADaemonIsNotWaitedFor) {
+  // setsid: a daemon in a session of its own keeps the pipe open; the hook itself exited.
+  auto start = std::chrono::steady_clock::now();
+  auto r = RunHook(Sh("setsid sleep 3 & echo started"), Env());
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok());
+  EXPECT_EQ(r->output, "started\n");
+  EXPECT_LT(took, std::chrono::seconds(2));
+}
+
+TEST(Hooks, OutputIsBounded) {
+  auto r = RunHook(Sh("head -c 100000 /dev/zero | tr '\\0' x"), Env());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output.size(), kHookOutputMax);
+  EXPECT_EQ(r->output_dropped, 100000 - kHookOutputMax);
+}
+
+TEST(Hooks, AMissingProgramIsAnErrorThatSaysWhich) {
+  auto r = RunHook(Command{{"/nonexistent/fence"}, 1000}, Env());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/nonexistent/fence"), std::string::npos);
+}
+
+TEST(Hooks, FirstLineIsPrintableAndBounded) {
+  EXPECT_EQ(FirstLine("job 42\x01\tq\nsecond", 100), "job 42??q");
+  EXPECT_EQ(FirstLine(std::string(300, 'a'), 128).size(), 128u);
+}
+
+TEST(Probe, ReportsItsLatestResult) {
+  char tmpl[] = "/tmp/hasync-probe-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string flag = std::string(tmpl) + "/fail";
+  Probe probe(Sh("[ -e " + flag + " ] && exit 1; echo job-17", 500), 100, Env());
+  for (int i = 0; i < 100 && !probe.Latest().ran; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Probe::Result first = probe.Latest();
+  EXPECT_TRUE(first.ran);
+  EXPECT_TRUE(first.ok);
+  EXPECT_EQ(first.token, "job-17");
+  std::ofstream(flag) << "";
+  bool failed = false;
+  for (int i = 0; i < 100 && !failed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    failed = !probe.Latest().ok;
+  }
+  EXPECT_TRUE(failed) << "the probe never saw the failure";
+  EXPECT_EQ(probe.Latest().failure, "exit 1");
+  std::filesystem::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace hasync::engine

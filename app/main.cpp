@@ -74,9 +74,11 @@ int Main(int argc, char** argv) {
   if (*keygen) return hasync::engine::KeygenCommand(key_path, std::cout, std::cerr);
   if (*check) return hasync::engine::CheckConfigCommand(config_path, std::cout, std::cerr);
   if (*run) return hasync::engine::RunCommand(config_path, initial_role, std::cerr);
-  for (CLI::App* later : {status, switchover, verify}) {
-    if (*later) return hasync::engine::NotImplementedCommand(later->get_name(), std::cerr);
+  if (*status) return hasync::engine::StatusCommand(config_path, json, std::cout, std::cerr);
+  if (*switchover) {
+    return hasync::engine::SwitchoverCommand(config_path, timeout_ms, std::cout, std::cerr);
   }
+  if (*verify) return hasync::engine::NotImplementedCommand(verify->get_name(), std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

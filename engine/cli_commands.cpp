@@ -7,9 +7,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/keyfile.h"
 #include "engine/log.h"
+#include "engine/node/control.h"
 #include "engine/node/node.h"
 
 namespace hasync::engine {
@@ -156,6 +161,116 @@ int RunCommand(const std::string& path, const std::string& initial_role, std::os
     return kExitFailure;
   }
   return kExitOk;
+}
+
+namespace {
+
+// The node's reply as JSON, or the reason there is none.
+Result<nlohmann::json> AskNode(const Config& cfg, const std::string& request) {
+  ASSIGN_OR_RETURN(std::string reply, ControlRequest(cfg.sync.state_dir, request, 5'000));
+  nlohmann::json j = nlohmann::json::parse(reply, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return InvalidArgument("the node's reply is not JSON");
+  if (!j.value("ok", false)) return FailedPrecondition(j.value("error", std::string("refused")));
+  return j;
+}
+
+std::string StatusText(const nlohmann::json& j) {
+  std::string out;
+  const auto& peer = j.value("peer", nlohmann::json::object());
+  out += fmt::format("node      {} ({}), epoch {}{}\n", j.value("node", ""), j.value("role", ""),
+                     j.value("epoch", 0), j.value("changing_role", false) ? ", changing role" : "");
+  out += fmt::format("peer      {} at {}: {}\n", peer.value("name", ""), peer.value("address", ""),
+                     peer.value("connected", false) ? "connected" : "not connected");
+  out += fmt::format("acked     up to change {}\n", j.value("last_acked_seq", 0));
+  if (j.value("role", "") == "primary") {
+    const auto& lag = j.value("lag", nlohmann::json::object());
+    out += fmt::format("session   {}\n", j.value("session", ""));
+    out += fmt::format("lag       {} change(s) unacknowledged, {} batch(es) in flight, {} queued\n",
+                       lag.value("changes_unacked", 0), lag.value("batches_unacked", 0),
+                       lag.value("journal_pending", 0));
+    out += fmt::format("beat      {}; standby last heard {} ms ago\n", j.value("beat", 0),
+                       j.value("ms_since_standby_heard", 0));
+    if (j.contains("probe")) {
+      const auto& p = j.value("probe", nlohmann::json::object());
+      out += fmt::format("probe     {} ({} ms ago){}{}\n", p.value("ok", false) ? "ok" : "FAILING",
+                         p.value("age_ms", 0),
+                         p.value("token", "").empty() ? "" : ", token " + p.value("token", ""),
+                         p.value("failure", "").empty() ? "" : ", " + p.value("failure", ""));
+    }
+    if (j.contains("switchover")) out += "switchover draining\n";
+  } else {
+    const auto& v = j.value("verdict", nlohmann::json::object());
+    out += fmt::format("verdict   {} (window {} ms): record unchanged for {} ms, last {} ms ago\n",
+                       v.value("now", ""), v.value("window_ms", 0), v.value("unchanged_for_ms", 0),
+                       v.value("silent_for_ms", 0));
+    for (const auto& run : v.value("history", nlohmann::json::array())) {
+      out += fmt::format("  record  {}  {} time(s), first {} ms ago, last {} ms ago\n",
+                         run.value("fingerprint", ""), run.value("records", 0),
+                         run.value("first_age_ms", 0), run.value("last_age_ms", 0));
+    }
+    if (j.value("rejoining", false)) out += "rejoining: the first resync keeps what it replaces\n";
+    if (j.contains("not_promoting_because")) {
+      out += "not promoting: " + j.value("not_promoting_because", "") + "\n";
+    }
+  }
+  out += fmt::format("quarantine {} file(s)\n", j.value("quarantined_files", 0));
+  return out;
+}
+
+}  // namespace
+
+int StatusCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err,
+                  const ConfigEnv& env) {
+  auto cfg = LoadConfig(path, env);
+  if (!cfg.ok()) {
+    err << OneLineMessage(cfg.status().message()) << '\n';
+    return kExitBadConfig;
+  }
+  auto j = AskNode(*cfg, "status");
+  if (!j.ok()) {
+    err << "hasync status: " << OneLineMessage(j.status().message()) << '\n';
+    return kExitFailure;
+  }
+  out << (json ? j->dump(2) + "\n" : StatusText(*j));
+  return kExitOk;
+}
+
+int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream& out,
+                      std::ostream& err, const ConfigEnv& env) {
+  auto cfg = LoadConfig(path, env);
+  if (!cfg.ok()) {
+    err << OneLineMessage(cfg.status().message()) << '\n';
+    return kExitBadConfig;
+  }
+  auto started = AskNode(*cfg, "switchover " + std::to_string(timeout_ms));
+  if (!started.ok()) {
+    err << "hasync switchover: " << OneLineMessage(started.status().message()) << '\n';
+    return kExitFailure;
+  }
+  const uint64_t epoch = started->value("epoch", uint64_t{0});
+  out << "switchover: the scheduler is stopped (on_demote); draining to " << cfg->peer.name << "\n";
+  // Done when this node is standby and a primary at a newer epoch has connected to it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms) +
+                  std::chrono::seconds(30);
+  std::string last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto j = AskNode(*cfg, "status");
+    if (!j.ok()) continue;  // restarting in its new role
+    if (j->value("role", "") == "standby" && j->value("epoch", uint64_t{0}) > epoch &&
+        j->value("peer", nlohmann::json::object()).value("connected", false)) {
+      out << "switchover: done; " << cfg->peer.name << " is primary at epoch "
+          << j->value("epoch", uint64_t{0}) << ", this node is its standby\n";
+      return kExitOk;
+    }
+    if (j->value("role", "") == "primary" && !j->contains("switchover") &&
+        !j->value("changing_role", false)) {
+      err << "hasync switchover: aborted, this node stays primary (see its log)\n";
+      return kExitFailure;
+    }
+  }
+  err << "hasync switchover: not finished within the timeout; see both nodes' logs\n";
+  return kExitFailure;
 }
 
 int NotImplementedCommand(std::string_view name, std::ostream& err) {

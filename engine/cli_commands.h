@@ -41,6 +41,19 @@ int KeygenCommand(const std::string& path, std::ostream& out, std::ostream& err)
 int RunCommand(const std::string& path, const std::string& initial_role, std::ostream& err,
                const ConfigEnv& env = RealConfigEnv());
 
+// `hasync status -c PATH [--json]`: asks the node running with that config over its
+// control socket (<state_dir>/control.sock, root only). 0 and the status; kExitFailure
+// and one line when no node answers.
+int StatusCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err,
+                  const ConfigEnv& env = RealConfigEnv());
+
+// `hasync switchover -c PATH [--timeout-ms N]`, on the primary: it stops its scheduler
+// (on_demote), waits until the standby acknowledged every change durably, and hands over;
+// this command returns once the local node is standby under a newer epoch. kExitFailure
+// with the reason when the node refuses or the handover does not finish in time.
+int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream& out,
+                      std::ostream& err, const ConfigEnv& env = RealConfigEnv());
+
 // For subcommands parsed but not built yet: one line on `err`, kExitNotImplemented.
 int NotImplementedCommand(std::string_view name, std::ostream& err);
 

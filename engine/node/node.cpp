@@ -14,10 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "base/unique_fd.h"
 #include "engine/apply/quarantine.h"
@@ -36,6 +39,7 @@
 #include "engine/net/connection.h"
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
+#include "engine/node/control.h"
 #include "engine/node/hooks.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
@@ -274,6 +278,12 @@ class Node : public MessageSink {
   // `first`: a frame that came with the HELLO, for the stream's thread to take first.
   Status AdoptDataStream(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame> first);
   void PostDataEvent();
+  // The control socket (engine/node/control.h): `hasync status`, `hasync switchover`.
+  void PostControlAccept();
+  void HandleControl(UniqueFd fd);
+  std::string StatusJson();
+  std::string StartSwitchover(int64_t timeout_ms);
+  void StepSwitchover(int64_t now);
   // Hands data-stream frames to the receiver; resumes the control stream once a
   // waiting FILE_END has its content.
   void PumpData();
@@ -339,6 +349,11 @@ class Node : public MessageSink {
   int64_t resync_started_ns_ = 0;
   int64_t last_tick_ns_ = 0;
 
+  UniqueFd control_fd_;
+  // Switchover (primary): drain, then hand over once the standby holds everything.
+  int64_t switchover_deadline_ns_ = 0;  // 0: none in progress
+  bool switchover_demote_ok_ = false;
+  int64_t switchover_quiet_since_ns_ = 0;
   // Failover, both roles. A role change is persisted at once but applied to this object
   // only when Run() ends: until then the components of the old role are still here.
   bool restart_ = false;
@@ -354,11 +369,13 @@ class Node : public MessageSink {
   std::unique_ptr<lockwin::Detector> detector_;
   std::thread detector_thread_;
   std::mutex detector_mu_;
+  lockwin::DetectorSnapshot detector_snapshot_;  // for status; under detector_mu_
   std::condition_variable detector_cv_;
   bool detector_stop_ = false;
   int64_t next_promotion_try_ns_ = 0;
   int64_t demote_requested_ns_ = 0;  // DEMOTE_REQUEST sent to a stalled primary
   bool peer_demoted_ = false;        // it answered DEMOTED
+  bool peer_switchover_ = false;     // …because of a planned switchover
   std::string last_refusal_;         // the last reason a promotion did not go ahead
 
   size_t pending_blocks_ = 0;
@@ -425,6 +442,7 @@ Status Node::Init() {
         .kv("note", "file contents and names cross the network unencrypted (authenticated only)");
   }
   RETURN_IF_ERROR(Listen());
+  ASSIGN_OR_RETURN(control_fd_, ListenControl(cfg_.sync.state_dir));
   return state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby();
 }
 
@@ -572,6 +590,7 @@ Status Node::Run() {
   PostAccept();
   if (watcher_) PostWatch();
   if (data_event_fd_) PostDataEvent();
+  if (control_fd_) PostControlAccept();
   ScheduleTick();
   while (fatal_.ok() && !restart_) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
@@ -663,6 +682,7 @@ void Node::Tick() {
       Beat(now);
     }
     CheckLease(now);
+    if (switchover_deadline_ns_ != 0) StepSwitchover(now);
     if (restart_) return;
   } else {
     if (quarantine_ && receiver_->resyncs_completed() > 0) {
@@ -1097,6 +1117,7 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
         .kv("on_demote_ok", demoted->on_demote_ok)
         .kv("last_seq", demoted->last_seq);
     peer_demoted_ = true;
+    peer_switchover_ = demoted->reason == wire::RoleChangeReason::kSwitchover;
     next_promotion_try_ns_ = 0;
     return Status::Ok();
   }
@@ -1243,6 +1264,7 @@ void Node::StartDetector() {
     while (!detector_stop_) {
       int64_t now = NowNs();
       detector_->Step(now);
+      detector_snapshot_ = detector_->Snapshot(now);
       // Wake when the verdict can next change, at least every beat (for the history).
       int64_t next = std::min(detector_->NextChangeNs(now), now + detector_->beat_interval_ns());
       detector_cv_.wait_for(lock,
@@ -1294,7 +1316,8 @@ void Node::MaybePromote(int64_t now) {
   };
   const uint64_t wall = NowUnixMs();
   const uint64_t min_gap = static_cast<uint64_t>(cfg_.failover.min_failover_interval_ms);
-  if (state_.last_failover_unix_ms != 0 && wall - state_.last_failover_unix_ms < min_gap) {
+  if (!peer_switchover_ && state_.last_failover_unix_ms != 0 &&
+      wall - state_.last_failover_unix_ms < min_gap) {
     refuse(fmt::format("the last automatic failover was {} s ago (min_failover_interval_ms = {})",
                        (wall - state_.last_failover_unix_ms) / 1000, min_gap),
            1'000'000'000);
@@ -1313,9 +1336,11 @@ void Node::MaybePromote(int64_t now) {
     if (now - demote_requested_ns_ < window_ns && !cfg_.hooks.fence.configured()) return;
   }
   const bool confirmed = peer_demoted_;
-  const std::string why = confirmed ? "the primary confirmed it demoted"
-                                    : fmt::format("verdict {} for a window of {} ms",
-                                                  lockwin::VerdictName(v), cfg_.failover.window_ms);
+  const std::string why =
+      peer_switchover_ ? "planned switchover: the primary drained and handed over"
+      : confirmed      ? "the primary confirmed it demoted"
+                       : fmt::format("verdict {} for a window of {} ms", lockwin::VerdictName(v),
+                                     cfg_.failover.window_ms);
   if (v == lockwin::Verdict::kSilent && !confirmed) {
     const bool fence = cfg_.hooks.fence.configured();
     const bool quorum = cfg_.hooks.quorum_check.configured();
@@ -1363,7 +1388,7 @@ void Node::Promote(lockwin::Verdict v, const std::string& why) {
   NodeState next = state_;
   next.epoch = next_epoch;
   next.role = NodeRole::kPrimary;
-  next.last_failover_unix_ms = NowUnixMs();
+  if (!peer_switchover_) next.last_failover_unix_ms = NowUnixMs();  // planned: no anti-flap
   next.rejoin_epoch = 0;
   if (receiver_) next.last_applied_seq = receiver_->last_applied_seq();
   if (Status s = SaveNodeState(cfg_.sync.state_dir, next); !s.ok()) {
@@ -1394,7 +1419,9 @@ void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::stri
   if (state_.role != NodeRole::kPrimary || restart_) return;
   Log(Level::kWarn, "demoting").kv("epoch", state_.epoch).kv("reason", why);
   bool ok = true;
-  if (cfg_.hooks.on_demote.configured()) {
+  if (reason == wire::RoleChangeReason::kSwitchover) {
+    ok = switchover_demote_ok_;  // on_demote ran when the switchover began
+  } else if (cfg_.hooks.on_demote.configured()) {
     ok = RunLoggedHook("on_demote", cfg_.hooks.on_demote, "standby", std::max(epoch, state_.epoch),
                        why)
              .ok();
@@ -1404,7 +1431,9 @@ void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::stri
     FlushAll(active_, 2'000'000'000).IgnoreError();
   }
   NodeState next = state_;
-  next.rejoin_epoch = state_.epoch;  // what this node did as primary may be quarantined
+  // What this node did as primary may differ from the new primary: quarantined on
+  // rejoin. A switchover drained everything first, so nothing can.
+  next.rejoin_epoch = reason == wire::RoleChangeReason::kSwitchover ? 0 : state_.epoch;
   // A failover of the pair: the anti-flap interval holds this node back too.
   if (reason != wire::RoleChangeReason::kSwitchover) next.last_failover_unix_ms = NowUnixMs();
   next.epoch = std::max(epoch, state_.epoch);
@@ -1416,6 +1445,172 @@ void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::stri
   next_state_ = next;
   Log(Level::kWarn, "demoted").kv("epoch", next.epoch).kv("on_demote_ok", ok);
   restart_ = true;
+}
+
+// ---- control socket: status and switchover ----------------------------------------------
+
+void Node::PostControlAccept() {
+  Status s = loop_->Submit(
+      [this](io_uring_sqe* sqe) {
+        io_uring_prep_accept(sqe, control_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      },
+      [this](int32_t res) {
+        if (res >= 0) {
+          HandleControl(UniqueFd(res));
+        } else {
+          Log(Level::kWarn, "control_accept_failed").kv("error", std::strerror(-res));
+        }
+        if (!restart_) PostControlAccept();
+      });
+  if (!s.ok()) fatal_ = s;
+}
+
+void Node::HandleControl(UniqueFd fd) {
+  // Local, root-only and bounded (1 s per direction): handled on the loop.
+  auto request = ReadControlRequest(fd.get());
+  if (!request.ok()) {
+    Log(Level::kWarn, "control_refused").kv("reason", request.status().ToString());
+    return;
+  }
+  std::string reply;
+  if (*request == "status") {
+    reply = StatusJson();
+  } else if (request->rfind("switchover ", 0) == 0) {
+    int64_t timeout_ms = std::atoll(request->c_str() + 11);
+    reply = StartSwitchover(std::clamp<int64_t>(timeout_ms, 1, 86'400'000));
+  } else {
+    reply = nlohmann::json{{"ok", false}, {"error", "unknown request"}}.dump();
+  }
+  WriteControlReply(fd.get(), reply + "\n").IgnoreError();
+}
+
+std::string Node::StatusJson() {
+  using nlohmann::json;
+  const int64_t now = NowNs();
+  json j;
+  j["ok"] = true;
+  j["node"] = cfg_.node.name;
+  j["node_id"] = state_.node_id;
+  j["role"] = NodeRoleName(state_.role);
+  j["epoch"] = state_.epoch;
+  j["changing_role"] = restart_;
+  const bool connected = active_ && !active_->dead && active_->conn->open();
+  json peer{{"name", cfg_.peer.name},
+            {"address", cfg_.peer.address.ToString()},
+            {"connected", connected}};
+  if (connected) peer["epoch"] = active_->conn->peer_epoch();
+  j["peer"] = peer;
+  if (state_.role == NodeRole::kPrimary) {
+    static constexpr const char* kSessionNames[] = {"idle",     "connecting", "handshake",
+                                                    "manifest", "blocks",     "live"};
+    j["session"] = kSessionNames[static_cast<int>(session_)];
+    uint64_t sent = sender_ ? sender_->last_seq() : 0;
+    uint64_t acked = sender_ ? sender_->acked_seq() : 0;
+    j["last_sent_seq"] = sent;
+    j["last_acked_seq"] = acked;
+    j["lag"] = {{"changes_unacked", sent >= acked ? sent - acked : 0},
+                {"batches_unacked", sender_ ? sender_->unacked_batches() : 0},
+                {"journal_pending", journal_ ? journal_->size() : 0}};
+    j["beat"] = beat_;
+    j["ms_since_standby_heard"] = (now - last_peer_rx_ns_) / 1'000'000;
+    if (probe_) {
+      Probe::Result p = probe_->Latest();
+      j["probe"] = {{"ok", p.ok},
+                    {"token", p.token},
+                    {"age_ms", p.ran ? (now - p.finished_ns) / 1'000'000 : -1},
+                    {"failure", p.failure}};
+    }
+    if (switchover_deadline_ns_ != 0) j["switchover"] = "draining";
+  } else {
+    j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
+    j["in_resync"] = receiver_ && receiver_->in_resync();
+    j["rejoining"] = quarantine_.has_value();
+    lockwin::DetectorSnapshot snap;
+    {
+      std::lock_guard lock(detector_mu_);
+      snap = detector_snapshot_;
+    }
+    json history = json::array();
+    for (const auto& run : snap.history) {
+      history.push_back({{"fingerprint", fmt::format("{:016x}", run.fingerprint)},
+                         {"first_age_ms", (now - run.first_arrival_ns) / 1'000'000},
+                         {"last_age_ms", (now - run.last_arrival_ns) / 1'000'000},
+                         {"records", run.arrivals}});
+    }
+    j["verdict"] = {
+        {"now", lockwin::VerdictName(detector_ ? detector_->Judge(now) : lockwin::Verdict::kAlive)},
+        {"window_ms", cfg_.failover.window_ms},
+        {"unchanged_for_ms", snap.run_age_ns / 1'000'000},
+        {"silent_for_ms", snap.silence_ns / 1'000'000},
+        {"records", snap.pushed},
+        {"history", history}};
+    if (!last_refusal_.empty()) j["not_promoting_because"] = last_refusal_;
+  }
+  // Everything ever kept on this node (all epochs), bounded walk.
+  uint64_t quarantined = 0;
+  std::error_code ec;
+  const std::string qdir = cfg_.sync.state_dir + "/quarantine";
+  for (auto it = std::filesystem::recursive_directory_iterator(qdir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator() && quarantined < 1'000'000;
+       it.increment(ec)) {
+    if (!it->is_directory(ec)) ++quarantined;
+  }
+  j["quarantined_files"] = quarantined;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string Node::StartSwitchover(int64_t timeout_ms) {
+  using nlohmann::json;
+  auto fail = [](const std::string& why) { return json{{"ok", false}, {"error", why}}.dump(); };
+  if (state_.role != NodeRole::kPrimary) {
+    return fail("this node is the standby: run `hasync switchover` on the primary");
+  }
+  if (restart_) return fail("this node is changing role already");
+  if (switchover_deadline_ns_ != 0) return fail("a switchover is in progress");
+  if (session_ != Session::kLive) {
+    return fail("the standby is not in a live session: there is nobody to hand over to");
+  }
+  Log(Level::kWarn, "switchover").kv("phase", "begin").kv("timeout_ms", timeout_ms);
+  // The scheduler stops first, so what it wrote last is in the journal before the drain.
+  switchover_demote_ok_ = true;
+  if (cfg_.hooks.on_demote.configured()) {
+    switchover_demote_ok_ = RunLoggedHook("on_demote", cfg_.hooks.on_demote, "standby",
+                                          state_.epoch, "planned switchover")
+                                .ok();
+  }
+  switchover_deadline_ns_ = NowNs() + timeout_ms * 1'000'000;
+  switchover_quiet_since_ns_ = 0;
+  return json{{"ok", true}, {"state", "draining"}, {"epoch", state_.epoch}}.dump();
+}
+
+void Node::StepSwitchover(int64_t now) {
+  static constexpr int64_t kQuietNs = 200'000'000;  // drained for this long: nothing in flight
+  if (now > switchover_deadline_ns_) {
+    switchover_deadline_ns_ = 0;
+    Log(Level::kError, "switchover")
+        .kv("phase", "aborted")
+        .kv("reason", "the standby did not acknowledge everything in time");
+    if (cfg_.hooks.on_promote.configured()) {
+      RunLoggedHook("on_promote", cfg_.hooks.on_promote, "primary", state_.epoch,
+                    "switchover aborted: this node stays primary");
+    }
+    return;
+  }
+  const bool drained = session_ == Session::kLive && journal_->empty() &&
+                       !sender_->has_open_batch() && sender_->unacked_batches() == 0 && watcher_ &&
+                       watcher_->ready() == 0 && !watcher_->NextDeadlineNs();
+  if (!drained) {
+    switchover_quiet_since_ns_ = 0;
+    return;
+  }
+  if (switchover_quiet_since_ns_ == 0) switchover_quiet_since_ns_ = now;
+  if (now - switchover_quiet_since_ns_ < kQuietNs) return;
+  // Everything is durable on the standby: hand over.
+  Log(Level::kWarn, "switchover")
+      .kv("phase", "handing over")
+      .kv("last_acked_seq", sender_->acked_seq());
+  switchover_deadline_ns_ = 0;
+  Demote(wire::RoleChangeReason::kSwitchover, state_.epoch, "planned switchover", true);
 }
 
 // ---- data streams ------------------------------------------------------------------------

@@ -1,3 +1,4 @@
 # engine/node: persisted node state and the `hasync run` event loop.
 set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST_DIR}/node.cpp
-    ${CMAKE_CURRENT_LIST_DIR}/hooks.cpp)
+    ${CMAKE_CURRENT_LIST_DIR}/hooks.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/control.cpp)

@@ -159,17 +159,27 @@ TEST(HasyncCli, CheckConfigOnASyntaxErrorExitsTwoWithOneLine) {
   EXPECT_THAT(r.err, HasSubstr("config " + t.config() + ":1:"));
 }
 
-TEST(HasyncCli, SubcommandsNotYetBuiltExitNonZeroAndSaySo) {
+TEST(HasyncCli, VerifyIsNotBuiltYetAndSaysSo) {
   ConfigTree t;
+  RunResult r = RunHasync({"verify", "-c", t.config()});
+  EXPECT_EQ(r.exit_code, engine::kExitNotImplemented);
+  EXPECT_EQ(r.err, "hasync verify: not implemented in this build yet\n");
+}
+
+// status and switchover talk to a running node; with none they fail on one line that
+// says so (the running cases are in tests/integration/failover_test.cpp).
+TEST(HasyncCli, StatusAndSwitchoverWithoutARunningNodeSayNoNodeAnswers) {
+  ConfigTree t;
+  WriteFile(t.config(), GoodDoc(t).Render());
   const std::vector<std::vector<std::string>> commands = {
-      {"status", "--json"},
-      {"switchover", "--timeout-ms", "5000"},
-      {"verify", "-c", t.config()},
+      {"status", "--json", "-c", t.config()},
+      {"switchover", "--timeout-ms", "5000", "-c", t.config()},
   };
   for (const auto& args : commands) {
     RunResult r = RunHasync(args);
-    EXPECT_EQ(r.exit_code, engine::kExitNotImplemented) << args[0];
-    EXPECT_EQ(r.err, "hasync " + args[0] + ": not implemented in this build yet\n");
+    EXPECT_EQ(r.exit_code, engine::kExitFailure) << args[0];
+    EXPECT_EQ(r.err_lines(), 1u) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("no hasync node answers on ")) << args[0];
   }
 }
 

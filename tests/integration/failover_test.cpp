@@ -14,13 +14,21 @@
 // test alike: monotonic, and the same clock on both sides.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
 
@@ -71,6 +79,12 @@ class HookDir {
       << "  echo job-$(date +%s)\n  exit 0\nfi\n"
       << "echo \"$1 on=$on role=$HASYNC_ROLE epoch=$HASYNC_EPOCH t_ms=$up\" >> " << dir_
       << "/runs.log\n"
+      // The \"scheduler\" of the switchover test: a flag per node, taken under the lock
+      // its writer holds for each write, so no write lands after on_demote returns.
+      << "case \"$1\" in\n"
+      << "  on_demote) flock " << dir_ << "/sched.lock rm -f " << dir_ << "/sched_$on ;;\n"
+      << "  on_promote) touch " << dir_ << "/sched_$on ;;\n"
+      << "esac\n"
       << "exit 0\n";
     s.close();
     chmod(script_.c_str(), 0755);
@@ -272,6 +286,130 @@ TEST(Failover, AnIdlePairDoesNotFailOver) {
   text << lock.rdbuf();
   EXPECT_NE(text.str().find("epoch=1"), std::string::npos) << text.str();
   EXPECT_NE(text.str().find("probe_token=job-"), std::string::npos) << text.str();
+}
+
+// Runs `hasync ARGS` and returns (exit code, stdout).
+std::pair<int, std::string> Hasync(const std::string& args) {
+  std::string cmd = std::string(HASYNC_BIN) + " " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(Failover, StatusShowsRoleEpochPeerAndVerdictToRootOnly) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-status", Timers() + hooks.Hook("quorum_check") + hooks.Probe());
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(4 * kBeatMs));
+  auto [rc_s, out_s] = Hasync("status --json -c " + pair.config(P::kStandby));
+  ASSERT_EQ(rc_s, 0) << out_s;
+  auto s = nlohmann::json::parse(out_s, nullptr, false);
+  ASSERT_FALSE(s.is_discarded()) << out_s;
+  EXPECT_EQ(s["role"], "standby");
+  EXPECT_EQ(s["epoch"], 1);
+  EXPECT_EQ(s["peer"]["connected"], true);
+  EXPECT_EQ(s["verdict"]["now"], "alive");
+  EXPECT_GE(s["verdict"]["records"].get<uint64_t>(), 2u);
+  EXPECT_FALSE(s["verdict"]["history"].empty()) << out_s;
+  auto [rc_p, out_p] = Hasync("status --json -c " + pair.config(P::kPrimary));
+  ASSERT_EQ(rc_p, 0) << out_p;
+  auto p = nlohmann::json::parse(out_p, nullptr, false);
+  ASSERT_FALSE(p.is_discarded()) << out_p;
+  EXPECT_EQ(p["role"], "primary");
+  EXPECT_EQ(p["session"], "live");
+  EXPECT_EQ(p["lag"]["changes_unacked"], 0);
+  EXPECT_EQ(p["probe"]["ok"], true);
+  EXPECT_NE(p["probe"]["token"].get<std::string>().find("job-"), std::string::npos);
+  // Text form.
+  auto [rc_t, out_t] = Hasync("status -c " + pair.config(P::kStandby));
+  EXPECT_EQ(rc_t, 0);
+  EXPECT_NE(out_t.find("verdict   alive"), std::string::npos) << out_t;
+  // Not root: the socket is 0600 in a 0700 dir, and the node checks the peer's uid.
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::string path = pair.state_dir(P::kStandby) + "/control.sock";
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    _exit(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "a non-root user reached the socket";
+  // With no node running, the command says so.
+  pair.Stop(P::kStandby);
+  auto [rc_none, out_none] = Hasync("status -c " + pair.config(P::kStandby));
+  EXPECT_EQ(rc_none, 1);
+  EXPECT_NE(out_none.find("no hasync node answers"), std::string::npos) << out_none;
+}
+
+// A planned switchover while a "scheduler" keeps writing: it writes only while its node
+// holds the flag that on_promote sets and on_demote clears (under the lock each write
+// holds), like a scheduler the hooks start and stop. Every file it wrote must be on both
+// nodes at the end, and the old primary is the new one's standby.
+TEST(Failover, SwitchoverDuringAWriteLoadLosesNothing) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  P pair("fo-switch", Timers(600'000) + hooks.Hook("on_promote") + hooks.Hook("on_demote"));
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  Write(hooks.dir() + "/sched_primary", "");
+  fs::create_directories(pair.root(P::kPrimary) + "/jobs");
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    int lock = open((hooks.dir() + "/sched.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    for (int n = 0; n < 100'000 && !stop.load(); ++n) {
+      flock(lock, LOCK_EX);
+      std::string where;
+      if (fs::exists(hooks.dir() + "/sched_primary")) where = pair.root(P::kPrimary);
+      if (fs::exists(hooks.dir() + "/sched_standby")) where = pair.root(P::kStandby);
+      if (!where.empty()) {
+        Write(where + "/jobs/job." + std::to_string(written.load()), "state " + std::to_string(n));
+        written.fetch_add(1);
+      }
+      flock(lock, LOCK_UN);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    close(lock);
+  });
+  std::this_thread::sleep_for(1s);
+  auto [rc, out] = Hasync("switchover --timeout-ms 20000 -c " + pair.config(P::kPrimary));
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  writer.join();
+  ASSERT_EQ(rc, 0) << out << pair.log(P::kPrimary) << pair.log(P::kStandby);
+  EXPECT_NE(out.find("switchover: done"), std::string::npos) << out;
+  TreeDiff d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  int missing = 0;
+  for (int i = 0; i < written.load(); ++i) {
+    for (P::Node n : {P::kPrimary, P::kStandby}) {
+      if (!fs::exists(pair.root(n) + "/jobs/job." + std::to_string(i))) ++missing;
+    }
+  }
+  EXPECT_EQ(missing, 0) << "of " << written.load() << " files written";
+  EXPECT_GT(written.load(), 100);
+  // Both wrote: the old primary before, the new one after.
+  EXPECT_TRUE(fs::exists(hooks.dir() + "/sched_standby"));
+  EXPECT_FALSE(fs::exists(hooks.dir() + "/sched_primary"));
+  EXPECT_EQ(hooks.Count("on_demote", "primary"), 1u);
+  EXPECT_EQ(hooks.Count("on_promote", "standby"), 1u);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "quarantined"), 0u) << pair.log(P::kPrimary);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "batch_refused"), 0u);
 }
 
 }  // namespace

@@ -4,12 +4,16 @@
 # Each TEST() becomes its own CTest entry (gtest_discover_tests), so a skipped test is
 # reported as skipped, never as passed.
 function(hasync_test name)
-  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  # SERIAL: the tests run alone (timing bounds, or load they create themselves).
+  cmake_parse_arguments(T "SERIAL" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main
                                         hasync_private)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   set(props TIMEOUT 600)
+  if(T_SERIAL)
+    list(APPEND props RUN_SERIAL TRUE)
+  endif()
   if(T_LABELS)
     # A list value inside PROPERTIES must keep its semicolons escaped.
     string(REPLACE ";" "\\;" labels "${T_LABELS}")

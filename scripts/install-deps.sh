@@ -17,6 +17,7 @@ build_pkgs=(
 # turns benchmark JSON into the tables of docs/PERFORMANCE.md).
 tool_pkgs=(
   iproute2 procps psmisc strace attr acl python3
+  iputils-ping stress-ng util-linux   # netns system tests: quorum_check, load, flock
   rsync e2fsprogs linux-perf         # replication baselines, chattr +T, profiles
 )
 

@@ -1314,6 +1314,16 @@ void Node::MaybePromote(int64_t now) {
     last_refusal_ = why;
     Log(Level::kWarn, "not_promoting").kv("verdict", lockwin::VerdictName(v)).kv("reason", why);
   };
+  // A standby that never had a primary holds nothing to serve, and one still rejoining
+  // is not yet what the primary acknowledged: neither takes over by itself.
+  if (state_.epoch == 0) {
+    refuse("this node never joined a primary (epoch 0): it holds nothing to serve", window_ns);
+    return;
+  }
+  if (quarantine_) {
+    refuse("this node is still rejoining (its first resync is not complete)", window_ns);
+    return;
+  }
   const uint64_t wall = NowUnixMs();
   const uint64_t min_gap = static_cast<uint64_t>(cfg_.failover.min_failover_interval_ms);
   if (!peer_switchover_ && state_.last_failover_unix_ms != 0 &&

@@ -63,7 +63,8 @@ std::string Slurp(const std::string& path) {
 }
 }  // namespace
 
-ProcessPair::ProcessPair(const std::string& tag, const std::string& extra_config) {
+ProcessPair::ProcessPair(const std::string& tag, const std::string& extra_config,
+                         const PairNet& net) {
   std::string tmpl = "/var/tmp/hasync-it-" + tag + "-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp failed";
@@ -71,7 +72,13 @@ ProcessPair::ProcessPair(const std::string& tag, const std::string& extra_config
   }
   base_ = tmpl;
   const char* names[2] = {"primary", "standby"};
-  uint16_t ports[2] = {FreePort(), FreePort()};
+  uint16_t ports[2] = {net.port != 0 ? net.port : FreePort(),
+                       net.port != 0 ? net.port : FreePort()};
+  std::string addrs[2];
+  for (int n = 0; n < 2; ++n) {
+    addrs[n] = net.addr[n].empty() ? "127.0.0.1" : net.addr[n];
+    netns_[n] = net.netns[n];
+  }
   key_ = base_ + "/sync.key";
   std::string keygen = std::string(HASYNC_BIN) + " keygen " + key_ + " >/dev/null";
   EXPECT_EQ(std::system(keygen.c_str()), 0);
@@ -85,9 +92,10 @@ ProcessPair::ProcessPair(const std::string& tag, const std::string& extra_config
     fs::create_directories(state_[n]);
     std::ofstream cfg(config_[n]);
     int peer = 1 - n;
-    cfg << "[node]\nname = \"" << names[n] << "\"\nlisten = \"127.0.0.1:" << ports[n] << "\"\n"
-        << "[peer]\nname = \"" << names[peer] << "\"\naddress = \"127.0.0.1:" << ports[peer]
+    cfg << "[node]\nname = \"" << names[n] << "\"\nlisten = \"" << addrs[n] << ":" << ports[n]
         << "\"\n"
+        << "[peer]\nname = \"" << names[peer] << "\"\naddress = \"" << addrs[peer] << ":"
+        << ports[peer] << "\"\n"
         << "[sync]\nroots = [\"" << root_[n] << "\"]\nstate_dir = \"" << state_[n]
         << "\"\nkey_file = \"" << key_ << "\"\n"
         << "[metrics]\nenabled = false\n"
@@ -110,6 +118,10 @@ std::string ProcessPair::log(Node n) const { return Slurp(log_[n]); }
 pid_t ProcessPair::Start(Node n) {
   EXPECT_LE(pid_[n], 0) << "node already running";
   std::vector<std::string> args = {HASYNC_BIN, "run", "-c", config_[n]};
+  if (!netns_[n].empty()) {
+    // `ip netns exec` enters the namespace and execs: the pid stays the node's.
+    args.insert(args.begin(), {"/usr/sbin/ip", "netns", "exec", netns_[n]});
+  }
   if (!started_once_[n]) {
     args.push_back("--initial-role");
     args.push_back(n == kPrimary ? "primary" : "standby");
@@ -123,7 +135,7 @@ pid_t ProcessPair::Start(Node n) {
   posix_spawn_file_actions_addopen(&fa, 2, log_[n].c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   posix_spawn_file_actions_addopen(&fa, 1, log_[n].c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, HASYNC_BIN, &fa, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   EXPECT_EQ(rc, 0) << "posix_spawn " << HASYNC_BIN;
   pid_[n] = rc == 0 ? pid : -1;

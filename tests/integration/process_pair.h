@@ -15,12 +15,21 @@
 
 namespace hasync::testing {
 
+// Where the two nodes run: by default both on 127.0.0.1 with free ports; for the system
+// tests each in a network namespace of its own with its own address.
+struct PairNet {
+  std::string netns[2];  // empty: this process's namespace
+  std::string addr[2];   // empty: 127.0.0.1
+  uint16_t port = 0;     // 0: a free loopback port each
+};
+
 class ProcessPair {
  public:
   enum Node { kPrimary = 0, kStandby = 1 };
 
   // `extra_config` is appended to both configs (e.g. "[limits]\nmax_batch_files = 64\n").
-  explicit ProcessPair(const std::string& tag, const std::string& extra_config = "");
+  explicit ProcessPair(const std::string& tag, const std::string& extra_config = "",
+                       const PairNet& net = {});
   ~ProcessPair();
   ProcessPair(const ProcessPair&) = delete;
   ProcessPair& operator=(const ProcessPair&) = delete;
@@ -60,6 +69,7 @@ class ProcessPair {
   std::string root_[2], state_[2], config_[2], log_[2];
   std::string key_;
   pid_t pid_[2] = {-1, -1};
+  std::string netns_[2];
   bool started_once_[2] = {false, false};
 };
 

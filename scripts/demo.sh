@@ -48,6 +48,10 @@ case ${1:-start} in
     else
       echo "trees: differ (replication may still be catching up)"
     fi
+    for n in primary standby; do
+      echo "--- hasync status -c $demo/$n.toml"
+      "$bin" status -c "$demo/$n.toml" || true
+    done
     exit 0
     ;;
   start) ;;
@@ -138,6 +142,8 @@ cat <<MSG
 The pair keeps running. Try it:
   echo hello > $demo/primary/spool/hello     # appears in $demo/standby/spool/
   tail -f $demo/primary.log $demo/standby.log
-  ./scripts/demo.sh status                    # running? trees identical?
+  ./scripts/demo.sh status                    # running? trees identical? hasync status
+  $bin status -c $demo/standby.toml     # role, epoch, verdict of the lock records
+  $bin switchover -c $demo/primary.toml # hand the primary role over, nothing lost
   ./scripts/demo.sh stop                      # stop both nodes
 MSG

@@ -221,7 +221,21 @@ class Node : public MessageSink {
         return EnqueueData(frame);
       }
     }
+    if (const auto* begin = std::get_if<wire::FileBegin>(&message)) {
+      last_change_.path = begin->path.substr(0, lockwin::kLastChangePathMax);
+      last_change_.size_bytes = begin->size;
+    } else if (const auto* end = std::get_if<wire::FileEnd>(&message)) {
+      last_change_.xxh3 = end->hash.low;
+    }
     RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
+    if (std::holds_alternative<wire::Commit>(message)) {
+      // A lock record with every batch (DESIGN §3): the standby sees the progress the
+      // batch made at once, not at the next beat.
+      auto lock = lockwin::EncodeLockRecord(MakeLockRecord(NowNs(), false));
+      if (lock.ok()) {
+        RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(lock).value()}));
+      }
+    }
     if (active_->conn->outgoing_size() > kFlushHighWater) return Flush(active_);
     return Status::Ok();
   }
@@ -253,6 +267,7 @@ class Node : public MessageSink {
   // Data streams. Primary: open them once the control session is open; route.
   Status StartDataStreams(const wire::Hello& peer_hello);
   // Failover (DESIGN §3–§4, docs/FAILOVER.md).
+  lockwin::LockRecord MakeLockRecord(int64_t now, bool tick);
   void Beat(int64_t now);
   void CheckLease(int64_t now);
   Status OnLock(const wire::Lock& lock);
@@ -361,6 +376,7 @@ class Node : public MessageSink {
   // Primary: lock records and the lease.
   std::unique_ptr<Probe> probe_;
   uint64_t beat_ = 0;
+  lockwin::LastChange last_change_;  // the newest file sent: path, size, hash
   int64_t next_beat_ns_ = 0;
   int64_t last_peer_rx_ns_ = 0;  // any frame from the standby (the lease counts from it)
   bool lease_checked_ = false;   // quorum_check ran in this silence of the standby
@@ -1179,9 +1195,12 @@ void Node::WriteLockFile(const lockwin::LockRecord& r, std::string_view source) 
   // For an operator to read (DESIGN §3); not a source of truth, so no fsync.
   std::string text = fmt::format(
       "# hasync lock record ({}), written by hasync\nepoch={}\nnode_id={}\nchange_seq={}\n"
-      "beat={}\nprobe_ok={}\nprobe_latency_us={}\nprobe_token={}\nmonotonic_ns={}\n",
+      "beat={}\nprobe_ok={}\nprobe_latency_us={}\nprobe_token={}\nmonotonic_ns={}\n"
+      "last_change_path={}\nlast_change_size={}\nlast_change_xxh3={:016x}\n",
       source, r.epoch, r.node_id, r.change_seq, r.beat, r.probe_ok ? 1 : 0, r.probe_latency_us,
-      FirstLine(r.probe_token, lockwin::kProbeTokenMax), r.monotonic_ns);
+      FirstLine(r.probe_token, lockwin::kProbeTokenMax), r.monotonic_ns,
+      FirstLine(r.last_change.path, lockwin::kLastChangePathMax), r.last_change.size_bytes,
+      r.last_change.xxh3);
   std::string tmp = cfg_.sync.state_dir + "/.lock.tmp";
   UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd) return;
@@ -1190,13 +1209,15 @@ void Node::WriteLockFile(const lockwin::LockRecord& r, std::string_view source) 
   rename(tmp.c_str(), (cfg_.sync.state_dir + "/lock").c_str());
 }
 
-void Node::Beat(int64_t now) {
-  // The beat advances only while this loop turns (this runs on it) and the scheduler
-  // probe's latest result is a pass no older than two intervals plus its timeout.
+lockwin::LockRecord Node::MakeLockRecord(int64_t now, bool tick) {
+  // The beat advances only on a tick of this loop (this runs on it) and while the
+  // scheduler probe's latest result is a pass no older than two intervals plus its
+  // timeout. A record sent with a batch carries the batch's progress, not a new beat.
   lockwin::LockRecord r;
   r.epoch = state_.epoch;
   r.node_id = state_.node_id;
   r.change_seq = sender_ ? sender_->last_seq() : 0;
+  r.last_change = last_change_;
   bool healthy = true;
   if (probe_) {
     Probe::Result p = probe_->Latest();
@@ -1208,9 +1229,14 @@ void Node::Beat(int64_t now) {
   } else {
     r.probe_ok = true;
   }
-  if (healthy) ++beat_;
+  if (healthy && tick) ++beat_;
   r.beat = beat_;
   r.monotonic_ns = now;
+  return r;
+}
+
+void Node::Beat(int64_t now) {
+  lockwin::LockRecord r = MakeLockRecord(now, true);
   auto bytes = lockwin::EncodeLockRecord(r);
   if (!bytes.ok()) {
     Log(Level::kError, "lock_record").kv("error", bytes.status().ToString());

@@ -283,6 +283,32 @@ TEST(Failover, WithoutFenceOrQuorumCheckASilentPrimaryIsNotReplaced) {
       << pair.log(P::kStandby);
 }
 
+// The standby killed: the primary's lease expires, quorum_check passes, and it keeps
+// serving (no on_demote: the death of a standby never stops the scheduler); what it
+// takes meanwhile reaches the standby once that is back.
+TEST(Failover, AKilledStandbyLeavesThePrimaryServing) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  NetLab lab;
+  ASSERT_TRUE(lab.error().empty()) << lab.error();
+  P pair("fo-standby-dead", Timers() + hooks.Hook("quorum_check") + hooks.Hook("on_demote"),
+         lab.Net());
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitEvents(P::kStandby, "session_open", 1, 30s));
+  pair.Signal(P::kStandby, SIGKILL);
+  for (int i = 0; i < 10; ++i) {
+    Write(pair.root(P::kPrimary) + "/while_down." + std::to_string(i), "x");
+    std::this_thread::sleep_for(std::chrono::milliseconds(kWindowMs / 5));
+  }
+  EXPECT_GE(hooks.Count("quorum_check", "primary"), 1u) << pair.log(P::kPrimary);
+  EXPECT_EQ(hooks.Count("on_demote", "primary"), 0u) << pair.log(P::kPrimary);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "demoting"), 0u);
+  pair.Start(P::kStandby);
+  TreeDiff d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+}
+
 // A standby that never had a session holds nothing: even with quorum_check passing and
 // no primary anywhere, it does not make itself primary.
 TEST(Failover, AStandbyThatNeverJoinedAPrimaryDoesNotPromote) {
@@ -345,7 +371,17 @@ TEST(Failover, StatusShowsRoleEpochPeerAndVerdictToRootOnly) {
   pair.Start(P::kStandby);
   pair.Start(P::kPrimary);
   ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  Write(pair.root(P::kPrimary) + "/job.7", "seven\n");
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(4 * kBeatMs));
+  // The lock record names the newest change, on both nodes.
+  for (P::Node n : {P::kPrimary, P::kStandby}) {
+    std::ifstream lock(pair.state_dir(n) + "/lock");
+    std::stringstream text;
+    text << lock.rdbuf();
+    EXPECT_NE(text.str().find("last_change_path=0/job.7\nlast_change_size=6\n"), std::string::npos)
+        << text.str();
+  }
   auto [rc_s, out_s] = Hasync("status --json -c " + pair.config(P::kStandby));
   ASSERT_EQ(rc_s, 0) << out_s;
   auto s = nlohmann::json::parse(out_s, nullptr, false);

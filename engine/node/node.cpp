@@ -70,6 +70,7 @@ constexpr int64_t kDataRetryMaxNs = 30'000'000'000;
 // A tick this late means the loop was busy (a manifest walk, a large fsync): that time
 // is not held against a peer's handshake or silence.
 constexpr int64_t kLoopStallNs = 1'000'000'000;
+constexpr int kHookLogLines = 20;  // lines of a hook's output that reach the log
 constexpr size_t kRecvBufferBytes = 256 * 1024;
 constexpr size_t kFlushHighWater = 512 * 1024;  // start a send once this much is queued
 // Bytes queued for a peer (in the send in flight plus the connection's outbox) beyond
@@ -1187,7 +1188,15 @@ HookResult Node::RunLoggedHook(std::string_view name, const Command& command, st
       .kv("ms", result.duration_ms)
       .kv("epoch", epoch)
       .kv("reason", reason)
-      .kv("output", FirstLine(result.output, 512));
+      .kv("output_bytes", static_cast<uint64_t>(result.output.size() + result.output_dropped));
+  // What it printed, a line per log line (at most kHookLogLines, each cut at 512 bytes).
+  size_t at = 0;
+  for (int n = 0; n < kHookLogLines && at < result.output.size(); ++n) {
+    size_t nl = result.output.find('\n', at);
+    std::string line = result.output.substr(at, nl == std::string::npos ? nl : nl - at);
+    at = nl == std::string::npos ? result.output.size() : nl + 1;
+    Log(Level::kInfo, "hook_output").kv("hook", name).kv("line", FirstLine(line, 512));
+  }
   return result;
 }
 

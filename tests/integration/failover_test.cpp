@@ -82,6 +82,7 @@ class HookDir {
       << "  echo job-$(date +%s)\n  exit 0\nfi\n"
       << "echo \"$1 on=$on role=$HASYNC_ROLE epoch=$HASYNC_EPOCH t_ms=$up\" >> " << dir_
       << "/runs.log\n"
+      << "echo \"ran $1 on $on\"\n"
       // The \"scheduler\" of the switchover test: a flag per node, taken under the lock
       // its writer holds for each write, so no write lands after on_demote returns.
       << "case \"$1\" in\n"
@@ -182,6 +183,11 @@ TEST(Failover, KillNineOfThePrimaryPromotesTheStandbyWithinTheWindow) {
   ASSERT_NE(quorum, nullptr) << "the standby promoted on silence without its quorum_check";
   EXPECT_LE(quorum->t_ms, promote->t_ms);
   EXPECT_NE(pair.log(P::kStandby).find("event=verdict from=alive to=silent"), std::string::npos)
+      << pair.log(P::kStandby);
+  // What the hook printed is in the log.
+  EXPECT_NE(pair.log(P::kStandby)
+                .find("event=hook_output hook=on_promote line=\"ran on_promote on standby\""),
+            std::string::npos)
       << pair.log(P::kStandby);
 
   // The new primary (the node named "standby") serves; the old one comes back, demotes on

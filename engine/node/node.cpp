@@ -1034,6 +1034,10 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
     receiver_->Reset();
     receiver_->set_data_streams((hello.capabilities & wire::kCapDataStreams) != 0);
     if (quarantine_) receiver_->set_quarantine(&*quarantine_, state_.epoch);
+    // A primary is here (again): whatever an earlier one confirmed or was asked no
+    // longer holds.
+    peer_demoted_ = peer_switchover_ = false;
+    demote_requested_ns_ = 0;
     return Status::Ok();
   }
   // Primary: start over from the standby's manifest.

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -129,13 +130,12 @@ class HookDir {
     for (const auto& r : Runs()) n += r.hook == hook && r.node == node;
     return n;
   }
-  const HookRun* First(const std::string& hook, const std::string& node) const {
-    static thread_local std::vector<HookRun> runs;
-    runs = Runs();
-    for (const auto& r : runs) {
-      if (r.hook == hook && r.node == node) return &r;
+  // A copy: the log is read again on every call.
+  std::optional<HookRun> First(const std::string& hook, const std::string& node) const {
+    for (const auto& r : Runs()) {
+      if (r.hook == hook && r.node == node) return r;
     }
-    return nullptr;
+    return std::nullopt;
   }
 
  private:
@@ -168,8 +168,8 @@ TEST(Failover, KillNineOfThePrimaryPromotesTheStandbyWithinTheWindow) {
   pair.Signal(P::kPrimary, SIGKILL);
   ASSERT_TRUE(pair.WaitEvents(P::kStandby, "promoted", 1, 20s)) << pair.log(P::kStandby);
   ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
-  const HookRun* promote = hooks.First("on_promote", "standby");
-  ASSERT_NE(promote, nullptr);
+  std::optional<HookRun> promote = hooks.First("on_promote", "standby");
+  ASSERT_TRUE(promote.has_value());
   EXPECT_EQ(promote->epoch, 2u);
   const double took = promote->t_ms - killed_ms;
   RecordProperty("promotion_ms_after_kill", static_cast<int>(took));
@@ -179,8 +179,8 @@ TEST(Failover, KillNineOfThePrimaryPromotesTheStandbyWithinTheWindow) {
   EXPECT_LE(took, kWindowMs + kBeatMs + 100 + 20) << "promotion took " << took << " ms";
   // Silence counts from the last record, which arrived up to a beat before the kill.
   EXPECT_GE(took, kWindowMs - kBeatMs - 20) << "promoted before the window ran out";
-  const HookRun* quorum = hooks.First("quorum_check", "standby");
-  ASSERT_NE(quorum, nullptr) << "the standby promoted on silence without its quorum_check";
+  std::optional<HookRun> quorum = hooks.First("quorum_check", "standby");
+  ASSERT_TRUE(quorum.has_value()) << "the standby promoted on silence without its quorum_check";
   EXPECT_LE(quorum->t_ms, promote->t_ms);
   EXPECT_NE(pair.log(P::kStandby).find("event=verdict from=alive to=silent"), std::string::npos)
       << pair.log(P::kStandby);
@@ -234,7 +234,9 @@ TEST(Failover, SigstopOfThePrimaryPromotesTheStandbyAndTheOldPrimaryDemotesWhenI
   pair.Signal(P::kPrimary, SIGCONT);
   ASSERT_TRUE(promoted) << pair.log(P::kStandby);
   ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
-  EXPECT_LE(hooks.First("on_promote", "standby")->t_ms - stopped_ms, kWindowMs + kBeatMs + 120);
+  std::optional<HookRun> promote = hooks.First("on_promote", "standby");
+  ASSERT_TRUE(promote.has_value());
+  EXPECT_LE(promote->t_ms - stopped_ms, kWindowMs + kBeatMs + 120);
   // The old primary wakes as primary at epoch 1 and meets the new one at epoch 2.
   ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "demoted", 1, 20s)) << pair.log(P::kPrimary);
   Write(pair.root(P::kStandby) + "/after", "x");
@@ -255,10 +257,10 @@ TEST(Failover, AFailingProbeStallsThePrimaryWhichDemotesBeforeTheStandbyPromotes
   Write(hooks.dir() + "/probe_fails", "");  // the scheduler stops answering
   ASSERT_TRUE(pair.WaitEvents(P::kStandby, "promoted", 1, 20s)) << pair.log(P::kStandby);
   ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
-  const HookRun* demote = hooks.First("on_demote", "primary");
-  ASSERT_NE(demote, nullptr) << pair.log(P::kPrimary);
-  const HookRun* promote = hooks.First("on_promote", "standby");
-  ASSERT_NE(promote, nullptr);
+  std::optional<HookRun> demote = hooks.First("on_demote", "primary");
+  ASSERT_TRUE(demote.has_value()) << pair.log(P::kPrimary);
+  std::optional<HookRun> promote = hooks.First("on_promote", "standby");
+  ASSERT_TRUE(promote.has_value());
   // Never two primaries: the old one ran on_demote before the new one ran on_promote.
   EXPECT_LE(demote->t_ms, promote->t_ms);
   EXPECT_NE(pair.log(P::kStandby).find("event=verdict from=alive to=stalled"), std::string::npos)

@@ -23,6 +23,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -89,12 +90,12 @@ class Hooks {
     while (in >> hook >> node >> up >> rc) out.push_back({hook, node, std::stod(up) * 1000.0});
     return out;
   }
-  const HookRun* First(const std::string& hook, const std::string& node) {
-    runs_ = Runs();
-    for (const auto& r : runs_) {
-      if (r.hook == hook && r.node == node) return &r;
+  // A copy: the log is read again on every call.
+  std::optional<HookRun> First(const std::string& hook, const std::string& node) const {
+    for (const auto& r : Runs()) {
+      if (r.hook == hook && r.node == node) return r;
     }
-    return nullptr;
+    return std::nullopt;
   }
   size_t Count(const std::string& hook, const std::string& node) const {
     size_t n = 0;
@@ -110,7 +111,6 @@ class Hooks {
 
  private:
   std::string dir_, script_;
-  std::vector<HookRun> runs_;
 };
 
 void Write(const std::string& path, const std::string& content) { std::ofstream(path) << content; }
@@ -134,12 +134,12 @@ TEST(FailoverNetns, ThePrimaryCutOffSelfFencesBeforeTheStandbyPromotes) {
   lab.Cut(lab.a());
   ASSERT_TRUE(pair.WaitEvents(P::kStandby, "promoted", 1, 30s)) << pair.log(P::kStandby);
   ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s));
-  const HookRun* fenced = hooks.First("on_demote", "primary");
-  ASSERT_NE(fenced, nullptr) << "the isolated primary did not self-fence\n"
-                             << hooks.Dump() << pair.log(P::kPrimary);
+  std::optional<HookRun> fenced = hooks.First("on_demote", "primary");
+  ASSERT_TRUE(fenced.has_value()) << "the isolated primary did not self-fence\n"
+                                  << hooks.Dump() << pair.log(P::kPrimary);
   double t_fenced = fenced->t_ms;
-  const HookRun* promoted = hooks.First("on_promote", "standby");
-  ASSERT_NE(promoted, nullptr);
+  std::optional<HookRun> promoted = hooks.First("on_promote", "standby");
+  ASSERT_TRUE(promoted.has_value());
   // Never two primaries: the old one stopped its scheduler before the new one started.
   EXPECT_LT(t_fenced, promoted->t_ms) << hooks.Dump();
   EXPECT_NE(pair.log(P::kPrimary).find("quorum_check failed"), std::string::npos)

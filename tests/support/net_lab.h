@@ -45,6 +45,9 @@ class NetLab {
     a_ = "hsA" + id;
     b_ = "hsB" + id;
     w_ = "hsW" + id;
+    // A test process that died (an ASan abort) leaves its namespaces; a later process
+    // with the same pid would collide with them.
+    for (const std::string& ns : {a_, b_, w_}) Sh("ip netns del " + ns);
     const std::string cmds[] = {
         "ip netns add " + a_,
         "ip netns add " + b_,

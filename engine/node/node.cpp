@@ -264,6 +264,9 @@ class Node : public MessageSink {
   Status Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code, const std::string& why);
   Status NewSessionId();
   Status FinishResync();
+  // The resync's content waits (bounded) for the data streams to open, so its large
+  // files travel on them rather than all on the control stream.
+  Status ResyncWhenStreamsOpen();
   Status OnStandbyFrame(const wire::Frame& frame);
   // Data streams. Primary: open them once the control session is open; route.
   Status StartDataStreams(const wire::Hello& peer_hello);
@@ -363,6 +366,7 @@ class Node : public MessageSink {
   int64_t next_connect_ns_ = 0;
   int64_t backoff_ms_ = kBackoffMinMs;
   int64_t resync_started_ns_ = 0;
+  int64_t resync_waiting_since_ns_ = 0;  // 0: not waiting for data streams
   int64_t last_tick_ns_ = 0;
 
   UniqueFd control_fd_;
@@ -721,6 +725,10 @@ void Node::Tick() {
     if (session_ == Session::kLive) {
       Status s = PumpSender();
       if (!s.ok() && active_) Drop(active_, s);
+    } else if (session_ == Session::kBlocks && pending_blocks_ == 0 &&
+               resync_waiting_since_ns_ != 0) {
+      Status s = ResyncWhenStreamsOpen();
+      if (!s.ok() && active_) Drop(active_, s);
     }
   }
 }
@@ -1043,6 +1051,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
   // Primary: start over from the standby's manifest.
   backoff_ms_ = kBackoffMinMs;
   session_ = Session::kManifest;
+  resync_waiting_since_ns_ = 0;
   resync_started_ns_ = NowNs();
   journal_->Clear();  // the resync compares the whole tree; later events are kept
   MakeSender();
@@ -1077,14 +1086,14 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
           for (const auto& e : m.entries) RETURN_IF_ERROR(sender_->AddManifestEntry(e));
           if (m.flags & wire::kManifestLast) {
             ASSIGN_OR_RETURN(pending_blocks_, sender_->RequestResyncBlocks());
-            if (pending_blocks_ == 0) return FinishResync();
+            if (pending_blocks_ == 0) return ResyncWhenStreamsOpen();
             session_ = Session::kBlocks;
           }
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::BlocksReply>) {
           if (session_ != Session::kBlocks) return InvalidArgument("BLOCKS_REPLY outside a resync");
           ASSIGN_OR_RETURN(bool last, sender_->AddBlocks(m));
-          if (last && --pending_blocks_ == 0) return FinishResync();
+          if (last && --pending_blocks_ == 0) return ResyncWhenStreamsOpen();
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::Ack>) {
           RETURN_IF_ERROR(sender_->OnAck(m));
@@ -1108,6 +1117,20 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
 }
 
 // The manifest (and any block hashes asked for) are in: ship the difference.
+Status Node::ResyncWhenStreamsOpen() {
+  static constexpr int64_t kStreamWaitNs = 2'000'000'000;
+  const int64_t now = NowNs();
+  if (resync_waiting_since_ns_ == 0) resync_waiting_since_ns_ = now;
+  bool settled = std::all_of(data_out_.begin(), data_out_.end(),
+                             [](const auto& ds) { return ds->ready() || !ds->failed().ok(); });
+  if (!settled && now - resync_waiting_since_ns_ < kStreamWaitNs) {
+    session_ = Session::kBlocks;  // Tick calls again
+    return Status::Ok();
+  }
+  resync_waiting_since_ns_ = 0;
+  return FinishResync();
+}
+
 Status Node::FinishResync() {
   RETURN_IF_ERROR(sender_->Resync(journal_.get()));
   session_ = Session::kLive;
@@ -2068,6 +2091,7 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   StopDataStreams();
   if (state_.role == NodeRole::kPrimary) {
     session_ = Session::kIdle;
+    resync_waiting_since_ns_ = 0;
     next_connect_ns_ = NowNs() + backoff_ms_ * 1'000'000;
     backoff_ms_ = std::min(backoff_ms_ * 2, kBackoffMaxMs);
   } else {

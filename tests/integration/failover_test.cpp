@@ -184,10 +184,14 @@ TEST(Failover, KillNineOfThePrimaryPromotesTheStandbyWithinTheWindow) {
   EXPECT_LE(quorum->t_ms, promote->t_ms);
   EXPECT_NE(pair.log(P::kStandby).find("event=verdict from=alive to=silent"), std::string::npos)
       << pair.log(P::kStandby);
-  // What the hook printed is in the log.
-  EXPECT_NE(pair.log(P::kStandby)
-                .find("event=hook_output hook=on_promote line=\"ran on_promote on standby\""),
-            std::string::npos)
+  // What the hook printed is in the log (logged once the hook exited: wait for it).
+  EXPECT_TRUE(P::WaitFor(
+      [&] {
+        return pair.log(P::kStandby)
+                   .find("event=hook_output hook=on_promote line=\"ran on_promote on standby\"") !=
+               std::string::npos;
+      },
+      10s))
       << pair.log(P::kStandby);
 
   // The new primary (the node named "standby") serves; the old one comes back, demotes on

@@ -170,9 +170,16 @@ Status DataStreamOut::SendAll(Connection& conn) {
     return Status::Ok();
   }
   conn.TakeOutgoing(tx_);
+  RETURN_IF_ERROR(SendBytes(tx_));
+  AddSent(frames_in_outbox_);
+  frames_in_outbox_ = 0;
+  return Status::Ok();
+}
+
+Status DataStreamOut::SendBytes(std::span<const std::byte> bytes) {
   size_t done = 0;
-  while (done < tx_.size()) {
-    ssize_t n = send(fd_.get(), tx_.data() + done, tx_.size() - done, MSG_NOSIGNAL);
+  while (done < bytes.size()) {
+    ssize_t n = send(fd_.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -184,8 +191,6 @@ Status DataStreamOut::SendAll(Connection& conn) {
     done += static_cast<size_t>(n);
     bytes_sent_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   }
-  AddSent(frames_in_outbox_);
-  frames_in_outbox_ = 0;
   return Status::Ok();
 }
 
@@ -236,19 +241,7 @@ Status DataStreamOut::SpliceRange(int file, uint64_t offset, uint32_t length) {
       // The file shrank after it was read and hashed. The frame promised `length` bytes:
       // zeros keep the stream in step. The sender sees the change when it checks the
       // file again before FILE_END, and aborts this version instead.
-      std::vector<std::byte> zeros(std::min<size_t>(rest, 64 * 1024));
-      while (rest > 0) {
-        size_t n = std::min(rest, zeros.size());
-        ssize_t sent = send(fd_.get(), zeros.data(), n, MSG_NOSIGNAL);
-        if (sent < 0 && errno == EINTR) continue;
-        if (sent < 0) {
-          return errno == EAGAIN ? Unavailable("standby accepted no data for 30 s")
-                                 : ErrnoStatus(errno, "send");
-        }
-        rest -= static_cast<size_t>(sent);
-        bytes_sent_.fetch_add(static_cast<uint64_t>(sent), std::memory_order_relaxed);
-      }
-      return Status::Ok();
+      return SendBytes(std::vector<std::byte>(rest));
     }
     size_t left = static_cast<size_t>(in);
     while (left > 0) {

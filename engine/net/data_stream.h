@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -164,6 +165,8 @@ class DataStreamOut : public DataStreamThread {
   void Run();
   Result<std::unique_ptr<Connection>> Setup();
   Status SendAll(Connection& conn);
+  // Blocking send of all of `bytes` (SO_SNDTIMEO bounds each wait), counted in bytes_sent.
+  Status SendBytes(std::span<const std::byte> bytes);
   // Sends a spliced EXTENT: its head through the connection, then its data from the file.
   Status SendSpliced(Connection& conn, const DataFrame& frame);
   Status SpliceRange(int file, uint64_t offset, uint32_t length);

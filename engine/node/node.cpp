@@ -169,7 +169,7 @@ class Node : public MessageSink {
   Status Init();
   Status Run();
   // After Run(): the node changed its role (persisted) and must be started again in it.
-  bool restart_requested() const { return restart_; }
+  bool restart_requested() const { return next_state_.has_value(); }
   // The listening socket, kept open across a role change (no gap for the peer to hit).
   UniqueFd TakeListenFd() { return std::move(listen_fd_); }
 
@@ -376,7 +376,7 @@ class Node : public MessageSink {
   int64_t switchover_quiet_since_ns_ = 0;
   // Failover, both roles. A role change is persisted at once but applied to this object
   // only when Run() ends: until then the components of the old role are still here.
-  bool restart_ = false;
+  // Set: the node is changing role and Run() returns so RunNode starts it again.
   std::optional<NodeState> next_state_;
   // Primary: lock records and the lease.
   std::unique_ptr<Probe> probe_;
@@ -394,10 +394,11 @@ class Node : public MessageSink {
   std::condition_variable detector_cv_;
   bool detector_stop_ = false;
   int64_t next_promotion_try_ns_ = 0;
-  int64_t demote_requested_ns_ = 0;  // DEMOTE_REQUEST sent to a stalled primary
-  bool peer_demoted_ = false;        // it answered DEMOTED
-  bool peer_switchover_ = false;     // …because of a planned switchover
-  std::string last_refusal_;         // the last reason a promotion did not go ahead
+  int64_t lock_file_written_ns_ = 0;  // <state_dir>/lock, last rewritten
+  int64_t demote_requested_ns_ = 0;   // DEMOTE_REQUEST sent to a stalled primary
+  bool peer_demoted_ = false;         // it answered DEMOTED
+  bool peer_switchover_ = false;      // …because of a planned switchover
+  std::string last_refusal_;          // the last reason a promotion did not go ahead
 
   size_t pending_blocks_ = 0;
   std::vector<watch::WatchEvent> events_;
@@ -613,7 +614,7 @@ Status Node::Run() {
   if (data_event_fd_) PostDataEvent();
   if (control_fd_) PostControlAccept();
   ScheduleTick();
-  while (fatal_.ok() && !restart_) {
+  while (fatal_.ok() && !next_state_.has_value()) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
     auto ran = loop_->RunOnce(100'000'000);
     if (!ran.ok()) return ran.status();
@@ -625,16 +626,17 @@ Status Node::Run() {
   StopDataStreams();
   StopDetector();
   probe_.reset();
-  if (receiver_ && !restart_) state_.last_applied_seq = receiver_->last_applied_seq();
+  if (receiver_ && !next_state_.has_value())
+    state_.last_applied_seq = receiver_->last_applied_seq();
   LogStats("stop");
   if (next_state_) state_ = *next_state_;
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
   Log(Level::kInfo, "stop")
-      .kv("reason", !fatal_.ok() ? fatal_.ToString()
-                    : restart_   ? "role change: starting again as " +
-                                     std::string(NodeRoleName(state_.role)) + " at epoch " +
-                                     std::to_string(state_.epoch)
-                               : std::string("requested"));
+      .kv("reason", !fatal_.ok()              ? fatal_.ToString()
+                    : next_state_.has_value() ? "role change: starting again as " +
+                                                    std::string(NodeRoleName(state_.role)) +
+                                                    " at epoch " + std::to_string(state_.epoch)
+                                              : std::string("requested"));
   if (!fatal_.ok()) return fatal_;
   return saved;
 }
@@ -696,7 +698,7 @@ void Node::Tick() {
     watcher_->Tick();
     DrainWatcher();
   }
-  if (restart_) return;
+  if (next_state_.has_value()) return;
   if (state_.role == NodeRole::kPrimary) {
     if (now >= next_beat_ns_) {
       next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
@@ -704,7 +706,7 @@ void Node::Tick() {
     }
     CheckLease(now);
     if (switchover_deadline_ns_ != 0) StepSwitchover(now);
-    if (restart_) return;
+    if (next_state_.has_value()) return;
   } else {
     if (quarantine_ && receiver_->resyncs_completed() > 0) {
       // The first resync under the new primary is complete and durable: rejoined.
@@ -718,7 +720,7 @@ void Node::Tick() {
       if (Status s = SaveNodeState(cfg_.sync.state_dir, state_); !s.ok()) fatal_ = s;
     }
     MaybePromote(now);
-    if (restart_) return;
+    if (next_state_.has_value()) return;
   }
   if (state_.role == NodeRole::kPrimary) {
     if (session_ == Session::kIdle && now >= next_connect_ns_) StartConnect();
@@ -743,9 +745,10 @@ void Node::PostAccept() {
           Log(Level::kWarn, "accept_failed").kv("error", std::strerror(-res));
         } else {
           UniqueFd fd(res);
-          if (pending_.size() >= kMaxPendingHandshakes || restart_) {
+          if (pending_.size() >= kMaxPendingHandshakes || next_state_.has_value()) {
             Log(Level::kWarn, "connection_refused")
-                .kv("reason", restart_ ? "changing role" : "too many handshakes in progress");
+                .kv("reason",
+                    next_state_.has_value() ? "changing role" : "too many handshakes in progress");
           } else {
             // A primary takes no sessions, but it does open an inbound connection far
             // enough to compare epochs with a peer that also claims to be primary.
@@ -795,7 +798,8 @@ void Node::PostWatch() {
           fatal_ = ErrnoStatus(-res, "poll fanotify fd");
           return;
         }
-        if (restart_) return;  // the node is changing role: no more changes are taken
+        if (next_state_.has_value())
+          return;  // the node is changing role: no more changes are taken
         Status r = watcher_->OnReadable();
         if (!r.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", r.ToString());
         DrainWatcher();
@@ -1315,8 +1319,14 @@ Status Node::OnLock(const wire::Lock& lock) {
   // authentication, so it is a bug or a hostile primary): the session ends.
   ASSIGN_OR_RETURN(lockwin::LockRecord r, lockwin::DecodeLockRecord(lock.record));
   ASSIGN_OR_RETURN(uint64_t fp, lockwin::FingerprintEncodedLockRecord(lock.record));
-  detector_->Push(fp, NowNs());
-  WriteLockFile(r, "received from " + cfg_.peer.name);
+  const int64_t now = NowNs();
+  detector_->Push(fp, now);
+  // A record comes with every batch as well as every beat: the operator's copy is
+  // rewritten at most once a beat, not on the receive path of every batch.
+  if (now - lock_file_written_ns_ >= cfg_.failover.beat_ms * 1'000'000) {
+    lock_file_written_ns_ = now;
+    WriteLockFile(r, "received from " + cfg_.peer.name);
+  }
   return Status::Ok();
 }
 
@@ -1469,7 +1479,7 @@ void Node::Promote(lockwin::Verdict v, const std::string& why) {
     Log(Level::kError, "not_promoting").kv("reason", "persist the new epoch: " + s.ToString());
     return;
   }
-  next_state_ = next;
+  next_state_ = next;  // Run() returns; RunNode starts this node again as the primary
   Log(Level::kWarn, "promoted")
       .kv("epoch", next.epoch)
       .kv("verdict", lockwin::VerdictName(v))
@@ -1483,12 +1493,11 @@ void Node::Promote(lockwin::Verdict v, const std::string& why) {
     }
   }
   if (active_ && !active_->dead) Drop(active_, Unavailable("promoted to primary"));
-  restart_ = true;  // Run() returns; RunNode starts this node again as the primary
 }
 
 void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::string& why,
                   bool answer_peer) {
-  if (state_.role != NodeRole::kPrimary || restart_) return;
+  if (state_.role != NodeRole::kPrimary || next_state_.has_value()) return;
   Log(Level::kWarn, "demoting").kv("epoch", state_.epoch).kv("reason", why);
   bool ok = true;
   if (reason == wire::RoleChangeReason::kSwitchover) {
@@ -1514,9 +1523,8 @@ void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::stri
     fatal_ = s.Annotate("persist the demotion");
     return;
   }
-  next_state_ = next;
+  next_state_ = next;  // Run() returns; RunNode starts this node again as the standby
   Log(Level::kWarn, "demoted").kv("epoch", next.epoch).kv("on_demote_ok", ok);
-  restart_ = true;
 }
 
 // ---- control socket: status and switchover ----------------------------------------------
@@ -1532,7 +1540,7 @@ void Node::PostControlAccept() {
         } else {
           Log(Level::kWarn, "control_accept_failed").kv("error", std::strerror(-res));
         }
-        if (!restart_) PostControlAccept();
+        if (!next_state_.has_value()) PostControlAccept();
       });
   if (!s.ok()) fatal_ = s;
 }
@@ -1565,7 +1573,7 @@ std::string Node::StatusJson() {
   j["node_id"] = state_.node_id;
   j["role"] = NodeRoleName(state_.role);
   j["epoch"] = state_.epoch;
-  j["changing_role"] = restart_;
+  j["changing_role"] = next_state_.has_value();
   const bool connected = active_ && !active_->dead && active_->conn->open();
   json peer{{"name", cfg_.peer.name},
             {"address", cfg_.peer.address.ToString()},
@@ -1637,7 +1645,7 @@ std::string Node::StartSwitchover(int64_t timeout_ms) {
   if (state_.role != NodeRole::kPrimary) {
     return fail("this node is the standby: run `hasync switchover` on the primary");
   }
-  if (restart_) return fail("this node is changing role already");
+  if (next_state_.has_value()) return fail("this node is changing role already");
   if (switchover_deadline_ns_ != 0) return fail("a switchover is in progress");
   if (session_ != Session::kLive) {
     return fail("the standby is not in a live session: there is nobody to hand over to");

@@ -188,7 +188,11 @@ void Probe::Run() {
       latest_.ok = r->ok();
       latest_.latency_us =
           static_cast<uint32_t>(std::min<int64_t>(r->duration_ms * 1000, UINT32_MAX));
-      latest_.token = FirstLine(r->output, kProbeTokenBytes);
+      // Only a passing run names the scheduler's progress. A failing one often prints
+      // something new each time (a timestamp, a pid): taken as the token, it would change
+      // the record's fingerprint on every run and a hung scheduler would never be judged
+      // Stalled. Its output goes to `failure` instead.
+      if (r->ok()) latest_.token = FirstLine(r->output, kProbeTokenBytes);
       latest_.failure = r->ok() ? "" : r->Describe();
     } else {
       latest_.ok = false;

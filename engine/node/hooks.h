@@ -57,7 +57,8 @@ class Probe {
     bool ok = false;          // the latest run exited 0 within its timeout
     int64_t finished_ns = 0;  // monotonic time the latest run ended
     uint32_t latency_us = 0;  // how long it took
-    std::string token;        // first line of its output (kProbeTokenMax bytes)
+    std::string token;        // first line of the latest *passing* run's output
+                              // (kProbeTokenMax bytes); a failing run leaves it as it was
     std::string failure;      // HookResult::Describe() of a failed run
   };
   // Starts the thread; the first run starts at once.

@@ -135,5 +135,37 @@ TEST(Probe, ReportsItsLatestResult) {
   std::filesystem::remove_all(tmpl);
 }
 
+// A hung scheduler's probe may print something new on every failing run (a timestamp):
+// the token must stay the last passing run's, or the lock record's fingerprint would
+// change with every run and the standby would never judge the primary Stalled.
+TEST(Probe, AFailingRunKeepsTheLastPassingToken) {
+  char tmpl[] = "/tmp/hasync-probe-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string flag = std::string(tmpl) + "/fail";
+  Probe probe(Sh("if [ -e " + flag + " ]; then echo \"not answering at $(date +%s%N)\"; exit 1; fi; "
+                 "echo job-17",
+                 500),
+              50, Env());
+  for (int i = 0; i < 100 && !probe.Latest().ran; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(probe.Latest().ok);
+  ASSERT_EQ(probe.Latest().token, "job-17");
+  std::ofstream(flag) << "";
+  int failing_runs_seen = 0;
+  int64_t last_finished = 0;
+  for (int i = 0; i < 200 && failing_runs_seen < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    Probe::Result r = probe.Latest();
+    if (!r.ok && r.finished_ns != last_finished) {
+      last_finished = r.finished_ns;
+      ++failing_runs_seen;
+      EXPECT_EQ(r.token, "job-17") << "a failing run replaced the token";
+    }
+  }
+  EXPECT_EQ(failing_runs_seen, 3) << "the probe did not fail three times within 4 s";
+  std::filesystem::remove_all(tmpl);
+}
+
 }  // namespace
 }  // namespace hasync::engine

@@ -1322,8 +1322,10 @@ Status Node::OnLock(const wire::Lock& lock) {
   const int64_t now = NowNs();
   detector_->Push(fp, now);
   // A record comes with every batch as well as every beat: the operator's copy is
-  // rewritten at most once a beat, not on the receive path of every batch.
-  if (now - lock_file_written_ns_ >= cfg_.failover.beat_ms * 1'000'000) {
+  // rewritten at most twice a beat, not on the receive path of every batch. (Once a beat
+  // exactly would skip every other beat record, whose arrivals jitter around one beat
+  // apart, and leave the file up to two beats old.)
+  if (now - lock_file_written_ns_ >= cfg_.failover.beat_ms * 1'000'000 / 2) {
     lock_file_written_ns_ = now;
     WriteLockFile(r, "received from " + cfg_.peer.name);
   }

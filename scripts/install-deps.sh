@@ -19,6 +19,7 @@ tool_pkgs=(
   iproute2 procps psmisc strace attr acl python3
   iputils-ping stress-ng util-linux   # netns system tests: quorum_check, load, flock
   rsync e2fsprogs linux-perf         # replication baselines, chattr +T, profiles
+  lsyncd gnuplot-nox                 # perf: the lsyncd baseline, the plots of PERFORMANCE.md
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and .ci/run calls it:
 #   install packages → build → every test (ctest) → every test again under ASan+UBSan →
-#   the threaded tests under ThreadSanitizer → the fuzz targets briefly (clang).
+#   the threaded tests under ThreadSanitizer → the fuzz targets briefly (clang) → every
+#   perf script at CI size (scripts/perf/all.sh --quick).
 # Must run as root on Debian 12. Each stage prints what it runs and how long it took.
 # A failing stage does not hide the others: every stage runs (a stage whose build fails
 # runs no tests), and the script exits non-zero if any stage failed. The run ends with a
@@ -9,8 +10,8 @@
 # in the form "N passed, N failed" (skipped tests are counted apart, on the line before,
 # never as passed).
 #
-# HASYNC_TEST_QUICK=1 skips the sanitizer and fuzz stages (for a fast local loop; CI never
-# sets it). HASYNC_FUZZ_SECONDS sets the per-target fuzz time (default 30).
+# HASYNC_TEST_QUICK=1 skips the sanitizer, fuzz and perf stages (for a fast local loop;
+# CI never sets it). HASYNC_FUZZ_SECONDS sets the per-target fuzz time (default 30).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -147,6 +148,14 @@ fuzz() {
     run_ctest fuzz --test-dir build-fuzz -L fuzz --timeout $((fuzz_seconds + 300))
 }
 
+# Every perf script at CI size (scripts/perf/all.sh --quick, build-perf/): keeps the
+# benchmarks and the side-by-side, failover and report scripts working. Figures from a
+# shared CI machine mean nothing, so nothing about them is asserted; a script that fails
+# (a tool missing, a copy that differs, a pair that never syncs) fails the stage.
+perf_quick() {
+  ./scripts/perf/all.sh --quick
+}
+
 # Without the packages nothing else can run: this one stops the run.
 stage "install Debian packages"
 ./scripts/install-deps.sh
@@ -165,3 +174,4 @@ fi
 run_stage "every test under ASan + UBSan (build-asan/)" asan
 run_stage "threaded tests (lock window, data streams) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan
 run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz
+run_stage "perf scripts, --quick (scripts/perf/all.sh, build-perf/; no timing asserts)" perf_quick

@@ -230,7 +230,20 @@ size_t Journal::Take(std::vector<Change>& out, size_t max) {
     slots_.pop_front();
     ++base_;
   }
+  if (slots_.empty()) ReleaseIdleTables();
   return taken;
+}
+
+void Journal::ReleaseIdleTables() {
+  // A hash table's bucket array never shrinks as entries go: after a burst of N pending
+  // paths both tables would keep 8 bytes per bucket of that peak for good (memory at
+  // rest, DESIGN §8). Empty, they are replaced by fresh ones.
+  if (pending_upsert_.empty() && pending_upsert_.bucket_count() > kIdleBuckets) {
+    decltype(pending_upsert_)().swap(pending_upsert_);
+  }
+  if (mentions_.empty() && mentions_.bucket_count() > kIdleBuckets) {
+    decltype(mentions_)().swap(mentions_);
+  }
 }
 
 void Journal::Clear() {
@@ -241,6 +254,7 @@ void Journal::Clear() {
   base_ = 0;
   live_ = 0;
   bytes_ = 0;
+  ReleaseIdleTables();
 }
 
 }  // namespace hasync::engine

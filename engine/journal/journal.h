@@ -108,6 +108,9 @@ class Journal {
                         std::vector<std::string>* collect);
   void Overflow();
   bool OverLimit() const;
+  // Gives back the hash tables' bucket arrays grown by a burst, once the journal is empty.
+  void ReleaseIdleTables();
+  static constexpr size_t kIdleBuckets = 1024;
   Slot* At(size_t abs_index);
   static std::string Key(uint32_t root, std::string_view path);
 

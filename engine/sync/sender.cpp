@@ -20,19 +20,6 @@ namespace {
 constexpr size_t kMaxDataRegions = 4096;  // more than this: treat the file as dense
 constexpr size_t kXattrListMax = 64 * 1024;
 
-// The model's strict descendants of `top` ("" = everything but the root entry). The
-// model is ordered bytewise, so "d.old" and "d 2" sort between "d" and "d/…": the
-// descendants are the keys in ["d/", "d0"), never "the entries right after d".
-template <typename Map>
-std::pair<typename Map::iterator, typename Map::iterator> Descendants(Map& m,
-                                                                      std::string_view top) {
-  if (top.empty()) return {m.upper_bound(std::string()), m.end()};
-  std::string lo(top), hi(top);
-  lo += '/';
-  hi += static_cast<char>('/' + 1);
-  return {m.lower_bound(lo), m.lower_bound(hi)};
-}
-
 std::string ParentOf(std::string_view path) {
   size_t slash = path.rfind('/');
   return slash == std::string_view::npos ? std::string() : std::string(path.substr(0, slash));
@@ -192,29 +179,6 @@ bool Sender::backpressured() const {
          unacked_bytes() >= options_.max_unacked_bytes;
 }
 
-// ---- model bookkeeping -------------------------------------------------------------------
-
-void Sender::Index(uint32_t root, const std::string& path, const Entry& entry) {
-  if (entry.kind != NodeKind::kFile || entry.ino == 0) return;
-  inodes_[{entry.dev, entry.ino}].emplace_back(root, path);
-}
-
-void Sender::Unindex(uint32_t root, const std::string& path, const Entry& entry) {
-  if (entry.kind != NodeKind::kFile || entry.ino == 0) return;
-  auto it = inodes_.find({entry.dev, entry.ino});
-  if (it == inodes_.end()) return;
-  auto& names = it->second;
-  names.erase(std::remove(names.begin(), names.end(), std::make_pair(root, path)), names.end());
-  if (names.empty()) inodes_.erase(it);
-}
-
-void Sender::Forget(uint32_t root, const std::string& path) {
-  auto it = model_[root].find(path);
-  if (it == model_[root].end()) return;
-  Unindex(root, path, it->second);
-  model_[root].erase(it);
-}
-
 // ---- emitting ----------------------------------------------------------------------------
 
 void Sender::NoteTouched(const std::string& wire_path) {
@@ -297,7 +261,6 @@ Status Sender::OnAck(const wire::Ack& ack) {
 
 void Sender::BeginManifest() {
   for (Model& m : model_) m.clear();
-  inodes_.clear();
   read_retries_.clear();
 }
 
@@ -311,7 +274,7 @@ Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
   e.size = entry.size;
   e.mtime_ns = entry.mtime_ns;
   e.hash = entry.hash;
-  model_[split.first][split.second] = std::move(e);
+  model_[split.first].Put(split.second, std::move(e));
   return Status::Ok();
 }
 
@@ -328,7 +291,7 @@ Result<size_t> Sender::RequestResyncBlocks() {
           if (block_requests_.size() >= kMaxResyncBlockRequests) return Status::Ok();
           auto it = m.find(info.path);
           if (it == m.end() || it->second.kind != NodeKind::kFile || it->second.size == 0 ||
-              it->second.ino != 0) {
+              it->second.ino() != 0) {
             return Status::Ok();
           }
           const Entry& e = it->second;
@@ -356,19 +319,18 @@ Result<bool> Sender::AddBlocks(const wire::BlocksReply& reply) {
                 reply.block_size == options_.block_size && !(reply.flags & wire::kBlocksMissing) &&
                 reply.file_size == entry->second.size;
   if (usable) {
-    std::vector<Hash128>& blocks = entry->second.blocks;
-    if (reply.first_block != blocks.size()) {
+    if (reply.first_block != entry->second.blocks().size()) {
       return InvalidArgument("BLOCKS_REPLY out of order for " + it->second.second);
     }
-    blocks.insert(blocks.end(), reply.hashes.begin(), reply.hashes.end());
+    entry->second.append_blocks(reply.hashes);
   } else if (entry != model_[it->second.first].end()) {
-    entry->second.blocks.clear();  // ship that file whole
+    entry->second.set_blocks({});  // ship that file whole
   }
   bool last = (reply.flags & wire::kBlocksLast) != 0;
   if (last) {
     if (usable) {
       uint64_t expect = (entry->second.size + options_.block_size - 1) / options_.block_size;
-      if (entry->second.blocks.size() != expect) entry->second.blocks.clear();
+      if (entry->second.blocks().size() != expect) entry->second.set_blocks({});
     }
     block_requests_.erase(it);
   }
@@ -474,7 +436,7 @@ Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) 
 
 Status Sender::EnsureParents(uint32_t root, const std::string& path) {
   std::string parent = ParentOf(path);
-  if (parent.empty() || model_[root].count(parent) != 0) return Status::Ok();
+  if (parent.empty() || model_[root].contains(parent)) return Status::Ok();
   auto info = StatPath(root_fds_[root], parent);
   if (!info.ok()) return info.status();
   if (info->kind != NodeKind::kDirectory) {
@@ -527,13 +489,13 @@ Status Sender::UpsertDir(uint32_t root, const FileInfo& info) {
     e.mode = info.mode;
     e.uid = info.uid;
     e.gid = info.gid;
-    it = m.emplace(info.path, std::move(e)).first;
+    it = m.Put(info.path, std::move(e));
   } else if (it == m.end()) {
     // The root itself is not in the manifest yet: it exists on both sides by config.
     Entry e;
     e.kind = NodeKind::kDirectory;
     e.mode = ~0u;  // unknown: force a SetAttr below
-    it = m.emplace(info.path, std::move(e)).first;
+    it = m.Put(info.path, std::move(e));
   }
   RETURN_IF_ERROR(SetAttrIfNeeded(root, info, it->second));
   if (options_.replicate_xattrs) {
@@ -559,7 +521,6 @@ Status Sender::UpsertSymlink(uint32_t root, const FileInfo& info) {
   RETURN_IF_ERROR(parents);
   RETURN_IF_ERROR(EmitChange(
       wire::Symlink{info.uid, info.gid, info.mtime_ns, WirePath(root, info.path), info.target}, 0));
-  Forget(root, info.path);
   Entry e;
   e.kind = NodeKind::kSymlink;
   e.uid = info.uid;
@@ -567,8 +528,8 @@ Status Sender::UpsertSymlink(uint32_t root, const FileInfo& info) {
   e.size = info.target.size();
   e.mtime_ns = info.mtime_ns;
   e.hash = target_hash;
-  e.target = info.target;
-  m[info.path] = std::move(e);
+  e.set_target(info.target);
+  m.Put(info.path, std::move(e));  // replaces what the name held
   return Status::Ok();
 }
 
@@ -593,8 +554,8 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   Entry* cur = it == m.end() ? nullptr : &it->second;
 
   // Same inode, same size and mtime: at most metadata changed.
-  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino == info.ino &&
-      cur->dev == info.dev && cur->size == info.size && cur->mtime_ns == info.mtime_ns) {
+  if (cur != nullptr && cur->kind == NodeKind::kFile && m.IsInode(*cur, info.dev, info.ino) &&
+      cur->size == info.size && cur->mtime_ns == info.mtime_ns) {
     ++stats_.unchanged_skipped;
     RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
     if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
@@ -603,8 +564,8 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
 
   // Same inode and size, only the mtime moved (touch -d, or a rewrite with equal bytes):
   // for a small file hashing is cheaper than sending, and equal content needs a SETATTR.
-  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino == info.ino &&
-      cur->dev == info.dev && cur->size == info.size && info.size < options_.delta_min_bytes) {
+  if (cur != nullptr && cur->kind == NodeKind::kFile && m.IsInode(*cur, info.dev, info.ino) &&
+      cur->size == info.size && info.size < options_.delta_min_bytes) {
     ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
     if (h == cur->hash) {
       ++stats_.unchanged_skipped;
@@ -619,34 +580,29 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   RETURN_IF_ERROR(parents);
 
   // From a manifest (inode unknown): equal content means only metadata may differ.
-  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino == 0 && cur->size == info.size) {
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino() == 0 && cur->size == info.size) {
     ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
     if (h == cur->hash) {
       ++stats_.unchanged_skipped;
       // Another name of this primary inode already checked in this resync: the standby
       // may hold the two as separate copies (the manifest does not say), so link them
       // again; a LINK between names of one inode is a no-op there.
-      auto names = inodes_.find({info.dev, info.ino});
-      if (names != inodes_.end()) {
-        for (const auto& [r, name] : names->second) {
-          if (r != root || name == info.path) continue;
-          const Entry& se = m.at(name);
-          if (se.size == info.size && se.hash == h) {
-            RETURN_IF_ERROR(
-                EmitChange(wire::Link{WirePath(root, name), WirePath(root, info.path)}, 0));
-            ++stats_.links_sent;
-            Entry copy = se;
-            cur = &(m[info.path] = std::move(copy));
-            break;
-          }
+      for (const Model::Node* name : m.NamesOf(info.dev, info.ino)) {
+        if (name->first.view() == info.path) continue;
+        const Entry& se = name->second;
+        if (se.size == info.size && se.hash == h) {
+          RETURN_IF_ERROR(EmitChange(
+              wire::Link{WirePath(root, name->first.view()), WirePath(root, info.path)}, 0));
+          ++stats_.links_sent;
+          it = m.Put(info.path, se);  // the same node: `cur` stays valid
+          break;
         }
       }
-      cur->dev = info.dev;
-      cur->ino = info.ino;
-      if (info.size >= options_.delta_min_bytes && cur->blocks.empty()) {
-        ASSIGN_OR_RETURN(cur->blocks, BlockHashesFd(fd.get(), options_.block_size));
+      m.SetInode(it, info.dev, info.ino);  // into the inode index
+      if (info.size >= options_.delta_min_bytes && cur->blocks().empty()) {
+        ASSIGN_OR_RETURN(std::vector<Hash128> blocks, BlockHashesFd(fd.get(), options_.block_size));
+        cur->set_blocks(std::move(blocks));
       }
-      Index(root, info.path, *cur);
       RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
       if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
       return Status::Ok();
@@ -661,18 +617,16 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   // re-linked only if they are still this inode on the primary.
   std::vector<std::string> siblings;
   std::string link_source;
-  auto names = inodes_.find({info.dev, info.ino});
-  if (names != inodes_.end()) {
-    for (const auto& [r, name] : names->second) {
-      if (r != root || name == info.path) continue;
-      const Entry& se = m.at(name);
-      if (link_source.empty() && se.size == info.size && se.mtime_ns == info.mtime_ns) {
-        link_source = name;
-      }
-      if (info.nlink > 1) {
-        auto st = StatPath(root_fds_[root], name);
-        if (st.ok() && st->ino == info.ino && st->dev == info.dev) siblings.push_back(name);
-      }
+  for (const Model::Node* node : m.NamesOf(info.dev, info.ino)) {
+    std::string_view name = node->first.view();
+    if (name == info.path) continue;
+    const Entry& se = node->second;
+    if (link_source.empty() && se.size == info.size && se.mtime_ns == info.mtime_ns) {
+      link_source = name;
+    }
+    if (info.nlink > 1) {
+      auto st = StatPath(root_fds_[root], name);
+      if (st.ok() && st->ino == info.ino && st->dev == info.dev) siblings.emplace_back(name);
     }
   }
   bool sibling_current = !link_source.empty();
@@ -682,16 +636,13 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     RETURN_IF_ERROR(
         EmitChange(wire::Link{WirePath(root, link_source), WirePath(root, info.path)}, 0));
     ++stats_.links_sent;
-    Forget(root, info.path);
-    Entry copy = m.at(link_source);
-    Entry& e = m[info.path] = std::move(copy);
-    Index(root, info.path, e);
+    Entry& e = m.Put(info.path, m.at(link_source))->second;
     RETURN_IF_ERROR(SetAttrIfNeeded(root, info, e));
     if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), e));
     return Status::Ok();
   }
 
-  const Entry* base = (cur != nullptr && cur->kind == NodeKind::kFile && !cur->blocks.empty() &&
+  const Entry* base = (cur != nullptr && cur->kind == NodeKind::kFile && !cur->blocks().empty() &&
                        info.size >= options_.delta_min_bytes)
                           ? cur
                           : nullptr;
@@ -712,18 +663,13 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));
-  Forget(root, info.path);
-  Entry& e = m[info.path] = std::move(sent);
-  Index(root, info.path, e);
+  Entry& e = m.Put(info.path, std::move(sent))->second;
   if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), e));
   // The standby published the new content as a new inode: the other names follow it.
   for (const std::string& name : siblings) {
     RETURN_IF_ERROR(EmitChange(wire::Link{WirePath(root, info.path), WirePath(root, name)}, 0));
     ++stats_.links_sent;
-    Forget(root, name);
-    Entry copy = m.at(info.path);
-    Entry& se = m[name] = std::move(copy);
-    Index(root, name, se);
+    m.Put(name, m.at(info.path));
   }
   return Status::Ok();
 }
@@ -755,6 +701,7 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
   XXH3_128bits_reset(&whole);
   std::vector<Hash128> blocks;
   if (keep_blocks) blocks.reserve(static_cast<size_t>((size + bs - 1) / bs));
+  const std::vector<Hash128>* base_blocks = base != nullptr ? &base->blocks() : nullptr;
   uint32_t range_count = 0;
   uint64_t data_bytes = 0;
 
@@ -814,7 +761,7 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
           // reads as zeros and stays a hole: nothing to send.
           send = false;
         } else {
-          send = idx >= base->blocks.size() || base->blocks[idx] != bh ||
+          send = idx >= base_blocks->size() || (*base_blocks)[idx] != bh ||
                  (off + len > base->size);  // a short last block grew
         }
       } else {
@@ -880,9 +827,8 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
   out->size = size;
   out->mtime_ns = mtime_ns;
   out->hash = Hash128{h.low64, h.high64};
-  out->dev = before.st_dev;
-  out->ino = before.st_ino;
-  out->blocks = std::move(blocks);
+  model_[root].SetInode(*out, before.st_dev, before.st_ino);
+  out->set_blocks(std::move(blocks));
   ++batch_changes_;
   batch_bytes_ += data_bytes;
   return MaybeCommit();
@@ -891,12 +837,12 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
 Status Sender::SendXattrs(uint32_t root, const std::string& path, int fd, Entry& entry) {
   auto set = ReadXattrs(fd);
   if (!set.ok()) return set.status().Annotate(path);
-  if (set->hash == entry.xattr_hash) return Status::Ok();
+  if (set->hash == entry.xattr_hash()) return Status::Ok();
   std::string wpath = WirePath(root, path);
   // Names sent before and gone now are removed; every current value is (re)sent, as
   // only a hash of the values is kept. After a manifest the standby's names are not
   // known (it lists no xattrs): an extra name there stays (docs/REPLICATION.md).
-  for (const std::string& name : entry.xattr_names) {
+  for (const std::string& name : entry.xattr_names()) {
     if (!std::binary_search(set->names.begin(), set->names.end(), name)) {
       RETURN_IF_ERROR(EmitChange(wire::RemoveXattr{wpath, name}, 0));
     }
@@ -904,8 +850,7 @@ Status Sender::SendXattrs(uint32_t root, const std::string& path, int fd, Entry&
   for (size_t i = 0; i < set->names.size(); ++i) {
     RETURN_IF_ERROR(EmitChange(wire::SetXattr{wpath, set->names[i], set->values[i]}, 0));
   }
-  entry.xattr_hash = set->hash;
-  entry.xattr_names = std::move(set->names);
+  entry.set_xattrs(set->hash, std::move(set->names));
   return Status::Ok();
 }
 
@@ -917,8 +862,8 @@ Status Sender::Remove(uint32_t root, const std::string& path) {
     // Children the model still holds (their own removals were missed or come later):
     // deepest first, so every rmdir finds its directory empty.
     std::vector<std::string> below;
-    auto [first, last] = Descendants(m, path);
-    for (auto c = first; c != last; ++c) below.push_back(c->first);
+    auto [first, last] = m.Descendants(path);
+    for (auto c = first; c != last; ++c) below.push_back(c->first.str());
     for (auto r = below.rbegin(); r != below.rend(); ++r) {
       const Entry& e = m.at(*r);
       if (e.kind == NodeKind::kDirectory) {
@@ -926,13 +871,13 @@ Status Sender::Remove(uint32_t root, const std::string& path) {
       } else {
         RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, *r)}, 0));
       }
-      Forget(root, *r);
+      m.Forget(*r);
     }
     if (!path.empty()) RETURN_IF_ERROR(EmitChange(wire::Rmdir{WirePath(root, path)}, 0));
   } else {
     RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, path)}, 0));
   }
-  if (!path.empty()) Forget(root, path);
+  if (!path.empty()) m.Forget(path);
   return Status::Ok();
 }
 
@@ -956,7 +901,7 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   auto dst = m.find(to);
   if (dst != m.end()) {
     bool dst_dir = dst->second.kind == NodeKind::kDirectory;
-    auto [first, last] = Descendants(m, to);
+    auto [first, last] = m.Descendants(to);
     bool dst_has_children = dst_dir && first != last;
     if (dst_dir != src_dir || dst_has_children) RETURN_IF_ERROR(Remove(root, to));
     // Two names of one inode on the standby (linked by this sender): rename(2) between
@@ -965,37 +910,26 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
     dst = m.find(to);
     src = m.find(from);
     if (dst != m.end() && dst->second.kind == NodeKind::kFile &&
-        src->second.kind == NodeKind::kFile && src->second.ino != 0 &&
-        src->second.ino == dst->second.ino && src->second.dev == dst->second.dev) {
+        src->second.kind == NodeKind::kFile && m.SameInode(src->second, dst->second)) {
       RETURN_IF_ERROR(EmitChange(wire::Link{WirePath(root, from), WirePath(root, to)}, 0));
       RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, from)}, 0));
-      Entry copy = src->second;
-      Forget(root, from);
-      Forget(root, to);
-      Entry& e = m[to] = std::move(copy);
-      Index(root, to, e);
+      Entry copy;
+      m.Take(src, &copy);
+      m.Put(to, std::move(copy));
       return Status::Ok();
     }
   }
   RETURN_IF_ERROR(EmitChange(wire::Rename{0, WirePath(root, from), WirePath(root, to)}, 0));
   // Move the model entries: `from` and everything below it.
   std::vector<std::pair<std::string, Entry>> moved;
-  {
-    auto self = m.find(from);
-    Unindex(root, self->first, self->second);
-    moved.emplace_back(to, std::move(self->second));
-    m.erase(self);
+  moved.emplace_back(to, Entry());
+  m.Take(m.find(from), &moved.back().second);
+  for (auto [it, last] = m.Descendants(from); it != last;) {
+    moved.emplace_back(to + std::string(it->first.view().substr(from.size())), Entry());
+    it = m.Take(it, &moved.back().second);
   }
-  for (auto [it, last] = Descendants(m, from); it != last;) {
-    Unindex(root, it->first, it->second);
-    moved.emplace_back(to + it->first.substr(from.size()), std::move(it->second));
-    it = m.erase(it);
-  }
-  Forget(root, to);
-  for (auto& [path, entry] : moved) {
-    Index(root, path, entry);
-    m[path] = std::move(entry);
-  }
+  m.Forget(to);
+  for (auto& [path, entry] : moved) m.Put(path, std::move(entry));
   return Status::Ok();
 }
 
@@ -1020,12 +954,8 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
   }
   // Upserts top-down first, removals last: a name the primary replaced is never missing
   // on the standby in between (the Slurm X / X.old pair stays covered).
-  std::unordered_map<std::string, bool> present;
-  present.reserve(seen.size() + 1);
-  present[subtree] = true;
   for (const FileInfo& info : seen) {
     RETURN_IF_ERROR(sink_.Progress());
-    present[info.path] = true;
     switch (info.kind) {
       case NodeKind::kDirectory:
         RETURN_IF_ERROR(UpsertDir(root, info));
@@ -1038,15 +968,24 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
         break;
     }
   }
+  // What the walk saw, as one sorted array: a set of nodes allocated between the
+  // model's would, once freed, leave the heap fragmented for good (memory at rest).
+  std::vector<std::string_view> present;
+  present.reserve(seen.size() + 1);
+  present.push_back(subtree);
+  for (const FileInfo& info : seen) present.push_back(info.path);
+  std::sort(present.begin(), present.end());
   Model& m = model_[root];
   std::vector<std::string> gone;
-  for (auto [it, last] = Descendants(m, subtree); it != last; ++it) {
-    if (present.count(it->first) == 0) gone.push_back(it->first);
+  for (auto [it, last] = m.Descendants(subtree); it != last; ++it) {
+    if (!std::binary_search(present.begin(), present.end(), it->first.view())) {
+      gone.push_back(it->first.str());
+    }
   }
   // The walk saw each name at another moment; a name missing then may be back now (a
   // rescan after a queue overflow runs while the scheduler keeps writing).
   for (auto r = gone.rbegin(); r != gone.rend(); ++r) {
-    if (m.count(*r) == 0) continue;
+    if (!m.contains(*r)) continue;
     if (later != nullptr && StatPath(root_fds_[root], *r).ok()) {
       RETURN_IF_ERROR(Upsert(root, *r, journal));
       continue;

@@ -15,9 +15,10 @@
 // aborted (FILE_ABORT) and queued again, up to kMaxReadRetries, then shipped as read (the
 // event that changed it queues it once more anyway).
 //
-// The model is what the standby will hold once everything sent is applied, in order. On
-// a NACK or a lost connection it is no longer trustworthy: the caller drops the session
-// and resyncs from a fresh manifest (DESIGN §6: "never a silent miss").
+// The model (engine/sync/model.h, one per sync root) is what the standby will hold once
+// everything sent is applied, in order. On a NACK or a lost connection it is no longer
+// trustworthy: the caller drops the session and resyncs from a fresh manifest (DESIGN §6:
+// "never a silent miss").
 //
 // Wire paths: sync root i's entry `p` is "i/p" on the wire, the root itself "i". Both
 // nodes list the same roots in the same order (docs/CONFIG.md).
@@ -27,7 +28,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -40,6 +40,7 @@
 #include "engine/journal/journal.h"
 #include "engine/scan/scanner.h"
 #include "engine/sync/file_reader.h"
+#include "engine/sync/model.h"
 #include "wire/messages.h"
 
 namespace hasync::engine {
@@ -156,29 +157,7 @@ class Sender {
   }
 
  private:
-  struct Entry {
-    NodeKind kind = NodeKind::kFile;
-    uint32_t mode = 0;
-    uint32_t uid = 0;
-    uint32_t gid = 0;
-    uint64_t size = 0;
-    int64_t mtime_ns = 0;
-    Hash128 hash;                          // content hash as the standby holds it
-    uint64_t dev = 0, ino = 0;             // primary inode it was sent from; 0 = unknown
-    std::string target;                    // symlinks
-    uint64_t xattr_hash = 0;               // XXH3-64 of the sorted allowed xattrs; 0 = none
-    std::vector<std::string> xattr_names;  // names sent, sorted: gone ones get REMOVEXATTR
-    std::vector<Hash128> blocks;           // block hashes when size ≥ delta_min_bytes
-  };
-  using Model = std::map<std::string, Entry>;  // ordered: subtrees are contiguous
-
-  struct InodeKey {
-    uint64_t dev, ino;
-    friend bool operator==(const InodeKey&, const InodeKey&) = default;
-  };
-  struct InodeKeyHash {
-    size_t operator()(const InodeKey& k) const { return std::hash<uint64_t>()(k.dev * 31 + k.ino); }
-  };
+  using Entry = ModelEntry;
 
   Status Apply(const Change& change, Journal& journal);
   Status Upsert(uint32_t root, const std::string& path, Journal* journal);
@@ -204,16 +183,11 @@ class Sender {
   void NoteTouched(const std::string& wire_path);
   bool TouchedInBatch(uint32_t root, const std::string& path) const;
   Status MaybeCommit();
-  void Forget(uint32_t root, const std::string& path);
-  void Index(uint32_t root, const std::string& path, const Entry& entry);
-  void Unindex(uint32_t root, const std::string& path, const Entry& entry);
 
   std::vector<int> root_fds_;
   SenderOptions options_;
   MessageSink& sink_;
-  std::vector<Model> model_;
-  // (dev, ino) → (root, path) names the standby holds for that primary inode.
-  std::unordered_map<InodeKey, std::vector<std::pair<uint32_t, std::string>>, InodeKeyHash> inodes_;
+  std::vector<Model> model_;  // one per sync root, with its inode index
   std::unordered_map<std::string, int> read_retries_;
   // BLOCKS_REQUEST id → (root, path) while the replies arrive.
   std::unordered_map<uint64_t, std::pair<uint32_t, std::string>> block_requests_;

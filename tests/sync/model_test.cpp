@@ -1,0 +1,247 @@
+// The primary's model of the standby (engine/sync/model.h): the compact layout must
+// behave exactly like the std::map<std::string, …> plus (dev, ino) → names index it
+// replaced: same order, same subtrees, names of an inode in the order they were indexed.
+#include "engine/sync/model.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace hasync::engine {
+namespace {
+
+ModelEntry File(uint64_t size) {
+  ModelEntry e;
+  e.kind = NodeKind::kFile;
+  e.size = size;
+  return e;
+}
+
+std::vector<std::string> Keys(const Model& m) {
+  std::vector<std::string> keys;
+  for (const auto& [path, entry] : m) keys.push_back(path.str());
+  return keys;
+}
+
+std::vector<std::string> Names(Model& m, uint64_t dev, uint64_t ino) {
+  std::vector<std::string> names;
+  for (const Model::Node* node : m.NamesOf(dev, ino)) names.push_back(node->first.str());
+  return names;
+}
+
+TEST(ModelPath, ShortPathsInlineLongOnesOnTheHeapBothReadBack) {
+  const std::string inline_max(ModelPath::kInlineChars, 'a');
+  const std::string heap_min(ModelPath::kInlineChars + 1, 'b');
+  for (const std::string& s : {std::string(), std::string("hash.3/job.1234/environment"),
+                               inline_max, heap_min, std::string(4000, 'c')}) {
+    ModelPath p(s);
+    EXPECT_EQ(p.view(), s);
+    ModelPath moved(std::move(p));
+    EXPECT_EQ(moved.view(), s);
+    EXPECT_EQ(p.view(), "");  // NOLINT(bugprone-use-after-move): moved-from is empty
+    ModelPath assigned("x");
+    assigned = std::move(moved);
+    EXPECT_EQ(assigned.view(), s);
+  }
+}
+
+TEST(ModelPath, BytesAboveSevenBitAreKeptAndOrderedUnsigned) {
+  std::string high = "d/\xff\xfe";
+  ModelPath p(high);
+  EXPECT_EQ(p.view(), high);
+  Model m;
+  m.Put(high, File(1));
+  m.Put("d/a", File(2));
+  EXPECT_EQ(Keys(m), (std::vector<std::string>{"d/a", high}));
+}
+
+TEST(Model, IteratesInTheOrderOfAStdMapOfStrings) {
+  std::mt19937 rng(7);
+  const std::vector<std::string> parts = {
+      "d", "d.old", "d 2", "d0", "x", "job.12", "job.1", std::string(45, 'L'), "\x7f", "\xc3\xa9"};
+  std::map<std::string, uint64_t> reference;
+  Model m;
+  for (int i = 0; i < 3000; ++i) {
+    std::string path = parts[rng() % parts.size()];
+    for (int depth = static_cast<int>(rng() % 4); depth > 0; --depth) {
+      path += '/';
+      path += parts[rng() % parts.size()];
+    }
+    if (rng() % 4 == 0) {
+      reference.erase(path);
+      m.Forget(path);
+    } else {
+      reference[path] = static_cast<uint64_t>(i);
+      m.Put(path, File(static_cast<uint64_t>(i)));
+    }
+  }
+  std::vector<std::string> want;
+  for (const auto& [path, size] : reference) want.push_back(path);
+  EXPECT_EQ(Keys(m), want);
+  ASSERT_EQ(m.size(), reference.size());
+  for (const auto& [path, size] : reference) EXPECT_EQ(m.at(path).size, size) << path;
+}
+
+TEST(Model, DescendantsAreTheSubtreeOnlyNotNamesSortingBetween) {
+  Model m;
+  for (const char* p : {"", "d", "d 2", "d.old", "d/a", "d/a/b", "d/z", "d0", "e"}) {
+    ModelEntry dir;
+    dir.kind = NodeKind::kDirectory;
+    m.Put(p, dir);
+  }
+  std::vector<std::string> got;
+  for (auto [it, last] = m.Descendants("d"); it != last; ++it) got.push_back(it->first.str());
+  EXPECT_EQ(got, (std::vector<std::string>{"d/a", "d/a/b", "d/z"}));
+  got.clear();
+  for (auto [it, last] = m.Descendants(""); it != last; ++it) got.push_back(it->first.str());
+  EXPECT_EQ(got.size(), 8u) << "everything but the root";
+}
+
+TEST(Model, RareFieldsLiveInOneSideAllocationThatCopiesDeeply) {
+  ModelEntry e = File(10);
+  e.set_blocks({Hash128{1, 2}, Hash128{3, 4}});
+  e.set_xattrs(77, {"user.a", "user.b"});
+  ModelEntry copy = e;
+  e.set_blocks({});
+  e.append_blocks({Hash128{5, 6}});
+  EXPECT_EQ(copy.blocks().size(), 2u);
+  EXPECT_EQ(copy.xattr_hash(), 77u);
+  EXPECT_EQ(copy.xattr_names(), (std::vector<std::string>{"user.a", "user.b"}));
+  EXPECT_EQ(e.blocks(), (std::vector<Hash128>{Hash128{5, 6}}));
+  ModelEntry plain;
+  plain.set_target("");
+  plain.set_xattrs(0, {});
+  EXPECT_TRUE(plain.target().empty());
+  EXPECT_TRUE(plain.blocks().empty());
+  EXPECT_EQ(plain.xattr_hash(), 0u);
+}
+
+TEST(Model, InodeNamesComeInIndexOrderThroughPutsErasesAndGrowth) {
+  // Against a reference: per (dev, ino), the names in the order they were indexed.
+  std::mt19937 rng(11);
+  Model m;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> where;  // path → (dev, ino)
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> names;
+  auto unindex = [&](const std::string& path) {
+    auto it = where.find(path);
+    if (it == where.end()) return;
+    auto& v = names[it->second];
+    v.erase(std::find(v.begin(), v.end(), path));
+    where.erase(it);
+  };
+  for (int i = 0; i < 20000; ++i) {
+    std::string path = "hash." + std::to_string(rng() % 10) + "/job." + std::to_string(rng() % 700);
+    const uint64_t dev = 1 + rng() % 2;
+    const uint64_t ino = 1 + rng() % 300;  // many names per inode, long clusters
+    switch (rng() % 5) {
+      case 0:
+      case 1: {  // a new version under this name
+        ModelEntry e = File(1);
+        m.SetInode(e, dev, ino);
+        unindex(path);
+        m.Put(path, std::move(e));
+        where[path] = {dev, ino};
+        names[{dev, ino}].push_back(path);
+        break;
+      }
+      case 2:  // removed
+        unindex(path);
+        m.Forget(path);
+        break;
+      case 3: {  // known from a manifest, inode learnt later
+        unindex(path);
+        auto it = m.Put(path, File(2));
+        if (rng() % 2 == 0) {
+          m.SetInode(it, dev, ino);
+          where[path] = {dev, ino};
+          names[{dev, ino}].push_back(path);
+        }
+        break;
+      }
+      case 4: {  // a directory: never indexed
+        unindex(path);
+        ModelEntry dir;
+        dir.kind = NodeKind::kDirectory;
+        m.SetInode(dir, dev, ino);
+        m.Put(path, std::move(dir));
+        break;
+      }
+    }
+    if (i % 997 == 0) {
+      for (const auto& [key, want] : names) {
+        ASSERT_EQ(Names(m, key.first, key.second), want) << "step " << i;
+      }
+    }
+  }
+  for (const auto& [key, want] : names) EXPECT_EQ(Names(m, key.first, key.second), want);
+  // Erased in random order, the table shrinks and the order holds; empty, it is gone.
+  const size_t peak = m.index_capacity();
+  std::vector<std::string> paths = Keys(m);
+  std::shuffle(paths.begin(), paths.end(), rng);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    unindex(paths[i]);
+    m.Forget(paths[i]);
+    if (i % 101 == 0) {
+      for (const auto& [key, want] : names) {
+        ASSERT_EQ(Names(m, key.first, key.second), want) << "erase " << i;
+      }
+    }
+  }
+  EXPECT_GT(peak, 1024u);
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_EQ(m.index_capacity(), 0u);
+  EXPECT_TRUE(m.NamesOf(1, 1).empty());
+}
+
+TEST(Model, SetInodeOfTheSameInodeKeepsTheNamesPlace) {
+  Model m;
+  for (const char* p : {"a", "b", "c"}) {
+    ModelEntry e = File(1);
+    m.SetInode(e, 5, 9);
+    m.Put(p, std::move(e));
+  }
+  m.SetInode(m.find("a"), 5, 9);
+  EXPECT_EQ(Names(m, 5, 9), (std::vector<std::string>{"a", "b", "c"}));
+  m.SetInode(m.find("a"), 5, 10);
+  EXPECT_EQ(Names(m, 5, 9), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(Names(m, 5, 10), (std::vector<std::string>{"a"}));
+  EXPECT_TRUE(m.IsInode(m.at("a"), 5, 10));
+  EXPECT_FALSE(m.IsInode(m.at("a"), 6, 10));
+  EXPECT_TRUE(m.SameInode(m.at("b"), m.at("c")));
+  EXPECT_FALSE(m.SameInode(m.at("a"), m.at("b")));
+}
+
+TEST(Model, TakeMovesAnEntryOutOfTheIndex) {
+  Model m;
+  ModelEntry e = File(3);
+  e.set_target("kept");
+  m.SetInode(e, 1, 2);
+  m.Put("from", std::move(e));
+  ModelEntry out;
+  m.Take(m.find("from"), &out);
+  EXPECT_TRUE(m.NamesOf(1, 2).empty());
+  EXPECT_EQ(out.target(), "kept");
+  m.Put("to", std::move(out));
+  EXPECT_EQ(Names(m, 1, 2), (std::vector<std::string>{"to"}));
+}
+
+TEST(Model, DevicesPastTheLimitAreRecordedWithAnUnknownInode) {
+  Model m;
+  for (uint64_t dev = 1; dev <= Model::kMaxDevices + 5; ++dev) {
+    ModelEntry e = File(1);
+    m.SetInode(e, dev, 42);
+    m.Put("f" + std::to_string(dev), std::move(e));
+  }
+  // Device 0 holds slot 0, so kMaxDevices - 1 real devices fit.
+  EXPECT_EQ(Names(m, Model::kMaxDevices - 1, 42).size(), 1u);
+  EXPECT_EQ(m.at("f" + std::to_string(Model::kMaxDevices + 1)).ino(), 0u);
+  EXPECT_TRUE(m.NamesOf(Model::kMaxDevices + 1, 42).empty());
+}
+
+}  // namespace
+}  // namespace hasync::engine

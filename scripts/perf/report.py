@@ -163,6 +163,25 @@ def slowdown_md(sbs):
     return out
 
 
+def memory_md(sbs):
+    m = sbs.get("memory")
+    if not m or "full" not in m:
+        return []
+    e, fl = m["empty"], m["full"]
+    n = fl.get("tracked") or 0
+    out = ["#### Memory per tracked entry (VmRSS at rest, full spool minus an empty one)", ""]
+    head = ["node", "RSS empty KiB", "RSS full KiB", "entries tracked", "bytes per entry", "§8 target"]
+    body = []
+    for node in ("primary", "standby"):
+        per = (fl[node + "_kib"] - e[node + "_kib"]) * 1024 / n if n else None
+        target = "≤ 200: %s" % verdict(per <= 200) if per is not None else ""
+        body.append([node, e[node + "_kib"], fl[node + "_kib"], n, per, target])
+    out += [table(head, body), "",
+            "Entries are the primary's tracked files and directories (its last `resync_sent` "
+            "line); both nodes read 3 s after everything was acknowledged.", ""]
+    return out
+
+
 # ------------------------------------------------------------------ failover
 def failover_md(fo):
     if not fo:
@@ -307,7 +326,7 @@ def main():
                                                 m["mem_gib"], m["kernel"], m["rsync"], m["lsyncd"],
                                                 " / ".join(m["loadavg_end"])), ""]
     if sbs:
-        md += throughput_md(sbs) + lag_md(sbs) + slowdown_md(sbs)
+        md += throughput_md(sbs) + lag_md(sbs) + slowdown_md(sbs) + memory_md(sbs)
     md += failover_md(fo) + microbench_md(mb)
     pngs = [x for x in (plot_throughput(sbs or {}, plots), plot_lag(sbs or {}, plots)) if x]
     fo_png = os.path.join(a.results, "failover.png")

@@ -15,6 +15,8 @@ Sections (each figure next to a baseline measured in the same run):
   slowdown    small-file create rate (C++ writer, 4 KiB files) on the primary with
               nothing watching, with a bare fanotify listener, and with the pair
               replicating, rotated over --slow-reps repetitions.
+  memory      (with throughput) both nodes' VmRSS at rest over an empty spool and over the
+              full one: bytes per tracked entry.
 
 The primary's spool lives on a loop-mounted ext4 filesystem made here, so the copies'
 writes never reach the primary's fanotify mark (as on two machines). The copies go to
@@ -328,11 +330,18 @@ class Profile:
     def stop(self, results_dir):
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=60)
-        r = subprocess.run(["perf", "report", "-i", self.data, "--no-children", "--sort",
-                            "comm,dso,symbol", "--percent-limit", "1", "--stdio", "-g", "none"],
-                           capture_output=True, text=True)
+        flat = subprocess.run(["perf", "report", "-i", self.data, "--no-children", "--sort",
+                               "pid,dso,symbol", "--percent-limit", "1", "--stdio", "-g", "none"],
+                              capture_output=True, text=True).stdout
+        # Who calls the symbols above 5 %: caller chains, folded.
+        chains = subprocess.run(["perf", "report", "-i", self.data, "--no-children", "--sort",
+                                 "pid,symbol", "--percent-limit", "5", "--stdio", "-g",
+                                 "caller,2,callee,function,percent"],
+                                capture_output=True, text=True).stdout
         with open(os.path.join(results_dir, "perf_%s.txt" % self.tag), "w") as f:
-            f.write("\n".join(ln for ln in r.stdout.splitlines() if ln.strip())[:20000])
+            for text in (flat, chains):
+                f.write("\n".join(ln for ln in text.splitlines() if ln.strip() and
+                                   not ln.startswith("#"))[:40000] + "\n\n")
 
 
 class RsyncDaemon:
@@ -582,6 +591,48 @@ def lag_lsyncd(lab, a, sfs):
     return res
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def tracked(log_path):
+    """The primary's tracked-entry count from its last resync_sent line."""
+    last = None
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "event=resync_sent" in line:
+                last = line
+    kv = dict(w.split("=", 1) for w in (last or "").split() if "=" in w)
+    return int(kv["tracked"]) if "tracked" in kv else None
+
+
+def memory_at_rest(lab, tool, settle_s=3.0):
+    """Both nodes' VmRSS once everything is acknowledged and the heap has been trimmed
+    (the primary frees its send buffers once a burst drains)."""
+    wait_for(tool.all_acked, 120, "pair at rest")
+    time.sleep(settle_s)
+    return {"primary_kib": rss_kib(tool.p.pid), "standby_kib": rss_kib(tool.s.pid),
+            "tracked": tracked(os.path.join(lab.work, "primary.log"))}
+
+
+def memory_empty(lab, a, binary):
+    """A fresh pair (TLS, N data streams) over an empty spool: the base the per-file
+    figure is taken over."""
+    tool = Hasync(lab, binary, "tls", a.streams)
+    src = os.path.join(a.pfs, "empty")
+    dst = lab.fresh_dir("standby.empty")
+    os.makedirs(src)
+    tool.start(src, os.path.join(dst, "spool"))
+    try:
+        return memory_at_rest(lab, tool)
+    finally:
+        tool.stop()
+
+
 def build_writer(lab):
     out = os.path.join(lab.work, "fanotify_cost_helper")
     srcs = [os.path.join(HERE, "fanotify_cost_helper.cpp")]
@@ -654,7 +705,7 @@ def main():
     a.large = a.large if a.large is not None else (2 if q else 20)
     a.large_mib = a.large_mib if a.large_mib is not None else (8 if q else 64)
     a.rates = [int(x) for x in (a.rates or ("100 1000" if q else "100 1000 10000")).split()]
-    a.lag_seconds = a.lag_seconds if a.lag_seconds is not None else (1.0 if q else 5.0)
+    a.lag_seconds = a.lag_seconds if a.lag_seconds is not None else (1.0 if q else 4.0)
     a.slow_files = a.slow_files if a.slow_files is not None else (2000 if q else 20_000)
     a.slow_reps = a.slow_reps if a.slow_reps is not None else (1 if q else 3)
     sections = set(a.sections.split(","))
@@ -696,7 +747,9 @@ def main():
         res["spool"] = gen
         keep = None
         if "throughput" in sections:
+            res["memory"] = {"empty": memory_empty(lab, a, binary)}
             res["throughput"], keep = throughput(lab, a, binary, src, spool_files, gen["bytes"])
+            res["memory"]["full"] = memory_at_rest(lab, keep[0])
         if keep is None and ({"lag", "slowdown"} & sections):
             tool = Hasync(lab, binary, "tls", a.streams)
             sfs = lab.fresh_dir("standby")

@@ -15,8 +15,9 @@ Sections (each figure next to a baseline measured in the same run):
   slowdown    small-file create rate (C++ writer, 4 KiB files) on the primary with
               nothing watching, with a bare fanotify listener, and with the pair
               replicating, rotated over --slow-reps repetitions.
-  memory      (with throughput) both nodes' VmRSS at rest over an empty spool and over the
-              full one: bytes per tracked entry.
+  memory      both nodes' VmRSS at rest over an empty spool and over the full one (a pair
+              restarted over a spool the standby already holds; and, after the
+              throughput section, the pair that did the transfers): bytes per entry.
 
 The primary's spool lives on a loop-mounted ext4 filesystem made here, so the copies'
 writes never reach the primary's fanotify mark (as on two machines). The copies go to
@@ -30,7 +31,7 @@ dir are removed on exit. Needs root. No timing asserts: the figures are the outp
 
 usage: sidebyside.py [--quick] [--small N] [--large K] [--large-mib M] [--streams N]
                      [--rates "100 1000 10000"] [--lag-seconds S] [--slow-files N]
-                     [--slow-reps R] [--sections throughput,lag,slowdown] [--build DIR]
+                     [--slow-reps R] [--sections throughput,lag,slowdown,memory] [--build DIR]
                      [--perf]  (perf-record both nodes during each hasync 1 % change)
 Writes BUILD/results/sidebyside.json; prints a summary.
 """
@@ -695,7 +696,7 @@ def main():
     p.add_argument("--slow-reps", type=int)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--timeout", type=int, default=600, help="bound on any one wait, seconds")
-    p.add_argument("--sections", default="throughput,lag,slowdown")
+    p.add_argument("--sections", default="throughput,lag,slowdown,memory")
     p.add_argument("--build", default=os.path.join(REPO, "build-perf"))
     p.add_argument("--perf", action="store_true",
                    help="perf-record both hasync nodes during each 1 %% change")
@@ -746,11 +747,13 @@ def main():
         spool_files = list_files(src)
         res["spool"] = gen
         keep = None
-        if "throughput" in sections:
+        if "memory" in sections:
             res["memory"] = {"empty": memory_empty(lab, a, binary)}
+        if "throughput" in sections:
             res["throughput"], keep = throughput(lab, a, binary, src, spool_files, gen["bytes"])
-            res["memory"]["full"] = memory_at_rest(lab, keep[0])
-        if keep is None and ({"lag", "slowdown"} & sections):
+            if "memory" in sections:
+                res["memory"]["after_run"] = memory_at_rest(lab, keep[0])
+        if keep is None and ({"lag", "slowdown", "memory"} & sections):
             tool = Hasync(lab, binary, "tls", a.streams)
             sfs = lab.fresh_dir("standby")
             dst = os.path.join(sfs, "spool")
@@ -758,6 +761,14 @@ def main():
             wait_for(tool.all_acked, a.timeout, "initial sync")
             wait_for(TreeArrival(dst, spool_files).done, a.timeout, "initial copy")
             keep = (tool, sfs, dst)
+        if "memory" in sections:
+            # A primary started over the full spool that the standby already holds: the
+            # resync compares, sends nothing, and what stays is the model plus fixed costs
+            # (a long-running primary also keeps some residue of its transfer buffers,
+            # which is why "after_run" is measured too).
+            keep[0].stop()
+            keep[0].start(src, keep[2])
+            res["memory"]["full"] = memory_at_rest(lab, keep[0])
         if "lag" in sections:
             res["lag"] = lag(lab, a, keep)
             keep[0].stop()

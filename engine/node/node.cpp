@@ -614,6 +614,10 @@ Status Node::Run() {
   if (data_event_fd_) PostDataEvent();
   if (control_fd_) PostControlAccept();
   ScheduleTick();
+  // Up: listening, watching (primary) or ready to apply (standby).
+  if (opts_.service != nullptr) {
+    opts_.service->Ready(fmt::format("{} at epoch {}", NodeRoleName(state_.role), state_.epoch));
+  }
   while (fatal_.ok() && !next_state_.has_value()) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
     auto ran = loop_->RunOnce(100'000'000);
@@ -637,6 +641,9 @@ Status Node::Run() {
                                                     std::string(NodeRoleName(state_.role)) +
                                                     " at epoch " + std::to_string(state_.epoch)
                                               : std::string("requested"));
+  if (opts_.service != nullptr && !next_state_.has_value()) {
+    opts_.service->Stopping(!fatal_.ok() ? "stopping: " + fatal_.ToString() : "stopping");
+  }
   if (!fatal_.ok()) return fatal_;
   return saved;
 }
@@ -663,6 +670,9 @@ void Node::CompensateLoopStall(int64_t now) {
 void Node::Tick() {
   int64_t now = NowNs();
   CompensateLoopStall(now);
+  // Pinged from the loop itself: a loop that stops turning stops the pings, and the
+  // service manager kills and restarts the node (WatchdogSec=).
+  if (opts_.service != nullptr) opts_.service->Watchdog(now);
   for (auto& p : pending_) {
     if (!p->dead && now - p->created_ns > kHandshakeTimeoutNs) {
       Drop(p, Unavailable("handshake did not finish within 10 s"));
@@ -2141,6 +2151,13 @@ void Node::LogStats(std::string_view why) const {
 
 Status RunNode(const Config& config, const RunOptions& options) {
   RunOptions opts = options;
+  ServiceNotifier from_environment = ServiceNotifier::FromEnvironment();
+  if (opts.service == nullptr) opts.service = &from_environment;
+  if (opts.service->watchdog_interval_ns() > 0) {
+    Log(Level::kInfo, "watchdog")
+        .kv("interval_ms", opts.service->watchdog_interval_ns() / 1'000'000)
+        .kv("ping_every_ms", opts.service->watchdog_interval_ns() / 2'000'000);
+  }
   UniqueFd listen_fd;
   for (;;) {
     {

@@ -25,6 +25,7 @@
 
 #include "base/status.h"
 #include "engine/config.h"
+#include "engine/node/service.h"
 #include "engine/node/state.h"
 
 namespace hasync::engine {
@@ -34,6 +35,9 @@ struct RunOptions {
   std::optional<NodeRole> initial_role;
   // Set (e.g. by a signal handler) to stop the loop; checked every tick.
   const std::atomic<bool>* stop = nullptr;
+  // The service manager to notify (READY, STATUS, WATCHDOG from the loop, STOPPING).
+  // RunNode reads the environment (ServiceNotifier::FromEnvironment) when this is null.
+  ServiceNotifier* service = nullptr;
 };
 
 // Runs until *options.stop is set or a fatal error. Returns OK on a requested stop.

@@ -59,6 +59,11 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{86'400'000}))
       ->capture_default_str();
 
+  CLI::App* history =
+      app.add_subcommand("history", "this node's role changes: time, epoch, reason");
+  add_config(history);
+  history->add_flag("--json", json, "print machine-readable JSON");
+
   CLI::App* verify = app.add_subcommand("verify", "compare the sync roots with the peer's");
   add_config(verify);
   verify->add_flag("--json", json, "print machine-readable JSON");
@@ -78,6 +83,7 @@ int Main(int argc, char** argv) {
   if (*switchover) {
     return hasync::engine::SwitchoverCommand(config_path, timeout_ms, std::cout, std::cerr);
   }
+  if (*history) return hasync::engine::HistoryCommand(config_path, json, std::cout, std::cerr);
   if (*verify) return hasync::engine::NotImplementedCommand(verify->get_name(), std::cerr);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }

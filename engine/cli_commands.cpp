@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "engine/keyfile.h"
 #include "engine/log.h"
 #include "engine/node/control.h"
+#include "engine/node/history.h"
 #include "engine/node/node.h"
 
 namespace hasync::engine {
@@ -232,6 +234,44 @@ int StatusCommand(const std::string& path, bool json, std::ostream& out, std::os
     return kExitFailure;
   }
   out << (json ? j->dump(2) + "\n" : StatusText(*j));
+  return kExitOk;
+}
+
+int HistoryCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err,
+                   const ConfigEnv& env) {
+  auto cfg = LoadConfig(path, env);
+  if (!cfg.ok()) {
+    err << OneLineMessage(cfg.status().message()) << '\n';
+    return kExitBadConfig;
+  }
+  auto h = ReadHistory(cfg->sync.state_dir);
+  if (!h.ok()) {
+    err << "hasync history: " << OneLineMessage(h.status().message()) << '\n';
+    return kExitFailure;
+  }
+  if (json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const HistoryEntry& e : h->entries) {
+      j.push_back({{"unix_ms", e.unix_ms},
+                   {"role", NodeRoleName(e.role)},
+                   {"epoch", e.epoch},
+                   {"reason", e.reason}});
+    }
+    out << nlohmann::json{{"changes", j}, {"skipped_lines", h->skipped_lines}}.dump(2) << '\n';
+    return kExitOk;
+  }
+  if (h->entries.empty()) out << "no role change recorded in " << cfg->sync.state_dir << '\n';
+  for (const HistoryEntry& e : h->entries) {
+    std::time_t secs = static_cast<std::time_t>(e.unix_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    out << fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z  {:<7}  epoch {:<4}  {}\n",
+                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                       tm.tm_sec, e.unix_ms % 1000, NodeRoleName(e.role), e.epoch, e.reason);
+  }
+  if (h->skipped_lines > 0) {
+    err << "hasync history: " << h->skipped_lines << " line(s) that do not decode were skipped\n";
+  }
   return kExitOk;
 }
 

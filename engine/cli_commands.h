@@ -54,6 +54,12 @@ int StatusCommand(const std::string& path, bool json, std::ostream& out, std::os
 int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream& out,
                       std::ostream& err, const ConfigEnv& env = RealConfigEnv());
 
+// `hasync history -c PATH [--json]`: this node's role changes from <state_dir>/history,
+// oldest first, with time (UTC), role, epoch and reason. Reads the file: works whether or
+// not the node runs. 0 (also when there is no change yet: it says so).
+int HistoryCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err,
+                   const ConfigEnv& env = RealConfigEnv());
+
 // For subcommands parsed but not built yet: one line on `err`, kExitNotImplemented.
 int NotImplementedCommand(std::string_view name, std::ostream& err);
 

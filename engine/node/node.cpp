@@ -40,6 +40,7 @@
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
 #include "engine/node/control.h"
+#include "engine/node/history.h"
 #include "engine/node/hooks.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
@@ -287,6 +288,7 @@ class Node : public MessageSink {
   HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
                            uint64_t epoch, const std::string& reason);
   void WriteLockFile(const lockwin::LockRecord& record, std::string_view source);
+  void RecordHistory(const NodeState& s, const std::string& reason);
   Result<std::unique_ptr<DataStreamOut>> MakeDataStream(uint16_t index);
   void CheckDataStreams(int64_t now);
   void CompensateLoopStall(int64_t now);
@@ -439,6 +441,7 @@ Status Node::Init() {
     state_.role = *opts_.initial_role;
     state_.epoch = state_.role == NodeRole::kPrimary ? 1 : 0;
     RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
+    RecordHistory(state_, "first start (--initial-role)");
   } else {
     return loaded.status();
   }
@@ -1491,6 +1494,7 @@ void Node::Promote(lockwin::Verdict v, const std::string& why) {
     Log(Level::kError, "not_promoting").kv("reason", "persist the new epoch: " + s.ToString());
     return;
   }
+  RecordHistory(next, "promoted (" + std::string(lockwin::VerdictName(v)) + "): " + why);
   next_state_ = next;  // Run() returns; RunNode starts this node again as the primary
   Log(Level::kWarn, "promoted")
       .kv("epoch", next.epoch)
@@ -1505,6 +1509,14 @@ void Node::Promote(lockwin::Verdict v, const std::string& why) {
     }
   }
   if (active_ && !active_->dead) Drop(active_, Unavailable("promoted to primary"));
+}
+
+void Node::RecordHistory(const NodeState& s, const std::string& reason) {
+  // After the role itself is persisted; a history that cannot be written costs the
+  // operator a line of `hasync history`, not the role change.
+  Status st = AppendHistory(cfg_.sync.state_dir,
+                            {static_cast<int64_t>(NowUnixMs()), s.role, s.epoch, reason});
+  if (!st.ok()) Log(Level::kWarn, "history_not_written").kv("error", st.ToString());
 }
 
 void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::string& why,
@@ -1535,6 +1547,7 @@ void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::stri
     fatal_ = s.Annotate("persist the demotion");
     return;
   }
+  RecordHistory(next, "demoted: " + why);
   next_state_ = next;  // Run() returns; RunNode starts this node again as the standby
   Log(Level::kWarn, "demoted").kv("epoch", next.epoch).kv("on_demote_ok", ok);
 }

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/cli_commands.h"
+#include "engine/node/history.h"
 #include "tests/engine/config_fixture.h"
 
 extern char** environ;
@@ -183,6 +184,34 @@ TEST(HasyncCli, StatusAndSwitchoverWithoutARunningNodeSayNoNodeAnswers) {
   }
 }
 
+// history reads <state_dir>/history: it works with no node running.
+TEST(HasyncCli, HistoryPrintsTheRoleChangesOfTheStateDir) {
+  ConfigTree t;
+  WriteFile(t.config(), GoodDoc(t).Render());
+  RunResult none = RunHasync({"history", "-c", t.config()});
+  EXPECT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_EQ(none.out, "no role change recorded in " + t.state() + "\n");
+
+  std::filesystem::create_directories(t.state());
+  ASSERT_TRUE(engine::AppendHistory(t.state(), {1'764'255'600'123, engine::NodeRole::kPrimary, 1,
+                                                "first start (--initial-role)"})
+                  .ok());
+  ASSERT_TRUE(engine::AppendHistory(t.state(), {1'764'255'661'007, engine::NodeRole::kStandby, 2,
+                                                "demoted: peer holds epoch 2"})
+                  .ok());
+  RunResult r = RunHasync({"history", "-c", t.config()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "2025-11-27T15:00:00.123Z  primary  epoch 1     first start (--initial-role)\n"
+            "2025-11-27T15:01:01.007Z  standby  epoch 2     demoted: peer holds epoch 2\n");
+  EXPECT_EQ(r.err, "");
+  RunResult j = RunHasync({"history", "--json", "-c", t.config()});
+  EXPECT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_THAT(j.out, HasSubstr("\"role\": \"standby\""));
+  EXPECT_THAT(j.out, HasSubstr("\"unix_ms\": 1764255661007"));
+  EXPECT_THAT(j.out, HasSubstr("\"skipped_lines\": 0"));
+}
+
 TEST(HasyncCli, BadCommandLineIsAUsageErrorOnOneLine) {
   for (const std::vector<std::string>& args :
        std::vector<std::vector<std::string>>{{},
@@ -200,7 +229,8 @@ TEST(HasyncCli, BadCommandLineIsAUsageErrorOnOneLine) {
 TEST(HasyncCli, HelpListsEverySubcommand) {
   RunResult r = RunHasync({"--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* sub : {"keygen", "check-config", "run", "status", "switchover", "verify"}) {
+  for (const char* sub :
+       {"keygen", "check-config", "run", "status", "switchover", "history", "verify"}) {
     EXPECT_THAT(r.out, HasSubstr(sub));
   }
 }

@@ -34,6 +34,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/node/history.h"
 #include "tests/integration/process_pair.h"
 #include "tests/support/net_lab.h"
 
@@ -217,6 +218,21 @@ TEST(Failover, KillNineOfThePrimaryPromotesTheStandbyWithinTheWindow) {
   EXPECT_EQ(hooks.Count("on_promote", "standby"), 1u) << "on_promote ran more than once";
   EXPECT_EQ(hooks.Count("on_promote", "primary"), 0u) << "the old primary promoted again";
   EXPECT_EQ(hooks.Count("on_demote", "primary"), 1u) << "the returning primary did not demote";
+
+  // `hasync history` on each node: its first role, then the change it went through.
+  auto standby_h = engine::ReadHistory(pair.state_dir(P::kStandby));
+  ASSERT_TRUE(standby_h.ok()) << standby_h.status().ToString();
+  ASSERT_EQ(standby_h->entries.size(), 2u);
+  EXPECT_EQ(standby_h->entries[0].role, engine::NodeRole::kStandby);
+  EXPECT_EQ(standby_h->entries[1].role, engine::NodeRole::kPrimary);
+  EXPECT_EQ(standby_h->entries[1].epoch, 2u);
+  EXPECT_EQ(standby_h->entries[1].reason.rfind("promoted (silent): ", 0), 0u)
+      << standby_h->entries[1].reason;
+  auto primary_h = engine::ReadHistory(pair.state_dir(P::kPrimary));
+  ASSERT_TRUE(primary_h.ok()) << primary_h.status().ToString();
+  ASSERT_EQ(primary_h->entries.size(), 2u);
+  EXPECT_EQ(primary_h->entries[1].role, engine::NodeRole::kStandby);
+  EXPECT_EQ(primary_h->entries[1].reason.rfind("demoted: ", 0), 0u) << primary_h->entries[1].reason;
 }
 
 TEST(Failover, SigstopOfThePrimaryPromotesTheStandbyAndTheOldPrimaryDemotesWhenItWakes) {

@@ -20,6 +20,7 @@ tool_pkgs=(
   iputils-ping stress-ng util-linux   # netns system tests: quorum_check, load, flock
   rsync e2fsprogs linux-perf         # replication baselines, chattr +T, profiles
   lsyncd gnuplot-nox                 # perf: the lsyncd baseline, the plots of PERFORMANCE.md
+  systemd                            # systemd-analyze verify of packaging/hasync.service
 )
 
 if [[ $(id -u) -ne 0 ]]; then

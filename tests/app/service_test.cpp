@@ -134,15 +134,20 @@ void StopPid(pid_t pid) {
   ::waitpid(pid, nullptr, 0);
 }
 
-TEST(Service, RunNotifiesReadyPingsTheWatchdogFromItsLoopAndSaysStopping) {
-  if (::geteuid() != 0)
-    SKIP_LOUDLY("needs root: the process tests of `hasync run` run it as the service does");
-  ConfigTree t;
+// A node that can run alone on this machine: listens on loopback, its peer never answers.
+void WriteLoopbackConfig(const ConfigTree& t) {
   testing::TomlDoc d = GoodDoc(t);
   d.Set("node", "listen", Q("127.0.0.1:" + std::to_string(FreePort())));
   d.Set("peer", "address", Q("127.0.0.1:" + std::to_string(FreePort())));
   d.Set("metrics", "enabled", "false");
   WriteFile(t.config(), d.Render());
+}
+
+TEST(Service, RunNotifiesReadyPingsTheWatchdogFromItsLoopAndSaysStopping) {
+  if (::geteuid() != 0)
+    SKIP_LOUDLY("needs root: the process tests of `hasync run` run it as the service does");
+  ConfigTree t;
+  WriteLoopbackConfig(t);
   const std::string sock = t.root() + "/notify";
   NotifySocket notify(sock);
   // WATCHDOG_USEC 200 ms: the loop pings every 100 ms.
@@ -174,11 +179,7 @@ TEST(Service, WithoutAServiceManagerNothingIsSent) {
   if (::geteuid() != 0)
     SKIP_LOUDLY("needs root: the process tests of `hasync run` run it as the service does");
   ConfigTree t;
-  testing::TomlDoc d = GoodDoc(t);
-  d.Set("node", "listen", Q("127.0.0.1:" + std::to_string(FreePort())));
-  d.Set("peer", "address", Q("127.0.0.1:" + std::to_string(FreePort())));
-  d.Set("metrics", "enabled", "false");
-  WriteFile(t.config(), d.Render());
+  WriteLoopbackConfig(t);
   const std::string sock = t.root() + "/notify";
   NotifySocket notify(sock);
   // WATCHDOG_USEC without NOTIFY_SOCKET: not managed, so no watchdog either.

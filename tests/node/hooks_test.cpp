@@ -142,8 +142,9 @@ TEST(Probe, AFailingRunKeepsTheLastPassingToken) {
   char tmpl[] = "/tmp/hasync-probe-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string flag = std::string(tmpl) + "/fail";
-  Probe probe(Sh("if [ -e " + flag + " ]; then echo \"not answering at $(date +%s%N)\"; exit 1; fi; "
-                 "echo job-17",
+  Probe probe(Sh("if [ -e " + flag +
+                     " ]; then echo \"not answering at $(date +%s%N)\"; exit 1; fi; "
+                     "echo job-17",
                  500),
               50, Env());
   for (int i = 0; i < 100 && !probe.Latest().ran; ++i) {

@@ -25,20 +25,36 @@ std::string_view LevelName(Level level) {
   return "?";
 }
 
+bool NeedsEscape(unsigned char c) { return c < 0x20 || c == 0x7f; }
+
+// A value goes in bare when it has no space, quote, '=' or control byte; otherwise in
+// double quotes with \" \\ \n \t and \xNN for the other control bytes, so a value
+// (a path from the peer, a hook's output) can never start a line of its own or move
+// the cursor of a terminal showing the log.
 void AppendValue(std::string& out, std::string_view v) {
-  bool quote = v.empty() || v.find_first_of(" \"=\t\n") != std::string_view::npos;
+  bool quote = v.empty() || v.find_first_of(" \"=\\") != std::string_view::npos;
+  for (char c : v) quote = quote || NeedsEscape(static_cast<unsigned char>(c));
   if (!quote) {
     out += v;
     return;
   }
   out += '"';
   for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
       out += "\\n";
-      continue;
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (NeedsEscape(u)) {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", u);
+      out += hex;
+    } else {
+      out += c;
     }
-    out += c;
   }
   out += '"';
 }

@@ -67,6 +67,17 @@ int Main(int argc, char** argv) {
   CLI::App* verify = app.add_subcommand("verify", "compare the sync roots with the peer's");
   add_config(verify);
   verify->add_flag("--json", json, "print machine-readable JSON");
+  int64_t verify_timeout_ms = 600'000;
+  verify->add_option("--timeout-ms", verify_timeout_ms, "give up after this long")
+      ->check(CLI::Range(int64_t{1'000}, int64_t{86'400'000}))
+      ->capture_default_str();
+  int rounds = 3;
+  verify
+      ->add_option("--rounds", rounds,
+                   "compare at most this many times before giving up on "
+                   "paths that keep changing")
+      ->check(CLI::Range(2, 10))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -84,7 +95,10 @@ int Main(int argc, char** argv) {
     return hasync::engine::SwitchoverCommand(config_path, timeout_ms, std::cout, std::cerr);
   }
   if (*history) return hasync::engine::HistoryCommand(config_path, json, std::cout, std::cerr);
-  if (*verify) return hasync::engine::NotImplementedCommand(verify->get_name(), std::cerr);
+  if (*verify) {
+    return hasync::engine::VerifyCommand(config_path, verify_timeout_ms, rounds, json, std::cout,
+                                         std::cerr);
+  }
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

@@ -313,9 +313,82 @@ int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream&
   return kExitFailure;
 }
 
-int NotImplementedCommand(std::string_view name, std::ostream& err) {
-  err << "hasync " << name << ": not implemented in this build yet\n";
-  return kExitNotImplemented;
+int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool json,
+                  std::ostream& out, std::ostream& err, const ConfigEnv& env) {
+  auto cfg = LoadConfig(path, env);
+  if (!cfg.ok()) {
+    err << OneLineMessage(cfg.status().message()) << '\n';
+    return kExitBadConfig;
+  }
+  auto started = AskNode(*cfg, fmt::format("verify {} {}", timeout_ms, rounds));
+  if (!started.ok()) {
+    err << "hasync verify: " << OneLineMessage(started.status().message()) << '\n';
+    return kExitFailure;
+  }
+  const uint64_t id = started->value("id", uint64_t{0});
+  const std::string ask = "verify-result " + std::to_string(id) + " ";
+  // Poll until the run is done (the node bounds it by timeout_ms), then page through.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms) +
+                  std::chrono::seconds(30);
+  Result<nlohmann::json> page = FailedPrecondition("no answer");
+  for (;;) {
+    page = AskNode(*cfg, ask + "0");
+    if (!page.ok()) {
+      err << "hasync verify: " << OneLineMessage(page.status().message()) << '\n';
+      return kExitFailure;
+    }
+    if (page->value("state", "") == "done") break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      err << "hasync verify: no result within the timeout; see the primary's log\n";
+      return kExitFailure;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  nlohmann::json result = *page;
+  nlohmann::json diffs = result.value("differences", nlohmann::json::array());
+  nlohmann::json changing = result.value("changing", nlohmann::json::array());
+  const size_t total =
+      result.value("differences_total", size_t{0}) + result.value("changing_total", size_t{0});
+  for (size_t next = result.value("next_offset", size_t{0}); next < total;) {
+    auto more = AskNode(*cfg, ask + std::to_string(next));
+    if (!more.ok()) {
+      err << "hasync verify: " << OneLineMessage(more.status().message()) << '\n';
+      return kExitFailure;
+    }
+    for (auto& d : more->value("differences", nlohmann::json::array())) diffs.push_back(d);
+    for (auto& d : more->value("changing", nlohmann::json::array())) changing.push_back(d);
+    const size_t after = more->value("next_offset", next);
+    if (after <= next) break;
+    next = after;
+  }
+  result["differences"] = diffs;
+  result["changing"] = changing;
+  result.erase("offset");
+  result.erase("next_offset");
+  const std::string outcome = result.value("outcome", "");
+  if (json) {
+    out << result.dump(2) << '\n';
+  } else {
+    for (const auto& d : diffs) {
+      out << "DIFFERS   " << d.value("path", "") << ": " << d.value("what", "") << '\n';
+    }
+    for (const auto& d : changing) {
+      out << "CHANGING  " << d.value("path", "") << ": " << d.value("what", "") << '\n';
+    }
+    out << fmt::format(
+        "verify: {} ({} entries here, {} on {}; {} round(s), {:.1f} s){}\n", outcome,
+        result.value("primary_entries", 0), result.value("standby_entries", 0), cfg->peer.name,
+        result.value("round", 0), result.value("seconds", 0.0),
+        outcome == "differences" ? fmt::format(": {} difference(s)", diffs.size())
+        : outcome == "inconclusive"
+            ? fmt::format(": {} path(s) kept changing; run it again", changing.size())
+            : "");
+  }
+  if (outcome == "identical") return kExitOk;
+  if (outcome == "differences") return kExitDiverged;
+  if (outcome == "inconclusive") return kExitInconclusive;
+  err << "hasync verify: " << OneLineMessage(result.value("error", std::string("failed"))) << '\n';
+  return kExitFailure;
 }
 
 }  // namespace hasync::engine

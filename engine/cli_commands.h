@@ -17,7 +17,9 @@ enum ExitCode : int {
   kExitFailure = 1,         // the command could not do its work (I/O error, …)
   kExitBadConfig = 2,       // the configuration (or its key file) is invalid
   kExitAlreadyExists = 3,   // keygen: refused to overwrite an existing file
-  kExitNotImplemented = 4,  // the subcommand is not in this build yet
+  kExitNotImplemented = 4,  // reserved: a subcommand not in this build (none today)
+  kExitDiverged = 5,        // verify: the standby does not mirror the primary
+  kExitInconclusive = 6,    // verify: paths kept changing, no difference held still
   kExitUsage = 64,          // bad command line (sysexits EX_USAGE)
 };
 
@@ -60,7 +62,12 @@ int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream&
 int HistoryCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err,
                    const ConfigEnv& env = RealConfigEnv());
 
-// For subcommands parsed but not built yet: one line on `err`, kExitNotImplemented.
-int NotImplementedCommand(std::string_view name, std::ostream& err);
+// `hasync verify -c PATH [--timeout-ms N] [--rounds R] [--json]`, on the primary:
+// compares both nodes' sync roots (content hashes, kind, size, mode, owner, mtime) while
+// replication goes on, and lists every difference. kExitOk when identical,
+// kExitDiverged when a difference held still over two rounds, kExitInconclusive when
+// paths differed but kept changing for every round, kExitFailure when it could not run.
+int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool json,
+                  std::ostream& out, std::ostream& err, const ConfigEnv& env = RealConfigEnv());
 
 }  // namespace hasync::engine

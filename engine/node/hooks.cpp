@@ -64,7 +64,8 @@ std::string FirstLine(const std::string& output, size_t max) {
   return line;
 }
 
-Result<HookResult> RunHook(const Command& command, const HookEnv& env) {
+Result<HookResult> RunHook(const Command& command, const HookEnv& env,
+                           const std::function<void()>& while_waiting) {
   if (!command.configured()) return InvalidArgument("hook is not configured");
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe for a hook's output");
@@ -106,6 +107,7 @@ Result<HookResult> RunHook(const Command& command, const HookEnv& env) {
   int64_t exited_at = 0;
   char buf[4096];
   for (;;) {
+    if (while_waiting) while_waiting();
     int64_t now = NowMs();
     if (!exited) {
       pid_t w = waitpid(pid, &status, WNOHANG);
@@ -184,6 +186,7 @@ void Probe::Run() {
     lock.lock();
     latest_.ran = true;
     latest_.finished_ns = now;
+    ++latest_.runs;
     if (r.ok()) {
       latest_.ok = r->ok();
       latest_.latency_us =
@@ -198,6 +201,7 @@ void Probe::Run() {
       latest_.ok = false;
       latest_.failure = r.status().ToString();
     }
+    if (!latest_.ok) ++latest_.failures;
     cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [&] { return stop_; });
   }
 }

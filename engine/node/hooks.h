@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -45,7 +46,11 @@ struct HookResult {
 
 // Runs `command` and waits for it (at most its timeout plus a short grace for the kill).
 // An error only when it could not be started at all; a failing hook is a HookResult.
-Result<HookResult> RunHook(const Command& command, const HookEnv& env);
+// `while_waiting`, if set, is called about every 50 ms while the hook runs (the node
+// keeps its service manager's watchdog fed: a running hook is bounded by its timeout,
+// so the loop waiting for it is not hung).
+Result<HookResult> RunHook(const Command& command, const HookEnv& env,
+                           const std::function<void()>& while_waiting = {});
 
 // The scheduler probe (`[probe]`): its command runs on a thread of its own every
 // interval_ms with timeout_ms, never on the beat path; the primary reads the latest
@@ -60,6 +65,8 @@ class Probe {
     std::string token;        // first line of the latest *passing* run's output
                               // (kProbeTokenMax bytes); a failing run leaves it as it was
     std::string failure;      // HookResult::Describe() of a failed run
+    uint64_t runs = 0;        // runs finished since the probe started
+    uint64_t failures = 0;    // …of which failed
   };
   // Starts the thread; the first run starts at once.
   Probe(Command command, int64_t interval_ms, HookEnv env);

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +45,7 @@
 #include "engine/node/hooks.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
+#include "engine/sync/verify.h"
 #include "engine/watch/watcher.h"
 #include "iouring/loop.h"
 #include "lockwin/detector.h"
@@ -71,6 +73,9 @@ constexpr int64_t kDataRetryMaxNs = 30'000'000'000;
 // A tick this late means the loop was busy (a manifest walk, a large fsync): that time
 // is not held against a peer's handshake or silence.
 constexpr int64_t kLoopStallNs = 1'000'000'000;
+// The quarantined-files gauge: recounted this often, counting at most this many.
+constexpr int64_t kQuarantineCountNs = 10'000'000'000;
+constexpr uint64_t kQuarantineCountMax = 100'000;
 constexpr int kHookLogLines = 20;  // lines of a hook's output that reach the log
 constexpr size_t kRecvBufferBytes = 256 * 1024;
 constexpr size_t kFlushHighWater = 512 * 1024;  // start a send once this much is queued
@@ -157,14 +162,42 @@ struct Peer {
   // Standby control stream: no receive posted while a FILE_END waits for data-stream
   // content (ResumeControl posts it again).
   bool recv_held = false;
+  // The handshake finished and the session opened (a drop before that is counted as a
+  // handshake failure).
+  bool session_opened = false;
 
   size_t queued() const { return (tx.size() - tx_sent) + (conn ? conn->outgoing_size() : 0); }
+};
+
+// `hasync verify` on the primary (docs/OPERATIONS.md "Verifying the pair"): rounds of
+// (settle, the standby's manifest, this node's manifest, compare) until no difference is
+// left or one stays the same over two rounds.
+struct VerifyRun {
+  enum class Phase { kSettle, kAwaitStandby, kLocal, kDone };
+  uint64_t id = 0;
+  int max_rounds = 3;
+  int round = 0;
+  Phase phase = Phase::kSettle;
+  int64_t started_ns = 0;
+  int64_t deadline_ns = 0;
+  int64_t phase_since_ns = 0;
+  uint64_t request_id = 0;  // the current round's MANIFEST_REQUEST
+  std::vector<wire::ManifestEntry> standby;
+  std::unique_ptr<ManifestJob> local;
+  std::vector<ManifestDifference> previous;  // the last round's differences
+  // The result (phase kDone).
+  std::string outcome;  // "identical", "differences", "inconclusive", "failed"
+  std::string error;
+  std::vector<ManifestDifference> confirmed;  // the same over the last two rounds
+  std::vector<ManifestDifference> unsettled;  // differed, but changed between rounds
+  uint64_t primary_entries = 0, standby_entries = 0;
+  double seconds = 0;
 };
 
 class Node : public MessageSink {
  public:
   Node(const Config& cfg, const RunOptions& opts, UniqueFd listen_fd)
-      : cfg_(cfg), opts_(opts), listen_fd_(std::move(listen_fd)) {}
+      : cfg_(cfg), opts_(opts), metrics_(*opts.metrics), listen_fd_(std::move(listen_fd)) {}
   ~Node();
 
   Status Init();
@@ -235,6 +268,7 @@ class Node : public MessageSink {
       // batch made at once, not at the next beat.
       auto lock = lockwin::EncodeLockRecord(MakeLockRecord(NowNs(), false));
       if (lock.ok()) {
+        metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
         RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(lock).value()}));
       }
     }
@@ -304,6 +338,14 @@ class Node : public MessageSink {
   void HandleControl(UniqueFd fd);
   std::string StatusJson();
   std::string StartSwitchover(int64_t timeout_ms);
+  // `hasync verify`: the primary starts a run / reports on it; both step it on the loop.
+  std::string StartVerify(int64_t timeout_ms, int rounds);
+  std::string VerifyResultJson(uint64_t id, size_t offset);
+  void StepVerify(int64_t now);
+  void FinishVerify(std::string outcome, std::string error);
+  Status OnVerifyEntries(const wire::ManifestEntries& m);
+  Status StartStandbyManifest(const wire::ManifestRequest& request);
+  void StepStandbyManifest();
   void StepSwitchover(int64_t now);
   // Hands data-stream frames to the receiver; resumes the control stream once a
   // waiting FILE_END has its content.
@@ -332,9 +374,25 @@ class Node : public MessageSink {
     return cfg_.transport.mode == TransportMode::kPlain ? ChannelMode::kPlain : ChannelMode::kTls;
   }
   void LogStats(std::string_view why) const;
+  // Copies the node's state and its components' statistics into metrics_ (every tick,
+  // and before a component holding statistics is replaced or the node stops).
+  void PublishMetrics(int64_t now);
 
   const Config& cfg_;
   RunOptions opts_;
+  Metrics& metrics_;  // the process's (RunNode's): counters outlive role changes
+  struct Mirrors {
+    CounterMirror files_sent, bytes_sent, files_applied, bytes_applied, batches_applied,
+        journal_overflows, watch_overflows, probe_runs, probe_failures;
+  } mirrors_;
+  int64_t quarantine_counted_ns_ = 0;
+  // `hasync verify`. Primary: the run in progress or the last one. Standby: the
+  // manifest being built for the primary's request, and for which peer.
+  std::unique_ptr<VerifyRun> verify_;
+  uint64_t verify_count_ = 0;
+  std::unique_ptr<ManifestJob> verify_job_;
+  uint64_t verify_job_request_ = 0;
+  const Peer* verify_job_peer_ = nullptr;
   NodeState state_;
   SyncKey key_;
   std::unique_ptr<Rng> rng_;
@@ -566,6 +624,8 @@ Status Node::InitStandby() {
     raw.push_back(trees_.back().get());
   }
   receiver_ = std::make_unique<Receiver>(raw, *this);
+  receiver_->set_verify_handler(
+      [this](const wire::ManifestRequest& r) { return StartStandbyManifest(r); });
   receiver_->set_last_applied_seq(state_.last_applied_seq);
   if (state_.rejoin_epoch != 0) {
     auto q = apply::Quarantine::Open(cfg_.sync.state_dir, fs_ops_.get());
@@ -632,6 +692,7 @@ Status Node::Run() {
   }
   StopDataStreams();
   StopDetector();
+  PublishMetrics(NowNs());
   probe_.reset();
   if (receiver_ && !next_state_.has_value())
     state_.last_applied_seq = receiver_->last_applied_seq();
@@ -673,6 +734,7 @@ void Node::CompensateLoopStall(int64_t now) {
 void Node::Tick() {
   int64_t now = NowNs();
   CompensateLoopStall(now);
+  PublishMetrics(now);
   // Pinged from the loop itself: a loop that stops turning stops the pings, and the
   // service manager kills and restarts the node (WatchdogSec=).
   if (opts_.service != nullptr) opts_.service->Watchdog(now);
@@ -720,6 +782,7 @@ void Node::Tick() {
     CheckLease(now);
     if (switchover_deadline_ns_ != 0) StepSwitchover(now);
     if (next_state_.has_value()) return;
+    if (verify_ && verify_->phase != VerifyRun::Phase::kDone) StepVerify(now);
   } else {
     if (quarantine_ && receiver_->resyncs_completed() > 0) {
       // The first resync under the new primary is complete and durable: rejoined.
@@ -732,6 +795,7 @@ void Node::Tick() {
       state_.rejoin_epoch = 0;
       if (Status s = SaveNodeState(cfg_.sync.state_dir, state_); !s.ok()) fatal_ = s;
     }
+    if (verify_job_) StepStandbyManifest();
     MaybePromote(now);
     if (next_state_.has_value()) return;
   }
@@ -832,7 +896,14 @@ void Node::MakeSender() {
   sopts.max_batch_bytes = cfg_.limits.max_batch_bytes;
   sopts.max_batch_changes = cfg_.limits.max_batch_files;
   sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
+  if (sender_) PublishMetrics(NowNs());  // the old sender's last figures, then start over
+  mirrors_.files_sent.Restart();
+  mirrors_.bytes_sent.Restart();
   sender_ = std::make_unique<Sender>(std::move(fds), sopts, *this);
+  sender_->set_on_durable([this](int64_t lag_ns) {
+    metrics_.batches_acked.fetch_add(1, std::memory_order_relaxed);
+    metrics_.ObserveLagNs(lag_ns);
+  });
   // Before removing a name that is missing now, the sender wants every queued event.
   sender_->set_journal_refresh([this] {
     Status read = watcher_->OnReadable();
@@ -1043,6 +1114,8 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
     }
   }
   if (!refuse.empty()) return Refuse(peer, wire::ErrorCode::kRoleConflict, refuse);
+  peer->session_opened = true;
+  metrics_.sessions_opened.fetch_add(1, std::memory_order_relaxed);
   Log(Level::kInfo, "session_open")
       .kv("peer", hello.node_name)
       .kv("cipher", peer->conn->cipher_suite())
@@ -1098,6 +1171,7 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
       [&](const auto& m) -> Status {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, wire::ManifestEntries>) {
+          if (m.request_id >= kVerifyRequestIdBase) return OnVerifyEntries(m);
           if (session_ != Session::kManifest)
             return InvalidArgument("MANIFEST_ENTRIES outside a resync");
           for (const auto& e : m.entries) RETURN_IF_ERROR(sender_->AddManifestEntry(e));
@@ -1215,9 +1289,12 @@ uint64_t NowUnixMs() {
 HookResult Node::RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
                                uint64_t epoch, const std::string& reason) {
   HookEnv env{std::string(role), epoch, reason, cfg_.peer.name};
-  auto r = RunHook(command, env);
+  auto r = RunHook(command, env, [this] {
+    if (opts_.service != nullptr) opts_.service->Watchdog(NowNs());
+  });
   HookResult result;
   if (!r.ok()) {
+    metrics_.CountHook(HookKindFromName(name), false);
     result.output = r.status().ToString();
     Log(Level::kError, "hook")
         .kv("hook", name)
@@ -1226,6 +1303,7 @@ HookResult Node::RunLoggedHook(std::string_view name, const Command& command, st
     return result;
   }
   result = std::move(r).value();
+  metrics_.CountHook(HookKindFromName(name), result.ok());
   Log(result.ok() ? Level::kInfo : Level::kWarn, "hook")
       .kv("hook", name)
       .kv("result", result.Describe())
@@ -1297,6 +1375,7 @@ void Node::Beat(int64_t now) {
   }
   WriteLockFile(r, "made here");
   if (active_ && !active_->dead && active_->conn->open()) {
+    metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
     Status s = Emit(0, wire::Lock{std::move(bytes).value()});
     if (s.ok()) s = Flush(active_);
     if (!s.ok()) Drop(active_, s);
@@ -1334,6 +1413,7 @@ Status Node::OnLock(const wire::Lock& lock) {
   ASSIGN_OR_RETURN(uint64_t fp, lockwin::FingerprintEncodedLockRecord(lock.record));
   const int64_t now = NowNs();
   detector_->Push(fp, now);
+  metrics_.lock_records_received.fetch_add(1, std::memory_order_relaxed);
   // A record comes with every batch as well as every beat: the operator's copy is
   // rewritten at most twice a beat, not on the receive path of every batch. (Once a beat
   // exactly would skip every other beat record, whose arrivals jitter around one beat
@@ -1512,6 +1592,7 @@ void Node::Promote(lockwin::Verdict v, const std::string& why) {
 }
 
 void Node::RecordHistory(const NodeState& s, const std::string& reason) {
+  if (s.role != state_.role) metrics_.role_changes.fetch_add(1, std::memory_order_relaxed);
   // After the role itself is persisted; a history that cannot be written costs the
   // operator a line of `hasync history`, not the role change.
   Status st = AppendHistory(cfg_.sync.state_dir,
@@ -1552,6 +1633,271 @@ void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::stri
   Log(Level::kWarn, "demoted").kv("epoch", next.epoch).kv("on_demote_ok", ok);
 }
 
+// ---- hasync verify ------------------------------------------------------------------------
+
+namespace {
+
+// A verify run holds at most this many entries per side (each ~100 bytes), and logs at
+// most this many differences one per line.
+constexpr size_t kVerifyEntriesMax = 5'000'000;
+constexpr size_t kVerifyLogLinesMax = 10'000;
+// Before each round: wait (at most this long) until every change seen is acknowledged.
+constexpr int64_t kVerifySettleNs = 10'000'000'000;
+// A page of `verify-result`: at most this many differences or about this many bytes.
+constexpr size_t kVerifyPageMax = 1'000;
+constexpr size_t kVerifyPageBytes = 128 * 1024;
+
+nlohmann::json DifferenceJson(const ManifestDifference& d) {
+  return {{"path", d.path}, {"what", d.what}};
+}
+
+}  // namespace
+
+std::string Node::StartVerify(int64_t timeout_ms, int rounds) {
+  using nlohmann::json;
+  auto fail = [](const std::string& why) { return json{{"ok", false}, {"error", why}}.dump(); };
+  if (state_.role != NodeRole::kPrimary) {
+    return fail("this node is the standby: run `hasync verify` on the primary");
+  }
+  if (verify_ && verify_->phase != VerifyRun::Phase::kDone) {
+    return json{{"ok", true}, {"id", verify_->id}, {"attached", true}}.dump();
+  }
+  if (session_ != Session::kLive) {
+    return fail("no live session with the standby (session " +
+                std::string(session_ == Session::kIdle ? "idle" : "opening") +
+                "): nothing to compare with; see `hasync status`");
+  }
+  const int64_t now = NowNs();
+  verify_ = std::make_unique<VerifyRun>();
+  verify_->id = ++verify_count_;
+  verify_->max_rounds = rounds;
+  verify_->started_ns = verify_->phase_since_ns = now;
+  verify_->deadline_ns = now + timeout_ms * 1'000'000;
+  Log(Level::kInfo, "verify").kv("phase", "begin").kv("id", verify_->id).kv("rounds", rounds);
+  return json{{"ok", true}, {"id", verify_->id}}.dump();
+}
+
+void Node::FinishVerify(std::string outcome, std::string error) {
+  VerifyRun& v = *verify_;
+  v.local.reset();
+  v.standby.clear();
+  v.standby.shrink_to_fit();
+  v.outcome = std::move(outcome);
+  v.error = std::move(error);
+  v.phase = VerifyRun::Phase::kDone;
+  v.seconds = static_cast<double>(NowNs() - v.started_ns) / 1e9;
+  size_t logged = 0;
+  for (const auto* list : {&v.confirmed, &v.unsettled}) {
+    for (const auto& d : *list) {
+      if (logged++ >= kVerifyLogLinesMax) break;
+      Log(list == &v.confirmed ? Level::kError : Level::kWarn, "verify_difference")
+          .kv("id", v.id)
+          .kv("path", d.path)
+          .kv("what", d.what)
+          .kv("judged", list == &v.confirmed ? "stable" : "changing");
+    }
+  }
+  Log(v.outcome == "identical" ? Level::kInfo : Level::kWarn, "verify")
+      .kv("phase", "done")
+      .kv("id", v.id)
+      .kv("outcome", v.outcome)
+      .kv("differences", static_cast<uint64_t>(v.confirmed.size()))
+      .kv("changing", static_cast<uint64_t>(v.unsettled.size()))
+      .kv("rounds", v.round)
+      .kv("primary_entries", v.primary_entries)
+      .kv("standby_entries", v.standby_entries)
+      .kv("seconds", v.seconds)
+      .kv("error", v.error);
+}
+
+void Node::StepVerify(int64_t now) {
+  VerifyRun& v = *verify_;
+  if (session_ != Session::kLive || !active_ || active_->dead) {
+    FinishVerify("failed", "the session with the standby ended during the run; run it again");
+    return;
+  }
+  if (now > v.deadline_ns) {
+    FinishVerify("failed", fmt::format("not finished within the timeout (round {}, {})", v.round,
+                                       v.phase == VerifyRun::Phase::kAwaitStandby
+                                           ? "waiting for the standby's manifest"
+                                           : "settling or hashing here"));
+    return;
+  }
+  switch (v.phase) {
+    case VerifyRun::Phase::kSettle: {
+      // Compare what both sides hold once everything seen here is durable there; on a
+      // spool that never rests, go ahead after kVerifySettleNs (the rounds sort it out).
+      const bool settled = journal_->empty() && !sender_->has_open_batch() &&
+                           sender_->unacked_batches() == 0 && watcher_ && watcher_->ready() == 0;
+      if (!settled && now - v.phase_since_ns < kVerifySettleNs) return;
+      ++v.round;
+      v.request_id = kVerifyRequestIdBase + (v.id << 8) + static_cast<uint64_t>(v.round);
+      v.standby.clear();
+      Status s = Emit(0, wire::ManifestRequest{v.request_id, ""});
+      if (s.ok()) s = Flush(active_);
+      if (!s.ok()) {
+        FinishVerify("failed", "could not ask the standby: " + s.ToString());
+        return;
+      }
+      v.phase = VerifyRun::Phase::kAwaitStandby;
+      v.phase_since_ns = now;
+      return;
+    }
+    case VerifyRun::Phase::kAwaitStandby:
+      return;  // OnVerifyEntries moves on
+    case VerifyRun::Phase::kLocal: {
+      if (!v.local->done()) return;
+      auto mine = v.local->Take();
+      v.local.reset();
+      if (!mine.ok()) {
+        FinishVerify("failed", "manifest of this node: " + mine.status().ToString());
+        return;
+      }
+      v.primary_entries = mine->size();
+      v.standby_entries = v.standby.size();
+      std::vector<ManifestDifference> now_diff =
+          CompareManifests(std::move(mine).value(), std::move(v.standby));
+      v.standby.clear();
+      if (now_diff.empty()) {
+        v.confirmed.clear();
+        v.unsettled.clear();
+        FinishVerify("identical", "");
+        return;
+      }
+      // A difference counts once it is the same in two rounds in a row: neither side's
+      // entry changed although everything seen in between was acknowledged.
+      std::vector<ManifestDifference> confirmed, unsettled;
+      if (v.round >= 2) {
+        size_t k = 0;
+        for (auto& d : now_diff) {
+          while (k < v.previous.size() && v.previous[k].path < d.path) ++k;
+          bool same = k < v.previous.size() && v.previous[k].Same(d);
+          (same ? confirmed : unsettled).push_back(std::move(d));
+        }
+      } else {
+        unsettled = std::move(now_diff);
+      }
+      if (!confirmed.empty() || v.round >= v.max_rounds) {
+        v.confirmed = std::move(confirmed);
+        v.unsettled = std::move(unsettled);
+        FinishVerify(v.confirmed.empty() ? "inconclusive" : "differences", "");
+        return;
+      }
+      v.previous = std::move(unsettled);
+      v.phase = VerifyRun::Phase::kSettle;
+      v.phase_since_ns = now;
+      return;
+    }
+    case VerifyRun::Phase::kDone:
+      return;
+  }
+}
+
+Status Node::OnVerifyEntries(const wire::ManifestEntries& m) {
+  if (!verify_ || verify_->phase != VerifyRun::Phase::kAwaitStandby ||
+      m.request_id != verify_->request_id) {
+    return Status::Ok();  // an earlier run's late answer
+  }
+  VerifyRun& v = *verify_;
+  if (v.standby.size() + m.entries.size() > kVerifyEntriesMax) {
+    FinishVerify("failed",
+                 fmt::format("the standby lists more than {} entries", kVerifyEntriesMax));
+    return Status::Ok();
+  }
+  for (const auto& e : m.entries) {
+    // The same checks as the resync's: a wire path names one of our roots.
+    auto split = SplitWirePath(e.path, static_cast<uint32_t>(root_fds_.size()));
+    if (!split.ok()) return split.status().Annotate("verify manifest from the standby");
+    v.standby.push_back(e);
+  }
+  if ((m.flags & wire::kManifestLast) == 0) return Status::Ok();
+  std::vector<int> fds;
+  for (const auto& fd : root_fds_) fds.push_back(fd.get());
+  v.local = std::make_unique<ManifestJob>(fds, kVerifyEntriesMax);
+  v.phase = VerifyRun::Phase::kLocal;
+  v.phase_since_ns = NowNs();
+  return Status::Ok();
+}
+
+std::string Node::VerifyResultJson(uint64_t id, size_t offset) {
+  using nlohmann::json;
+  if (!verify_ || verify_->id != id) {
+    return json{{"ok", false}, {"error", "no verify run " + std::to_string(id) + " on this node"}}
+        .dump();
+  }
+  const VerifyRun& v = *verify_;
+  json j{{"ok", true}, {"id", v.id}, {"round", v.round}, {"max_rounds", v.max_rounds}};
+  if (v.phase != VerifyRun::Phase::kDone) {
+    static constexpr const char* kPhases[] = {"settling", "waiting for the standby's manifest",
+                                              "hashing this node's tree", "done"};
+    j["state"] = "running";
+    j["phase"] = kPhases[static_cast<int>(v.phase)];
+    return j.dump();
+  }
+  j["state"] = "done";
+  j["outcome"] = v.outcome;
+  if (!v.error.empty()) j["error"] = v.error;
+  j["seconds"] = v.seconds;
+  j["primary_entries"] = v.primary_entries;
+  j["standby_entries"] = v.standby_entries;
+  j["differences_total"] = v.confirmed.size();
+  j["changing_total"] = v.unsettled.size();
+  // One page of the differences, then of the changing paths, from `offset` in the two
+  // lists taken end to end.
+  json diffs = json::array(), changing = json::array();
+  size_t bytes = 0, n = 0;
+  for (size_t i = offset; i < v.confirmed.size() + v.unsettled.size(); ++i) {
+    if (n >= kVerifyPageMax || bytes >= kVerifyPageBytes) break;
+    const ManifestDifference& d =
+        i < v.confirmed.size() ? v.confirmed[i] : v.unsettled[i - v.confirmed.size()];
+    (i < v.confirmed.size() ? diffs : changing).push_back(DifferenceJson(d));
+    bytes += d.path.size() + d.what.size() + 32;
+    ++n;
+  }
+  j["offset"] = offset;
+  j["next_offset"] = offset + n;
+  j["differences"] = diffs;
+  j["changing"] = changing;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Standby: the primary's verify request; the manifest is built on a thread of its own
+// and sent from the loop once complete (StepStandbyManifest).
+Status Node::StartStandbyManifest(const wire::ManifestRequest& request) {
+  if (!request.root.empty()) {
+    return InvalidArgument("MANIFEST_REQUEST for a subtree is not supported by this version");
+  }
+  std::vector<int> fds;
+  for (const auto& t : trees_) fds.push_back(t->root_fd());
+  verify_job_.reset();  // a newer request replaces one in progress
+  verify_job_ = std::make_unique<ManifestJob>(fds, kVerifyEntriesMax);
+  verify_job_request_ = request.request_id;
+  verify_job_peer_ = active_.get();
+  Log(Level::kInfo, "verify_manifest").kv("phase", "begin").kv("request", request.request_id);
+  return Status::Ok();
+}
+
+void Node::StepStandbyManifest() {
+  if (!verify_job_->done()) return;
+  auto entries = verify_job_->Take();
+  verify_job_.reset();
+  if (!active_ || active_->dead || active_.get() != verify_job_peer_) return;  // asker gone
+  if (!entries.ok()) {
+    // The primary's run times out and says to look here.
+    Log(Level::kError, "verify_manifest")
+        .kv("phase", "failed")
+        .kv("error", entries.status().ToString());
+    return;
+  }
+  Log(Level::kInfo, "verify_manifest")
+      .kv("phase", "sent")
+      .kv("request", verify_job_request_)
+      .kv("entries", static_cast<uint64_t>(entries->size()));
+  Status s = EmitManifest(*this, verify_job_request_, *entries);
+  if (s.ok()) s = Flush(active_);
+  if (!s.ok()) Drop(active_, s);
+}
+
 // ---- control socket: status and switchover ----------------------------------------------
 
 void Node::PostControlAccept() {
@@ -1580,6 +1926,19 @@ void Node::HandleControl(UniqueFd fd) {
   std::string reply;
   if (*request == "status") {
     reply = StatusJson();
+  } else if (request->rfind("verify ", 0) == 0) {
+    int64_t timeout_ms = 0;
+    int rounds = 0;
+    std::istringstream in(request->substr(7));
+    in >> timeout_ms >> rounds;
+    reply =
+        StartVerify(std::clamp<int64_t>(timeout_ms, 1'000, 86'400'000), std::clamp(rounds, 2, 10));
+  } else if (request->rfind("verify-result ", 0) == 0) {
+    uint64_t id = 0;
+    size_t offset = 0;
+    std::istringstream in(request->substr(14));
+    in >> id >> offset;
+    reply = VerifyResultJson(id, offset);
   } else if (request->rfind("switchover ", 0) == 0) {
     int64_t timeout_ms = std::atoll(request->c_str() + 11);
     reply = StartSwitchover(std::clamp<int64_t>(timeout_ms, 1, 86'400'000));
@@ -1652,15 +2011,7 @@ std::string Node::StatusJson() {
     if (!last_refusal_.empty()) j["not_promoting_because"] = last_refusal_;
   }
   // Everything ever kept on this node (all epochs), bounded walk.
-  uint64_t quarantined = 0;
-  std::error_code ec;
-  const std::string qdir = cfg_.sync.state_dir + "/quarantine";
-  for (auto it = std::filesystem::recursive_directory_iterator(qdir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator() && quarantined < 1'000'000;
-       it.increment(ec)) {
-    if (!it->is_directory(ec)) ++quarantined;
-  }
-  j["quarantined_files"] = quarantined;
+  j["quarantined_files"] = CountQuarantined(cfg_.sync.state_dir);
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -2115,6 +2466,9 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
     shutdown(peer->fd.get(), SHUT_RDWR);  // completes the receive in flight
   }
   bool was_active = peer == active_;
+  if (peer->conn && !peer->session_opened && !peer->handed_off) {
+    metrics_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+  }
   Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
       .kv("peer", peer->addr.empty() ? std::string("inbound") : peer->addr)
       .kv("reason", why.ToString());
@@ -2130,6 +2484,52 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   } else {
     receiver_->Reset();
     state_.last_applied_seq = receiver_->last_applied_seq();
+  }
+}
+
+void Node::PublishMetrics(int64_t now) {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  Metrics& m = metrics_;
+  m.role.store(static_cast<int64_t>(state_.role), kRelaxed);
+  m.epoch.store(static_cast<int64_t>(state_.epoch), kRelaxed);
+  m.changing_role.store(next_state_.has_value() ? 1 : 0, kRelaxed);
+  const bool connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
+                         active_->session_opened;
+  m.peer_connected.store(connected ? 1 : 0, kRelaxed);
+  m.verdict.store(detector_ ? static_cast<int64_t>(detector_->Judge(now)) : -1, kRelaxed);
+  if (sender_) {
+    const SenderStats& st = sender_->stats();
+    mirrors_.files_sent.Update(m.files_sent, st.files_sent);
+    mirrors_.bytes_sent.Update(m.bytes_sent, st.file_bytes_sent);
+    const uint64_t sent = sender_->last_seq(), acked = sender_->acked_seq();
+    m.unacked_changes.store(static_cast<int64_t>(sent >= acked ? sent - acked : 0), kRelaxed);
+    m.unacked_batches.store(static_cast<int64_t>(sender_->unacked_batches()), kRelaxed);
+  } else {
+    m.unacked_changes.store(0, kRelaxed);
+    m.unacked_batches.store(0, kRelaxed);
+  }
+  m.journal_pending.store(journal_ ? static_cast<int64_t>(journal_->size()) : 0, kRelaxed);
+  if (journal_) mirrors_.journal_overflows.Update(m.overflow_rescans, journal_->stats().overflows);
+  if (watcher_) {
+    mirrors_.watch_overflows.Update(m.overflow_rescans, watcher_->stats().translator.overflows);
+  }
+  if (receiver_) {
+    const ReceiverStats& st = receiver_->stats();
+    mirrors_.files_applied.Update(m.files_applied, st.files_applied);
+    mirrors_.bytes_applied.Update(m.bytes_applied, st.bytes_applied);
+    mirrors_.batches_applied.Update(m.batches_applied, st.batches_acked);
+  }
+  if (probe_) {
+    Probe::Result p = probe_->Latest();
+    const size_t k = static_cast<size_t>(HookKind::kProbe);
+    mirrors_.probe_runs.Update(m.hook_runs[k], p.runs);
+    mirrors_.probe_failures.Update(m.hook_failures[k], p.failures);
+  }
+  // The quarantine is walked (bounded) every few seconds, not every tick.
+  if (quarantine_counted_ns_ == 0 || now - quarantine_counted_ns_ >= kQuarantineCountNs) {
+    quarantine_counted_ns_ = now;
+    m.quarantined_files.store(
+        static_cast<int64_t>(CountQuarantined(cfg_.sync.state_dir, kQuarantineCountMax)), kRelaxed);
   }
 }
 
@@ -2171,6 +2571,10 @@ Status RunNode(const Config& config, const RunOptions& options) {
         .kv("interval_ms", opts.service->watchdog_interval_ns() / 1'000'000)
         .kv("ping_every_ms", opts.service->watchdog_interval_ns() / 2'000'000);
   }
+  Metrics own_metrics;
+  if (opts.metrics == nullptr) opts.metrics = &own_metrics;
+  MetricsServer metrics_server(*opts.metrics);
+  if (config.metrics.enabled) RETURN_IF_ERROR(metrics_server.Start(config.metrics.listen));
   UniqueFd listen_fd;
   for (;;) {
     {

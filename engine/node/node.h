@@ -25,6 +25,7 @@
 
 #include "base/status.h"
 #include "engine/config.h"
+#include "engine/node/metrics.h"
 #include "engine/node/service.h"
 #include "engine/node/state.h"
 
@@ -38,6 +39,9 @@ struct RunOptions {
   // The service manager to notify (READY, STATUS, WATCHDOG from the loop, STOPPING).
   // RunNode reads the environment (ServiceNotifier::FromEnvironment) when this is null.
   ServiceNotifier* service = nullptr;
+  // Where the node counts what it does. RunNode makes one (and serves it over HTTP when
+  // [metrics] enabled) when this is null.
+  Metrics* metrics = nullptr;
 };
 
 // Runs until *options.stop is set or a fatal error. Returns OK on a requested stop.

@@ -6,6 +6,7 @@
 
 #include "engine/log.h"
 #include "engine/scan/scanner.h"
+#include "engine/sync/verify.h"
 #include "wire/frame.h"
 #include "wire/limits.h"
 
@@ -33,18 +34,6 @@ std::string Clip(std::string s) {
     if (c == '\0') c = '?';
   }
   return s;
-}
-
-wire::EntryKind ToWire(NodeKind kind) {
-  switch (kind) {
-    case NodeKind::kFile:
-      return wire::EntryKind::kFile;
-    case NodeKind::kDirectory:
-      return wire::EntryKind::kDirectory;
-    case NodeKind::kSymlink:
-      return wire::EntryKind::kSymlink;
-  }
-  return wire::EntryKind::kFile;
 }
 
 apply::RenameMode RenameModeFor(uint32_t flags) {
@@ -98,6 +87,9 @@ Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
         if constexpr (std::is_same_v<T, wire::Commit>) {
           return OnCommit(m);
         } else if constexpr (std::is_same_v<T, wire::ManifestRequest>) {
+          // `hasync verify`'s requests are answered off the apply path when the owner
+          // can (the manifest is built on a thread of its own); the resync's here.
+          if (m.request_id >= kVerifyRequestIdBase && verify_handler_) return verify_handler_(m);
           return SendManifest(m);
         } else if constexpr (std::is_same_v<T, wire::BlocksRequest>) {
           return SendBlocks(m);
@@ -389,20 +381,7 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
     return s;
   };
   auto add = [&](uint32_t root, const FileInfo& info) -> Status {
-    wire::ManifestEntry e;
-    e.kind = ToWire(info.kind);
-    e.mode = info.kind == NodeKind::kSymlink ? 0 : info.mode;
-    e.uid = info.uid;
-    e.gid = info.gid;
-    e.size = info.size;
-    e.mtime_ns = info.mtime_ns;
-    e.path = WirePath(root, info.path);
-    if (info.kind == NodeKind::kFile) {
-      ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(trees_[root]->root_fd(), info.path));
-      ASSIGN_OR_RETURN(e.hash, HashFd(fd.get()));
-    } else if (info.kind == NodeKind::kSymlink) {
-      e.hash = Xxh3_128(std::as_bytes(std::span(info.target)));
-    }
+    ASSIGN_OR_RETURN(wire::ManifestEntry e, MakeManifestEntry(trees_[root]->root_fd(), root, info));
     size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
     if (frame.entries.size() == wire::kManifestEntriesMax ||
         body + entry_size > wire::kFrameBodyMax) {

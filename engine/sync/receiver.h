@@ -88,6 +88,11 @@ class Receiver {
     quarantine_epoch_ = epoch;
   }
   const ReceiverStats& stats() const { return stats_; }
+  // Takes the MANIFEST_REQUESTs of `hasync verify` (ids from kVerifyRequestIdBase)
+  // instead of answering them on the spot (the node builds that manifest off its loop).
+  void set_verify_handler(std::function<Status(const wire::ManifestRequest&)> fn) {
+    verify_handler_ = std::move(fn);
+  }
   // Last NACK reason, for status and logs.
   const Status& last_failure() const { return last_failure_; }
 
@@ -138,6 +143,7 @@ class Receiver {
   };
   std::optional<ParkedEnd> parked_end_;
   ReceiverStats stats_;
+  std::function<Status(const wire::ManifestRequest&)> verify_handler_;
 };
 
 }  // namespace hasync::engine

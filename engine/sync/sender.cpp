@@ -9,6 +9,7 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <ctime>
 
 #include "engine/apply/policy.h"
 #include "wire/limits.h"
@@ -16,6 +17,12 @@
 namespace hasync::engine {
 
 namespace {
+
+int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 constexpr size_t kMaxDataRegions = 4096;  // more than this: treat the file as dense
 constexpr size_t kXattrListMax = 64 * 1024;
@@ -227,6 +234,7 @@ Status Sender::EmitChange(wire::Message message, uint64_t content_bytes) {
 }
 
 Status Sender::MaybeCommit() {
+  if (batch_opened_ns_ == 0) batch_opened_ns_ = MonotonicNs();
   if (batch_changes_ >= options_.max_batch_changes || batch_bytes_ >= options_.max_batch_bytes) {
     return Flush();
   }
@@ -237,8 +245,10 @@ Status Sender::Flush() {
   if (batch_changes_ == 0) return Status::Ok();
   uint64_t last = next_seq_ - 1;
   RETURN_IF_ERROR(sink_.Emit(0, wire::Commit{last, batch_changes_}));
-  inflight_.push_back({last, batch_bytes_});
+  inflight_.push_back(
+      {last, batch_bytes_, batch_opened_ns_ != 0 ? batch_opened_ns_ : MonotonicNs()});
   ++stats_.batches;
+  batch_opened_ns_ = 0;
   batch_changes_ = 0;
   batch_bytes_ = 0;
   batch_touched_.clear();
@@ -253,7 +263,12 @@ Status Sender::OnAck(const wire::Ack& ack) {
   }
   if (!ack.durable) return Status::Ok();
   if (ack.seq > acked_seq_) acked_seq_ = ack.seq;
-  std::erase_if(inflight_, [&](const Inflight& f) { return f.last_seq <= acked_seq_; });
+  const int64_t now = on_durable_ ? MonotonicNs() : 0;
+  std::erase_if(inflight_, [&](const Inflight& f) {
+    if (f.last_seq > acked_seq_) return false;
+    if (on_durable_) on_durable_(now - f.opened_ns);
+    return true;
+  });
   return Status::Ok();
 }
 

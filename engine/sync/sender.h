@@ -146,6 +146,9 @@ class Sender {
   // First sequence number to use (continuing the standby's last applied one).
   void set_next_seq(uint64_t seq) { next_seq_ = seq < 1 ? 1 : seq; }
   const SenderStats& stats() const { return stats_; }
+  // Called for every batch acknowledged durable with how long it took from its first
+  // change being sent to the ACK (nanoseconds): the replication lag metric.
+  void set_on_durable(std::function<void(int64_t)> fn) { on_durable_ = std::move(fn); }
   // Called before the sender decides on the removal of a name that is missing now: it
   // should move every event the watcher has queued into the journal, so the decision
   // sees each later change of that name (the primary's event loop sets it).
@@ -199,7 +202,10 @@ class Sender {
   struct Inflight {
     uint64_t last_seq;
     uint64_t bytes;
+    int64_t opened_ns;  // CLOCK_MONOTONIC when the batch's first change was sent
   };
+  int64_t batch_opened_ns_ = 0;  // 0: the open batch holds no change yet
+  std::function<void(int64_t)> on_durable_;
   std::vector<Inflight> inflight_;
   std::set<std::string> batch_touched_;  // bounded by 2 × max_batch_changes
   bool touched_overflow_ = false;

@@ -160,14 +160,7 @@ TEST(HasyncCli, CheckConfigOnASyntaxErrorExitsTwoWithOneLine) {
   EXPECT_THAT(r.err, HasSubstr("config " + t.config() + ":1:"));
 }
 
-TEST(HasyncCli, VerifyIsNotBuiltYetAndSaysSo) {
-  ConfigTree t;
-  RunResult r = RunHasync({"verify", "-c", t.config()});
-  EXPECT_EQ(r.exit_code, engine::kExitNotImplemented);
-  EXPECT_EQ(r.err, "hasync verify: not implemented in this build yet\n");
-}
-
-// status and switchover talk to a running node; with none they fail on one line that
+// status, switchover and verify talk to a running node; with none they fail on one line that
 // says so (the running cases are in tests/integration/failover_test.cpp).
 TEST(HasyncCli, StatusAndSwitchoverWithoutARunningNodeSayNoNodeAnswers) {
   ConfigTree t;
@@ -175,6 +168,7 @@ TEST(HasyncCli, StatusAndSwitchoverWithoutARunningNodeSayNoNodeAnswers) {
   const std::vector<std::vector<std::string>> commands = {
       {"status", "--json", "-c", t.config()},
       {"switchover", "--timeout-ms", "5000", "-c", t.config()},
+      {"verify", "--json", "-c", t.config()},
   };
   for (const auto& args : commands) {
     RunResult r = RunHasync(args);

@@ -92,14 +92,20 @@ ProcessPair::ProcessPair(const std::string& tag, const std::string& extra_config
     fs::create_directories(state_[n]);
     std::ofstream cfg(config_[n]);
     int peer = 1 - n;
+    std::string metrics = "[metrics]\nenabled = false\n";
+    if (net.metrics) {
+      metrics_port_[n] = FreePort();
+      metrics =
+          "[metrics]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(metrics_port_[n]) +
+          "\"\n";
+    }
     cfg << "[node]\nname = \"" << names[n] << "\"\nlisten = \"" << addrs[n] << ":" << ports[n]
         << "\"\n"
         << "[peer]\nname = \"" << names[peer] << "\"\naddress = \"" << addrs[peer] << ":"
         << ports[peer] << "\"\n"
         << "[sync]\nroots = [\"" << root_[n] << "\"]\nstate_dir = \"" << state_[n]
         << "\"\nkey_file = \"" << key_ << "\"\n"
-        << "[metrics]\nenabled = false\n"
-        << extra_config;
+        << metrics << extra_config;
   }
 }
 

@@ -21,6 +21,8 @@ struct PairNet {
   std::string netns[2];  // empty: this process's namespace
   std::string addr[2];   // empty: 127.0.0.1
   uint16_t port = 0;     // 0: a free loopback port each
+  // Serve metrics over HTTP, each node on a free loopback port (metrics_port()).
+  bool metrics = false;
 };
 
 class ProcessPair {
@@ -38,6 +40,7 @@ class ProcessPair {
   const std::string& state_dir(Node n) const { return state_[n]; }
   const std::string& config(Node n) const { return config_[n]; }
   const std::string& key_file() const { return key_; }
+  uint16_t metrics_port(Node n) const { return metrics_port_[n]; }
   std::string log(Node n) const;  // everything the node wrote to stderr so far
 
   // Starts the node (with --initial-role on first start). Returns its pid.
@@ -71,6 +74,7 @@ class ProcessPair {
   pid_t pid_[2] = {-1, -1};
   std::string netns_[2];
   bool started_once_[2] = {false, false};
+  uint16_t metrics_port_[2] = {0, 0};
 };
 
 // A free TCP port on 127.0.0.1 (bound and released: a short race is accepted).

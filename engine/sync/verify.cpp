@@ -1,0 +1,205 @@
+#include "engine/sync/verify.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <span>
+
+#include <fmt/format.h>
+
+#include "base/hash.h"
+#include "engine/apply/policy.h"
+#include "wire/limits.h"
+
+namespace hasync::engine {
+
+namespace {
+
+wire::EntryKind ToWireKind(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kFile:
+      return wire::EntryKind::kFile;
+    case NodeKind::kDirectory:
+      return wire::EntryKind::kDirectory;
+    case NodeKind::kSymlink:
+      return wire::EntryKind::kSymlink;
+  }
+  return wire::EntryKind::kFile;
+}
+
+std::string_view KindName(wire::EntryKind kind) {
+  switch (kind) {
+    case wire::EntryKind::kFile:
+      return "file";
+    case wire::EntryKind::kDirectory:
+      return "directory";
+    case wire::EntryKind::kSymlink:
+      return "symlink";
+  }
+  return "unknown";
+}
+
+// What the standby should hold for the primary's entry: the mode after its policy.
+uint32_t ExpectedMode(const wire::ManifestEntry& p) {
+  if (p.kind == wire::EntryKind::kSymlink) return 0;
+  auto d = apply::DecideMode(p.mode & 07777, p.kind == wire::EntryKind::kDirectory, false);
+  return d.ok() ? d->mode : p.mode;
+}
+
+// "" when the standby's entry mirrors the primary's; otherwise each difference, joined.
+std::string Describe(const wire::ManifestEntry& p, const wire::ManifestEntry& s) {
+  if (p.kind != s.kind) {
+    return fmt::format("kind: {} on the primary, {} on the standby", KindName(p.kind),
+                       KindName(s.kind));
+  }
+  std::vector<std::string> what;
+  if (p.kind != wire::EntryKind::kDirectory && (p.size != s.size || p.hash != s.hash)) {
+    what.push_back(p.size != s.size ? fmt::format("content: size {} vs {}", p.size, s.size)
+                                    : std::string("content: same size, different bytes"));
+  }
+  const uint32_t mode = ExpectedMode(p);
+  if (p.kind != wire::EntryKind::kSymlink && mode != s.mode) {
+    what.push_back(fmt::format("mode {:o} vs {:o}", mode, s.mode));
+  }
+  if (p.uid != s.uid || p.gid != s.gid) {
+    what.push_back(fmt::format("owner {}:{} vs {}:{}", p.uid, p.gid, s.uid, s.gid));
+  }
+  // Directory mtimes change with every entry created in them: not replicated.
+  if (p.kind != wire::EntryKind::kDirectory && p.mtime_ns != s.mtime_ns) {
+    what.push_back(fmt::format("mtime {} vs {} ns", p.mtime_ns, s.mtime_ns));
+  }
+  std::string out;
+  for (const auto& w : what) out += (out.empty() ? "" : "; ") + w;
+  return out;
+}
+
+}  // namespace
+
+Result<wire::ManifestEntry> MakeManifestEntry(int root_fd, uint32_t root, const FileInfo& info) {
+  wire::ManifestEntry e;
+  e.kind = ToWireKind(info.kind);
+  e.mode = info.kind == NodeKind::kSymlink ? 0 : info.mode;
+  e.uid = info.uid;
+  e.gid = info.gid;
+  e.size = info.size;
+  e.mtime_ns = info.mtime_ns;
+  e.path = WirePath(root, info.path);
+  if (info.kind == NodeKind::kFile) {
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(root_fd, info.path));
+    ASSIGN_OR_RETURN(e.hash, HashFd(fd.get()));
+  } else if (info.kind == NodeKind::kSymlink) {
+    e.hash = Xxh3_128(std::as_bytes(std::span(info.target)));
+  }
+  return e;
+}
+
+Result<std::vector<wire::ManifestEntry>> BuildManifest(const std::vector<int>& root_fds,
+                                                       size_t max_entries,
+                                                       const std::atomic<bool>* stop) {
+  std::vector<wire::ManifestEntry> out;
+  auto add = [&](int fd, uint32_t root, const FileInfo& info) -> Status {
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+      return Unavailable("manifest cancelled");
+    }
+    if (out.size() >= max_entries) {
+      return Status(Code::kResourceExhausted,
+                    fmt::format("more than {} entries in the sync roots", max_entries));
+    }
+    auto e = MakeManifestEntry(fd, root, info);
+    // An entry that vanished between the walk and the hash is simply not listed.
+    if (e.status().code() == Code::kNotFound) return Status::Ok();
+    if (!e.ok()) return e.status();
+    out.push_back(std::move(e).value());
+    return Status::Ok();
+  };
+  for (uint32_t root = 0; root < root_fds.size(); ++root) {
+    const int fd = root_fds[root];
+    ASSIGN_OR_RETURN(FileInfo top, StatPath(fd, ""));
+    RETURN_IF_ERROR(add(fd, root, top));
+    RETURN_IF_ERROR(ScanTree(
+        fd, "", {}, [&](const FileInfo& info) { return add(fd, root, info); }, nullptr));
+  }
+  return out;
+}
+
+Status EmitManifest(MessageSink& sink, uint64_t request_id,
+                    const std::vector<wire::ManifestEntry>& entries) {
+  wire::ManifestEntries frame;
+  frame.request_id = request_id;
+  size_t body = wire::kManifestEntriesPrefixSize;
+  for (const auto& e : entries) {
+    const size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
+    if (frame.entries.size() == wire::kManifestEntriesMax ||
+        body + entry_size > wire::kFrameBodyMax) {
+      frame.flags = 0;
+      RETURN_IF_ERROR(sink.Emit(0, frame));
+      frame.entries.clear();
+      body = wire::kManifestEntriesPrefixSize;
+    }
+    body += entry_size;
+    frame.entries.push_back(e);
+  }
+  frame.flags = wire::kManifestLast;
+  return sink.Emit(0, std::move(frame));
+}
+
+std::vector<ManifestDifference> CompareManifests(std::vector<wire::ManifestEntry> primary,
+                                                 std::vector<wire::ManifestEntry> standby) {
+  auto by_path = [](const wire::ManifestEntry& a, const wire::ManifestEntry& b) {
+    return a.path < b.path;
+  };
+  std::sort(primary.begin(), primary.end(), by_path);
+  std::sort(standby.begin(), standby.end(), by_path);
+  std::vector<ManifestDifference> out;
+  size_t i = 0, j = 0;
+  while (i < primary.size() || j < standby.size()) {
+    if (j == standby.size() || (i < primary.size() && primary[i].path < standby[j].path)) {
+      out.push_back({primary[i].path, "missing on the standby", primary[i], std::nullopt});
+      ++i;
+    } else if (i == primary.size() || standby[j].path < primary[i].path) {
+      out.push_back({standby[j].path, "only on the standby", std::nullopt, standby[j]});
+      ++j;
+    } else {
+      std::string what = Describe(primary[i], standby[j]);
+      if (!what.empty()) out.push_back({primary[i].path, std::move(what), primary[i], standby[j]});
+      ++i;
+      ++j;
+    }
+  }
+  return out;
+}
+
+ManifestJob::ManifestJob(const std::vector<int>& root_fds, size_t max_entries) {
+  std::vector<int> raw;
+  for (int fd : root_fds) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      result_ = ErrnoStatus(errno, "duplicate a sync root's descriptor");
+      done_.store(true, std::memory_order_release);
+      return;
+    }
+    fds_.emplace_back(dup);
+    raw.push_back(dup);
+  }
+  thread_ = std::thread([this, raw = std::move(raw), max_entries] {
+    result_ = BuildManifest(raw, max_entries, &stop_);
+    done_.store(true, std::memory_order_release);
+  });
+}
+
+ManifestJob::~ManifestJob() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::vector<wire::ManifestEntry>> ManifestJob::Take() {
+  if (!done()) return FailedPrecondition("the manifest is still being built");
+  if (thread_.joinable()) thread_.join();
+  if (!result_) return FailedPrecondition("the manifest was taken already");
+  Result<std::vector<wire::ManifestEntry>> r = std::move(*result_);
+  result_.reset();
+  return r;
+}
+
+}  // namespace hasync::engine

@@ -1,0 +1,224 @@
+// Manifests and their comparison (engine/sync/verify.h), the heart of `hasync verify`:
+// what counts as a difference (by replication's promises and the standby's policy), a
+// manifest of a real tree, the framing of a large one, and the background job.
+#include "engine/sync/verify.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "wire/frame.h"
+#include "wire/limits.h"
+
+namespace hasync::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using wire::EntryKind;
+using wire::ManifestEntry;
+
+ManifestEntry File(std::string path, uint32_t mode = 0644, uint64_t size = 10, uint64_t hash = 1) {
+  ManifestEntry e;
+  e.kind = EntryKind::kFile;
+  e.mode = mode;
+  e.uid = 0;
+  e.gid = 0;
+  e.size = size;
+  e.mtime_ns = 1'700'000'000'000'000'000;
+  e.hash = Hash128{hash, hash};
+  e.path = std::move(path);
+  return e;
+}
+
+ManifestEntry Dir(std::string path, uint32_t mode = 0755, int64_t mtime = 1) {
+  ManifestEntry e;
+  e.kind = EntryKind::kDirectory;
+  e.mode = mode;
+  e.mtime_ns = mtime;
+  e.path = std::move(path);
+  return e;
+}
+
+TEST(Verify, IdenticalManifestsInAnyOrderHaveNoDifference) {
+  std::vector<ManifestEntry> p = {Dir("0/"), File("0/a"), File("0/b", 0600, 3, 9)};
+  std::vector<ManifestEntry> s = {p[2], p[0], p[1]};
+  EXPECT_TRUE(CompareManifests(p, s).empty());
+}
+
+TEST(Verify, EachKindOfDifferenceIsNamed) {
+  std::vector<ManifestEntry> p = {File("0/content", 0644, 10, 1),
+                                  File("0/size", 0644, 10, 1),
+                                  File("0/mode"),
+                                  File("0/owner"),
+                                  File("0/mtime"),
+                                  File("0/gone"),
+                                  File("0/kind")};
+  std::vector<ManifestEntry> s = p;
+  s[0].hash = Hash128{2, 2};
+  s[1].size = 11;
+  s[2].mode = 0600;
+  s[3].uid = 1000;
+  s[4].mtime_ns += 1;
+  s.erase(s.begin() + 5);
+  s[5] = Dir("0/kind");
+  s.push_back(File("0/extra"));
+  auto d = CompareManifests(p, s);
+  std::map<std::string, std::string> by_path;
+  for (const auto& x : d) by_path[x.path] = x.what;
+  ASSERT_EQ(by_path.size(), 8u);
+  EXPECT_EQ(by_path["0/content"], "content: same size, different bytes");
+  EXPECT_EQ(by_path["0/size"], "content: size 10 vs 11");
+  EXPECT_EQ(by_path["0/mode"], "mode 644 vs 600");
+  EXPECT_EQ(by_path["0/owner"], "owner 0:0 vs 1000:0");
+  EXPECT_THAT(by_path["0/mtime"], HasSubstr("mtime "));
+  EXPECT_EQ(by_path["0/gone"], "missing on the standby");
+  EXPECT_EQ(by_path["0/extra"], "only on the standby");
+  EXPECT_EQ(by_path["0/kind"], "kind: file on the primary, directory on the standby");
+  // Sorted by path, with both sides' entries where they exist.
+  EXPECT_TRUE(std::is_sorted(d.begin(), d.end(),
+                             [](const auto& a, const auto& b) { return a.path < b.path; }));
+  for (const auto& x : d) {
+    if (x.path == "0/gone") {
+      EXPECT_FALSE(x.standby.has_value());
+    }
+    if (x.path == "0/extra") {
+      EXPECT_FALSE(x.primary.has_value());
+    }
+  }
+}
+
+TEST(Verify, WhatReplicationDoesNotPromiseIsNoDifference) {
+  // Directory mtimes move with every entry created in them; symlink modes mean nothing;
+  // the standby strips setuid/setgid from files and setuid from directories by policy.
+  std::vector<ManifestEntry> p = {Dir("0/d", 02775, 5), File("0/suid", 04755),
+                                  File("0/sgid", 02755), Dir("0/x", 04755)};
+  ManifestEntry link = File("0/l", 0, 5, 3);
+  link.kind = EntryKind::kSymlink;
+  p.push_back(link);
+  std::vector<ManifestEntry> s = p;
+  s[0].mtime_ns = 99;
+  s[1].mode = 0755;
+  s[2].mode = 0755;
+  s[3].mode = 0755;
+  EXPECT_TRUE(CompareManifests(p, s).empty());
+  // …but a setgid directory that lost its bit is a difference (the policy keeps it).
+  s[0].mode = 0775;
+  auto d = CompareManifests(p, s);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].what, "mode 2775 vs 775");
+}
+
+class TempTree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hasync-verify-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  int OpenRoot(const std::string& sub) {
+    std::filesystem::create_directories(dir_ + "/" + sub);
+    int fd = open((dir_ + "/" + sub).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    fds_.emplace_back(fd);
+    return fd;
+  }
+  std::string dir_;
+  std::vector<UniqueFd> fds_;
+};
+
+TEST_F(TempTree, ManifestOfATreeListsEveryEntryWithContentHashes) {
+  int a = OpenRoot("a"), b = OpenRoot("b");
+  std::filesystem::create_directories(dir_ + "/a/hash.1/job.11");
+  std::ofstream(dir_ + "/a/hash.1/job.11/script") << "#!/bin/sh\n";
+  std::ofstream(dir_ + "/a/job_state") << std::string(100'000, 'j');
+  std::filesystem::create_symlink("job_state", dir_ + "/a/link");
+  std::ofstream(dir_ + "/b/other") << "x";
+  auto m = BuildManifest({a, b}, 1000);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  std::map<std::string, ManifestEntry> by;
+  for (const auto& e : *m) by[e.path] = e;
+  EXPECT_EQ(by.size(), 8u);  // 2 roots + hash.1 + job.11 + script + job_state + link + other
+  ASSERT_TRUE(by.count("0/job_state"));
+  EXPECT_EQ(by["0/job_state"].size, 100'000u);
+  EXPECT_NE(by["0/job_state"].hash, (Hash128{}));
+  EXPECT_EQ(by["0/link"].kind, EntryKind::kSymlink);
+  EXPECT_TRUE(by.count("1/other"));
+  // A tree compared with itself; then one byte changed.
+  auto again = BuildManifest({a, b}, 1000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(CompareManifests(*m, *again).empty());
+  {
+    std::fstream f(dir_ + "/a/job_state", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(50'000);
+    f.put('k');
+  }
+  auto changed = BuildManifest({a, b}, 1000);
+  ASSERT_TRUE(changed.ok());
+  auto d = CompareManifests(*m, *changed);
+  ASSERT_FALSE(d.empty());
+  EXPECT_EQ(d[0].path, "0/job_state");
+  // The bound holds.
+  auto small = BuildManifest({a, b}, 3);
+  EXPECT_EQ(small.status().code(), Code::kResourceExhausted);
+}
+
+TEST_F(TempTree, AJobBuildsOffTheCallersThreadAndCanBeCancelled) {
+  int a = OpenRoot("a");
+  for (int i = 0; i < 50; ++i) std::ofstream(dir_ + "/a/f" + std::to_string(i)) << i;
+  ManifestJob job({a}, 1000);
+  for (int i = 0; i < 500 && !job.done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(job.done());
+  auto m = job.Take();
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->size(), 51u);
+  EXPECT_FALSE(job.Take().ok()) << "taken once";
+  // Destroying a job in progress cancels and joins it (no leak, no hang).
+  for (int i = 0; i < 20; ++i) ManifestJob other({a}, 1000);
+}
+
+class Collect : public MessageSink {
+ public:
+  Status Emit(uint64_t, wire::Message message) override {
+    frames.push_back(std::get<wire::ManifestEntries>(std::move(message)));
+    return Status::Ok();
+  }
+  std::vector<wire::ManifestEntries> frames;
+};
+
+TEST(Verify, ALargeManifestIsSplitIntoFramesWithinTheLimitsAndTheLastIsFlagged) {
+  std::vector<ManifestEntry> entries;
+  for (int i = 0; i < 1000; ++i) {
+    entries.push_back(
+        File("0/" + std::string(static_cast<size_t>(i % 300) + 1, 'p') + std::to_string(i)));
+  }
+  Collect sink;
+  ASSERT_TRUE(EmitManifest(sink, kVerifyRequestIdBase + 7, entries).ok());
+  ASSERT_GE(sink.frames.size(), 1000u / wire::kManifestEntriesMax);
+  size_t total = 0;
+  for (size_t i = 0; i < sink.frames.size(); ++i) {
+    const auto& f = sink.frames[i];
+    EXPECT_EQ(f.request_id, kVerifyRequestIdBase + 7);
+    EXPECT_LE(f.entries.size(), wire::kManifestEntriesMax);
+    EXPECT_LE(wire::EncodedBodySize(wire::Message(f)), wire::kFrameBodyMax);
+    EXPECT_EQ((f.flags & wire::kManifestLast) != 0, i + 1 == sink.frames.size());
+    total += f.entries.size();
+  }
+  EXPECT_EQ(total, entries.size());
+  Collect empty;
+  ASSERT_TRUE(EmitManifest(empty, 9, {}).ok());
+  ASSERT_EQ(empty.frames.size(), 1u);
+  EXPECT_EQ(empty.frames[0].flags, wire::kManifestLast);
+}
+
+}  // namespace
+}  // namespace hasync::engine

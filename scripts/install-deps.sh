@@ -11,7 +11,7 @@ build_pkgs=(
   liburing-dev libxxhash-dev libmbedtls-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libfmt-dev libspdlog-dev
-  libsystemd-dev nlohmann-json3-dev
+  libsystemd-dev nlohmann-json3-dev libcpp-httplib-dev
 )
 # Tools the system tests and perf scripts drive (netns, faults, baselines; python3
 # turns benchmark JSON into the tables of docs/PERFORMANCE.md).
@@ -21,6 +21,7 @@ tool_pkgs=(
   rsync e2fsprogs linux-perf         # replication baselines, chattr +T, profiles
   lsyncd gnuplot-nox                 # perf: the lsyncd baseline, the plots of PERFORMANCE.md
   systemd                            # systemd-analyze verify of packaging/hasync.service
+  slurmctld slurm-client munge       # the Slurm recipe's system test (slurm_failover_test)
 )
 
 if [[ $(id -u) -ne 0 ]]; then

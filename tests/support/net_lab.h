@@ -88,6 +88,8 @@ class NetLab {
   const std::string& error() const { return error_; }
   const std::string& a() const { return a_; }
   const std::string& b() const { return b_; }
+  // The router and tie-breaker between the two.
+  const std::string& w() const { return w_; }
   // The node's own link, as if its cable were pulled.
   void Cut(const std::string& ns) { EXPECT_EQ(Sh("ip -n " + ns + " link set eth0 down"), 0); }
   void Heal(const std::string& ns) {

@@ -1,9 +1,13 @@
 #include "engine/sync/receiver.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include <type_traits>
 
+#include "engine/apply/policy.h"
 #include "engine/log.h"
 #include "engine/scan/scanner.h"
 #include "engine/sync/verify.h"
@@ -67,7 +71,65 @@ apply::Batch& Receiver::BatchFor(uint32_t root) {
 }
 
 Result<std::pair<uint32_t, std::string>> Receiver::Split(const std::string& wire_path) const {
-  return SplitWirePath(wire_path, static_cast<uint32_t>(trees_.size()));
+  ASSIGN_OR_RETURN(auto split, SplitWirePath(wire_path, static_cast<uint32_t>(trees_.size())));
+  // The sync root itself is never created, replaced or removed: only its metadata
+  // changes (RootMetadata), and only through SETATTR / SETXATTR / REMOVEXATTR.
+  if (split.second.empty()) {
+    return InvalidArgument("'" + wire_path +
+                           "' names a sync root itself, which no change "
+                           "but its metadata may touch");
+  }
+  return split;
+}
+
+bool Receiver::NamesARoot(const std::string& wire_path) const {
+  auto split = SplitWirePath(wire_path, static_cast<uint32_t>(trees_.size()));
+  return split.ok() && split->second.empty();
+}
+
+// SETATTR, SETXATTR, REMOVEXATTR of a sync root's own directory (its mode or owner may
+// differ between the nodes, e.g. a root made by root on the standby and owned by the
+// scheduler on the primary): applied to the root's descriptor under the same policy as
+// any directory, and made durable at once.
+Status Receiver::RootMetadata(const wire::Message& message) {
+  return std::visit(
+      [&](const auto& m) -> Status {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::SetAttr> || std::is_same_v<T, wire::SetXattr> ||
+                      std::is_same_v<T, wire::RemoveXattr>) {
+          ASSIGN_OR_RETURN(auto w, SplitWirePath(m.path, static_cast<uint32_t>(trees_.size())));
+          // The tree's own descriptor may be O_PATH: open the directory itself.
+          UniqueFd dir(openat(trees_[w.first]->root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+          if (!dir.valid()) return ErrnoStatus(errno, "open sync root");
+          const int fd = dir.get();
+          const bool privileged = trees_[w.first]->options().allow_privileged;
+          if constexpr (std::is_same_v<T, wire::SetAttr>) {
+            if (m.mask & wire::kAttrOwner) {
+              if (fchown(fd, m.uid, m.gid) != 0) return ErrnoStatus(errno, "chown sync root");
+            }
+            if (m.mask & wire::kAttrMode) {
+              ASSIGN_OR_RETURN(apply::ModeDecision d, apply::DecideMode(m.mode, true, privileged));
+              if (fchmod(fd, d.mode) != 0) return ErrnoStatus(errno, "chmod sync root");
+            }
+            // A directory's mtime is not replicated (it moves with every entry made in it).
+          } else if constexpr (std::is_same_v<T, wire::SetXattr>) {
+            RETURN_IF_ERROR(apply::CheckXattrName(m.name, privileged).Annotate("sync root"));
+            if (fsetxattr(fd, m.name.c_str(), m.value.data(), m.value.size(), 0) != 0) {
+              return ErrnoStatus(errno, "set xattr " + m.name + " on sync root");
+            }
+          } else {
+            RETURN_IF_ERROR(apply::CheckXattrName(m.name, privileged).Annotate("sync root"));
+            if (fremovexattr(fd, m.name.c_str()) != 0 && errno != ENODATA) {
+              return ErrnoStatus(errno, "remove xattr " + m.name + " of sync root");
+            }
+          }
+          if (fsync(fd) != 0) return ErrnoStatus(errno, "fsync sync root");
+          return Status::Ok();
+        } else {
+          return InvalidArgument("not a metadata change");
+        }
+      },
+      message);
 }
 
 void Receiver::Fail(Status status) {
@@ -228,6 +290,7 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
               return BatchFor(w.first).Symlink(w.second, m.target, apply::Owner{m.uid, m.gid},
                                                m.mtime_ns);
             } else if constexpr (std::is_same_v<T, wire::SetAttr>) {
+              if (NamesARoot(m.path)) return RootMetadata(message);
               ASSIGN_OR_RETURN(auto w, Split(m.path));
               apply::MetaChange change;
               if (m.mask & wire::kAttrMode) change.mode = m.mode;
@@ -235,10 +298,12 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
               if (m.mask & wire::kAttrMtime) change.mtime_ns = m.mtime_ns;
               return BatchFor(w.first).SetMetadata(w.second, change);
             } else if constexpr (std::is_same_v<T, wire::SetXattr>) {
+              if (NamesARoot(m.path)) return RootMetadata(message);
               ASSIGN_OR_RETURN(auto w, Split(m.path));
               std::string value(reinterpret_cast<const char*>(m.value.data()), m.value.size());
               return BatchFor(w.first).SetXattr(w.second, m.name, value);
             } else if constexpr (std::is_same_v<T, wire::RemoveXattr>) {
+              if (NamesARoot(m.path)) return RootMetadata(message);
               ASSIGN_OR_RETURN(auto w, Split(m.path));
               return BatchFor(w.first).RemoveXattr(w.second, m.name);
             } else if constexpr (std::is_same_v<T, wire::Truncate>) {

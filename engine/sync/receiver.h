@@ -106,6 +106,8 @@ class Receiver {
   };
 
   Status OnChange(uint64_t seq, const wire::Message& message);
+  bool NamesARoot(const std::string& wire_path) const;
+  Status RootMetadata(const wire::Message& message);
   template <typename Range>  // wire::Extent or wire::Hole
   Status ApplyRange(OpenFile& f, const Range& m);
   Status EndFile(std::map<uint64_t, OpenFile>::iterator it, const wire::FileEnd& m);

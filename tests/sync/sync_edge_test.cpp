@@ -1163,5 +1163,51 @@ TEST(SyncEdge, SlurmSequenceWhileThePrimaryMovesOnNeverLeavesBothNamesMissing) {
   EXPECT_GT(deferred, 0u) << "the primary never raced the sender: the test proves nothing";
 }
 
+// ---- the sync root's own directory -------------------------------------------------------
+
+// A root whose mode and owner differ between the nodes (made by root on the standby, owned
+// by the scheduler on the primary): the resync's SETATTR for the root itself used to reach
+// the apply layer with an empty path and abort the standby. It now mirrors the root.
+TEST(SyncEdge, RootDirectoryModeAndOwnerDifferingBetweenTheNodesAreMirrored) {
+  REQUIRE_ROOT();
+  SyncPair pair("edge-root-meta");
+  ASSERT_EQ(chmod(pair.primary().c_str(), 02750), 0);
+  ASSERT_EQ(chown(pair.primary().c_str(), 4321, 4322), 0);
+  ASSERT_EQ(chmod(pair.standby().c_str(), 0755), 0);
+  WriteFile(pair.primary() + "/job_state", "state");
+  pair.Start();
+  pair.InitialSync();
+  EXPECT_CONVERGED(pair);
+  struct stat st {};
+  ASSERT_EQ(stat(pair.standby().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 02750u);
+  EXPECT_EQ(st.st_uid, 4321u);
+  EXPECT_EQ(st.st_gid, 4322u);
+}
+
+// No change but a metadata change may name a sync root itself: the frame is refused with
+// a reason (the batch NACKs), the standby does not abort and its root is untouched.
+TEST(SyncEdge, ChangesNamingTheSyncRootItselfAreRefusedNotFatal) {
+  Fixture f("edge-root-hostile");
+  engine::Receiver& r = f.pair.receiver();
+  const std::vector<wire::Message> hostile = {wire::Mkdir{0755, 0, 0, "0/"}, wire::Rmdir{"0/"},
+                                              wire::Unlink{"0/"}, wire::Rename{0, "0/", "0/x"},
+                                              wire::Symlink{0, 0, 0, "0/", "/etc"}};
+  uint64_t seq = 1'000'000;
+  size_t refused = 0;
+  for (const auto& m : hostile) {
+    Status s = r.OnMessage(++seq, m);
+    Status c = r.OnMessage(0, wire::Commit{seq, 1});
+    // Either the frame itself is refused (the session would end) or its batch NACKs.
+    EXPECT_TRUE(!s.ok() || c.ok()) << wire::MessageTypeName(wire::TypeOf(m));
+    if (!s.ok()) ++refused;
+  }
+  f.pair.Drain();
+  struct stat st {};
+  ASSERT_EQ(lstat(f.pair.standby().c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(refused + f.pair.nacks(), hostile.size()) << "each was refused one way or the other";
+}
+
 }  // namespace
 }  // namespace hasync::testing

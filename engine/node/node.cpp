@@ -212,6 +212,19 @@ class Node : public MessageSink {
   Status Progress() override {
     if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
     int64_t now = NowNs();
+    // A long walk (the resync's comparison of a large spool) holds the loop: the beat
+    // goes on from here, or the standby would judge a working primary silent.
+    if (state_.role == NodeRole::kPrimary && now >= next_beat_ns_) {
+      next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
+      lockwin::LockRecord r = MakeLockRecord(now, true);
+      auto bytes = lockwin::EncodeLockRecord(r);
+      if (bytes.ok()) {
+        WriteLockFile(r, "made here");
+        metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
+        RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(bytes).value()}));
+        RETURN_IF_ERROR(Flush(active_));
+      }
+    }
     if (now - active_->last_ping_ns < kPingIntervalNs) return Status::Ok();
     active_->last_ping_ns = now;
     RETURN_IF_ERROR(active_->conn->Send(
@@ -1489,6 +1502,14 @@ void Node::MaybePromote(int64_t now) {
   }
   if (quarantine_) {
     refuse("this node is still rejoining (its first resync is not complete)", window_ns);
+    return;
+  }
+  // Half a first copy is not a copy: a fresh standby adopts the primary's epoch as the
+  // session opens, before anything is applied, and must not take over until one resync
+  // has completed (a later resync, after a reconnect, patches a complete copy).
+  if (receiver_ && receiver_->resyncs_completed() == 0 && receiver_->last_applied_seq() == 0) {
+    refuse("this node has not completed a resync with a primary yet: it holds no full copy",
+           window_ns);
     return;
   }
   const uint64_t wall = NowUnixMs();

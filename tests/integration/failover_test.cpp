@@ -353,6 +353,46 @@ TEST(Failover, AStandbyThatNeverJoinedAPrimaryDoesNotPromote) {
       << pair.log(P::kStandby);
 }
 
+// A first sync longer than the window is not a failure. The primary's comparison walk
+// holds its loop, so the beat must go on from inside the walk; and a standby that has
+// adopted the primary's epoch but not completed a resync holds no copy to serve. Before
+// both, the standby promoted in the middle of the first copy.
+TEST(Failover, AFirstSyncLongerThanTheWindowIsNotAFailover) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  NetLab lab;
+  ASSERT_TRUE(lab.error().empty()) << lab.error();
+  P pair("fo-longsync",
+         "[failover]\nwindow_ms = 1500\nbeat_ms = 100\nlease_ms = 300\n"
+         "min_failover_interval_ms = 0\n" +
+             hooks.Hook("quorum_check") + hooks.Hook("on_promote"),
+         lab.Net());
+  // Enough files that sending them takes several windows on this machine.
+  const std::string root = pair.root(P::kPrimary);
+  for (int d = 0; d < 20; ++d) {
+    const std::string dir = root + "/hash." + std::to_string(d);
+    fs::create_directories(dir);
+    for (int f = 0; f < 1000; ++f) Write(dir + "/job." + std::to_string(f), std::string(600, 'j'));
+  }
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "resync_sent", 1, 120s)) << pair.log(P::kPrimary);
+  const auto sent = pair.LastEvent(P::kPrimary, "resync_sent");
+  ASSERT_TRUE(pair.WaitConverged(120s).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(pair.CountEvents(P::kStandby, "promoted"), 0u) << pair.log(P::kStandby);
+  EXPECT_EQ(hooks.Count("on_promote", "standby"), 0u);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "demoting"), 0u) << pair.log(P::kPrimary);
+  // The copy really took longer than a window (or the test proves nothing).
+  const std::string log = pair.log(P::kPrimary);
+  const size_t at = log.rfind("event=resync_sent");
+  ASSERT_NE(at, std::string::npos);
+  const size_t sec = log.find("seconds=", at);
+  ASSERT_NE(sec, std::string::npos);
+  EXPECT_GT(std::stod(log.substr(sec + 8)), 1.5) << log.substr(at, 300);
+  EXPECT_GE(sent.at("files"), 20'000u);
+}
+
 TEST(Failover, AnIdlePairDoesNotFailOver) {
   REQUIRE_ROOT();
   HookDir hooks;

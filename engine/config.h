@@ -47,7 +47,9 @@ inline constexpr IntBounds kHookTimeoutMsBounds{100, 3'600'000};
 inline constexpr IntBounds kDataStreamsBounds{0, 16};
 inline constexpr IntBounds kJournalMemoryBytesBounds{16 * kMiB, 64 * kGiB};
 inline constexpr IntBounds kMaxBatchBytesBounds{64 * kKiB, 1 * kGiB};
-inline constexpr IntBounds kMaxBatchFilesBounds{1, 65'536};
+// At most what the standby stages in one batch of one root (apply::kMaxBatchFiles):
+// a larger batch of new files would be refused every time and never converge.
+inline constexpr IntBounds kMaxBatchFilesBounds{1, 4'096};
 inline constexpr IntBounds kMaxQueuedBytesBounds{1 * kMiB, 1 * kTiB};
 inline constexpr IntBounds kMaxTrackedFilesBounds{1'000, 100'000'000};
 

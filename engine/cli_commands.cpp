@@ -168,8 +168,9 @@ int RunCommand(const std::string& path, const std::string& initial_role, std::os
 namespace {
 
 // The node's reply as JSON, or the reason there is none.
-Result<nlohmann::json> AskNode(const Config& cfg, const std::string& request) {
-  ASSIGN_OR_RETURN(std::string reply, ControlRequest(cfg.sync.state_dir, request, 5'000));
+Result<nlohmann::json> AskNode(const Config& cfg, const std::string& request,
+                               int64_t timeout_ms = 5'000) {
+  ASSIGN_OR_RETURN(std::string reply, ControlRequest(cfg.sync.state_dir, request, timeout_ms));
   nlohmann::json j = nlohmann::json::parse(reply, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return InvalidArgument("the node's reply is not JSON");
   if (!j.value("ok", false)) return FailedPrecondition(j.value("error", std::string("refused")));
@@ -282,7 +283,10 @@ int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream&
     err << OneLineMessage(cfg.status().message()) << '\n';
     return kExitBadConfig;
   }
-  auto started = AskNode(*cfg, "switchover " + std::to_string(timeout_ms));
+  // The node answers once its on_demote hook has run (it stops the scheduler first).
+  const int64_t answer_ms =
+      5'000 + (cfg->hooks.on_demote.configured() ? cfg->hooks.on_demote.timeout_ms : 0);
+  auto started = AskNode(*cfg, "switchover " + std::to_string(timeout_ms), answer_ms);
   if (!started.ok()) {
     err << "hasync switchover: " << OneLineMessage(started.status().message()) << '\n';
     return kExitFailure;

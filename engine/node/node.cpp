@@ -216,14 +216,7 @@ class Node : public MessageSink {
     // goes on from here, or the standby would judge a working primary silent.
     if (state_.role == NodeRole::kPrimary && now >= next_beat_ns_) {
       next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
-      lockwin::LockRecord r = MakeLockRecord(now, true);
-      auto bytes = lockwin::EncodeLockRecord(r);
-      if (bytes.ok()) {
-        WriteLockFile(r, "made here");
-        metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-        RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(bytes).value()}));
-        RETURN_IF_ERROR(Flush(active_));
-      }
+      RETURN_IF_ERROR(SendBeat(now));
     }
     if (now - active_->last_ping_ns < kPingIntervalNs) return Status::Ok();
     active_->last_ping_ns = now;
@@ -321,6 +314,8 @@ class Node : public MessageSink {
   // Failover (DESIGN §3–§4, docs/FAILOVER.md).
   lockwin::LockRecord MakeLockRecord(int64_t now, bool tick);
   void Beat(int64_t now);
+  // The beat's lock record: written to <state_dir>/lock and sent to the standby.
+  Status SendBeat(int64_t now);
   void CheckLease(int64_t now);
   Status OnLock(const wire::Lock& lock);
   void StartDetector();
@@ -1380,19 +1375,22 @@ lockwin::LockRecord Node::MakeLockRecord(int64_t now, bool tick) {
 }
 
 void Node::Beat(int64_t now) {
+  Status s = SendBeat(now);
+  if (!s.ok() && active_) Drop(active_, s);
+}
+
+Status Node::SendBeat(int64_t now) {
   lockwin::LockRecord r = MakeLockRecord(now, true);
   auto bytes = lockwin::EncodeLockRecord(r);
   if (!bytes.ok()) {
     Log(Level::kError, "lock_record").kv("error", bytes.status().ToString());
-    return;
+    return Status::Ok();
   }
   WriteLockFile(r, "made here");
-  if (active_ && !active_->dead && active_->conn->open()) {
-    metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-    Status s = Emit(0, wire::Lock{std::move(bytes).value()});
-    if (s.ok()) s = Flush(active_);
-    if (!s.ok()) Drop(active_, s);
-  }
+  if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
+  metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
+  RETURN_IF_ERROR(Emit(0, wire::Lock{std::move(bytes).value()}));
+  return Flush(active_);
 }
 
 void Node::CheckLease(int64_t now) {

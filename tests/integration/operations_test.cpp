@@ -66,18 +66,6 @@ double Get(const std::map<std::string, double>& m, const std::string& key) {
   return it == m.end() ? -1 : it->second;
 }
 
-// Runs `hasync ARGS`: (exit code, stdout + stderr).
-std::pair<int, std::string> Hasync(const std::string& args) {
-  std::string cmd = std::string(HASYNC_BIN) + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
-  int status = pclose(f);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 PairNet WithMetrics() {
   PairNet net;
   net.metrics = true;

@@ -249,4 +249,15 @@ std::map<std::string, uint64_t> ProcessPair::LastEvent(Node n, const std::string
   return out;
 }
 
+std::pair<int, std::string> Hasync(const std::string& args) {
+  std::string cmd = std::string(HASYNC_BIN) + " " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
 }  // namespace hasync::testing

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "tests/support/tree_compare.h"
 
@@ -79,5 +80,8 @@ class ProcessPair {
 
 // A free TCP port on 127.0.0.1 (bound and released: a short race is accepted).
 uint16_t FreePort();
+
+// Runs `hasync ARGS` (the binary under test) and returns (exit code, stdout + stderr).
+std::pair<int, std::string> Hasync(const std::string& args);
 
 }  // namespace hasync::testing

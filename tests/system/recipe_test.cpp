@@ -29,18 +29,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/skip_loudly.h"
+
 namespace hasync::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-#define SKIP_LOUDLY(why)                                                          \
-  do {                                                                            \
-    std::fprintf(stderr, "SKIPPED (%s): %s\n",                                    \
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name(), \
-                 std::string(why).c_str());                                       \
-    GTEST_SKIP() << (why);                                                        \
-  } while (0)
 
 const fs::path kExamples = fs::path(HASYNC_SOURCE_DIR) / "packaging" / "examples";
 

@@ -58,6 +58,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/skip_loudly.h"
+
 #include "tests/support/net_lab.h"
 #include "tests/support/tree_compare.h"
 
@@ -78,14 +80,6 @@ constexpr int64_t kLeaseMs = 1200;
 constexpr uint16_t kHasyncPort = 7420;
 constexpr uint16_t kWitnessPort = 7999;
 constexpr int kJobs = 5;
-
-#define SKIP_LOUDLY(why)                                                          \
-  do {                                                                            \
-    std::fprintf(stderr, "SKIPPED (%s): %s\n",                                    \
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name(), \
-                 std::string(why).c_str());                                       \
-    GTEST_SKIP() << (why);                                                        \
-  } while (0)
 
 const fs::path kRecipe = fs::path(HASYNC_SOURCE_DIR) / "packaging" / "examples" / "slurm";
 const fs::path kGenericHooks = fs::path(HASYNC_SOURCE_DIR) / "packaging" / "examples" / "hooks";

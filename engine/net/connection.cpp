@@ -135,6 +135,7 @@ Status Connection::PlainAuth() {
         diff |= static_cast<unsigned char>(expect[k] ^ resp->mac[k]);
       }
       if (diff != 0) {
+        key_refused_ = true;
         return Fail(PermissionDenied(
             "plain-mode authentication failed: the peer does not hold the same sync key"));
       }
@@ -154,6 +155,8 @@ Status Connection::Advance() {
   if (!tls_->established()) {
     Status s = tls_->Handshake();
     if (s.code() == Code::kUnavailable) return Status::Ok();  // needs more bytes
+    // TlsSession reports a key that does not match (and only that) as PermissionDenied.
+    if (s.code() == Code::kPermissionDenied) key_refused_ = true;
     if (!s.ok()) return Fail(s);
   }
   if (!hello_sent_) {

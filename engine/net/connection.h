@@ -74,6 +74,11 @@ class Connection {
   const wire::Hello& peer_hello() const { return *peer_hello_; }
   uint64_t peer_epoch() const { return peer_epoch_; }
   const Status& failed() const { return failed_; }
+  // The connection failed because the peer proved a different sync key (TLS: the PSK
+  // binder or Finished MAC did not verify; plain: the RESPONSE MAC did not), as opposed
+  // to any other protocol error. Lets the standby tell "the primary is alive but keyed
+  // differently" from silence (docs/FAILOVER.md).
+  bool key_refused() const { return key_refused_; }
   std::string cipher_suite() const { return tls_ ? tls_->cipher_suite() : "plain (unencrypted)"; }
   ChannelMode mode() const { return tls_ ? ChannelMode::kTls : ChannelMode::kPlain; }
 
@@ -111,6 +116,7 @@ class Connection {
   // so a stream of extents allocates nothing; at most one frame, freed when idle).
   std::vector<std::byte> scratch_;
   Status failed_;
+  bool key_refused_ = false;
 };
 
 }  // namespace hasync::engine

@@ -322,6 +322,15 @@ class Node : public MessageSink {
   void StopDetector();
   bool CaughtUp() const;
   void MaybePromote(int64_t now);
+  // The primary's redial backoff stops growing at a quarter of the window: a standby
+  // that restarts (or comes back) hears the primary well within its window, instead of
+  // judging it silent while the primary waits out a backoff longer than the window.
+  int64_t BackoffMaxMs() const {
+    return std::clamp<int64_t>(cfg_.failover.window_ms / 4, kBackoffMinMs, kBackoffMaxMs);
+  }
+  // Standby: a connection failed on a key mismatch; remembered if it came from the
+  // configured peer's host (an address anyone else holds cannot hold a promotion back).
+  void NoteKeyRefusal(const Peer& peer);
   void Promote(lockwin::Verdict verdict, const std::string& why);
   // Leaves the primary role: on_demote, DEMOTED to the peer when it asked, persisted as
   // standby at `epoch` (at least the current one), then a restart.
@@ -412,6 +421,11 @@ class Node : public MessageSink {
   std::vector<std::shared_ptr<Peer>> pending_;
   sockaddr_storage peer_addr_{};
   socklen_t peer_addr_len_ = 0;
+  // Standby: when a connection from the configured peer's host last failed because it
+  // proved a different sync key (0: never). That host runs hasync and is alive; it is not
+  // silent, so no promotion on silence while this is recent (MaybePromote).
+  int64_t peer_key_refused_ns_ = 0;
+  uint64_t peer_key_refusals_ = 0;
   uint64_t session_id_ = 0;
 
   // Primary.
@@ -451,8 +465,10 @@ class Node : public MessageSink {
   uint64_t beat_ = 0;
   lockwin::LastChange last_change_;  // the newest file sent: path, size, hash
   int64_t next_beat_ns_ = 0;
-  int64_t last_peer_rx_ns_ = 0;  // any frame from the standby (the lease counts from it)
-  bool lease_checked_ = false;   // quorum_check ran in this silence of the standby
+  // The last authenticated bytes from the standby (the lease counts from them): bytes of
+  // a handshake that fails, a standby keyed differently, renew nothing.
+  int64_t last_peer_rx_ns_ = 0;
+  bool lease_checked_ = false;  // quorum_check ran in this silence of the standby
   // Standby: the detector (its thread only Steps it: history and verdict log lines),
   // and where a promotion stands.
   std::unique_ptr<lockwin::Detector> detector_;
@@ -643,6 +659,18 @@ Status Node::InitStandby() {
         .kv("was_primary_at_epoch", state_.rejoin_epoch)
         .kv("note", "files the primary replaces or removes in the first resync are kept in " +
                         cfg_.sync.state_dir + "/quarantine/");
+  }
+  {
+    socklen_t len = 0;
+    auto addr = Resolve(cfg_.peer.address, &len);
+    if (addr.ok()) {
+      peer_addr_ = *addr;
+      peer_addr_len_ = len;
+    } else {
+      Log(Level::kWarn, "peer_address_unresolved")
+          .kv("reason", addr.status().ToString())
+          .kv("note", "a primary keyed differently cannot be told from silence");
+    }
   }
   data_event_fd_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
   if (!data_event_fd_) return ErrnoStatus(errno, "eventfd for data streams");
@@ -993,7 +1021,7 @@ void Node::OnConnected(const std::shared_ptr<Peer>& peer, int32_t res) {
     Log(Level::kDebug, "connect_failed").kv("peer", peer->addr).kv("error", std::strerror(-res));
     session_ = Session::kIdle;
     next_connect_ns_ = NowNs() + backoff_ms_ * 1'000'000;
-    backoff_ms_ = std::min(backoff_ms_ * 2, kBackoffMaxMs);
+    backoff_ms_ = std::min(backoff_ms_ * 2, BackoffMaxMs());
     return;
   }
   auto conn = Connection::Create(wire::TlsRole::kClient, std::as_bytes(key_.bytes()), Rng::Generate,
@@ -1015,20 +1043,25 @@ void Node::OnConnected(const std::shared_ptr<Peer>& peer, int32_t res) {
 }
 
 void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
-  peer->last_rx_ns = NowNs();
-  if (peer == active_) {
-    last_peer_rx_ns_ = peer->last_rx_ns;
-    if (lease_checked_) {
-      lease_checked_ = false;
-      Log(Level::kInfo, "lease_renewed").kv("note", "the standby is heard again");
-    }
-  }
+  const int64_t arrived = NowNs();
+  peer->last_rx_ns = arrived;
   Status s = peer->conn->Feed(std::span<const std::byte>(peer->rx.data(), n));
   if (s.ok()) s = HandleFrames(peer);
   if (s.ok() && !peer->dead) s = Flush(peer);
   if (!s.ok()) {
     Drop(peer, s);
     return;
+  }
+  // The lease is renewed only by a standby that proved the key: the bytes of a failing
+  // handshake (a standby keyed differently answers with an alert) are not the standby
+  // holding the copy, and once counted they kept a primary serving beside a standby
+  // that promoted.
+  if (peer == active_ && peer->conn->open()) {
+    last_peer_rx_ns_ = arrived;
+    if (lease_checked_) {
+      lease_checked_ = false;
+      Log(Level::kInfo, "lease_renewed").kv("note", "the standby is heard again");
+    }
   }
   // Time this node spent handling what arrived (a manifest walk, a big commit) is not
   // the peer's silence.
@@ -1476,6 +1509,51 @@ bool Node::CaughtUp() const {
   return true;
 }
 
+namespace {
+
+// Same IP address (the port differs: the peer dials from an ephemeral one). An IPv4
+// peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+bool SameHost(const sockaddr_storage& a, const sockaddr_storage& b) {
+  auto v4 = [](const sockaddr_storage& s, in_addr* out) {
+    if (s.ss_family == AF_INET) {
+      *out = reinterpret_cast<const sockaddr_in&>(s).sin_addr;
+      return true;
+    }
+    const auto& s6 = reinterpret_cast<const sockaddr_in6&>(s);
+    if (s.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr)) {
+      std::memcpy(&out->s_addr, &s6.sin6_addr.s6_addr[12], 4);
+      return true;
+    }
+    return false;
+  };
+  in_addr a4{}, b4{};
+  if (v4(a, &a4) && v4(b, &b4)) return a4.s_addr == b4.s_addr;
+  if (a.ss_family != AF_INET6 || b.ss_family != AF_INET6) return false;
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+}  // namespace
+
+void Node::NoteKeyRefusal(const Peer& peer) {
+  sockaddr_storage from{};
+  socklen_t len = sizeof from;
+  if (peer_addr_len_ == 0 ||
+      getpeername(peer.fd.get(), reinterpret_cast<sockaddr*>(&from), &len) != 0 ||
+      !SameHost(from, peer_addr_)) {
+    return;
+  }
+  peer_key_refused_ns_ = NowNs();
+  // Once per run of refusals at warning level; every one is in session_closed already.
+  if (peer_key_refusals_++ == 0) {
+    Log(Level::kWarn, "peer_key_mismatch")
+        .kv("peer", cfg_.peer.address.ToString())
+        .kv("note",
+            "the primary's host connects with a different sync key: it is alive, so this "
+            "node does not promote on silence while it keeps connecting (docs/OPERATIONS.md)");
+  }
+}
+
 void Node::MaybePromote(int64_t now) {
   if (!detector_ || now < next_promotion_try_ns_) return;
   lockwin::Verdict v = detector_->Judge(now);
@@ -1537,6 +1615,19 @@ void Node::MaybePromote(int64_t now) {
       : confirmed      ? "the primary confirmed it demoted"
                        : fmt::format("verdict {} for a window of {} ms", lockwin::VerdictName(v),
                                      cfg_.failover.window_ms);
+  // A primary refused for its key redials at least every BackoffMaxMs(); it is alive as
+  // long as its attempts keep coming.
+  if (v == lockwin::Verdict::kSilent && !confirmed && peer_key_refused_ns_ != 0) {
+    if (now - peer_key_refused_ns_ < window_ns + 2 * BackoffMaxMs() * 1'000'000) {
+      refuse(fmt::format("the primary's host ({}) keeps connecting with a different sync key: it "
+                         "is alive, not silent; fix the key (docs/OPERATIONS.md)",
+                         cfg_.peer.address.ToString()),
+             cfg_.failover.beat_ms * 1'000'000);
+      return;
+    }
+    peer_key_refused_ns_ = 0;  // it went quiet for a whole window: silence again
+    peer_key_refusals_ = 0;
+  }
   if (v == lockwin::Verdict::kSilent && !confirmed) {
     const bool fence = cfg_.hooks.fence.configured();
     const bool quorum = cfg_.hooks.quorum_check.configured();
@@ -2487,6 +2578,7 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   bool was_active = peer == active_;
   if (peer->conn && !peer->session_opened && !peer->handed_off) {
     metrics_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
+    if (state_.role == NodeRole::kStandby && peer->conn->key_refused()) NoteKeyRefusal(*peer);
   }
   Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
       .kv("peer", peer->addr.empty() ? std::string("inbound") : peer->addr)
@@ -2499,7 +2591,7 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
     session_ = Session::kIdle;
     resync_waiting_since_ns_ = 0;
     next_connect_ns_ = NowNs() + backoff_ms_ * 1'000'000;
-    backoff_ms_ = std::min(backoff_ms_ * 2, kBackoffMaxMs);
+    backoff_ms_ = std::min(backoff_ms_ * 2, BackoffMaxMs());
   } else {
     receiver_->Reset();
     state_.last_applied_seq = receiver_->last_applied_seq();

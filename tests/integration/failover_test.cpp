@@ -393,6 +393,60 @@ TEST(Failover, AFirstSyncLongerThanTheWindowIsNotAFailover) {
   EXPECT_GE(sent.at("files"), 20'000u);
 }
 
+// A standby restarted with a different sync key: no session can open, and to the
+// standby the primary is silent — but the primary's host keeps connecting and failing
+// the key proof, so it is alive. With quorum_check passing on both sides the standby
+// used to promote (two primaries, the old one still serving: the handshake bytes had
+// also renewed the primary's lease). Now the standby holds its promotion while the
+// primary's host keeps proving a different key, and the primary's lease expires.
+TEST(Failover, AStandbyKeyedDifferentlyDoesNotReplaceALivePrimary) {
+  REQUIRE_ROOT();
+  HookDir hooks;
+  NetLab lab;
+  ASSERT_TRUE(lab.error().empty()) << lab.error();
+  P pair("fo-key",
+         Timers() + hooks.Hook("quorum_check") + hooks.Hook("on_promote") + hooks.Hook("on_demote"),
+         lab.Net());
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  Write(pair.root(P::kPrimary) + "/before", "acknowledged before the key changed");
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  std::string right_key;
+  {
+    std::ifstream in(pair.key_file());
+    std::getline(in, right_key);
+  }
+  ASSERT_FALSE(right_key.empty());
+  // The standby's key changes (both configs name one key file; the running primary read
+  // it at start and keeps the old one).
+  pair.Stop(P::kStandby);
+  const std::string other = pair.key_file() + ".other";
+  ASSERT_EQ(Hasync("keygen " + other).first, 0);
+  ASSERT_EQ(rename(other.c_str(), pair.key_file().c_str()), 0);
+  pair.Start(P::kStandby);
+  ASSERT_TRUE(pair.WaitEvents(P::kStandby, "peer_key_mismatch", 1, 30s)) << pair.log(P::kStandby);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * kWindowMs));
+  EXPECT_EQ(pair.CountEvents(P::kStandby, "promoted"), 0u) << pair.log(P::kStandby);
+  EXPECT_EQ(hooks.Count("on_promote", "standby"), 0u);
+  EXPECT_NE(pair.log(P::kStandby).find("keeps connecting with a different sync key"),
+            std::string::npos)
+      << pair.log(P::kStandby);
+  // The primary keeps serving (quorum_check passes: the standby is presumed down) and
+  // its lease is not renewed by the failing handshakes.
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "demoting"), 0u) << pair.log(P::kPrimary);
+  EXPECT_GE(pair.CountEvents(P::kPrimary, "lease_expired"), 1u) << pair.log(P::kPrimary);
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "lease_renewed"), 0u) << pair.log(P::kPrimary);
+  // The right key back: the pair resumes, and what the primary took meanwhile arrives.
+  Write(pair.root(P::kPrimary) + "/during", "written while the keys differed");
+  pair.Stop(P::kStandby);
+  Write(pair.key_file(), right_key + "\n");
+  ASSERT_EQ(chmod(pair.key_file().c_str(), 0600), 0);
+  pair.Start(P::kStandby);
+  TreeDiff d = pair.WaitConverged(30s);
+  EXPECT_TRUE(d.empty()) << d.ToString();
+  EXPECT_EQ(pair.CountEvents(P::kStandby, "promoted"), 0u);
+}
+
 TEST(Failover, AnIdlePairDoesNotFailOver) {
   REQUIRE_ROOT();
   HookDir hooks;

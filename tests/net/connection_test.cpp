@@ -125,6 +125,8 @@ TEST_F(ConnectionTest, WrongKeyNeverOpensAndNoFrameIsParsed) {
   EXPECT_FALSE(next.ok());
   EXPECT_EQ(server->failed().code(), Code::kPermissionDenied) << server->failed().ToString();
   EXPECT_FALSE(server->open());
+  // Told apart from other failures: the standby holds its promotion on it (FAILOVER.md).
+  EXPECT_TRUE(server->key_refused());
 }
 
 TEST_F(ConnectionTest, FirstFrameOtherThanHelloIsRefused) {
@@ -150,6 +152,20 @@ TEST_F(ConnectionTest, FirstFrameOtherThanHelloIsRefused) {
   EXPECT_FALSE(next.ok());
   EXPECT_NE(next.status().message().find("not HELLO"), std::string::npos)
       << next.status().ToString();
+  EXPECT_FALSE(server->key_refused()) << "the key matched; the protocol was wrong";
+}
+
+// Bytes that are not TLS at all are a protocol failure, not a key mismatch: junk from
+// the peer's address must not pass for a live primary keyed differently.
+TEST_F(ConnectionTest, JunkIsNotAKeyMismatch) {
+  for (ChannelMode mode : {ChannelMode::kTls, ChannelMode::kPlain}) {
+    auto server = Make(wire::TlsRole::kServer, 4, HelloFor("mu02", wire::Role::kStandby), mode);
+    std::vector<std::byte> junk(64, std::byte{0x5a});
+    server->Feed(junk).IgnoreError();
+    (void)server->Next();
+    EXPECT_FALSE(server->failed().ok());
+    EXPECT_FALSE(server->key_refused()) << server->failed().ToString();
+  }
 }
 
 TEST_F(ConnectionTest, PlainModeAuthenticatesThenCarriesFrames) {
@@ -180,6 +196,7 @@ TEST_F(ConnectionTest, PlainModeWrongKeyIsRefusedBeforeAnyOtherFrame) {
   EXPECT_EQ(server->failed().code(), Code::kPermissionDenied) << server->failed().ToString();
   EXPECT_FALSE(server->open());
   EXPECT_FALSE(client->open());
+  EXPECT_TRUE(server->key_refused());
 }
 
 TEST_F(ConnectionTest, PlainModeFrameBeforeAuthenticationIsRefused) {

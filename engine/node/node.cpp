@@ -84,6 +84,10 @@ constexpr size_t kFlushHighWater = 512 * 1024;  // start a send once this much i
 // flight. Below the TLS layer's own bound (wire::kTlsOutBufferMax) by more than a frame.
 constexpr size_t kOutboxMaxBytes = 4u << 20;
 constexpr size_t kMaxPendingHandshakes = 8;
+// Slots only connections from the configured peer's host may take.
+constexpr size_t kHandshakeSlotsForThePeer = 2;
+// With all of them in use, one older than this gives way to a new connection.
+constexpr int64_t kHandshakeEvictAgeNs = 2'000'000'000;
 constexpr size_t kWatchDrainBatch = 4096;
 constexpr int64_t kBindRetryMs = 10'000;  // listen address still held by a dead predecessor
 constexpr int64_t kBindRetryStepMs = 100;
@@ -120,6 +124,36 @@ Result<sockaddr_storage> Resolve(const HostPort& hp, socklen_t* len) {
   *len = res->ai_addrlen;
   freeaddrinfo(res);
   return ss;
+}
+
+// Same IP address (the port differs: the peer dials from an ephemeral one). An IPv4
+// peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+bool SameHost(const sockaddr_storage& a, const sockaddr_storage& b) {
+  auto v4 = [](const sockaddr_storage& s, in_addr* out) {
+    if (s.ss_family == AF_INET) {
+      *out = reinterpret_cast<const sockaddr_in&>(s).sin_addr;
+      return true;
+    }
+    const auto& s6 = reinterpret_cast<const sockaddr_in6&>(s);
+    if (s.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr)) {
+      std::memcpy(&out->s_addr, &s6.sin6_addr.s6_addr[12], 4);
+      return true;
+    }
+    return false;
+  };
+  in_addr a4{}, b4{};
+  if (v4(a, &a4) && v4(b, &b4)) return a4.s_addr == b4.s_addr;
+  if (a.ss_family != AF_INET6 || b.ss_family != AF_INET6) return false;
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+// Whether the connected socket's remote address is the host `peer` names.
+bool FromHost(int fd, const sockaddr_storage& peer, socklen_t peer_len) {
+  sockaddr_storage from{};
+  socklen_t len = sizeof from;
+  return peer_len != 0 && getpeername(fd, reinterpret_cast<sockaddr*>(&from), &len) == 0 &&
+         SameHost(from, peer);
 }
 
 void TuneSocket(int fd) {
@@ -165,6 +199,8 @@ struct Peer {
   // The handshake finished and the session opened (a drop before that is counted as a
   // handshake failure).
   bool session_opened = false;
+  // Inbound: the remote address is the configured peer's host.
+  bool from_peer_host = false;
 
   size_t queued() const { return (tx.size() - tx_sent) + (conn ? conn->outgoing_size() : 0); }
 };
@@ -289,6 +325,10 @@ class Node : public MessageSink {
   Status InitStandby();
   Status Listen();
   void PostAccept();
+  // Whether a new inbound connection may start a handshake; may evict an unfinished
+  // one to make room (the rules are in the definition).
+  bool MakeRoomForAHandshake(bool from_peer);
+  uint64_t refusals_in_a_row_ = 0;  // connection_refused logged once per run
   void PostRecv(const std::shared_ptr<Peer>& peer);
   void PostWatch();
   void ScheduleTick();
@@ -858,15 +898,23 @@ void Node::PostAccept() {
           Log(Level::kWarn, "accept_failed").kv("error", std::strerror(-res));
         } else {
           UniqueFd fd(res);
-          if (pending_.size() >= kMaxPendingHandshakes || next_state_.has_value()) {
-            Log(Level::kWarn, "connection_refused")
-                .kv("reason",
-                    next_state_.has_value() ? "changing role" : "too many handshakes in progress");
+          const bool from_peer = FromHost(fd.get(), peer_addr_, peer_addr_len_);
+          const bool room = !next_state_.has_value() && MakeRoomForAHandshake(from_peer);
+          if (!room) {
+            // Said once per run of refusals: a flood must not flood the log too.
+            if (refusals_in_a_row_++ == 0) {
+              Log(Level::kWarn, "connection_refused")
+                  .kv("reason",
+                      next_state_.has_value() ? "changing role" : "too many handshakes in progress")
+                  .kv("from_peer_host", from_peer);
+            }
           } else {
+            refusals_in_a_row_ = 0;
             // A primary takes no sessions, but it does open an inbound connection far
             // enough to compare epochs with a peer that also claims to be primary.
             auto peer = std::make_shared<Peer>();
             peer->fd = std::move(fd);
+            peer->from_peer_host = from_peer;
             TuneSocket(peer->fd.get());
             peer->created_ns = peer->last_rx_ns = NowNs();
             auto conn = Connection::Create(wire::TlsRole::kServer, std::as_bytes(key_.bytes()),
@@ -884,6 +932,46 @@ void Node::PostAccept() {
         PostAccept();
       });
   if (!s.ok()) fatal_ = s;
+}
+
+bool Node::MakeRoomForAHandshake(bool from_peer) {
+  std::erase_if(pending_, [](const auto& p) { return p->dead; });
+  const auto others = static_cast<size_t>(std::count_if(
+      pending_.begin(), pending_.end(), [](const auto& p) { return !p->from_peer_host; }));
+  // Connections from anywhere but the peer's host never hold the last slots, so whoever
+  // can reach the port cannot lock the primary (and its data streams) out.
+  if (!from_peer && others < kMaxPendingHandshakes - kHandshakeSlotsForThePeer &&
+      pending_.size() < kMaxPendingHandshakes) {
+    return true;
+  }
+  if (from_peer && pending_.size() < kMaxPendingHandshakes) return true;
+  // Full (for this connection's class). A real peer finishes its handshake in a few round
+  // trips; what lingers is stalled or hostile. The peer's host may push out anyone else's
+  // unfinished handshake at once; otherwise only one older than kHandshakeEvictAgeNs of
+  // the same class gives way (refusing the newest let stalled connections lock the
+  // primary out until the 10 s handshake timeout, again and again: a false failover).
+  const int64_t now = NowNs();
+  auto victim = pending_.end();
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    const auto& p = *it;
+    if (p->conn && p->conn->open()) continue;
+    const bool evictable =
+        from_peer ? (!p->from_peer_host || now - p->created_ns >= kHandshakeEvictAgeNs)
+                  : (!p->from_peer_host && now - p->created_ns >= kHandshakeEvictAgeNs);
+    if (!evictable) continue;
+    // Prefer someone else's handshake, then the oldest.
+    if (victim == pending_.end() || (*victim)->from_peer_host > p->from_peer_host ||
+        ((*victim)->from_peer_host == p->from_peer_host && p->created_ns < (*victim)->created_ns)) {
+      victim = it;
+    }
+  }
+  if (victim == pending_.end()) return false;
+  std::shared_ptr<Peer> gone = *victim;
+  pending_.erase(victim);
+  Drop(gone, Unavailable(fmt::format(
+                 "handshake evicted: unfinished after {} ms while a connection{} waits",
+                 (now - gone->created_ns) / 1'000'000, from_peer ? " from the peer's host" : "")));
+  return true;
 }
 
 void Node::PostRecv(const std::shared_ptr<Peer>& peer) {
@@ -1509,40 +1597,8 @@ bool Node::CaughtUp() const {
   return true;
 }
 
-namespace {
-
-// Same IP address (the port differs: the peer dials from an ephemeral one). An IPv4
-// peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
-bool SameHost(const sockaddr_storage& a, const sockaddr_storage& b) {
-  auto v4 = [](const sockaddr_storage& s, in_addr* out) {
-    if (s.ss_family == AF_INET) {
-      *out = reinterpret_cast<const sockaddr_in&>(s).sin_addr;
-      return true;
-    }
-    const auto& s6 = reinterpret_cast<const sockaddr_in6&>(s);
-    if (s.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr)) {
-      std::memcpy(&out->s_addr, &s6.sin6_addr.s6_addr[12], 4);
-      return true;
-    }
-    return false;
-  };
-  in_addr a4{}, b4{};
-  if (v4(a, &a4) && v4(b, &b4)) return a4.s_addr == b4.s_addr;
-  if (a.ss_family != AF_INET6 || b.ss_family != AF_INET6) return false;
-  return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
-                     &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
-}
-
-}  // namespace
-
 void Node::NoteKeyRefusal(const Peer& peer) {
-  sockaddr_storage from{};
-  socklen_t len = sizeof from;
-  if (peer_addr_len_ == 0 ||
-      getpeername(peer.fd.get(), reinterpret_cast<sockaddr*>(&from), &len) != 0 ||
-      !SameHost(from, peer_addr_)) {
-    return;
-  }
+  if (!peer.from_peer_host) return;
   peer_key_refused_ns_ = NowNs();
   // Once per run of refusals at warning level; every one is in session_closed already.
   if (peer_key_refusals_++ == 0) {

@@ -2,8 +2,11 @@
 // metadata-identical to the primary's (tests/support/tree_compare.h) for every kind of
 // change, under bursts, with held-open appenders, across kill -9 of either side, and a
 // wrong key must get nothing written.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -420,6 +423,84 @@ TEST(Replication, AStandbyRefusingAnUnknownPeerTellsItWhy) {
       20s))
       << pair.log(P::kPrimary) << pair.log(P::kStandby);
   EXPECT_TRUE(fs::is_empty(pair.root(P::kStandby)));
+}
+
+// The standby's listening port from its config ("listen = \"127.0.0.1:N\"" under [node]).
+uint16_t ListenPort(const std::string& config) {
+  std::string text = ReadText(config);
+  size_t at = text.find("listen = \"127.0.0.1:");
+  if (at == std::string::npos) return 0;
+  return static_cast<uint16_t>(
+      std::stoul(text.substr(at + std::string("listen = \"127.0.0.1:").size())));
+}
+
+// Connections that never finish their handshake (slowloris) must not lock the primary
+// out: with every handshake slot held by a stalled connection the standby used to refuse
+// each new one until the stalled ones timed out (10 s), and an attacker that reopened
+// them at once kept the real primary out for good — to the standby a silent primary.
+// Now connections from anywhere but the peer's host never take the last two slots, and
+// one from the peer's host pushes out someone else's unfinished handshake. The attacker
+// here dials from 127.0.0.2, the primary from 127.0.0.1 (its configured address).
+TEST(Replication, StalledHandshakesDoNotLockThePrimaryOut) {
+  REQUIRE_ROOT();
+  P pair("stalled");
+  Write(pair.root(P::kPrimary) + "/job", "arrives despite the stalled connections");
+  pair.Start(P::kStandby);
+  const uint16_t port = ListenPort(pair.config(P::kStandby));
+  ASSERT_NE(port, 0) << ReadText(pair.config(P::kStandby));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // Twelve stalled connections (more than the 8 handshake slots), each sending the first
+  // 3 bytes of a TLS record and nothing more; any the standby closes is reopened at once.
+  constexpr int kStalled = 12;
+  std::vector<int> fds(kStalled, -1);
+  auto open_stalled = [&](int& fd) {
+    if (fd >= 0) close(fd);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f000002);  // 127.0.0.2
+    if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) return;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const unsigned char half[] = {0x16, 0x03, 0x01};
+      (void)!write(fd, half, sizeof half);
+    }
+  };
+  auto closed_by_peer = [](int fd) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  };
+  for (int& fd : fds) open_stalled(fd);
+  std::this_thread::sleep_for(2500ms);  // every slot now held by a stalled connection
+  pair.Start(P::kPrimary);
+  size_t reopened = 0;
+  bool converged = false;
+  for (int i = 0; i < 400 && !converged; ++i) {  // 20 s, polling every 50 ms
+    for (int& fd : fds) {
+      if (fd < 0 || closed_by_peer(fd)) {
+        open_stalled(fd);
+        ++reopened;
+      }
+    }
+    converged = pair.log(P::kStandby).find("session_open") != std::string::npos &&
+                fs::exists(pair.root(P::kStandby) + "/job");
+    std::this_thread::sleep_for(50ms);
+  }
+  for (int fd : fds) {
+    if (fd >= 0) close(fd);
+  }
+  EXPECT_TRUE(converged) << "the primary never got a session past the stalled connections\n"
+                         << pair.log(P::kStandby);
+  // The flood was refused (logged once per run of refusals, not once per connection).
+  EXPECT_NE(pair.log(P::kStandby).find("too many handshakes in progress"), std::string::npos);
+  EXPECT_LT(pair.CountEvents(P::kStandby, "connection_refused"), reopened / 4 + 5)
+      << "one log line per refused connection";
+  EXPECT_EQ(ReadText(pair.root(P::kStandby) + "/job"), "arrives despite the stalled connections");
+  std::printf("stalled connections reopened by the attacker: %zu\n", reopened);
 }
 
 TEST(Replication, PlainTransportAuthenticatesAndReplicates) {

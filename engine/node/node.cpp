@@ -1267,8 +1267,10 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
     demote_requested_ns_ = 0;
     return Status::Ok();
   }
-  // Primary: start over from the standby's manifest.
-  backoff_ms_ = kBackoffMinMs;
+  // Primary: start over from the standby's manifest. The reconnect backoff is not reset
+  // here: a standby that NACKs every resync (full disk, failing fsync) opens sessions
+  // fine, and resetting at each open made the primary re-run the whole comparison every
+  // 100 ms. It resets on progress instead: an ACK, or a resync with nothing to send.
   session_ = Session::kManifest;
   resync_waiting_since_ns_ = 0;
   resync_started_ns_ = NowNs();
@@ -1317,6 +1319,7 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::Ack>) {
           RETURN_IF_ERROR(sender_->OnAck(m));
+          if (m.durable) backoff_ms_ = kBackoffMinMs;  // the standby made progress
           return session_ == Session::kLive ? PumpSender() : Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::Nack>) {
           Log(Level::kError, "batch_refused").kv("seq", m.seq).kv("reason", m.message);
@@ -1354,6 +1357,8 @@ Status Node::ResyncWhenStreamsOpen() {
 Status Node::FinishResync() {
   RETURN_IF_ERROR(sender_->Resync(journal_.get()));
   session_ = Session::kLive;
+  // Nothing differed, so nothing can be refused: the session is healthy.
+  if (sender_->unacked_batches() == 0) backoff_ms_ = kBackoffMinMs;
   const SenderStats& st = sender_->stats();
   Log(Level::kInfo, "resync_sent")
       .kv("files", st.files_sent)

@@ -40,6 +40,22 @@ std::string Clip(std::string s) {
   return s;
 }
 
+// Every path a change message names (both names of a rename or a link).
+void AddChangePaths(const wire::Message& message, std::vector<std::string>& out) {
+  std::visit(
+      [&](const auto& m) {
+        if constexpr (requires { m.path; }) out.push_back(m.path);
+        if constexpr (requires { m.from; }) out.push_back(m.from);
+        if constexpr (requires { m.to; }) out.push_back(m.to);
+        if constexpr (requires { m.existing_path; }) out.push_back(m.existing_path);
+        if constexpr (requires { m.new_path; }) out.push_back(m.new_path);
+      },
+      message);
+}
+
+// Bound on remembered paths; past it every manifest entry counts as unsynced.
+constexpr size_t kMaxUnsyncedPaths = size_t{1} << 20;
+
 apply::RenameMode RenameModeFor(uint32_t flags) {
   if (flags & wire::kRenameExchange) return apply::RenameMode::kExchange;
   if (flags & wire::kRenameNoReplace) return apply::RenameMode::kNoReplace;
@@ -62,6 +78,8 @@ void Receiver::Reset() {
   batch_changes_ = 0;
   last_change_seq_ = last_applied_seq_;
   batch_failed_ = Status::Ok();
+  batch_paths_.clear();
+  unsynced_reported_ = false;  // a manifest must list them again to a new session
   in_resync_ = false;
 }
 
@@ -164,6 +182,12 @@ Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
           }
           in_resync_ = false;
           ++resyncs_completed_;
+          if (unsynced_reported_) {
+            // The primary compared against a manifest that marked them changed and every
+            // batch of its resync was durable: they are written again.
+            unsynced_.clear();
+            unsynced_all_ = unsynced_reported_ = false;
+          }
           return Status::Ok();
         } else {
           return InvalidArgument(std::string("unexpected ") + std::string(T::kName) +
@@ -188,6 +212,7 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
     }
     last_change_seq_ = seq;
     ++batch_changes_;
+    AddChangePaths(message, batch_paths_);
   }
 
   if (quarantine_ != nullptr && in_resync_ && !continues_file && batch_failed_.ok()) {
@@ -410,16 +435,35 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
         std::to_string(last_change_seq_) + ", " + std::to_string(batch_changes_) + ")");
   }
   Status result = batch_failed_;
+  bool committed = false;  // a Commit ran: it may have published, then failed to sync
   for (auto& batch : batches_) {
     if (!batch) continue;
-    if (result.ok()) result = batch->Commit();
+    if (result.ok()) {
+      committed = true;
+      result = batch->Commit();
+    }
     batch.reset();
   }
   batch_changes_ = 0;
   batch_failed_ = Status::Ok();
+  std::vector<std::string> paths = std::move(batch_paths_);
+  batch_paths_.clear();
   if (!result.ok()) {
     ++stats_.batches_nacked;
     last_failure_ = result;
+    if (committed) {
+      for (std::string& p : paths) {
+        if (unsynced_.size() >= kMaxUnsyncedPaths) {
+          unsynced_all_ = true;
+          break;
+        }
+        unsynced_.insert(std::move(p));
+      }
+    }
+    unsynced_reported_ = false;
+    // Said here once per refused batch, so the standby's own log names the cause (a full
+    // disk, a failed fsync) and not only the primary's.
+    Log(Level::kError, "batch_nacked").kv("seq", commit.last_seq).kv("reason", result.ToString());
     // Later changes of this session build on a batch that did not apply: the primary
     // must resync before sending more (it does on NACK).
     return sink_.Emit(0,
@@ -427,7 +471,19 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
   }
   last_applied_seq_ = commit.last_seq;
   ++stats_.batches_acked;
+  LogSetidStripped(commit.last_seq);
   return sink_.Emit(0, wire::Ack{commit.last_seq, true});
+}
+
+// The setuid/setgid policy changes what the primary asked for; an administrator reading
+// the standby's log should see that it did (docs/APPLY.md, Policy).
+void Receiver::LogSetidStripped(uint64_t seq) {
+  uint64_t total = 0;
+  for (const apply::Tree* t : trees_) total += t->stats().setid_bits_stripped;
+  if (total > setid_logged_) {
+    Log(Level::kWarn, "setid_stripped").kv("seq", seq).kv("count", total - setid_logged_);
+  }
+  setid_logged_ = total;
 }
 
 Status Receiver::SendManifest(const wire::ManifestRequest& request) {
@@ -447,6 +503,15 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
   };
   auto add = [&](uint32_t root, const FileInfo& info) -> Status {
     ASSIGN_OR_RETURN(wire::ManifestEntry e, MakeManifestEntry(trees_[root]->root_fd(), root, info));
+    // A directory entry must carry no hash (wire/ refuses one, and the standby asserts it
+    // before sending): a failed batch that named a directory leaves its entry as it is.
+    if (!info.path.empty() && e.kind != wire::EntryKind::kDirectory &&
+        (unsynced_all_ || unsynced_.contains(e.path))) {
+      // A failed sync covered it: claim content and mtime no primary file has, so the
+      // resync writes it again instead of trusting the page cache (see receiver.h).
+      e.hash.low = ~e.hash.low;
+      e.mtime_ns ^= 1;
+    }
     size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
     if (frame.entries.size() == wire::kManifestEntriesMax ||
         body + entry_size > wire::kFrameBodyMax) {
@@ -470,6 +535,7 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
         nullptr);
     RETURN_IF_ERROR(walk);
   }
+  unsynced_reported_ = unsynced_all_ || !unsynced_.empty();
   return flush(true);
 }
 
@@ -511,6 +577,12 @@ Status Receiver::SendBlocks(const wire::BlocksRequest& request) {
   auto where = Split(request.path);
   Result<UniqueFd> fd = where.ok() ? OpenReadBeneath(trees_[where->first]->root_fd(), where->second)
                                    : Result<UniqueFd>(where.status());
+  // Only a regular file has blocks: a device node in the tree (/dev/zero never ends) or
+  // a FIFO with a writer would keep this loop reading, and hashing forever.
+  struct stat fd_st{};
+  if (fd.ok() && (fstat(fd->get(), &fd_st) != 0 || !S_ISREG(fd_st.st_mode))) {
+    fd = Result<UniqueFd>(FailedPrecondition("not a regular file: " + request.path));
+  }
   Result<std::vector<Hash128>> hashes = fd.ok() ? BlockHashesFd(fd->get(), request.block_size)
                                                 : Result<std::vector<Hash128>>(fd.status());
   if (!hashes.ok()) {

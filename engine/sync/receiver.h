@@ -95,6 +95,8 @@ class Receiver {
   }
   // Last NACK reason, for status and logs.
   const Status& last_failure() const { return last_failure_; }
+  // Paths a refused batch touched that the next manifest reports as changed (below).
+  size_t unsynced_paths() const { return unsynced_.size(); }
 
  private:
   struct OpenFile {
@@ -115,6 +117,8 @@ class Receiver {
   // the rest may still be on a data stream.
   static bool StillShort(const OpenFile& f, const wire::FileEnd& end);
   Status OnCommit(const wire::Commit& commit);
+  // Logs `setid_stripped` when the trees stripped setuid/setgid bits since the last call.
+  void LogSetidStripped(uint64_t seq);
   Status SendManifest(const wire::ManifestRequest& request);
   Status SendBlocks(const wire::BlocksRequest& request);
   apply::Batch& BatchFor(uint32_t root);
@@ -134,6 +138,16 @@ class Receiver {
   uint32_t batch_changes_ = 0;
   Status batch_failed_;
   Status last_failure_;
+  // fsyncgate: after a failed fsync/syncfs the page cache may hold what the disk does
+  // not, and a later sync that succeeds proves nothing about it. So whatever a batch
+  // whose Commit failed may have published is not trusted: the wire paths its changes
+  // named are reported in the next manifest with a hash and mtime that match nothing,
+  // and the primary's resync writes them again (new temp, fsync, rename, directory
+  // fsync). Cleared by a RESYNC_END that followed such a manifest with no NACK between.
+  std::vector<std::string> batch_paths_;  // the open batch's, bounded by kBatchChangesMax
+  std::set<std::string> unsynced_;
+  bool unsynced_all_ = false;  // too many to list: every entry is reported as changed
+  bool unsynced_reported_ = false;
   bool in_resync_ = false;
   uint64_t resyncs_completed_ = 0;
   apply::Quarantine* quarantine_ = nullptr;
@@ -145,6 +159,7 @@ class Receiver {
   };
   std::optional<ParkedEnd> parked_end_;
   ReceiverStats stats_;
+  uint64_t setid_logged_ = 0;  // setid_bits_stripped of all trees, as last logged
   std::function<Status(const wire::ManifestRequest&)> verify_handler_;
 };
 

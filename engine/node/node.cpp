@@ -1177,9 +1177,11 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
     // An ERROR is read whatever its epoch: it changes nothing here, and it carries the
     // reason a peer refuses the session (sent at its own epoch, maybe below this one's).
     if (frame.epoch < state_.epoch && !std::holds_alternative<wire::Error>(frame.message)) {
-      Emit(0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
-                                                            " < " + std::to_string(state_.epoch)})
-          .IgnoreError();
+      // Sent before the close (Drop lets a send in flight finish): the primary learns why.
+      Status told =
+          Emit(0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
+                                                                " < " + std::to_string(state_.epoch)});
+      if (told.ok()) Flush(peer).IgnoreError();
       return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
                               " (this node is at " + std::to_string(state_.epoch) + ")");
     }

@@ -579,7 +579,7 @@ Status Receiver::SendBlocks(const wire::BlocksRequest& request) {
                                    : Result<UniqueFd>(where.status());
   // Only a regular file has blocks: a device node in the tree (/dev/zero never ends) or
   // a FIFO with a writer would keep this loop reading, and hashing forever.
-  struct stat fd_st{};
+  struct stat fd_st {};
   if (fd.ok() && (fstat(fd->get(), &fd_st) != 0 || !S_ISREG(fd_st.st_mode))) {
     fd = Result<UniqueFd>(FailedPrecondition("not a regular file: " + request.path));
   }

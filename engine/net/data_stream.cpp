@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "engine/net/rng.h"
+#include "engine/net/socket_tuning.h"
 
 namespace hasync::engine {
 
@@ -151,9 +152,7 @@ Result<std::unique_ptr<DataStreamOut>> DataStreamOut::Start(Options options) {
   std::unique_ptr<DataStreamOut> s(new DataStreamOut(std::move(options)));
   s->fd_ = UniqueFd(socket(s->options_.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s->fd_) return ErrnoStatus(errno, "socket for a data stream");
-  int one = 1;
-  setsockopt(s->fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(s->fd_.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  TuneSessionSocket(s->fd_.get());
   // Bounds connect(2), the handshake's reads and writes; widened for sends once open.
   SetTimeout(s->fd_.get(), SO_SNDTIMEO, kDataStreamSetupMs);
   SetTimeout(s->fd_.get(), SO_RCVTIMEO, kDataStreamSetupMs);

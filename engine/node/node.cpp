@@ -40,6 +40,7 @@
 #include "engine/net/connection.h"
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
+#include "engine/net/socket_tuning.h"
 #include "engine/node/control.h"
 #include "engine/node/history.h"
 #include "engine/node/hooks.h"
@@ -64,6 +65,7 @@ constexpr int64_t kHandshakeTimeoutNs = 10'000'000'000;
 constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
 constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
 constexpr int64_t kSendStallTimeoutMs = 30'000;               // socket accepted nothing this long
+constexpr int64_t kSendWaitSliceNs = 250'000'000;  // a blocked send checks the lease this often
 constexpr int64_t kCloseLingerNs = 1'000'000'000;  // a dropped peer's last send may finish
 constexpr int64_t kBackoffMinMs = 100;
 constexpr int64_t kBackoffMaxMs = 5'000;
@@ -156,11 +158,7 @@ bool FromHost(int fd, const sockaddr_storage& peer, socklen_t peer_len) {
          SameHost(from, peer);
 }
 
-void TuneSocket(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-}
+void TuneSocket(int fd) { TuneSessionSocket(fd); }
 
 wire::Role ToWire(NodeRole role) {
   return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
@@ -368,6 +366,11 @@ class Node : public MessageSink {
   int64_t BackoffMaxMs() const {
     return std::clamp<int64_t>(cfg_.failover.window_ms / 4, kBackoffMinMs, kBackoffMaxMs);
   }
+  // Primary, while a send waits for the standby (the loop runs no timer meanwhile): the
+  // lease check of Tick, judged on the standby's last frame or the last bytes it took.
+  // An isolated primary blocked on a full socket kept serving for up to 30 s, long
+  // after the standby had promoted. Non-OK once this node demoted: unwind the send.
+  Status LeaseWhileSending(int64_t progress_ns);
   // Standby: a connection failed on a key mismatch; remembered if it came from the
   // configured peer's host (an address anyone else holds cannot hold a promotion back).
   void NoteKeyRefusal(const Peer& peer);
@@ -1178,9 +1181,9 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
     // reason a peer refuses the session (sent at its own epoch, maybe below this one's).
     if (frame.epoch < state_.epoch && !std::holds_alternative<wire::Error>(frame.message)) {
       // Sent before the close (Drop lets a send in flight finish): the primary learns why.
-      Status told =
-          Emit(0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
-                                                                " < " + std::to_string(state_.epoch)});
+      Status told = Emit(
+          0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
+                                                           " < " + std::to_string(state_.epoch)});
       if (told.ok()) Flush(peer).IgnoreError();
       return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
                               " (this node is at " + std::to_string(state_.epoch) + ")");
@@ -2364,13 +2367,18 @@ Status Node::WaitSpliced() {
   std::shared_ptr<Peer> control = active_;
   int64_t deadline = NowNs() + kDataStreamStallMs * 1'000'000;
   uint64_t seen = route_to_->bytes_sent();
+  int64_t progress_ns = NowNs();
   while (!route_to_->drained()) {
     RETURN_IF_ERROR(route_to_->failed());
     if (control->dead) return Unavailable("session closed while sending");
     StartSend(control);
     if (route_to_->bytes_sent() != seen) {
       seen = route_to_->bytes_sent();
-      deadline = NowNs() + kDataStreamStallMs * 1'000'000;
+      progress_ns = NowNs();
+      deadline = progress_ns + kDataStreamStallMs * 1'000'000;
+    } else if (Status lease = LeaseWhileSending(std::max(progress_ns, control->last_tx_ns));
+               !lease.ok()) {
+      return lease;
     } else if (NowNs() > deadline) {
       return Unavailable(fmt::format("data stream {} accepted nothing for {} s", route_to_->index(),
                                      kDataStreamStallMs / 1000));
@@ -2390,12 +2398,19 @@ Status Node::WaitSpliced() {
 Status Node::EnqueueData(DataFrame& frame) {
   const int64_t deadline = NowNs() + kDataStreamStallMs * 1'000'000;
   std::shared_ptr<Peer> control = active_;
+  uint64_t seen = route_to_->bytes_sent();
+  int64_t progress_ns = NowNs();
   for (;;) {
     if (route_to_->TryEnqueue(frame)) return Status::Ok();
     RETURN_IF_ERROR(route_to_->failed());
     // Full. The standby may be holding this stream until it reads the FILE_BEGIN still
     // in the control stream's outbox: keep that one moving while waiting.
     StartSend(control);
+    if (route_to_->bytes_sent() != seen) {
+      seen = route_to_->bytes_sent();
+      progress_ns = NowNs();
+    }
+    RETURN_IF_ERROR(LeaseWhileSending(std::max(progress_ns, control->last_tx_ns)));
     if (NowNs() > deadline) {
       return Unavailable(fmt::format("data stream {} accepted nothing for {} s", route_to_->index(),
                                      kDataStreamStallMs / 1000));
@@ -2595,14 +2610,39 @@ void Node::OnSent(const std::shared_ptr<Peer>& peer, int32_t res) {
 }
 
 Status Node::WaitSend(const std::shared_ptr<Peer>& peer, int64_t timeout_ns) {
-  peer->waiting = true;
-  Status s = loop_->WaitFor(peer->send_token, timeout_ns);  // runs OnSent
-  peer->waiting = false;
+  const int64_t deadline = NowNs() + timeout_ns;
+  Status s;
+  for (;;) {
+    // In slices, so the lease is judged while the send waits.
+    peer->waiting = true;
+    s = loop_->WaitFor(peer->send_token, std::min(deadline - NowNs(), kSendWaitSliceNs));
+    peer->waiting = false;
+    if (s.ok() || NowNs() >= deadline) break;
+    RETURN_IF_ERROR(LeaseWhileSending(peer->last_tx_ns));
+  }
   if (!s.ok())
     return Unavailable("peer accepted no data for " + std::to_string(timeout_ns / 1'000'000'000) +
                        " s");
   if (!peer->send_failed.ok()) return peer->send_failed;
   if (peer->dead) return Unavailable("session closed while sending");
+  return Status::Ok();
+}
+
+Status Node::LeaseWhileSending(int64_t progress_ns) {
+  if (next_state_.has_value()) return Unavailable("changing role while sending");
+  if (state_.role != NodeRole::kPrimary) return Status::Ok();
+  const int64_t now = NowNs();
+  // Bytes the standby took count as hearing it: its own frames wait, unread, behind
+  // this send (the loop runs no other callback meanwhile).
+  if (now - std::max(last_peer_rx_ns_, progress_ns) < cfg_.failover.lease_ms * 1'000'000) {
+    return Status::Ok();
+  }
+  CheckLease(now);
+  if (next_state_.has_value()) {
+    return Unavailable(
+        "demoted while sending: the standby took nothing and said nothing "
+        "for lease_ms and quorum_check failed");
+  }
   return Status::Ok();
 }
 

@@ -367,9 +367,10 @@ TEST(Failover, AFirstSyncLongerThanTheWindowIsNotAFailover) {
          "min_failover_interval_ms = 0\n" +
              hooks.Hook("quorum_check") + hooks.Hook("on_promote"),
          lab.Net());
-  // Enough files that sending them takes several windows on this machine.
+  // Enough files that sending them outlasts the window even on an idle machine (20,000
+  // took 1.1 s to send there; 50,000 take about 2.7 s).
   const std::string root = pair.root(P::kPrimary);
-  for (int d = 0; d < 20; ++d) {
+  for (int d = 0; d < 50; ++d) {
     const std::string dir = root + "/hash." + std::to_string(d);
     fs::create_directories(dir);
     for (int f = 0; f < 1000; ++f) Write(dir + "/job." + std::to_string(f), std::string(600, 'j'));
@@ -383,14 +384,18 @@ TEST(Failover, AFirstSyncLongerThanTheWindowIsNotAFailover) {
   EXPECT_EQ(pair.CountEvents(P::kStandby, "promoted"), 0u) << pair.log(P::kStandby);
   EXPECT_EQ(hooks.Count("on_promote", "standby"), 0u);
   EXPECT_EQ(pair.CountEvents(P::kPrimary, "demoting"), 0u) << pair.log(P::kPrimary);
-  // The copy really took longer than a window (or the test proves nothing).
+  // The copy really outlasted a window (or the test proves nothing): either the
+  // primary's walk took longer, or the standby, busy applying, judged it silent.
   const std::string log = pair.log(P::kPrimary);
   const size_t at = log.rfind("event=resync_sent");
   ASSERT_NE(at, std::string::npos);
   const size_t sec = log.find("seconds=", at);
   ASSERT_NE(sec, std::string::npos);
-  EXPECT_GT(std::stod(log.substr(sec + 8)), 1.5) << log.substr(at, 300);
-  EXPECT_GE(sent.at("files"), 20'000u);
+  const double walk_s = std::stod(log.substr(sec + 8));
+  const size_t silent = pair.CountEvents(P::kStandby, "verdict");
+  EXPECT_TRUE(walk_s > 1.5 || silent > 0) << "the first sync fit in one window (walk " << walk_s
+                                          << " s, no verdict change): " << log.substr(at, 300);
+  EXPECT_GE(sent.at("files"), 50'000u);
 }
 
 // A standby restarted with a different sync key: no session can open, and to the

@@ -913,6 +913,22 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   }
   RETURN_IF_ERROR(parents);
   bool src_dir = src->second.kind == NodeKind::kDirectory;
+  // A file that changed after the standby got it (Slurm writes X.new, then renames it
+  // over X; the sender may have shipped X.new empty or half written): a RENAME would
+  // show that stale copy under `to` until the Upsert that follows, and a crash or a
+  // failover in between leaves `to` with content it never had. Publish what `to` holds
+  // now instead (atomic on the standby), then drop `from` as the rename would have.
+  // A large file (block hashes) keeps the RENAME, so that the Upsert after it moves only
+  // the changed blocks; for it the stale window remains (a known limit).
+  if (!src_dir && src->second.blocks().empty()) {
+    auto now = StatPath(root_fds_[root], to);
+    if (now.ok() && now->kind == NodeKind::kFile &&
+        (now->size != src->second.size || now->mtime_ns != src->second.mtime_ns ||
+         (src->second.ino() != 0 && !m.IsInode(src->second, now->dev, now->ino)))) {
+      RETURN_IF_ERROR(UpsertFile(root, *now, &journal));
+      return Remove(root, from);
+    }
+  }
   auto dst = m.find(to);
   if (dst != m.end()) {
     bool dst_dir = dst->second.kind == NodeKind::kDirectory;

@@ -143,8 +143,14 @@ class Sender {
   uint64_t unacked_bytes() const;
   // Committed batches the standby has not acknowledged yet.
   size_t unacked_batches() const { return inflight_.size(); }
-  // First sequence number to use (continuing the standby's last applied one).
-  void set_next_seq(uint64_t seq) { next_seq_ = seq < 1 ? 1 : seq; }
+  // First sequence number to use (continuing the standby's last applied one). What came
+  // before it the standby applied durably (its HELLO says so): that is acknowledged, or a
+  // session whose resync sends nothing reports the standby's whole history unacknowledged
+  // (hasync_unacked_changes, `hasync status`) until the next change.
+  void set_next_seq(uint64_t seq) {
+    next_seq_ = seq < 1 ? 1 : seq;
+    if (acked_seq_ < next_seq_ - 1) acked_seq_ = next_seq_ - 1;
+  }
   const SenderStats& stats() const { return stats_; }
   // Called for every batch acknowledged durable with how long it took from its first
   // change being sent to the ACK (nanoseconds): the replication lag metric.

@@ -169,6 +169,21 @@ int ProcessPair::Signal(Node n, int sig) {
   return status;
 }
 
+int ProcessPair::Kill(Node n) {
+  if (pid_[n] <= 0) return -1;
+  kill(pid_[n], SIGKILL);
+  int status = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    if (waitpid(pid_[n], &status, WNOHANG) == pid_[n]) {
+      pid_[n] = -1;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ADD_FAILURE() << "node " << pid_[n] << " not reaped within 10 s of SIGKILL";
+  return -1;
+}
+
 int ProcessPair::WaitExit(Node n, std::chrono::milliseconds timeout) {
   if (pid_[n] <= 0) return -1;
   int status = 0;

@@ -1010,6 +1010,41 @@ TEST(SyncEdge, FileRewrittenThenRenamedBeforeItsUpsertWasRead) {
   EXPECT_EQ(ReadFile(f.S("f5")), "newer content, never read under d1/f7");
 }
 
+// Pins (found by the crash trials): Slurm writes X.new, then renames it over X. When the
+// sender had shipped X.new empty and the file was finished before the rename, a RENAME
+// showed that empty copy under X until the Upsert after it; a crash in between left X
+// with content it never had. Now the current content is published under X at once.
+TEST(SyncEdge, ScratchFileFinishedThenRenamedOverTheTargetNeverShowsTheStaleCopy) {
+  REQUIRE_ROOT();
+  Fixture f("scratch-rename");
+  WriteFile(f.P("job_state"), "previous state");
+  f.j().Upsert(0, "job_state");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  WriteFile(f.P("job_state.new"), "");  // shipped while still empty
+  f.j().Upsert(0, "job_state.new");
+  f.pair.Ship();
+  WriteFile(f.P("job_state.new"), "the whole new state");
+  f.j().Upsert(0, "job_state.new");
+  fs::rename(f.P("job_state.new"), f.P("job_state"));
+  f.j().Rename(0, "job_state.new", "job_state", false);
+  size_t renames = 0;
+  std::vector<std::string> seen_under_target;
+  f.pair.to_standby().set_hook([&](uint64_t, const wire::Message& m) {
+    renames += std::holds_alternative<wire::Rename>(m);
+    seen_under_target.push_back(ReadFile(f.S("job_state")));
+  });
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(renames, 0u) << "the stale scratch copy was renamed over the target";
+  for (const std::string& content : seen_under_target) {
+    EXPECT_TRUE(content == "previous state" || content == "the whole new state")
+        << "the standby's job_state held \"" << content << "\"";
+  }
+  EXPECT_EQ(ReadFile(f.S("job_state")), "the whole new state");
+  EXPECT_FALSE(fs::exists(f.S("job_state.new")));
+}
+
 // Every attempt is disturbed: after kMaxReadRetries the version is shipped as read (its
 // hash is of what was read, so the standby's copy is consistent), and the next event for
 // the file converges it.

@@ -78,6 +78,7 @@ void Receiver::Reset() {
   batch_changes_ = 0;
   last_change_seq_ = last_applied_seq_;
   batch_failed_ = Status::Ok();
+  refused_seq_ = 0;
   batch_paths_.clear();
   unsynced_reported_ = false;  // a manifest must list them again to a new session
   in_resync_ = false;
@@ -435,6 +436,16 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
         std::to_string(last_change_seq_) + ", " + std::to_string(batch_changes_) + ")");
   }
   Status result = batch_failed_;
+  // Later batches of a session build on every batch before them: after one was refused
+  // none may apply (a file in a directory that batch would have made, a rename of what
+  // it would have written), or the tree becomes a state the primary never had. The
+  // primary resyncs on the NACK; until the session ends every further batch is refused.
+  const bool follows_refusal = result.ok() && refused_seq_ != 0;
+  if (follows_refusal) {
+    result = FailedPrecondition("batch " + std::to_string(commit.last_seq) +
+                                " follows refused batch " + std::to_string(refused_seq_) +
+                                " of this session: not applied (the primary resyncs)");
+  }
   bool committed = false;  // a Commit ran: it may have published, then failed to sync
   for (auto& batch : batches_) {
     if (!batch) continue;
@@ -462,8 +473,12 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
     }
     unsynced_reported_ = false;
     // Said here once per refused batch, so the standby's own log names the cause (a full
-    // disk, a failed fsync) and not only the primary's.
-    Log(Level::kError, "batch_nacked").kv("seq", commit.last_seq).kv("reason", result.ToString());
+    // disk, a failed fsync) and not only the primary's; the batches already in flight
+    // behind it only at debug level.
+    Log(follows_refusal ? Level::kDebug : Level::kError, "batch_nacked")
+        .kv("seq", commit.last_seq)
+        .kv("reason", result.ToString());
+    if (refused_seq_ == 0) refused_seq_ = commit.last_seq;
     // Later changes of this session build on a batch that did not apply: the primary
     // must resync before sending more (it does on NACK).
     return sink_.Emit(0,

@@ -138,6 +138,7 @@ class Receiver {
   uint32_t batch_changes_ = 0;
   Status batch_failed_;
   Status last_failure_;
+  uint64_t refused_seq_ = 0;  // the first batch this session NACKed (0: none)
   // fsyncgate: after a failed fsync/syncfs the page cache may hold what the disk does
   // not, and a later sync that succeeds proves nothing about it. So whatever a batch
   // whose Commit failed may have published is not trusted: the wire paths its changes

@@ -722,6 +722,35 @@ void ExpectRefusedBatch(Standby& s, const std::string& what,
   g.ExpectOnly(allowed);
 }
 
+// Batches pipelined behind a refused one build on it: none may apply in that session
+// (a file in a directory the refused batch would have made, a rename of what it would
+// have written), or the tree becomes a state the primary never had. They are NACKed
+// naming the first refusal, logged at debug level only; a new session applies again.
+TEST_F(HostilePrimary, BatchesAfterARefusedOneInTheSameSessionAreNotApplied) {
+  Standby& s = *tls_;
+  Guard g(s);
+  {
+    Session ss = Open(s);
+    ASSERT_TRUE(ss.peer);
+    ss.File("0/.hasync-tmp.0123456789abcdef", "planted temp");
+    const uint64_t refused = ss.last_seq;
+    Frame first = ss.Commit();
+    ASSERT_NE(AsNack(first), nullptr);
+    ss.File("0/after-refusal", "must not be applied in this session");
+    Frame second = ss.Commit();
+    const wire::Nack* nack = AsNack(second);
+    ASSERT_NE(nack, nullptr) << "a batch after a refused one was "
+                             << wire::MessageTypeName(wire::TypeOf(second.message));
+    EXPECT_NE(nack->message.find("follows refused batch " + std::to_string(refused)),
+              std::string::npos)
+        << nack->message;
+    ExpectContinues(ss);
+  }
+  EXPECT_FALSE(fs::exists(s.root + "/after-refusal"));
+  g.ExpectOnly();
+  ExpectLive(s);
+}
+
 TEST_F(HostilePrimary, ReservedTempNamesAndTheRootItselfAreRefused) {
   Standby& s = *tls_;
   ExpectRefusedBatch(

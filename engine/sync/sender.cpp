@@ -12,7 +12,9 @@
 #include <ctime>
 
 #include "engine/apply/policy.h"
+#include "engine/apply/resolve.h"
 #include "wire/limits.h"
+#include "wire/path.h"
 
 namespace hasync::engine {
 
@@ -281,6 +283,17 @@ void Sender::BeginManifest() {
 
 Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
   ASSIGN_OR_RETURN(auto split, SplitWirePath(entry.path, static_cast<uint32_t>(model_.size())));
+  // The standby's walk never lists its own temporaries; a manifest that does would make
+  // the resync plan a change of a reserved name, which the standby refuses every time.
+  if (apply::HasReservedComponent(split.second)) {
+    return InvalidArgument("manifest entry in the reserved temporary namespace: " +
+                           wire::Printable(entry.path));
+  }
+  // A sync root is a directory on both nodes by configuration; taken as anything else,
+  // the resync would plan to remove the root itself, which the standby refuses.
+  if (split.second.empty() && entry.kind != wire::EntryKind::kDirectory) {
+    return InvalidArgument("manifest lists sync root " + entry.path + " as a non-directory");
+  }
   Entry e;
   e.kind = FromWire(entry.kind);
   e.mode = entry.mode;

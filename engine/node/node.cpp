@@ -694,6 +694,17 @@ Status Node::InitStandby() {
   receiver_->set_verify_handler(
       [this](const wire::ManifestRequest& r) { return StartStandbyManifest(r); });
   receiver_->set_last_applied_seq(state_.last_applied_seq);
+  // Paths a failed fsync covered before a restart are still not trusted (fsyncgate).
+  if (Status s = receiver_->UseUnsyncedFile(cfg_.sync.state_dir + "/unsynced"); !s.ok()) {
+    Log(Level::kWarn, "unsynced_paths_unreadable")
+        .kv("reason", s.ToString())
+        .kv("action", "every file is compared as changed in the next resync");
+  } else if (receiver_->unsynced_paths() > 0) {
+    Log(Level::kWarn, "unsynced_paths")
+        .kv("count", receiver_->unsynced_paths())
+        .kv("note",
+            "a failed fsync covered them before the restart: the next resync rewrites them");
+  }
   if (state_.rejoin_epoch != 0) {
     auto q = apply::Quarantine::Open(cfg_.sync.state_dir, fs_ops_.get());
     if (!q.ok()) return q.status().Annotate("quarantine for the rejoin");

@@ -55,6 +55,11 @@ void AddChangePaths(const wire::Message& message, std::vector<std::string>& out)
 
 // Bound on remembered paths; past it every manifest entry counts as unsynced.
 constexpr size_t kMaxUnsyncedPaths = size_t{1} << 20;
+// Bound on paths kept on disk; past it the file just says "all".
+constexpr size_t kMaxUnsyncedPathsOnDisk = 10'000;
+// The file: "hasync-unsynced 1\n", then "all\n", or "paths\n" and NUL-terminated paths
+// (Linux names are bytes: a newline is a valid one).
+constexpr std::string_view kUnsyncedMagic = "hasync-unsynced 1\n";
 
 apply::RenameMode RenameModeFor(uint32_t flags) {
   if (flags & wire::kRenameExchange) return apply::RenameMode::kExchange;
@@ -188,6 +193,7 @@ Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
             // batch of its resync was durable: they are written again.
             unsynced_.clear();
             unsynced_all_ = unsynced_reported_ = false;
+            PersistUnsynced();
           }
           return Status::Ok();
         } else {
@@ -470,6 +476,7 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
         }
         unsynced_.insert(std::move(p));
       }
+      PersistUnsynced();
     }
     unsynced_reported_ = false;
     // Said here once per refused batch, so the standby's own log names the cause (a full
@@ -499,6 +506,100 @@ void Receiver::LogSetidStripped(uint64_t seq) {
     Log(Level::kWarn, "setid_stripped").kv("seq", seq).kv("count", total - setid_logged_);
   }
   setid_logged_ = total;
+}
+
+Status Receiver::UseUnsyncedFile(std::string path) {
+  unsynced_file_ = std::move(path);
+  int fd = open(unsynced_file_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::Ok();
+    unsynced_all_ = true;  // cannot tell which: every file is written again
+    return ErrnoStatus(errno, "open " + unsynced_file_);
+  }
+  std::string text;
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > (kMaxUnsyncedPathsOnDisk + 1) * (wire::kPathMax + 1)) break;
+  }
+  close(fd);
+  if (text.rfind(kUnsyncedMagic, 0) != 0) {
+    unsynced_all_ = true;
+    return DataLoss(unsynced_file_ +
+                    " is not an unsynced-paths file: every file is compared as changed");
+  }
+  std::string_view rest = std::string_view(text).substr(kUnsyncedMagic.size());
+  if (rest.rfind("paths\n", 0) != 0) {
+    unsynced_all_ = true;  // "all", or anything else
+    return Status::Ok();
+  }
+  rest.remove_prefix(6);
+  while (!rest.empty()) {
+    size_t end = rest.find('\0');
+    if (end == std::string_view::npos) {  // torn (the rename makes that unlikely)
+      unsynced_all_ = true;
+      break;
+    }
+    unsynced_.insert(std::string(rest.substr(0, end)));
+    rest.remove_prefix(end + 1);
+  }
+  return Status::Ok();
+}
+
+void Receiver::PersistUnsynced() {
+  if (unsynced_file_.empty()) return;
+  Status s;
+  if (!unsynced_all_ && unsynced_.empty()) {
+    if (unlink(unsynced_file_.c_str()) != 0 && errno != ENOENT) {
+      s = ErrnoStatus(errno, "unlink " + unsynced_file_);
+    }
+  } else {
+    std::string text(kUnsyncedMagic);
+    if (unsynced_all_ || unsynced_.size() > kMaxUnsyncedPathsOnDisk) {
+      text += "all\n";
+    } else {
+      text += "paths\n";
+      for (const std::string& p : unsynced_) {
+        text += p;
+        text.push_back('\0');
+      }
+    }
+    const std::string tmp = unsynced_file_ + ".tmp";
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      s = ErrnoStatus(errno, "create " + tmp);
+    } else {
+      size_t done = 0;
+      while (s.ok() && done < text.size()) {
+        ssize_t n = write(fd, text.data() + done, text.size() - done);
+        if (n < 0)
+          s = ErrnoStatus(errno, "write " + tmp);
+        else
+          done += static_cast<size_t>(n);
+      }
+      if (s.ok() && fdatasync(fd) != 0) s = ErrnoStatus(errno, "fdatasync " + tmp);
+      close(fd);
+      if (s.ok() && rename(tmp.c_str(), unsynced_file_.c_str()) != 0) {
+        s = ErrnoStatus(errno, "rename " + tmp);
+      }
+    }
+  }
+  if (s.ok()) {
+    // The rename or unlink itself must survive a crash too.
+    std::string dir = unsynced_file_.substr(0, unsynced_file_.rfind('/') + 1);
+    int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      if (fdatasync(dfd) != 0) s = ErrnoStatus(errno, "fdatasync " + dir);
+      close(dfd);
+    }
+  }
+  if (!s.ok()) {
+    Log(Level::kWarn, "unsynced_paths_not_saved")
+        .kv("reason", s.ToString())
+        .kv("note", "kept in memory; a restart before the next resync would trust them");
+  }
 }
 
 Status Receiver::SendManifest(const wire::ManifestRequest& request) {

@@ -97,6 +97,9 @@ class Receiver {
   const Status& last_failure() const { return last_failure_; }
   // Paths a refused batch touched that the next manifest reports as changed (below).
   size_t unsynced_paths() const { return unsynced_.size(); }
+  // Keeps that set in `path` (in the state dir) so a restart does not forget it, and
+  // loads what a previous run left there. An unreadable file counts as "everything".
+  Status UseUnsyncedFile(std::string path);
 
  private:
   struct OpenFile {
@@ -149,6 +152,10 @@ class Receiver {
   std::set<std::string> unsynced_;
   bool unsynced_all_ = false;  // too many to list: every entry is reported as changed
   bool unsynced_reported_ = false;
+  std::string unsynced_file_;  // empty: kept in memory only
+  // Writes unsynced_ to unsynced_file_ (temp + fsync + rename), or removes the file when
+  // the set is empty; a failure is logged (the set in memory still holds).
+  void PersistUnsynced();
   bool in_resync_ = false;
   uint64_t resyncs_completed_ = 0;
   apply::Quarantine* quarantine_ = nullptr;

@@ -283,6 +283,40 @@ TEST(Sync, ResyncShipsOnlyChangedBlocksOfALargeFile) {
       << "the resync moved " << pair.to_standby().extent_bytes() << " bytes of a 17 MiB file";
 }
 
+// A standby's manifest is input from the network: two entries no real standby sends
+// would make the resync plan a change the standby refuses every time (an UNLINK of a
+// reserved temp name, the removal of a sync root listed as a file). The primary refuses
+// the manifest instead (found by tests/fuzz/resync_fuzz).
+TEST(Sync, ImpossibleManifestEntriesAreRefused) {
+  REQUIRE_ROOT();
+  SyncPair pair("bad-manifest");
+  pair.Start();
+  pair.sender().BeginManifest();
+  wire::ManifestEntry temp;
+  temp.kind = wire::EntryKind::kFile;
+  temp.mode = 0600;
+  temp.path = "0/a/.hasync-tmp.77";
+  Status s = pair.sender().AddManifestEntry(temp);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("reserved temporary namespace"), std::string::npos) << s.ToString();
+  wire::ManifestEntry root;
+  root.kind = wire::EntryKind::kFile;
+  root.mode = 0644;
+  root.path = "0";
+  s = pair.sender().AddManifestEntry(root);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("as a non-directory"), std::string::npos) << s.ToString();
+  // The root as a directory and an ordinary file are taken.
+  root.kind = wire::EntryKind::kDirectory;
+  root.mode = 0755;
+  EXPECT_TRUE(pair.sender().AddManifestEntry(root).ok());
+  wire::ManifestEntry file;
+  file.kind = wire::EntryKind::kFile;
+  file.mode = 0644;
+  file.path = "0/job";
+  EXPECT_TRUE(pair.sender().AddManifestEntry(file).ok());
+}
+
 TEST(Sync, TamperedContentIsNackedAndNotPublished) {
   REQUIRE_ROOT();
   SyncPair pair("tamper");

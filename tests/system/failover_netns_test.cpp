@@ -31,6 +31,7 @@
 
 #include "tests/integration/process_pair.h"
 #include "tests/support/net_lab.h"
+#include "tests/support/netlab_hooks.h"
 
 namespace hasync::testing {
 namespace {
@@ -43,74 +44,14 @@ constexpr int64_t kWindowMs = 3000;
 constexpr int64_t kBeatMs = 250;
 constexpr int64_t kLeaseMs = 1200;
 
-struct HookRun {
-  std::string hook, node;
-  double t_ms = 0;
-};
-
-// The hooks: quorum_check pings W from the node's own namespace; every hook logs
-// "<hook> <node> <uptime ms> <exit>".
-class Hooks {
+// The hooks of tests/support/netlab_hooks.h with this file's timings.
+class Hooks : public NetLabHooks {
  public:
-  Hooks() {
-    char tmpl[] = "/var/tmp/hasync-syshooks-XXXXXX";
-    EXPECT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    script_ = dir_ + "/hook.sh";
-    std::ofstream s(script_);
-    s << "#!/bin/sh\n"
-      << "read up _ < /proc/uptime\n"
-      << "case \"$HASYNC_PEER\" in primary) on=standby; gw=10.213.2.254 ;;"
-      << " *) on=primary; gw=10.213.1.254 ;; esac\n"
-      << "rc=0\n"
-      << "[ \"$1\" = quorum_check ] && { /usr/bin/ping -c1 -W1 $gw >/dev/null 2>&1 || rc=1; }\n"
-      << "echo \"$1 $on $up $rc\" >> " << dir_ << "/runs.log\n"
-      << "exit $rc\n";
-    s.close();
-    chmod(script_.c_str(), 0755);
-  }
-  ~Hooks() {
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
-  }
   std::string Config() const {
-    std::string out = "[failover]\nwindow_ms = " + std::to_string(kWindowMs) +
-                      "\nbeat_ms = " + std::to_string(kBeatMs) +
-                      "\nlease_ms = " + std::to_string(kLeaseMs) +
-                      "\nmin_failover_interval_ms = 0\n";
-    for (const char* h : {"quorum_check", "on_promote", "on_demote"}) {
-      out += std::string("[hooks.") + h + "]\ncommand = [\"" + script_ + "\", \"" + h + "\"]\n";
-    }
-    return out;
+    return NetLabHooks::Config("window_ms = " + std::to_string(kWindowMs) +
+                               "\nbeat_ms = " + std::to_string(kBeatMs) +
+                               "\nlease_ms = " + std::to_string(kLeaseMs) + "\n");
   }
-  std::vector<HookRun> Runs() const {
-    std::vector<HookRun> out;
-    std::ifstream in(dir_ + "/runs.log");
-    std::string hook, node, up;
-    int rc = 0;
-    while (in >> hook >> node >> up >> rc) out.push_back({hook, node, std::stod(up) * 1000.0});
-    return out;
-  }
-  // A copy: the log is read again on every call.
-  std::optional<HookRun> First(const std::string& hook, const std::string& node) const {
-    for (const auto& r : Runs()) {
-      if (r.hook == hook && r.node == node) return r;
-    }
-    return std::nullopt;
-  }
-  size_t Count(const std::string& hook, const std::string& node) const {
-    size_t n = 0;
-    for (const auto& r : Runs()) n += r.hook == hook && r.node == node;
-    return n;
-  }
-  std::string Dump() const {
-    std::ifstream in(dir_ + "/runs.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  std::string dir_, script_;
 };
 
 void Write(const std::string& path, const std::string& content) { std::ofstream(path) << content; }

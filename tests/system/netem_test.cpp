@@ -56,6 +56,7 @@
 
 #include "tests/integration/process_pair.h"
 #include "tests/support/net_lab.h"
+#include "tests/support/netlab_hooks.h"
 #include "tests/support/skip_loudly.h"
 
 namespace hasync::testing {
@@ -344,66 +345,7 @@ std::optional<double> PingRttMs(const NetLab& lab) {
   return std::stod(m[1]);
 }
 
-// ---- hooks (as failover_netns_test's: quorum_check pings W from the node's namespace) --
-
-class Hooks {
- public:
-  Hooks() {
-    char tmpl[] = "/var/tmp/hasync-netemhooks-XXXXXX";
-    EXPECT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    script_ = dir_ + "/hook.sh";
-    std::ofstream s(script_);
-    s << "#!/bin/sh\n"
-      << "read up _ < /proc/uptime\n"
-      << "case \"$HASYNC_PEER\" in primary) on=standby; gw=10.213.2.254 ;;"
-      << " *) on=primary; gw=10.213.1.254 ;; esac\n"
-      << "rc=0\n"
-      << "[ \"$1\" = quorum_check ] && { /usr/bin/ping -c1 -W1 $gw >/dev/null 2>&1 || rc=1; }\n"
-      << "echo \"$1 $on $up $rc\" >> " << dir_ << "/runs.log\n"
-      << "exit $rc\n";
-    s.close();
-    chmod(script_.c_str(), 0755);
-  }
-  ~Hooks() {
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
-  }
-  // Empty timings: the defaults (window 10 s, beat 250 ms, lease 6 s).
-  std::string Config(const std::string& timings) const {
-    std::string out = "[failover]\nmin_failover_interval_ms = 0\n" + timings;
-    for (const char* h : {"quorum_check", "on_promote", "on_demote"}) {
-      out += std::string("[hooks.") + h + "]\ncommand = [\"" + script_ + "\", \"" + h + "\"]\n";
-    }
-    return out;
-  }
-  // Uptime (ms) of the first run of `hook` on `node`, -1 if none.
-  double First(const std::string& hook, const std::string& node) const {
-    std::ifstream in(dir_ + "/runs.log");
-    std::string h, n, up;
-    int rc = 0;
-    while (in >> h >> n >> up >> rc) {
-      if (h == hook && n == node) return std::stod(up) * 1000.0;
-    }
-    return -1;
-  }
-  size_t Count(const std::string& hook, const std::string& node) const {
-    std::ifstream in(dir_ + "/runs.log");
-    std::string h, n, up;
-    int rc = 0;
-    size_t count = 0;
-    while (in >> h >> n >> up >> rc) count += h == hook && n == node;
-    return count;
-  }
-  std::string Dump() const {
-    std::ifstream in(dir_ + "/runs.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  std::string dir_, script_;
-};
+using Hooks = NetLabHooks;  // tests/support/netlab_hooks.h
 
 // ---- memory -------------------------------------------------------------------------
 
@@ -774,8 +716,8 @@ TEST(Netem, APartitionLongerThanTheWindowPromotesOnlyTheConnectedSide) {
   ASSERT_TRUE(pair.WaitEvents(P::kStandby, "promoted", 1, 30s)) << pair.log(P::kStandby);
   ASSERT_TRUE(P::WaitFor([&] { return hooks.Count("on_promote", "standby") == 1; }, 10s))
       << hooks.Dump();
-  const double fenced = hooks.First("on_demote", "primary");
-  const double promoted = hooks.First("on_promote", "standby");
+  const double fenced = hooks.First("on_demote", "primary").value_or(HookRun{"", "", -1}).t_ms;
+  const double promoted = hooks.First("on_promote", "standby").value_or(HookRun{"", "", -1}).t_ms;
   // Not fatal: the heal and the acknowledged changes are checked after two primaries too.
   EXPECT_GE(fenced, 0) << "the isolated primary did not self-fence before the standby "
                           "promoted: two primaries\n"

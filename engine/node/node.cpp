@@ -158,8 +158,6 @@ bool FromHost(int fd, const sockaddr_storage& peer, socklen_t peer_len) {
          SameHost(from, peer);
 }
 
-void TuneSocket(int fd) { TuneSessionSocket(fd); }
-
 wire::Role ToWire(NodeRole role) {
   return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
 }
@@ -321,12 +319,14 @@ class Node : public MessageSink {
 
   Status InitPrimary();
   Status InitStandby();
+  // peer.address resolved into peer_addr_ (the primary dials it; the standby knows its
+  // inbound connections by it).
+  Status ResolvePeer();
   Status Listen();
   void PostAccept();
   // Whether a new inbound connection may start a handshake; may evict an unfinished
   // one to make room (the rules are in the definition).
   bool MakeRoomForAHandshake(bool from_peer);
-  uint64_t refusals_in_a_row_ = 0;  // connection_refused logged once per run
   void PostRecv(const std::shared_ptr<Peer>& peer);
   void PostWatch();
   void ScheduleTick();
@@ -374,6 +374,13 @@ class Node : public MessageSink {
   // Standby: a connection failed on a key mismatch; remembered if it came from the
   // configured peer's host (an address anyone else holds cannot hold a promotion back).
   void NoteKeyRefusal(const Peer& peer);
+  // Standby: the peer's host failed the key proof within the last window plus two of its
+  // redial backoffs (a primary refused for its key redials at least every BackoffMaxMs()),
+  // so it is alive, not silent.
+  bool KeyRefusalsRecent(int64_t now) const {
+    return peer_key_refused_ns_ != 0 &&
+           now - peer_key_refused_ns_ < (cfg_.failover.window_ms + 2 * BackoffMaxMs()) * 1'000'000;
+  }
   void Promote(lockwin::Verdict verdict, const std::string& why);
   // Leaves the primary role: on_demote, DEMOTED to the peer when it asked, persisted as
   // standby at `epoch` (at least the current one), then a restart.
@@ -468,7 +475,7 @@ class Node : public MessageSink {
   // proved a different sync key (0: never). That host runs hasync and is alive; it is not
   // silent, so no promotion on silence while this is recent (MaybePromote).
   int64_t peer_key_refused_ns_ = 0;
-  uint64_t peer_key_refusals_ = 0;
+  uint64_t refusals_in_a_row_ = 0;  // connection_refused logged once per run
   uint64_t session_id_ = 0;
 
   // Primary.
@@ -653,6 +660,10 @@ Status Node::InitPrimary() {
                                      HookEnv{"primary", state_.epoch, "probe", cfg_.peer.name});
   }
   last_peer_rx_ns_ = NowNs();  // the lease of a standby never heard counts from here
+  return ResolvePeer();        // the primary dials it
+}
+
+Status Node::ResolvePeer() {
   socklen_t len = 0;
   auto addr = Resolve(cfg_.peer.address, &len);
   if (!addr.ok()) return addr.status();
@@ -714,17 +725,11 @@ Status Node::InitStandby() {
         .kv("note", "files the primary replaces or removes in the first resync are kept in " +
                         cfg_.sync.state_dir + "/quarantine/");
   }
-  {
-    socklen_t len = 0;
-    auto addr = Resolve(cfg_.peer.address, &len);
-    if (addr.ok()) {
-      peer_addr_ = *addr;
-      peer_addr_len_ = len;
-    } else {
-      Log(Level::kWarn, "peer_address_unresolved")
-          .kv("reason", addr.status().ToString())
-          .kv("note", "a primary keyed differently cannot be told from silence");
-    }
+  // Not fatal here: only telling a primary keyed differently from silence needs it.
+  if (Status s = ResolvePeer(); !s.ok()) {
+    Log(Level::kWarn, "peer_address_unresolved")
+        .kv("reason", s.ToString())
+        .kv("note", "a primary keyed differently cannot be told from silence");
   }
   data_event_fd_ = UniqueFd(eventfd(0, EFD_CLOEXEC));
   if (!data_event_fd_) return ErrnoStatus(errno, "eventfd for data streams");
@@ -929,7 +934,7 @@ void Node::PostAccept() {
             auto peer = std::make_shared<Peer>();
             peer->fd = std::move(fd);
             peer->from_peer_host = from_peer;
-            TuneSocket(peer->fd.get());
+            TuneSessionSocket(peer->fd.get());
             peer->created_ns = peer->last_rx_ns = NowNs();
             auto conn = Connection::Create(wire::TlsRole::kServer, std::as_bytes(key_.bytes()),
                                            Rng::Generate, rng_->ctx(), MyHello(), state_.epoch,
@@ -1107,7 +1112,7 @@ void Node::StartConnect() {
     fatal_ = ErrnoStatus(errno, "socket");
     return;
   }
-  TuneSocket(peer->fd.get());
+  TuneSessionSocket(peer->fd.get());
   session_ = Session::kConnecting;
   Status s = loop_->Submit(
       [&](io_uring_sqe* sqe) {
@@ -1620,9 +1625,11 @@ bool Node::CaughtUp() const {
 
 void Node::NoteKeyRefusal(const Peer& peer) {
   if (!peer.from_peer_host) return;
-  peer_key_refused_ns_ = NowNs();
+  const int64_t now = NowNs();
+  const bool new_run = !KeyRefusalsRecent(now);
+  peer_key_refused_ns_ = now;
   // Once per run of refusals at warning level; every one is in session_closed already.
-  if (peer_key_refusals_++ == 0) {
+  if (new_run) {
     Log(Level::kWarn, "peer_key_mismatch")
         .kv("peer", cfg_.peer.address.ToString())
         .kv("note",
@@ -1692,18 +1699,12 @@ void Node::MaybePromote(int64_t now) {
       : confirmed      ? "the primary confirmed it demoted"
                        : fmt::format("verdict {} for a window of {} ms", lockwin::VerdictName(v),
                                      cfg_.failover.window_ms);
-  // A primary refused for its key redials at least every BackoffMaxMs(); it is alive as
-  // long as its attempts keep coming.
-  if (v == lockwin::Verdict::kSilent && !confirmed && peer_key_refused_ns_ != 0) {
-    if (now - peer_key_refused_ns_ < window_ns + 2 * BackoffMaxMs() * 1'000'000) {
-      refuse(fmt::format("the primary's host ({}) keeps connecting with a different sync key: it "
-                         "is alive, not silent; fix the key (docs/OPERATIONS.md)",
-                         cfg_.peer.address.ToString()),
-             cfg_.failover.beat_ms * 1'000'000);
-      return;
-    }
-    peer_key_refused_ns_ = 0;  // it went quiet for a whole window: silence again
-    peer_key_refusals_ = 0;
+  if (v == lockwin::Verdict::kSilent && !confirmed && KeyRefusalsRecent(now)) {
+    refuse(fmt::format("the primary's host ({}) keeps connecting with a different sync key: it "
+                       "is alive, not silent; fix the key (docs/OPERATIONS.md)",
+                       cfg_.peer.address.ToString()),
+           cfg_.failover.beat_ms * 1'000'000);
+    return;
   }
   if (v == lockwin::Verdict::kSilent && !confirmed) {
     const bool fence = cfg_.hooks.fence.configured();
@@ -2640,8 +2641,8 @@ Status Node::WaitSend(const std::shared_ptr<Peer>& peer, int64_t timeout_ns) {
 }
 
 Status Node::LeaseWhileSending(int64_t progress_ns) {
-  if (next_state_.has_value()) return Unavailable("changing role while sending");
   if (state_.role != NodeRole::kPrimary) return Status::Ok();
+  if (next_state_.has_value()) return Unavailable("changing role while sending");
   const int64_t now = NowNs();
   // Bytes the standby took count as hearing it: its own frames wait, unread, behind
   // this send (the loop runs no other callback meanwhile).

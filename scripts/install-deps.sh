@@ -22,6 +22,9 @@ tool_pkgs=(
   lsyncd gnuplot-nox                 # perf: the lsyncd baseline, the plots of PERFORMANCE.md
   systemd                            # systemd-analyze verify of packaging/hasync.service
   slurmctld slurm-client munge       # the Slurm recipe's system test (slurm_failover_test)
+  scdoc lintian fakeroot             # the Debian package: man page source → roff, its checks
+  shellcheck                         # the recipes' hook scripts are linted in the tests
+  prometheus                         # promtool checks the alert rules (packaging/monitoring)
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -46,7 +46,9 @@ for target in "$@"; do
   case $port in
     '' | *[!0-9]*) echo "quorum-tcp.sh: $target: want HOST:PORT" >&2; exit 64 ;;
   esac
-  # bash's /dev/tcp opens the connection; timeout bounds a SYN that nobody answers.
+  # bash's /dev/tcp opens the connection; timeout bounds a SYN that nobody answers. The
+  # single quotes are meant: the inner bash expands $0 and $1 (host, port), not this one.
+  # shellcheck disable=SC2016
   if timeout "$per_target_s" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null; then
     echo "quorum: reached $target"
     exit 0

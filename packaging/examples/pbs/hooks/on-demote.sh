@@ -12,6 +12,7 @@
 #        1  it still runs after the kill (hasync logs it; fence the node)
 set -eu
 PBSHA_HOOK=on_demote
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
 
 say "epoch ${HASYNC_EPOCH:-?}, peer ${HASYNC_PEER:-?}: ${HASYNC_REASON:-no reason given}"

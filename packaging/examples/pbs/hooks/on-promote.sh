@@ -15,6 +15,7 @@
 #        2  refused: hasync's persisted role on this node is not primary
 set -eu
 PBSHA_HOOK=on_promote
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
 
 say "epoch ${HASYNC_EPOCH:-?}, peer ${HASYNC_PEER:-?}: ${HASYNC_REASON:-no reason given}"

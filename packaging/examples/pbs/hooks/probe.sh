@@ -11,6 +11,7 @@
 # Exit:  0  the local server answered; 1 it did not.
 set -eu
 PBSHA_HOOK=probe
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
 
 if status=$(server_status); then

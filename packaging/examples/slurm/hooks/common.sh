@@ -47,8 +47,14 @@ esac
 
 SCONTROL=/usr/bin/scontrol
 SDIAG=/usr/bin/sdiag
+# Used by on-promote.sh in direct mode (shellcheck checks this file on its own too).
+# shellcheck disable=SC2034
 SLURMCTLD=/usr/sbin/slurmctld
 SYSTEMCTL=/usr/bin/systemctl
+
+# Each hook sets SLURMHA_HOOK (its hasync hook name) before it sources this file; the
+# default labels the lines of a hand-run `. common.sh`.
+: "${SLURMHA_HOOK:=slurm}"
 
 say() {
   echo "$SLURMHA_HOOK: $*"
@@ -68,19 +74,45 @@ conf_value() {
           print substr($0, eq + 1); exit } }'
 }
 
-# This host's position among slurm.conf's SlurmctldHost lines: 0 is the controller
-# Slurm calls primary, 1 and above its backups. Fails (with a message) when this host is
-# not one of them: slurmctld would refuse to run here anyway.
+# This host's position among slurm.conf's controllers: 0 is the controller Slurm calls
+# primary, 1 and above its backups. The controllers are the SlurmctldHost lines in order;
+# a slurm.conf without any uses the older form instead, ControlMachine (0) and
+# BackupController (1), which Slurm still reads then. A name matches written short or
+# long ("mu01" or "mu01.cluster"), with or without "(address)". Fails (with a message)
+# when this host is not one of them: slurmctld would refuse to run here anyway.
+#
+# The counters start at 0 explicitly: an awk variable never assigned prints as the empty
+# string, and `[ "" -gt 0 ]` is an error ("Illegal number") that made on-promote.sh
+# complain on every promotion of the first-listed controller.
 controller_index() {
-  index=$(sed -n 's/#.*//; s/^[[:space:]]*//; p' "$SLURM_CONF" |
+  index=$(sed -n 's/#.*//; s/^[[:space:]]*//; s/[[:space:]]*$//; p' "$SLURM_CONF" |
     awk -v host="$SLURMHA_HOST" '
-      tolower($0) ~ /^slurmctldhost[[:space:]]*=/ {
-        v = substr($0, index($0, "=") + 1); sub(/^[[:space:]]*/, "", v); sub(/[(].*/, "", v)
-        sub(/[[:space:]]*$/, "", v); split(v, short, ".")
-        if (v == host || short[1] == host) { print n; found = 1; exit }
-        n++ }
-      END { if (!found) exit 1 }') || {
-    say "$SLURMHA_HOST is not a SlurmctldHost of $SLURM_CONF"
+      function is_this_host(v, short) {
+        sub(/^[[:space:]]*/, "", v); sub(/[(].*/, "", v); sub(/[[:space:]]*$/, "", v)
+        split(v, short, ".")
+        return v == host || short[1] == host
+      }
+      BEGIN { hosts = 0; found = -1; old = -1 }
+      {
+        eq = index($0, "="); if (eq == 0) next
+        key = tolower(substr($0, 1, eq - 1)); sub(/[[:space:]]*$/, "", key)
+        value = substr($0, eq + 1)
+        if (key == "slurmctldhost") {
+          if (found < 0 && is_this_host(value)) found = hosts
+          hosts++
+        } else if (key == "controlmachine" && old < 0 && is_this_host(value)) {
+          old = 0
+        } else if (key == "backupcontroller" && old < 0 && is_this_host(value)) {
+          old = 1
+        }
+      }
+      END {
+        if (hosts > 0) { if (found < 0) exit 1; print found + 0; exit 0 }
+        if (old < 0) exit 1
+        print old + 0
+      }') || {
+    # On stderr: the caller captures stdout as the index (hasync logs both).
+    say "$SLURMHA_HOST is not a SlurmctldHost (nor ControlMachine/BackupController) of $SLURM_CONF" >&2
     return 1
   }
   echo "$index"

@@ -13,6 +13,7 @@
 #        1  one still runs after SIGKILL (hasync logs it; fence this host)
 set -eu
 SLURMHA_HOOK=on_demote
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
 
 say "epoch ${HASYNC_EPOCH:-?}, peer ${HASYNC_PEER:-?}: ${HASYNC_REASON:-no reason given}"

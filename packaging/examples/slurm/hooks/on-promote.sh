@@ -22,6 +22,7 @@
 #           SlurmctldHost of slurm.conf
 set -eu
 SLURMHA_HOOK=on_promote
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
 
 say "epoch ${HASYNC_EPOCH:-?}, peer ${HASYNC_PEER:-?}: ${HASYNC_REASON:-no reason given}"

@@ -14,6 +14,7 @@
 # Exit:  0  this host's slurmctld answers and controls the cluster; 1 otherwise.
 set -eu
 SLURMHA_HOOK=probe
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
 
 line=$(ping_line)

@@ -4,6 +4,8 @@
 #   the threaded tests under ThreadSanitizer → the fuzz targets briefly (clang) → every
 #   perf script at CI size (scripts/perf/all.sh --quick).
 # Must run as root on Debian 12. Each stage prints what it runs and how long it took.
+# The project's own builds here turn warnings into errors (-DHASYNC_WERROR=ON); a plain
+# Release build, as a user or a distribution makes it, does not (docs/PACKAGING.md).
 # A failing stage does not hide the others: every stage runs (a stage whose build fails
 # runs no tests), and the script exits non-zero if any stage failed. The run ends with a
 # table of stage times and, as its very last line, the test count over all ctest stages
@@ -111,7 +113,7 @@ run_stage() {
 }
 
 build_main() {
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build -j "$jobs"
 }
 test_main() {
@@ -121,7 +123,7 @@ test_main() {
 # Every test again, Debug, with ASan + UBSan; any report aborts the test.
 asan() {
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHASYNC_SANITIZE=ON \
-    -DHASYNC_BUILD_BENCH=OFF >/dev/null &&
+    -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build-asan -j "$jobs" &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -133,7 +135,7 @@ asan() {
 # empty selection fail rather than pass.
 tsan() {
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_TSAN=ON \
-    -DHASYNC_BUILD_BENCH=OFF >/dev/null &&
+    -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build-tsan -j "$jobs" lockwin_test frame_queue_test data_stream_test &&
     TSAN_OPTIONS=halt_on_error=1 run_ctest tsan --test-dir build-tsan -L tsan --timeout 900
 }
@@ -142,7 +144,7 @@ tsan() {
 # are not needed and are only built with g++.
 fuzz() {
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DHASYNC_FUZZ=ON -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF \
+    -DHASYNC_FUZZ=ON -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON \
     -DHASYNC_FUZZ_SECONDS="$fuzz_seconds" >/dev/null &&
     ninja -C build-fuzz -j "$jobs" fuzz_targets &&
     run_ctest fuzz --test-dir build-fuzz -L fuzz --timeout $((fuzz_seconds + 300))

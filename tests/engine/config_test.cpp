@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <gmock/gmock.h>
@@ -611,6 +613,204 @@ TEST(ConfigExample, EveryCommentedValueIsTheDefault) {
   EXPECT_EQ(c.metrics.enabled, d.metrics.enabled);
   EXPECT_EQ(c.metrics.listen, d.metrics.listen);
   EXPECT_EQ(c.log.level, d.log.level);
+}
+
+// ---- the documented bounds against the loader's ------------------------------------------
+
+// Every bounded key, named as the example and docs/CONFIG.md write it. "hooks.timeout_ms"
+// stands for every hook's timeout_ms. A numeric key missing here fails the tests below, so
+// a new key cannot ship without its bounds being compared.
+const std::map<std::string, IntBounds>& BoundedKeys() {
+  static const auto* keys = new std::map<std::string, IntBounds>{
+      {"failover.window_ms", kWindowMsBounds},
+      {"failover.beat_ms", kBeatMsBounds},
+      {"failover.lease_ms", kLeaseMsBounds},
+      {"failover.min_failover_interval_ms", kMinFailoverIntervalMsBounds},
+      {"probe.interval_ms", kProbeIntervalMsBounds},
+      {"probe.timeout_ms", kProbeTimeoutMsBounds},
+      {"hooks.timeout_ms", kHookTimeoutMsBounds},
+      {"transport.data_streams", kDataStreamsBounds},
+      {"limits.journal_memory_bytes", kJournalMemoryBytesBounds},
+      {"limits.max_batch_bytes", kMaxBatchBytesBounds},
+      {"limits.max_batch_files", kMaxBatchFilesBounds},
+      {"limits.max_queued_bytes", kMaxQueuedBytesBounds},
+      {"limits.max_tracked_files", kMaxTrackedFilesBounds},
+  };
+  return *keys;
+}
+
+std::string BoundsKey(const std::string& section, const std::string& key) {
+  return section.starts_with("hooks.") ? "hooks." + key : section + "." + key;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+int64_t UnitOf(std::string_view unit) {
+  if (unit == "KiB") return kKiB;
+  if (unit == "MiB") return kMiB;
+  if (unit == "GiB") return kGiB;
+  if (unit == "TiB") return kTiB;
+  return 0;
+}
+
+bool IsNumberChar(char c) { return (c >= '0' && c <= '9') || c == '_' || c == ','; }
+
+int64_t ToNumber(std::string_view digits) {
+  int64_t v = 0;
+  for (char c : digits) {
+    if (c >= '0' && c <= '9') v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+// Every "A..B" (the example) or "A–B" (docs/CONFIG.md) in `text` whose ends are numbers,
+// each with an optional binary unit: "64 KiB..1 GiB", "16 MiB – 64 GiB", "100–3600000".
+// Plain string scanning: see IsCommentedSetting on std::regex.
+std::vector<IntBounds> RangesIn(std::string_view text, std::string_view sep) {
+  std::vector<IntBounds> out;
+  for (size_t at = text.find(sep); at != std::string_view::npos;
+       at = text.find(sep, at + sep.size())) {
+    std::string_view left = Trim(text.substr(0, at));
+    int64_t left_unit = 1;
+    if (left.size() >= 3 && UnitOf(left.substr(left.size() - 3)) != 0) {
+      left_unit = UnitOf(left.substr(left.size() - 3));
+      left = Trim(left.substr(0, left.size() - 3));
+    }
+    size_t begin = left.size();
+    while (begin > 0 && IsNumberChar(left[begin - 1])) --begin;
+    std::string_view right = Trim(text.substr(at + sep.size()));
+    size_t end = 0;
+    while (end < right.size() && IsNumberChar(right[end])) ++end;
+    if (begin == left.size() || end == 0) continue;  // not a numeric range ("A..B")
+    int64_t right_unit = 1;
+    if (std::string_view rest = Trim(right.substr(end));
+        rest.size() >= 3 && UnitOf(rest.substr(0, 3)) != 0) {
+      right_unit = UnitOf(rest.substr(0, 3));
+    }
+    out.push_back(
+        {ToNumber(left.substr(begin)) * left_unit, ToNumber(right.substr(0, end)) * right_unit});
+  }
+  return out;
+}
+
+std::string Show(IntBounds b) { return std::to_string(b.min) + ".." + std::to_string(b.max); }
+
+// packaging/examples/hasync.toml: the comment lines above a numeric setting (since the
+// previous setting or section) are its description, and any "A..B" in them must be that
+// key's bounds. Every bounded key must show its bounds at least once, and every numeric
+// setting of the example must be a bounded key.
+TEST(ConfigExample, EveryDocumentedRangeIsTheLoadersBound) {
+  const std::string text =
+      hasync::testing::ReadFile(std::string(HASYNC_SOURCE_DIR) + "/packaging/examples/hasync.toml");
+  ASSERT_FALSE(text.empty());
+  std::istringstream in(text);
+  std::string line, section, description;
+  std::set<std::string> shown;
+  int numeric_settings = 0;
+  while (std::getline(in, line)) {
+    std::string_view body = line;
+    const bool commented = body.starts_with("# ");
+    if (commented) body.remove_prefix(2);
+    if (body.starts_with("[")) {  // [limits], or "# [hooks.fence]   # comment"
+      section = std::string(body.substr(1, body.find(']') - 1));
+      description.clear();
+      continue;
+    }
+    const size_t eq = body.find(" = ");
+    const bool setting = eq != std::string_view::npos && eq > 0 &&
+                         std::all_of(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(eq),
+                                     [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+    if (!setting) {
+      if (!body.empty() && body != "#") description += std::string(body) + "\n";
+      continue;
+    }
+    const std::string key(body.substr(0, eq));
+    const std::string_view value = body.substr(eq + 3);
+    const bool numeric = !value.empty() && value.front() >= '0' && value.front() <= '9';
+    const std::vector<IntBounds> ranges = RangesIn(description, "..");
+    SCOPED_TRACE(section + "." + key + ", described as:\n" + description);
+    if (!numeric) {
+      EXPECT_THAT(ranges, ::testing::IsEmpty()) << "a range above a key that is no number";
+    } else {
+      ++numeric_settings;
+      const auto it = BoundedKeys().find(BoundsKey(section, key));
+      if (it == BoundedKeys().end()) {
+        ADD_FAILURE() << "a numeric key with no entry in BoundedKeys()";
+      } else {
+        EXPECT_LE(ranges.size(), 1u);
+        for (IntBounds r : ranges) {
+          EXPECT_EQ(Show(r), Show(it->second)) << "the example's range is not the loader's";
+        }
+        if (!ranges.empty()) shown.insert(it->first);
+      }
+    }
+    description.clear();
+  }
+  EXPECT_GE(numeric_settings, 15);
+  for (const auto& [key, bounds] : BoundedKeys()) {
+    EXPECT_TRUE(shown.contains(key))
+        << key << " (" << Show(bounds) << ") is in the example without its range";
+  }
+}
+
+// docs/CONFIG.md: the bounds column of every integer key's row is the loader's bound.
+TEST(ConfigDocs, EveryIntegerKeysBoundsAreTheLoaders) {
+  const std::string text =
+      hasync::testing::ReadFile(std::string(HASYNC_SOURCE_DIR) + "/docs/CONFIG.md");
+  ASSERT_FALSE(text.empty());
+  std::istringstream in(text);
+  std::string line, section;
+  std::set<std::string> documented;
+  while (std::getline(in, line)) {
+    std::string_view l = line;
+    if (l.starts_with("### `[")) {  // ### `[limits]`, ### `[hooks.<name>]` — ...
+      l.remove_prefix(6);
+      section = std::string(l.substr(0, l.find(']')));
+      if (section.starts_with("hooks.")) section = "hooks.x";
+      continue;
+    }
+    if (!l.starts_with("| `")) continue;
+    std::vector<std::string_view> cells;
+    for (size_t at = 1, next; (next = l.find('|', at)) != std::string_view::npos; at = next + 1) {
+      cells.push_back(Trim(l.substr(at, next - at)));
+    }
+    if (cells.size() < 4 || cells[1] != "integer") continue;
+    const std::string key(cells[0].substr(1, cells[0].size() - 2));
+    const std::string name = BoundsKey(section, key);
+    SCOPED_TRACE("docs/CONFIG.md " + name + ": " + std::string(cells[3]));
+    const auto it = BoundedKeys().find(name);
+    ASSERT_NE(it, BoundedKeys().end()) << "an integer key with no entry in BoundedKeys()";
+    const std::vector<IntBounds> ranges = RangesIn(cells[3], "\u2013");  // en dash
+    ASSERT_EQ(ranges.size(), 1u);
+    EXPECT_EQ(Show(ranges[0]), Show(it->second)) << "the documented bounds are not the loader's";
+    documented.insert(name);
+  }
+  for (const auto& [key, bounds] : BoundedKeys()) {
+    EXPECT_TRUE(documented.contains(key)) << key << " has no row in docs/CONFIG.md";
+  }
+}
+
+// The loader reads each key against the bounds BoundedKeys() names for it: one past
+// either end is refused, and the message states the loader's own range. (Range checks
+// come before every cross-key rule, so no partner key needs adjusting.)
+TEST(Config, OnePastEitherBoundIsRefusedWithTheTablesRange) {
+  ConfigTree t;
+  for (const auto& [name, bounds] : BoundedKeys()) {
+    const bool hook = name.starts_with("hooks.");
+    const std::string section = hook ? "hooks.fence" : name.substr(0, name.find('.'));
+    const std::string key = name.substr(name.find('.') + 1);
+    for (const int64_t v : {bounds.min - 1, bounds.max + 1}) {
+      TomlDoc d = GoodDoc(t);
+      if (hook) d.Set("hooks.fence", "command", "[" + Q(t.hook()) + "]");
+      d.Set(section, key, std::to_string(v));
+      EXPECT_THAT(ErrorOf(Parse(d)), HasSubstr(section + "." + key + " = " + std::to_string(v) +
+                                               " is out of range " + Show(bounds)));
+    }
+  }
 }
 
 // ---- check-config in process ------------------------------------------------------------

@@ -24,6 +24,8 @@
 // Trials: 200 standby and 50 primary kills by default, fewer under ASan (the full count
 // runs in the RelWithDebInfo stage); HASYNC_CRASH_TRIALS=N sets the standby count (the
 // primary count is N/4), HASYNC_LONG=1 runs 1000 + 250; HASYNC_CRASH_SEED=S replays a run.
+// A run where too few kills caught the standby behind goes on with a narrower kill window
+// (bounded in trials and time, RunTrials) instead of failing on the machine's speed.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -662,9 +664,40 @@ void RunTrials(P::Node victim, int trials, uint64_t seed) {
   std::printf("kill window: 0-%lld ms after a burst starts\n",
               static_cast<long long>(window.count()));
 
+  // The kills must land while replication is under way, or the trials prove nothing: at
+  // least one in ten must catch the standby behind the primary. How many do depends on the
+  // machine (a fast one replicates a burst well inside the window, a slow calibration
+  // widens it), so a shortfall steers instead of failing: after the planned trials, while
+  // too few kills have landed behind, the trials go on, the window halving every
+  // kSteerStep of them down to kWindowMin (a kill early in a burst finds the standby
+  // behind), within at most max(trials, 20) more trials and max(60 s, the planned trials'
+  // time). Only a shortfall left when that bound is spent fails the test.
+  constexpr int kSteerStep = 5;
+  constexpr auto kWindowMin = 5ms;
+  const int need_behind = std::max(1, trials / 10);
+  const int steer_trials_max = std::max(trials, 20);
   int behind_at_kill = 0, progressed = 0, temps_left = 0;
   const auto start = Clock::now();
-  for (int trial = 0; trial < trials; ++trial) {
+  auto steer_deadline = Clock::time_point::max();
+  int trial = 0;
+  for (;; ++trial) {
+    if (trial >= trials) {
+      if (behind_at_kill >= need_behind) break;
+      const int extra = trial - trials;
+      if (extra == 0) {
+        const auto planned = Clock::now() - start;
+        steer_deadline = Clock::now() + std::max<Clock::duration>(60s, planned);
+      }
+      if (extra >= steer_trials_max || Clock::now() >= steer_deadline) break;
+      if (extra % kSteerStep == 0) {
+        window = std::max(kWindowMin, window / 2);
+        std::printf(
+            "steering: %d of %d kills caught the standby behind (need %d); kill window now "
+            "0-%lld ms, at most %d more trials\n",
+            behind_at_kill, trial, need_behind, static_cast<long long>(window.count()),
+            steer_trials_max - extra);
+      }
+    }
     SCOPED_TRACE("trial " + std::to_string(trial) + " of seed " + std::to_string(seed));
     const Mark acked = w.history().Newest();
     const auto kill_at = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
@@ -702,12 +735,15 @@ void RunTrials(P::Node victim, int trials, uint64_t seed) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   std::printf(
-      "%d trials in %.1f s (%.2f trials/s); at the kill the standby was behind in %d, "
-      "had applied part of the burst in %d, held temp files in %d\n",
-      trials, secs, trials / secs, behind_at_kill, progressed, temps_left);
-  // The kills must land while replication is under way, or the trials prove nothing.
-  EXPECT_GE(behind_at_kill, std::max(1, trials / 10))
-      << "too few kills caught the standby behind the primary: the window is off";
+      "%d trials (%d planned, %d to steer) in %.1f s (%.2f trials/s); at the kill the standby "
+      "was behind in %d, had applied part of the burst in %d, held temp files in %d\n",
+      trial, trials, trial - trials, secs, trial / secs, behind_at_kill, progressed, temps_left);
+  EXPECT_GE(behind_at_kill, need_behind)
+      << "too few kills caught the standby behind the primary, even after steering: "
+      << behind_at_kill << " of " << trial << " trials (" << trial - trials
+      << " beyond the planned " << trials << ", window narrowed to 0-" << window.count()
+      << " ms) against " << need_behind << " needed; the kills do not land while replication "
+      << "is under way, so these trials prove nothing";
 }
 
 // The checker itself: it must see a torn file, an older one, a missing acknowledged one

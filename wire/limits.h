@@ -89,9 +89,14 @@ inline constexpr size_t kExtentPrefixSize = 20;
 inline constexpr size_t kStr16Prefix = 2;
 // A u32 length prefix in front of every blob (extent data, lock record, xattr value).
 inline constexpr size_t kBlob32Prefix = 4;
-// MANIFEST_ENTRIES entry without its path: kind u8, mode u32, uid u32, gid u32,
-// size u64, mtime_ns i64, hash 16 bytes.
-inline constexpr size_t kManifestEntryFixedSize = 1 + 4 + 4 + 4 + 8 + 8 + 16;
+// MANIFEST_ENTRIES entry without its strings: kind u8, mode u32, uid u32, gid u32,
+// size u64, mtime_ns i64, hash 16 bytes, xattr_hash u64, link_id u64, and the u16 length
+// prefix of xattr_names (the path's prefix is counted apart, as kStr16Prefix).
+inline constexpr size_t kManifestEntryFixedSize = 1 + 4 + 4 + 4 + 8 + 8 + 16 + 8 + 8 + 2;
+// The xattr names of one manifest entry, NUL-terminated each: 2 KiB is 8 names of the
+// longest length, far more than a scheduler spool carries. A file with more is listed
+// without names (and with its hash), so only its extra names cannot be removed.
+inline constexpr size_t kManifestXattrNamesMax = 2048;
 // MANIFEST_ENTRIES body before the entries: request_id u64, flags u8, count u16.
 inline constexpr size_t kManifestEntriesPrefixSize = 8 + 1 + 2;
 // BLOCKS_REPLY body before the hashes: request_id u64, file_size u64, block_size u32,
@@ -113,9 +118,10 @@ static_assert(kStr16Prefix + kPathMax + kStr16Prefix + kXattrNameMax + kBlob32Pr
                   kFrameBodyMax,
               "SETXATTR with the longest path, name and value fits in a frame");
 static_assert(kManifestEntriesPrefixSize +
-                      kManifestEntriesMax * (kManifestEntryFixedSize + kStr16Prefix + kPathMax) <=
+                      kManifestEntriesMax * (kManifestEntryFixedSize + kManifestXattrNamesMax +
+                                             kStr16Prefix + kPathMax) <=
                   kFrameBodyMax,
-              "a full manifest frame with every path at kPathMax fits in a frame");
+              "a full manifest frame with every path and name list at its maximum fits in a frame");
 static_assert(kManifestEntriesMax <= std::numeric_limits<uint16_t>::max(),
               "manifest entry count travels as u16");
 static_assert(kBlocksReplyPrefixSize + kBlockHashesMax * kBlockHashSize <= kFrameBodyMax,

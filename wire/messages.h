@@ -456,6 +456,14 @@ struct ManifestEntry {
   uint64_t size = 0;  // files: content size; symlinks: target length; directories: 0
   int64_t mtime_ns = 0;
   Hash128 hash;  // files: XXH3-128 of content; symlinks: of the target; directories: 0
+  // XXH3-64 over the replicated xattrs (names sorted; name, NUL, u64 length, value each),
+  // 0 when there are none; `xattr_names` lists those names, sorted, each ended by NUL.
+  uint64_t xattr_hash = 0;
+  // Files only: equal nonzero values mark names of one inode of the listing node (its
+  // st_nlink > 1); 0 for a file with one link and for everything else. The values mean
+  // nothing across nodes: only which names share one.
+  uint64_t link_id = 0;
+  std::string xattr_names;
   std::string path;
   friend bool operator==(const ManifestEntry&, const ManifestEntry&) = default;
 };

@@ -300,6 +300,26 @@ Status CheckEntry(const ManifestEntry& e) {
                       " is outside [1, kSymlinkTargetMax " + std::to_string(kSymlinkTargetMax) +
                       "]");
   }
+  if (e.link_id != 0 && e.kind != EntryKind::kFile) {
+    return InvalidArgument("link_id on an entry that is not a file");
+  }
+  if (e.xattr_hash == 0 && !e.xattr_names.empty()) {
+    return InvalidArgument("xattr names listed with xattr_hash 0");
+  }
+  // Names: each NUL-terminated, valid, in strictly ascending order.
+  std::string_view names = e.xattr_names;
+  std::string_view prev;
+  for (size_t i = 0; !names.empty() && i <= kManifestXattrNamesMax; ++i) {
+    size_t nul = names.find('\0');
+    if (nul == std::string_view::npos) return InvalidArgument("xattr_names not NUL-terminated");
+    std::string_view name = names.substr(0, nul);
+    RETURN_IF_ERROR(Field("xattr_names", ValidateXattrName(name)));
+    if (!prev.empty() && !(prev < name)) {
+      return InvalidArgument("xattr_names not in strictly ascending order at " + Printable(name));
+    }
+    prev = name;
+    names.remove_prefix(nul + 1);
+  }
   return Status::Ok();
 }
 

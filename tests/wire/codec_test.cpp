@@ -119,7 +119,14 @@ TEST(FrameCodec, LongestPathsNamesAndValuesRoundTrip) {
 
   ManifestEntries full{1, kManifestLast, {}};
   for (size_t i = 0; i < kManifestEntriesMax; ++i) {
-    full.entries.push_back(ManifestEntry{EntryKind::kFile, 0644, 1, 1, i, 0, Hash128{i, i}, path});
+    // The longest name list the limit allows: names of kXattrNameMax bytes, NUL after
+    // each, as many as fit, ascending.
+    std::string names;
+    for (char c = 'a'; names.size() + kXattrNameMax + 1 <= kManifestXattrNamesMax; ++c) {
+      names += std::string(kXattrNameMax, c) + '\0';
+    }
+    full.entries.push_back(
+        ManifestEntry{EntryKind::kFile, 0644, 1, 1, i, 0, Hash128{i, i}, 1, i + 1, names, path});
   }
   EXPECT_LE(EncodedBodySize(full), kFrameBodyMax);
   ExpectRoundTrip(Control(full));

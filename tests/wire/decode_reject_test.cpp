@@ -229,7 +229,7 @@ TEST(FrameDecoder, InvalidEnumValueIsRejected) {
   EXPECT_THAT(RejectReason(error), HasSubstr("ERROR: code 0 is not a defined value"));
 
   auto entries = EncodeFrame(
-      Control(ManifestEntries{1, 0, {ManifestEntry{EntryKind::kFile, 0, 0, 0, 0, 0, {}, "f"}}}));
+      Control(ManifestEntries{1, 0, {ManifestEntry{EntryKind::kFile, 0, 0, 0, 0, 0, {}, 0, 0, "", "f"}}}));
   SetLe(entries, kBody + 11, 4, 1);  // first entry's kind
   EXPECT_THAT(RejectReason(entries), HasSubstr("entry 0: kind 4 is not a defined value"));
 }

@@ -93,9 +93,14 @@ inline std::vector<Frame> SampleFrames() {
   f.push_back(Control(ManifestEntries{
       77,
       kManifestLast,
-      {ManifestEntry{EntryKind::kFile, 0600, 1, 2, 5000, 1234, Hash128{1, 2}, "job_state"},
-       ManifestEntry{EntryKind::kDirectory, 0755, 0, 0, 0, -1, Hash128{}, "jobs"},
-       ManifestEntry{EntryKind::kSymlink, 0777, 0, 0, 7, 5, Hash128{3, 4}, "current"}}}));
+      {ManifestEntry{EntryKind::kFile, 0600, 1, 2, 5000, 1234, Hash128{1, 2}, 0, 0, "",
+                     "job_state"},
+       ManifestEntry{EntryKind::kFile, 0600, 1, 2, 5000, 1234, Hash128{1, 2}, 99, 7,
+                     std::string("user.a\0user.slurm\0", 18), "job_state.old"},
+       ManifestEntry{EntryKind::kDirectory, 0755, 0, 0, 0, -1, Hash128{}, 5, 0,
+                     std::string("user.d\0", 7), "jobs"},
+       ManifestEntry{EntryKind::kSymlink, 0777, 0, 0, 7, 5, Hash128{3, 4}, 0, 0, "",
+                     "current"}}}));
   f.push_back(Control(ManifestEntries{78, 0, {}}));
   f.push_back(Control(BlocksRequest{9, 65536, "slurmctld.log"}));
   f.push_back(Control(BlocksReply{

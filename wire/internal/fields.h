@@ -213,6 +213,9 @@ void Fields(IO& io, M& m) {
   io.Int("size", m.size);
   io.Int("mtime_ns", m.mtime_ns);
   io.Hash("hash", m.hash);
+  io.Int("xattr_hash", m.xattr_hash);
+  io.Int("link_id", m.link_id);
+  io.Str16("xattr_names", m.xattr_names, kManifestXattrNamesMax, "kManifestXattrNamesMax");
   io.Str16("path", m.path, kPathMax, "kPathMax");
 }
 

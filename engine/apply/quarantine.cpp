@@ -85,18 +85,25 @@ Result<std::string> Quarantine::Keep(const Tree& tree, std::string_view path, ui
     dest = std::move(next);
   }
 
+  // A file with other links keeps them: renamed, the quarantined name would share its
+  // inode with a live name, and the next change through that name would change the
+  // kept copy too. Such a file is copied, like one on another filesystem.
+  const bool must_copy = S_ISREG(st.st_mode) && st.st_nlink > 1;
   std::string chosen;
   bool copied = false;
   for (int suffix = 0; suffix <= kMaxQuarantineSuffix && chosen.empty(); ++suffix) {
     std::string name = suffix == 0 ? src.name : fmt::format("{}.{}", src.name, suffix);
-    if (::renameat2(src.fd.get(), src.name.c_str(), dest.get(), name.c_str(), RENAME_NOREPLACE) ==
-        0) {
-      chosen = std::move(name);
-      break;
+    if (!must_copy) {
+      if (::renameat2(src.fd.get(), src.name.c_str(), dest.get(), name.c_str(),
+                      RENAME_NOREPLACE) == 0) {
+        chosen = std::move(name);
+        break;
+      }
+      if (errno == EEXIST) continue;
+      if (errno != EXDEV) return ErrnoStatus(errno, fmt::format("quarantine {} (rename)", path));
     }
-    if (errno == EEXIST) continue;
-    if (errno != EXDEV) return ErrnoStatus(errno, fmt::format("quarantine {} (rename)", path));
-    // Another filesystem: copy, make the copy durable, then remove the original.
+    // Another filesystem (or other links): copy, make the copy durable, then remove
+    // the original name.
     if (S_ISDIR(st.st_mode)) {
       return Unimplemented(fmt::format(
           "quarantine {}: a directory cannot be moved to a state dir on another filesystem", path));

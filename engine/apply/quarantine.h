@@ -8,9 +8,11 @@
 // Contract:
 // - Keep() moves the entry (regular file, symlink or whole directory) out of the tree
 //   and returns its path relative to the state dir. Same filesystem: one rename
-//   (RENAME_NOREPLACE). Across filesystems: copy (data with holes, mode, owner, mtime;
-//   xattrs are not carried), fsync, then unlink the original; a directory across
-//   filesystems is Unimplemented. Either way it is durable when Keep returns OK: the
+//   (RENAME_NOREPLACE). Across filesystems, and for a regular file with more than one
+//   link (so the kept copy never shares an inode with a live name): copy (data with
+//   holes, mode, owner, mtime; xattrs are not carried), fsync, then unlink the
+//   original name; a directory across filesystems is Unimplemented. (Files inside a
+//   quarantined directory are moved with it, links and all.) Either way it is durable when Keep returns OK: the
 //   quarantine directories and the source's parent are fsynced.
 // - Keep() never overwrites anything in quarantine and never follows a symlink: the
 //   state dir side is resolved with the same openat2 confinement as the tree.

@@ -131,6 +131,11 @@ void ModelEntry::set_xattrs(uint64_t hash_of_xattrs, std::vector<std::string> na
   DropExtraIfEmpty();
 }
 
+void ModelEntry::set_standby_link(uint64_t link) {
+  MutableExtra().standby_link = link;
+  DropExtraIfEmpty();
+}
+
 void ModelEntry::set_blocks(std::vector<Hash128> blocks) {
   MutableExtra().blocks = std::move(blocks);
   DropExtraIfEmpty();

@@ -103,6 +103,11 @@ class ModelEntry {
   void set_blocks(std::vector<Hash128> blocks);
   // Appends, for block hashes that arrive in pieces (BLOCKS_REPLY).
   void append_blocks(const std::vector<Hash128>& more);
+  // From the standby's manifest: the link_id of its entry (names with the same nonzero
+  // value are one inode there); 0 when alone or not from a manifest. Copied with the
+  // entry when a LINK makes another name of the same standby inode.
+  uint64_t standby_link() const { return extra_ ? extra_->standby_link : 0; }
+  void set_standby_link(uint64_t link);
 
  private:
   friend class Model;
@@ -111,8 +116,10 @@ class ModelEntry {
     uint64_t xattr_hash = 0;
     std::vector<std::string> xattr_names;
     std::vector<Hash128> blocks;
+    uint64_t standby_link = 0;
     bool empty() const {
-      return target.empty() && xattr_hash == 0 && xattr_names.empty() && blocks.empty();
+      return target.empty() && xattr_hash == 0 && xattr_names.empty() && blocks.empty() &&
+             standby_link == 0;
     }
   };
   Extra& MutableExtra();

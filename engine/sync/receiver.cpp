@@ -11,6 +11,7 @@
 #include "engine/log.h"
 #include "engine/scan/scanner.h"
 #include "engine/sync/verify.h"
+#include "engine/sync/xattrs.h"
 #include "wire/frame.h"
 #include "wire/limits.h"
 
@@ -628,7 +629,7 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
       e.hash.low = ~e.hash.low;
       e.mtime_ns ^= 1;
     }
-    size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
+    size_t entry_size = ManifestEntryWireSize(e);
     if (frame.entries.size() == wire::kManifestEntriesMax ||
         body + entry_size > wire::kFrameBodyMax) {
       RETURN_IF_ERROR(flush(false));
@@ -655,6 +656,31 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
   return flush(true);
 }
 
+Result<bool> Receiver::HoldsSameFile(const std::string& source, const std::string& target) {
+  ASSIGN_OR_RETURN(auto from, Split(source));
+  ASSIGN_OR_RETURN(auto to, Split(target));
+  auto open = [&](const std::pair<uint32_t, std::string>& where) {
+    return OpenReadBeneath(trees_[where.first]->root_fd(), where.second);
+  };
+  auto a = open(from);
+  auto b = open(to);
+  if (!a.ok() || !b.ok()) return false;  // the change itself reports what is wrong
+  ASSIGN_OR_RETURN(FileInfo fa, StatFd(a->get()));
+  ASSIGN_OR_RETURN(FileInfo fb, StatFd(b->get()));
+  if (fa.kind != NodeKind::kFile || fb.kind != NodeKind::kFile) return false;
+  if (fa.dev == fb.dev && fa.ino == fb.ino) return true;
+  if (fa.size != fb.size || fa.mode != fb.mode || fa.uid != fb.uid || fa.gid != fb.gid ||
+      fa.mtime_ns != fb.mtime_ns) {
+    return false;
+  }
+  ASSIGN_OR_RETURN(Hash128 ha, HashFd(a->get()));
+  ASSIGN_OR_RETURN(Hash128 hb, HashFd(b->get()));
+  if (ha != hb) return false;
+  ASSIGN_OR_RETURN(XattrSet xa, ReadXattrs(a->get()));
+  ASSIGN_OR_RETURN(XattrSet xb, ReadXattrs(b->get()));
+  return xa.hash == xb.hash;
+}
+
 Result<bool> Receiver::KeepBeforeChange(const wire::Message& message) {
   std::string path;
   if (const auto* b = std::get_if<wire::FileBegin>(&message)) {
@@ -666,6 +692,10 @@ Result<bool> Receiver::KeepBeforeChange(const wire::Message& message) {
     path = u->path;
   } else if (const auto* l = std::get_if<wire::Link>(&message)) {
     path = l->new_path;
+    // A name that already holds what the link gives it (the same inode, or a copy
+    // equal in content and attributes) loses nothing: only the link structure changes.
+    ASSIGN_OR_RETURN(bool same, HoldsSameFile(l->existing_path, l->new_path));
+    if (same) return false;
   } else {
     return false;
   }

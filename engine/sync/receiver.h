@@ -126,6 +126,10 @@ class Receiver {
   Status SendBlocks(const wire::BlocksRequest& request);
   apply::Batch& BatchFor(uint32_t root);
   Result<std::pair<uint32_t, std::string>> Split(const std::string& wire_path) const;
+  // Rejoin: whether wire path `target` already holds the same file as `source` (one
+  // inode, or equal content, mode, owner, mtime and xattrs), so a LINK over it loses
+  // nothing and it is not quarantined.
+  Result<bool> HoldsSameFile(const std::string& source, const std::string& target);
   // Records a failure of the open batch: later changes are skipped, COMMIT NACKs.
   void Fail(Status status);
   // Rejoin: moves what `message` would replace or remove into quarantine.

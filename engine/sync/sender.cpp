@@ -13,6 +13,7 @@
 
 #include "engine/apply/policy.h"
 #include "engine/apply/resolve.h"
+#include "engine/sync/xattrs.h"
 #include "wire/limits.h"
 #include "wire/path.h"
 
@@ -27,7 +28,6 @@ int64_t MonotonicNs() {
 }
 
 constexpr size_t kMaxDataRegions = 4096;  // more than this: treat the file as dense
-constexpr size_t kXattrListMax = 64 * 1024;
 
 std::string ParentOf(std::string_view path) {
   size_t slash = path.rfind('/');
@@ -65,56 +65,6 @@ bool Overlaps(const std::vector<Region>& regions, uint64_t start, uint64_t end) 
     if (r.start < end && start < r.end) return true;
   }
   return false;
-}
-
-struct XattrSet {
-  std::vector<std::string> names;  // sorted, allowed namespaces only
-  std::vector<std::vector<std::byte>> values;
-  uint64_t hash = 0;
-};
-
-Result<XattrSet> ReadXattrs(int fd) {
-  XattrSet set;
-  std::vector<char> list(4096);
-  ssize_t n = 0;
-  for (;;) {
-    n = flistxattr(fd, list.data(), list.size());
-    if (n >= 0) break;
-    if (errno == ERANGE && list.size() < kXattrListMax) {
-      list.resize(list.size() * 4);
-      continue;
-    }
-    if (errno == ENOTSUP) return set;
-    return ErrnoStatus(errno, "flistxattr");
-  }
-  for (ssize_t i = 0; i < n;) {
-    std::string name(&list[static_cast<size_t>(i)]);
-    i += static_cast<ssize_t>(name.size()) + 1;
-    // Only what the standby's policy accepts (engine/apply/policy.h); anything else
-    // would make every batch carrying it fail there.
-    if (apply::CheckXattrName(name, false).ok()) set.names.push_back(std::move(name));
-  }
-  std::sort(set.names.begin(), set.names.end());
-  XXH3_state_t st;
-  XXH3_64bits_reset(&st);
-  for (const std::string& name : set.names) {
-    std::vector<std::byte> value(wire::kXattrValueMax);
-    ssize_t len = fgetxattr(fd, name.c_str(), value.data(), value.size());
-    if (len < 0) {
-      if (errno == ENODATA) continue;
-      return ErrnoStatus(errno, "fgetxattr " + name);
-    }
-    value.resize(static_cast<size_t>(len));
-    XXH3_64bits_update(&st, name.data(), name.size() + 1);
-    uint64_t vlen = value.size();
-    XXH3_64bits_update(&st, &vlen, sizeof vlen);
-    XXH3_64bits_update(&st, value.data(), value.size());
-    set.values.push_back(std::move(value));
-  }
-  set.names.resize(set.values.size());
-  set.hash = set.names.empty() ? 0 : XXH3_64bits_digest(&st);
-  if (set.hash == 0 && !set.names.empty()) set.hash = 1;
-  return set;
 }
 
 NodeKind FromWire(wire::EntryKind kind) {
@@ -279,6 +229,7 @@ Status Sender::OnAck(const wire::Ack& ack) {
 void Sender::BeginManifest() {
   for (Model& m : model_) m.clear();
   read_retries_.clear();
+  standby_links_.assign(model_.size(), {});
 }
 
 Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
@@ -302,7 +253,68 @@ Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
   e.size = entry.size;
   e.mtime_ns = entry.mtime_ns;
   e.hash = entry.hash;
+  // What the standby holds beyond the content: its xattrs (so the resync removes the
+  // ones the primary does not have) and which of its names share an inode.
+  if (entry.xattr_hash != 0) e.set_xattrs(entry.xattr_hash, SplitXattrNames(entry.xattr_names));
+  if (entry.link_id != 0 && e.kind == NodeKind::kFile) {
+    e.set_standby_link(entry.link_id);
+    if (standby_links_.size() != model_.size()) standby_links_.assign(model_.size(), {});
+    standby_links_[split.first][entry.link_id].push_back(split.second);
+  }
   model_[split.first].Put(split.second, std::move(e));
+  return Status::Ok();
+}
+
+std::vector<std::string> Sender::StandbyLinked(uint32_t root, const std::string& path,
+                                               uint64_t link) {
+  std::vector<std::string> out;
+  if (link == 0 || root >= standby_links_.size()) return out;
+  auto group = standby_links_[root].find(link);
+  if (group == standby_links_[root].end()) return out;
+  Model& m = model_[root];
+  for (const std::string& name : group->second) {
+    if (name == path) continue;
+    auto it = m.find(name);
+    // Names re-sent or relinked since carry another value (or none) now.
+    if (it != m.end() && it->second.kind == NodeKind::kFile && it->second.standby_link() == link) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+Status Sender::Distrust(const std::string& wire_path, const wire::ManifestEntry* standby_entry) {
+  ASSIGN_OR_RETURN(auto split, SplitWirePath(wire_path, static_cast<uint32_t>(model_.size())));
+  Model& m = model_[split.first];
+  if (standby_entry == nullptr) {
+    if (!split.second.empty()) m.Forget(split.second);
+    return Status::Ok();
+  }
+  if (split.second.empty() && standby_entry->kind != wire::EntryKind::kDirectory) {
+    return InvalidArgument("the standby lists sync root " + wire_path + " as a non-directory");
+  }
+  Entry e;
+  e.kind = FromWire(standby_entry->kind);
+  e.mode = standby_entry->mode;
+  e.uid = standby_entry->uid;
+  e.gid = standby_entry->gid;
+  e.size = standby_entry->size;
+  e.mtime_ns = standby_entry->mtime_ns;
+  e.hash = standby_entry->hash;
+  if (standby_entry->xattr_hash != 0) {
+    e.set_xattrs(standby_entry->xattr_hash, SplitXattrNames(standby_entry->xattr_names));
+  }
+  // Names the standby holds as one inode: a repair splits them where the primary does
+  // not (every name of such a group differs, so each comes through here).
+  if (standby_entry->link_id != 0 && e.kind == NodeKind::kFile) {
+    e.set_standby_link(standby_entry->link_id);
+    if (standby_links_.size() != model_.size()) standby_links_.assign(model_.size(), {});
+    auto& names = standby_links_[split.first][standby_entry->link_id];
+    if (names.size() < kMaxResyncBlockRequests) names.push_back(split.second);
+  }
+  // The symlink's target is not in a manifest; a hash that differs from the primary's
+  // target makes the sender replace it, which is all a repair needs.
+  m.Put(split.second, std::move(e));
   return Status::Ok();
 }
 
@@ -366,17 +378,28 @@ Result<bool> Sender::AddBlocks(const wire::BlocksReply& reply) {
 }
 
 Status Sender::Resync(Journal* live) {
+  live_ = live;
+  struct ClearLive {
+    Journal*& live;
+    ~ClearLive() { live = nullptr; }
+  } clear_live{live_};
   RETURN_IF_ERROR(sink_.Emit(0, wire::ResyncBegin{}));
   for (uint32_t root = 0; root < model_.size(); ++root) {
     RETURN_IF_ERROR(RescanSubtree(root, "", nullptr, live));
   }
   RETURN_IF_ERROR(Flush());
+  standby_links_.clear();  // only the manifest's moment is described by them
   return sink_.Emit(0, wire::ResyncEnd{next_seq_ - 1});
 }
 
 // ---- live changes ------------------------------------------------------------------------
 
 Status Sender::Pump(Journal& journal) {
+  live_ = &journal;
+  struct ClearLive {
+    Journal*& live;
+    ~ClearLive() { live = nullptr; }
+  } clear_live{live_};
   std::vector<Change> one;
   while (!backpressured()) {
     one.clear();
@@ -429,6 +452,47 @@ Status Sender::Apply(const Change& change, Journal& journal) {
 // of another name that was missing at another moment, show the standby a state the
 // primary never had (Slurm: neither X nor X.old). The watcher is drained first, so
 // "later" covers everything that happened before the stat.
+// An event named `path`, and the name does not exist now. If the standby holds it, it
+// goes there too — unless a later journal entry names it again (then that entry has the
+// last word). This is what keeps a file unlinked while still open from coming back: its
+// last close is reported under the old name after the unlink, and must not leave the
+// name on the standby.
+Status Sender::NameMissing(uint32_t root, const std::string& path, Journal* journal) {
+  if (path.empty() || !model_[root].contains(path)) return Status::Ok();
+  return RemoveUnlessNamedLater(root, path, journal != nullptr ? journal : live_);
+}
+
+// The standby holds names `names` of one primary inode whose model entry just left it
+// (the name was removed, or now names another inode). A change made through the name
+// that left — content written, mode changed — may never have been shipped, because the
+// name was gone when its event was handled. Attributes and content belong to the
+// inode, so every remaining name that is still that inode on the primary is compared
+// again now (docs/REPLICATION.md, "the inode, not the name").
+Status Sender::RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
+                            const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    if (!model_[root].contains(name)) continue;
+    auto now = StatPath(root_fds_[root], name);
+    if (!now.ok() || now->kind != NodeKind::kFile || now->dev != dev || now->ino != ino) {
+      continue;  // not that inode any more: the event that changed it covers it
+    }
+    ++stats_.names_rechecked;
+    RETURN_IF_ERROR(UpsertFile(root, *now, live_));
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> Sender::OtherNames(uint32_t root, const Entry& entry,
+                                            std::string_view except) {
+  std::vector<std::string> out;
+  if (entry.kind != NodeKind::kFile || entry.ino() == 0) return out;
+  Model& m = model_[root];
+  for (const Model::Node* node : m.NamesOf(m.dev(entry), entry.ino())) {
+    if (node->first.view() != except) out.push_back(node->first.str());
+  }
+  return out;
+}
+
 Status Sender::RemoveUnlessNamedLater(uint32_t root, const std::string& path, Journal* journal) {
   if (journal != nullptr) {
     if (refresh_) refresh_();
@@ -443,9 +507,11 @@ Status Sender::RemoveUnlessNamedLater(uint32_t root, const std::string& path, Jo
 Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) {
   auto info = StatPath(root_fds_[root], path);
   if (!info.ok()) {
-    // Gone (a later Remove or Rename explains it), or a component became a symlink or a
-    // special file: nothing of it can be replicated now.
-    if (info.status().code() == Code::kNotFound || info.status().code() == Code::kUnimplemented ||
+    // Gone: the truth of the name now is that it does not exist (docs/REPLICATION.md,
+    // "what an event means"). A component that became a symlink or a special file: the
+    // name cannot be replicated now; the event that changed the component says more.
+    if (info.status().code() == Code::kNotFound) return NameMissing(root, path, journal);
+    if (info.status().code() == Code::kUnimplemented ||
         info.status().code() == Code::kInvalidArgument) {
       return Status::Ok();
     }
@@ -496,7 +562,23 @@ Status Sender::SetAttrIfNeeded(uint32_t root, const FileInfo& info, Entry& entry
   entry.uid = info.uid;
   entry.gid = info.gid;
   if (info.kind != NodeKind::kDirectory) entry.mtime_ns = info.mtime_ns;
-  return EmitChange(std::move(attr), 0);
+  RETURN_IF_ERROR(EmitChange(std::move(attr), 0));
+  ShareInodeAttrs(root, info.path, entry);
+  return Status::Ok();
+}
+
+void Sender::ShareInodeAttrs(uint32_t root, const std::string& path, const Entry& entry) {
+  if (entry.kind != NodeKind::kFile || entry.ino() == 0) return;
+  Model& m = model_[root];
+  for (Model::Node* node : m.NamesOf(m.dev(entry), entry.ino())) {
+    if (node->first.view() == path) continue;
+    Entry& other = node->second;
+    other.mode = entry.mode;
+    other.uid = entry.uid;
+    other.gid = entry.gid;
+    other.mtime_ns = entry.mtime_ns;
+    other.set_xattrs(entry.xattr_hash(), entry.xattr_names());
+  }
 }
 
 Status Sender::UpsertDir(uint32_t root, const FileInfo& info) {
@@ -565,7 +647,8 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   auto fd_or = OpenReadBeneath(root_fds_[root], path_info.path);
   if (!fd_or.ok()) {
     Code c = fd_or.status().code();
-    if (c == Code::kNotFound || c == Code::kInvalidArgument) return Status::Ok();
+    if (c == Code::kNotFound) return NameMissing(root, path_info.path, journal);
+    if (c == Code::kInvalidArgument) return Status::Ok();
     return fd_or.status();
   }
   UniqueFd fd = std::move(fd_or).value();
@@ -580,13 +663,29 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     it = m.end();
   }
   Entry* cur = it == m.end() ? nullptr : &it->second;
+  // The name held another primary inode until now (renamed over, unlinked and created
+  // again): the names the standby still holds for that inode are compared afterwards.
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino() != 0 &&
+      !m.IsInode(*cur, info.dev, info.ino)) {
+    const uint64_t old_dev = m.dev(*cur), old_ino = cur->ino();
+    std::vector<std::string> left = OtherNames(root, *cur, info.path);
+    RETURN_IF_ERROR(UpsertFileInode(root, info, fd.get(), journal));
+    return RecheckNames(root, old_dev, old_ino, left);
+  }
+  return UpsertFileInode(root, info, fd.get(), journal);
+}
+
+Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Journal* journal) {
+  Model& m = model_[root];
+  auto it = m.find(info.path);
+  Entry* cur = it == m.end() ? nullptr : &it->second;
 
   // Same inode, same size and mtime: at most metadata changed.
   if (cur != nullptr && cur->kind == NodeKind::kFile && m.IsInode(*cur, info.dev, info.ino) &&
       cur->size == info.size && cur->mtime_ns == info.mtime_ns) {
     ++stats_.unchanged_skipped;
     RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
-    if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
+    if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd, *cur));
     return Status::Ok();
   }
 
@@ -594,11 +693,11 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   // for a small file hashing is cheaper than sending, and equal content needs a SETATTR.
   if (cur != nullptr && cur->kind == NodeKind::kFile && m.IsInode(*cur, info.dev, info.ino) &&
       cur->size == info.size && info.size < options_.delta_min_bytes) {
-    ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
+    ASSIGN_OR_RETURN(Hash128 h, HashFd(fd));
     if (h == cur->hash) {
       ++stats_.unchanged_skipped;
       RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
-      if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
+      if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd, *cur));
       return Status::Ok();
     }
   }
@@ -607,16 +706,39 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   if (parents.code() == Code::kNotFound) return Status::Ok();
   RETURN_IF_ERROR(parents);
 
-  // From a manifest (inode unknown): equal content means only metadata may differ.
-  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino() == 0 && cur->size == info.size) {
-    ASSIGN_OR_RETURN(Hash128 h, HashFd(fd.get()));
+  // From a manifest (inode unknown): equal content means only metadata may differ —
+  // and the hard-link structure, which the manifest describes (link_id).
+  // The names the standby holds as one inode with this one must all be this inode on
+  // the primary too; if one is not, the link is split: the content ships whole below,
+  // which gives this name an inode of its own there.
+  bool split_link = false;
+  std::vector<std::string> standby_linked;
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino() == 0) {
+    standby_linked = StandbyLinked(root, info.path, cur->standby_link());
+    for (const std::string& name : standby_linked) {
+      auto now = StatPath(root_fds_[root], name);
+      if (!now.ok() || now->kind != NodeKind::kFile || now->dev != info.dev ||
+          now->ino != info.ino) {
+        split_link = true;
+        ++stats_.links_split;
+        break;
+      }
+    }
+  }
+  if (cur != nullptr && cur->kind == NodeKind::kFile && cur->ino() == 0 && cur->size == info.size &&
+      !split_link) {
+    ASSIGN_OR_RETURN(Hash128 h, HashFd(fd));
     if (h == cur->hash) {
       ++stats_.unchanged_skipped;
-      // Another name of this primary inode already checked in this resync: the standby
-      // may hold the two as separate copies (the manifest does not say), so link them
-      // again; a LINK between names of one inode is a no-op there.
+      // Another name of this primary inode already checked in this resync that the
+      // standby holds as a separate inode: link them. (Names it already holds as one
+      // inode with this one need nothing.)
       for (const Model::Node* name : m.NamesOf(info.dev, info.ino)) {
         if (name->first.view() == info.path) continue;
+        if (std::find(standby_linked.begin(), standby_linked.end(), name->first.view()) !=
+            standby_linked.end()) {
+          break;
+        }
         const Entry& se = name->second;
         if (se.size == info.size && se.hash == h) {
           RETURN_IF_ERROR(EmitChange(
@@ -628,11 +750,11 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
       }
       m.SetInode(it, info.dev, info.ino);  // into the inode index
       if (info.size >= options_.delta_min_bytes && cur->blocks().empty()) {
-        ASSIGN_OR_RETURN(std::vector<Hash128> blocks, BlockHashesFd(fd.get(), options_.block_size));
+        ASSIGN_OR_RETURN(std::vector<Hash128> blocks, BlockHashesFd(fd, options_.block_size));
         cur->set_blocks(std::move(blocks));
       }
       RETURN_IF_ERROR(SetAttrIfNeeded(root, info, *cur));
-      if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), *cur));
+      if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd, *cur));
       return Status::Ok();
     }
   }
@@ -666,7 +788,7 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     ++stats_.links_sent;
     Entry& e = m.Put(info.path, m.at(link_source))->second;
     RETURN_IF_ERROR(SetAttrIfNeeded(root, info, e));
-    if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), e));
+    if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd, e));
     return Status::Ok();
   }
 
@@ -682,7 +804,7 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   bool aborted = false;
   int& retries = read_retries_[WirePath(root, info.path)];
   bool allow_abort = journal != nullptr && retries < kMaxReadRetries;
-  RETURN_IF_ERROR(SendContent(root, info, fd.get(), base, &sent, allow_abort ? &aborted : nullptr));
+  RETURN_IF_ERROR(SendContent(root, info, fd, base, &sent, allow_abort ? &aborted : nullptr));
   if (aborted) {
     ++retries;
     ++stats_.aborted_reads;
@@ -691,8 +813,19 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));
+  // The standby publishes the new content as a new inode. Names of this primary inode
+  // that are not relinked below (the primary no longer has them as this inode; their
+  // own events are queued) stay on the old standby inode: they leave the inode index,
+  // so no attribute change and no LINK is ever taken from them as if they were linked.
+  for (Model::Node* node : m.NamesOf(info.dev, info.ino)) {
+    std::string_view name = node->first.view();
+    if (name == info.path || std::find(siblings.begin(), siblings.end(), name) != siblings.end()) {
+      continue;
+    }
+    m.SetInode(m.find(name), 0, 0);
+  }
   Entry& e = m.Put(info.path, std::move(sent))->second;
-  if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd.get(), e));
+  if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd, e));
   // The standby published the new content as a new inode: the other names follow it.
   for (const std::string& name : siblings) {
     RETURN_IF_ERROR(EmitChange(wire::Link{WirePath(root, info.path), WirePath(root, name)}, 0));
@@ -879,6 +1012,7 @@ Status Sender::SendXattrs(uint32_t root, const std::string& path, int fd, Entry&
     RETURN_IF_ERROR(EmitChange(wire::SetXattr{wpath, set->names[i], set->values[i]}, 0));
   }
   entry.set_xattrs(set->hash, std::move(set->names));
+  ShareInodeAttrs(root, path, entry);
   return Status::Ok();
 }
 
@@ -902,11 +1036,14 @@ Status Sender::Remove(uint32_t root, const std::string& path) {
       m.Forget(*r);
     }
     if (!path.empty()) RETURN_IF_ERROR(EmitChange(wire::Rmdir{WirePath(root, path)}, 0));
-  } else {
-    RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, path)}, 0));
+    if (!path.empty()) m.Forget(path);
+    return Status::Ok();
   }
-  if (!path.empty()) m.Forget(path);
-  return Status::Ok();
+  const uint64_t dev = m.dev(it->second), ino = it->second.ino();
+  std::vector<std::string> left = OtherNames(root, it->second, path);
+  RETURN_IF_ERROR(EmitChange(wire::Unlink{WirePath(root, path)}, 0));
+  m.Forget(path);
+  return RecheckNames(root, dev, ino, left);
 }
 
 Status Sender::Rename(uint32_t root, const std::string& from, const std::string& to,

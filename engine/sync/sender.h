@@ -99,6 +99,8 @@ struct SenderStats {
   uint64_t aborted_reads = 0;
   uint64_t batches = 0;
   uint64_t removes_deferred = 0;  // removals of a missing name that a later entry names
+  uint64_t names_rechecked = 0;   // other names of an inode compared again (RecheckNames)
+  uint64_t links_split = 0;       // resync: names the standby had linked, the primary not
 };
 
 class Sender {
@@ -123,6 +125,15 @@ class Sender {
   // `live`: the journal that keeps collecting events meanwhile; a name missing during
   // the walk is then removed only if no later event names it (RemoveUnlessNamedLater).
   Status Resync(Journal* live = nullptr);
+
+  // ---- Repair (anti-entropy, `hasync verify --repair`): the standby was seen to hold
+  // `standby_entry` (null: nothing) at `wire_path`, which differs from what the model
+  // believed. The model takes the standby's word for that path (as from a manifest:
+  // primary inode unknown); the caller then queues the path (Upsert, or Rescan of a
+  // directory) so the next Pump ships what differs, exactly as a resync would.
+  // BeginRepair() once before the Distrust calls of one comparison.
+  void BeginRepair() { standby_links_.assign(model_.size(), {}); }
+  Status Distrust(const std::string& wire_path, const wire::ManifestEntry* standby_entry);
 
   // ---- Live: ship journal changes until the journal is empty or backpressure holds.
   // Returns OK with work left when the unacked bound is reached; call again after ACKs.
@@ -172,6 +183,20 @@ class Sender {
   Status Upsert(uint32_t root, const std::string& path, Journal* journal);
   Status RemoveUnlessNamedLater(uint32_t root, const std::string& path, Journal* journal);
   Status UpsertFile(uint32_t root, const FileInfo& info, Journal* journal);
+  // UpsertFile once the name is known to hold the same primary inode as the model's
+  // entry (or the model holds no file there); fd is open on the file.
+  Status UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Journal* journal);
+  Status NameMissing(uint32_t root, const std::string& path, Journal* journal);
+  // Names the standby's manifest lists as one inode with `path` (link id `link`) whose
+  // model entries still say so, `path` excluded.
+  std::vector<std::string> StandbyLinked(uint32_t root, const std::string& path, uint64_t link);
+  // Names of the model entry's primary inode other than `except` (none if unknown).
+  std::vector<std::string> OtherNames(uint32_t root, const Entry& entry, std::string_view except);
+  Status RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
+                      const std::vector<std::string>& names);
+  // After a SETATTR or xattr change of a file: the other names of its primary inode are
+  // one inode on the standby too, so the model records the change for each of them.
+  void ShareInodeAttrs(uint32_t root, const std::string& path, const Entry& entry);
   Status UpsertDir(uint32_t root, const FileInfo& info);
   Status UpsertSymlink(uint32_t root, const FileInfo& info);
   Status EnsureParents(uint32_t root, const std::string& path);
@@ -198,6 +223,9 @@ class Sender {
   MessageSink& sink_;
   std::vector<Model> model_;  // one per sync root, with its inode index
   std::unordered_map<std::string, int> read_retries_;
+  // From the manifest until the end of its resync, per root: the standby's link_id →
+  // the names it lists with it (only files with more than one link).
+  std::vector<std::unordered_map<uint64_t, std::vector<std::string>>> standby_links_;
   // BLOCKS_REQUEST id → (root, path) while the replies arrive.
   std::unordered_map<uint64_t, std::pair<uint32_t, std::string>> block_requests_;
 
@@ -218,6 +246,9 @@ class Sender {
   SenderStats stats_;
   std::function<void()> refresh_;
   std::unique_ptr<FileReader> reader_;
+  // The journal of the Pump or Resync in progress (null between them): consulted before
+  // a name found missing is removed, whatever path led there.
+  Journal* live_ = nullptr;
 };
 
 // "i/p" for root i and relative path p ("i" for the root itself).

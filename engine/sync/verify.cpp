@@ -2,14 +2,18 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <span>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
 #include "base/hash.h"
 #include "engine/apply/policy.h"
+#include "engine/sync/xattrs.h"
 #include "wire/limits.h"
 
 namespace hasync::engine {
@@ -69,10 +73,54 @@ std::string Describe(const wire::ManifestEntry& p, const wire::ManifestEntry& s)
   if (p.kind != wire::EntryKind::kDirectory && p.mtime_ns != s.mtime_ns) {
     what.push_back(fmt::format("mtime {} vs {} ns", p.mtime_ns, s.mtime_ns));
   }
+  if (p.xattr_hash != s.xattr_hash) {
+    auto names = [](const wire::ManifestEntry& e) {
+      std::string out;
+      for (const std::string& n : SplitXattrNames(e.xattr_names)) out += (out.empty() ? "" : ",") + n;
+      return e.xattr_hash == 0 ? std::string("none") : out.empty() ? std::string("?") : out;
+    };
+    what.push_back(fmt::format("xattrs [{}] vs [{}]", names(p), names(s)));
+  }
   std::string out;
   for (const auto& w : what) out += (out.empty() ? "" : "; ") + w;
   return out;
 }
+
+// Which names of one manifest share an inode (equal nonzero link_id). Only groups of at
+// least two names count: a file whose other links are outside the sync roots is alone
+// as far as replication goes.
+class LinkGroups {
+ public:
+  explicit LinkGroups(const std::vector<wire::ManifestEntry>& sorted) {
+    std::unordered_map<uint64_t, std::vector<size_t>> by_id;
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      if (sorted[i].link_id != 0) by_id[sorted[i].link_id].push_back(i);
+    }
+    for (auto& [id, members] : by_id) {
+      if (members.size() < 2) continue;
+      for (size_t i : members) {
+        std::vector<std::string>& others = others_[i];
+        for (size_t k : members) {
+          if (k != i) others.push_back(sorted[k].path);
+        }
+      }
+    }
+  }
+  // The other names of entry i's inode, sorted (the manifest is), or null when alone.
+  const std::vector<std::string>* Others(size_t i) const {
+    auto it = others_.find(i);
+    return it == others_.end() ? nullptr : &it->second;
+  }
+  static std::string List(const std::vector<std::string>& names) {
+    std::string out;
+    for (size_t k = 0; k < names.size() && k < 8; ++k) out += (k == 0 ? "" : ",") + names[k];
+    if (names.size() > 8) out += fmt::format(",… {} more", names.size() - 8);
+    return out;
+  }
+
+ private:
+  std::unordered_map<size_t, std::vector<std::string>> others_;
+};
 
 }  // namespace
 
@@ -85,20 +133,58 @@ Result<wire::ManifestEntry> MakeManifestEntry(int root_fd, uint32_t root, const 
   e.size = info.size;
   e.mtime_ns = info.mtime_ns;
   e.path = WirePath(root, info.path);
-  if (info.kind == NodeKind::kFile) {
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(root_fd, info.path));
-    ASSIGN_OR_RETURN(e.hash, HashFd(fd.get()));
-  } else if (info.kind == NodeKind::kSymlink) {
+  if (info.kind == NodeKind::kSymlink) {
     e.hash = Xxh3_128(std::as_bytes(std::span(info.target)));
+    return e;  // Linux keeps no user.* xattrs on a symlink
   }
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(root_fd, info.path));
+  if (info.kind == NodeKind::kFile) {
+    ASSIGN_OR_RETURN(e.hash, HashFd(fd.get()));
+    if (info.nlink > 1) {
+      // Any nonzero value that is the same for the names of one inode and differs
+      // between inodes of this listing: a mix of device and inode number.
+      std::array<uint64_t, 2> id{info.dev, info.ino};
+      e.link_id = Xxh3_64(std::as_bytes(std::span(id))) | 1;
+    }
+  }
+  ASSIGN_OR_RETURN(XattrSet xattrs, ReadXattrs(fd.get()));
+  e.xattr_hash = xattrs.hash;
+  e.xattr_names = JoinXattrNames(xattrs.names);
   return e;
+}
+
+size_t ManifestEntryWireSize(const wire::ManifestEntry& e) {
+  return wire::kManifestEntryFixedSize + e.xattr_names.size() + wire::kStr16Prefix + e.path.size();
+}
+
+int64_t CpuBudget::ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+void CpuBudget::Charge() {
+  if (percent_ <= 0 || percent_ >= 100) return;
+  const int64_t used = ThreadCpuNs() - mark_ns_;
+  if (used < kSliceNs) return;
+  int64_t sleep_ns = used * (100 - percent_) / percent_;
+  while (sleep_ns > 0 && !(stop_ != nullptr && stop_->load(std::memory_order_relaxed))) {
+    const int64_t nap = std::min(sleep_ns, kNapNs);
+    timespec ts{static_cast<time_t>(nap / 1'000'000'000), static_cast<long>(nap % 1'000'000'000)};
+    nanosleep(&ts, nullptr);
+    sleep_ns -= nap;
+  }
+  mark_ns_ = ThreadCpuNs();
 }
 
 Result<std::vector<wire::ManifestEntry>> BuildManifest(const std::vector<int>& root_fds,
                                                        size_t max_entries,
-                                                       const std::atomic<bool>* stop) {
+                                                       const std::atomic<bool>* stop,
+                                                       int cpu_percent) {
   std::vector<wire::ManifestEntry> out;
+  CpuBudget budget(cpu_percent, stop);
   auto add = [&](int fd, uint32_t root, const FileInfo& info) -> Status {
+    budget.Charge();
     if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
       return Unavailable("manifest cancelled");
     }
@@ -129,7 +215,7 @@ Status EmitManifest(MessageSink& sink, uint64_t request_id,
   frame.request_id = request_id;
   size_t body = wire::kManifestEntriesPrefixSize;
   for (const auto& e : entries) {
-    const size_t entry_size = wire::kManifestEntryFixedSize + wire::kStr16Prefix + e.path.size();
+    const size_t entry_size = ManifestEntryWireSize(e);
     if (frame.entries.size() == wire::kManifestEntriesMax ||
         body + entry_size > wire::kFrameBodyMax) {
       frame.flags = 0;
@@ -151,6 +237,7 @@ std::vector<ManifestDifference> CompareManifests(std::vector<wire::ManifestEntry
   };
   std::sort(primary.begin(), primary.end(), by_path);
   std::sort(standby.begin(), standby.end(), by_path);
+  const LinkGroups primary_links(primary), standby_links(standby);
   std::vector<ManifestDifference> out;
   size_t i = 0, j = 0;
   while (i < primary.size() || j < standby.size()) {
@@ -162,6 +249,19 @@ std::vector<ManifestDifference> CompareManifests(std::vector<wire::ManifestEntry
       ++j;
     } else {
       std::string what = Describe(primary[i], standby[j]);
+      const std::vector<std::string>* p_names = primary_links.Others(i);
+      const std::vector<std::string>* s_names = standby_links.Others(j);
+      if (p_names != nullptr || s_names != nullptr) {
+        static const std::vector<std::string> kAlone;
+        const auto& pn = p_names != nullptr ? *p_names : kAlone;
+        const auto& sn = s_names != nullptr ? *s_names : kAlone;
+        if (pn != sn) {
+          what += fmt::format("{}hard links: one inode with [{}] on the primary, with [{}] on the "
+                              "standby",
+                              what.empty() ? "" : "; ", LinkGroups::List(pn),
+                              LinkGroups::List(sn));
+        }
+      }
       if (!what.empty()) out.push_back({primary[i].path, std::move(what), primary[i], standby[j]});
       ++i;
       ++j;
@@ -170,7 +270,7 @@ std::vector<ManifestDifference> CompareManifests(std::vector<wire::ManifestEntry
   return out;
 }
 
-ManifestJob::ManifestJob(const std::vector<int>& root_fds, size_t max_entries) {
+ManifestJob::ManifestJob(const std::vector<int>& root_fds, size_t max_entries, int cpu_percent) {
   std::vector<int> raw;
   for (int fd : root_fds) {
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -182,8 +282,8 @@ ManifestJob::ManifestJob(const std::vector<int>& root_fds, size_t max_entries) {
     fds_.emplace_back(dup);
     raw.push_back(dup);
   }
-  thread_ = std::thread([this, raw = std::move(raw), max_entries] {
-    result_ = BuildManifest(raw, max_entries, &stop_);
+  thread_ = std::thread([this, raw = std::move(raw), max_entries, cpu_percent] {
+    result_ = BuildManifest(raw, max_entries, &stop_, cpu_percent);
     done_.store(true, std::memory_order_release);
   });
 }

@@ -934,6 +934,157 @@ TEST(SyncEdge, ResyncRestoresHardLinkGroups) {
   EXPECT_CONVERGED(pair);
 }
 
+// ---- convergence: what an event means (docs/REPLICATION.md, "What an event means") ---------
+
+// Issue 16, case 1: the last close of a file unlinked while open is reported under its
+// old name after the delete. The Upsert it queues found the name gone and did nothing,
+// and the delete before it had been deferred because of that Upsert: the file stayed
+// on the standby for good.
+TEST(SyncEdge, FileUnlinkedWhileOpenDoesNotComeBack) {
+  REQUIRE_ROOT();
+  Fixture f("unlinked-open");
+  WriteFile(f.P("job.out"), "first lines\n");
+  f.j().Upsert(0, "job.out");
+  f.pair.Ship();
+  ASSERT_EQ(ReadFile(f.S("job.out")), "first lines\n");
+  int fd = open(f.P("job.out").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "more\n", 5), 5);
+  ASSERT_EQ(unlink(f.P("job.out").c_str()), 0);
+  close(fd);
+  // What the watcher reports: the write, the delete, then the close under the old name.
+  f.j().Upsert(0, "job.out");
+  f.j().Remove(0, "job.out");
+  f.j().Upsert(0, "job.out");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_FALSE(fs::exists(f.S("job.out")));
+}
+
+// Issue 16, case 2: content appended through one name of an inode whose name is then
+// removed at once. The other name must get the new content on the standby.
+TEST(SyncEdge, ContentWrittenThroughALinkThatGoesAtOnceReachesTheOtherName) {
+  REQUIRE_ROOT();
+  Fixture f("link-goes");
+  WriteFile(f.P("b"), "v1\n");
+  ASSERT_EQ(link(f.P("b").c_str(), f.P("a").c_str()), 0);
+  f.j().Upsert(0, "b");
+  f.j().Upsert(0, "a");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  int fd = open(f.P("a").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "v2\n", 3), 3);
+  close(fd);
+  ASSERT_EQ(unlink(f.P("a").c_str()), 0);
+  f.j().Upsert(0, "a");
+  f.j().Remove(0, "a");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ReadFile(f.S("b")), "v1\nv2\n");
+  EXPECT_GT(f.pair.sender().stats().names_rechecked, 0u);
+}
+
+// The same, when the name that went is at once created again as another file: its
+// Upsert ships the new file, and the old inode's other name still gets its change.
+TEST(SyncEdge, NameReplacedByAnotherFileAfterWritingThroughItReachesTheOtherName) {
+  REQUIRE_ROOT();
+  Fixture f("link-replaced");
+  WriteFile(f.P("b"), "v1\n");
+  ASSERT_EQ(link(f.P("b").c_str(), f.P("a").c_str()), 0);
+  f.j().Upsert(0, "b");
+  f.j().Upsert(0, "a");
+  f.pair.Ship();
+  PwriteFile(f.P("a"), "V1\n", 0);
+  ASSERT_EQ(unlink(f.P("a").c_str()), 0);
+  WriteFile(f.P("a"), "another file\n");
+  f.j().Upsert(0, "a");
+  f.j().Remove(0, "a");
+  f.j().Upsert(0, "a");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ReadFile(f.S("b")), "V1\n");
+  EXPECT_EQ(ReadFile(f.S("a")), "another file\n");
+}
+
+// Issue 16, case 3: attributes belong to the inode. A chmod through `a` changes `b` on
+// the standby too (one inode there); the model must know, or the chmod back through `b`
+// looks like no change and the standby keeps 0600 for good.
+TEST(SyncEdge, ChmodUndoneThroughTheOtherLinkReplicates) {
+  REQUIRE_ROOT();
+  Fixture f("chmod-links");
+  WriteFile(f.P("b"), "state");
+  ASSERT_EQ(chmod(f.P("b").c_str(), 0644), 0);
+  ASSERT_EQ(link(f.P("b").c_str(), f.P("a").c_str()), 0);
+  f.j().Upsert(0, "b");
+  f.j().Upsert(0, "a");
+  f.pair.Ship();
+  ASSERT_EQ(chmod(f.P("a").c_str(), 0600), 0);
+  f.j().Upsert(0, "a");
+  f.pair.Ship();
+  EXPECT_EQ(ModeOf(f.S("b")), 0600u);
+  ASSERT_EQ(chmod(f.P("b").c_str(), 0644), 0);
+  ASSERT_EQ(setxattr(f.P("b").c_str(), "user.owner", "alice", 5, 0), 0);
+  f.j().Upsert(0, "b");
+  f.pair.Ship();
+  ASSERT_EQ(removexattr(f.P("a").c_str(), "user.owner"), 0);
+  ASSERT_EQ(setxattr(f.P("a").c_str(), "user.note", "x", 1, 0), 0);
+  f.j().Upsert(0, "a");
+  f.pair.Ship();
+  ASSERT_EQ(setxattr(f.P("b").c_str(), "user.owner", "alice", 5, 0), 0);
+  f.j().Upsert(0, "b");
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ModeOf(f.S("a")), 0644u);
+}
+
+// After a manifest: names the standby holds as one inode that the primary holds as
+// two are split (and names it already links are not linked again: no LINK, which on a
+// rejoining node would have quarantined a file that did not differ).
+TEST(SyncEdge, ResyncSplitsHardLinksThePrimaryDoesNotHave) {
+  REQUIRE_ROOT();
+  SyncPair pair("resync-split");
+  const std::string p = pair.primary(), s = pair.standby();
+  WriteFile(p + "/x", "same");
+  WriteFile(p + "/y", "same");
+  WriteFile(p + "/l1", "linked");
+  ASSERT_EQ(link((p + "/l1").c_str(), (p + "/l2").c_str()), 0);
+  for (const char* n : {"/x", "/y", "/l1"}) SetMtime(p + n, 1'700'000'000);
+  WriteFile(s + "/x", "same");
+  ASSERT_EQ(link((s + "/x").c_str(), (s + "/y").c_str()), 0);
+  WriteFile(s + "/l1", "linked");
+  ASSERT_EQ(link((s + "/l1").c_str(), (s + "/l2").c_str()), 0);
+  for (const char* n : {"/x", "/l1"}) SetMtime(s + n, 1'700'000'000);
+  pair.Start();
+  pair.InitialSync();
+  EXPECT_CONVERGED(pair);
+  EXPECT_EQ(pair.sender().stats().links_sent, 0u) << "l1 and l2 were linked already";
+  EXPECT_GT(pair.sender().stats().links_split, 0u);
+}
+
+// After a manifest: xattrs the standby has and the primary does not are removed.
+TEST(SyncEdge, ResyncRemovesXattrsOnlyTheStandbyHas) {
+  REQUIRE_ROOT();
+  SyncPair pair("resync-xattrs");
+  const std::string p = pair.primary(), s = pair.standby();
+  WriteFile(p + "/f", "same");
+  ASSERT_EQ(setxattr((p + "/f").c_str(), "user.keep", "1", 1, 0), 0);
+  SetMtime(p + "/f", 1'700'000'000);
+  WriteFile(s + "/f", "same");
+  ASSERT_EQ(setxattr((s + "/f").c_str(), "user.keep", "1", 1, 0), 0);
+  ASSERT_EQ(setxattr((s + "/f").c_str(), "user.tail", "old primary", 11, 0), 0);
+  SetMtime(s + "/f", 1'700'000'000);
+  fs::create_directories(s + "/d");
+  fs::create_directories(p + "/d");
+  ASSERT_EQ(setxattr((s + "/d").c_str(), "user.tail", "d", 1, 0), 0);
+  pair.Start();
+  pair.InitialSync();
+  EXPECT_CONVERGED(pair);
+  char buf[32];
+  EXPECT_LT(getxattr((s + "/f").c_str(), "user.tail", buf, sizeof buf), 0);
+  EXPECT_LT(getxattr((s + "/d").c_str(), "user.tail", buf, sizeof buf), 0);
+}
+
 // ---- a file that changes while it is read -----------------------------------------------
 
 TEST(SyncEdge, FileChangedWhileReadIsAbortedAndRequeued) {

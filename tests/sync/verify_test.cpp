@@ -5,9 +5,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <thread>
 
@@ -115,6 +119,65 @@ TEST(Verify, WhatReplicationDoesNotPromiseIsNoDifference) {
   EXPECT_EQ(d[0].what, "mode 2775 vs 775");
 }
 
+TEST(Verify, XattrsAndHardLinkStructureAreCompared) {
+  // Primary: a and b one inode, c alone, xattr user.x on c. Standby: a alone, b and c one
+  // inode, no xattrs. Every name in an affected group reports what it shares.
+  std::vector<ManifestEntry> p = {File("0/a"), File("0/b"), File("0/c")};
+  p[0].link_id = p[1].link_id = 7;
+  p[2].xattr_hash = 42;
+  p[2].xattr_names = std::string("user.x") + '\0';
+  std::vector<ManifestEntry> s = {File("0/a"), File("0/b"), File("0/c")};
+  s[1].link_id = s[2].link_id = 99;  // other values: only the grouping matters
+  auto d = CompareManifests(p, s);
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_THAT(d[0].what, HasSubstr("hard links: one inode with [0/b] on the primary, with [] on"));
+  EXPECT_THAT(d[1].what, HasSubstr("with [0/a] on the primary, with [0/c] on the standby"));
+  EXPECT_THAT(d[2].what, HasSubstr("xattrs [user.x] vs [none]"));
+  EXPECT_THAT(d[2].what, HasSubstr("with [] on the primary, with [0/b] on the standby"));
+  // The same grouping under other link ids, and a link id of a group of one (its other
+  // names are outside the roots), are no difference.
+  s = p;
+  s[0].link_id = s[1].link_id = 1234;
+  s[2].link_id = 5;
+  EXPECT_TRUE(CompareManifests(p, s).empty());
+}
+
+TEST(Verify, ManifestEntriesWithXattrsAndLinksSurviveTheWire) {
+  wire::ManifestEntries m;
+  m.request_id = 3;
+  m.flags = wire::kManifestLast;
+  m.entries = {File("0/a"), File("0/b")};
+  m.entries[0].link_id = 77;
+  m.entries[0].xattr_hash = 5;
+  m.entries[0].xattr_names = std::string("user.a") + '\0' + "user.b" + '\0';
+  auto bytes = wire::EncodeFrame(wire::Frame{1, 0, m});
+  auto back = wire::DecodeFrame(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(std::get<wire::ManifestEntries>(back->message), m);
+  EXPECT_EQ(bytes.size(), wire::kFrameHeaderSize + wire::kManifestEntriesPrefixSize +
+                              ManifestEntryWireSize(m.entries[0]) +
+                              ManifestEntryWireSize(m.entries[1]));
+  // Refused: names out of order, a name without its NUL, names with hash 0, a link id
+  // on a directory.
+  auto refused = [&](ManifestEntry e) {
+    wire::ManifestEntries bad = m;
+    bad.entries = {std::move(e)};
+    return !wire::DecodeFrame(wire::EncodeFrame(wire::Frame{1, 0, bad})).ok();
+  };
+  ManifestEntry e = File("0/x");
+  e.xattr_hash = 1;
+  e.xattr_names = std::string("user.b") + '\0' + "user.a" + '\0';
+  EXPECT_TRUE(refused(e));
+  e.xattr_names = "user.a";
+  EXPECT_TRUE(refused(e));
+  e.xattr_hash = 0;
+  e.xattr_names = std::string("user.a") + '\0';
+  EXPECT_TRUE(refused(e));
+  ManifestEntry d = Dir("0/d");
+  d.link_id = 3;
+  EXPECT_TRUE(refused(d));
+}
+
 class TempTree : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -184,6 +247,52 @@ TEST_F(TempTree, AJobBuildsOffTheCallersThreadAndCanBeCancelled) {
   EXPECT_FALSE(job.Take().ok()) << "taken once";
   // Destroying a job in progress cancels and joins it (no leak, no hang).
   for (int i = 0; i < 20; ++i) ManifestJob other({a}, 1000);
+}
+
+TEST_F(TempTree, ManifestListsXattrsAndWhichNamesShareAnInode) {
+  int a = OpenRoot("a");
+  std::ofstream(dir_ + "/a/f") << "x";
+  std::ofstream(dir_ + "/a/g") << "x";
+  ASSERT_EQ(link((dir_ + "/a/f").c_str(), (dir_ + "/a/f2").c_str()), 0);
+  if (setxattr((dir_ + "/a/g").c_str(), "user.job", "1", 1, 0) != 0) {
+    GTEST_SKIP() << "SKIPPED LOUDLY: this filesystem keeps no user xattrs (" << strerror(errno)
+                 << ")";
+  }
+  auto m = BuildManifest({a}, 100);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  std::map<std::string, ManifestEntry> by;
+  for (const auto& e : *m) by[e.path] = e;
+  EXPECT_NE(by["0/f"].link_id, 0u);
+  EXPECT_EQ(by["0/f"].link_id, by["0/f2"].link_id);
+  EXPECT_EQ(by["0/g"].link_id, 0u);
+  EXPECT_NE(by["0/g"].xattr_hash, 0u);
+  EXPECT_EQ(by["0/g"].xattr_names, std::string("user.job") + '\0');
+  EXPECT_EQ(by["0/f"].xattr_hash, 0u);
+}
+
+TEST_F(TempTree, ABackgroundWalkKeepsToItsCpuBudget) {
+  int a = OpenRoot("a");
+  std::string big(128 * 1024, 'b');
+  for (int i = 0; i < 2000; ++i) std::ofstream(dir_ + "/a/f" + std::to_string(i)) << big;
+  auto cpu_and_wall = [&](int percent) {
+    timespec c0{}, c1{}, w0{}, w1{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    auto m = BuildManifest({a}, 1000, nullptr, percent);
+    EXPECT_TRUE(m.ok());
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    clock_gettime(CLOCK_MONOTONIC, &w1);
+    auto ns = [](timespec t) { return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec); };
+    return std::make_pair(ns(c1) - ns(c0), ns(w1) - ns(w0));
+  };
+  auto [cpu, wall] = cpu_and_wall(20);
+  // Not a timing assert on speed: a slow machine only makes both longer. The budget
+  // sleeps 4 × every full 10 ms slice of CPU (20 %); only the last slice may run unslept,
+  // (with the entry that ends it), so wall ≥ cpu + 4 × (cpu − 2 slices) on any machine.
+  const double slice = static_cast<double>(CpuBudget::kSliceNs);
+  ASSERT_GT(cpu, 3 * slice) << "too little work to judge the budget; make the tree larger";
+  EXPECT_GE(wall * 1.001, cpu + 4 * (cpu - 2 * slice))
+      << "cpu " << cpu / 1e6 << " ms over " << wall / 1e6 << " ms";
 }
 
 class Collect : public MessageSink {

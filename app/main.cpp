@@ -71,6 +71,10 @@ int Main(int argc, char** argv) {
   verify->add_option("--timeout-ms", verify_timeout_ms, "give up after this long")
       ->check(CLI::Range(int64_t{1'000}, int64_t{86'400'000}))
       ->capture_default_str();
+  bool repair = false;
+  verify->add_flag("--repair", repair,
+                   "repair every difference found now: the primary resends its version of "
+                   "each differing path (what the standby held is logged)");
   int rounds = 3;
   verify
       ->add_option("--rounds", rounds,
@@ -96,8 +100,8 @@ int Main(int argc, char** argv) {
   }
   if (*history) return hasync::engine::HistoryCommand(config_path, json, std::cout, std::cerr);
   if (*verify) {
-    return hasync::engine::VerifyCommand(config_path, verify_timeout_ms, rounds, json, std::cout,
-                                         std::cerr);
+    return hasync::engine::VerifyCommand(config_path, verify_timeout_ms, rounds, repair, json,
+                                         std::cout, std::cerr);
   }
   return kExitUsage;  // unreachable: require_subcommand(1)
 }

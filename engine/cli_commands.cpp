@@ -317,14 +317,15 @@ int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream&
   return kExitFailure;
 }
 
-int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool json,
+int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool repair, bool json,
                   std::ostream& out, std::ostream& err, const ConfigEnv& env) {
   auto cfg = LoadConfig(path, env);
   if (!cfg.ok()) {
     err << OneLineMessage(cfg.status().message()) << '\n';
     return kExitBadConfig;
   }
-  auto started = AskNode(*cfg, fmt::format("verify {} {}", timeout_ms, rounds));
+  auto started =
+      AskNode(*cfg, fmt::format("verify {} {}{}", timeout_ms, rounds, repair ? " repair" : ""));
   if (!started.ok()) {
     err << "hasync verify: " << OneLineMessage(started.status().message()) << '\n';
     return kExitFailure;
@@ -387,6 +388,11 @@ int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool 
         : outcome == "inconclusive"
             ? fmt::format(": {} path(s) kept changing; run it again", changing.size())
             : "");
+    if (result.value("repaired", uint64_t{0}) > 0) {
+      out << fmt::format("verify: repair queued for {} path(s); run `hasync verify` again to "
+                         "see the result\n",
+                         result.value("repaired", uint64_t{0}));
+    }
   }
   if (outcome == "identical") return kExitOk;
   if (outcome == "differences") return kExitDiverged;

@@ -62,12 +62,15 @@ int SwitchoverCommand(const std::string& path, int64_t timeout_ms, std::ostream&
 int HistoryCommand(const std::string& path, bool json, std::ostream& out, std::ostream& err,
                    const ConfigEnv& env = RealConfigEnv());
 
-// `hasync verify -c PATH [--timeout-ms N] [--rounds R] [--json]`, on the primary:
-// compares both nodes' sync roots (content hashes, kind, size, mode, owner, mtime) while
-// replication goes on, and lists every difference. kExitOk when identical,
+// `hasync verify -c PATH [--timeout-ms N] [--rounds R] [--repair] [--json]`, on the
+// primary: compares both nodes' sync roots (kind, content hashes, size, mode, owner,
+// mtime, xattrs, hard links) while replication goes on, and lists every difference;
+// waits for a live session first (within the timeout). kExitOk when identical,
 // kExitDiverged when a difference held still over two rounds, kExitInconclusive when
 // paths differed but kept changing for every round, kExitFailure when it could not run.
-int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool json,
+// --repair: every difference is repaired at once (the exit code still says what was
+// found); `hasync verify` again shows the result.
+int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool repair, bool json,
                   std::ostream& out, std::ostream& err, const ConfigEnv& env = RealConfigEnv());
 
 }  // namespace hasync::engine

@@ -174,6 +174,7 @@ const std::vector<Section>& Schema() {
       {"limits",
        {"journal_memory_bytes", "max_batch_bytes", "max_batch_files", "max_queued_bytes",
         "max_tracked_files"}},
+      {"anti_entropy", {"interval_ms", "cpu_percent", "repair"}},
       {"metrics", {"enabled", "listen"}},
       {"log", {"level"}},
   };
@@ -199,6 +200,7 @@ class Parser {
     RETURN_IF_ERROR(ReadHooks(root, cfg));
     RETURN_IF_ERROR(ReadTransport(root, cfg));
     RETURN_IF_ERROR(ReadLimits(root, cfg));
+    RETURN_IF_ERROR(ReadAntiEntropy(root, cfg));
     RETURN_IF_ERROR(ReadMetricsAndLog(root, cfg));
     return cfg;
   }
@@ -637,6 +639,16 @@ class Parser {
           l.max_batch_bytes, l.journal_memory_bytes));
     }
     return Status::Ok();
+  }
+
+  Status ReadAntiEntropy(const toml::table& root, Config& cfg) const {
+    const toml::table* t = Sub(root, "anti_entropy");
+    Config::AntiEntropy& a = cfg.anti_entropy;
+    RETURN_IF_ERROR(GetInt(t, "anti_entropy", "interval_ms", kAntiEntropyIntervalMsBounds,
+                           a.interval_ms));
+    RETURN_IF_ERROR(GetUnsigned(t, "anti_entropy", "cpu_percent", kAntiEntropyCpuPercentBounds,
+                                a.cpu_percent));
+    return GetBool(t, "anti_entropy", "repair", a.repair);
   }
 
   Status ReadMetricsAndLog(const toml::table& root, Config& cfg) const {

@@ -52,6 +52,11 @@ inline constexpr IntBounds kMaxBatchBytesBounds{64 * kKiB, 1 * kGiB};
 inline constexpr IntBounds kMaxBatchFilesBounds{1, 4'096};
 inline constexpr IntBounds kMaxQueuedBytesBounds{1 * kMiB, 1 * kTiB};
 inline constexpr IntBounds kMaxTrackedFilesBounds{1'000, 100'000'000};
+// Anti-entropy: 0 turns the background comparison off; otherwise a pass starts this
+// long after the previous one started (or at once when that one took longer).
+inline constexpr IntBounds kAntiEntropyIntervalMsBounds{0, 7 * 86'400'000LL};
+// The share of one core each node's walk of a background pass may use.
+inline constexpr IntBounds kAntiEntropyCpuPercentBounds{1, 100};
 
 // The primary must have stopped serving (lease expired) clearly before the standby's
 // window runs out: window_ms > lease_ms + margin, margin = max(kLeaseMarginBeats beats,
@@ -147,6 +152,11 @@ struct Config {
     uint64_t max_queued_bytes = 1 * kGiB;
     uint64_t max_tracked_files = 10'000'000;
   } limits;
+  struct AntiEntropy {
+    int64_t interval_ms = 600'000;  // 0: off
+    uint32_t cpu_percent = 5;
+    bool repair = true;  // false: report differences (log, metrics) but leave them
+  } anti_entropy;
   struct Metrics {
     bool enabled = true;
     HostPort listen{"127.0.0.1", 9469, false};

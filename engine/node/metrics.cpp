@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <thread>
 
@@ -157,6 +158,20 @@ std::string Metrics::Render() const {
         "Changes sent to the standby and not yet acknowledged durable.", Load(unacked_changes));
   w.One("hasync_unacked_batches", "gauge", "Committed batches awaiting their durable ACK.",
         Load(unacked_batches));
+  w.One("hasync_divergences_found_total", "counter",
+        "Differences between the primary's and the standby's trees found by anti-entropy "
+        "passes and `hasync verify` (primary).",
+        Load(divergences_found));
+  w.One("hasync_divergences_repaired_total", "counter",
+        "Differences a repair was queued for (primary).", Load(divergences_repaired));
+  {
+    const int64_t last = Load(antientropy_last_pass_unix_s);
+    const int64_t now_s = static_cast<int64_t>(::time(nullptr));
+    w.One("hasync_antientropy_last_pass_age_seconds", "gauge",
+          "Seconds since the last complete anti-entropy pass ended (since the process "
+          "started when none has yet).",
+          now_s - (last != 0 ? last : start_unix_s_));
+  }
   w.One("hasync_overflow_rescans_total", "counter",
         "Times changes were too many to track one by one and a rescan replaced them.",
         Load(overflow_rescans));

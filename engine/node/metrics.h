@@ -69,6 +69,13 @@ class Metrics {
   Gauge journal_pending{0};  // changes waiting in the journal
   Gauge unacked_changes{0};  // sent, not yet acknowledged durable
   Gauge unacked_batches{0};
+  // Anti-entropy (docs/REPLICATION.md "Anti-entropy") and `hasync verify --repair`:
+  // differences between the trees found, and those a repair was queued for.
+  Counter divergences_found;
+  Counter divergences_repaired;
+  // Unix time (s) the last complete background comparison pass ended; 0 = none yet
+  // (the age is then counted from the process start).
+  Gauge antientropy_last_pass_unix_s{0};
   // ---- Standby.
   Counter lock_records_received;
   Counter files_applied;

@@ -75,6 +75,10 @@ constexpr int64_t kDataRetryMaxNs = 30'000'000'000;
 // A tick this late means the loop was busy (a manifest walk, a large fsync): that time
 // is not held against a peer's handshake or silence.
 constexpr int64_t kLoopStallNs = 1'000'000'000;
+// An operator's verify result stays this long before an anti-entropy pass replaces it.
+constexpr int64_t kOperatorResultKeptNs = 60'000'000'000;
+// An anti-entropy pass gives up (and the next one starts) after this long.
+constexpr int64_t kAntiEntropyPassMaxNs = 86'400'000'000'000;
 // The quarantined-files gauge: recounted this often, counting at most this many.
 constexpr int64_t kQuarantineCountNs = 10'000'000'000;
 constexpr uint64_t kQuarantineCountMax = 100'000;
@@ -204,9 +208,16 @@ struct Peer {
 // `hasync verify` on the primary (docs/OPERATIONS.md "Verifying the pair"): rounds of
 // (settle, the standby's manifest, this node's manifest, compare) until no difference is
 // left or one stays the same over two rounds.
+//
+// The anti-entropy pass (docs/REPLICATION.md "Anti-entropy") is the same run started by
+// the loop every anti_entropy.interval_ms: `background`, both walks held to
+// anti_entropy.cpu_percent of a core, and every confirmed difference repaired.
 struct VerifyRun {
-  enum class Phase { kSettle, kAwaitStandby, kLocal, kDone };
+  enum class Phase { kAwaitSession, kSettle, kAwaitStandby, kLocal, kDone };
   uint64_t id = 0;
+  bool repair = false;      // queue a repair of each difference found (Node::Repair)
+  bool background = false;  // an anti-entropy pass, not an operator's run
+  uint64_t repaired = 0;
   int max_rounds = 3;
   int round = 0;
   Phase phase = Phase::kSettle;
@@ -406,7 +417,11 @@ class Node : public MessageSink {
   std::string StatusJson();
   std::string StartSwitchover(int64_t timeout_ms);
   // `hasync verify`: the primary starts a run / reports on it; both step it on the loop.
-  std::string StartVerify(int64_t timeout_ms, int rounds);
+  std::string StartVerify(int64_t timeout_ms, int rounds, bool repair);
+  void StartAntiEntropyPass(int64_t now);
+  // Points the sender at the standby's version of each differing path and queues the
+  // path, so the next pump ships what differs (as a resync would). Logs each one.
+  void Repair(const std::vector<ManifestDifference>& diffs);
   std::string VerifyResultJson(uint64_t id, size_t offset);
   void StepVerify(int64_t now);
   void FinishVerify(std::string outcome, std::string error);
@@ -457,6 +472,11 @@ class Node : public MessageSink {
   // manifest being built for the primary's request, and for which peer.
   std::unique_ptr<VerifyRun> verify_;
   uint64_t verify_count_ = 0;
+  // Anti-entropy: when the next background pass may start (0: not scheduled yet; set
+  // one interval after a session is first live), and when an operator's run last ended
+  // (its result stays readable a while before a pass replaces it).
+  int64_t next_pass_ns_ = 0;
+  int64_t operator_verify_done_ns_ = 0;
   std::unique_ptr<ManifestJob> verify_job_;
   uint64_t verify_job_request_ = 0;
   const Peer* verify_job_peer_ = nullptr;
@@ -559,6 +579,16 @@ Status Node::Init() {
   auto loaded = LoadNodeState(cfg_.sync.state_dir);
   if (loaded.ok()) {
     state_ = *loaded;
+    // The persisted role and epoch are the truth once a node has state (a restarted
+    // old primary must not take the role back); --initial-role only seeds a new node.
+    if (opts_.initial_role && *opts_.initial_role != state_.role) {
+      Log(Level::kWarn, "initial_role_ignored")
+          .kv("asked", NodeRoleName(*opts_.initial_role))
+          .kv("role", NodeRoleName(state_.role))
+          .kv("epoch", state_.epoch)
+          .kv("why", "the state dir holds this node's state; --initial-role only applies to a "
+                     "node without state");
+    }
   } else if (loaded.status().code() == Code::kNotFound) {
     if (!opts_.initial_role) {
       return FailedPrecondition("state dir " + cfg_.sync.state_dir +
@@ -878,6 +908,14 @@ void Node::Tick() {
     if (switchover_deadline_ns_ != 0) StepSwitchover(now);
     if (next_state_.has_value()) return;
     if (verify_ && verify_->phase != VerifyRun::Phase::kDone) StepVerify(now);
+    if (cfg_.anti_entropy.interval_ms > 0 && session_ == Session::kLive) {
+      if (next_pass_ns_ == 0) next_pass_ns_ = now + cfg_.anti_entropy.interval_ms * 1'000'000;
+      const bool idle = !verify_ || verify_->phase == VerifyRun::Phase::kDone;
+      if (idle && now >= next_pass_ns_ &&
+          now - operator_verify_done_ns_ >= kOperatorResultKeptNs) {
+        StartAntiEntropyPass(now);
+      }
+    }
   } else {
     if (quarantine_ && receiver_->resyncs_completed() > 0) {
       // The first resync under the new primary is complete and durable: rejoined.
@@ -1841,32 +1879,102 @@ nlohmann::json DifferenceJson(const ManifestDifference& d) {
 
 }  // namespace
 
-std::string Node::StartVerify(int64_t timeout_ms, int rounds) {
+std::string Node::StartVerify(int64_t timeout_ms, int rounds, bool repair) {
   using nlohmann::json;
   auto fail = [](const std::string& why) { return json{{"ok", false}, {"error", why}}.dump(); };
   if (state_.role != NodeRole::kPrimary) {
     return fail("this node is the standby: run `hasync verify` on the primary");
   }
   if (verify_ && verify_->phase != VerifyRun::Phase::kDone) {
-    return json{{"ok", true}, {"id", verify_->id}, {"attached", true}}.dump();
-  }
-  if (session_ != Session::kLive) {
-    return fail("no live session with the standby (session " +
-                std::string(session_ == Session::kIdle ? "idle" : "opening") +
-                "): nothing to compare with; see `hasync status`");
+    if (!verify_->background) {
+      verify_->repair = verify_->repair || repair;
+      return json{{"ok", true}, {"id", verify_->id}, {"attached", true}}.dump();
+    }
+    // A background pass gives way to the operator's run (its walk is cancelled).
+    Log(Level::kInfo, "anti_entropy").kv("phase", "cancelled").kv("id", verify_->id)
+        .kv("reason", "hasync verify");
+    verify_.reset();
   }
   const int64_t now = NowNs();
   verify_ = std::make_unique<VerifyRun>();
   verify_->id = ++verify_count_;
   verify_->max_rounds = rounds;
+  verify_->repair = repair;
   verify_->started_ns = verify_->phase_since_ns = now;
   verify_->deadline_ns = now + timeout_ms * 1'000'000;
-  Log(Level::kInfo, "verify").kv("phase", "begin").kv("id", verify_->id).kv("rounds", rounds);
+  // Right after a start or a reconnect the session is still opening: the run waits for
+  // it (within its timeout) instead of failing.
+  if (session_ != Session::kLive) verify_->phase = VerifyRun::Phase::kAwaitSession;
+  Log(Level::kInfo, "verify")
+      .kv("phase", "begin")
+      .kv("id", verify_->id)
+      .kv("rounds", rounds)
+      .kv("repair", repair);
   return json{{"ok", true}, {"id", verify_->id}}.dump();
+}
+
+void Node::StartAntiEntropyPass(int64_t now) {
+  verify_ = std::make_unique<VerifyRun>();
+  verify_->id = ++verify_count_;
+  verify_->max_rounds = 2;  // a difference counts once it is the same in two rounds
+  verify_->repair = cfg_.anti_entropy.repair;
+  verify_->background = true;
+  verify_->started_ns = verify_->phase_since_ns = now;
+  verify_->deadline_ns = now + kAntiEntropyPassMaxNs;
+  next_pass_ns_ = now + cfg_.anti_entropy.interval_ms * 1'000'000;
+  Log(Level::kInfo, "anti_entropy")
+      .kv("phase", "begin")
+      .kv("id", verify_->id)
+      .kv("cpu_percent", static_cast<uint64_t>(cfg_.anti_entropy.cpu_percent));
+}
+
+void Node::Repair(const std::vector<ManifestDifference>& diffs) {
+  sender_->BeginRepair();
+  std::vector<const ManifestDifference*> queued;
+  for (const ManifestDifference& d : diffs) {
+    Status s = sender_->Distrust(d.path, d.standby ? &*d.standby : nullptr);
+    if (!s.ok()) {
+      Log(Level::kWarn, "repair_skipped").kv("path", d.path).kv("reason", s.ToString());
+      continue;
+    }
+    queued.push_back(&d);
+  }
+  // Queued after every model entry is corrected, so a directory removed on the
+  // standby finds its children in the model and removes them first.
+  for (const ManifestDifference* d : queued) {
+    auto split = SplitWirePath(d->path, static_cast<uint32_t>(root_fds_.size()));
+    if (!split.ok()) continue;  // Distrust checked it
+    const bool dir = d->primary && d->primary->kind == wire::EntryKind::kDirectory;
+    if (dir || split->second.empty()) {
+      journal_->Rescan(split->first, split->second);
+    } else {
+      journal_->Upsert(split->first, split->second);
+    }
+    metrics_.divergences_repaired.fetch_add(1, std::memory_order_relaxed);
+    ++verify_->repaired;
+    Log(Level::kWarn, "repaired")
+        .kv("id", verify_->id)
+        .kv("path", d->path)
+        .kv("what", d->what)
+        .kv("by", verify_->background ? "anti_entropy" : "verify");
+  }
 }
 
 void Node::FinishVerify(std::string outcome, std::string error) {
   VerifyRun& v = *verify_;
+  metrics_.divergences_found.fetch_add(v.confirmed.size(), std::memory_order_relaxed);
+  if (v.repair && sender_ && journal_ && (outcome == "differences" || outcome == "inconclusive")) {
+    // What changed between the rounds is in flux: an operator's repair takes it too
+    // (resending the primary's truth is harmless); a background pass only what stayed.
+    std::vector<ManifestDifference> fix = v.confirmed;
+    if (!v.background) fix.insert(fix.end(), v.unsettled.begin(), v.unsettled.end());
+    Repair(fix);
+  }
+  if (v.background && outcome != "failed") {
+    metrics_.antientropy_last_pass_unix_s.store(static_cast<int64_t>(::time(nullptr)),
+                                                std::memory_order_relaxed);
+  }
+  if (!v.background) operator_verify_done_ns_ = NowNs();
   v.local.reset();
   v.standby.clear();
   v.standby.shrink_to_fit();
@@ -1885,7 +1993,8 @@ void Node::FinishVerify(std::string outcome, std::string error) {
           .kv("judged", list == &v.confirmed ? "stable" : "changing");
     }
   }
-  Log(v.outcome == "identical" ? Level::kInfo : Level::kWarn, "verify")
+  Log(v.outcome == "identical" ? Level::kInfo : Level::kWarn,
+      v.background ? "anti_entropy" : "verify")
       .kv("phase", "done")
       .kv("id", v.id)
       .kv("outcome", v.outcome)
@@ -1895,11 +2004,25 @@ void Node::FinishVerify(std::string outcome, std::string error) {
       .kv("primary_entries", v.primary_entries)
       .kv("standby_entries", v.standby_entries)
       .kv("seconds", v.seconds)
+      .kv("repaired", v.repaired)
       .kv("error", v.error);
 }
 
 void Node::StepVerify(int64_t now) {
   VerifyRun& v = *verify_;
+  if (v.phase == VerifyRun::Phase::kAwaitSession) {
+    if (session_ == Session::kLive && active_ && !active_->dead) {
+      v.phase = VerifyRun::Phase::kSettle;
+      v.phase_since_ns = now;
+    } else if (now > v.deadline_ns) {
+      FinishVerify("failed", "no live session with the standby within the timeout (session " +
+                                 std::string(session_ == Session::kIdle ? "idle" : "opening") +
+                                 "): nothing to compare with; see `hasync status`");
+      return;
+    } else {
+      return;
+    }
+  }
   if (session_ != Session::kLive || !active_ || active_->dead) {
     FinishVerify("failed", "the session with the standby ended during the run; run it again");
     return;
@@ -1920,6 +2043,7 @@ void Node::StepVerify(int64_t now) {
       if (!settled && now - v.phase_since_ns < kVerifySettleNs) return;
       ++v.round;
       v.request_id = kVerifyRequestIdBase + (v.id << 8) + static_cast<uint64_t>(v.round);
+      if (v.background) v.request_id |= kBackgroundRequestFlag;
       v.standby.clear();
       Status s = Emit(0, wire::ManifestRequest{v.request_id, ""});
       if (s.ok()) s = Flush(active_);
@@ -1931,6 +2055,7 @@ void Node::StepVerify(int64_t now) {
       v.phase_since_ns = now;
       return;
     }
+    case VerifyRun::Phase::kAwaitSession:  // handled above
     case VerifyRun::Phase::kAwaitStandby:
       return;  // OnVerifyEntries moves on
     case VerifyRun::Phase::kLocal: {
@@ -2001,7 +2126,9 @@ Status Node::OnVerifyEntries(const wire::ManifestEntries& m) {
   if ((m.flags & wire::kManifestLast) == 0) return Status::Ok();
   std::vector<int> fds;
   for (const auto& fd : root_fds_) fds.push_back(fd.get());
-  v.local = std::make_unique<ManifestJob>(fds, kVerifyEntriesMax);
+  v.local = std::make_unique<ManifestJob>(
+      fds, kVerifyEntriesMax,
+      v.background ? static_cast<int>(cfg_.anti_entropy.cpu_percent) : 0);
   v.phase = VerifyRun::Phase::kLocal;
   v.phase_since_ns = NowNs();
   return Status::Ok();
@@ -2016,7 +2143,8 @@ std::string Node::VerifyResultJson(uint64_t id, size_t offset) {
   const VerifyRun& v = *verify_;
   json j{{"ok", true}, {"id", v.id}, {"round", v.round}, {"max_rounds", v.max_rounds}};
   if (v.phase != VerifyRun::Phase::kDone) {
-    static constexpr const char* kPhases[] = {"settling", "waiting for the standby's manifest",
+    static constexpr const char* kPhases[] = {"waiting for a live session with the standby",
+                                              "settling", "waiting for the standby's manifest",
                                               "hashing this node's tree", "done"};
     j["state"] = "running";
     j["phase"] = kPhases[static_cast<int>(v.phase)];
@@ -2024,6 +2152,8 @@ std::string Node::VerifyResultJson(uint64_t id, size_t offset) {
   }
   j["state"] = "done";
   j["outcome"] = v.outcome;
+  j["repaired"] = v.repaired;
+  j["background"] = v.background;
   if (!v.error.empty()) j["error"] = v.error;
   j["seconds"] = v.seconds;
   j["primary_entries"] = v.primary_entries;
@@ -2058,7 +2188,10 @@ Status Node::StartStandbyManifest(const wire::ManifestRequest& request) {
   std::vector<int> fds;
   for (const auto& t : trees_) fds.push_back(t->root_fd());
   verify_job_.reset();  // a newer request replaces one in progress
-  verify_job_ = std::make_unique<ManifestJob>(fds, kVerifyEntriesMax);
+  // An anti-entropy pass's request: the walk keeps to the background CPU budget.
+  const bool background = (request.request_id & kBackgroundRequestFlag) != 0;
+  verify_job_ = std::make_unique<ManifestJob>(
+      fds, kVerifyEntriesMax, background ? static_cast<int>(cfg_.anti_entropy.cpu_percent) : 0);
   verify_job_request_ = request.request_id;
   verify_job_peer_ = active_.get();
   Log(Level::kInfo, "verify_manifest").kv("phase", "begin").kv("request", request.request_id);
@@ -2118,9 +2251,10 @@ void Node::HandleControl(UniqueFd fd) {
     int64_t timeout_ms = 0;
     int rounds = 0;
     std::istringstream in(request->substr(7));
-    in >> timeout_ms >> rounds;
-    reply =
-        StartVerify(std::clamp<int64_t>(timeout_ms, 1'000, 86'400'000), std::clamp(rounds, 2, 10));
+    std::string mode;
+    in >> timeout_ms >> rounds >> mode;
+    reply = StartVerify(std::clamp<int64_t>(timeout_ms, 1'000, 86'400'000),
+                        std::clamp(rounds, 2, 10), mode == "repair");
   } else if (request->rfind("verify-result ", 0) == 0) {
     uint64_t id = 0;
     size_t offset = 0;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -309,6 +310,134 @@ TEST(Operations, VerifyDuringAWriteLoadReportsNoDifferenceThatReplicationHeals) 
   auto after = Hasync("verify -c " + pair.config(P::kPrimary));
   EXPECT_EQ(after.first, engine::kExitOk) << after.second;
   EXPECT_THAT(after.second, HasSubstr("verify: identical"));
+}
+
+// Differences of every kind issue 16 names, planted on the standby behind replication's
+// back (hasync does not watch the standby): content with size and mtime kept, mode,
+// owner, mtime, a removed file, a stray file and a stray directory with a file, an
+// xattr only the standby has, an xattr the standby lost, a hard link the standby split
+// and one it made. Returns how many paths differ.
+size_t PlantDifferences(P& pair) {
+  const std::string pr = pair.root(P::kPrimary), sr = pair.root(P::kStandby);
+  const std::string env = sr + "/hash.1/job.11/environment";
+  {
+    std::fstream f(env, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put('X');
+  }
+  struct stat st {};
+  EXPECT_EQ(stat((pr + "/hash.1/job.11/environment").c_str(), &st), 0);
+  timespec keep[2] = {{0, UTIME_OMIT}, st.st_mtim};
+  EXPECT_EQ(utimensat(AT_FDCWD, env.c_str(), keep, 0), 0);
+  EXPECT_EQ(chmod((sr + "/node_state").c_str(), 0600), 0);
+  EXPECT_EQ(chown((sr + "/resv_state").c_str(), 4242, 4242), 0);
+  timespec old[2] = {{1'000'000'000, 0}, {1'000'000'000, 0}};
+  EXPECT_EQ(utimensat(AT_FDCWD, (sr + "/trigger_state").c_str(), old, 0), 0);
+  fs::remove(sr + "/assoc_state");
+  Write(sr + "/stray_file", "not on the primary");
+  fs::create_directories(sr + "/stray_dir");
+  Write(sr + "/stray_dir/inside", "nor this");
+  EXPECT_EQ(setxattr((sr + "/job_state").c_str(), "user.tail", "x", 1, 0), 0);
+  EXPECT_EQ(removexattr((sr + "/qos_state").c_str(), "user.slurm"), 0);
+  // state and state.old are one inode on the primary; the standby's state.old becomes
+  // a copy. a and b are two files on the primary; the standby links them.
+  fs::remove(sr + "/state.old");
+  fs::copy_file(sr + "/state", sr + "/state.old");
+  EXPECT_EQ(stat((pr + "/state").c_str(), &st), 0);
+  timespec same[2] = {{0, UTIME_OMIT}, st.st_mtim};
+  EXPECT_EQ(utimensat(AT_FDCWD, (sr + "/state.old").c_str(), same, 0), 0);
+  fs::remove(sr + "/b");
+  EXPECT_EQ(link((sr + "/a").c_str(), (sr + "/b").c_str()), 0);
+  // environment, node_state, resv_state, trigger_state, assoc_state, stray_file,
+  // stray_dir, stray_dir/inside, job_state, qos_state, state, state.old, a, b
+  return 14;
+}
+
+void MakeSpool(const std::string& pr) {
+  fs::create_directories(pr + "/hash.1/job.11");
+  Write(pr + "/hash.1/job.11/script", "#!/bin/sh\nsrun hostname\n");
+  Write(pr + "/hash.1/job.11/environment", std::string(3000, 'e'));
+  for (const char* n : {"node_state", "resv_state", "trigger_state", "assoc_state", "job_state",
+                        "qos_state", "state"}) {
+    Write(pr + "/" + n, std::string("contents of ") + n);
+  }
+  ASSERT_EQ(setxattr((pr + "/qos_state").c_str(), "user.slurm", "1", 1, 0), 0);
+  ASSERT_EQ(link((pr + "/state").c_str(), (pr + "/state.old").c_str()), 0);
+  Write(pr + "/a", "same bytes");
+  Write(pr + "/b", "same bytes");
+  struct stat st {};
+  ASSERT_EQ(stat((pr + "/a").c_str(), &st), 0);
+  timespec same[2] = {{0, UTIME_OMIT}, st.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, (pr + "/b").c_str(), same, 0), 0);
+}
+
+// Issue 16: `hasync verify --repair` repairs every planted difference now, each logged
+// with what differed; a second verify finds the pair identical.
+TEST(Operations, VerifyRepairHealsEveryPlantedDifference) {
+  REQUIRE_ROOT();
+  P pair("ops-repair", "[anti_entropy]\ninterval_ms = 0\n");
+  MakeSpool(pair.root(P::kPrimary));
+  StartLive(pair);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  const size_t planted = PlantDifferences(pair);
+  EXPECT_FALSE(pair.WaitConverged(1s).empty()) << "the planted differences are visible";
+
+  auto fixed = Hasync("verify --repair --json -c " + pair.config(P::kPrimary));
+  EXPECT_EQ(fixed.first, engine::kExitDiverged) << fixed.second;
+  auto j = nlohmann::json::parse(fixed.second, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << fixed.second;
+  EXPECT_EQ(j["differences"].size(), planted) << fixed.second;
+  EXPECT_EQ(j["repaired"].get<size_t>(), planted) << fixed.second;
+  TreeDiff left = pair.WaitConverged(30s);
+  EXPECT_TRUE(left.empty()) << left.ToString();
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "repaired"), planted) << pair.log(P::kPrimary);
+  auto again = Hasync("verify -c " + pair.config(P::kPrimary));
+  EXPECT_EQ(again.first, engine::kExitOk) << again.second;
+}
+
+// Issue 16: the background pass finds and repairs the same differences by itself, and
+// the metrics say so.
+TEST(Operations, AntiEntropyFindsAndRepairsDivergenceOnALivePair) {
+  REQUIRE_ROOT();
+  P pair("ops-anti-entropy", "[anti_entropy]\ninterval_ms = 1000\ncpu_percent = 50\n",
+         WithMetrics());
+  MakeSpool(pair.root(P::kPrimary));
+  StartLive(pair);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "anti_entropy", 2, 30s)) << "a first pass, identical";
+  const size_t planted = PlantDifferences(pair);
+  TreeDiff left = pair.WaitConverged(60s);
+  EXPECT_TRUE(left.empty()) << left.ToString() << pair.log(P::kPrimary);
+  auto m = Scrape(pair.metrics_port(P::kPrimary));
+  EXPECT_GE(Get(m, "hasync_divergences_found_total"), static_cast<double>(planted));
+  EXPECT_GE(Get(m, "hasync_divergences_repaired_total"), static_cast<double>(planted));
+  EXPECT_LT(Get(m, "hasync_antientropy_last_pass_age_seconds"), 60.0);
+  EXPECT_GE(pair.CountEvents(P::kPrimary, "repaired"), planted);
+}
+
+// Issue 16, case 5: right after a restart the session is still opening; verify waits
+// for it instead of failing with "session opening".
+TEST(Operations, VerifyRightAfterARestartWaitsForTheSession) {
+  REQUIRE_ROOT();
+  P pair("ops-verify-restart");
+  Write(pair.root(P::kPrimary) + "/job_state", "state");
+  StartLive(pair);
+  ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  pair.Stop(P::kStandby);
+  pair.Stop(P::kPrimary);
+  pair.Start(P::kPrimary);
+  ASSERT_TRUE(P::WaitFor(
+      [&] { return Hasync("status -c " + pair.config(P::kPrimary)).first == engine::kExitOk; },
+      10s));
+  std::pair<int, std::string> result{-1, ""};
+  std::thread verify([&] {
+    result = Hasync("verify --timeout-ms 60000 -c " + pair.config(P::kPrimary));
+  });
+  std::this_thread::sleep_for(1500ms);  // the standby is not there yet
+  pair.Start(P::kStandby);
+  verify.join();
+  EXPECT_EQ(result.first, engine::kExitOk) << result.second;
+  EXPECT_THAT(result.second, HasSubstr("verify: identical"));
 }
 
 }  // namespace

@@ -57,6 +57,8 @@ def throughput_md(sbs):
     rows = sbs.get("throughput")
     if not rows:
         return []
+    # A baseline that never delivered (sidebyside.py "missed") has no figures for that
+    # phase; it is listed under the tables as a finding, and ratios to it are left blank.
     rs = next((r for r in rows if r["tool"].startswith("rsync")), None)
     out = ["#### Throughput: initial sync of the spool, then a 1 % change of it", ""]
     sp = sbs["spool"]
@@ -74,7 +76,12 @@ def throughput_md(sbs):
     body = []
     for r in rows:
         i = r["initial"]
-        ratio = i["durable_seconds"] / rs["initial"]["durable_seconds"] if rs else None
+        if i.get("missed"):
+            body.append([r["tool"], "yes" if r["durable_by_itself"] else "no",
+                         "**missed** %d of %d files" % (i["missing_files"], i["files"])]
+                        + [None] * 6 + ["**NO**", ""])
+            continue
+        ratio = ratio_to(i, rs, "initial")
         target = ""
         if r["tool"].startswith("hasync") and ratio is not None:
             target = "≤ 0.6 × rsync: %s" % verdict(ratio <= 0.6)
@@ -86,19 +93,39 @@ def throughput_md(sbs):
             "TCP payload MB", "payload ÷ changed", "durable time ÷ rsync", "§8 target"]
     body = []
     for r in rows:
-        c = r["change"]
-        ratio = c["durable_seconds"] / rs["change"]["durable_seconds"] if rs else None
+        c = r.get("change")
+        if c is None:
+            continue  # its initial sync missed: no change was made
+        if c.get("missed"):
+            body.append([r["tool"], "**missed** %d of %d files" % (c["missing_files"], c["files"])]
+                        + [None] * 8)
+            continue
+        ratio = ratio_to(c, rs, "change")
         target = ""
-        if r["tool"].startswith("hasync") and ratio is not None:
+        if r["tool"].startswith("hasync"):
             target = "≤ 0.1 × rsync: %s; payload ≤ 1.05 × changed: %s" % (
-                verdict(ratio <= 0.1), verdict(c["payload_over_bytes"] <= 1.05))
+                "— (rsync missed)" if ratio is None else verdict(ratio <= 0.1),
+                verdict(c["payload_over_bytes"] <= 1.05))
         body.append([r["tool"], c["seconds"], c["durable_seconds"], c["files"], c["bytes"] / 1e6,
                      c["wire_bytes"] / 1e6, c["payload_bytes"] / 1e6, f(c["payload_over_bytes"], 3),
                      ratio, target])
     out += ["The 1 % change (small files rewritten whole, large files rewritten in place or "
             "appended to by 1 % of their size; the live tools ship while it is being made, "
             "so their clock starts when it is complete):", "", table(head, body), ""]
+    found = sbs.get("findings") or []
+    if found:
+        out += ["Findings (a baseline that did not deliver is reported, not waited for: "
+                "`sidebyside.py` gives it its own delay plus a grace):", ""]
+        out += ["- " + x for x in found] + [""]
     return out
+
+
+def ratio_to(phase_row, rs, phase):
+    """durable time ÷ rsync's, or None when either is missing."""
+    base = rs.get(phase) if rs else None
+    if not base or base.get("missed"):
+        return None
+    return phase_row["durable_seconds"] / base["durable_seconds"]
 
 
 def lag_md(sbs):
@@ -266,8 +293,9 @@ def plot_throughput(sbs, plots):
     dat = os.path.join(plots, "throughput.dat")
     with open(dat, "w") as fh:
         for r in rows:
-            fh.write('"%s" %f %f\n' % (r["tool"].replace(", ", "\\n"),
-                                       r["initial"]["durable_seconds"], r["change"]["durable_seconds"]))
+            secs = [(r.get(ph) or {}).get("durable_seconds") for ph in ("initial", "change")]
+            fh.write('"%s" %s %s\n' % (r["tool"].replace(", ", "\\n"),
+                                       *("NaN" if x is None else "%f" % x for x in secs)))
     png = os.path.join(plots, "throughput.png")
     ok = gnuplot("""set terminal pngcairo size 1100,520 font ",10"
 set output '%s'

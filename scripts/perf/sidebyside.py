@@ -29,6 +29,15 @@ joined by a veth pair (10.215.0.1 ↔ 10.215.0.2); the veth's counters give the 
 wire. Every process started here is stopped by its pid; the namespace, mounts and work
 dir are removed on exit. Needs root. No timing asserts: the figures are the output.
 
+A baseline (rsync, lsyncd) that does not deliver within its bound is a finding, not an
+error: its row says which files it missed and, for a change, whether the copy still has
+the source's size and mtime second (rsync's quick check then skips the file as unchanged:
+an in-place change that keeps the size within the second of the last copy is invisible to
+it). The run goes on with the next tool. hasync not delivering is an error. Every wait is
+bounded: --timeout (600 s, 120 s with --quick) for bulk work and hasync; a baseline's 1 %
+change gets its own delay plus 120 s (30 s with --quick), and lsyncd is given up on as
+soon as its log shows that the rsync runs it started after the change have finished.
+
 usage: sidebyside.py [--quick] [--small N] [--large K] [--large-mib M] [--streams N]
                      [--rates "100 1000 10000"] [--lag-seconds S] [--slow-files N]
                      [--slow-reps R] [--sections throughput,lag,slowdown,memory] [--build DIR]
@@ -57,6 +66,7 @@ VETH_HOST, VETH_NS = "hsp-sbs0", "hsp-sbs1"
 ADDR_P, ADDR_S = "10.215.0.1", "10.215.0.2"
 PORT_P, PORT_S, PORT_RSYNCD = 7311, 7312, 7313
 POLL_S = 0.02
+GIVE_UP_S = 3.0  # how long a baseline must stay idle, its work not arrived, to be given up on
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
@@ -201,6 +211,18 @@ class TreeArrival:
             self.i += 1
         return True
 
+    def missing(self):
+        """(path, why) of every file not (yet) on the copy with its size."""
+        out = []
+        for rel, size in self.files[self.i:]:
+            try:
+                got = os.stat(os.path.join(self.root, rel)).st_size
+                if got != size:
+                    out.append((rel, "%d bytes of %d" % (got, size)))
+            except FileNotFoundError:
+                out.append((rel, "absent"))
+        return out
+
 
 class ChangeArrival:
     """Polls until the copy at root holds every changed range of a spoolgen `change`."""
@@ -212,14 +234,48 @@ class ChangeArrival:
         self.pending = [c for c in self.pending if not spoolgen.holds(self.root, c)]
         return not self.pending
 
+    def missing(self, src):
+        """(path, why) of every change the copy lacks. "same size and mtime second" is the
+        case rsync's quick check (size + whole-second mtime, --modify-window 0) cannot see."""
+        out = []
+        for c in self.pending:
+            try:
+                a, b = os.stat(os.path.join(src, c["path"])), os.stat(os.path.join(self.root, c["path"]))
+            except FileNotFoundError:
+                out.append((c["path"], "absent"))
+                continue
+            if a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime):
+                out.append((c["path"], "same size and mtime second"))
+            else:
+                out.append((c["path"], "old content (size %d vs %d, mtime %+.3f s)"
+                            % (b.st_size, a.st_size, b.st_mtime - a.st_mtime)))
+        return out
 
-def wait_for(cond, timeout, what):
+
+def wait_until(cond, timeout, give_up=None):
+    """The time cond() first held, or None once `timeout` seconds have passed or
+    give_up() has held (the tool has said it is done) for GIVE_UP_S in a row."""
     deadline = mono() + timeout
+    idle_since = None
     while mono() < deadline:
         if cond():
             return mono()
+        if give_up is not None:
+            if not give_up():
+                idle_since = None
+            elif idle_since is None:
+                idle_since = mono()
+            elif mono() - idle_since >= GIVE_UP_S:
+                return None
         time.sleep(POLL_S)
-    raise RuntimeError("%s: not done within %d s" % (what, timeout))
+    return None
+
+
+def wait_for(cond, timeout, what):
+    t = wait_until(cond, timeout)
+    if t is None:
+        raise RuntimeError("%s: not done within %d s" % (what, timeout))
+    return t
 
 
 def list_files(root):
@@ -409,6 +465,26 @@ class Lsyncd:
                     % (os.path.join(self.lab.work, "lsyncd.log"), src, self.daemon.url(), delay))
         self.proc = self.lab.spawn(["lsyncd", conf], "lsyncd.out")
 
+    def log_mark(self):
+        try:
+            return os.path.getsize(os.path.join(self.lab.work, "lsyncd.log"))
+        except FileNotFoundError:
+            return 0
+
+    def idle_after(self, mark):
+        """A give_up for wait_until: lsyncd has started an rsync since `mark` (a log offset)
+        and every one it started has finished, so it has shipped all it is going to."""
+        def idle():
+            try:
+                with open(os.path.join(self.lab.work, "lsyncd.log"), errors="replace") as f:
+                    f.seek(mark)
+                    text = f.read()
+            except FileNotFoundError:
+                return False
+            calls = text.count("Calling rsync")
+            return calls >= 1 and text.count("Finished") >= calls
+        return idle
+
     def stop(self):
         self.lab.stop(self.proc)
         self.proc = None
@@ -430,6 +506,8 @@ def throughput(lab, a, binary, src, spool_files, spool_bytes):
         dst = os.path.join(sfs, "spool")
         os.makedirs(dst)
         row = {"tool": tool.name, "durable_by_itself": tool.durable}
+        baseline = not isinstance(tool, Hasync)
+        changed = False  # whether the change was made (and must be undone)
         for phase in ("initial", "change"):
             changes = None
             w0 = lab.wire()  # a live tool ships while the change is being made
@@ -442,17 +520,31 @@ def throughput(lab, a, binary, src, spool_files, spool_bytes):
                                     str(a.large), "--undo", os.path.join(lab.work, "undo")],
                                    check=True, capture_output=True, text=True)
                 changes = json.loads(r.stdout)
+                changed = True
                 arrival = ChangeArrival(dst, changes["changes"])
                 nbytes, nfiles = changes["changed_bytes"], changes["changed_files"]
             else:
                 arrival = TreeArrival(dst, spool_files)
                 nbytes, nfiles = spool_bytes, len(spool_files)
             t0 = mono()  # the change is complete on the primary (or the tool starts)
+            mark = tool.log_mark() if isinstance(tool, Lsyncd) else None
             if phase == "initial":
                 tool.start(src, dst)
             if isinstance(tool, RsyncPush):
                 tool.push()
-            t_copy = wait_for(arrival.done, a.timeout, tool.name + " " + phase)
+            if baseline:
+                bound, give_up = baseline_bound(a, tool, phase)
+                if phase == "change" and isinstance(tool, Lsyncd):
+                    give_up = tool.idle_after(mark)
+                t_copy = wait_until(arrival.done, bound, give_up)
+                if t_copy is None:
+                    missing = (arrival.missing(src) if phase == "change" else arrival.missing())
+                    row[phase] = missed(tool, phase, missing, nfiles, mono() - t0, bound)
+                    if prof:
+                        prof.stop(a.results_dir)
+                    break  # after a missed initial copy a change means nothing
+            else:
+                t_copy = wait_for(arrival.done, a.timeout, tool.name + " " + phase)
             t_tool = tool.settle(t_copy, a.timeout) if isinstance(tool, Hasync) else t_copy
             if prof:
                 prof.stop(a.results_dir)
@@ -473,14 +565,39 @@ def throughput(lab, a, binary, src, spool_files, spool_bytes):
         row["identical"] = cmp["equal"]
         if not cmp["equal"]:
             log("  copy differs: %s" % json.dumps(cmp))
-        run([sys.executable, os.path.join(HERE, "spoolgen.py"), "undo", os.path.join(lab.work, "undo")],
-            stdout=subprocess.DEVNULL)
+        if changed:
+            run([sys.executable, os.path.join(HERE, "spoolgen.py"), "undo", os.path.join(lab.work, "undo")],
+                stdout=subprocess.DEVNULL)
         rows.append(row)
         if last and isinstance(tool, Hasync):
             keep = (tool, sfs, dst)  # the pair stays up for the lag and slowdown sections
         else:
             tool.stop()
     return rows, keep
+
+
+def baseline_bound(a, tool, phase):
+    """(seconds, give_up) for a baseline's phase: bulk work gets --timeout; rsync's push has
+    already returned, so its copy is there or never will be; lsyncd gets its delay (15 s by
+    default) and the grace."""
+    if isinstance(tool, RsyncPush):
+        return 5.0, None
+    if phase == "initial":
+        return a.timeout, None
+    return (15 if tool.delay is None else tool.delay) + a.baseline_grace, None
+
+
+def missed(tool, phase, missing, nfiles, waited, bound):
+    """A finding: the row of a baseline whose copy never completed."""
+    quick = sum(1 for _p, why in missing if why == "same size and mtime second")
+    rep = {"missed": True, "files": nfiles, "missing_files": len(missing),
+           "quick_check_invisible": quick, "waited_s": waited, "bound_s": bound,
+           "examples": ["%s: %s" % m for m in missing[:5]]}
+    log("  %s: FINDING: %d of %d files not delivered after %.1f s (bound %.0f s)%s; e.g. %s"
+        % (phase, len(missing), nfiles, waited, bound,
+           ", %d with the source's size and mtime second, which rsync's quick check skips"
+           % quick if quick else "", "; ".join(rep["examples"][:3])))
+    return rep
 
 
 def differences(a, b):
@@ -682,6 +799,22 @@ def slowdown(lab, a, keep, writer):
     return reps
 
 
+def findings(res):
+    """One sentence per baseline that missed what it was to deliver."""
+    out = []
+    for row in res.get("throughput", []):
+        for phase in ("initial", "change"):
+            m = row.get(phase, {})
+            if m.get("missed"):
+                out.append("%s, %s: %d of %d files not delivered within %.0f s%s" % (
+                    row["tool"], "initial sync" if phase == "initial" else "1 % change",
+                    m["missing_files"], m["files"], m["waited_s"],
+                    " (%d kept the source's size and mtime second: rsync's quick check does "
+                    "not see such a change)" % m["quick_check_invisible"]
+                    if m["quick_check_invisible"] else ""))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CI-sized: keeps the scripts working")
@@ -695,7 +828,10 @@ def main():
     p.add_argument("--slow-files", type=int)
     p.add_argument("--slow-reps", type=int)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--timeout", type=int, default=600, help="bound on any one wait, seconds")
+    p.add_argument("--timeout", type=int, default=None,
+                   help="bound on any one wait of bulk work or hasync, seconds (600; 120 with --quick)")
+    p.add_argument("--baseline-grace", type=int, default=None,
+                   help="what a baseline gets beyond its own delay for the 1 %% change (120; 30 with --quick)")
     p.add_argument("--sections", default="throughput,lag,slowdown,memory")
     p.add_argument("--build", default=os.path.join(REPO, "build-perf"))
     p.add_argument("--perf", action="store_true",
@@ -709,6 +845,8 @@ def main():
     a.lag_seconds = a.lag_seconds if a.lag_seconds is not None else (1.0 if q else 4.0)
     a.slow_files = a.slow_files if a.slow_files is not None else (2000 if q else 20_000)
     a.slow_reps = a.slow_reps if a.slow_reps is not None else (1 if q else 3)
+    a.timeout = a.timeout if a.timeout is not None else (120 if q else 600)
+    a.baseline_grace = a.baseline_grace if a.baseline_grace is not None else (30 if q else 120)
     sections = set(a.sections.split(","))
     spool_mib = (a.small * 6 * 1024 + a.large * a.large_mib * (1 << 20)) >> 20
     # room for the spool, a temp copy of its largest file, the growth of the change, the
@@ -796,6 +934,9 @@ def main():
                                  capture_output=True, text=True).stdout.strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     res["elapsed_s"] = mono() - t_start
+    res["findings"] = findings(res)
+    for line in res["findings"]:
+        log("finding: " + line)
     path = os.path.join(results_dir, "sidebyside.json")
     with open(path, "w") as f:
         json.dump(res, f, indent=1)

@@ -233,10 +233,20 @@ Status ScanTree(int root_fd, std::string_view subtree, const ScanLimits& limits,
 }
 
 namespace {
-// Reads the whole file in kHashBufferBytes chunks, calling `chunk` for each.
+// Reads the whole file in chunks of at most `chunk_bytes`, calling `chunk` for each.
+// The buffer is sized to the file (rounded up to `align`, a divisor of chunk_bytes, so
+// chunks stay aligned to it if the file grows meanwhile): a spool is mostly small
+// files, and zeroing and faulting in a 1 MiB buffer for a 4 KiB file cost more than
+// reading and hashing it.
 template <typename F>
-Status ReadChunks(int fd, size_t chunk_bytes, F&& chunk) {
-  std::vector<std::byte> buf(chunk_bytes);
+Status ReadChunks(int fd, size_t chunk_bytes, size_t align, F&& chunk) {
+  size_t cap = chunk_bytes;
+  struct stat st {};
+  if (fstat(fd, &st) == 0 && st.st_size >= 0 && static_cast<uint64_t>(st.st_size) < cap) {
+    const size_t want = static_cast<size_t>(st.st_size) + 1;  // + 1: EOF in the same read
+    cap = std::min(chunk_bytes, (want + align - 1) / align * align);
+  }
+  std::vector<std::byte> buf(cap);
   uint64_t offset = 0;
   for (;;) {
     size_t filled = 0;
@@ -260,7 +270,7 @@ Status ReadChunks(int fd, size_t chunk_bytes, F&& chunk) {
 Result<Hash128> HashFd(int fd) {
   XXH3_state_t state;
   XXH3_128bits_reset(&state);
-  RETURN_IF_ERROR(ReadChunks(fd, kHashBufferBytes, [&](std::span<const std::byte> data) {
+  RETURN_IF_ERROR(ReadChunks(fd, kHashBufferBytes, 4096, [&](std::span<const std::byte> data) {
     XXH3_128bits_update(&state, data.data(), data.size());
   }));
   XXH128_hash_t h = XXH3_128bits_digest(&state);
@@ -272,7 +282,7 @@ Result<std::vector<Hash128>> BlockHashesFd(int fd, uint32_t block_size) {
   std::vector<Hash128> hashes;
   // Read whole blocks at a time so each chunk is exactly one block (the last may be short).
   size_t per_read = std::max<size_t>(block_size, (kHashBufferBytes / block_size) * block_size);
-  RETURN_IF_ERROR(ReadChunks(fd, per_read, [&](std::span<const std::byte> data) {
+  RETURN_IF_ERROR(ReadChunks(fd, per_read, block_size, [&](std::span<const std::byte> data) {
     for (size_t off = 0; off < data.size(); off += block_size) {
       hashes.push_back(
           Xxh3_128(data.subspan(off, std::min<size_t>(block_size, data.size() - off))));

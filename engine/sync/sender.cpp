@@ -257,9 +257,14 @@ Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
   // ones the primary does not have) and which of its names share an inode.
   if (entry.xattr_hash != 0) e.set_xattrs(entry.xattr_hash, SplitXattrNames(entry.xattr_names));
   if (entry.link_id != 0 && e.kind == NodeKind::kFile) {
-    e.set_standby_link(entry.link_id);
     if (standby_links_.size() != model_.size()) standby_links_.assign(model_.size(), {});
-    standby_links_[split.first][entry.link_id].push_back(split.second);
+    auto& names = standby_links_[split.first][entry.link_id];
+    // Bounded: each name of a group looks at the others. Names past the bound count as
+    // alone there (at worst they are linked again, a no-op on the standby).
+    if (names.size() < kMaxLinkGroupNames) {
+      e.set_standby_link(entry.link_id);
+      names.push_back(split.second);
+    }
   }
   model_[split.first].Put(split.second, std::move(e));
   return Status::Ok();
@@ -307,10 +312,12 @@ Status Sender::Distrust(const std::string& wire_path, const wire::ManifestEntry*
   // Names the standby holds as one inode: a repair splits them where the primary does
   // not (every name of such a group differs, so each comes through here).
   if (standby_entry->link_id != 0 && e.kind == NodeKind::kFile) {
-    e.set_standby_link(standby_entry->link_id);
     if (standby_links_.size() != model_.size()) standby_links_.assign(model_.size(), {});
     auto& names = standby_links_[split.first][standby_entry->link_id];
-    if (names.size() < kMaxResyncBlockRequests) names.push_back(split.second);
+    if (names.size() < kMaxLinkGroupNames) {
+      e.set_standby_link(standby_entry->link_id);
+      names.push_back(split.second);
+    }
   }
   // The symlink's target is not in a manifest; a hash that differs from the primary's
   // target makes the sender replace it, which is all a repair needs.

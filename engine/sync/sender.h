@@ -73,6 +73,9 @@ class MessageSink {
 inline constexpr uint32_t kDefaultBlockSize = 64 * 1024;
 inline constexpr int kMaxReadRetries = 3;
 inline constexpr size_t kMaxResyncBlockRequests = 4096;
+// Names of one standby inode the sender keeps from a manifest (hard links of one file;
+// a spool has two or three).
+inline constexpr size_t kMaxLinkGroupNames = 256;
 
 struct SenderOptions {
   uint32_t block_size = kDefaultBlockSize;

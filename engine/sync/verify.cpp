@@ -1,6 +1,7 @@
 #include "engine/sync/verify.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -124,7 +125,10 @@ class LinkGroups {
 
 }  // namespace
 
-Result<wire::ManifestEntry> MakeManifestEntry(int root_fd, uint32_t root, const FileInfo& info) {
+namespace {
+
+// The entry of `info`, read through `fd` (open on it; unused for a symlink).
+Result<wire::ManifestEntry> EntryFromFd(int fd, uint32_t root, const FileInfo& info) {
   wire::ManifestEntry e;
   e.kind = ToWireKind(info.kind);
   e.mode = info.kind == NodeKind::kSymlink ? 0 : info.mode;
@@ -137,9 +141,8 @@ Result<wire::ManifestEntry> MakeManifestEntry(int root_fd, uint32_t root, const 
     e.hash = Xxh3_128(std::as_bytes(std::span(info.target)));
     return e;  // Linux keeps no user.* xattrs on a symlink
   }
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(root_fd, info.path));
   if (info.kind == NodeKind::kFile) {
-    ASSIGN_OR_RETURN(e.hash, HashFd(fd.get()));
+    ASSIGN_OR_RETURN(e.hash, HashFd(fd));
     if (info.nlink > 1) {
       // Any nonzero value that is the same for the names of one inode and differs
       // between inodes of this listing: a mix of device and inode number.
@@ -147,10 +150,85 @@ Result<wire::ManifestEntry> MakeManifestEntry(int root_fd, uint32_t root, const 
       e.link_id = Xxh3_64(std::as_bytes(std::span(id))) | 1;
     }
   }
-  ASSIGN_OR_RETURN(XattrSet xattrs, ReadXattrs(fd.get()));
+  ASSIGN_OR_RETURN(XattrSet xattrs, ReadXattrs(fd));
   e.xattr_hash = xattrs.hash;
   e.xattr_names = JoinXattrNames(xattrs.names);
   return e;
+}
+
+// Open directories from the root down to the one the walk is in, so each entry is
+// opened with one openat from its parent instead of one per path component. The walk
+// visits a directory's entries and then descends, so the stack follows it with few
+// opens. Every component is opened O_NOFOLLOW | O_DIRECTORY, as OpenDirBeneath does.
+class DirStack {
+ public:
+  explicit DirStack(int root_fd) {
+    int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) stack_.push_back({"", UniqueFd(fd)});
+  }
+  // An fd of directory `dir` (relative to the root); NotFound when it is gone.
+  Result<int> Open(std::string_view dir) {
+    if (stack_.empty()) return ErrnoStatus(EBADF, "open sync root");
+    auto is_ancestor = [&](const std::string& a) {
+      return a.empty() || dir == a || (dir.size() > a.size() && dir.starts_with(a) && dir[a.size()] == '/');
+    };
+    while (stack_.size() > 1 && !is_ancestor(stack_.back().path)) stack_.pop_back();
+    while (stack_.back().path.size() < dir.size()) {
+      const std::string& at = stack_.back().path;
+      size_t start = at.empty() ? 0 : at.size() + 1;
+      size_t slash = dir.find('/', start);
+      std::string_view comp = dir.substr(start, slash == std::string_view::npos ? dir.size() - start : slash - start);
+      std::string name(comp);
+      int fd = openat(stack_.back().fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) {
+        int err = errno == ENOTDIR || errno == ELOOP ? ENOENT : errno;
+        return ErrnoStatus(err, "open directory " + std::string(dir));
+      }
+      std::string path = at.empty() ? name : at + "/" + name;
+      stack_.push_back({std::move(path), UniqueFd(fd)});
+    }
+    return stack_.back().fd.get();
+  }
+
+ private:
+  struct Level {
+    std::string path;
+    UniqueFd fd;
+  };
+  std::vector<Level> stack_;  // at most kScanDepthMax + 1 deep, as the walk
+};
+
+// MakeManifestEntry through the walk's open directories.
+Result<wire::ManifestEntry> MakeManifestEntryIn(DirStack& dirs, uint32_t root,
+                                                const FileInfo& info) {
+  if (info.kind == NodeKind::kSymlink) return EntryFromFd(-1, root, info);
+  const size_t slash = info.path.rfind('/');
+  const std::string_view parent =
+      slash == std::string::npos ? std::string_view() : std::string_view(info.path).substr(0, slash);
+  if (info.path.empty()) {
+    ASSIGN_OR_RETURN(int self, dirs.Open(""));
+    return EntryFromFd(self, root, info);
+  }
+  ASSIGN_OR_RETURN(int dir, dirs.Open(parent));
+  const std::string name = info.path.substr(slash == std::string::npos ? 0 : slash + 1);
+  const int flags = info.kind == NodeKind::kDirectory
+                        ? O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+                        : O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+  int raw = openat(dir, name.c_str(), flags);
+  if (raw < 0) {
+    int err = errno == ENOTDIR || errno == ELOOP ? ENOENT : errno;
+    return ErrnoStatus(err, "open " + info.path);
+  }
+  UniqueFd fd(raw);
+  return EntryFromFd(fd.get(), root, info);
+}
+
+}  // namespace
+
+Result<wire::ManifestEntry> MakeManifestEntry(int root_fd, uint32_t root, const FileInfo& info) {
+  if (info.kind == NodeKind::kSymlink) return EntryFromFd(-1, root, info);
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenReadBeneath(root_fd, info.path));
+  return EntryFromFd(fd.get(), root, info);
 }
 
 size_t ManifestEntryWireSize(const wire::ManifestEntry& e) {
@@ -183,7 +261,7 @@ Result<std::vector<wire::ManifestEntry>> BuildManifest(const std::vector<int>& r
                                                        int cpu_percent) {
   std::vector<wire::ManifestEntry> out;
   CpuBudget budget(cpu_percent, stop);
-  auto add = [&](int fd, uint32_t root, const FileInfo& info) -> Status {
+  auto add = [&](DirStack& dirs, uint32_t root, const FileInfo& info) -> Status {
     budget.Charge();
     if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
       return Unavailable("manifest cancelled");
@@ -192,7 +270,7 @@ Result<std::vector<wire::ManifestEntry>> BuildManifest(const std::vector<int>& r
       return Status(Code::kResourceExhausted,
                     fmt::format("more than {} entries in the sync roots", max_entries));
     }
-    auto e = MakeManifestEntry(fd, root, info);
+    auto e = MakeManifestEntryIn(dirs, root, info);
     // An entry that vanished between the walk and the hash is simply not listed.
     if (e.status().code() == Code::kNotFound) return Status::Ok();
     if (!e.ok()) return e.status();
@@ -201,10 +279,11 @@ Result<std::vector<wire::ManifestEntry>> BuildManifest(const std::vector<int>& r
   };
   for (uint32_t root = 0; root < root_fds.size(); ++root) {
     const int fd = root_fds[root];
+    DirStack dirs(fd);
     ASSIGN_OR_RETURN(FileInfo top, StatPath(fd, ""));
-    RETURN_IF_ERROR(add(fd, root, top));
+    RETURN_IF_ERROR(add(dirs, root, top));
     RETURN_IF_ERROR(ScanTree(
-        fd, "", {}, [&](const FileInfo& info) { return add(fd, root, info); }, nullptr));
+        fd, "", {}, [&](const FileInfo& info) { return add(dirs, root, info); }, nullptr));
   }
   return out;
 }

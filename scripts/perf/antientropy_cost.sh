@@ -47,7 +47,7 @@ WORK=$(mktemp -d /var/tmp/hasync-antientropy-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 python3 "$REPO/scripts/perf/spoolgen.py" create "$WORK/a" --small "$N" --large 2 --large-mib 8 >/dev/null
 cp -a "$WORK/a" "$WORK/b"
-cat "$WORK"/a/hash.*/*/* "$WORK"/b/hash.*/*/* >/dev/null  # warm
+find "$WORK/a" "$WORK/b" -type f -exec cat {} + >/dev/null  # warm
 
 full=$("$HELPER" "$WORK/a" 100)
 slow=$("$HELPER" "$WORK/a" "$PERCENT")

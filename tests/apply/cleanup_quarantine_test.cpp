@@ -86,6 +86,26 @@ TEST_F(QuarantineTest, MovesTheFileUnderItsEpochAndCountsIt) {
   EXPECT_EQ(q->files_quarantined(), 1u);
 }
 
+// Issue 16: renamed into quarantine, a file with another link kept sharing its inode
+// with the live name, so the next change through that name changed the kept copy too.
+TEST_F(QuarantineTest, AFileWithOtherLinksIsCopiedAndSharesNoInodeWithALiveName) {
+  ASSERT_TRUE(WriteFile(R("state"), "my version", 0640));
+  ASSERT_EQ(::link(R("state").c_str(), R("state.old").c_str()), 0);
+  const ino_t live = Lstat(R("state.old")).st_ino;
+  auto q = Quarantine::Open(state_);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  auto kept = q->Keep(tree(), "state", 4);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(*kept, "quarantine/4/state");
+  EXPECT_FALSE(Exists(R("state")));
+  EXPECT_EQ(ReadFile(S("quarantine/4/state")), "my version");
+  EXPECT_NE(Lstat(S("quarantine/4/state")).st_ino, live);
+  EXPECT_EQ(Lstat(S("quarantine/4/state")).st_nlink, 1u);
+  EXPECT_EQ(Lstat(S("quarantine/4/state")).st_mode & 07777, 0640u);
+  EXPECT_EQ(Lstat(R("state.old")).st_nlink, 1u) << "the live name keeps its inode alone";
+  EXPECT_EQ(ReadFile(R("state.old")), "my version");
+}
+
 TEST_F(QuarantineTest, SecondCopyInTheSameEpochGetsASuffix) {
   auto q = Quarantine::Open(state_);
   ASSERT_TRUE(q.ok());

@@ -268,6 +268,22 @@ TEST_F(TempTree, ManifestListsXattrsAndWhichNamesShareAnInode) {
   EXPECT_NE(by["0/g"].xattr_hash, 0u);
   EXPECT_EQ(by["0/g"].xattr_names, std::string("user.job") + '\0');
   EXPECT_EQ(by["0/f"].xattr_hash, 0u);
+  // The walk opens entries from their parent's descriptor; each entry equals what
+  // MakeManifestEntry makes from the root for the same path.
+  std::filesystem::create_directories(dir_ + "/a/d1/d2/d3");
+  std::ofstream(dir_ + "/a/d1/d2/d3/deep") << "deep";
+  std::ofstream(dir_ + "/a/d1/side") << "side";
+  auto walked = BuildManifest({a}, 100);
+  ASSERT_TRUE(walked.ok()) << walked.status().ToString();
+  EXPECT_EQ(walked->size(), 9u);
+  for (const auto& e : *walked) {
+    std::string rel = e.path.size() > 2 ? e.path.substr(2) : "";
+    auto info = StatPath(a, rel);
+    ASSERT_TRUE(info.ok()) << e.path;
+    auto one = MakeManifestEntry(a, 0, *info);
+    ASSERT_TRUE(one.ok()) << e.path;
+    EXPECT_EQ(*one, e) << e.path;
+  }
 }
 
 TEST_F(TempTree, ABackgroundWalkKeepsToItsCpuBudget) {

@@ -47,7 +47,7 @@ _hasync() {
     run) opts="--config --initial-role --help" ;;
     status | history) opts="--config --json --help" ;;
     switchover) opts="--config --timeout-ms --help" ;;
-    verify) opts="--config --json --timeout-ms --rounds --help" ;;
+    verify) opts="--config --json --timeout-ms --rounds --repair --help" ;;
     *) return ;;
   esac
 

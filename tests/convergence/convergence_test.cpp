@@ -160,6 +160,11 @@ BasePlan MakeBasePlan(uint64_t seed, size_t ops) {
 // Runs one seed; returns the failure report, empty when the trees ended identical.
 std::string RunBaseSeed(uint64_t seed, size_t ops, double& seconds) {
   const auto t0 = Clock::now();
+  struct Timer {  // sets `seconds` on every return
+    Clock::time_point t0;
+    double& out;
+    ~Timer() { out = std::chrono::duration<double>(Clock::now() - t0).count(); }
+  } timer{t0, seconds};
   const BasePlan plan = MakeBasePlan(seed, ops);
   P pair("conv-" + std::to_string(seed));
   const std::string p = pair.root(P::kPrimary), s = pair.root(P::kStandby);
@@ -182,7 +187,6 @@ std::string RunBaseSeed(uint64_t seed, size_t ops, double& seconds) {
   }
   w.CloseAll();
   std::vector<std::string> diffs = WaitIdentical(p, s, kConvergeTimeout);
-  seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (diffs.empty()) return "";
   return Fail(
       Report(seed, "RandomWorkloadsEndWithIdenticalTrees", plan.ToString(), {&w}, diffs, pair));
@@ -250,6 +254,11 @@ std::string RejoinConfig() {
 
 std::string RunRejoinSeed(uint64_t seed, double& seconds) {
   const auto t0 = Clock::now();
+  struct Timer {  // sets `seconds` on every return
+    Clock::time_point t0;
+    double& out;
+    ~Timer() { out = std::chrono::duration<double>(Clock::now() - t0).count(); }
+  } timer{t0, seconds};
   const RejoinPlan plan = MakeRejoinPlan(seed);
   const std::string test = "RejoinAfterFailoverEndsIdenticalAndQuarantineSharesNoInode";
   P pair("conv-rejoin-" + std::to_string(seed), RejoinConfig());
@@ -298,7 +307,6 @@ std::string RunRejoinSeed(uint64_t seed, double& seconds) {
                       it->second.front() + " on the old primary");
     }
   }
-  seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (diffs.empty()) return "";
   return Fail(Report(seed, test, plan.ToString(), {&old_w, &new_w}, diffs, pair));
 }

@@ -289,11 +289,16 @@ std::string RunRejoinSeed(uint64_t seed, double& seconds) {
   Workload new_w(seed ^ 0x3c6ef372fe94f82bull, new_root, "new-primary");
   new_w.Run(plan.after);
   new_w.CloseAll();
+  const auto back = Clock::now();
   pair.Start(P::kPrimary);
   diffs = WaitIdentical(new_root, old_root, kConvergeTimeout + 10s);
+  const double identical_s = std::chrono::duration<double>(Clock::now() - back).count();
   if (diffs.empty() && !pair.WaitEvents(P::kPrimary, "rejoined", 1, 20s)) {
     diffs.push_back("the old primary never logged event=rejoined");
   }
+  std::printf("rejoin seed %llu: identical %.1f s, rejoined %.1f s after the old primary's start\n",
+              static_cast<unsigned long long>(seed), identical_s,
+              std::chrono::duration<double>(Clock::now() - back).count());
   // The quarantine keeps copies, never a second name of a live file.
   const std::string quarantine = pair.state_dir(P::kPrimary) + "/quarantine";
   struct stat qst {};

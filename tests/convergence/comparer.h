@@ -66,6 +66,7 @@ std::vector<std::string> CompareRoots(const std::string& a, const std::string& b
 
 // (dev, ino) -> paths under `dir` (regular files only); used to check that a quarantine
 // shares no inode with a live file.
-std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> FileInodes(const std::string& dir);
+std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> FileInodes(
+    const std::string& dir);
 
 }  // namespace hasync::convergence

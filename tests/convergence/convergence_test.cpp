@@ -93,7 +93,9 @@ std::vector<uint64_t> Seeds(uint64_t ci_count, uint64_t long_count) {
   return out;
 }
 
-size_t OpsPerSeed() { return static_cast<size_t>(EnvNumber("HASYNC_CONV_OPS").value_or(kOpsPerSeed)); }
+size_t OpsPerSeed() {
+  return static_cast<size_t>(EnvNumber("HASYNC_CONV_OPS").value_or(kOpsPerSeed));
+}
 
 // Polls the comparer until the trees are identical or `timeout` passes; returns the last
 // differences (empty on success).
@@ -213,8 +215,8 @@ TEST(Convergence, RandomWorkloadsEndWithIdenticalTrees) {
       if (++failures >= kMaxFailuresReported) break;
     }
   }
-  std::printf("%zu seeds, %zu ops each: %.1f s (%.1f s a seed, slowest %.1f s), failing:", run,
-              ops, total, run ? total / static_cast<double>(run) : 0.0, slowest);
+  std::printf("%zu seeds, %zu ops each: %.1f s (%.1f s a seed, slowest %.1f s), failing:", run, ops,
+              total, run ? total / static_cast<double>(run) : 0.0, slowest);
   for (uint64_t f : failed) std::printf(" %llu", static_cast<unsigned long long>(f));
   std::printf("%s\n", failed.empty() ? " none" : "");
 }

@@ -17,17 +17,16 @@ namespace hasync::convergence {
 namespace {
 
 // Small name pools so operations collide on purpose (over existing names, Slurm's names).
-constexpr const char* kFileStems[] = {"job.1",      "job.2",     "job.3",  "job.4",  "job.5",
-                                      "job.6",      "job_state", "node_state", "resv_state",
-                                      "log",        "a",         "b",      "c",      "x.new",
-                                      "x.old",      "spool.dat"};
+constexpr const char* kFileStems[] = {
+    "job.1",      "job.2", "job.3", "job.4", "job.5", "job.6", "job_state", "node_state",
+    "resv_state", "log",   "a",     "b",     "c",     "x.new", "x.old",     "spool.dat"};
 constexpr const char* kDirStems[] = {"d1", "d2", "d3", "hash.0", "hash.1", "jobs"};
 constexpr uint32_t kFileModes[] = {0600, 0644, 0640, 0664, 0700, 0755, 0444, 0400};
 constexpr uint32_t kDirModes[] = {0755, 0700, 0750, 0775, 0711};
 constexpr uint32_t kIds[] = {0, 1000, 4321, 65534};
 constexpr const char* kXattrNames[] = {"user.slurm", "user.job", "user.a", "trusted.h"};
-constexpr const char* kLinkTargets[] = {"job.1", "../job_state", "d1/b", "/etc/hostname",
-                                        "nowhere", "../../x.old"};
+constexpr const char* kLinkTargets[] = {"job.1",         "../job_state", "d1/b",
+                                        "/etc/hostname", "nowhere",      "../../x.old"};
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
@@ -143,8 +142,8 @@ std::string Workload::PickAnyNonRoot() {
 }
 
 std::string Workload::NameIn(const std::string& dir, bool dir_name) {
-  const char* stem = dir_name ? kDirStems[Below(std::size(kDirStems))]
-                              : kFileStems[Below(std::size(kFileStems))];
+  const char* stem =
+      dir_name ? kDirStems[Below(std::size(kDirStems))] : kFileStems[Below(std::size(kFileStems))];
   return Join(dir, stem);
 }
 
@@ -345,7 +344,8 @@ void Workload::OpHoldOpen() {
     if (path.empty()) return;
   }
   bool append = Chance(60);
-  int flags = O_CLOEXEC | O_NOFOLLOW | (append ? O_WRONLY | O_APPEND : O_RDWR) | (create ? O_CREAT : 0);
+  int flags =
+      O_CLOEXEC | O_NOFOLLOW | (append ? O_WRONLY | O_APPEND : O_RDWR) | (create ? O_CREAT : 0);
   int fd = open(Abs(path).c_str(), flags, 0640);
   int id = next_held_id_++;
   Note("open fd" + std::to_string(id) + " " + path + (append ? " O_APPEND" : " O_RDWR") +
@@ -369,8 +369,8 @@ void Workload::OpHeldSparse() {
   std::string c = Content(100);
   off_t at = static_cast<off_t>((1 + Below(3)) << 20) + static_cast<off_t>(Below(8192));
   // On an O_APPEND descriptor pwrite appends (Linux): still a write through it.
-  Note("pwrite fd" + std::to_string(h.id) + " (" + h.opened_as + ") " +
-           std::to_string(c.size()) + " bytes at " + std::to_string(at),
+  Note("pwrite fd" + std::to_string(h.id) + " (" + h.opened_as + ") " + std::to_string(c.size()) +
+           " bytes at " + std::to_string(at),
        pwrite(h.fd, c.data(), c.size(), at) < 0 ? -1 : 0);
 }
 
@@ -403,7 +403,8 @@ void Workload::OpUnlinkHeld() {
   if (held_.empty()) return OpUnlink();
   Held& h = held_[Below(held_.size())];
   // Only if the name still is that descriptor's file (it may have been renamed over).
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   if (fstat(h.fd, &a) != 0 || lstat(Abs(h.opened_as).c_str(), &b) != 0 || a.st_ino != b.st_ino ||
       a.st_dev != b.st_dev) {
     return OpUnlink();
@@ -675,7 +676,8 @@ void Workload::OpChmodThroughTwoLinks() {
   std::string a = OtherNameOf(b);
   if (a.empty()) {
     a = FreshNameIn(PickDir(true), false);
-    Note("link " + b + " " + a + " (then chmod through both)", link(Abs(b).c_str(), Abs(a).c_str()));
+    Note("link " + b + " " + a + " (then chmod through both)",
+         link(Abs(b).c_str(), Abs(a).c_str()));
     uint64_t wait_ms = Below(100);
     if (wait_ms > 30) std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
   } else {

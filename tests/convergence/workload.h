@@ -31,9 +31,9 @@ namespace hasync::convergence {
 
 class Workload {
  public:
-  static constexpr size_t kMaxHeld = 4;        // descriptors held open at once
-  static constexpr size_t kMaxEntries = 160;   // the tree stays small: collisions, not bulk
-  static constexpr size_t kMaxDepth = 4;       // directory levels below the root
+  static constexpr size_t kMaxHeld = 4;       // descriptors held open at once
+  static constexpr size_t kMaxEntries = 160;  // the tree stays small: collisions, not bulk
+  static constexpr size_t kMaxDepth = 4;      // directory levels below the root
 
   // `label` prefixes every log line (e.g. "primary", "new-primary").
   Workload(uint64_t seed, std::string root, std::string label);
@@ -114,9 +114,9 @@ class Workload {
   void OpRmdir();
   void OpTmpfileLinkat();
   void OpSlurmSave();
-  void OpAppendUnlinkWhileOpen();   // issue 16 case 1
+  void OpAppendUnlinkWhileOpen();        // issue 16 case 1
   void OpAppendThroughLinkThenUnlink();  // case 2
-  void OpChmodThroughTwoLinks();    // case 3
+  void OpChmodThroughTwoLinks();         // case 3
 
   std::mt19937_64 rng_;
   std::string root_, label_;

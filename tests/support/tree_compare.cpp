@@ -103,7 +103,9 @@ TreeDiff CompareTrees(const std::string& primary, const std::string& standby,
     const Node& nb = it->second;
     const auto& x = na.info;
     const auto& y = nb.info;
-    auto add = [&](const std::string& what) { diff.differences.push_back(path + ": " + what); };
+    auto add = [&, &p = path](const std::string& what) {  // clang 14: no binding captures
+      diff.differences.push_back(p + ": " + what);
+    };
     if (x.kind != y.kind) {
       add("kind differs");
       continue;

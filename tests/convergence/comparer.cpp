@@ -16,8 +16,8 @@ namespace {
 
 constexpr const char* kTempPrefix = ".hasync-tmp.";
 constexpr size_t kHeadBytes = 24;
-constexpr size_t kMaxDepth = 64;            // far beyond what the generator makes
-constexpr size_t kMaxEntries = 1'000'000;   // a runaway tree is reported, not walked
+constexpr size_t kMaxDepth = 64;           // far beyond what the generator makes
+constexpr size_t kMaxEntries = 1'000'000;  // a runaway tree is reported, not walked
 constexpr uint64_t kSparseSlackBytes = 1 << 20;
 
 std::string ErrnoText(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
@@ -138,8 +138,7 @@ void Walk(int dirfd, const std::string& prefix, size_t depth, Tree& tree) {
       tree.entries.emplace(path, std::move(e));
     } else if (S_ISDIR(st.st_mode)) {
       e.type = 'd';
-      int fd = openat(dirfd, name.c_str(),
-                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) {
         e.error = ErrnoText("openat dir");
         tree.entries.emplace(path, std::move(e));
@@ -190,10 +189,14 @@ std::string Octal(uint32_t mode) {
 
 const char* TypeName(char t) {
   switch (t) {
-    case 'f': return "file";
-    case 'd': return "directory";
-    case 'l': return "symlink";
-    default: return "special file";
+    case 'f':
+      return "file";
+    case 'd':
+      return "directory";
+    case 'l':
+      return "symlink";
+    default:
+      return "special file";
   }
 }
 
@@ -288,7 +291,8 @@ std::vector<std::string> Compare(const Tree& a, const Tree& b) {
     }
   }
   for (const auto& [path, y] : b.entries) {
-    if (a.entries.count(path) == 0) out.push_back(path + ": " + TypeName(y.type) + " extra on the standby");
+    if (a.entries.count(path) == 0)
+      out.push_back(path + ": " + TypeName(y.type) + " extra on the standby");
   }
   // Hard-link partition, counted inside the roots.
   auto la = LinkSets(a), lb = LinkSets(b);
@@ -308,7 +312,8 @@ std::vector<std::string> CompareRoots(const std::string& a, const std::string& b
   return Compare(Load(a), Load(b));
 }
 
-std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> FileInodes(const std::string& dir) {
+std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> FileInodes(
+    const std::string& dir) {
   std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> out;
   Tree t = Load(dir);
   for (const auto& [path, e] : t.entries) {

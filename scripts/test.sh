@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and .ci/run calls it:
-#   install packages → build → every test (ctest) → every test again under ASan+UBSan →
-#   the threaded tests under ThreadSanitizer → the fuzz targets briefly (clang) → every
-#   perf script at CI size (scripts/perf/all.sh --quick).
+#   install packages → build → every test (ctest) → a plain Release build → a clang build
+#   → the Debian package built, linted, installed and removed → every test again under
+#   ASan+UBSan → the threaded tests under ThreadSanitizer → the fuzz targets briefly
+#   (clang) → every perf script at CI size (scripts/perf/all.sh --quick).
 # Must run as root on Debian 12. Each stage prints what it runs and how long it took.
 # The project's own builds here turn warnings into errors (-DHASYNC_WERROR=ON); a plain
 # Release build, as a user or a distribution makes it, does not (docs/PACKAGING.md).
@@ -12,8 +13,9 @@
 # in the form "N passed, N failed" (skipped tests are counted apart, on the line before,
 # never as passed).
 #
-# HASYNC_TEST_QUICK=1 skips the sanitizer, fuzz and perf stages (for a fast local loop;
-# CI never sets it). HASYNC_FUZZ_SECONDS sets the per-target fuzz time (default 30).
+# HASYNC_TEST_QUICK=1 skips every stage after the first ctest (Release, clang, package,
+# sanitizers, fuzz, perf) for a fast local loop; CI never sets it. HASYNC_FUZZ_SECONDS
+# sets the per-target fuzz time (default 30).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -120,6 +122,32 @@ test_main() {
   run_ctest main --test-dir build -j "$jobs" --timeout 900
 }
 
+# A plain Release build, as a user or a distribution makes one: CMake's default generator,
+# no -DHASYNC_WERROR, every target (tests and benchmarks too). Warnings are printed, not
+# fatal: a new compiler's false positive must not break a build outside the project's runs.
+release_plain() {
+  cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+    cmake --build build-release -j "$jobs"
+}
+
+# Everything compiled once with clang 14, -Werror included (tests and benchmarks; nothing
+# is run): code that only g++ accepts, or that clang warns about, fails here.
+clang_build() {
+  CC=clang CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DHASYNC_WERROR=ON >/dev/null &&
+    ninja -C build-clang -j "$jobs"
+}
+
+# The Debian package (docs/PACKAGING.md): only the binary, the man page and the changelog
+# are built; the "package" tests make the .deb with cpack, run lintian, and install,
+# check, remove and purge it on this machine (a trap purges it whatever happens).
+package() {
+  cmake -S . -B build-pkg -G Ninja -DCMAKE_BUILD_TYPE=Release -DHASYNC_DEB_PACKAGE=ON \
+    -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
+    ninja -C build-pkg -j "$jobs" &&
+    run_ctest package --test-dir build-pkg -L package --timeout 900
+}
+
 # Every test again, Debug, with ASan + UBSan; any report aborts the test.
 asan() {
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHASYNC_SANITIZE=ON \
@@ -169,10 +197,13 @@ if [[ ${#failed_stages[@]} == 0 ]]; then
 fi
 
 if [[ ${HASYNC_TEST_QUICK:-0} == 1 ]]; then
-  echo "HASYNC_TEST_QUICK=1: sanitizer and fuzz stages not run"
+  echo "HASYNC_TEST_QUICK=1: Release, clang, package, sanitizer, fuzz and perf stages not run"
   exit 0
 fi
 
+run_stage "plain Release build, no -Werror (build-release/)" release_plain
+run_stage "clang 14 compiles everything, no run (build-clang/)" clang_build
+run_stage "Debian package: cpack, lintian, dpkg -i/-r/-P (build-pkg/, ctest -L package)" package
 run_stage "every test under ASan + UBSan (build-asan/)" asan
 run_stage "threaded tests (lock window, data streams) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan
 run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz

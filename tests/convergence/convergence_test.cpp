@@ -18,7 +18,12 @@
 //
 // Knobs: HASYNC_CONV_SEED (one seed), HASYNC_CONV_SEEDS (how many, from
 // HASYNC_CONV_FIRST_SEED, default 1), HASYNC_CONV_OPS (operations per seed),
-// HASYNC_LONG=1 (500 seeds of the base test, 100 of the rejoin test).
+// HASYNC_LONG=1 (500 seeds of the base test, 100 of the rejoin and switchover tests).
+//
+// The third test hands over by `hasync switchover` mid-workload: the trees must be
+// identical when the command returns (it drains first: nothing acknowledged is lost),
+// the workload goes on on the new primary, and the old primary ends identical with an
+// empty quarantine.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +75,8 @@ constexpr uint64_t kBaseSeedsCi = kSanitized ? 6 : 40;
 constexpr uint64_t kBaseSeedsLong = 500;
 constexpr uint64_t kRejoinSeedsCi = kSanitized ? 2 : 6;
 constexpr uint64_t kRejoinSeedsLong = 100;
+constexpr uint64_t kSwitchoverSeedsCi = kSanitized ? 1 : 4;
+constexpr uint64_t kSwitchoverSeedsLong = 100;
 constexpr size_t kOpsPerSeed = 300;
 constexpr size_t kMaxFailuresReported = 5;  // then the loop stops: the output stays readable
 const auto kConvergeTimeout = kSanitized ? 60s : 20s;
@@ -338,6 +345,96 @@ TEST(Convergence, RejoinAfterFailoverEndsIdenticalAndQuarantineSharesNoInode) {
     }
   }
   std::printf("%zu rejoin seeds: %.1f s, failing:", run, total);
+  for (uint64_t f : failed) std::printf(" %llu", static_cast<unsigned long long>(f));
+  std::printf("%s\n", failed.empty() ? " none" : "");
+}
+
+// ---- planned switchover ------------------------------------------------------------
+
+struct SwitchoverPlan {
+  size_t before = 0, after = 0;
+  std::string ToString() const {
+    return std::to_string(before) + " ops, hasync switchover, " + std::to_string(after) +
+           " ops on the new primary";
+  }
+};
+
+SwitchoverPlan MakeSwitchoverPlan(uint64_t seed) {
+  std::mt19937_64 rng(seed ^ 0x3c6ef372fe94f82bull);
+  SwitchoverPlan p;
+  p.before = 80 + static_cast<size_t>(rng() % 121);
+  p.after = 50 + static_cast<size_t>(rng() % 101);
+  return p;
+}
+
+std::string RunSwitchoverSeed(uint64_t seed, double& seconds) {
+  const auto t0 = Clock::now();
+  struct Timer {  // sets `seconds` on every return
+    Clock::time_point t0;
+    double& out;
+    ~Timer() { out = std::chrono::duration<double>(Clock::now() - t0).count(); }
+  } timer{t0, seconds};
+  const SwitchoverPlan plan = MakeSwitchoverPlan(seed);
+  const std::string test = "SwitchoverMidWorkloadLosesNothingAndEndsIdentical";
+  P pair("conv-switch-" + std::to_string(seed));
+  const std::string old_root = pair.root(P::kPrimary), new_root = pair.root(P::kStandby);
+  pair.Start(P::kStandby);
+  pair.Start(P::kPrimary);
+  if (!pair.WaitEvents(P::kStandby, "session_open", 1, 30s)) {
+    return Fail("seed " + std::to_string(seed) + ": no session within 30 s\n" +
+                pair.log(P::kStandby));
+  }
+  Workload w(seed, old_root, "primary");
+  w.Run(plan.before);
+  w.CloseAll();  // the scheduler stops (on_demote) before the handover
+  auto [rc, out] =
+      hasync::testing::Hasync("switchover --timeout-ms 30000 -c " + pair.config(P::kPrimary));
+  if (rc != 0 || out.find("switchover: done") == std::string::npos) {
+    return Fail(
+        Report(seed, test, plan.ToString(), {&w}, {"hasync switchover failed: " + out}, pair));
+  }
+  // Drained before the handover: identical now, not eventually.
+  std::vector<std::string> diffs = CompareRoots(old_root, new_root);
+  if (!diffs.empty()) {
+    diffs.insert(diffs.begin(), "(when hasync switchover returned)");
+    return Fail(Report(seed, test, plan.ToString(), {&w}, diffs, pair));
+  }
+  if (!pair.WaitEvents(P::kStandby, "promoted", 1, 10s)) {
+    return Fail(Report(seed, test, plan.ToString(), {&w},
+                       {"the standby never logged event=promoted after the switchover"}, pair));
+  }
+  w.MoveTo(new_root, "new-primary");
+  w.Run(plan.after);
+  w.CloseAll();
+  diffs = WaitIdentical(new_root, old_root, kConvergeTimeout);
+  // "the old primary becomes its standby with nothing to quarantine" (docs/FAILOVER.md)
+  for (const auto& [inode, names] : FileInodes(pair.state_dir(P::kPrimary) + "/quarantine")) {
+    diffs.push_back("quarantine/" + names.front() + ": kept by a switchover");
+  }
+  if (diffs.empty()) return "";
+  return Fail(Report(seed, test, plan.ToString(), {&w}, diffs, pair));
+}
+
+TEST(Convergence, SwitchoverMidWorkloadLosesNothingAndEndsIdentical) {
+  REQUIRE_ROOT();
+  size_t failures = 0, run = 0;
+  double total = 0;
+  std::vector<uint64_t> failed;
+  for (uint64_t seed : Seeds(kSwitchoverSeedsCi, kSwitchoverSeedsLong)) {
+    double seconds = 0;
+    std::string report = RunSwitchoverSeed(seed, seconds);
+    ++run;
+    total += seconds;
+    std::printf("switchover seed %llu: %s in %.1f s (%s)\n", static_cast<unsigned long long>(seed),
+                report.empty() ? "identical" : "DIFFERENT", seconds,
+                MakeSwitchoverPlan(seed).ToString().c_str());
+    std::fflush(stdout);
+    if (!report.empty()) {
+      failed.push_back(seed);
+      if (++failures >= kMaxFailuresReported) break;
+    }
+  }
+  std::printf("%zu switchover seeds: %.1f s, failing:", run, total);
   for (uint64_t f : failed) std::printf(" %llu", static_cast<unsigned long long>(f));
   std::printf("%s\n", failed.empty() ? " none" : "");
 }

@@ -196,6 +196,12 @@ void Workload::CloseAll() {
   held_.clear();
 }
 
+void Workload::MoveTo(std::string root, std::string label) {
+  CloseAll();
+  root_ = std::move(root);
+  label_ = std::move(label);
+}
+
 void Workload::RunOne() {
   ++ops_;
   Snapshot();

@@ -45,6 +45,9 @@ class Workload {
   void Run(size_t count);
   // Closes every held descriptor (logged).
   void CloseAll();
+  // Goes on on another root (the new primary after a switchover): closes every held
+  // descriptor first, as a scheduler stopped by on_demote would.
+  void MoveTo(std::string root, std::string label);
 
   const std::vector<std::string>& log() const { return log_; }
   size_t ops_run() const { return ops_; }

@@ -79,7 +79,7 @@ bool Journal::Mentions(uint32_t root, std::string_view path) const {
 void Journal::Append(Change change) {
   change.seq = seq_;
   CountMentions(change, +1);
-  bytes_ += change.path.size() + change.from.size();
+  bytes_ += change.path.size() + change.from.size() + change.object.size();
   if (change.kind == ChangeKind::kUpsert) {
     pending_upsert_[Key(change.root, change.path)] = base_ + slots_.size();
   }
@@ -93,10 +93,11 @@ void Journal::Kill(size_t abs_index) {
   HASYNC_ASSERT(slot != nullptr && slot->live);
   slot->live = false;
   CountMentions(slot->change, -1);
-  bytes_ -= slot->change.path.size() + slot->change.from.size();
+  bytes_ -= slot->change.path.size() + slot->change.from.size() + slot->change.object.size();
   --live_;
   // A dead slot waits in the deque until Take passes it; free its text now.
   std::string().swap(slot->change.path);
+  std::string().swap(slot->change.object);
   std::string().swap(slot->change.from);
 }
 
@@ -120,7 +121,7 @@ void Journal::Overflow() {
   }
 }
 
-void Journal::Upsert(uint32_t root, std::string_view path) {
+void Journal::Upsert(uint32_t root, std::string_view path, std::string_view object) {
   HASYNC_ASSERT(root < root_count_);
   ++seq_;
   ++stats_.pushed;
@@ -129,14 +130,21 @@ void Journal::Upsert(uint32_t root, std::string_view path) {
     Slot* slot = At(it->second);
     if (slot != nullptr && slot->live) {
       ++stats_.coalesced;  // the sender reads the file as it is when it sends
+      if (!object.empty() && slot->change.object != object) {
+        bytes_ += object.size();
+        bytes_ -= std::min(bytes_, slot->change.object.size());
+        slot->change.object = std::string(object);
+      }
       return;
     }
     pending_upsert_.erase(it);
   }
-  Append(Change{ChangeKind::kUpsert, root, std::string(path), "", 0});
+  Change c{ChangeKind::kUpsert, root, std::string(path), "", 0};
+  c.object = std::string(object);
+  Append(std::move(c));
 }
 
-void Journal::Remove(uint32_t root, std::string_view path) {
+void Journal::Remove(uint32_t root, std::string_view path, std::string_view object) {
   HASYNC_ASSERT(root < root_count_);
   ++seq_;
   ++stats_.pushed;
@@ -144,7 +152,9 @@ void Journal::Remove(uint32_t root, std::string_view path) {
   // made before this removal), but a later Upsert of the same name is a new object and
   // must not be merged into it.
   pending_upsert_.erase(Key(root, path));
-  Append(Change{ChangeKind::kRemove, root, std::string(path), "", 0});
+  Change c{ChangeKind::kRemove, root, std::string(path), "", 0};
+  c.object = std::string(object);
+  Append(std::move(c));
 }
 
 void Journal::KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
@@ -205,11 +215,13 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
 }
 
-void Journal::Rescan(uint32_t root, std::string_view subtree) {
+void Journal::Rescan(uint32_t root, std::string_view subtree, std::string_view object) {
   HASYNC_ASSERT(root < root_count_);
   ++seq_;
   ++stats_.pushed;
-  Append(Change{ChangeKind::kRescan, root, std::string(subtree), "", 0});
+  Change c{ChangeKind::kRescan, root, std::string(subtree), "", 0};
+  c.object = std::string(object);
+  Append(std::move(c));
 }
 
 size_t Journal::Take(std::vector<Change>& out, size_t max) {
@@ -222,7 +234,7 @@ size_t Journal::Take(std::vector<Change>& out, size_t max) {
         if (it != pending_upsert_.end() && it->second == base_) pending_upsert_.erase(it);
       }
       CountMentions(front.change, -1);
-      bytes_ -= front.change.path.size() + front.change.from.size();
+      bytes_ -= front.change.path.size() + front.change.from.size() + front.change.object.size();
       --live_;
       out.push_back(std::move(front.change));
       ++taken;

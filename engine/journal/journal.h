@@ -52,7 +52,13 @@ struct Change {
   std::string path;   // relative to the root; "" is the root itself (Rescan only)
   std::string from;   // Rename only: the old name
   uint64_t seq = 0;   // journal sequence when it was pushed
-  friend bool operator==(const Change&, const Change&) = default;
+  // Upsert/Remove/Rescan: the handle key of the inode the latest event for this entry was about
+  // (WatchEvent::object), or empty. A hint; not part of the change's identity.
+  std::string object;
+  friend bool operator==(const Change& a, const Change& b) {
+    return a.kind == b.kind && a.root == b.root && a.path == b.path && a.from == b.from &&
+           a.seq == b.seq;
+  }
 };
 
 struct JournalLimits {
@@ -71,11 +77,15 @@ class Journal {
  public:
   Journal(JournalLimits limits, uint32_t root_count);
 
-  void Upsert(uint32_t root, std::string_view path);
-  void Remove(uint32_t root, std::string_view path);
+  // `object`: the event's inode handle key, if the kernel gave one (kept per entry, the
+  // latest of coalesced Upserts).
+  void Upsert(uint32_t root, std::string_view path, std::string_view object = {});
+  void Remove(uint32_t root, std::string_view path, std::string_view object = {});
   // is_dir: the renamed object is a directory (pending Upserts below it move too).
   void Rename(uint32_t root, std::string_view from, std::string_view to, bool is_dir);
-  void Rescan(uint32_t root, std::string_view subtree);
+  // `object`: for the Rescan of one name whose namespace events the kernel merged, the
+  // handle key of the inode the event was about (see Upsert).
+  void Rescan(uint32_t root, std::string_view subtree, std::string_view object = {});
 
   // Moves up to `max` entries, oldest first, into `out`; returns how many.
   size_t Take(std::vector<Change>& out, size_t max);

@@ -1111,16 +1111,16 @@ void Node::DrainWatcher() {
         case watch::WatchKind::kModify:
         case watch::WatchKind::kCloseWrite:
         case watch::WatchKind::kAttrib:
-          journal_->Upsert(e.root, e.path);
+          journal_->Upsert(e.root, e.path, e.object);
           break;
         case watch::WatchKind::kDelete:
-          journal_->Remove(e.root, e.path);
+          journal_->Remove(e.root, e.path, e.object);
           break;
         case watch::WatchKind::kRename:
           journal_->Rename(e.root, e.old_path, e.path, e.is_dir);
           break;
         case watch::WatchKind::kRescan:
-          journal_->Rescan(e.root, e.path);
+          journal_->Rescan(e.root, e.path, e.object);
           break;
       }
     }
@@ -2907,6 +2907,9 @@ void Node::LogStats(std::string_view why) const {
         .kv("unchanged", st.unchanged_skipped)
         .kv("aborted", st.aborted_reads)
         .kv("removes_deferred", st.removes_deferred)
+        .kv("names_rechecked", st.names_rechecked)
+        .kv("event_inodes_rechecked", st.event_inodes_rechecked)
+        .kv("links_split", st.links_split)
         .kv("batches", st.batches)
         .kv("acked_seq", sender_->acked_seq());
   }

@@ -424,6 +424,11 @@ Status Sender::Pump(Journal& journal) {
 }
 
 Status Sender::Apply(const Change& change, Journal& journal) {
+  event_object_ = change.object;
+  struct ClearObject {
+    std::string& object;
+    ~ClearObject() { object.clear(); }
+  } clear_object{event_object_};
   switch (change.kind) {
     case ChangeKind::kUpsert:
       return Upsert(change.root, change.path, &journal);
@@ -442,11 +447,14 @@ Status Sender::Apply(const Change& change, Journal& journal) {
         }
         return Upsert(change.root, change.path, &journal);
       }
+      RETURN_IF_ERROR(RecheckEventInode(change.root, change.path, -1));
       return RemoveUnlessNamedLater(change.root, change.path, &journal);
     }
     case ChangeKind::kRename:
       return Rename(change.root, change.from, change.path, journal);
     case ChangeKind::kRescan:
+      // A merged event of one name: the inode it was about may have other names.
+      if (!change.path.empty()) RETURN_IF_ERROR(RecheckEventInode(change.root, change.path, -1));
       return RescanSubtree(change.root, change.path, &journal, &journal);
   }
   return Status::Ok();
@@ -465,8 +473,47 @@ Status Sender::Apply(const Change& change, Journal& journal) {
 // last close is reported under the old name after the unlink, and must not leave the
 // name on the standby.
 Status Sender::NameMissing(uint32_t root, const std::string& path, Journal* journal) {
+  RETURN_IF_ERROR(RecheckEventInode(root, path, -1));
   if (path.empty() || !model_[root].contains(path)) return Status::Ok();
   return RemoveUnlessNamedLater(root, path, journal != nullptr ? journal : live_);
+}
+
+Status Sender::RecheckEventInode(uint32_t root, const std::string& path, int name_fd) {
+  if (event_object_.size() <= 12) return Status::Ok();  // no handle: nothing to go by
+  // HandleCache::Key: fsid (8 bytes), handle type (4), the handle's bytes.
+  const std::string key = std::move(event_object_);
+  event_object_.clear();  // once per change, and not again for the names looked at below
+  int32_t type = 0;
+  std::memcpy(&type, key.data() + 8, sizeof type);
+  const size_t bytes = key.size() - 12;
+  if (bytes > MAX_HANDLE_SZ) return Status::Ok();
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  if (name_fd >= 0) {
+    // The name holds the event's inode still: the name's own upsert covers it.
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    int mount_id = 0;
+    if (name_to_handle_at(name_fd, "", fh, &mount_id, AT_EMPTY_PATH) == 0 &&
+        fh->handle_type == type && fh->handle_bytes == bytes &&
+        std::memcmp(fh->f_handle, key.data() + 12, bytes) == 0) {
+      return Status::Ok();
+    }
+  }
+  fh->handle_bytes = static_cast<unsigned int>(bytes);
+  fh->handle_type = type;
+  std::memcpy(fh->f_handle, key.data() + 12, bytes);
+  UniqueFd inode(open_by_handle_at(root_fds_[root], fh, O_PATH | O_CLOEXEC));
+  if (!inode) return Status::Ok();  // ESTALE: the inode is gone with every name it had
+  struct stat st {};
+  if (fstat(inode.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Status::Ok();
+  Model& m = model_[root];
+  std::vector<std::string> names;
+  for (const Model::Node* node : m.NamesOf(st.st_dev, st.st_ino)) {
+    if (node->first.view() != path) names.push_back(node->first.str());
+  }
+  if (names.empty()) return Status::Ok();
+  ++stats_.event_inodes_rechecked;
+  return RecheckNames(root, st.st_dev, st.st_ino, names);
 }
 
 // The standby holds names `names` of one primary inode whose model entry just left it
@@ -662,6 +709,7 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
   ASSIGN_OR_RETURN(FileInfo info, StatFd(fd.get()));
   if (info.kind != NodeKind::kFile) return Upsert(root, path_info.path, journal);  // raced
   info.path = path_info.path;
+  RETURN_IF_ERROR(RecheckEventInode(root, info.path, fd.get()));
 
   Model& m = model_[root];
   auto it = m.find(info.path);

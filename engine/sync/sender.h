@@ -104,6 +104,7 @@ struct SenderStats {
   uint64_t removes_deferred = 0;  // removals of a missing name that a later entry names
   uint64_t names_rechecked = 0;   // other names of an inode compared again (RecheckNames)
   uint64_t links_split = 0;       // resync: names the standby had linked, the primary not
+  uint64_t event_inodes_rechecked = 0;  // events whose inode the name no longer held
 };
 
 class Sender {
@@ -197,6 +198,11 @@ class Sender {
   std::vector<std::string> OtherNames(uint32_t root, const Entry& entry, std::string_view except);
   Status RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
                       const std::vector<std::string>& names);
+  // The change being handled carries the handle of the inode its event was about
+  // (event_object_). When `path` no longer names that inode (name_fd: open on what the
+  // name holds now, or -1 when it is missing), a change made through the name may have
+  // gone to that inode: its other names the standby holds are compared again.
+  Status RecheckEventInode(uint32_t root, const std::string& path, int name_fd);
   // After a SETATTR or xattr change of a file: the other names of its primary inode are
   // one inode on the standby too, so the model records the change for each of them.
   void ShareInodeAttrs(uint32_t root, const std::string& path, const Entry& entry);
@@ -252,6 +258,8 @@ class Sender {
   // The journal of the Pump or Resync in progress (null between them): consulted before
   // a name found missing is removed, whatever path led there.
   Journal* live_ = nullptr;
+  // Change::object of the journal entry being applied (empty between entries).
+  std::string event_object_;
 };
 
 // "i/p" for root i and relative path p ("i" for the root itself).

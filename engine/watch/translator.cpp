@@ -80,16 +80,19 @@ bool Translator::RootAtOrUnder(std::string_view abs) const {
   return false;
 }
 
-void Translator::EmitRescan(int root, std::string rel, bool is_dir, std::vector<WatchEvent>* out) {
+void Translator::EmitRescan(int root, std::string rel, bool is_dir, std::vector<WatchEvent>* out,
+                            std::string_view object) {
   HASYNC_ASSERT(root >= 0);
   ++stats_.rescans;
-  out->push_back(
-      WatchEvent{WatchKind::kRescan, static_cast<uint32_t>(root), std::move(rel), {}, is_dir});
+  out->push_back(WatchEvent{WatchKind::kRescan, static_cast<uint32_t>(root), std::move(rel), {},
+                            is_dir, is_dir ? std::string() : std::string(object)});
 }
 
-void Translator::Emit(WatchKind kind, const Place& p, bool is_dir, std::vector<WatchEvent>* out) {
+void Translator::Emit(WatchKind kind, const Place& p, bool is_dir, std::vector<WatchEvent>* out,
+                      std::string_view object) {
   HASYNC_ASSERT(p.root >= 0);
-  out->push_back(WatchEvent{kind, static_cast<uint32_t>(p.root), p.rel, {}, is_dir});
+  out->push_back(WatchEvent{kind, static_cast<uint32_t>(p.root), p.rel, {}, is_dir,
+                            is_dir ? std::string() : std::string(object)});
 }
 
 void Translator::FlushPlace(const Place& p, std::vector<WatchEvent>* out) {
@@ -353,7 +356,10 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
     FlushPlace(p, out);
     if (is_dir) cache_.EraseSubtree(abs);
     if (p.rel.empty()) RefreshRoots(out);
-    EmitRescan(p.root, p.rel, is_dir, out);
+    // The inode it was about goes along: a link made, written through and removed
+    // between two reads of the queue arrives as one merged event, and only the handle
+    // says which file's other names got the write.
+    EmitRescan(p.root, p.rel, is_dir, out, object_key);
     return;
   }
   if (ns == FAN_DELETE) {
@@ -364,7 +370,7 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
       EmitRescan(p.root, "", true, out);
       return;
     }
-    Emit(WatchKind::kDelete, p, is_dir, out);
+    Emit(WatchKind::kDelete, p, is_dir, out, object_key);
     return;
   }
   if (ns == FAN_MOVED_FROM) {
@@ -382,7 +388,7 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
   }
   if (ns == FAN_CREATE) {
     FlushPlace(p, out);
-    Emit(WatchKind::kCreate, p, is_dir, out);
+    Emit(WatchKind::kCreate, p, is_dir, out, object_key);
     if (is_dir) {
       if (!object_key.empty()) {
         cache_.Insert(object_key, abs, false);
@@ -394,10 +400,10 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
       }
     }
   }
-  if (ev.mask & FAN_ATTRIB) Emit(WatchKind::kAttrib, p, is_dir, out);
+  if (ev.mask & FAN_ATTRIB) Emit(WatchKind::kAttrib, p, is_dir, out, object_key);
   if (ev.mask & FAN_CLOSE_WRITE) {
     debouncer_.Cancel(static_cast<uint32_t>(p.root), p.rel);
-    Emit(WatchKind::kCloseWrite, p, false, out);
+    Emit(WatchKind::kCloseWrite, p, false, out, object_key);
   } else if ((ev.mask & FAN_MODIFY) && !is_dir) {
     if (debouncer_.Modify(static_cast<uint32_t>(p.root), p.rel, clock_->NowNs(), out)) {
       ++stats_.coalesced_modify;

@@ -133,8 +133,10 @@ class Translator {
   // emitted already.
   std::optional<std::string> DirPath(const Fid& dir, bool* gone, std::vector<WatchEvent>* out);
   void RescanFs(uint64_t fsid, std::vector<WatchEvent>* out);
-  void EmitRescan(int root, std::string rel, bool is_dir, std::vector<WatchEvent>* out);
-  void Emit(WatchKind kind, const Place& p, bool is_dir, std::vector<WatchEvent>* out);
+  void EmitRescan(int root, std::string rel, bool is_dir, std::vector<WatchEvent>* out,
+                  std::string_view object = {});
+  void Emit(WatchKind kind, const Place& p, bool is_dir, std::vector<WatchEvent>* out,
+            std::string_view object = {});
   // A namespace change touching `abs`: emit pending modifies at or below it first.
   void FlushPlace(const Place& p, std::vector<WatchEvent>* out);
   bool RootAtOrUnder(std::string_view abs) const;

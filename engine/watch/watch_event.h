@@ -57,7 +57,16 @@ struct WatchEvent {
   std::string path;      // relative to the root
   std::string old_path;  // kRename only: the previous name, relative to the same root
   bool is_dir = false;   // the object is a directory (as far as the kernel said)
-  friend bool operator==(const WatchEvent&, const WatchEvent&) = default;
+  // Files only, where the kernel reports the object's file handle (FAN_REPORT_FID;
+  // debounced kModify carries none): HandleCache::Key of the inode the event was about.
+  // A hint for the sender, which ships the name's current truth: when the name is gone
+  // or names another inode now, the other names of *this* inode may need a look
+  // (docs/REPLICATION.md, rule 3). Not part of an event's identity (operator==).
+  std::string object;
+  friend bool operator==(const WatchEvent& a, const WatchEvent& b) {
+    return a.kind == b.kind && a.root == b.root && a.path == b.path && a.old_path == b.old_path &&
+           a.is_dir == b.is_dir;
+  }
 };
 
 // "Rename 0:a/b <- a/c dir" — for logs and test failure messages.

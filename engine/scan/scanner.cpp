@@ -238,28 +238,40 @@ namespace {
 // chunks stay aligned to it if the file grows meanwhile): a spool is mostly small
 // files, and zeroing and faulting in a 1 MiB buffer for a 4 KiB file cost more than
 // reading and hashing it.
+// `size_hint`: the file's size if the caller knows it (saves an fstat), else kUnknownSize.
+// A short read of a regular file is its end (POSIX), so a small file costs one pread.
+constexpr uint64_t kUnknownSize = ~uint64_t{0};
 template <typename F>
-Status ReadChunks(int fd, size_t chunk_bytes, size_t align, F&& chunk) {
+Status ReadChunks(int fd, size_t chunk_bytes, size_t align, uint64_t size_hint, F&& chunk) {
   size_t cap = chunk_bytes;
   struct stat st {};
-  if (fstat(fd, &st) == 0 && st.st_size >= 0 && static_cast<uint64_t>(st.st_size) < cap) {
-    const size_t want = static_cast<size_t>(st.st_size) + 1;  // + 1: EOF in the same read
+  uint64_t size = size_hint;
+  if (size == kUnknownSize && fstat(fd, &st) == 0 && st.st_size >= 0) {
+    size = static_cast<uint64_t>(st.st_size);
+  }
+  if (size < cap) {
+    const size_t want = static_cast<size_t>(size) + 1;  // + 1: the end shows in the same read
     cap = std::min(chunk_bytes, (want + align - 1) / align * align);
   }
   std::vector<std::byte> buf(cap);
   uint64_t offset = 0;
   for (;;) {
     size_t filled = 0;
+    bool at_end = false;
     while (filled < buf.size()) {
-      ssize_t n =
-          pread(fd, buf.data() + filled, buf.size() - filled, static_cast<off_t>(offset + filled));
+      const size_t want = buf.size() - filled;
+      ssize_t n = pread(fd, buf.data() + filled, want, static_cast<off_t>(offset + filled));
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus(errno, "read for hashing at offset " + std::to_string(offset));
       }
-      if (n == 0) break;
       filled += static_cast<size_t>(n);
+      if (static_cast<size_t>(n) < want) {
+        at_end = true;
+        break;
+      }
     }
+    if (at_end && filled == 0) return Status::Ok();
     if (filled > 0) chunk(std::span<const std::byte>(buf.data(), filled));
     if (filled < buf.size()) return Status::Ok();
     offset += filled;
@@ -267,10 +279,13 @@ Status ReadChunks(int fd, size_t chunk_bytes, size_t align, F&& chunk) {
 }
 }  // namespace
 
-Result<Hash128> HashFd(int fd) {
+Result<Hash128> HashFd(int fd) { return HashFd(fd, kUnknownSize); }
+
+Result<Hash128> HashFd(int fd, uint64_t size_hint) {
   XXH3_state_t state;
   XXH3_128bits_reset(&state);
-  RETURN_IF_ERROR(ReadChunks(fd, kHashBufferBytes, 4096, [&](std::span<const std::byte> data) {
+  RETURN_IF_ERROR(ReadChunks(fd, kHashBufferBytes, 4096, size_hint,
+                             [&](std::span<const std::byte> data) {
     XXH3_128bits_update(&state, data.data(), data.size());
   }));
   XXH128_hash_t h = XXH3_128bits_digest(&state);
@@ -282,7 +297,8 @@ Result<std::vector<Hash128>> BlockHashesFd(int fd, uint32_t block_size) {
   std::vector<Hash128> hashes;
   // Read whole blocks at a time so each chunk is exactly one block (the last may be short).
   size_t per_read = std::max<size_t>(block_size, (kHashBufferBytes / block_size) * block_size);
-  RETURN_IF_ERROR(ReadChunks(fd, per_read, block_size, [&](std::span<const std::byte> data) {
+  RETURN_IF_ERROR(ReadChunks(fd, per_read, block_size, kUnknownSize,
+                             [&](std::span<const std::byte> data) {
     for (size_t off = 0; off < data.size(); off += block_size) {
       hashes.push_back(
           Xxh3_128(data.subspan(off, std::min<size_t>(block_size, data.size() - off))));

@@ -79,6 +79,8 @@ Result<FileInfo> StatFd(int fd);
 
 // XXH3-128 of the whole content of an open regular file, read with pread.
 Result<Hash128> HashFd(int fd);
+// The same, told the size the caller just saw (a hint for the buffer: no fstat).
+Result<Hash128> HashFd(int fd, uint64_t size_hint);
 
 // XXH3-128 of each block_size block of an open regular file (the last may be short).
 Result<std::vector<Hash128>> BlockHashesFd(int fd, uint32_t block_size);

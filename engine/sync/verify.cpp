@@ -142,7 +142,7 @@ Result<wire::ManifestEntry> EntryFromFd(int fd, uint32_t root, const FileInfo& i
     return e;  // Linux keeps no user.* xattrs on a symlink
   }
   if (info.kind == NodeKind::kFile) {
-    ASSIGN_OR_RETURN(e.hash, HashFd(fd));
+    ASSIGN_OR_RETURN(e.hash, HashFd(fd, info.size));
     if (info.nlink > 1) {
       // Any nonzero value that is the same for the names of one inode and differs
       // between inodes of this listing: a mix of device and inode number.
@@ -205,16 +205,14 @@ Result<wire::ManifestEntry> MakeManifestEntryIn(DirStack& dirs, uint32_t root,
   const size_t slash = info.path.rfind('/');
   const std::string_view parent =
       slash == std::string::npos ? std::string_view() : std::string_view(info.path).substr(0, slash);
-  if (info.path.empty()) {
-    ASSIGN_OR_RETURN(int self, dirs.Open(""));
+  if (info.kind == NodeKind::kDirectory) {
+    // Its children come next in the walk: opened once, for its xattrs and for them.
+    ASSIGN_OR_RETURN(int self, dirs.Open(info.path));
     return EntryFromFd(self, root, info);
   }
   ASSIGN_OR_RETURN(int dir, dirs.Open(parent));
   const std::string name = info.path.substr(slash == std::string::npos ? 0 : slash + 1);
-  const int flags = info.kind == NodeKind::kDirectory
-                        ? O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-                        : O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
-  int raw = openat(dir, name.c_str(), flags);
+  int raw = openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (raw < 0) {
     int err = errno == ENOTDIR || errno == ELOOP ? ENOENT : errno;
     return ErrnoStatus(err, "open " + info.path);

@@ -463,7 +463,7 @@ struct ManifestEntry {
   // st_nlink > 1); 0 for a file with one link and for everything else. The values mean
   // nothing across nodes: only which names share one.
   uint64_t link_id = 0;
-  std::string xattr_names;
+  std::string xattr_names = {};
   std::string path;
   friend bool operator==(const ManifestEntry&, const ManifestEntry&) = default;
 };

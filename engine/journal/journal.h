@@ -54,7 +54,7 @@ struct Change {
   uint64_t seq = 0;   // journal sequence when it was pushed
   // Upsert/Remove/Rescan: the handle key of the inode the latest event for this entry was about
   // (WatchEvent::object), or empty. A hint; not part of the change's identity.
-  std::string object;
+  std::string object = {};
   friend bool operator==(const Change& a, const Change& b) {
     return a.kind == b.kind && a.root == b.root && a.path == b.path && a.from == b.from &&
            a.seq == b.seq;

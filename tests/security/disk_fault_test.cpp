@@ -515,7 +515,10 @@ TEST(DiskFault, FsyncEioOnTempAndDirectoryIsNackedAndTheDataWrittenAgain) {
   pair.Start(P::kPrimary);
   TreeDiff d = pair.WaitConverged(30s);
   ASSERT_TRUE(d.empty()) << d.ToString();
-  // Restart the standby under strace (its state exists: no first-start fsyncs).
+  // Restart the standby under strace (its state exists: no first-start fsyncs). The
+  // sessions are counted before: the primary redials within 100 ms, so the new session
+  // can open before the standby's log says which group commit it chose.
+  const size_t opens = pair.CountEvents(P::kPrimary, "session_open");
   pair.Stop(P::kStandby);
   const std::string trace = dir.path() + "/strace.log";
   const std::string slog_path = LogPathOf(pair.config(P::kStandby));
@@ -533,7 +536,6 @@ TEST(DiskFault, FsyncEioOnTempAndDirectoryIsNackedAndTheDataWrittenAgain) {
   ASSERT_FALSE(Lines(slog(), {"event=group_commit", "one after the other"}).empty())
       << "the io_uring fsync ring was not refused; strace log:\n"
       << ReadFile(trace).value_or("");
-  const size_t opens = pair.CountEvents(P::kPrimary, "session_open");
   ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "session_open", opens + 1, 30s));
   ASSERT_TRUE(pair.WaitConverged(30s).empty());
 
@@ -597,6 +599,7 @@ TEST(DiskFault, AFailedFsyncIsStillDistrustedAfterARestart) {
   pair.Start(P::kStandby);
   pair.Start(P::kPrimary);
   ASSERT_TRUE(pair.WaitConverged(30s).empty());
+  const size_t opens = pair.CountEvents(P::kPrimary, "session_open");  // before: see above
   pair.Stop(P::kStandby);
   const std::string trace = dir.path() + "/strace.log";
   const std::string slog_path = LogPathOf(pair.config(P::kStandby));
@@ -611,7 +614,6 @@ TEST(DiskFault, AFailedFsyncIsStillDistrustedAfterARestart) {
       slog_path);
   ASSERT_GT(node->pid(), 0);
   auto slog = [&] { return ReadFile(slog_path).value_or("").substr(slog_start); };
-  const size_t opens = pair.CountEvents(P::kPrimary, "session_open");
   ASSERT_TRUE(pair.WaitEvents(P::kPrimary, "session_open", opens + 1, 30s));
   ASSERT_TRUE(pair.WaitConverged(30s).empty());
   const std::string content = Content("job", 10000);

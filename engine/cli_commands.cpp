@@ -389,9 +389,10 @@ int VerifyCommand(const std::string& path, int64_t timeout_ms, int rounds, bool 
             ? fmt::format(": {} path(s) kept changing; run it again", changing.size())
             : "");
     if (result.value("repaired", uint64_t{0}) > 0) {
-      out << fmt::format("verify: repair queued for {} path(s); run `hasync verify` again to "
-                         "see the result\n",
-                         result.value("repaired", uint64_t{0}));
+      out << fmt::format(
+          "verify: repair queued for {} path(s); run `hasync verify` again to "
+          "see the result\n",
+          result.value("repaired", uint64_t{0}));
     }
   }
   if (outcome == "identical") return kExitOk;

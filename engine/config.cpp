@@ -644,10 +644,10 @@ class Parser {
   Status ReadAntiEntropy(const toml::table& root, Config& cfg) const {
     const toml::table* t = Sub(root, "anti_entropy");
     Config::AntiEntropy& a = cfg.anti_entropy;
-    RETURN_IF_ERROR(GetInt(t, "anti_entropy", "interval_ms", kAntiEntropyIntervalMsBounds,
-                           a.interval_ms));
-    RETURN_IF_ERROR(GetUnsigned(t, "anti_entropy", "cpu_percent", kAntiEntropyCpuPercentBounds,
-                                a.cpu_percent));
+    RETURN_IF_ERROR(
+        GetInt(t, "anti_entropy", "interval_ms", kAntiEntropyIntervalMsBounds, a.interval_ms));
+    RETURN_IF_ERROR(
+        GetUnsigned(t, "anti_entropy", "cpu_percent", kAntiEntropyCpuPercentBounds, a.cpu_percent));
     return GetBool(t, "anti_entropy", "repair", a.repair);
   }
 

@@ -94,8 +94,8 @@ Result<std::string> Quarantine::Keep(const Tree& tree, std::string_view path, ui
   for (int suffix = 0; suffix <= kMaxQuarantineSuffix && chosen.empty(); ++suffix) {
     std::string name = suffix == 0 ? src.name : fmt::format("{}.{}", src.name, suffix);
     if (!must_copy) {
-      if (::renameat2(src.fd.get(), src.name.c_str(), dest.get(), name.c_str(),
-                      RENAME_NOREPLACE) == 0) {
+      if (::renameat2(src.fd.get(), src.name.c_str(), dest.get(), name.c_str(), RENAME_NOREPLACE) ==
+          0) {
         chosen = std::move(name);
         break;
       }

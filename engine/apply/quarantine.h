@@ -12,8 +12,8 @@
 //   link (so the kept copy never shares an inode with a live name): copy (data with
 //   holes, mode, owner, mtime; xattrs are not carried), fsync, then unlink the
 //   original name; a directory across filesystems is Unimplemented. (Files inside a
-//   quarantined directory are moved with it, links and all.) Either way it is durable when Keep returns OK: the
-//   quarantine directories and the source's parent are fsynced.
+//   quarantined directory are moved with it, links and all.) Either way it is durable when Keep
+//   returns OK: the quarantine directories and the source's parent are fsynced.
 // - Keep() never overwrites anything in quarantine and never follows a symlink: the
 //   state dir side is resolved with the same openat2 confinement as the tree.
 // - Nothing is deleted unless its copy is durable first.

@@ -586,8 +586,9 @@ Status Node::Init() {
           .kv("asked", NodeRoleName(*opts_.initial_role))
           .kv("role", NodeRoleName(state_.role))
           .kv("epoch", state_.epoch)
-          .kv("why", "the state dir holds this node's state; --initial-role only applies to a "
-                     "node without state");
+          .kv("why",
+              "the state dir holds this node's state; --initial-role only applies to a "
+              "node without state");
     }
   } else if (loaded.status().code() == Code::kNotFound) {
     if (!opts_.initial_role) {
@@ -911,8 +912,7 @@ void Node::Tick() {
     if (cfg_.anti_entropy.interval_ms > 0 && session_ == Session::kLive) {
       if (next_pass_ns_ == 0) next_pass_ns_ = now + cfg_.anti_entropy.interval_ms * 1'000'000;
       const bool idle = !verify_ || verify_->phase == VerifyRun::Phase::kDone;
-      if (idle && now >= next_pass_ns_ &&
-          now - operator_verify_done_ns_ >= kOperatorResultKeptNs) {
+      if (idle && now >= next_pass_ns_ && now - operator_verify_done_ns_ >= kOperatorResultKeptNs) {
         StartAntiEntropyPass(now);
       }
     }
@@ -1891,7 +1891,9 @@ std::string Node::StartVerify(int64_t timeout_ms, int rounds, bool repair) {
       return json{{"ok", true}, {"id", verify_->id}, {"attached", true}}.dump();
     }
     // A background pass gives way to the operator's run (its walk is cancelled).
-    Log(Level::kInfo, "anti_entropy").kv("phase", "cancelled").kv("id", verify_->id)
+    Log(Level::kInfo, "anti_entropy")
+        .kv("phase", "cancelled")
+        .kv("id", verify_->id)
         .kv("reason", "hasync verify");
     verify_.reset();
   }
@@ -2127,8 +2129,7 @@ Status Node::OnVerifyEntries(const wire::ManifestEntries& m) {
   std::vector<int> fds;
   for (const auto& fd : root_fds_) fds.push_back(fd.get());
   v.local = std::make_unique<ManifestJob>(
-      fds, kVerifyEntriesMax,
-      v.background ? static_cast<int>(cfg_.anti_entropy.cpu_percent) : 0);
+      fds, kVerifyEntriesMax, v.background ? static_cast<int>(cfg_.anti_entropy.cpu_percent) : 0);
   v.phase = VerifyRun::Phase::kLocal;
   v.phase_since_ns = NowNs();
   return Status::Ok();

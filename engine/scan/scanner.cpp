@@ -284,10 +284,10 @@ Result<Hash128> HashFd(int fd) { return HashFd(fd, kUnknownSize); }
 Result<Hash128> HashFd(int fd, uint64_t size_hint) {
   XXH3_state_t state;
   XXH3_128bits_reset(&state);
-  RETURN_IF_ERROR(ReadChunks(fd, kHashBufferBytes, 4096, size_hint,
-                             [&](std::span<const std::byte> data) {
-    XXH3_128bits_update(&state, data.data(), data.size());
-  }));
+  RETURN_IF_ERROR(
+      ReadChunks(fd, kHashBufferBytes, 4096, size_hint, [&](std::span<const std::byte> data) {
+        XXH3_128bits_update(&state, data.data(), data.size());
+      }));
   XXH128_hash_t h = XXH3_128bits_digest(&state);
   return Hash128{h.low64, h.high64};
 }
@@ -297,13 +297,13 @@ Result<std::vector<Hash128>> BlockHashesFd(int fd, uint32_t block_size) {
   std::vector<Hash128> hashes;
   // Read whole blocks at a time so each chunk is exactly one block (the last may be short).
   size_t per_read = std::max<size_t>(block_size, (kHashBufferBytes / block_size) * block_size);
-  RETURN_IF_ERROR(ReadChunks(fd, per_read, block_size, kUnknownSize,
-                             [&](std::span<const std::byte> data) {
-    for (size_t off = 0; off < data.size(); off += block_size) {
-      hashes.push_back(
-          Xxh3_128(data.subspan(off, std::min<size_t>(block_size, data.size() - off))));
-    }
-  }));
+  RETURN_IF_ERROR(
+      ReadChunks(fd, per_read, block_size, kUnknownSize, [&](std::span<const std::byte> data) {
+        for (size_t off = 0; off < data.size(); off += block_size) {
+          hashes.push_back(
+              Xxh3_128(data.subspan(off, std::min<size_t>(block_size, data.size() - off))));
+        }
+      }));
   return hashes;
 }
 

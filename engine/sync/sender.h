@@ -101,9 +101,9 @@ struct SenderStats {
   uint64_t unchanged_skipped = 0;
   uint64_t aborted_reads = 0;
   uint64_t batches = 0;
-  uint64_t removes_deferred = 0;  // removals of a missing name that a later entry names
-  uint64_t names_rechecked = 0;   // other names of an inode compared again (RecheckNames)
-  uint64_t links_split = 0;       // resync: names the standby had linked, the primary not
+  uint64_t removes_deferred = 0;        // removals of a missing name that a later entry names
+  uint64_t names_rechecked = 0;         // other names of an inode compared again (RecheckNames)
+  uint64_t links_split = 0;             // resync: names the standby had linked, the primary not
   uint64_t event_inodes_rechecked = 0;  // events whose inode the name no longer held
 };
 

@@ -1,9 +1,9 @@
 #include "engine/sync/verify.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -77,7 +77,8 @@ std::string Describe(const wire::ManifestEntry& p, const wire::ManifestEntry& s)
   if (p.xattr_hash != s.xattr_hash) {
     auto names = [](const wire::ManifestEntry& e) {
       std::string out;
-      for (const std::string& n : SplitXattrNames(e.xattr_names)) out += (out.empty() ? "" : ",") + n;
+      for (const std::string& n : SplitXattrNames(e.xattr_names))
+        out += (out.empty() ? "" : ",") + n;
       return e.xattr_hash == 0 ? std::string("none") : out.empty() ? std::string("?") : out;
     };
     what.push_back(fmt::format("xattrs [{}] vs [{}]", names(p), names(s)));
@@ -170,16 +171,19 @@ class DirStack {
   Result<int> Open(std::string_view dir) {
     if (stack_.empty()) return ErrnoStatus(EBADF, "open sync root");
     auto is_ancestor = [&](const std::string& a) {
-      return a.empty() || dir == a || (dir.size() > a.size() && dir.starts_with(a) && dir[a.size()] == '/');
+      return a.empty() || dir == a ||
+             (dir.size() > a.size() && dir.starts_with(a) && dir[a.size()] == '/');
     };
     while (stack_.size() > 1 && !is_ancestor(stack_.back().path)) stack_.pop_back();
     while (stack_.back().path.size() < dir.size()) {
       const std::string& at = stack_.back().path;
       size_t start = at.empty() ? 0 : at.size() + 1;
       size_t slash = dir.find('/', start);
-      std::string_view comp = dir.substr(start, slash == std::string_view::npos ? dir.size() - start : slash - start);
+      std::string_view comp =
+          dir.substr(start, slash == std::string_view::npos ? dir.size() - start : slash - start);
       std::string name(comp);
-      int fd = openat(stack_.back().fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int fd = openat(stack_.back().fd.get(), name.c_str(),
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) {
         int err = errno == ENOTDIR || errno == ELOOP ? ENOENT : errno;
         return ErrnoStatus(err, "open directory " + std::string(dir));
@@ -203,8 +207,9 @@ Result<wire::ManifestEntry> MakeManifestEntryIn(DirStack& dirs, uint32_t root,
                                                 const FileInfo& info) {
   if (info.kind == NodeKind::kSymlink) return EntryFromFd(-1, root, info);
   const size_t slash = info.path.rfind('/');
-  const std::string_view parent =
-      slash == std::string::npos ? std::string_view() : std::string_view(info.path).substr(0, slash);
+  const std::string_view parent = slash == std::string::npos
+                                      ? std::string_view()
+                                      : std::string_view(info.path).substr(0, slash);
   if (info.kind == NodeKind::kDirectory) {
     // Its children come next in the walk: opened once, for its xattrs and for them.
     ASSIGN_OR_RETURN(int self, dirs.Open(info.path));
@@ -333,10 +338,10 @@ std::vector<ManifestDifference> CompareManifests(std::vector<wire::ManifestEntry
         const auto& pn = p_names != nullptr ? *p_names : kAlone;
         const auto& sn = s_names != nullptr ? *s_names : kAlone;
         if (pn != sn) {
-          what += fmt::format("{}hard links: one inode with [{}] on the primary, with [{}] on the "
-                              "standby",
-                              what.empty() ? "" : "; ", LinkGroups::List(pn),
-                              LinkGroups::List(sn));
+          what += fmt::format(
+              "{}hard links: one inode with [{}] on the primary, with [{}] on the "
+              "standby",
+              what.empty() ? "" : "; ", LinkGroups::List(pn), LinkGroups::List(sn));
         }
       }
       if (!what.empty()) out.push_back({primary[i].path, std::move(what), primary[i], standby[j]});

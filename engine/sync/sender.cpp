@@ -289,39 +289,9 @@ std::vector<std::string> Sender::StandbyLinked(uint32_t root, const std::string&
 }
 
 Status Sender::Distrust(const std::string& wire_path, const wire::ManifestEntry* standby_entry) {
+  if (standby_entry != nullptr) return AddManifestEntry(*standby_entry);  // the same checks
   ASSIGN_OR_RETURN(auto split, SplitWirePath(wire_path, static_cast<uint32_t>(model_.size())));
-  Model& m = model_[split.first];
-  if (standby_entry == nullptr) {
-    if (!split.second.empty()) m.Forget(split.second);
-    return Status::Ok();
-  }
-  if (split.second.empty() && standby_entry->kind != wire::EntryKind::kDirectory) {
-    return InvalidArgument("the standby lists sync root " + wire_path + " as a non-directory");
-  }
-  Entry e;
-  e.kind = FromWire(standby_entry->kind);
-  e.mode = standby_entry->mode;
-  e.uid = standby_entry->uid;
-  e.gid = standby_entry->gid;
-  e.size = standby_entry->size;
-  e.mtime_ns = standby_entry->mtime_ns;
-  e.hash = standby_entry->hash;
-  if (standby_entry->xattr_hash != 0) {
-    e.set_xattrs(standby_entry->xattr_hash, SplitXattrNames(standby_entry->xattr_names));
-  }
-  // Names the standby holds as one inode: a repair splits them where the primary does
-  // not (every name of such a group differs, so each comes through here).
-  if (standby_entry->link_id != 0 && e.kind == NodeKind::kFile) {
-    if (standby_links_.size() != model_.size()) standby_links_.assign(model_.size(), {});
-    auto& names = standby_links_[split.first][standby_entry->link_id];
-    if (names.size() < kMaxLinkGroupNames) {
-      e.set_standby_link(standby_entry->link_id);
-      names.push_back(split.second);
-    }
-  }
-  // The symlink's target is not in a manifest; a hash that differs from the primary's
-  // target makes the sender replace it, which is all a repair needs.
-  m.Put(split.second, std::move(e));
+  if (!split.second.empty()) model_[split.first].Forget(split.second);
   return Status::Ok();
 }
 

@@ -1,0 +1,731 @@
+#include "engine/failover/controller.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+
+#include "base/assert.h"
+#include "engine/config.h"
+
+namespace hasync::engine::failover {
+
+namespace {
+
+constexpr int64_t kMsNs = 1'000'000;
+// A switchover hands over once the primary has been drained for this long: nothing in
+// flight.
+constexpr int64_t kSwitchoverQuietNs = 200 * kMsNs;
+// After a refused promotion on a failed quorum_check, the next try waits this many beats.
+constexpr int64_t kQuorumRetryBeats = 4;
+// After an anti-flap refusal, the next try waits this long.
+constexpr int64_t kAntiFlapRetryNs = 1'000 * kMsNs;
+
+constexpr int kInfo = 0;
+constexpr int kWarn = 1;
+constexpr int kError = 2;
+
+using P = Phase;
+
+// Every transition the controller takes; Go() asserts against it.
+constexpr std::array kTable{
+    // The primary.
+    Transition{P::kServing, P::kLeaseCheck, "Tick, SendBlocked",
+               "nothing heard from the standby for lease_ms; quorum_check configured"},
+    Transition{P::kDraining, P::kLeaseCheck, "Tick, SendBlocked",
+               "as above, during a switchover's drain"},
+    Transition{P::kLeaseCheck, P::kServing, "HookDone",
+               "quorum_check passed: the standby is presumed down"},
+    Transition{P::kLeaseCheck, P::kDraining, "HookDone",
+               "quorum_check passed during a switchover's drain"},
+    Transition{P::kLeaseCheck, P::kDemoteHook, "HookDone",
+               "quorum_check failed: self-fence (on_demote configured)"},
+    Transition{P::kLeaseCheck, P::kDemotePersist, "HookDone",
+               "quorum_check failed: self-fence (no on_demote)"},
+    Transition{P::kServing, P::kDemoteHook, "PeerHello, HigherEpoch, DemoteRequested",
+               "a peer at a higher epoch, or the standby's DEMOTE_REQUEST; on_demote configured"},
+    Transition{P::kServing, P::kDemotePersist, "PeerHello, HigherEpoch, DemoteRequested",
+               "as above, no on_demote"},
+    Transition{P::kDraining, P::kDemoteHook, "PeerHello, HigherEpoch, DemoteRequested",
+               "as above, during a switchover's drain (on_demote configured)"},
+    Transition{P::kDraining, P::kDemotePersist, "PeerHello, HigherEpoch, DemoteRequested",
+               "as above, during a switchover's drain (no on_demote, or it ran at the start)"},
+    Transition{P::kServing, P::kSwitchoverStop, "SwitchoverRequest",
+               "the session is live; on_demote configured (stops the scheduler first)"},
+    Transition{P::kServing, P::kDraining, "SwitchoverRequest", "the session is live; no on_demote"},
+    Transition{P::kSwitchoverStop, P::kDraining, "HookDone",
+               "on_demote finished (its result goes to the standby with DEMOTED)"},
+    Transition{P::kDraining, P::kDemotePersist, "Tick",
+               "drained for 200 ms: everything acknowledged; DEMOTED sent"},
+    Transition{P::kDraining, P::kSwitchoverAbort, "Tick",
+               "the switchover's timeout passed; on_promote configured (restarts the scheduler)"},
+    Transition{P::kDraining, P::kServing, "Tick", "the switchover's timeout passed; no on_promote"},
+    Transition{P::kSwitchoverAbort, P::kServing, "HookDone", "on_promote finished"},
+    Transition{P::kDemoteHook, P::kDemotePersist, "HookDone",
+               "on_demote finished (DEMOTED sent when the standby asked)"},
+    Transition{P::kDemotePersist, P::kDemoted, "Persisted",
+               "role standby persisted: restart as standby"},
+    Transition{P::kDemotePersist, P::kFatal, "Persisted", "the demotion could not be persisted"},
+    // The standby.
+    Transition{P::kFollowing, P::kAdoptEpoch, "SessionOpened",
+               "the primary's epoch is higher than this node's"},
+    Transition{P::kAwaitDemoted, P::kAdoptEpoch, "SessionOpened",
+               "as above, while waiting for DEMOTED"},
+    Transition{P::kAdoptEpoch, P::kFollowing, "Persisted",
+               "epoch persisted (or not: the session ends)"},
+    Transition{P::kFollowing, P::kFatal, "Persisted", "the end of a rejoin could not be persisted"},
+    Transition{P::kFollowing, P::kAwaitDemoted, "Tick",
+               "verdict Stalled, session open, rules pass: DEMOTE_REQUEST sent"},
+    Transition{P::kAwaitDemoted, P::kFollowing, "Tick, SessionOpened",
+               "verdict Alive again, or a new session"},
+    Transition{P::kFollowing, P::kQuorumCheck, "Tick",
+               "verdict Silent, rules pass, quorum_check configured"},
+    Transition{P::kFollowing, P::kGuard, "Tick",
+               "verdict Silent (guarded) or DEMOTED received; promote_guard configured"},
+    Transition{P::kFollowing, P::kFence, "Tick",
+               "as above, no promote_guard; fence configured and DEMOTED not confirmed"},
+    Transition{P::kFollowing, P::kPromotePersist, "Tick", "as above, nothing to run first"},
+    Transition{P::kAwaitDemoted, P::kGuard, "Tick",
+               "DEMOTED, or a window without it (at once with fence); promote_guard configured"},
+    Transition{P::kAwaitDemoted, P::kFence, "Tick", "as above, no promote_guard; fence configured"},
+    Transition{P::kAwaitDemoted, P::kPromotePersist, "Tick",
+               "as above, nothing to run first (DEMOTED confirmed, or no fence)"},
+    Transition{P::kQuorumCheck, P::kFollowing, "HookDone",
+               "quorum_check failed, or the primary was heard again meanwhile"},
+    Transition{P::kQuorumCheck, P::kGuard, "HookDone", "quorum_check passed; promote_guard"},
+    Transition{P::kQuorumCheck, P::kFence, "HookDone", "quorum_check passed; fence"},
+    Transition{P::kQuorumCheck, P::kPromotePersist, "HookDone", "quorum_check passed"},
+    Transition{P::kGuard, P::kFollowing, "HookDone",
+               "promote_guard vetoed, or the primary was heard again meanwhile"},
+    Transition{P::kGuard, P::kFence, "HookDone", "promote_guard passed; fence"},
+    Transition{P::kGuard, P::kPromotePersist, "HookDone", "promote_guard passed"},
+    Transition{P::kFence, P::kFollowing, "HookDone", "fence failed: the old primary may live"},
+    Transition{P::kFence, P::kPromotePersist, "HookDone", "fence succeeded"},
+    Transition{P::kPromotePersist, P::kFollowing, "Persisted",
+               "the new epoch could not be persisted: not primary"},
+    Transition{P::kPromotePersist, P::kPromoteHook, "Persisted",
+               "epoch + 1, role primary persisted; on_promote configured"},
+    Transition{P::kPromotePersist, P::kPromoted, "Persisted",
+               "epoch + 1, role primary persisted: restart as primary"},
+    Transition{P::kPromoteHook, P::kPromoted, "HookDone",
+               "on_promote finished (a failure is logged; the node stays primary)"},
+};
+
+std::string Ms(int64_t ns) { return std::to_string(ns / kMsNs); }
+
+}  // namespace
+
+Policy Policy::From(const Config& c) {
+  Policy p;
+  p.window_ns = c.failover.window_ms * kMsNs;
+  p.beat_ns = c.failover.beat_ms * kMsNs;
+  p.lease_ns = c.failover.lease_ms * kMsNs;
+  // The node's redial backoff cap: a quarter of the window, within [100 ms, 5 s].
+  p.redial_max_ns = std::clamp<int64_t>(c.failover.window_ms / 4, 100, 5'000) * kMsNs;
+  p.min_failover_interval_ms = static_cast<uint64_t>(c.failover.min_failover_interval_ms);
+  p.has_promote_guard = c.hooks.promote_guard.configured();
+  p.has_fence = c.hooks.fence.configured();
+  p.has_quorum_check = c.hooks.quorum_check.configured();
+  p.has_on_promote = c.hooks.on_promote.configured();
+  p.has_on_demote = c.hooks.on_demote.configured();
+  p.promote_on_silence_unguarded = c.failover.promote_on_silence_unguarded;
+  return p;
+}
+
+std::string_view HookName(Hook hook) {
+  switch (hook) {
+    case Hook::kPromoteGuard:
+      return "promote_guard";
+    case Hook::kFence:
+      return "fence";
+    case Hook::kQuorumCheck:
+      return "quorum_check";
+    case Hook::kOnPromote:
+      return "on_promote";
+    case Hook::kOnDemote:
+      return "on_demote";
+  }
+  return "?";
+}
+
+std::string_view PhaseName(Phase phase) {
+  static constexpr std::string_view kNames[] = {"serving",
+                                                "lease_check",
+                                                "switchover_stop",
+                                                "draining",
+                                                "switchover_abort",
+                                                "demote_hook",
+                                                "demote_persist",
+                                                "demoted",
+                                                "following",
+                                                "adopt_epoch",
+                                                "await_demoted",
+                                                "quorum_check",
+                                                "guard",
+                                                "fence",
+                                                "promote_persist",
+                                                "promote_hook",
+                                                "promoted",
+                                                "fatal"};
+  static_assert(std::size(kNames) == static_cast<size_t>(Phase::kFatal) + 1);
+  return kNames[static_cast<size_t>(phase)];
+}
+
+std::span<const Transition> Transitions() { return kTable; }
+
+std::string_view InputName(const Input& input) {
+  static constexpr std::string_view kNames[] = {"Tick",       "PeerHeard",         "SendBlocked",
+                                                "PeerHello",  "HigherEpoch",       "SessionOpened",
+                                                "KeyRefused", "DemoteRequested",   "PeerDemoted",
+                                                "Rejoined",   "SwitchoverRequest", "HookDone",
+                                                "Persisted"};
+  static_assert(std::size(kNames) == std::variant_size_v<decltype(Input::event)>);
+  return kNames[input.event.index()];
+}
+
+Controller::Controller(const Policy& policy, const NodeState& persisted, int64_t now_ns,
+                       const Mutations& mutations)
+    : policy_(policy),
+      mut_(mutations),
+      state_(persisted),
+      phase_(persisted.role == NodeRole::kPrimary ? Phase::kServing : Phase::kFollowing),
+      // The lease of a standby never heard counts from the start.
+      last_heard_ns_(now_ns) {}
+
+void Controller::Go(Phase to, std::string_view on) {
+  const Phase from = phase_;
+  const bool listed = std::any_of(kTable.begin(), kTable.end(), [&](const Transition& t) {
+    return t.from == from && t.to == to && t.on.find(on) != std::string_view::npos;
+  });
+  HASYNC_ASSERT(listed);
+  phase_ = to;
+}
+
+void Controller::Note(Ctx& c, int level, std::string event,
+                      std::vector<std::pair<std::string, std::string>> fields) {
+  Emit(c, act::Note{level, std::move(event), std::move(fields)});
+}
+
+FrameEpoch Controller::CheckFrameEpoch(uint64_t epoch) const {
+  if (epoch < state_.epoch) return FrameEpoch::kStale;
+  if (epoch > state_.epoch && primary()) return FrameEpoch::kHigher;
+  return FrameEpoch::kAccept;
+}
+
+bool Controller::KeyRefusalsRecent(int64_t now_ns) const {
+  return key_refused_ns_ != 0 &&
+         now_ns - key_refused_ns_ < policy_.window_ns + 2 * policy_.redial_max_ns;
+}
+
+void Controller::Step(const Input& input, std::vector<Action>* out) {
+  Ctx c{input, out};
+  if (phase_ == Phase::kFatal) return;
+  std::visit(
+      [&](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, in::Tick>) {
+          OnTick(c, e.seen);
+        } else if constexpr (std::is_same_v<T, in::PeerHeard>) {
+          last_heard_ns_ = input.now_ns;
+          if (lease_checked_) {
+            lease_checked_ = false;
+            Note(c, kInfo, "lease_renewed", {{"note", "the standby is heard again"}});
+          }
+        } else if constexpr (std::is_same_v<T, in::SendBlocked>) {
+          if (!primary() ||
+              input.now_ns - std::max(last_heard_ns_, e.progress_ns) < policy_.lease_ns) {
+            return;
+          }
+          CheckLease(c);
+        } else if constexpr (std::is_same_v<T, in::PeerHello>) {
+          OnHello(c, e);
+        } else if constexpr (std::is_same_v<T, in::HigherEpoch>) {
+          BeginDemote(c, wire::RoleChangeReason::kHigherEpoch, e.epoch, e.why, false);
+        } else if constexpr (std::is_same_v<T, in::SessionOpened>) {
+          if (primary() || finished()) return;
+          // A primary is here (again): whatever an earlier one confirmed or was asked no
+          // longer holds.
+          peer_demoted_ = peer_switchover_ = peer_demote_ok_ = false;
+          demote_requested_ns_ = 0;
+          if (phase_ == Phase::kAwaitDemoted) Go(Phase::kFollowing, "SessionOpened");
+          if (e.peer_epoch > state_.epoch && phase_ == Phase::kFollowing) {
+            adopting_epoch_ = e.peer_epoch;
+            next_ = state_;
+            next_.epoch = e.peer_epoch;
+            Go(Phase::kAdoptEpoch, "SessionOpened");
+            Emit(c, act::Persist{next_, ""});
+          }
+        } else if constexpr (std::is_same_v<T, in::KeyRefused>) {
+          const bool new_run = !KeyRefusalsRecent(input.now_ns);
+          key_refused_ns_ = input.now_ns;
+          if (new_run) {
+            Note(c, kWarn, "peer_key_mismatch",
+                 {{"note",
+                   "the primary's host connects with a different sync key: it is alive, so this "
+                   "node does not promote on silence while it keeps connecting "
+                   "(docs/OPERATIONS.md)"}});
+          }
+        } else if constexpr (std::is_same_v<T, in::DemoteRequested>) {
+          BeginDemote(c, e.reason, state_.epoch, "the standby asked (it judged this node stalled)",
+                      true);
+        } else if constexpr (std::is_same_v<T, in::PeerDemoted>) {
+          if (primary()) return;
+          peer_demoted_ = true;
+          peer_demote_ok_ = e.on_demote_ok;
+          peer_switchover_ = e.reason == wire::RoleChangeReason::kSwitchover;
+          next_try_ns_ = 0;
+        } else if constexpr (std::is_same_v<T, in::Rejoined>) {
+          if (primary() || state_.rejoin_epoch == 0) return;
+          state_.rejoin_epoch = 0;
+          rejoin_persisting_ = true;
+          Emit(c, act::Persist{state_, ""});
+        } else if constexpr (std::is_same_v<T, in::SwitchoverRequest>) {
+          OnSwitchoverRequest(c, e);
+        } else if constexpr (std::is_same_v<T, in::HookDone>) {
+          OnHookDone(c, e);
+        } else if constexpr (std::is_same_v<T, in::Persisted>) {
+          OnPersisted(c, e);
+        }
+      },
+      input.event);
+}
+
+// ---- the primary ---------------------------------------------------------------------------
+
+void Controller::OnTick(Ctx& c, const Observation& seen) {
+  seen_ = seen;
+  if (primary()) {
+    if (phase_ == Phase::kServing || phase_ == Phase::kDraining) CheckLease(c);
+    if (phase_ == Phase::kDraining) StepSwitchover(c, seen);
+  } else if (phase_ == Phase::kFollowing || phase_ == Phase::kAwaitDemoted) {
+    MaybePromote(c, seen);
+  }
+}
+
+void Controller::CheckLease(Ctx& c) {
+  const int64_t now = c.in.now_ns;
+  if (mut_.skip_lease_check) return;
+  if (phase_ != Phase::kServing && phase_ != Phase::kDraining) return;
+  if (lease_checked_ || now - last_heard_ns_ < policy_.lease_ns) return;
+  lease_checked_ = true;
+  lease_why_ = fmt::format("nothing heard from the standby for {} ms", Ms(now - last_heard_ns_));
+  if (!policy_.has_quorum_check) {
+    Note(c, kWarn, "lease_expired",
+         {{"reason", lease_why_}, {"action", "keep serving (no quorum_check configured)"}});
+    return;
+  }
+  lease_from_ = phase_;
+  Go(Phase::kLeaseCheck, "Tick, SendBlocked");
+  Emit(c, act::RunHook{Hook::kQuorumCheck, "primary", state_.epoch, lease_why_});
+}
+
+void Controller::OnSwitchoverRequest(Ctx& c, const in::SwitchoverRequest& r) {
+  auto fail = [&](std::string why) { Emit(c, act::SwitchoverReply{false, std::move(why)}); };
+  if (!primary()) return fail("this node is the standby: run `hasync switchover` on the primary");
+  if (finished() || phase_ == Phase::kDemoteHook || phase_ == Phase::kDemotePersist) {
+    return fail("this node is changing role already");
+  }
+  if (phase_ != Phase::kServing) return fail("a switchover is in progress");
+  if (!seen_.session_live) {
+    return fail("the standby is not in a live session: there is nobody to hand over to");
+  }
+  Note(c, kWarn, "switchover", {{"phase", "begin"}, {"timeout_ms", Ms(r.timeout_ns)}});
+  switchover_timeout_ns_ = r.timeout_ns;
+  switchover_demote_ok_ = true;
+  if (policy_.has_on_demote) {
+    // The scheduler stops first, so what it wrote last is in the journal before the drain.
+    Go(Phase::kSwitchoverStop, "SwitchoverRequest");
+    Emit(c, act::RunHook{Hook::kOnDemote, "standby", state_.epoch, "planned switchover"});
+    return;
+  }
+  StartDraining(c);
+}
+
+void Controller::StartDraining(Ctx& c) {
+  Go(Phase::kDraining, phase_ == Phase::kServing ? "SwitchoverRequest" : "HookDone");
+  switchover_deadline_ns_ = c.in.now_ns + switchover_timeout_ns_;
+  switchover_quiet_since_ns_ = 0;
+  Emit(c, act::SwitchoverReply{true, ""});
+}
+
+void Controller::StepSwitchover(Ctx& c, const Observation& seen) {
+  const int64_t now = c.in.now_ns;
+  if (now > switchover_deadline_ns_) {
+    Note(c, kError, "switchover",
+         {{"phase", "aborted"}, {"reason", "the standby did not acknowledge everything in time"}});
+    if (policy_.has_on_promote) {
+      Go(Phase::kSwitchoverAbort, "Tick");
+      Emit(c, act::RunHook{Hook::kOnPromote, "primary", state_.epoch,
+                           "switchover aborted: this node stays primary"});
+    } else {
+      Go(Phase::kServing, "Tick");
+    }
+    return;
+  }
+  if (!seen.drained) {
+    switchover_quiet_since_ns_ = 0;
+    return;
+  }
+  if (switchover_quiet_since_ns_ == 0) switchover_quiet_since_ns_ = now;
+  if (now - switchover_quiet_since_ns_ < kSwitchoverQuietNs) return;
+  // Everything is durable on the standby: hand over.
+  Note(c, kWarn, "switchover",
+       {{"phase", "handing over"}, {"last_acked_seq", std::to_string(seen.acked_seq)}});
+  BeginDemote(c, wire::RoleChangeReason::kSwitchover, state_.epoch, "planned switchover", true);
+}
+
+void Controller::BeginDemote(Ctx& c, wire::RoleChangeReason reason, uint64_t epoch, std::string why,
+                             bool answer_peer) {
+  if (!primary() ||
+      (phase_ != Phase::kServing && phase_ != Phase::kDraining && phase_ != Phase::kLeaseCheck)) {
+    return;
+  }
+  const bool planned = reason == wire::RoleChangeReason::kSwitchover;
+  // A switchover hands over from its drain; a demotion for any other reason during the
+  // drain still counts on_demote as run (it ran when the switchover began).
+  const bool stopped_already = phase_ == Phase::kDraining && policy_.has_on_demote;
+  Note(c, kWarn, "demoting", {{"epoch", std::to_string(state_.epoch)}, {"reason", why}});
+  demote_reason_ = reason;
+  demote_epoch_ = std::max(epoch, state_.epoch);
+  demote_why_ = std::move(why);
+  demote_answer_ = answer_peer;
+  const std::string_view on = InputName(c.in);
+  if (!planned && !stopped_already && policy_.has_on_demote) {
+    Go(Phase::kDemoteHook, on);
+    Emit(c, act::RunHook{Hook::kOnDemote, "standby", demote_epoch_, demote_why_});
+    return;
+  }
+  Go(Phase::kDemotePersist, on);
+  FinishDemote(c, planned || stopped_already ? switchover_demote_ok_ : true);
+}
+
+void Controller::FinishDemote(Ctx& c, bool on_demote_ok) {
+  if (phase_ == Phase::kDemoteHook) Go(Phase::kDemotePersist, "HookDone");
+  demote_ok_ = on_demote_ok;
+  if (demote_answer_) Emit(c, act::SendDemoted{demote_reason_, on_demote_ok});
+  next_ = state_;
+  // What this node did as primary may differ from the new primary: quarantined on
+  // rejoin. A switchover drained everything first, so nothing can.
+  const bool planned = demote_reason_ == wire::RoleChangeReason::kSwitchover;
+  next_.rejoin_epoch = planned ? 0 : state_.epoch;
+  // A failover of the pair: the anti-flap interval holds this node back too.
+  if (!planned) next_.last_failover_unix_ms = c.in.wall_ms;
+  next_.epoch = demote_epoch_;
+  next_.role = NodeRole::kStandby;
+  Emit(c, act::Persist{next_, "demoted: " + demote_why_});
+}
+
+// ---- the standby ---------------------------------------------------------------------------
+
+void Controller::Refuse(Ctx& c, const std::string& why, int64_t retry_ns) {
+  next_try_ns_ = c.in.now_ns + retry_ns;
+  if (why == last_refusal_) return;  // said once per episode
+  last_refusal_ = why;
+  Note(c, kWarn, "not_promoting",
+       {{"verdict", std::string(lockwin::VerdictName(seen_.verdict))}, {"reason", why}});
+}
+
+void Controller::MaybePromote(Ctx& c, const Observation& seen) {
+  const int64_t now = c.in.now_ns;
+  if (now < next_try_ns_) return;
+  const lockwin::Verdict v = seen.verdict;
+  if (v == lockwin::Verdict::kAlive && !peer_demoted_) {
+    demote_requested_ns_ = 0;
+    last_refusal_.clear();
+    if (phase_ == Phase::kAwaitDemoted) Go(Phase::kFollowing, "Tick");
+    return;
+  }
+  if (!seen.caught_up) return;
+  // A standby that never had a primary holds nothing to serve, and one still rejoining
+  // is not yet what the primary acknowledged: neither takes over by itself.
+  if (state_.epoch == 0) {
+    return Refuse(c, "this node never joined a primary (epoch 0): it holds nothing to serve",
+                  policy_.window_ns);
+  }
+  if (seen.rejoining) {
+    return Refuse(c, "this node is still rejoining (its first resync is not complete)",
+                  policy_.window_ns);
+  }
+  // Half a first copy is not a copy: a fresh standby adopts the primary's epoch as the
+  // session opens, before anything is applied.
+  if (!seen.holds_copy) {
+    return Refuse(c,
+                  "this node has not completed a resync with a primary yet: it holds no full copy",
+                  policy_.window_ns);
+  }
+  const uint64_t wall = c.in.wall_ms;
+  const uint64_t gap = policy_.min_failover_interval_ms;
+  if (!peer_switchover_ && state_.last_failover_unix_ms != 0 &&
+      wall - state_.last_failover_unix_ms < gap) {
+    return Refuse(c,
+                  fmt::format("the last automatic failover was {} s ago (min_failover_interval_ms "
+                              "= {})",
+                              (wall - state_.last_failover_unix_ms) / 1000, gap),
+                  kAntiFlapRetryNs);
+  }
+  if (v == lockwin::Verdict::kStalled && !peer_demoted_ && seen.session_open) {
+    // Reachable but making no progress: ask it to step down first (DESIGN §4).
+    if (demote_requested_ns_ == 0) {
+      demote_requested_ns_ = now;
+      Note(c, kWarn, "demote_requested", {{"reason", "verdict stalled"}});
+      Emit(c, act::SendDemoteRequest{wire::RoleChangeReason::kStalled});
+      if (phase_ == Phase::kFollowing) Go(Phase::kAwaitDemoted, "Tick");
+      return;
+    }
+    if (now - demote_requested_ns_ < policy_.window_ns && !policy_.has_fence) return;
+  }
+  const bool confirmed = peer_demoted_;
+  promote_verdict_ = v;
+  promote_why_ = peer_switchover_ ? "planned switchover: the primary drained and handed over"
+                 : confirmed      ? "the primary confirmed it demoted"
+                                  : fmt::format("verdict {} for a window of {} ms",
+                                                lockwin::VerdictName(v), Ms(policy_.window_ns));
+  if (v == lockwin::Verdict::kSilent && !confirmed && KeyRefusalsRecent(now)) {
+    return Refuse(c,
+                  "the primary's host keeps connecting with a different sync key: it is alive, not "
+                  "silent; fix the key (docs/OPERATIONS.md)",
+                  policy_.beat_ns);
+  }
+  if (v == lockwin::Verdict::kSilent && !confirmed) {
+    if (!policy_.has_fence && !policy_.has_quorum_check && !policy_.promote_on_silence_unguarded) {
+      return Refuse(c,
+                    "silence alone cannot tell a dead primary from a cut link: configure fence or "
+                    "quorum_check (docs/FAILOVER.md)",
+                    policy_.window_ns);
+    }
+    if (policy_.has_quorum_check && !mut_.skip_quorum_check) {
+      Go(Phase::kQuorumCheck, "Tick");
+      Emit(c, act::RunHook{Hook::kQuorumCheck, "standby", state_.epoch, promote_why_});
+      return;
+    }
+  }
+  BeginPromote(c);
+}
+
+// The primary came back while a guard ran: the promotion no longer has its reason.
+bool Controller::HeardAgain() const {
+  return seen_.verdict == lockwin::Verdict::kAlive && !peer_demoted_;
+}
+
+void Controller::BeginPromote(Ctx& c) {
+  const std::string_view on =
+      phase_ == Phase::kFollowing || phase_ == Phase::kAwaitDemoted ? "Tick" : "HookDone";
+  if (policy_.has_promote_guard) {
+    Go(Phase::kGuard, on);
+    Emit(c, act::RunHook{Hook::kPromoteGuard, "standby", state_.epoch + 1, promote_why_});
+    return;
+  }
+  AfterGuard(c, on);
+}
+
+void Controller::AfterGuard(Ctx& c, std::string_view on) {
+  // The fence is skipped only when the old primary confirmed it demoted and that its
+  // on_demote (which stops its scheduler) succeeded.
+  if (policy_.has_fence && !(peer_demoted_ && peer_demote_ok_)) {
+    Go(Phase::kFence, on);
+    Emit(c, act::RunHook{Hook::kFence, "standby", state_.epoch + 1, promote_why_});
+    return;
+  }
+  AfterFence(c, on);
+}
+
+void Controller::AfterFence(Ctx& c, std::string_view on) {
+  next_ = state_;
+  next_.epoch = state_.epoch + 1;
+  next_.role = NodeRole::kPrimary;
+  if (!peer_switchover_) next_.last_failover_unix_ms = c.in.wall_ms;  // planned: no anti-flap
+  next_.rejoin_epoch = 0;
+  next_.last_applied_seq = seen_.last_applied_seq;
+  Go(Phase::kPromotePersist, on);
+  const std::string history =
+      "promoted (" + std::string(lockwin::VerdictName(promote_verdict_)) + "): " + promote_why_;
+  if (mut_.promote_before_persist) {
+    // Positive control: acts on the epoch before it is durable.
+    state_ = next_;
+    Emit(c, act::Restart{next_});
+  }
+  Emit(c, act::Persist{next_, history});
+}
+
+void Controller::PromoteAborted(Ctx& c, int level, const std::string& why) {
+  next_try_ns_ = c.in.now_ns + policy_.window_ns;
+  Note(c, level, "not_promoting", {{"reason", why}});
+  Go(Phase::kFollowing, "HookDone");
+}
+
+void Controller::OnHookDone(Ctx& c, const in::HookDone& h) {
+  const bool ok = h.outcome == HookOutcome::kOk;
+  const std::string detail = h.detail.empty() ? (ok ? "exit 0" : "failed") : h.detail;
+  switch (phase_) {
+    case Phase::kLeaseCheck: {
+      if (h.hook != Hook::kQuorumCheck) return;
+      const Phase back = lease_from_;
+      if (ok) {
+        Note(c, kWarn, "lease_expired",
+             {{"reason", lease_why_},
+              {"action", "keep serving: quorum_check passed, the standby is presumed down"}});
+        Go(back, "HookDone");
+        return;
+      }
+      // This node is the isolated one: stop before the standby's window runs out.
+      BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch,
+                  lease_why_ + "; quorum_check failed (" + detail + "): self-fencing", false);
+      return;
+    }
+    case Phase::kSwitchoverStop:
+      if (h.hook != Hook::kOnDemote) return;
+      switchover_demote_ok_ = ok;
+      StartDraining(c);
+      return;
+    case Phase::kSwitchoverAbort:
+      if (h.hook != Hook::kOnPromote) return;
+      Go(Phase::kServing, "HookDone");
+      return;
+    case Phase::kDemoteHook:
+      if (h.hook != Hook::kOnDemote) return;
+      FinishDemote(c, ok);
+      return;
+    case Phase::kQuorumCheck:
+      if (h.hook != Hook::kQuorumCheck) return;
+      if (!ok) {
+        Go(Phase::kFollowing, "HookDone");
+        Refuse(c, "quorum_check failed (" + detail + "): this node may be the isolated one",
+               kQuorumRetryBeats * policy_.beat_ns);
+        return;
+      }
+      if (HeardAgain()) {
+        return PromoteAborted(c, kWarn, "the primary was heard again while quorum_check ran");
+      }
+      BeginPromote(c);
+      return;
+    case Phase::kGuard:
+      if (h.hook != Hook::kPromoteGuard) return;
+      if (!ok) return PromoteAborted(c, kWarn, "promote_guard vetoed (" + detail + ")");
+      if (HeardAgain()) {
+        return PromoteAborted(c, kWarn, "the primary was heard again while promote_guard ran");
+      }
+      AfterGuard(c, "HookDone");
+      return;
+    case Phase::kFence:
+      if (h.hook != Hook::kFence) return;
+      if (!ok) return PromoteAborted(c, kError, "fence failed (" + detail + ")");
+      AfterFence(c, "HookDone");
+      return;
+    case Phase::kPromoteHook:
+      if (h.hook != Hook::kOnPromote) return;
+      if (!ok) {
+        Note(c, kError, "on_promote_failed",
+             {{"result", detail},
+              {"note", "this node is primary; the scheduler may not be running"}});
+      }
+      Go(Phase::kPromoted, "HookDone");
+      Emit(c, act::EndSession{"promoted to primary"});
+      return;
+    default:
+      return;  // a hook of an earlier phase: nothing waits for it
+  }
+}
+
+void Controller::OnPersisted(Ctx& c, const in::Persisted& p) {
+  switch (phase_) {
+    case Phase::kDemotePersist:
+      if (!p.ok) {
+        Go(Phase::kFatal, "Persisted");
+        Emit(c, act::Fatal{"persist the demotion: " + p.error});
+        return;
+      }
+      state_ = next_;
+      Go(Phase::kDemoted, "Persisted");
+      Emit(c, act::Restart{next_});
+      Note(c, kWarn, "demoted",
+           {{"epoch", std::to_string(next_.epoch)},
+            {"on_demote_ok", demote_ok_ ? "true" : "false"}});
+      return;
+    case Phase::kAdoptEpoch:
+      if (p.ok) {
+        state_ = next_;
+      } else {
+        Emit(c, act::EndSession{"persist the primary's epoch: " + p.error});
+      }
+      Go(Phase::kFollowing, "Persisted");
+      return;
+    case Phase::kPromotePersist:
+      if (!p.ok) {
+        if (mut_.promote_before_persist) return;
+        // Not durable: not primary. Try again later; the operator sees why.
+        next_try_ns_ = c.in.now_ns + policy_.window_ns;
+        Note(c, kError, "not_promoting", {{"reason", "persist the new epoch: " + p.error}});
+        Go(Phase::kFollowing, "Persisted");
+        return;
+      }
+      state_ = next_;
+      if (!mut_.promote_before_persist) Emit(c, act::Restart{next_});
+      Note(c, kWarn, "promoted",
+           {{"epoch", std::to_string(next_.epoch)},
+            {"verdict", std::string(lockwin::VerdictName(promote_verdict_))},
+            {"reason", promote_why_}});
+      if (policy_.has_on_promote) {
+        Go(Phase::kPromoteHook, "Persisted");
+        Emit(c, act::RunHook{Hook::kOnPromote, "primary", next_.epoch, promote_why_});
+        return;
+      }
+      Go(Phase::kPromoted, "Persisted");
+      Emit(c, act::EndSession{"promoted to primary"});
+      return;
+    default:
+      if (rejoin_persisting_) {
+        rejoin_persisting_ = false;
+        if (!p.ok) {
+          Go(Phase::kFatal, "Persisted");
+          Emit(c, act::Fatal{"persist the end of the rejoin: " + p.error});
+        }
+      }
+      return;
+  }
+}
+
+// ---- both: a peer's HELLO ------------------------------------------------------------------
+
+void Controller::OnHello(Ctx& c, const in::PeerHello& h) {
+  auto refuse = [&](std::string why, bool tell = false) {
+    Emit(c, act::RefuseSession{std::move(why), tell});
+  };
+  const wire::Role want = primary() ? wire::Role::kStandby : wire::Role::kPrimary;
+  if (finished()) return refuse("this node is changing role");
+  if (primary() && h.role == wire::Role::kPrimary) {
+    // Two primaries: the higher epoch wins (DESIGN §4).
+    if (h.epoch > state_.epoch) {
+      BeginDemote(c, wire::RoleChangeReason::kHigherEpoch, h.epoch,
+                  "the peer is primary at epoch " + std::to_string(h.epoch), false);
+      Emit(c, act::EndSession{"demoted: the peer is primary at a higher epoch"});
+      return;
+    }
+    if (h.epoch < state_.epoch) {
+      return refuse("peer is primary at epoch " + std::to_string(h.epoch) + " < " +
+                        std::to_string(state_.epoch) + ": told it this node was promoted",
+                    true);
+    }
+    Note(c, kError, "two_primaries", {{"epoch", std::to_string(h.epoch)}});
+    return refuse("peer is primary at the same epoch " + std::to_string(h.epoch) +
+                  " (two nodes started as primary? see docs/FAILOVER.md)");
+  }
+  if (primary() && h.inbound) {
+    return refuse("this node is primary: it dials the standby, it takes no session");
+  }
+  if (!primary() && h.epoch < state_.epoch && !mut_.adopt_lower_epoch) {
+    return refuse("primary at epoch " + std::to_string(h.epoch) + " < this node's " +
+                  std::to_string(state_.epoch) + ": a newer primary exists");
+  }
+  if (h.role != want) {
+    return refuse("peer is " + std::string(h.role == wire::Role::kPrimary ? "primary" : "standby") +
+                  " too (two nodes in the same role; see docs/FAILOVER.md)");
+  }
+  if (primary() && h.epoch > state_.epoch) {
+    return refuse("standby has a higher epoch " + std::to_string(h.epoch));
+  }
+  if (!primary() && mut_.adopt_lower_epoch && h.epoch < state_.epoch) {
+    state_.epoch = h.epoch;  // positive control: the epoch goes down
+  }
+}
+
+}  // namespace hasync::engine::failover

@@ -326,7 +326,7 @@ void Controller::OnSwitchoverRequest(Ctx& c, const in::SwitchoverRequest& r) {
     return fail("this node is changing role already");
   }
   if (phase_ != Phase::kServing) return fail("a switchover is in progress");
-  if (!seen_.session_live) {
+  if (!r.session_live) {
     return fail("the standby is not in a live session: there is nobody to hand over to");
   }
   Note(c, kWarn, "switchover", {{"phase", "begin"}, {"timeout_ms", Ms(r.timeout_ns)}});
@@ -541,7 +541,6 @@ void Controller::AfterFence(Ctx& c, std::string_view on) {
       "promoted (" + std::string(lockwin::VerdictName(promote_verdict_)) + "): " + promote_why_;
   if (mut_.promote_before_persist) {
     // Positive control: acts on the epoch before it is durable.
-    state_ = next_;
     Emit(c, act::Restart{next_});
   }
   Emit(c, act::Persist{next_, history});
@@ -634,7 +633,7 @@ void Controller::OnPersisted(Ctx& c, const in::Persisted& p) {
         Emit(c, act::Fatal{"persist the demotion: " + p.error});
         return;
       }
-      state_ = next_;
+      // state_ stays the one this incarnation runs in: the node starts again in next_.
       Go(Phase::kDemoted, "Persisted");
       Emit(c, act::Restart{next_});
       Note(c, kWarn, "demoted",
@@ -658,7 +657,6 @@ void Controller::OnPersisted(Ctx& c, const in::Persisted& p) {
         Go(Phase::kFollowing, "Persisted");
         return;
       }
-      state_ = next_;
       if (!mut_.promote_before_persist) Emit(c, act::Restart{next_});
       Note(c, kWarn, "promoted",
            {{"epoch", std::to_string(next_.epoch)},

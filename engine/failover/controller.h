@@ -145,6 +145,7 @@ struct PeerDemoted {
 struct Rejoined {};
 struct SwitchoverRequest {
   int64_t timeout_ns = 0;
+  bool session_live = false;  // the standby is in a live session now
 };
 struct HookDone {
   Hook hook = Hook::kQuorumCheck;

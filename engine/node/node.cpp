@@ -34,6 +34,7 @@
 #include "engine/apply/quarantine.h"
 #include "engine/apply/tree.h"
 #include "engine/apply/uring_sync.h"
+#include "engine/failover/controller.h"
 #include "engine/journal/journal.h"
 #include "engine/keyfile.h"
 #include "engine/log.h"
@@ -365,12 +366,10 @@ class Node : public MessageSink {
   void Beat(int64_t now);
   // The beat's lock record: written to <state_dir>/lock and sent to the standby.
   Status SendBeat(int64_t now);
-  void CheckLease(int64_t now);
   Status OnLock(const wire::Lock& lock);
   void StartDetector();
   void StopDetector();
   bool CaughtUp() const;
-  void MaybePromote(int64_t now);
   // The primary's redial backoff stops growing at a quarter of the window: a standby
   // that restarts (or comes back) hears the primary well within its window, instead of
   // judging it silent while the primary waits out a backoff longer than the window.
@@ -382,21 +381,15 @@ class Node : public MessageSink {
   // An isolated primary blocked on a full socket kept serving for up to 30 s, long
   // after the standby had promoted. Non-OK once this node demoted: unwind the send.
   Status LeaseWhileSending(int64_t progress_ns);
-  // Standby: a connection failed on a key mismatch; remembered if it came from the
-  // configured peer's host (an address anyone else holds cannot hold a promotion back).
-  void NoteKeyRefusal(const Peer& peer);
-  // Standby: the peer's host failed the key proof within the last window plus two of its
-  // redial backoffs (a primary refused for its key redials at least every BackoffMaxMs()),
-  // so it is alive, not silent.
-  bool KeyRefusalsRecent(int64_t now) const {
-    return peer_key_refused_ns_ != 0 &&
-           now - peer_key_refused_ns_ < (cfg_.failover.window_ms + 2 * BackoffMaxMs()) * 1'000'000;
-  }
-  void Promote(lockwin::Verdict verdict, const std::string& why);
-  // Leaves the primary role: on_demote, DEMOTED to the peer when it asked, persisted as
-  // standby at `epoch` (at least the current one), then a restart.
-  void Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::string& why,
-              bool answer_peer);
+  // The failover controller (engine/failover) decides every role change; this feeds it
+  // one input and carries out the actions it returns. Hooks and persistence run here,
+  // synchronously, and their results go back in before Drive returns. Returns the reason
+  // when the controller ends the session (the caller drops the peer or refuses it).
+  std::optional<std::string> Drive(const failover::Input& input);
+  failover::Input At(int64_t now, decltype(failover::Input::event) event) const;
+  // What the controller judges by at a tick.
+  failover::Observation Observe(int64_t now);
+  void DriveTick(int64_t now);
   HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
                            uint64_t epoch, const std::string& reason);
   void WriteLockFile(const lockwin::LockRecord& record, std::string_view source);
@@ -428,7 +421,6 @@ class Node : public MessageSink {
   Status OnVerifyEntries(const wire::ManifestEntries& m);
   Status StartStandbyManifest(const wire::ManifestRequest& request);
   void StepStandbyManifest();
-  void StepSwitchover(int64_t now);
   // Hands data-stream frames to the receiver; resumes the control stream once a
   // waiting FILE_END has its content.
   void PumpData();
@@ -491,10 +483,6 @@ class Node : public MessageSink {
   std::vector<std::shared_ptr<Peer>> pending_;
   sockaddr_storage peer_addr_{};
   socklen_t peer_addr_len_ = 0;
-  // Standby: when a connection from the configured peer's host last failed because it
-  // proved a different sync key (0: never). That host runs hasync and is alive; it is not
-  // silent, so no promotion on silence while this is recent (MaybePromote).
-  int64_t peer_key_refused_ns_ = 0;
   uint64_t refusals_in_a_row_ = 0;  // connection_refused logged once per run
   uint64_t session_id_ = 0;
 
@@ -522,10 +510,11 @@ class Node : public MessageSink {
   int64_t last_tick_ns_ = 0;
 
   UniqueFd control_fd_;
-  // Switchover (primary): drain, then hand over once the standby holds everything.
-  int64_t switchover_deadline_ns_ = 0;  // 0: none in progress
-  bool switchover_demote_ok_ = false;
-  int64_t switchover_quiet_since_ns_ = 0;
+  // Failover: the controller, and what its last Drive said of a HELLO or a switchover.
+  std::unique_ptr<failover::Controller> fo_;
+  std::optional<failover::act::RefuseSession> hello_refusal_;
+  std::optional<failover::act::SwitchoverReply> switchover_reply_;
+  Status persist_error_;  // the last failed SaveNodeState of a Persist action
   // Failover, both roles. A role change is persisted at once but applied to this object
   // only when Run() ends: until then the components of the old role are still here.
   // Set: the node is changing role and Run() returns so RunNode starts it again.
@@ -535,10 +524,6 @@ class Node : public MessageSink {
   uint64_t beat_ = 0;
   lockwin::LastChange last_change_;  // the newest file sent: path, size, hash
   int64_t next_beat_ns_ = 0;
-  // The last authenticated bytes from the standby (the lease counts from them): bytes of
-  // a handshake that fails, a standby keyed differently, renew nothing.
-  int64_t last_peer_rx_ns_ = 0;
-  bool lease_checked_ = false;  // quorum_check ran in this silence of the standby
   // Standby: the detector (its thread only Steps it: history and verdict log lines),
   // and where a promotion stands.
   std::unique_ptr<lockwin::Detector> detector_;
@@ -547,12 +532,7 @@ class Node : public MessageSink {
   lockwin::DetectorSnapshot detector_snapshot_;  // for status; under detector_mu_
   std::condition_variable detector_cv_;
   bool detector_stop_ = false;
-  int64_t next_promotion_try_ns_ = 0;
   int64_t lock_file_written_ns_ = 0;  // <state_dir>/lock, last rewritten
-  int64_t demote_requested_ns_ = 0;   // DEMOTE_REQUEST sent to a stalled primary
-  bool peer_demoted_ = false;         // it answered DEMOTED
-  bool peer_switchover_ = false;      // …because of a planned switchover
-  std::string last_refusal_;          // the last reason a promotion did not go ahead
 
   size_t pending_blocks_ = 0;
   std::vector<watch::WatchEvent> events_;
@@ -631,7 +611,10 @@ Status Node::Init() {
   }
   RETURN_IF_ERROR(Listen());
   ASSIGN_OR_RETURN(control_fd_, ListenControl(cfg_.sync.state_dir));
-  return state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby();
+  RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby());
+  // The lease of a standby never heard counts from here.
+  fo_ = std::make_unique<failover::Controller>(failover::Policy::From(cfg_), state_, NowNs());
+  return Status::Ok();
 }
 
 Status Node::Listen() {
@@ -690,8 +673,7 @@ Status Node::InitPrimary() {
     probe_ = std::make_unique<Probe>(probe, cfg_.probe.interval_ms,
                                      HookEnv{"primary", state_.epoch, "probe", cfg_.peer.name});
   }
-  last_peer_rx_ns_ = NowNs();  // the lease of a standby never heard counts from here
-  return ResolvePeer();        // the primary dials it
+  return ResolvePeer();  // the primary dials it
 }
 
 Status Node::ResolvePeer() {
@@ -905,9 +887,8 @@ void Node::Tick() {
       next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
       Beat(now);
     }
-    CheckLease(now);
-    if (switchover_deadline_ns_ != 0) StepSwitchover(now);
-    if (next_state_.has_value()) return;
+    DriveTick(now);  // the lease, a switchover's drain
+    if (next_state_.has_value() || !fatal_.ok()) return;
     if (verify_ && verify_->phase != VerifyRun::Phase::kDone) StepVerify(now);
     if (cfg_.anti_entropy.interval_ms > 0 && session_ == Session::kLive) {
       if (next_pass_ns_ == 0) next_pass_ns_ = now + cfg_.anti_entropy.interval_ms * 1'000'000;
@@ -925,12 +906,11 @@ void Node::Tick() {
           .kv("where", cfg_.sync.state_dir + "/quarantine/" + std::to_string(state_.epoch));
       receiver_->set_quarantine(nullptr, 0);
       quarantine_.reset();
-      state_.rejoin_epoch = 0;
-      if (Status s = SaveNodeState(cfg_.sync.state_dir, state_); !s.ok()) fatal_ = s;
+      Drive(At(now, failover::in::Rejoined{}));
     }
     if (verify_job_) StepStandbyManifest();
-    MaybePromote(now);
-    if (next_state_.has_value()) return;
+    DriveTick(now);  // promotion
+    if (next_state_.has_value() || !fatal_.ok()) return;
   }
   if (state_.role == NodeRole::kPrimary) {
     if (session_ == Session::kIdle && now >= next_connect_ns_) StartConnect();
@@ -1201,12 +1181,8 @@ void Node::OnBytes(const std::shared_ptr<Peer>& peer, size_t n) {
   // handshake (a standby keyed differently answers with an alert) are not the standby
   // holding the copy, and once counted they kept a primary serving beside a standby
   // that promoted.
-  if (peer == active_ && peer->conn->open()) {
-    last_peer_rx_ns_ = arrived;
-    if (lease_checked_) {
-      lease_checked_ = false;
-      Log(Level::kInfo, "lease_renewed").kv("note", "the standby is heard again");
-    }
+  if (peer == active_ && peer->conn->open() && state_.role == NodeRole::kPrimary) {
+    Drive(At(arrived, failover::in::PeerHeard{}));
   }
   // Time this node spent handling what arrived (a manifest walk, a big commit) is not
   // the peer's silence.
@@ -1242,9 +1218,9 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
       return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
                               " (this node is at " + std::to_string(state_.epoch) + ")");
     }
-    if (frame.epoch > state_.epoch && state_.role == NodeRole::kPrimary) {
-      Demote(wire::RoleChangeReason::kHigherEpoch, frame.epoch,
-             "the peer sent a frame at epoch " + std::to_string(frame.epoch), false);
+    if (fo_->CheckFrameEpoch(frame.epoch) == failover::FrameEpoch::kHigher) {
+      Drive(At(NowNs(), failover::in::HigherEpoch{frame.epoch, "the peer sent a frame at epoch " +
+                                                                   std::to_string(frame.epoch)}));
       return Unavailable("demoted: the peer is at a higher epoch");
     }
     RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? OnPrimaryFrame(frame)
@@ -1256,41 +1232,26 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
 Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first) {
   const wire::Hello& hello = peer->conn->peer_hello();
   std::string refuse;
-  wire::Role want = state_.role == NodeRole::kPrimary ? wire::Role::kStandby : wire::Role::kPrimary;
   const bool inbound = peer != active_;
   if (hello.node_name != cfg_.peer.name) {
     refuse =
         "peer calls itself '" + hello.node_name + "', configured peer is '" + cfg_.peer.name + "'";
-  } else if (state_.role == NodeRole::kPrimary && hello.role == wire::Role::kPrimary) {
-    // Two primaries: the higher epoch wins (DESIGN §4).
-    const uint64_t theirs = peer->conn->peer_epoch();
-    if (theirs > state_.epoch) {
-      Demote(wire::RoleChangeReason::kHigherEpoch, theirs,
-             "the peer is primary at epoch " + std::to_string(theirs), false);
-      return Unavailable("demoted: the peer is primary at a higher epoch");
+  } else {
+    // Roles and epochs: the controller's rules (docs/FAILOVER.md).
+    hello_refusal_.reset();
+    auto end =
+        Drive(At(NowNs(), failover::in::PeerHello{hello.role, peer->conn->peer_epoch(), inbound}));
+    if (hello_refusal_) {
+      if (hello_refusal_->tell_promoted) {
+        peer->conn
+            ->Send(state_.epoch, 0,
+                   wire::Promoted{wire::RoleChangeReason::kHigherEpoch, state_.node_id})
+            .IgnoreError();
+      }
+      refuse = hello_refusal_->why;
+    } else if (end) {
+      return Unavailable(*end);
     }
-    if (theirs < state_.epoch) {
-      peer->conn
-          ->Send(state_.epoch, 0,
-                 wire::Promoted{wire::RoleChangeReason::kHigherEpoch, state_.node_id})
-          .IgnoreError();
-      refuse = "peer is primary at epoch " + std::to_string(theirs) + " < " +
-               std::to_string(state_.epoch) + ": told it this node was promoted";
-    } else {
-      refuse = "peer is primary at the same epoch " + std::to_string(theirs) +
-               " (two nodes started as primary? see docs/FAILOVER.md)";
-      Log(Level::kError, "two_primaries").kv("epoch", theirs).kv("peer", hello.node_name);
-    }
-  } else if (state_.role == NodeRole::kPrimary && inbound) {
-    refuse = "this node is primary: it dials the standby, it takes no session";
-  } else if (state_.role == NodeRole::kStandby && peer->conn->peer_epoch() < state_.epoch) {
-    refuse = "primary at epoch " + std::to_string(peer->conn->peer_epoch()) + " < this node's " +
-             std::to_string(state_.epoch) + ": a newer primary exists";
-  } else if (hello.role != want) {
-    refuse = "peer is " + std::string(hello.role == wire::Role::kPrimary ? "primary" : "standby") +
-             " too (two nodes in the same role; see docs/FAILOVER.md)";
-  } else if (state_.role == NodeRole::kPrimary && peer->conn->peer_epoch() > state_.epoch) {
-    refuse = "standby has a higher epoch " + std::to_string(peer->conn->peer_epoch());
   }
   if (refuse.empty() && hello.stream_kind == wire::StreamKind::kData) {
     if (state_.role != NodeRole::kStandby) {
@@ -1310,9 +1271,9 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
       .kv("peer_epoch", peer->conn->peer_epoch())
       .kv("peer_last_applied_seq", hello.last_applied_seq);
   if (state_.role == NodeRole::kStandby) {
-    if (peer->conn->peer_epoch() > state_.epoch) {
-      state_.epoch = peer->conn->peer_epoch();
-      RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
+    // A higher epoch is persisted before anything of the session is applied.
+    if (auto end = Drive(At(NowNs(), failover::in::SessionOpened{peer->conn->peer_epoch()}))) {
+      return Unavailable(*end);
     }
     if (active_ && active_ != peer) Drop(active_, Unavailable("replaced by a newer session"));
     std::erase(pending_, peer);
@@ -1320,10 +1281,6 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
     receiver_->Reset();
     receiver_->set_data_streams((hello.capabilities & wire::kCapDataStreams) != 0);
     if (quarantine_) receiver_->set_quarantine(&*quarantine_, state_.epoch);
-    // A primary is here (again): whatever an earlier one confirmed or was asked no
-    // longer holds.
-    peer_demoted_ = peer_switchover_ = false;
-    demote_requested_ns_ = 0;
     return Status::Ok();
   }
   // Primary: start over from the standby's manifest. The reconnect backoff is not reset
@@ -1386,7 +1343,7 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
         } else if constexpr (std::is_same_v<T, wire::Pong> || std::is_same_v<T, wire::Ping>) {
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::DemoteRequest>) {
-          Demote(m.reason, state_.epoch, "the standby asked (it judged this node stalled)", true);
+          Drive(At(NowNs(), failover::in::DemoteRequested{m.reason}));
           return Unavailable("demoted at the standby's request");
         } else if constexpr (std::is_same_v<T, wire::Error>) {
           return Unavailable("standby reported: " + m.message);
@@ -1444,9 +1401,7 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
     Log(Level::kInfo, "peer_demoted")
         .kv("on_demote_ok", demoted->on_demote_ok)
         .kv("last_seq", demoted->last_seq);
-    peer_demoted_ = true;
-    peer_switchover_ = demoted->reason == wire::RoleChangeReason::kSwitchover;
-    next_promotion_try_ns_ = 0;
+    Drive(At(NowNs(), failover::in::PeerDemoted{demoted->reason, demoted->on_demote_ok}));
     return Status::Ok();
   }
   if (const auto* err = std::get_if<wire::Error>(&frame.message)) {
@@ -1578,30 +1533,6 @@ Status Node::SendBeat(int64_t now) {
   return Flush(active_);
 }
 
-void Node::CheckLease(int64_t now) {
-  if (lease_checked_ || now - last_peer_rx_ns_ < cfg_.failover.lease_ms * 1'000'000) return;
-  lease_checked_ = true;
-  const std::string why =
-      fmt::format("nothing heard from the standby for {} ms", (now - last_peer_rx_ns_) / 1'000'000);
-  if (!cfg_.hooks.quorum_check.configured()) {
-    Log(Level::kWarn, "lease_expired")
-        .kv("reason", why)
-        .kv("action", "keep serving (no quorum_check configured)");
-    return;
-  }
-  HookResult q =
-      RunLoggedHook("quorum_check", cfg_.hooks.quorum_check, "primary", state_.epoch, why);
-  if (q.ok()) {
-    Log(Level::kWarn, "lease_expired")
-        .kv("reason", why)
-        .kv("action", "keep serving: quorum_check passed, the standby is presumed down");
-    return;
-  }
-  // This node is the isolated one: stop before the standby's window runs out.
-  Demote(wire::RoleChangeReason::kSilent, state_.epoch,
-         why + "; quorum_check failed (" + q.Describe() + "): self-fencing", false);
-}
-
 Status Node::OnLock(const wire::Lock& lock) {
   // A record that does not decode is a protocol error (it came through the session's
   // authentication, so it is a bug or a hostile primary): the session ends.
@@ -1661,162 +1592,6 @@ bool Node::CaughtUp() const {
   return true;
 }
 
-void Node::NoteKeyRefusal(const Peer& peer) {
-  if (!peer.from_peer_host) return;
-  const int64_t now = NowNs();
-  const bool new_run = !KeyRefusalsRecent(now);
-  peer_key_refused_ns_ = now;
-  // Once per run of refusals at warning level; every one is in session_closed already.
-  if (new_run) {
-    Log(Level::kWarn, "peer_key_mismatch")
-        .kv("peer", cfg_.peer.address.ToString())
-        .kv("note",
-            "the primary's host connects with a different sync key: it is alive, so this "
-            "node does not promote on silence while it keeps connecting (docs/OPERATIONS.md)");
-  }
-}
-
-void Node::MaybePromote(int64_t now) {
-  if (!detector_ || now < next_promotion_try_ns_) return;
-  lockwin::Verdict v = detector_->Judge(now);
-  if (v == lockwin::Verdict::kAlive && !peer_demoted_) {
-    demote_requested_ns_ = 0;
-    last_refusal_.clear();
-    return;
-  }
-  if (!CaughtUp()) return;
-  const int64_t window_ns = cfg_.failover.window_ms * 1'000'000;
-  auto refuse = [&](const std::string& why, int64_t retry_ns) {
-    next_promotion_try_ns_ = now + retry_ns;
-    if (why == last_refusal_) return;  // said once per episode
-    last_refusal_ = why;
-    Log(Level::kWarn, "not_promoting").kv("verdict", lockwin::VerdictName(v)).kv("reason", why);
-  };
-  // A standby that never had a primary holds nothing to serve, and one still rejoining
-  // is not yet what the primary acknowledged: neither takes over by itself.
-  if (state_.epoch == 0) {
-    refuse("this node never joined a primary (epoch 0): it holds nothing to serve", window_ns);
-    return;
-  }
-  if (quarantine_) {
-    refuse("this node is still rejoining (its first resync is not complete)", window_ns);
-    return;
-  }
-  // Half a first copy is not a copy: a fresh standby adopts the primary's epoch as the
-  // session opens, before anything is applied, and must not take over until one resync
-  // has completed (a later resync, after a reconnect, patches a complete copy).
-  if (receiver_ && receiver_->resyncs_completed() == 0 && receiver_->last_applied_seq() == 0) {
-    refuse("this node has not completed a resync with a primary yet: it holds no full copy",
-           window_ns);
-    return;
-  }
-  const uint64_t wall = NowUnixMs();
-  const uint64_t min_gap = static_cast<uint64_t>(cfg_.failover.min_failover_interval_ms);
-  if (!peer_switchover_ && state_.last_failover_unix_ms != 0 &&
-      wall - state_.last_failover_unix_ms < min_gap) {
-    refuse(fmt::format("the last automatic failover was {} s ago (min_failover_interval_ms = {})",
-                       (wall - state_.last_failover_unix_ms) / 1000, min_gap),
-           1'000'000'000);
-    return;
-  }
-  if (v == lockwin::Verdict::kStalled && !peer_demoted_ && active_ && !active_->dead) {
-    // Reachable but making no progress: ask it to step down first (DESIGN §4).
-    if (demote_requested_ns_ == 0) {
-      demote_requested_ns_ = now;
-      Log(Level::kWarn, "demote_requested").kv("reason", "verdict stalled");
-      Status s = Emit(0, wire::DemoteRequest{wire::RoleChangeReason::kStalled});
-      if (s.ok()) s = Flush(active_);
-      if (!s.ok()) Drop(active_, s);
-      return;
-    }
-    if (now - demote_requested_ns_ < window_ns && !cfg_.hooks.fence.configured()) return;
-  }
-  const bool confirmed = peer_demoted_;
-  const std::string why =
-      peer_switchover_ ? "planned switchover: the primary drained and handed over"
-      : confirmed      ? "the primary confirmed it demoted"
-                       : fmt::format("verdict {} for a window of {} ms", lockwin::VerdictName(v),
-                                     cfg_.failover.window_ms);
-  if (v == lockwin::Verdict::kSilent && !confirmed && KeyRefusalsRecent(now)) {
-    refuse(fmt::format("the primary's host ({}) keeps connecting with a different sync key: it "
-                       "is alive, not silent; fix the key (docs/OPERATIONS.md)",
-                       cfg_.peer.address.ToString()),
-           cfg_.failover.beat_ms * 1'000'000);
-    return;
-  }
-  if (v == lockwin::Verdict::kSilent && !confirmed) {
-    const bool fence = cfg_.hooks.fence.configured();
-    const bool quorum = cfg_.hooks.quorum_check.configured();
-    if (!fence && !quorum && !cfg_.failover.promote_on_silence_unguarded) {
-      refuse(
-          "silence alone cannot tell a dead primary from a cut link: configure fence or "
-          "quorum_check (docs/FAILOVER.md)",
-          window_ns);
-      return;
-    }
-    if (quorum) {
-      HookResult q =
-          RunLoggedHook("quorum_check", cfg_.hooks.quorum_check, "standby", state_.epoch, why);
-      if (!q.ok()) {
-        refuse("quorum_check failed (" + q.Describe() + "): this node may be the isolated one",
-               cfg_.failover.beat_ms * 4'000'000);
-        return;
-      }
-    }
-  }
-  Promote(v, why);
-}
-
-void Node::Promote(lockwin::Verdict v, const std::string& why) {
-  const int64_t now = NowNs();
-  const uint64_t next_epoch = state_.epoch + 1;
-  if (cfg_.hooks.promote_guard.configured()) {
-    HookResult g =
-        RunLoggedHook("promote_guard", cfg_.hooks.promote_guard, "standby", next_epoch, why);
-    if (!g.ok()) {
-      next_promotion_try_ns_ = now + cfg_.failover.window_ms * 1'000'000;
-      Log(Level::kWarn, "not_promoting")
-          .kv("reason", "promote_guard vetoed (" + g.Describe() + ")");
-      return;
-    }
-  }
-  if (cfg_.hooks.fence.configured() && !peer_demoted_) {
-    HookResult f = RunLoggedHook("fence", cfg_.hooks.fence, "standby", next_epoch, why);
-    if (!f.ok()) {
-      next_promotion_try_ns_ = now + cfg_.failover.window_ms * 1'000'000;
-      Log(Level::kError, "not_promoting").kv("reason", "fence failed (" + f.Describe() + ")");
-      return;
-    }
-  }
-  NodeState next = state_;
-  next.epoch = next_epoch;
-  next.role = NodeRole::kPrimary;
-  if (!peer_switchover_) next.last_failover_unix_ms = NowUnixMs();  // planned: no anti-flap
-  next.rejoin_epoch = 0;
-  if (receiver_) next.last_applied_seq = receiver_->last_applied_seq();
-  if (Status s = SaveNodeState(cfg_.sync.state_dir, next); !s.ok()) {
-    // Not durable: not primary. Try again later; the operator sees why.
-    next_promotion_try_ns_ = now + cfg_.failover.window_ms * 1'000'000;
-    Log(Level::kError, "not_promoting").kv("reason", "persist the new epoch: " + s.ToString());
-    return;
-  }
-  RecordHistory(next, "promoted (" + std::string(lockwin::VerdictName(v)) + "): " + why);
-  next_state_ = next;  // Run() returns; RunNode starts this node again as the primary
-  Log(Level::kWarn, "promoted")
-      .kv("epoch", next.epoch)
-      .kv("verdict", lockwin::VerdictName(v))
-      .kv("reason", why);
-  if (cfg_.hooks.on_promote.configured()) {
-    HookResult p = RunLoggedHook("on_promote", cfg_.hooks.on_promote, "primary", next.epoch, why);
-    if (!p.ok()) {
-      Log(Level::kError, "on_promote_failed")
-          .kv("result", p.Describe())
-          .kv("note", "this node is primary; the scheduler may not be running");
-    }
-  }
-  if (active_ && !active_->dead) Drop(active_, Unavailable("promoted to primary"));
-}
-
 void Node::RecordHistory(const NodeState& s, const std::string& reason) {
   if (s.role != state_.role) metrics_.role_changes.fetch_add(1, std::memory_order_relaxed);
   // After the role itself is persisted; a history that cannot be written costs the
@@ -1826,37 +1601,123 @@ void Node::RecordHistory(const NodeState& s, const std::string& reason) {
   if (!st.ok()) Log(Level::kWarn, "history_not_written").kv("error", st.ToString());
 }
 
-void Node::Demote(wire::RoleChangeReason reason, uint64_t epoch, const std::string& why,
-                  bool answer_peer) {
-  if (state_.role != NodeRole::kPrimary || next_state_.has_value()) return;
-  Log(Level::kWarn, "demoting").kv("epoch", state_.epoch).kv("reason", why);
-  bool ok = true;
-  if (reason == wire::RoleChangeReason::kSwitchover) {
-    ok = switchover_demote_ok_;  // on_demote ran when the switchover began
-  } else if (cfg_.hooks.on_demote.configured()) {
-    ok = RunLoggedHook("on_demote", cfg_.hooks.on_demote, "standby", std::max(epoch, state_.epoch),
-                       why)
-             .ok();
+failover::Input Node::At(int64_t now, decltype(failover::Input::event) event) const {
+  return failover::Input{now, NowUnixMs(), std::move(event)};
+}
+
+failover::Observation Node::Observe(int64_t now) {
+  failover::Observation o;
+  const bool connected = active_ && !active_->dead;
+  o.session_open = connected;
+  if (state_.role == NodeRole::kPrimary) {
+    o.session_live = session_ == Session::kLive;
+    o.acked_seq = sender_ ? sender_->acked_seq() : 0;
+    o.drained = o.session_live && journal_ && journal_->empty() && sender_ &&
+                !sender_->has_open_batch() && sender_->unacked_batches() == 0 && watcher_ &&
+                watcher_->ready() == 0 && !watcher_->NextDeadlineNs();
+    return o;
   }
-  if (answer_peer && active_ && !active_->dead && active_->conn->open()) {
-    Emit(0, wire::Demoted{reason, ok, sender_ ? sender_->last_seq() : 0}).IgnoreError();
-    FlushAll(active_, 2'000'000'000).IgnoreError();
+  o.verdict = detector_ ? detector_->Judge(now) : lockwin::Verdict::kAlive;
+  // Unread bytes are looked for only when they could change a decision.
+  o.caught_up = o.verdict == lockwin::Verdict::kAlive || CaughtUp();
+  o.holds_copy =
+      !receiver_ || receiver_->resyncs_completed() > 0 || receiver_->last_applied_seq() > 0;
+  o.rejoining = quarantine_.has_value();
+  o.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
+  return o;
+}
+
+void Node::DriveTick(int64_t now) {
+  if (auto end = Drive(At(now, failover::in::Tick{Observe(now)}))) {
+    if (active_ && !active_->dead) Drop(active_, Unavailable(*end));
   }
-  NodeState next = state_;
-  // What this node did as primary may differ from the new primary: quarantined on
-  // rejoin. A switchover drained everything first, so nothing can.
-  next.rejoin_epoch = reason == wire::RoleChangeReason::kSwitchover ? 0 : state_.epoch;
-  // A failover of the pair: the anti-flap interval holds this node back too.
-  if (reason != wire::RoleChangeReason::kSwitchover) next.last_failover_unix_ms = NowUnixMs();
-  next.epoch = std::max(epoch, state_.epoch);
-  next.role = NodeRole::kStandby;
-  if (Status s = SaveNodeState(cfg_.sync.state_dir, next); !s.ok()) {
-    fatal_ = s.Annotate("persist the demotion");
-    return;
+}
+
+std::optional<std::string> Node::Drive(const failover::Input& input) {
+  namespace act = failover::act;
+  std::optional<std::string> end;
+  std::vector<failover::Action> actions;
+  std::deque<failover::Input> inputs{input};
+  for (size_t steps = 0; !inputs.empty(); ++steps) {
+    // Each result feeds one step; a chain is a handful long (hook → persist → hook).
+    HASYNC_ASSERT(steps < 64);
+    actions.clear();
+    fo_->Step(inputs.front(), &actions);
+    inputs.pop_front();
+    for (auto& a : actions) {
+      std::visit(
+          [&](auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, act::RunHook>) {
+              const Command* command = nullptr;
+              switch (x.hook) {
+                case failover::Hook::kPromoteGuard:
+                  command = &cfg_.hooks.promote_guard;
+                  break;
+                case failover::Hook::kFence:
+                  command = &cfg_.hooks.fence;
+                  break;
+                case failover::Hook::kQuorumCheck:
+                  command = &cfg_.hooks.quorum_check;
+                  break;
+                case failover::Hook::kOnPromote:
+                  command = &cfg_.hooks.on_promote;
+                  break;
+                case failover::Hook::kOnDemote:
+                  command = &cfg_.hooks.on_demote;
+                  break;
+              }
+              HookResult r =
+                  RunLoggedHook(failover::HookName(x.hook), *command, x.role, x.epoch, x.reason);
+              inputs.push_back(At(
+                  NowNs(), failover::in::HookDone{x.hook,
+                                                  r.ok()        ? failover::HookOutcome::kOk
+                                                  : r.timed_out ? failover::HookOutcome::kTimedOut
+                                                                : failover::HookOutcome::kFailed,
+                                                  r.Describe()}));
+            } else if constexpr (std::is_same_v<T, act::Persist>) {
+              Status saved = SaveNodeState(cfg_.sync.state_dir, x.state);
+              if (saved.ok() && !x.history.empty()) RecordHistory(x.state, x.history);
+              if (!saved.ok()) persist_error_ = saved;
+              inputs.push_back(At(NowNs(), failover::in::Persisted{saved.ok(), saved.ToString()}));
+            } else if constexpr (std::is_same_v<T, act::SendDemoteRequest>) {
+              if (!active_ || active_->dead) return;
+              Status s = Emit(0, wire::DemoteRequest{x.reason});
+              if (s.ok()) s = Flush(active_);
+              if (!s.ok()) Drop(active_, s);
+            } else if constexpr (std::is_same_v<T, act::SendDemoted>) {
+              if (!active_ || active_->dead || !active_->conn->open()) return;
+              Emit(0, wire::Demoted{x.reason, x.on_demote_ok, sender_ ? sender_->last_seq() : 0})
+                  .IgnoreError();
+              FlushAll(active_, 2'000'000'000).IgnoreError();
+            } else if constexpr (std::is_same_v<T, act::RefuseSession>) {
+              hello_refusal_ = std::move(x);
+            } else if constexpr (std::is_same_v<T, act::EndSession>) {
+              end = std::move(x.why);
+            } else if constexpr (std::is_same_v<T, act::Restart>) {
+              // Run() returns; RunNode starts this node again in the new role.
+              next_state_ = x.state;
+            } else if constexpr (std::is_same_v<T, act::SwitchoverReply>) {
+              switchover_reply_ = std::move(x);
+            } else if constexpr (std::is_same_v<T, act::Note>) {
+              const Level level = x.level >= 2   ? Level::kError
+                                  : x.level == 1 ? Level::kWarn
+                                                 : Level::kInfo;
+              auto line = Log(level, x.event);
+              for (const auto& [k, v] : x.fields) line.kv(k, v);
+            } else if constexpr (std::is_same_v<T, act::Fatal>) {
+              fatal_ = persist_error_.ok() ? Internal(x.why)
+                                           : persist_error_.Annotate("persist the role change");
+            }
+          },
+          a);
+    }
   }
-  RecordHistory(next, "demoted: " + why);
-  next_state_ = next;  // Run() returns; RunNode starts this node again as the standby
-  Log(Level::kWarn, "demoted").kv("epoch", next.epoch).kv("on_demote_ok", ok);
+  // The persisted epoch, role and rejoin mark of the role this node runs in.
+  const uint64_t applied = state_.last_applied_seq;
+  state_ = fo_->state();
+  state_.last_applied_seq = applied;
+  return end;
 }
 
 // ---- hasync verify ------------------------------------------------------------------------
@@ -2281,6 +2142,7 @@ std::string Node::StatusJson() {
   j["role"] = NodeRoleName(state_.role);
   j["epoch"] = state_.epoch;
   j["changing_role"] = next_state_.has_value();
+  j["failover_phase"] = failover::PhaseName(fo_->phase());
   const bool connected = active_ && !active_->dead && active_->conn->open();
   json peer{{"name", cfg_.peer.name},
             {"address", cfg_.peer.address.ToString()},
@@ -2299,7 +2161,7 @@ std::string Node::StatusJson() {
                 {"batches_unacked", sender_ ? sender_->unacked_batches() : 0},
                 {"journal_pending", journal_ ? journal_->size() : 0}};
     j["beat"] = beat_;
-    j["ms_since_standby_heard"] = (now - last_peer_rx_ns_) / 1'000'000;
+    j["ms_since_standby_heard"] = (now - fo_->last_heard_ns()) / 1'000'000;
     if (probe_) {
       Probe::Result p = probe_->Latest();
       j["probe"] = {{"ok", p.ok},
@@ -2307,7 +2169,7 @@ std::string Node::StatusJson() {
                     {"age_ms", p.ran ? (now - p.finished_ns) / 1'000'000 : -1},
                     {"failure", p.failure}};
     }
-    if (switchover_deadline_ns_ != 0) j["switchover"] = "draining";
+    if (fo_->draining()) j["switchover"] = "draining";
   } else {
     j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
     j["in_resync"] = receiver_ && receiver_->in_resync();
@@ -2331,7 +2193,7 @@ std::string Node::StatusJson() {
         {"silent_for_ms", snap.silence_ns / 1'000'000},
         {"records", snap.pushed},
         {"history", history}};
-    if (!last_refusal_.empty()) j["not_promoting_because"] = last_refusal_;
+    if (!fo_->last_refusal().empty()) j["not_promoting_because"] = fo_->last_refusal();
   }
   // Everything ever kept on this node (all epochs), bounded walk.
   j["quarantined_files"] = CountQuarantined(cfg_.sync.state_dir);
@@ -2340,56 +2202,14 @@ std::string Node::StatusJson() {
 
 std::string Node::StartSwitchover(int64_t timeout_ms) {
   using nlohmann::json;
-  auto fail = [](const std::string& why) { return json{{"ok", false}, {"error", why}}.dump(); };
-  if (state_.role != NodeRole::kPrimary) {
-    return fail("this node is the standby: run `hasync switchover` on the primary");
+  switchover_reply_.reset();
+  Drive(At(NowNs(),
+           failover::in::SwitchoverRequest{timeout_ms * 1'000'000, session_ == Session::kLive}));
+  if (!switchover_reply_ || !switchover_reply_->ok) {
+    const std::string why = switchover_reply_ ? switchover_reply_->error : "no answer";
+    return json{{"ok", false}, {"error", why}}.dump();
   }
-  if (next_state_.has_value()) return fail("this node is changing role already");
-  if (switchover_deadline_ns_ != 0) return fail("a switchover is in progress");
-  if (session_ != Session::kLive) {
-    return fail("the standby is not in a live session: there is nobody to hand over to");
-  }
-  Log(Level::kWarn, "switchover").kv("phase", "begin").kv("timeout_ms", timeout_ms);
-  // The scheduler stops first, so what it wrote last is in the journal before the drain.
-  switchover_demote_ok_ = true;
-  if (cfg_.hooks.on_demote.configured()) {
-    switchover_demote_ok_ = RunLoggedHook("on_demote", cfg_.hooks.on_demote, "standby",
-                                          state_.epoch, "planned switchover")
-                                .ok();
-  }
-  switchover_deadline_ns_ = NowNs() + timeout_ms * 1'000'000;
-  switchover_quiet_since_ns_ = 0;
   return json{{"ok", true}, {"state", "draining"}, {"epoch", state_.epoch}}.dump();
-}
-
-void Node::StepSwitchover(int64_t now) {
-  static constexpr int64_t kQuietNs = 200'000'000;  // drained for this long: nothing in flight
-  if (now > switchover_deadline_ns_) {
-    switchover_deadline_ns_ = 0;
-    Log(Level::kError, "switchover")
-        .kv("phase", "aborted")
-        .kv("reason", "the standby did not acknowledge everything in time");
-    if (cfg_.hooks.on_promote.configured()) {
-      RunLoggedHook("on_promote", cfg_.hooks.on_promote, "primary", state_.epoch,
-                    "switchover aborted: this node stays primary");
-    }
-    return;
-  }
-  const bool drained = session_ == Session::kLive && journal_->empty() &&
-                       !sender_->has_open_batch() && sender_->unacked_batches() == 0 && watcher_ &&
-                       watcher_->ready() == 0 && !watcher_->NextDeadlineNs();
-  if (!drained) {
-    switchover_quiet_since_ns_ = 0;
-    return;
-  }
-  if (switchover_quiet_since_ns_ == 0) switchover_quiet_since_ns_ = now;
-  if (now - switchover_quiet_since_ns_ < kQuietNs) return;
-  // Everything is durable on the standby: hand over.
-  Log(Level::kWarn, "switchover")
-      .kv("phase", "handing over")
-      .kv("last_acked_seq", sender_->acked_seq());
-  switchover_deadline_ns_ = 0;
-  Demote(wire::RoleChangeReason::kSwitchover, state_.epoch, "planned switchover", true);
 }
 
 // ---- data streams ------------------------------------------------------------------------
@@ -2781,10 +2601,10 @@ Status Node::LeaseWhileSending(int64_t progress_ns) {
   const int64_t now = NowNs();
   // Bytes the standby took count as hearing it: its own frames wait, unread, behind
   // this send (the loop runs no other callback meanwhile).
-  if (now - std::max(last_peer_rx_ns_, progress_ns) < cfg_.failover.lease_ms * 1'000'000) {
+  if (now - std::max(fo_->last_heard_ns(), progress_ns) < cfg_.failover.lease_ms * 1'000'000) {
     return Status::Ok();
   }
-  CheckLease(now);
+  Drive(At(now, failover::in::SendBlocked{progress_ns}));
   if (next_state_.has_value()) {
     return Unavailable(
         "demoted while sending: the standby took nothing and said nothing "
@@ -2828,7 +2648,10 @@ void Node::Drop(const std::shared_ptr<Peer>& peer, const Status& why) {
   bool was_active = peer == active_;
   if (peer->conn && !peer->session_opened && !peer->handed_off) {
     metrics_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
-    if (state_.role == NodeRole::kStandby && peer->conn->key_refused()) NoteKeyRefusal(*peer);
+    if (state_.role == NodeRole::kStandby && peer->conn->key_refused() && peer->from_peer_host) {
+      // That host runs hasync and is alive: no promotion on silence while it keeps trying.
+      Drive(At(NowNs(), failover::in::KeyRefused{}));
+    }
   }
   Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
       .kv("peer", peer->addr.empty() ? std::string("inbound") : peer->addr)

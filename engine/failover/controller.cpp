@@ -689,7 +689,26 @@ void Controller::OnHello(Ctx& c, const in::PeerHello& h) {
     Emit(c, act::RefuseSession{std::move(why), tell});
   };
   const wire::Role want = primary() ? wire::Role::kStandby : wire::Role::kPrimary;
-  if (finished()) return refuse("this node is changing role");
+  switch (phase_) {
+    case Phase::kDemoteHook:
+    case Phase::kDemotePersist:
+    case Phase::kPromoted:
+    case Phase::kDemoted:
+    case Phase::kFatal:
+      return refuse("this node is changing role");
+    case Phase::kQuorumCheck:
+    case Phase::kGuard:
+    case Phase::kFence:
+    case Phase::kPromotePersist:
+    case Phase::kPromoteHook:
+      // The decision was taken on what the window showed; a session opened now would be
+      // served at an epoch this node is about to leave.
+      return refuse("this node is promoting");
+    case Phase::kAdoptEpoch:
+      return refuse("this node is persisting the epoch of another session");
+    default:
+      break;
+  }
   if (primary() && h.role == wire::Role::kPrimary) {
     // Two primaries: the higher epoch wins (DESIGN §4).
     if (h.epoch > state_.epoch) {

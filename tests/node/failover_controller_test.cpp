@@ -1,0 +1,361 @@
+// failover::Controller, rule by rule: each test feeds inputs by hand and checks the
+// actions. The deterministic simulator (tests/sim) checks the invariants over millions
+// of interleavings; these pin the individual rules docs/FAILOVER.md states.
+#include "engine/failover/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace hasync::engine::failover {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+
+Policy TestPolicy() {
+  Policy p;
+  p.window_ns = 2'000 * kMs;
+  p.beat_ns = 250 * kMs;
+  p.lease_ns = 1'200 * kMs;
+  p.redial_max_ns = 500 * kMs;
+  return p;
+}
+
+NodeState Standby(uint64_t epoch) {
+  NodeState s;
+  s.node_id = 7;
+  s.epoch = epoch;
+  s.role = NodeRole::kStandby;
+  return s;
+}
+
+NodeState Primary(uint64_t epoch) {
+  NodeState s = Standby(epoch);
+  s.role = NodeRole::kPrimary;
+  return s;
+}
+
+class Driver {
+ public:
+  Driver(const Policy& p, const NodeState& s) : c(p, s, 0) {}
+
+  std::vector<Action> Feed(int64_t now_ms, decltype(Input::event) e) {
+    std::vector<Action> out;
+    c.Step(Input{now_ms * kMs, 1'000'000 + static_cast<uint64_t>(now_ms), std::move(e)}, &out);
+    return out;
+  }
+  std::vector<Action> Tick(int64_t now_ms, Observation seen) {
+    return Feed(now_ms, in::Tick{seen});
+  }
+
+  Controller c;
+};
+
+template <typename T>
+const T* Find(const std::vector<Action>& actions) {
+  for (const auto& a : actions) {
+    if (const auto* t = std::get_if<T>(&a)) return t;
+  }
+  return nullptr;
+}
+
+const act::RunHook* FindHook(const std::vector<Action>& actions, Hook hook) {
+  for (const auto& a : actions) {
+    if (const auto* t = std::get_if<act::RunHook>(&a); t != nullptr && t->hook == hook) return t;
+  }
+  return nullptr;
+}
+
+bool Noted(const std::vector<Action>& actions, std::string_view event, std::string_view text = "") {
+  for (const auto& a : actions) {
+    const auto* n = std::get_if<act::Note>(&a);
+    if (n == nullptr || n->event != event) continue;
+    if (text.empty()) return true;
+    for (const auto& [k, v] : n->fields) {
+      if (v.find(text) != std::string::npos) return true;
+    }
+  }
+  return false;
+}
+
+Observation Silent() {
+  Observation o;
+  o.verdict = lockwin::Verdict::kSilent;
+  o.holds_copy = true;
+  return o;
+}
+
+TEST(FailoverController, AStandbyThatNeverJoinedNeverPromotes) {
+  Policy p = TestPolicy();
+  p.promote_on_silence_unguarded = true;
+  Driver d(p, Standby(0));
+  auto out = d.Tick(5'000, Silent());
+  EXPECT_TRUE(Noted(out, "not_promoting", "never joined"));
+  EXPECT_EQ(Find<act::Persist>(out), nullptr);
+  EXPECT_EQ(d.c.phase(), Phase::kFollowing);
+}
+
+TEST(FailoverController, SilenceWithoutGuardsIsNotEnough) {
+  Driver d(TestPolicy(), Standby(3));
+  auto out = d.Tick(5'000, Silent());
+  EXPECT_TRUE(Noted(out, "not_promoting", "configure fence or quorum_check"));
+  EXPECT_EQ(d.c.phase(), Phase::kFollowing);
+}
+
+TEST(FailoverController, NoCopyNoPromotion) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  Driver d(p, Standby(3));
+  Observation o = Silent();
+  o.holds_copy = false;
+  auto out = d.Tick(5'000, o);
+  EXPECT_TRUE(Noted(out, "not_promoting", "no full copy"));
+  EXPECT_EQ(FindHook(out, Hook::kQuorumCheck), nullptr);
+}
+
+TEST(FailoverController, SilencePromotesAfterQuorumCheckWithTheEpochPersistedFirst) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  p.has_on_promote = true;
+  Driver d(p, Standby(3));
+  auto out = d.Tick(5'000, Silent());
+  const auto* q = FindHook(out, Hook::kQuorumCheck);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->role, "standby");
+  EXPECT_EQ(d.c.phase(), Phase::kQuorumCheck);
+  out = d.Feed(5'100, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
+  const auto* persist = Find<act::Persist>(out);
+  ASSERT_NE(persist, nullptr);
+  EXPECT_EQ(persist->state.epoch, 4u);
+  EXPECT_EQ(persist->state.role, NodeRole::kPrimary);
+  EXPECT_NE(persist->state.last_failover_unix_ms, 0u);
+  EXPECT_EQ(Find<act::Restart>(out), nullptr) << "nothing acts on epoch 4 before it is durable";
+  out = d.Feed(5'110, in::Persisted{true, ""});
+  ASSERT_NE(Find<act::Restart>(out), nullptr);
+  EXPECT_EQ(Find<act::Restart>(out)->state.epoch, 4u);
+  EXPECT_TRUE(Noted(out, "promoted"));
+  ASSERT_NE(FindHook(out, Hook::kOnPromote), nullptr);
+  EXPECT_EQ(FindHook(out, Hook::kOnPromote)->epoch, 4u);
+  out = d.Feed(5'200, in::HookDone{Hook::kOnPromote, HookOutcome::kFailed, "exit 1"});
+  EXPECT_TRUE(Noted(out, "on_promote_failed"));
+  EXPECT_NE(Find<act::EndSession>(out), nullptr);
+  EXPECT_EQ(d.c.phase(), Phase::kPromoted);
+  EXPECT_TRUE(d.c.finished());
+}
+
+TEST(FailoverController, AFailedQuorumCheckWaitsFourBeats) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  Driver d(p, Standby(3));
+  d.Tick(5'000, Silent());
+  auto out = d.Feed(5'050, in::HookDone{Hook::kQuorumCheck, HookOutcome::kTimedOut, "timed out"});
+  EXPECT_TRUE(Noted(out, "not_promoting", "isolated"));
+  EXPECT_EQ(d.c.phase(), Phase::kFollowing);
+  EXPECT_EQ(FindHook(d.Tick(5'900, Silent()), Hook::kQuorumCheck), nullptr);
+  EXPECT_NE(FindHook(d.Tick(6'060, Silent()), Hook::kQuorumCheck), nullptr);
+}
+
+TEST(FailoverController, ThePrimaryHeardAgainDuringQuorumCheckStopsThePromotion) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  Driver d(p, Standby(3));
+  d.Tick(5'000, Silent());
+  Observation alive;
+  alive.verdict = lockwin::Verdict::kAlive;
+  alive.holds_copy = true;
+  d.Tick(5'020, alive);  // the tick while the hook runs (the simulator's asynchronous hooks)
+  auto out = d.Feed(5'100, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
+  EXPECT_EQ(Find<act::Persist>(out), nullptr);
+  EXPECT_TRUE(Noted(out, "not_promoting", "heard again"));
+}
+
+TEST(FailoverController, AStalledPrimaryIsAskedToStepDownAndItsDemotedSkipsTheFence) {
+  Policy p = TestPolicy();
+  p.has_fence = true;
+  Driver d(p, Standby(3));
+  Observation stalled = Silent();
+  stalled.verdict = lockwin::Verdict::kStalled;
+  stalled.session_open = true;
+  auto out = d.Tick(5'000, stalled);
+  EXPECT_NE(Find<act::SendDemoteRequest>(out), nullptr);
+  EXPECT_EQ(d.c.phase(), Phase::kAwaitDemoted);
+  d.Feed(5'100, in::PeerDemoted{wire::RoleChangeReason::kStalled, true});
+  out = d.Tick(5'120, stalled);
+  EXPECT_EQ(FindHook(out, Hook::kFence), nullptr) << "the old primary confirmed";
+  EXPECT_NE(Find<act::Persist>(out), nullptr);
+}
+
+TEST(FailoverController, ADemotedWhoseOnDemoteFailedIsFencedFirst) {
+  Policy p = TestPolicy();
+  p.has_fence = true;
+  Driver d(p, Standby(3));
+  Observation stalled = Silent();
+  stalled.verdict = lockwin::Verdict::kStalled;
+  stalled.session_open = true;
+  d.Tick(5'000, stalled);
+  d.Feed(5'100, in::PeerDemoted{wire::RoleChangeReason::kStalled, false});
+  auto out = d.Tick(5'120, stalled);
+  EXPECT_NE(FindHook(out, Hook::kFence), nullptr)
+      << "its scheduler may still run: on_demote did not confirm it stopped";
+  out = d.Feed(5'300, in::HookDone{Hook::kFence, HookOutcome::kFailed, "exit 2"});
+  EXPECT_TRUE(Noted(out, "not_promoting", "fence failed"));
+  EXPECT_EQ(Find<act::Persist>(out), nullptr);
+}
+
+TEST(FailoverController, AntiFlapHoldsAnAutomaticPromotion) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  p.min_failover_interval_ms = 300'000;
+  NodeState s = Standby(3);
+  s.last_failover_unix_ms = 1'000'000;  // Driver's wall clock starts at 1,000,000 ms
+  Driver d(p, s);
+  auto out = d.Tick(60'000, Silent());
+  EXPECT_TRUE(Noted(out, "not_promoting", "min_failover_interval_ms"));
+  EXPECT_NE(FindHook(d.Tick(301'000, Silent()), Hook::kQuorumCheck), nullptr);
+}
+
+TEST(FailoverController, AnIsolatedPrimarySelfFencesWhenQuorumCheckFails) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  p.has_on_demote = true;
+  Driver d(p, Primary(5));
+  Observation o;
+  EXPECT_TRUE(d.Tick(1'000, o).empty());
+  auto out = d.Tick(1'300, o);
+  ASSERT_NE(FindHook(out, Hook::kQuorumCheck), nullptr);
+  EXPECT_EQ(FindHook(out, Hook::kQuorumCheck)->role, "primary");
+  out = d.Feed(1'400, in::HookDone{Hook::kQuorumCheck, HookOutcome::kFailed, "exit 1"});
+  EXPECT_TRUE(Noted(out, "demoting", "self-fencing"));
+  ASSERT_NE(FindHook(out, Hook::kOnDemote), nullptr);
+  out = d.Feed(1'500, in::HookDone{Hook::kOnDemote, HookOutcome::kOk, ""});
+  const auto* persist = Find<act::Persist>(out);
+  ASSERT_NE(persist, nullptr);
+  EXPECT_EQ(persist->state.role, NodeRole::kStandby);
+  EXPECT_EQ(persist->state.rejoin_epoch, 5u) << "what it did as primary is quarantined on rejoin";
+  EXPECT_EQ(Find<act::SendDemoted>(out), nullptr) << "nobody asked";
+  out = d.Feed(1'510, in::Persisted{true, ""});
+  EXPECT_NE(Find<act::Restart>(out), nullptr);
+  EXPECT_EQ(d.c.state().role, NodeRole::kPrimary) << "this incarnation ends as it ran";
+}
+
+TEST(FailoverController, APassingQuorumCheckKeepsThePrimaryServingOncePerSilence) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  Driver d(p, Primary(5));
+  Observation o;
+  d.Tick(1'300, o);
+  auto out = d.Feed(1'400, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
+  EXPECT_TRUE(Noted(out, "lease_expired", "keep serving"));
+  EXPECT_EQ(d.c.phase(), Phase::kServing);
+  EXPECT_EQ(FindHook(d.Tick(5'000, o), Hook::kQuorumCheck), nullptr) << "once per silence";
+  out = d.Feed(5'100, in::PeerHeard{});
+  EXPECT_TRUE(Noted(out, "lease_renewed"));
+  EXPECT_NE(FindHook(d.Tick(6'400, o), Hook::kQuorumCheck), nullptr) << "a new silence";
+}
+
+TEST(FailoverController, EpochsDecideBetweenTwoPrimaries) {
+  Policy p = TestPolicy();
+  {
+    Driver d(p, Primary(5));
+    auto out = d.Feed(10, in::PeerHello{wire::Role::kPrimary, 4, true});
+    ASSERT_NE(Find<act::RefuseSession>(out), nullptr);
+    EXPECT_TRUE(Find<act::RefuseSession>(out)->tell_promoted);
+  }
+  {
+    Driver d(p, Primary(5));
+    auto out = d.Feed(10, in::PeerHello{wire::Role::kPrimary, 6, true});
+    EXPECT_NE(Find<act::EndSession>(out), nullptr);
+    const auto* persist = Find<act::Persist>(out);
+    ASSERT_NE(persist, nullptr);
+    EXPECT_EQ(persist->state.epoch, 6u);
+    EXPECT_EQ(persist->state.role, NodeRole::kStandby);
+  }
+  {
+    Driver d(p, Primary(5));
+    auto out = d.Feed(10, in::PeerHello{wire::Role::kPrimary, 5, true});
+    EXPECT_TRUE(Noted(out, "two_primaries"));
+    EXPECT_NE(Find<act::RefuseSession>(out), nullptr);
+  }
+  {
+    Driver d(p, Standby(5));
+    auto out = d.Feed(10, in::PeerHello{wire::Role::kPrimary, 4, true});
+    ASSERT_NE(Find<act::RefuseSession>(out), nullptr);
+    EXPECT_NE(Find<act::RefuseSession>(out)->why.find("newer primary"), std::string::npos);
+    EXPECT_EQ(d.c.CheckFrameEpoch(4), FrameEpoch::kStale);
+  }
+}
+
+TEST(FailoverController, AStandbyPersistsAHigherEpochBeforeTakingIt) {
+  Driver d(TestPolicy(), Standby(5));
+  auto out = d.Feed(10, in::SessionOpened{7});
+  ASSERT_NE(Find<act::Persist>(out), nullptr);
+  EXPECT_EQ(d.c.state().epoch, 5u);
+  d.Feed(11, in::Persisted{true, ""});
+  EXPECT_EQ(d.c.state().epoch, 7u);
+  // A failed persist ends the session and keeps the old epoch.
+  Driver e(TestPolicy(), Standby(5));
+  e.Feed(10, in::SessionOpened{7});
+  out = e.Feed(11, in::Persisted{false, "EIO"});
+  EXPECT_NE(Find<act::EndSession>(out), nullptr);
+  EXPECT_EQ(e.c.state().epoch, 5u);
+}
+
+TEST(FailoverController, ASwitchoverStopsTheSchedulerDrainsAndHandsOver) {
+  Policy p = TestPolicy();
+  p.has_on_demote = true;
+  Driver d(p, Primary(5));
+  auto out = d.Feed(10, in::SwitchoverRequest{10'000 * kMs, false});
+  ASSERT_NE(Find<act::SwitchoverReply>(out), nullptr);
+  EXPECT_FALSE(Find<act::SwitchoverReply>(out)->ok);
+  out = d.Feed(20, in::SwitchoverRequest{10'000 * kMs, true});
+  ASSERT_NE(FindHook(out, Hook::kOnDemote), nullptr);
+  out = d.Feed(30, in::HookDone{Hook::kOnDemote, HookOutcome::kOk, ""});
+  ASSERT_NE(Find<act::SwitchoverReply>(out), nullptr);
+  EXPECT_TRUE(Find<act::SwitchoverReply>(out)->ok);
+  Observation o;
+  o.session_live = true;
+  d.Feed(40, in::PeerHeard{});
+  EXPECT_EQ(Find<act::SendDemoted>(d.Tick(100, o)), nullptr) << "not drained";
+  o.drained = true;
+  d.Tick(200, o);
+  out = d.Tick(420, o);
+  const auto* demoted = Find<act::SendDemoted>(out);
+  ASSERT_NE(demoted, nullptr);
+  EXPECT_EQ(demoted->reason, wire::RoleChangeReason::kSwitchover);
+  EXPECT_TRUE(demoted->on_demote_ok);
+  const auto* persist = Find<act::Persist>(out);
+  ASSERT_NE(persist, nullptr);
+  EXPECT_EQ(persist->state.rejoin_epoch, 0u) << "drained: nothing to quarantine";
+  EXPECT_EQ(FindHook(out, Hook::kOnDemote), nullptr) << "on_demote ran when it began";
+}
+
+TEST(FailoverController, ASwitchoverThatTimesOutRestartsTheScheduler) {
+  Policy p = TestPolicy();
+  p.has_on_promote = true;
+  Driver d(p, Primary(5));
+  d.Feed(10, in::SwitchoverRequest{1'000 * kMs, true});
+  EXPECT_EQ(d.c.phase(), Phase::kDraining);
+  Observation o;
+  o.session_live = true;
+  d.Feed(500, in::PeerHeard{});
+  auto out = d.Tick(1'100, o);
+  EXPECT_TRUE(Noted(out, "switchover", "aborted"));
+  ASSERT_NE(FindHook(out, Hook::kOnPromote), nullptr);
+  d.Feed(1'200, in::HookDone{Hook::kOnPromote, HookOutcome::kOk, ""});
+  EXPECT_EQ(d.c.phase(), Phase::kServing);
+}
+
+TEST(FailoverController, EveryPhaseHasAnExitOrIsFinal) {
+  for (int i = 0; i <= static_cast<int>(Phase::kFatal); ++i) {
+    const auto phase = static_cast<Phase>(i);
+    const bool final =
+        phase == Phase::kPromoted || phase == Phase::kDemoted || phase == Phase::kFatal;
+    bool exits = false;
+    for (const auto& t : Transitions()) exits = exits || t.from == phase;
+    EXPECT_EQ(exits, !final) << PhaseName(phase);
+  }
+}
+
+}  // namespace
+}  // namespace hasync::engine::failover

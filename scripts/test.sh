@@ -131,10 +131,12 @@ release_plain() {
 }
 
 # Everything compiled once with clang 14, -Werror included (tests and benchmarks; nothing
-# is run): code that only g++ accepts, or that clang warns about, fails here.
+# is run): code that only g++ accepts, or that clang warns about, fails here. -O0 without
+# debug info: clang's warnings come from its front end, not the optimiser, and the stage
+# takes about half the time of an optimised build.
 clang_build() {
-  CC=clang CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DHASYNC_WERROR=ON >/dev/null &&
+  CC=clang CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_C_FLAGS_DEBUG=-O0 -DCMAKE_CXX_FLAGS_DEBUG=-O0 -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build-clang -j "$jobs"
 }
 
@@ -148,9 +150,12 @@ package() {
     run_ctest package --test-dir build-pkg -L package --timeout 900
 }
 
-# Every test again, Debug, with ASan + UBSan; any report aborts the test.
+# Every test again, Debug, with ASan + UBSan; any report aborts the test. -O1, as the
+# sanitizers' documentation advises: the checks are the same, the tests run faster than at
+# -O0 (the stage was the longest of the run).
 asan() {
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHASYNC_SANITIZE=ON \
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+    -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DHASYNC_SANITIZE=ON \
     -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build-asan -j "$jobs" &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

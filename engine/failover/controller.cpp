@@ -502,9 +502,10 @@ void Controller::MaybePromote(Ctx& c, const Observation& seen) {
   BeginPromote(c);
 }
 
-// The primary came back while a guard ran: the promotion no longer has its reason.
+// The primary came back while a guard ran: the promotion no longer has its reason. Bytes
+// of the primary's that wait unread count: they may be the records that say it is fine.
 bool Controller::HeardAgain() const {
-  return seen_.verdict == lockwin::Verdict::kAlive && !peer_demoted_;
+  return !peer_demoted_ && (seen_.verdict == lockwin::Verdict::kAlive || !seen_.caught_up);
 }
 
 void Controller::BeginPromote(Ctx& c) {
@@ -553,6 +554,7 @@ void Controller::PromoteAborted(Ctx& c, int level, const std::string& why) {
 }
 
 void Controller::OnHookDone(Ctx& c, const in::HookDone& h) {
+  if (h.seen) seen_ = *h.seen;
   const bool ok = h.outcome == HookOutcome::kOk;
   const std::string detail = h.detail.empty() ? (ok ? "exit 0" : "failed") : h.detail;
   switch (phase_) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -124,7 +125,7 @@ struct PeerHello {
 // A frame above this node's epoch (FrameEpoch said kHigher): the peer is newer.
 struct HigherEpoch {
   uint64_t epoch = 0;
-  std::string why;
+  std::string why = {};
 };
 // Standby: the session with a primary opened (after PeerHello was accepted).
 struct SessionOpened {
@@ -150,11 +151,14 @@ struct SwitchoverRequest {
 struct HookDone {
   Hook hook = Hook::kQuorumCheck;
   HookOutcome outcome = HookOutcome::kOk;
-  std::string detail;  // "exit 3", "timed out after 2000 ms"
+  std::string detail = {};  // "exit 3", "timed out after 2000 ms"
+  // What the node sees now, after the hook (a hook can take seconds): a promotion goes
+  // on only if the primary has not been heard meanwhile. Absent: the last tick's.
+  std::optional<Observation> seen = std::nullopt;
 };
 struct Persisted {
   bool ok = true;
-  std::string error;
+  std::string error = {};
 };
 }  // namespace in
 
@@ -175,15 +179,15 @@ namespace act {
 // HookDone back.
 struct RunHook {
   Hook hook = Hook::kQuorumCheck;
-  std::string role;
+  std::string role = {};
   uint64_t epoch = 0;
-  std::string reason;
+  std::string reason = {};
 };
 // Persist the state durably, then (if history is not empty) append it to the history;
 // feed Persisted back.
 struct Persist {
-  NodeState state;
-  std::string history;
+  NodeState state = {};
+  std::string history = {};
 };
 struct SendDemoteRequest {
   wire::RoleChangeReason reason = wire::RoleChangeReason::kStalled;
@@ -195,31 +199,31 @@ struct SendDemoted {
 // Refuse the connection whose HELLO was fed (ERROR role conflict); tell_promoted: send
 // PROMOTED first (the peer is a primary at a lower epoch).
 struct RefuseSession {
-  std::string why;
+  std::string why = {};
   bool tell_promoted = false;
 };
 // Close the active session (or the connection whose HELLO was fed).
 struct EndSession {
-  std::string why;
+  std::string why = {};
 };
 // The role changed and is persisted: start the node again in it.
 struct Restart {
-  NodeState state;
+  NodeState state = {};
 };
 // The reply to SwitchoverRequest.
 struct SwitchoverReply {
   bool ok = false;
-  std::string error;
+  std::string error = {};
 };
 // A log line: level 0 info, 1 warn, 2 error; fields are key/value pairs.
 struct Note {
   int level = 0;
-  std::string event;
-  std::vector<std::pair<std::string, std::string>> fields;
+  std::string event = {};
+  std::vector<std::pair<std::string, std::string>> fields = {};
 };
 // The node cannot go on (its demotion could not be persisted).
 struct Fatal {
-  std::string why;
+  std::string why = {};
 };
 }  // namespace act
 

@@ -1669,12 +1669,18 @@ std::optional<std::string> Node::Drive(const failover::Input& input) {
               }
               HookResult r =
                   RunLoggedHook(failover::HookName(x.hook), *command, x.role, x.epoch, x.reason);
-              inputs.push_back(At(
-                  NowNs(), failover::in::HookDone{x.hook,
-                                                  r.ok()        ? failover::HookOutcome::kOk
-                                                  : r.timed_out ? failover::HookOutcome::kTimedOut
-                                                                : failover::HookOutcome::kFailed,
-                                                  r.Describe()}));
+              failover::in::HookDone done{x.hook,
+                                          r.ok()        ? failover::HookOutcome::kOk
+                                          : r.timed_out ? failover::HookOutcome::kTimedOut
+                                                        : failover::HookOutcome::kFailed,
+                                          r.Describe(), std::nullopt};
+              // A guard can take seconds, during which this loop read nothing: whether
+              // the primary's bytes wait in the socket decides if the promotion goes on.
+              if (x.hook == failover::Hook::kQuorumCheck ||
+                  x.hook == failover::Hook::kPromoteGuard) {
+                done.seen = Observe(NowNs());
+              }
+              inputs.push_back(At(NowNs(), std::move(done)));
             } else if constexpr (std::is_same_v<T, act::Persist>) {
               Status saved = SaveNodeState(cfg_.sync.state_dir, x.state);
               if (saved.ok() && !x.history.empty()) RecordHistory(x.state, x.history);

@@ -67,6 +67,26 @@ const act::RunHook* FindHook(const std::vector<Action>& actions, Hook hook) {
   return nullptr;
 }
 
+// By value: a missing action is a test failure, never a null dereference.
+template <typename T>
+T Get(const std::vector<Action>& actions) {
+  const T* t = Find<T>(actions);
+  if (t == nullptr) {
+    ADD_FAILURE() << "no such action";
+    return T{};
+  }
+  return *t;
+}
+
+act::RunHook GetHook(const std::vector<Action>& actions, Hook hook) {
+  const act::RunHook* t = FindHook(actions, hook);
+  if (t == nullptr) {
+    ADD_FAILURE() << "hook " << HookName(hook) << " not run";
+    return {};
+  }
+  return *t;
+}
+
 bool Noted(const std::vector<Action>& actions, std::string_view event, std::string_view text = "") {
   for (const auto& a : actions) {
     const auto* n = std::get_if<act::Note>(&a);
@@ -133,10 +153,10 @@ TEST(FailoverController, SilencePromotesAfterQuorumCheckWithTheEpochPersistedFir
   EXPECT_EQ(Find<act::Restart>(out), nullptr) << "nothing acts on epoch 4 before it is durable";
   out = d.Feed(5'110, in::Persisted{true, ""});
   ASSERT_NE(Find<act::Restart>(out), nullptr);
-  EXPECT_EQ(Find<act::Restart>(out)->state.epoch, 4u);
+  EXPECT_EQ(Get<act::Restart>(out).state.epoch, 4u);
   EXPECT_TRUE(Noted(out, "promoted"));
   ASSERT_NE(FindHook(out, Hook::kOnPromote), nullptr);
-  EXPECT_EQ(FindHook(out, Hook::kOnPromote)->epoch, 4u);
+  EXPECT_EQ(GetHook(out, Hook::kOnPromote).epoch, 4u);
   out = d.Feed(5'200, in::HookDone{Hook::kOnPromote, HookOutcome::kFailed, "exit 1"});
   EXPECT_TRUE(Noted(out, "on_promote_failed"));
   EXPECT_NE(Find<act::EndSession>(out), nullptr);
@@ -168,6 +188,19 @@ TEST(FailoverController, ThePrimaryHeardAgainDuringQuorumCheckStopsThePromotion)
   auto out = d.Feed(5'100, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
   EXPECT_EQ(Find<act::Persist>(out), nullptr);
   EXPECT_TRUE(Noted(out, "not_promoting", "heard again"));
+}
+
+TEST(FailoverController, BytesOfThePrimaryWaitingAfterASlowGuardStopThePromotion) {
+  Policy p = TestPolicy();
+  p.has_quorum_check = true;
+  Driver d(p, Standby(3));
+  d.Tick(5'000, Silent());
+  Observation after = Silent();
+  after.caught_up = false;  // the node's socket holds unread bytes of the primary
+  auto out = d.Feed(9'000, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, "exit 0", after});
+  EXPECT_EQ(Find<act::Persist>(out), nullptr);
+  EXPECT_TRUE(Noted(out, "not_promoting", "heard again"));
+  EXPECT_EQ(d.c.phase(), Phase::kFollowing);
 }
 
 TEST(FailoverController, AStalledPrimaryIsAskedToStepDownAndItsDemotedSkipsTheFence) {
@@ -224,7 +257,7 @@ TEST(FailoverController, AnIsolatedPrimarySelfFencesWhenQuorumCheckFails) {
   EXPECT_TRUE(d.Tick(1'000, o).empty());
   auto out = d.Tick(1'300, o);
   ASSERT_NE(FindHook(out, Hook::kQuorumCheck), nullptr);
-  EXPECT_EQ(FindHook(out, Hook::kQuorumCheck)->role, "primary");
+  EXPECT_EQ(GetHook(out, Hook::kQuorumCheck).role, "primary");
   out = d.Feed(1'400, in::HookDone{Hook::kQuorumCheck, HookOutcome::kFailed, "exit 1"});
   EXPECT_TRUE(Noted(out, "demoting", "self-fencing"));
   ASSERT_NE(FindHook(out, Hook::kOnDemote), nullptr);
@@ -260,7 +293,7 @@ TEST(FailoverController, EpochsDecideBetweenTwoPrimaries) {
     Driver d(p, Primary(5));
     auto out = d.Feed(10, in::PeerHello{wire::Role::kPrimary, 4, true});
     ASSERT_NE(Find<act::RefuseSession>(out), nullptr);
-    EXPECT_TRUE(Find<act::RefuseSession>(out)->tell_promoted);
+    EXPECT_TRUE(Get<act::RefuseSession>(out).tell_promoted);
   }
   {
     Driver d(p, Primary(5));
@@ -281,7 +314,7 @@ TEST(FailoverController, EpochsDecideBetweenTwoPrimaries) {
     Driver d(p, Standby(5));
     auto out = d.Feed(10, in::PeerHello{wire::Role::kPrimary, 4, true});
     ASSERT_NE(Find<act::RefuseSession>(out), nullptr);
-    EXPECT_NE(Find<act::RefuseSession>(out)->why.find("newer primary"), std::string::npos);
+    EXPECT_NE(Get<act::RefuseSession>(out).why.find("newer primary"), std::string::npos);
     EXPECT_EQ(d.c.CheckFrameEpoch(4), FrameEpoch::kStale);
   }
 }
@@ -307,12 +340,12 @@ TEST(FailoverController, ASwitchoverStopsTheSchedulerDrainsAndHandsOver) {
   Driver d(p, Primary(5));
   auto out = d.Feed(10, in::SwitchoverRequest{10'000 * kMs, false});
   ASSERT_NE(Find<act::SwitchoverReply>(out), nullptr);
-  EXPECT_FALSE(Find<act::SwitchoverReply>(out)->ok);
+  EXPECT_FALSE(Get<act::SwitchoverReply>(out).ok);
   out = d.Feed(20, in::SwitchoverRequest{10'000 * kMs, true});
   ASSERT_NE(FindHook(out, Hook::kOnDemote), nullptr);
   out = d.Feed(30, in::HookDone{Hook::kOnDemote, HookOutcome::kOk, ""});
   ASSERT_NE(Find<act::SwitchoverReply>(out), nullptr);
-  EXPECT_TRUE(Find<act::SwitchoverReply>(out)->ok);
+  EXPECT_TRUE(Get<act::SwitchoverReply>(out).ok);
   Observation o;
   o.session_live = true;
   d.Feed(40, in::PeerHeard{});

@@ -1,0 +1,1592 @@
+// The failover simulator's world: see sim.h and docs/TESTING.md ("Failover simulator").
+//
+// Model, in short (each piece says why it is shaped so where it matters):
+// - One event queue ordered by (time, insertion counter): a run is a pure function of
+//   the seed. Every random choice comes from one xoshiro256** stream seeded by splitmix64.
+// - A node is a host (up/down, incarnation), a hasync process (running/paused), a
+//   persisted NodeState plus the state directory's content (`log`, the change ids the
+//   scheduler wrote, durable), a Controller, a lockwin::Detector while standby, and a
+//   scheduler (running, hung). The scheduler is never started at boot (docs/OPERATIONS.md:
+//   "The scheduler is not started at boot"), except by the first start as primary.
+// - Sessions are TCP: per link direction one FIFO of session frames, delivered in order,
+//   delayed by jitter and retransmission, held while the link is down and flushed after
+//   it heals (RTO capped at 1 s, docs/FAILOVER.md), closed after 15 s without frames or by
+//   an RST when they reach a host that no longer knows them. HELLO, its reply, ERROR and
+//   RST are single packets: lost while a link is down, duplicated and reordered at will.
+// - A paused (SIGSTOPped) process takes no input: what arrives waits in its inbox and is
+//   read in order when it resumes, before its next tick. Its hooks and its scheduler keep
+//   running (they are other processes).
+#include "tests/sim/sim.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <cstdio>
+#include <queue>
+#include <utility>
+
+#include "lockwin/detector.h"
+#include "tests/sim/controller_assert.h"
+
+namespace hasync::sim {
+
+namespace {
+thread_local std::string t_assertion;
+}  // namespace
+
+void ControllerAssertFailed(const char* cond, const char* file, int line) {
+  if (t_assertion.empty()) t_assertion = fmt::format("HASYNC_ASSERT({}) at {}:{}", cond, file, line);
+}
+
+std::string TakeControllerAssertion() { return std::exchange(t_assertion, std::string()); }
+
+namespace {
+
+namespace fo = engine::failover;
+using engine::NodeRole;
+using engine::NodeState;
+using fo::Phase;
+
+constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kSec = 1000 * kMs;
+constexpr int64_t kTickNs = 20 * kMs;
+constexpr int64_t kSessionIdleNs = 15 * kSec;
+constexpr int64_t kConnectTimeoutNs = 1 * kSec;
+constexpr int64_t kRtoMaxNs = 1 * kSec;
+constexpr int64_t kFirstDialBackoffNs = 100 * kMs;
+constexpr int64_t kNever = INT64_MIN / 4;
+
+constexpr int kA = 0;
+constexpr int kB = 1;
+constexpr int kW = 2;
+constexpr int kEndpoints = 3;  // room for an arbiter: endpoints are indexed, not named
+constexpr const char* kNames[kEndpoints] = {"A", "B", "W"};
+
+// engine/node/state.cpp's NodeRoleName, without linking the node.
+std::string_view RoleName(NodeRole r) { return r == NodeRole::kPrimary ? "primary" : "standby"; }
+
+// ---- the PRNG --------------------------------------------------------------------------------
+
+uint64_t SplitMix(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) {
+    uint64_t x = seed;
+    for (auto& w : s_) w = SplitMix(x);
+  }
+  uint64_t Next() {
+    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = Rotl(s_[3], 45);
+    return result;
+  }
+  // Uniform in [lo, hi].
+  int64_t Range(int64_t lo, int64_t hi) {
+    if (hi <= lo) return lo;
+    return lo + static_cast<int64_t>(Next() % static_cast<uint64_t>(hi - lo + 1));
+  }
+  bool Chance(double p) { return static_cast<double>(Next() >> 11) * 0x1.0p-53 < p; }
+  template <typename T>
+  const T& Pick(const std::vector<T>& v) {
+    return v[Next() % v.size()];
+  }
+
+ private:
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::array<uint64_t, 4> s_{};
+};
+
+uint64_t Fnv(uint64_t h, std::string_view s) {
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return (h ^ 0xff) * 0x100000001b3ULL;
+}
+
+uint64_t Mix(uint64_t a, uint64_t b) {
+  uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL);
+  return SplitMix(x);
+}
+
+// ---- the configuration of a seed --------------------------------------------------------------
+
+enum class Guard : uint8_t { kFence, kQuorum, kFenceAndQuorum, kNone, kUnguarded };
+std::string_view GuardName(Guard g) {
+  switch (g) {
+    case Guard::kFence:
+      return "fence";
+    case Guard::kQuorum:
+      return "quorum_check";
+    case Guard::kFenceAndQuorum:
+      return "fence+quorum_check";
+    case Guard::kNone:
+      return "none";
+    case Guard::kUnguarded:
+      return "promote_on_silence_unguarded";
+  }
+  return "?";
+}
+
+struct Config {
+  Guard guard = Guard::kFence;
+  fo::Policy policy;
+  bool liveness = false;  // a liveness seed: one crash of the primary, hooks succeed
+  int64_t duration_ns = 0;
+  int64_t hook_timeout_ns = 0;
+  int64_t hook_max_ns = 0;  // the longest a hook that does not time out runs
+  double hook_fail = 0;     // quorum_check (spurious), promote_guard, on_promote, on_demote
+  double hook_timeout = 0;
+  double fence_fail = 0;
+  double persist_fail = 0;
+  int64_t fault_mean_ns = 0;
+  int64_t write_mean_ns = 0;
+};
+
+// ---- messages ---------------------------------------------------------------------------------
+
+enum class Kind : uint8_t {
+  // Single packets.
+  kHello,       // primary → peer: conn, epoch, role primary
+  kHelloReply,  // standby → primary: conn, epoch (accepted)
+  kRefused,     // → dialer: conn, epoch of the refuser, tell_promoted
+  kRst,         // → sender of a frame for a session the host does not know: conn
+  // Session frames.
+  kLock,
+  kPong,
+  kBatch,
+  kAck,
+  kResync,
+  kResyncAck,
+  kDemoteRequest,
+  kDemoted,
+  kClose,
+};
+constexpr const char* kKindNames[] = {
+    "HELLO", "HELLO_REPLY", "REFUSED", "RST",       "LOCK",           "PONG",    "BATCH",
+    "ACK",   "RESYNC",      "RESYNC_ACK", "DEMOTE_REQUEST", "DEMOTED", "CLOSE"};
+
+struct Msg {
+  Kind kind = Kind::kHello;
+  int from = 0;
+  int to = 0;
+  uint64_t conn = 0;
+  uint64_t epoch = 0;
+  uint64_t beat = 0;
+  uint64_t fp = 0;
+  uint64_t pos = 0;  // BATCH: index of the first entry; ACK, RESYNC_ACK: the length held
+  std::vector<uint64_t> entries;
+  bool flag = false;  // REFUSED: tell_promoted; DEMOTED: on_demote_ok
+  wire::RoleChangeReason reason = wire::RoleChangeReason::kStalled;
+  int64_t ready_ns = 0;  // session frames: earliest delivery
+};
+
+struct LinkDir {
+  int down = 0;  // partitions holding it down (they overlap)
+  int64_t delay_ns = 0;
+  int64_t jitter_ns = 0;
+  double drop = 0;  // a drop inside a session costs a retransmission
+  double dup = 0;   // single packets only
+  std::deque<Msg> fifo;  // session frames in send order
+  int64_t last_ready_ns = 0;
+  bool pump_armed = false;
+  int64_t pump_at_ns = 0;
+  bool up() const { return down == 0; }
+};
+
+// ---- nodes ------------------------------------------------------------------------------------
+
+enum class Proc : uint8_t { kRunning, kPaused, kDown };
+
+struct Session {
+  uint64_t conn = 0;
+  bool open = false;
+  int64_t last_rx_ns = 0;
+  // Primary side.
+  bool live = false;          // the resync was acknowledged: changes stream
+  bool resync_sent = false;
+  uint64_t shipped = 0;       // entries of log sent
+  uint64_t acked = 0;         // length the standby acknowledged
+  // Standby side.
+  bool resync_done = false;
+};
+
+struct Node {
+  int id = 0;
+  Proc proc = Proc::kRunning;
+  uint64_t host_inc = 0;  // bumped by every host crash
+  uint64_t gen = 0;       // bumped by every new controller
+  NodeState disk;
+  bool disk_copy = false;      // a resync completed here once (the spool is whole)
+  std::vector<uint64_t> log;   // the state directory: change ids, durable
+  std::unique_ptr<fo::Controller> ctrl;
+  std::unique_ptr<lockwin::Detector> det;
+  std::optional<NodeState> restart_to;
+  Session s;
+  // Primary.
+  uint64_t beat = 0;
+  int64_t next_beat_ns = 0;
+  int64_t backoff_ns = kFirstDialBackoffNs;
+  int64_t next_dial_ns = 0;
+  uint64_t dial_conn = 0;
+  int64_t dial_deadline_ns = 0;
+  // The scheduler.
+  bool sched = false;
+  bool hung = false;
+  // The paused process's input.
+  std::deque<std::function<void()>> inbox;
+  int64_t paused_since_ns = 0;
+  uint64_t tick_gen = 0;
+  uint64_t max_epoch = 0;  // the highest epoch any controller of this node held
+  // Bookkeeping for the invariants.
+  int64_t decision_ns = kNever;  // last step from following toward a promotion
+  bool demote_requested = false; // DEMOTE_REQUEST sent in this episode
+  bool got_demoted = false;      // DEMOTED received in this episode
+  bool got_switchover = false;   // it said switchover
+  bool demoted_by_failover = false;
+  int64_t demoted_at_ns = 0;
+  int64_t last_fault_ns = kNever;
+  int64_t unfit_ns = 0;  // last instant this node was not a healthy reachable primary
+  std::optional<std::vector<uint64_t>> switchover_snapshot;
+  bool up() const { return proc != Proc::kDown; }
+};
+
+struct Event {
+  int64_t at = 0;
+  uint64_t order = 0;
+  std::function<void()> fn;
+};
+struct Later {
+  bool operator()(const Event& a, const Event& b) const {
+    return a.at != b.at ? a.at > b.at : a.order > b.order;
+  }
+};
+
+// ---- the world --------------------------------------------------------------------------------
+
+class World {
+ public:
+  explicit World(const SimOptions& o) : opt_(o), rng_(o.seed) {}
+  SimResult Run();
+
+ private:
+  // Time and events.
+  void At(int64_t at, std::function<void()> fn) { q_.push(Event{at, order_++, std::move(fn)}); }
+  // An input for node n's hasync process: at once, or from its inbox when it resumes.
+  void ToProcess(int n, std::function<void()> fn);
+
+  void Trace(std::string line);
+  template <typename... Args>
+  void T(fmt::format_string<Args...> f, Args&&... args) {
+    if (tracing_) Trace(fmt::format(f, std::forward<Args>(args)...));
+  }
+  void Fail(std::string invariant, std::string detail);
+
+  void Configure();
+  uint64_t WallMs() const { return wall0_ms_ + static_cast<uint64_t>(now_ / kMs); }
+
+  // Nodes.
+  void Boot(int n);
+  void NewController(int n, const NodeState& st);
+  void Tick(int n, uint64_t tick_gen);
+  void ScheduleTick(int n, int64_t at);
+  void Feed(int n, fo::Input in);
+  struct HelloCtx {
+    bool refused = false;
+    bool tell_promoted = false;
+  };
+  void Perform(int n, const fo::Action& a, HelloCtx* hello);
+  void FinishRole(int n);
+  void RunHook(int n, const fo::act::RunHook& h);
+  void HookEnd(int n, uint64_t host_inc, uint64_t gen, fo::Hook hook, fo::HookOutcome outcome);
+  void CrashHost(int n, int64_t down_ns, std::string why);
+  void StopProcess(int n, int64_t down_ns, std::string why);
+  void Pause(int n, int64_t for_ns);
+  void Resume(int n);
+  void Write(int n);
+  fo::Observation Observe(int n);
+  bool Reaches(int from, int to) const {
+    return link_[from][to].up() && link_[to][from].up() && (to == kW || nodes_[to].up());
+  }
+
+  // Network.
+  void SendPacket(Msg m);
+  void SendFrame(int from, Msg m);
+  void ArmPump(int from, int to, int64_t at);
+  void Pump(int from, int to);
+  void DeliverPacket(const Msg& m, uint64_t host_inc);
+  void DeliverFrame(const Msg& m);
+  void OnFrame(int n, const Msg& m);
+  void CloseSession(int n, std::string why, bool tell_peer);
+  void OpenPrimarySide(int n, uint64_t conn);
+  void Dial(int n);
+  void SetLinkDown(int from, int to, int delta);
+
+  // Faults.
+  void NextFault();
+  void Heal(int from, int to);
+
+  // Invariants.
+  void CheckAfterEvent();
+  void UpdateFitness();
+  void OnPromotionPersisted(int n, const NodeState& before);
+  void CheckStep(int n, Phase from, Phase to, std::string_view on);
+
+  SimOptions opt_;
+  Rng rng_;
+  HelloCtx hello_ctx_;  // what the actions said about the HELLO being fed
+  uint64_t seen_conn_[kEndpoints] = {};  // the newest connection each host saw
+  Config cfg_;
+  bool tracing_ = false;
+  SimResult res_;
+  bool failed_ = false;
+  std::priority_queue<Event, std::vector<Event>, Later> q_;
+  uint64_t order_ = 0;
+  int64_t now_ = 0;
+  uint64_t wall0_ms_ = 0;
+  Node nodes_[2];
+  LinkDir link_[kEndpoints][kEndpoints];
+  uint64_t next_conn_ = 1;
+  uint64_t next_change_ = 1;
+  int64_t switchover_asked_ns_ = kNever;
+  // Envelope limits seen so far (quorum_check alone, none): name → first time.
+  std::map<std::string, int64_t> limits_;
+  bool split_counted_ = false;
+  // Liveness seeds.
+  int64_t crash_deadline_ns_ = 0;
+  int crash_victim_ = -1;
+  std::string Who(int n) const { return kNames[n]; }
+};
+
+void World::Trace(std::string line) {
+  std::string l = fmt::format("{:>10.3f} {}", static_cast<double>(now_) / kSec, line);
+  if (opt_.hash_trace) res_.trace_hash = Fnv(res_.trace_hash, l);
+  if (opt_.print_trace) std::printf("%s\n", l.c_str());
+  if (opt_.keep_trace) res_.trace.push_back(std::move(l));
+}
+
+void World::Fail(std::string invariant, std::string detail) {
+  if (failed_) return;
+  failed_ = true;
+  res_.ok = false;
+  res_.failed_at_ns = now_;
+  T("FAIL invariant={} {}", invariant, detail);
+  res_.invariant = std::move(invariant);
+  res_.detail = std::move(detail);
+}
+
+void World::ToProcess(int n, std::function<void()> fn) {
+  Node& node = nodes_[n];
+  if (node.proc == Proc::kDown) return;
+  if (node.proc == Proc::kPaused) {
+    node.inbox.push_back(std::move(fn));
+    return;
+  }
+  fn();
+}
+
+// ---- configuration ----------------------------------------------------------------------------
+
+void World::Configure() {
+  Config& c = cfg_;
+  fo::Policy& p = c.policy;
+  const int64_t beat_ms = rng_.Range(50, 250);
+  const int64_t lease_ms = rng_.Range(std::max<int64_t>(2 * beat_ms, 400), 2500);
+  const int64_t margin_ms = std::max<int64_t>(2 * beat_ms, 1000);
+  const int64_t window_ms = lease_ms + margin_ms + rng_.Range(100, 2000);
+  p.beat_ns = beat_ms * kMs;
+  p.lease_ns = lease_ms * kMs;
+  p.window_ns = window_ms * kMs;
+  p.redial_max_ns = std::clamp<int64_t>(window_ms / 4, 100, 5000) * kMs;
+  p.min_failover_interval_ms = rng_.Chance(0.5) ? 0 : static_cast<uint64_t>(rng_.Range(1000, 20000));
+  const int64_t g = rng_.Range(0, 99);
+  c.guard = g < 30   ? Guard::kFence
+            : g < 60 ? Guard::kQuorum
+            : g < 80 ? Guard::kFenceAndQuorum
+            : g < 92 ? Guard::kNone
+                     : Guard::kUnguarded;
+  p.has_fence = c.guard == Guard::kFence || c.guard == Guard::kFenceAndQuorum;
+  p.has_quorum_check = c.guard == Guard::kQuorum || c.guard == Guard::kFenceAndQuorum;
+  p.promote_on_silence_unguarded = c.guard == Guard::kUnguarded;
+  p.has_promote_guard = rng_.Chance(0.3);
+  // on_promote and on_demote start and stop the scheduler: a pair without them has no
+  // scheduler under hasync's control, which is not what the invariants are about.
+  p.has_on_promote = true;
+  p.has_on_demote = true;
+  // check-config's advice: lease + quorum_check timeout + on_demote timeout < window.
+  c.hook_timeout_ns = std::max<int64_t>(100 * kMs, (p.window_ns - p.lease_ns - 100 * kMs) / 2);
+  c.hook_max_ns = rng_.Range(20 * kMs, c.hook_timeout_ns);
+  c.liveness = rng_.Chance(0.2);
+  const double fails[] = {0.0, 0.05, 0.3};
+  c.hook_fail = c.liveness ? 0 : fails[rng_.Range(0, 2)];
+  c.hook_timeout = c.liveness ? 0 : (rng_.Chance(0.3) ? 0.05 : 0);
+  const double fence_fails[] = {0.0, 0.2, 1.0};
+  c.fence_fail = c.liveness ? 0 : fence_fails[rng_.Range(0, 2)];
+  c.persist_fail = !c.liveness && rng_.Chance(0.3) ? 0.03 : 0;
+  c.fault_mean_ns = rng_.Range(2, 8) * kSec;
+  c.write_mean_ns = rng_.Range(50, 1000) * kMs;
+  c.duration_ns = opt_.duration_ns ? opt_.duration_ns : rng_.Range(90, 180) * kSec;
+  wall0_ms_ = 1'700'000'000'000ULL + static_cast<uint64_t>(rng_.Range(0, 1'000'000'000));
+  for (int i = 0; i < kEndpoints; ++i) {
+    for (int j = 0; j < kEndpoints; ++j) {
+      link_[i][j].delay_ns = rng_.Range(100'000, 20 * kMs);
+      link_[i][j].jitter_ns = rng_.Range(0, 10 * kMs);
+    }
+  }
+  res_.stats.configs[std::string(GuardName(c.guard))]++;
+  T("config seed={} guard={} promote_guard={} beat_ms={} lease_ms={} window_ms={} "
+    "min_failover_interval_ms={} hook_timeout_ms={} hook_max_ms={} hook_fail={} hook_timeout={} "
+    "fence_fail={} persist_fail={} fault_mean_ms={} liveness={} duration_s={} wall0_ms={}",
+    opt_.seed, GuardName(c.guard), p.has_promote_guard, beat_ms, lease_ms, window_ms,
+    p.min_failover_interval_ms, c.hook_timeout_ns / kMs, c.hook_max_ns / kMs, c.hook_fail,
+    c.hook_timeout, c.fence_fail, c.persist_fail, c.fault_mean_ns / kMs, c.liveness,
+    c.duration_ns / kSec, wall0_ms_);
+}
+
+// ---- nodes ------------------------------------------------------------------------------------
+
+void World::NewController(int n, const NodeState& st) {
+  Node& node = nodes_[n];
+  node.gen++;
+  node.ctrl = std::make_unique<fo::Controller>(cfg_.policy, st, now_, opt_.mutations);
+  node.restart_to.reset();
+  node.det.reset();
+  node.decision_ns = kNever;
+  node.demote_requested = node.got_demoted = node.got_switchover = false;
+  if (st.epoch < node.max_epoch) {
+    Fail("epochs-only-grow",
+         fmt::format("{} starts a controller at epoch {} after one at {}", Who(n), st.epoch,
+                     node.max_epoch));
+  }
+  node.max_epoch = std::max(node.max_epoch, st.epoch);
+  if (st.role == NodeRole::kStandby) {
+    lockwin::DetectorOptions o;
+    o.window_ns = cfg_.policy.window_ns;
+    o.beat_interval_ns = cfg_.policy.beat_ns;
+    o.start_ns = now_;
+    auto d = lockwin::Detector::Create(o);
+    HASYNC_ASSERT(d.ok());
+    node.det = std::move(*d);
+  } else {
+    node.backoff_ns = kFirstDialBackoffNs;
+    node.next_dial_ns = now_;
+    node.dial_conn = 0;
+    node.next_beat_ns = now_;
+  }
+  T("{} start role={} epoch={} rejoin_epoch={} last_failover_unix_ms={} sched={}", Who(n),
+    RoleName(st.role), st.epoch, st.rejoin_epoch, st.last_failover_unix_ms,
+    node.sched);
+}
+
+void World::Boot(int n) {
+  Node& node = nodes_[n];
+  node.proc = Proc::kRunning;
+  node.inbox.clear();
+  node.s = Session{};
+  NewController(n, node.disk);
+  ScheduleTick(n, now_ + rng_.Range(0, kTickNs));
+}
+
+void World::ScheduleTick(int n, int64_t at) {
+  const uint64_t g = ++nodes_[n].tick_gen;
+  const uint64_t inc = nodes_[n].host_inc;
+  At(at, [this, n, g, inc] {
+    if (nodes_[n].host_inc == inc) Tick(n, g);
+  });
+}
+
+fo::Observation World::Observe(int n) {
+  Node& node = nodes_[n];
+  fo::Observation o;
+  o.session_open = node.s.open;
+  if (node.ctrl->primary()) {
+    o.session_live = node.s.open && node.s.live;
+    o.acked_seq = node.s.acked;
+    o.drained = o.session_live && node.s.acked == node.log.size();
+  } else {
+    o.verdict = node.det ? node.det->Judge(now_) : lockwin::Verdict::kAlive;
+    o.caught_up = true;  // every frame is read as it arrives (a paused process reads its inbox first)
+    o.holds_copy = node.disk_copy;
+    o.rejoining = node.ctrl->state().rejoin_epoch != 0;
+    o.last_applied_seq = node.log.size();
+  }
+  return o;
+}
+
+void World::Tick(int n, uint64_t tick_gen) {
+  Node& node = nodes_[n];
+  if (node.tick_gen != tick_gen || node.proc != Proc::kRunning || !node.ctrl) return;
+  ScheduleTick(n, now_ + kTickNs);
+  fo::Controller& c = *node.ctrl;
+  if (node.s.open && now_ - node.s.last_rx_ns >= kSessionIdleNs) {
+    CloseSession(n, "nothing received for 15 s", true);
+  }
+  if (c.primary() && !c.finished()) {
+    if (!node.s.open && node.dial_conn != 0 && now_ >= node.dial_deadline_ns) {
+      T("{} dial conn={} timed out", Who(n), node.dial_conn);
+      node.dial_conn = 0;
+      node.backoff_ns = std::min(node.backoff_ns * 2, cfg_.policy.redial_max_ns);
+      node.next_dial_ns = now_ + node.backoff_ns;
+    }
+    if (!node.s.open && node.dial_conn == 0 && now_ >= node.next_dial_ns) Dial(n);
+    if (now_ >= node.next_beat_ns) {
+      node.next_beat_ns += cfg_.policy.beat_ns;
+      if (node.next_beat_ns <= now_) node.next_beat_ns = now_ + cfg_.policy.beat_ns;
+      if (node.sched && !node.hung) node.beat++;
+      if (node.s.open) {
+        Msg m;
+        m.kind = Kind::kLock;
+        m.beat = node.beat;
+        m.pos = node.log.size();
+        m.fp = Mix(Mix(Mix(c.state().epoch, c.state().node_id), node.beat), m.pos);
+        SendFrame(n, std::move(m));
+      }
+    }
+    if (node.s.open && node.s.live && node.s.shipped < node.log.size()) {
+      Msg m;
+      m.kind = Kind::kBatch;
+      m.pos = node.s.shipped;
+      m.entries.assign(node.log.begin() + static_cast<int64_t>(node.s.shipped), node.log.end());
+      node.s.shipped = node.log.size();
+      SendFrame(n, std::move(m));
+    }
+  }
+  if (failed_ || !node.ctrl) return;
+  fo::Input in;
+  in.now_ns = now_;
+  in.wall_ms = WallMs();
+  in.event = fo::in::Tick{Observe(n)};
+  Feed(n, std::move(in));
+}
+
+void World::CheckStep(int n, Phase from, Phase to, std::string_view on) {
+  if (from == to) return;
+  T("{} phase {} -> {} on {}", Who(n), fo::PhaseName(from), fo::PhaseName(to), on);
+  // The controller asserts each Go(); this checks the Step's net change against the table
+  // (one hop, or two through an intermediate phase, as AwaitDemoted → Following →
+  // AdoptEpoch on one SessionOpened).
+  const auto table = fo::Transitions();
+  auto listed = [&](Phase a, Phase b) {
+    return std::any_of(table.begin(), table.end(),
+                       [&](const fo::Transition& t) { return t.from == a && t.to == b; });
+  };
+  bool ok = listed(from, to);
+  for (const auto& t : table) {
+    if (ok) break;
+    if (t.from == from && listed(t.to, to)) ok = true;
+  }
+  if (!ok) {
+    Fail("transition-in-table", fmt::format("{} {} -> {} on {} is not in failover::Transitions()",
+                                            Who(n), fo::PhaseName(from), fo::PhaseName(to), on));
+  }
+  Node& node = nodes_[n];
+  if (from == Phase::kFollowing && to != Phase::kAdoptEpoch && to != Phase::kFatal) {
+    node.decision_ns = now_;
+  }
+}
+
+void World::Feed(int n, fo::Input in) {
+  Node& node = nodes_[n];
+  if (!node.ctrl || failed_) return;
+  const Phase before = node.ctrl->phase();
+  const uint64_t gen = node.gen;
+  const std::string_view on = fo::InputName(in);
+  if (tracing_ && !std::holds_alternative<fo::in::Tick>(in.event) &&
+      !std::holds_alternative<fo::in::PeerHeard>(in.event)) {
+    T("{} <- {}", Who(n), on);
+  }
+  std::vector<fo::Action> acts;
+  node.ctrl->Step(in, &acts);
+  if (std::string a = TakeControllerAssertion(); !a.empty()) {
+    Fail("transition-in-table",
+         fmt::format("{}: {} in phase {} on {} asserted: {} (went to {})", Who(n), Who(n),
+                     fo::PhaseName(before), on, a, fo::PhaseName(node.ctrl->phase())));
+    return;
+  }
+  CheckStep(n, before, node.ctrl->phase(), on);
+  const uint64_t e = node.ctrl->state().epoch;
+  if (e < node.max_epoch) {
+    Fail("epochs-only-grow", fmt::format("{}'s controller went from epoch {} to {} on {}", Who(n),
+                                         node.max_epoch, e, on));
+    return;
+  }
+  node.max_epoch = e;
+  HelloCtx* hello =
+      std::holds_alternative<fo::in::PeerHello>(in.event) ? &hello_ctx_ : nullptr;
+  for (const fo::Action& a : acts) {
+    if (failed_ || node.gen != gen) return;
+    Perform(n, a, hello);
+  }
+  if (!failed_ && node.gen == gen && node.ctrl && node.ctrl->finished()) FinishRole(n);
+}
+
+
+void World::Perform(int n, const fo::Action& a, HelloCtx* hello) {
+  Node& node = nodes_[n];
+  std::visit(
+      [&](const auto& x) {
+        using A = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<A, fo::act::RunHook>) {
+          RunHook(n, x);
+        } else if constexpr (std::is_same_v<A, fo::act::Persist>) {
+          const bool fail = rng_.Chance(cfg_.persist_fail);
+          T("{} persist role={} epoch={} rejoin_epoch={} last_failover_unix_ms={}{}", Who(n),
+            RoleName(x.state.role), x.state.epoch, x.state.rejoin_epoch,
+            x.state.last_failover_unix_ms, fail ? " FAILS (injected)" : "");
+          fo::Input in;
+          in.now_ns = now_;
+          in.wall_ms = WallMs();
+          in.event = fo::in::Persisted{!fail, fail ? "injected: No space left on device" : ""};
+          if (!fail) {
+            if (x.state.epoch < node.disk.epoch) {
+              Fail("epochs-only-grow", fmt::format("{} persists epoch {} over {}", Who(n),
+                                                   x.state.epoch, node.disk.epoch));
+              return;
+            }
+            const NodeState before = node.disk;
+            node.disk = x.state;
+            if (before.role == NodeRole::kStandby && x.state.role == NodeRole::kPrimary) {
+              OnPromotionPersisted(n, before);
+            } else if (before.role == NodeRole::kPrimary && x.state.role == NodeRole::kStandby) {
+              res_.stats.demotions++;
+              node.demoted_by_failover = x.state.rejoin_epoch != 0;
+              node.demoted_at_ns = now_;
+              // Leaving the role (a self-fence, a failed drain) is this primary failing: the
+              // other node may take the role back from it.
+              node.last_fault_ns = now_;
+            }
+          } else {
+            res_.stats.faults["persist_failure"]++;
+          }
+          if (!failed_) Feed(n, std::move(in));
+        } else if constexpr (std::is_same_v<A, fo::act::SendDemoteRequest>) {
+          T("{} -> DEMOTE_REQUEST", Who(n));
+          node.demote_requested = true;
+          if (node.s.open) {
+            Msg m;
+            m.kind = Kind::kDemoteRequest;
+            m.reason = x.reason;
+            SendFrame(n, std::move(m));
+          }
+        } else if constexpr (std::is_same_v<A, fo::act::SendDemoted>) {
+          T("{} -> DEMOTED reason={} on_demote_ok={}", Who(n), static_cast<int>(x.reason),
+            x.on_demote_ok);
+          if (node.s.open) {
+            Msg m;
+            m.kind = Kind::kDemoted;
+            m.reason = x.reason;
+            m.flag = x.on_demote_ok;
+            SendFrame(n, std::move(m));
+          }
+        } else if constexpr (std::is_same_v<A, fo::act::RefuseSession>) {
+          T("{} refuse session: {}{}", Who(n), x.why, x.tell_promoted ? " (PROMOTED)" : "");
+          if (hello) {
+            hello->refused = true;
+            hello->tell_promoted = x.tell_promoted;
+          }
+        } else if constexpr (std::is_same_v<A, fo::act::EndSession>) {
+          T("{} end session: {}", Who(n), x.why);
+          if (hello) {
+            hello->refused = true;
+          } else {
+            CloseSession(n, x.why, true);
+          }
+        } else if constexpr (std::is_same_v<A, fo::act::Restart>) {
+          T("{} restart-as role={} epoch={}", Who(n), RoleName(x.state.role),
+            x.state.epoch);
+          if (!(x.state == node.disk)) {
+            Fail("epoch-persisted-before-use",
+                 fmt::format("{} restarts as {} at epoch {} while its disk says {} at epoch {}",
+                             Who(n), RoleName(x.state.role), x.state.epoch,
+                             RoleName(node.disk.role), node.disk.epoch));
+            return;
+          }
+          node.restart_to = x.state;
+        } else if constexpr (std::is_same_v<A, fo::act::SwitchoverReply>) {
+          T("{} switchover reply ok={} {}", Who(n), x.ok, x.error);
+        } else if constexpr (std::is_same_v<A, fo::act::Note>) {
+          if (tracing_) {
+            std::string f;
+            for (const auto& [k, v] : x.fields) f += fmt::format(" {}=\"{}\"", k, v);
+            T("{} note level={} event={}{}", Who(n), x.level, x.event, f);
+          }
+        } else if constexpr (std::is_same_v<A, fo::act::Fatal>) {
+          T("{} FATAL {}", Who(n), x.why);
+          res_.stats.faults["fatal_stop"]++;
+          StopProcess(n, 2 * kSec, "fatal: " + x.why);
+        }
+      },
+      a);
+}
+
+void World::FinishRole(int n) {
+  Node& node = nodes_[n];
+  if (node.ctrl->phase() == Phase::kFatal) return;
+  const NodeState st = node.restart_to ? *node.restart_to : node.ctrl->state();
+  CloseSession(n, "role change", true);
+  T("{} role change: starting again as {} at epoch {}", Who(n), RoleName(st.role),
+    st.epoch);
+  NewController(n, st);
+}
+
+void World::RunHook(int n, const fo::act::RunHook& h) {
+  Node& node = nodes_[n];
+  fo::HookOutcome out = fo::HookOutcome::kOk;
+  int64_t dur = rng_.Range(5 * kMs, cfg_.hook_max_ns);
+  if (rng_.Chance(cfg_.hook_timeout)) {
+    out = fo::HookOutcome::kTimedOut;
+    dur = cfg_.hook_timeout_ns;
+  } else if (h.hook == fo::Hook::kFence) {
+    if (rng_.Chance(cfg_.fence_fail)) out = fo::HookOutcome::kFailed;
+  } else if (rng_.Chance(h.hook == fo::Hook::kQuorumCheck ? cfg_.hook_fail / 3 : cfg_.hook_fail)) {
+    out = fo::HookOutcome::kFailed;
+  }
+  T("{} run hook {} role={} epoch={} ({} ms)", Who(n), fo::HookName(h.hook), h.role, h.epoch,
+    dur / kMs);
+  const uint64_t inc = node.host_inc;
+  const uint64_t gen = node.gen;
+  At(now_ + dur, [this, n, inc, gen, hook = h.hook, out] { HookEnd(n, inc, gen, hook, out); });
+}
+
+void World::HookEnd(int n, uint64_t host_inc, uint64_t gen, fo::Hook hook, fo::HookOutcome out) {
+  Node& node = nodes_[n];
+  if (node.host_inc != host_inc || !node.up()) return;  // died with its host
+  const int peer = 1 - n;
+  const bool ok = out == fo::HookOutcome::kOk;
+  switch (hook) {
+    case fo::Hook::kQuorumCheck:
+      if (ok && !Reaches(n, kW)) out = fo::HookOutcome::kFailed;
+      if (out != fo::HookOutcome::kOk && node.ctrl && node.ctrl->primary() &&
+          node.ctrl->phase() == Phase::kLeaseCheck) {
+        res_.stats.self_fences++;
+      }
+      break;
+    case fo::Hook::kFence:
+      if (ok) CrashHost(peer, rng_.Range(5 * kSec, 40 * kSec), "fenced (powered off) by " + Who(n));
+      break;
+    case fo::Hook::kOnPromote:
+      if (out != fo::HookOutcome::kFailed) {
+        node.sched = true;  // a timed-out on_promote may have started it: count it as running
+      } else {
+        node.last_fault_ns = now_;
+      }
+      break;
+    case fo::Hook::kOnDemote:
+      if (ok) {
+        node.sched = false;
+        if (node.ctrl && node.ctrl->phase() == Phase::kSwitchoverStop) {
+          node.switchover_snapshot = node.log;
+        }
+      } else {
+        limits_.emplace("on_demote_failed", now_);
+      }
+      break;
+    case fo::Hook::kPromoteGuard:
+      break;
+  }
+  T("{} hook {} done: {} sched={}", Who(n), fo::HookName(hook),
+    out == fo::HookOutcome::kOk ? "ok" : out == fo::HookOutcome::kFailed ? "failed" : "timed out",
+    node.sched);
+  ToProcess(n, [this, n, gen, hook, out] {
+    if (nodes_[n].gen != gen || !nodes_[n].ctrl) {
+      T("{} hook {} result dropped (the controller that ran it is gone)", Who(n),
+        fo::HookName(hook));
+      return;
+    }
+    fo::Input in;
+    in.now_ns = now_;
+    in.wall_ms = WallMs();
+    in.event = fo::in::HookDone{hook, out, "", Observe(n)};
+    Feed(n, std::move(in));
+  });
+}
+
+void World::CrashHost(int n, int64_t down_ns, std::string why) {
+  Node& node = nodes_[n];
+  if (!node.up() && node.host_inc != 0 && node.ctrl == nullptr && node.proc == Proc::kDown) {
+    T("{} host down already ({})", Who(n), why);
+    return;
+  }
+  T("{} HOST DOWN for {} ms: {}", Who(n), down_ns / kMs, why);
+  node.proc = Proc::kDown;
+  node.host_inc++;
+  node.gen++;
+  node.ctrl.reset();
+  node.det.reset();
+  node.restart_to.reset();
+  node.sched = false;
+  node.hung = false;
+  node.inbox.clear();
+  node.s = Session{};
+  node.dial_conn = 0;
+  const uint64_t inc = node.host_inc;
+  At(now_ + down_ns, [this, n, inc] {
+    if (nodes_[n].host_inc != inc || nodes_[n].proc != Proc::kDown) return;
+    T("{} host boots", Who(n));
+    Boot(n);
+  });
+}
+
+void World::StopProcess(int n, int64_t down_ns, std::string why) {
+  Node& node = nodes_[n];
+  CloseSession(n, why, true);
+  T("{} hasync stops: {} (the scheduler stops with it: BindsTo=)", Who(n), why);
+  node.proc = Proc::kDown;
+  node.gen++;
+  node.ctrl.reset();
+  node.det.reset();
+  node.restart_to.reset();
+  node.sched = false;
+  node.inbox.clear();
+  node.dial_conn = 0;
+  const uint64_t gen = node.gen;
+  At(now_ + down_ns, [this, n, gen] {
+    if (nodes_[n].gen != gen || nodes_[n].proc != Proc::kDown) return;
+    T("{} hasync starts again", Who(n));
+    Boot(n);
+  });
+}
+
+void World::Pause(int n, int64_t for_ns) {
+  Node& node = nodes_[n];
+  if (node.proc != Proc::kRunning) return;
+  T("{} SIGSTOP for {} ms", Who(n), for_ns / kMs);
+  node.proc = Proc::kPaused;
+  node.paused_since_ns = now_;
+  node.tick_gen++;
+  const uint64_t inc = node.host_inc;
+  const uint64_t gen = node.gen;
+  At(now_ + for_ns, [this, n, inc, gen] {
+    if (nodes_[n].host_inc == inc && nodes_[n].gen == gen) Resume(n);
+  });
+}
+
+void World::Resume(int n) {
+  Node& node = nodes_[n];
+  if (node.proc != Proc::kPaused) return;
+  T("{} SIGCONT after {} ms ({} inputs waiting)", Who(n), (now_ - node.paused_since_ns) / kMs,
+    node.inbox.size());
+  node.proc = Proc::kRunning;
+  const uint64_t gen = node.gen;
+  while (!node.inbox.empty() && node.proc == Proc::kRunning && !failed_) {
+    auto fn = std::move(node.inbox.front());
+    node.inbox.pop_front();
+    fn();
+  }
+  if (node.proc == Proc::kRunning && node.gen >= gen) ScheduleTick(n, now_);
+}
+
+void World::Write(int n) {
+  Node& node = nodes_[n];
+  if (node.up() && node.sched && !node.hung) node.log.push_back(next_change_++);
+  const int64_t gap = rng_.Range(1 * kMs, 2 * cfg_.write_mean_ns);
+  At(now_ + gap, [this, n] { Write(n); });
+}
+
+// ---- the network ------------------------------------------------------------------------------
+
+void World::SetLinkDown(int from, int to, int delta) {
+  LinkDir& l = link_[from][to];
+  l.down += delta;
+  if (delta > 0) return;
+  if (l.up()) Heal(from, to);
+}
+
+void World::Heal(int from, int to) {
+  LinkDir& l = link_[from][to];
+  T("link {}->{} up", Who(from), Who(to));
+  int64_t ready = now_;
+  for (Msg& m : l.fifo) {
+    ready = std::max({ready, m.ready_ns, now_ + rng_.Range(0, kRtoMaxNs)});
+    m.ready_ns = ready;
+  }
+  l.last_ready_ns = std::max(l.last_ready_ns, ready);
+  if (!l.fifo.empty()) ArmPump(from, to, l.fifo.front().ready_ns);
+}
+
+void World::SendPacket(Msg m) {
+  LinkDir& l = link_[m.from][m.to];
+  T("{} -> {} {} conn={} epoch={}{}", Who(m.from), Who(m.to), kKindNames[static_cast<int>(m.kind)],
+    m.conn, m.epoch, l.up() ? "" : " (lost: link down)");
+  if (!l.up()) return;
+  const int copies = rng_.Chance(l.dup) ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    int64_t d = l.delay_ns + rng_.Range(0, l.jitter_ns);
+    if (i == 1) d += rng_.Range(0, 2 * kSec);  // a late duplicate
+    At(now_ + d, [this, m] {
+      const LinkDir& l2 = link_[m.from][m.to];
+      if (!l2.up() || !nodes_[m.to].up()) return;
+      DeliverPacket(m, 0);
+    });
+  }
+}
+
+void World::SendFrame(int from, Msg m) {
+  Node& node = nodes_[from];
+  HASYNC_ASSERT(node.s.open && node.ctrl);
+  m.from = from;
+  m.to = 1 - from;
+  m.conn = node.s.conn;
+  m.epoch = node.ctrl->state().epoch;
+  if (m.epoch > node.disk.epoch) {
+    Fail("epoch-persisted-before-use",
+         fmt::format("{} sends {} at epoch {} above its disk's {}", Who(from),
+                     kKindNames[static_cast<int>(m.kind)], m.epoch, node.disk.epoch));
+    return;
+  }
+  if (tracing_ && m.kind != Kind::kLock && m.kind != Kind::kPong) {
+    T("{} => {} {} conn={} epoch={} pos={} n={}", Who(from), Who(m.to),
+      kKindNames[static_cast<int>(m.kind)], m.conn, m.epoch, m.pos, m.entries.size());
+  }
+  LinkDir& l = link_[from][m.to];
+  int64_t ready = now_ + l.delay_ns + rng_.Range(0, l.jitter_ns);
+  if (rng_.Chance(l.drop)) ready += rng_.Range(200 * kMs, 600 * kMs);  // retransmitted
+  ready = std::max(ready, l.last_ready_ns);
+  l.last_ready_ns = ready;
+  m.ready_ns = ready;
+  l.fifo.push_back(std::move(m));
+  if (l.up()) ArmPump(from, 1 - from, l.fifo.front().ready_ns);
+}
+
+void World::ArmPump(int from, int to, int64_t at) {
+  LinkDir& l = link_[from][to];
+  if (l.pump_armed && l.pump_at_ns <= at) return;
+  l.pump_armed = true;
+  l.pump_at_ns = at;
+  At(at, [this, from, to, at] {
+    LinkDir& l2 = link_[from][to];
+    if (!l2.pump_armed || l2.pump_at_ns != at) return;
+    l2.pump_armed = false;
+    Pump(from, to);
+  });
+}
+
+void World::Pump(int from, int to) {
+  LinkDir& l = link_[from][to];
+  while (l.up() && !l.fifo.empty() && l.fifo.front().ready_ns <= now_ && !failed_) {
+    Msg m = std::move(l.fifo.front());
+    l.fifo.pop_front();
+    DeliverFrame(m);
+  }
+  if (l.up() && !l.fifo.empty()) ArmPump(from, to, l.fifo.front().ready_ns);
+}
+
+void World::DeliverFrame(const Msg& m) {
+  if (!nodes_[m.to].up()) return;  // the host is down: nobody answers
+  ToProcess(m.to, [this, m] { OnFrame(m.to, m); });
+}
+
+void World::DeliverPacket(const Msg& m, uint64_t) {
+  const int n = m.to;
+  ToProcess(n, [this, n, m] {
+    Node& node = nodes_[n];
+    if (!node.ctrl) return;
+    switch (m.kind) {
+      case Kind::kHello: {
+        // A HELLO of a connection this host already saw is a duplicate packet: TCP answers
+        // it, the application never sees it again.
+        if (m.conn <= seen_conn_[n]) {
+          T("{} drops a duplicate HELLO conn={}", Who(n), m.conn);
+          return;
+        }
+        seen_conn_[n] = m.conn;
+        hello_ctx_ = HelloCtx{};
+        const uint64_t gen = node.gen;
+        fo::Input in;
+        in.now_ns = now_;
+        in.wall_ms = WallMs();
+        in.event = fo::in::PeerHello{wire::Role::kPrimary, m.epoch, true};
+        Feed(n, std::move(in));
+        if (failed_) return;
+        const HelloCtx h = hello_ctx_;
+        Msg r;
+        r.from = n;
+        r.to = m.from;
+        r.conn = m.conn;
+        if (node.gen != gen || !node.ctrl || h.refused) {
+          r.kind = Kind::kRefused;
+          r.flag = h.tell_promoted;
+          r.epoch = node.ctrl ? node.ctrl->state().epoch : 0;
+          SendPacket(std::move(r));
+          return;
+        }
+        CloseSession(n, "a new connection from the peer replaces it", true);
+        node.s = Session{};
+        node.s.conn = m.conn;
+        node.s.open = true;
+        node.s.last_rx_ns = now_;
+        node.demote_requested = node.got_demoted = node.got_switchover = false;
+        T("{} session conn={} open (standby side)", Who(n), m.conn);
+        fo::Input so;
+        so.now_ns = now_;
+        so.wall_ms = WallMs();
+        so.event = fo::in::SessionOpened{m.epoch};
+        Feed(n, std::move(so));
+        if (failed_) return;
+        if (node.gen != gen || !node.ctrl || !node.s.open || node.s.conn != m.conn) {
+          r.kind = Kind::kRefused;
+          r.epoch = node.ctrl ? node.ctrl->state().epoch : 0;
+          SendPacket(std::move(r));
+          return;
+        }
+        r.kind = Kind::kHelloReply;
+        r.epoch = node.ctrl->state().epoch;
+        if (r.epoch > node.disk.epoch) {
+          Fail("epoch-persisted-before-use",
+               fmt::format("{} accepts a session at epoch {} above its disk's {}", Who(n),
+                           r.epoch, node.disk.epoch));
+          return;
+        }
+        SendPacket(std::move(r));
+        return;
+      }
+      case Kind::kHelloReply: {
+        if (m.conn != node.dial_conn || node.s.open || !node.ctrl->primary() ||
+            node.ctrl->finished()) {
+          T("{} ignores HELLO_REPLY conn={} (not its dial)", Who(n), m.conn);
+          return;
+        }
+        hello_ctx_ = HelloCtx{};
+        const uint64_t gen = node.gen;
+        fo::Input in;
+        in.now_ns = now_;
+        in.wall_ms = WallMs();
+        in.event = fo::in::PeerHello{wire::Role::kStandby, m.epoch, false};
+        Feed(n, std::move(in));
+        if (failed_ || node.gen != gen || !node.ctrl) return;
+        if (hello_ctx_.refused) {
+          node.dial_conn = 0;
+          node.backoff_ns = std::min(node.backoff_ns * 2, cfg_.policy.redial_max_ns);
+          node.next_dial_ns = now_ + node.backoff_ns;
+          // Open just long enough to say goodbye on the standby's side.
+          node.s.conn = m.conn;
+          node.s.open = true;
+          CloseSession(n, "refused the standby's HELLO", true);
+          return;
+        }
+        OpenPrimarySide(n, m.conn);
+        return;
+      }
+      case Kind::kRefused: {
+        if (m.conn != node.dial_conn) return;
+        node.dial_conn = 0;
+        node.backoff_ns = std::min(node.backoff_ns * 2, cfg_.policy.redial_max_ns);
+        node.next_dial_ns = now_ + node.backoff_ns;
+        if (m.flag && node.ctrl->CheckFrameEpoch(m.epoch) == fo::FrameEpoch::kHigher) {
+          fo::Input in;
+          in.now_ns = now_;
+          in.wall_ms = WallMs();
+          in.event = fo::in::HigherEpoch{m.epoch, "PROMOTED: the peer is primary at a higher epoch"};
+          Feed(n, std::move(in));
+        }
+        return;
+      }
+      case Kind::kRst:
+        if (node.s.open && node.s.conn == m.conn) CloseSession(n, "RST from the peer", false);
+        return;
+      default:
+        return;
+    }
+  });
+}
+
+void World::OpenPrimarySide(int n, uint64_t conn) {
+  Node& node = nodes_[n];
+  node.s = Session{};
+  node.s.conn = conn;
+  node.s.open = true;
+  node.s.last_rx_ns = now_;
+  node.dial_conn = 0;
+  node.backoff_ns = kFirstDialBackoffNs;
+  T("{} session conn={} open (primary side): resync", Who(n), conn);
+  // The resync: comparing and sending takes a while (the primary beats meanwhile).
+  const uint64_t gen = node.gen;
+  At(now_ + rng_.Range(10 * kMs, 3 * kSec), [this, n, gen, conn] {
+    ToProcess(n, [this, n, gen, conn] {
+      Node& nd = nodes_[n];
+      if (nd.gen != gen || !nd.s.open || nd.s.conn != conn || nd.s.resync_sent) return;
+      nd.s.resync_sent = true;
+      Msg m;
+      m.kind = Kind::kResync;
+      m.entries = nd.log;
+      nd.s.shipped = nd.log.size();
+      SendFrame(n, std::move(m));
+    });
+  });
+}
+
+void World::Dial(int n) {
+  Node& node = nodes_[n];
+  node.dial_conn = next_conn_++;
+  node.dial_deadline_ns = now_ + kConnectTimeoutNs;
+  Msg m;
+  m.kind = Kind::kHello;
+  m.from = n;
+  m.to = 1 - n;
+  m.conn = node.dial_conn;
+  m.epoch = node.ctrl->state().epoch;
+  if (m.epoch > node.disk.epoch) {
+    Fail("epoch-persisted-before-use", fmt::format("{} dials at epoch {} above its disk's {}",
+                                                   Who(n), m.epoch, node.disk.epoch));
+    return;
+  }
+  SendPacket(std::move(m));
+}
+
+void World::CloseSession(int n, std::string why, bool tell_peer) {
+  Node& node = nodes_[n];
+  if (!node.s.open) return;
+  if (tell_peer && node.ctrl) {
+    Msg m;
+    m.kind = Kind::kClose;
+    SendFrame(n, std::move(m));
+  }
+  T("{} session conn={} closed: {}", Who(n), node.s.conn, why);
+  node.s = Session{};
+  if (node.ctrl && node.ctrl->primary()) node.next_dial_ns = now_ + node.backoff_ns;
+}
+
+void World::OnFrame(int n, const Msg& m) {
+  Node& node = nodes_[n];
+  if (!node.ctrl) return;
+  if (!node.s.open || node.s.conn != m.conn) {
+    if (m.kind != Kind::kClose) {
+      Msg r;
+      r.kind = Kind::kRst;
+      r.from = n;
+      r.to = m.from;
+      r.conn = m.conn;
+      SendPacket(std::move(r));
+    }
+    return;
+  }
+  node.s.last_rx_ns = now_;
+  if (m.kind == Kind::kClose) {
+    CloseSession(n, "the peer closed it", false);
+    return;
+  }
+  const uint64_t gen = node.gen;
+  auto feed = [&](auto ev) {
+    fo::Input in;
+    in.now_ns = now_;
+    in.wall_ms = WallMs();
+    in.event = std::move(ev);
+    Feed(n, std::move(in));
+    return !failed_ && node.gen == gen && node.ctrl;
+  };
+  switch (node.ctrl->CheckFrameEpoch(m.epoch)) {
+    case fo::FrameEpoch::kStale:
+      CloseSession(n, fmt::format("{} at stale epoch {}", kKindNames[static_cast<int>(m.kind)],
+                                  m.epoch),
+                   true);
+      return;
+    case fo::FrameEpoch::kHigher:
+      feed(fo::in::HigherEpoch{m.epoch, "a frame at a higher epoch"});
+      return;
+    case fo::FrameEpoch::kAccept:
+      break;
+  }
+  const bool from_standby = m.kind == Kind::kPong || m.kind == Kind::kAck ||
+                            m.kind == Kind::kResyncAck || m.kind == Kind::kDemoteRequest;
+  if (from_standby && !feed(fo::in::PeerHeard{})) return;
+  switch (m.kind) {
+    case Kind::kLock: {
+      if (node.det) node.det->Push(m.fp, now_);
+      Msg r;
+      r.kind = Kind::kPong;
+      SendFrame(n, std::move(r));
+      return;
+    }
+    case Kind::kBatch: {
+      if (node.log.size() < m.pos) {
+        T("{} BATCH at {} beyond its {} entries: ignored", Who(n), m.pos, node.log.size());
+        return;
+      }
+      node.log.resize(m.pos);
+      node.log.insert(node.log.end(), m.entries.begin(), m.entries.end());
+      Msg r;
+      r.kind = Kind::kAck;
+      r.pos = node.log.size();
+      SendFrame(n, std::move(r));
+      return;
+    }
+    case Kind::kAck:
+      node.s.acked = std::max(node.s.acked, m.pos);
+      return;
+    case Kind::kResync: {
+      node.log = m.entries;
+      node.disk_copy = true;
+      node.s.resync_done = true;
+      T("{} resync complete: {} entries", Who(n), node.log.size());
+      if (node.ctrl->state().rejoin_epoch != 0 && !feed(fo::in::Rejoined{})) return;
+      if (!node.s.open) return;
+      Msg r;
+      r.kind = Kind::kResyncAck;
+      r.pos = node.log.size();
+      SendFrame(n, std::move(r));
+      return;
+    }
+    case Kind::kResyncAck:
+      node.s.live = true;
+      node.s.acked = std::max(node.s.acked, m.pos);
+      return;
+    case Kind::kDemoteRequest:
+      feed(fo::in::DemoteRequested{m.reason});
+      return;
+    case Kind::kDemoted:
+      node.got_demoted = true;
+      node.got_switchover = m.reason == wire::RoleChangeReason::kSwitchover;
+      feed(fo::in::PeerDemoted{m.reason, m.flag});
+      return;
+    default:
+      return;
+  }
+}
+
+// ---- faults -----------------------------------------------------------------------------------
+
+void World::NextFault() {
+  const int64_t gap = rng_.Range(cfg_.fault_mean_ns / 4, 2 * cfg_.fault_mean_ns);
+  At(now_ + gap, [this] {
+    NextFault();
+    const fo::Policy& p = cfg_.policy;
+    auto primary_node = [&]() {
+      for (int i = 0; i < 2; ++i) {
+        if (nodes_[i].ctrl && nodes_[i].ctrl->primary()) return i;
+      }
+      return static_cast<int>(rng_.Range(0, 1));
+    };
+    const int victim = rng_.Chance(0.6) ? primary_node() : static_cast<int>(rng_.Range(0, 1));
+    const int64_t span = rng_.Chance(0.7) ? rng_.Range(200 * kMs, p.window_ns)
+                                          : rng_.Range(p.window_ns, 3 * p.window_ns);
+    static const std::vector<std::string> kKinds = {
+        "crash",  "pause",     "partition_ab", "partition_w", "isolate",
+        "lossy",  "sched_hang", "switchover"};
+    const std::string kind = rng_.Pick(kKinds);
+    res_.stats.faults[kind]++;
+    T("FAULT {} victim={} span_ms={}", kind, Who(victim), span / kMs);
+    if (kind == "crash") {
+      nodes_[victim].last_fault_ns = now_;
+      const int64_t down = rng_.Chance(0.8) ? rng_.Range(1 * kSec, 3 * p.window_ns)
+                                            : rng_.Range(20 * kSec, 60 * kSec);
+      if (nodes_[victim].up()) CrashHost(victim, down, "fault");
+    } else if (kind == "pause") {
+      nodes_[victim].last_fault_ns = now_;
+      Pause(victim, rng_.Chance(0.6) ? rng_.Range(20 * kMs, p.window_ns - p.lease_ns) : span);
+    } else if (kind == "partition_ab" || kind == "partition_w" || kind == "isolate") {
+      std::vector<std::pair<int, int>> dirs;
+      if (kind == "partition_ab") {
+        const int64_t way = rng_.Range(0, 2);
+        if (way != 1) dirs.emplace_back(kA, kB);
+        if (way != 0) dirs.emplace_back(kB, kA);
+        nodes_[kA].last_fault_ns = nodes_[kB].last_fault_ns = now_;
+      } else {
+        nodes_[victim].last_fault_ns = now_;
+        dirs.emplace_back(victim, kW);
+        dirs.emplace_back(kW, victim);
+        if (kind == "isolate") {
+          dirs.emplace_back(victim, 1 - victim);
+          dirs.emplace_back(1 - victim, victim);
+          nodes_[1 - victim].last_fault_ns = now_;
+        }
+      }
+      for (auto [f, t] : dirs) {
+        T("link {}->{} down for {} ms", Who(f), Who(t), span / kMs);
+        SetLinkDown(f, t, +1);
+        At(now_ + span, [this, f, t] { SetLinkDown(f, t, -1); });
+      }
+    } else if (kind == "lossy") {
+      for (auto [f, t] : {std::pair{kA, kB}, std::pair{kB, kA}}) {
+        LinkDir& l = link_[f][t];
+        const LinkDir saved = LinkDir{0, l.delay_ns, l.jitter_ns, l.drop, l.dup, {}, 0, false, 0};
+        l.delay_ns = rng_.Range(1 * kMs, 100 * kMs);
+        l.jitter_ns = rng_.Range(0, 100 * kMs);
+        l.drop = rng_.Chance(0.5) ? 0.05 : 0.15;
+        l.dup = rng_.Chance(0.5) ? 0.1 : 0;
+        At(now_ + span, [this, f, t, saved] {
+          LinkDir& l2 = link_[f][t];
+          l2.delay_ns = saved.delay_ns;
+          l2.jitter_ns = saved.jitter_ns;
+          l2.drop = saved.drop;
+          l2.dup = saved.dup;
+        });
+      }
+    } else if (kind == "sched_hang") {
+      Node& node = nodes_[victim];
+      if (node.sched && !node.hung) {
+        node.last_fault_ns = now_;
+        node.hung = true;
+        const uint64_t inc = node.host_inc;
+        At(now_ + span, [this, victim, inc] {
+          if (nodes_[victim].host_inc == inc) nodes_[victim].hung = false;
+        });
+      }
+    } else if (kind == "switchover") {
+      const int n = primary_node();
+      switchover_asked_ns_ = now_;
+      res_.stats.switchovers_requested++;
+      const int64_t timeout = rng_.Range(500 * kMs, 5 * kSec);
+      nodes_[n].switchover_snapshot.reset();
+      ToProcess(n, [this, n, timeout] {
+        if (!nodes_[n].ctrl) return;
+        fo::Input in;
+        in.now_ns = now_;
+        in.wall_ms = WallMs();
+        const Node& nd = nodes_[n];
+        in.event = fo::in::SwitchoverRequest{timeout, nd.s.open && nd.s.live};
+        Feed(n, std::move(in));
+      });
+    }
+  });
+}
+
+// ---- invariants -------------------------------------------------------------------------------
+
+void World::UpdateFitness() {
+  const fo::Policy& p = cfg_.policy;
+  for (int n = 0; n < 2; ++n) {
+    Node& node = nodes_[n];
+    const Node& peer = nodes_[1 - n];
+    const bool serving = node.ctrl && node.ctrl->primary() &&
+                         (node.ctrl->phase() == Phase::kServing ||
+                          node.ctrl->phase() == Phase::kLeaseCheck);
+    const bool fit = node.proc == Proc::kRunning && serving && node.sched && !node.hung &&
+                     link_[n][1 - n].up() && link_[1 - n][n].up() &&
+                     peer.proc == Proc::kRunning && peer.ctrl &&
+                     node.disk.epoch >= peer.ctrl->state().epoch;
+    if (!fit) node.unfit_ns = now_;
+    // A primary without a healthy scheduler (on_promote failed, hung) has failed too: the
+    // other node taking the role back from it is not an automatic failback.
+    if (node.proc == Proc::kRunning && node.ctrl && node.ctrl->primary() &&
+        (!node.sched || node.hung)) {
+      node.last_fault_ns = now_;
+    }
+    if (node.proc == Proc::kPaused && node.ctrl && node.ctrl->primary() &&
+        now_ - node.paused_since_ns > p.window_ns - p.lease_ns) {
+      limits_.emplace("long_primary_pause", now_);
+    }
+  }
+  if ((!link_[kA][kB].up() || !link_[kB][kA].up()) && Reaches(kA, kW) && Reaches(kB, kW)) {
+    limits_.emplace("ab_partition_both_reach_w", now_);
+  }
+}
+
+void World::CheckAfterEvent() {
+  UpdateFitness();
+  if (split_counted_) return;
+  const bool two = nodes_[0].up() && nodes_[0].sched && nodes_[1].up() && nodes_[1].sched;
+  if (!two) return;
+  const std::string what =
+      fmt::format("A and B both run the scheduler (A: {} epoch {}, B: {} epoch {})",
+                  RoleName(nodes_[0].disk.role), nodes_[0].disk.epoch,
+                  RoleName(nodes_[1].disk.role), nodes_[1].disk.epoch);
+  if (cfg_.policy.has_fence) return Fail("one-scheduler", what + " with fence configured");
+  if (cfg_.guard == Guard::kUnguarded) {
+    split_counted_ = true;
+    res_.stats.envelope_splits["promote_on_silence_unguarded"]++;
+    T("outside the envelope: {} (promote_on_silence_unguarded)", what);
+    return;
+  }
+  // The documented limits of quorum_check alone (docs/FAILOVER.md, "The two-node
+  // split-brain limits"); with neither hook, also the bounded wait on a Stalled primary.
+  std::string limit;
+  int64_t first = INT64_MAX;
+  for (const auto& [name, at] : limits_) {
+    if (name == "stalled_promote_without_demoted" && cfg_.guard != Guard::kNone) continue;
+    if (at < first) {
+      first = at;
+      limit = name;
+    }
+  }
+  if (limit.empty()) return Fail("one-scheduler", what + " inside the envelope");
+  split_counted_ = true;
+  res_.stats.envelope_splits[limit]++;
+  T("outside the envelope: {} (limit {})", what, limit);
+}
+
+void World::OnPromotionPersisted(int n, const NodeState& before) {
+  Node& node = nodes_[n];
+  Node& peer = nodes_[1 - n];
+  const fo::Policy& p = cfg_.policy;
+  res_.stats.promotions++;
+  if (!peer.up()) res_.stats.failovers_after_crash++;
+  T("{} PROMOTED to epoch {} (peer {})", Who(n), node.disk.epoch, peer.up() ? "up" : "down");
+  if (before.epoch == 0 || !node.disk_copy) {
+    return Fail("never-joined-never-promotes",
+                fmt::format("{} promoted from epoch {} holding a copy={}", Who(n), before.epoch,
+                            node.disk_copy));
+  }
+  if (!node.got_switchover && node.decision_ns != kNever) {
+    const int64_t margin = 1 * kSec + p.beat_ns;
+    const int64_t from = node.decision_ns - p.window_ns - margin;
+    if (peer.unfit_ns < from) {
+      return Fail("no-false-failover",
+                  fmt::format("{} promoted (decided at {:.3f}) while {} was a healthy reachable "
+                              "primary since {:.3f}",
+                              Who(n), static_cast<double>(node.decision_ns) / kSec, Who(1 - n),
+                              static_cast<double>(peer.unfit_ns) / kSec));
+    }
+  }
+  if (node.demoted_by_failover && !(peer.last_fault_ns > node.demoted_at_ns) &&
+      !(switchover_asked_ns_ > node.demoted_at_ns)) {
+    return Fail("no-automatic-failback",
+                fmt::format("{} was demoted by a failover at {:.3f} and is primary again with no "
+                            "fault of {} and no switchover since",
+                            Who(n), static_cast<double>(node.demoted_at_ns) / kSec, Who(1 - n)));
+  }
+  node.demoted_by_failover = false;
+  if (node.got_switchover) {
+    res_.stats.switchovers_completed++;
+    if (peer.switchover_snapshot) {
+      const auto& want = *peer.switchover_snapshot;
+      const bool holds = node.log.size() >= want.size() &&
+                         std::equal(want.begin(), want.end(), node.log.begin());
+      if (!holds) {
+        return Fail("switchover-loses-nothing",
+                    fmt::format("{} took over by switchover holding {} changes; {}'s scheduler "
+                                "wrote {} before its on_demote",
+                                Who(n), node.log.size(), Who(1 - n), want.size()));
+      }
+      peer.switchover_snapshot.reset();
+    }
+  }
+  if (!p.has_fence && node.demote_requested && !node.got_demoted) {
+    limits_.emplace("stalled_promote_without_demoted", now_);
+  }
+}
+
+// ---- the run ----------------------------------------------------------------------------------
+
+SimResult World::Run() {
+  tracing_ = opt_.keep_trace || opt_.hash_trace || opt_.print_trace;
+  res_.trace_hash = 0xcbf29ce484222325ULL;
+  Configure();
+  nodes_[kA].id = kA;
+  nodes_[kB].id = kB;
+  nodes_[kA].disk = NodeState{0xA1, 1, NodeRole::kPrimary, 0, 0, 0};
+  nodes_[kB].disk = NodeState{0xB2, 0, NodeRole::kStandby, 0, 0, 0};
+  nodes_[kA].sched = true;  // first start as primary: the operator started the scheduler
+  Boot(kA);
+  Boot(kB);
+  Write(kA);
+  Write(kB);
+  if (!cfg_.liveness) {
+    NextFault();
+  } else {
+    // One crash of the primary, everything else well: the standby must take over in time.
+    const int64_t crash_at = rng_.Range(15 * kSec, 45 * kSec);
+    At(crash_at, [this] {
+      const fo::Policy& p = cfg_.policy;
+      int pn = -1;
+      for (int i = 0; i < 2; ++i) {
+        if (nodes_[i].ctrl && nodes_[i].ctrl->primary() &&
+            nodes_[i].ctrl->phase() == Phase::kServing) {
+          pn = i;
+        }
+      }
+      const int sn = 1 - pn;
+      const bool ready = pn >= 0 && cfg_.guard != Guard::kNone && nodes_[sn].ctrl &&
+                         nodes_[sn].ctrl->phase() == Phase::kFollowing && nodes_[sn].disk_copy &&
+                         nodes_[sn].disk.epoch > 0 && nodes_[sn].disk.rejoin_epoch == 0 &&
+                         nodes_[sn].disk.last_failover_unix_ms == 0 && nodes_[sn].s.open;
+      if (!ready) {
+        res_.stats.liveness_skipped++;
+        T("liveness: conditions not met at the crash time; not checked");
+        return;
+      }
+      res_.stats.liveness_checked++;
+      const int64_t hooks = (p.has_quorum_check ? cfg_.hook_max_ns : 0) +
+                            (p.has_promote_guard ? cfg_.hook_max_ns : 0) +
+                            (p.has_fence ? cfg_.hook_max_ns : 0);
+      const int64_t link = 20 * kMs + 10 * kMs;
+      const int64_t bound = p.window_ns + p.beat_ns + hooks + kTickNs + link;
+      T("liveness: crash of {} at {:.3f}; {} must promote within {} ms", Who(pn),
+        static_cast<double>(now_) / kSec, Who(sn), bound / kMs);
+      CrashHost(pn, 10 * 60 * kSec, "liveness: the primary's host dies");
+      At(now_ + bound, [this, sn] {
+        if (nodes_[sn].disk.role != NodeRole::kPrimary) {
+          Fail("liveness", fmt::format("{} did not promote within the bound after the primary's "
+                                       "host died",
+                                       Who(sn)));
+        }
+      });
+    });
+  }
+  while (!q_.empty() && !failed_) {
+    Event e = std::move(const_cast<Event&>(q_.top()));
+    q_.pop();
+    if (e.at > cfg_.duration_ns) break;
+    now_ = e.at;
+    e.fn();
+    res_.stats.events++;
+    if (!failed_) CheckAfterEvent();
+  }
+  res_.stats.seeds = 1;
+  res_.stats.simulated_ns = now_;
+  return std::move(res_);
+}
+
+}  // namespace
+
+void SimStats::Add(const SimStats& o) {
+  seeds += o.seeds;
+  simulated_ns += o.simulated_ns;
+  events += o.events;
+  promotions += o.promotions;
+  demotions += o.demotions;
+  self_fences += o.self_fences;
+  switchovers_requested += o.switchovers_requested;
+  switchovers_completed += o.switchovers_completed;
+  failovers_after_crash += o.failovers_after_crash;
+  liveness_checked += o.liveness_checked;
+  liveness_skipped += o.liveness_skipped;
+  for (const auto& [k, v] : o.faults) faults[k] += v;
+  for (const auto& [k, v] : o.envelope_splits) envelope_splits[k] += v;
+  for (const auto& [k, v] : o.configs) configs[k] += v;
+}
+
+SimResult RunSeed(const SimOptions& options) {
+  World w(options);
+  return w.Run();
+}
+
+std::string TransitionTable() {
+  std::string out = "<!-- generated by failover_sim --table: begin -->\n";
+  out += "| from | to | on | when |\n| --- | --- | --- | --- |\n";
+  for (const fo::Transition& t : fo::Transitions()) {
+    out += fmt::format("| `{}` | `{}` | {} | {} |\n", fo::PhaseName(t.from), fo::PhaseName(t.to),
+                       t.on, t.when);
+  }
+  out += "<!-- generated by failover_sim --table: end -->\n";
+  return out;
+}
+
+bool MutationByName(std::string_view name, engine::failover::Mutations* m) {
+  if (name == "skip_lease_check") {
+    m->skip_lease_check = true;
+  } else if (name == "adopt_lower_epoch") {
+    m->adopt_lower_epoch = true;
+  } else if (name == "skip_quorum_check") {
+    m->skip_quorum_check = true;
+  } else if (name == "promote_before_persist") {
+    m->promote_before_persist = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace hasync::sim

@@ -46,15 +46,29 @@ constexpr std::array kTable{
                "a peer at a higher epoch, or the standby's DEMOTE_REQUEST; on_demote configured"},
     Transition{P::kServing, P::kDemotePersist, "PeerHello, HigherEpoch, DemoteRequested",
                "as above, no on_demote"},
+    Transition{P::kServing, P::kDemoteHook, "HookDone",
+               "a demotion that arrived while a switchover's hook ran (on_demote configured)"},
+    Transition{P::kServing, P::kDemotePersist, "HookDone", "as above, no on_demote"},
+    Transition{P::kDraining, P::kDemotePersist, "HookDone",
+               "a demotion that arrived while the switchover's on_demote ran"},
     Transition{P::kDraining, P::kDemoteHook, "PeerHello, HigherEpoch, DemoteRequested",
                "as above, during a switchover's drain (on_demote configured)"},
     Transition{P::kDraining, P::kDemotePersist, "PeerHello, HigherEpoch, DemoteRequested",
                "as above, during a switchover's drain (no on_demote, or it ran at the start)"},
+    Transition{P::kLeaseCheck, P::kDemoteHook, "PeerHello, HigherEpoch, DemoteRequested",
+               "as above, while quorum_check runs (on_demote configured, not run yet)"},
+    Transition{P::kLeaseCheck, P::kDemotePersist, "PeerHello, HigherEpoch, DemoteRequested",
+               "as above, while quorum_check runs (no on_demote, or it ran at a switchover's "
+               "start)"},
     Transition{P::kServing, P::kSwitchoverStop, "SwitchoverRequest",
                "the session is live; on_demote configured (stops the scheduler first)"},
     Transition{P::kServing, P::kDraining, "SwitchoverRequest", "the session is live; no on_demote"},
-    Transition{P::kSwitchoverStop, P::kDraining, "HookDone",
-               "on_demote finished (its result goes to the standby with DEMOTED)"},
+    Transition{P::kSwitchoverStop, P::kDraining, "HookDone", "on_demote succeeded"},
+    Transition{P::kSwitchoverStop, P::kSwitchoverAbort, "HookDone",
+               "on_demote failed: the scheduler may still run, no handover; on_promote "
+               "configured"},
+    Transition{P::kSwitchoverStop, P::kServing, "HookDone",
+               "on_demote failed: no handover; no on_promote"},
     Transition{P::kDraining, P::kDemotePersist, "Tick",
                "drained for 200 ms: everything acknowledged; DEMOTED sent"},
     Transition{P::kDraining, P::kSwitchoverAbort, "Tick",
@@ -85,6 +99,8 @@ constexpr std::array kTable{
     Transition{P::kFollowing, P::kFence, "Tick",
                "as above, no promote_guard; fence configured and DEMOTED not confirmed"},
     Transition{P::kFollowing, P::kPromotePersist, "Tick", "as above, nothing to run first"},
+    Transition{P::kAwaitDemoted, P::kQuorumCheck, "Tick",
+               "the stalled primary fell silent; quorum_check configured"},
     Transition{P::kAwaitDemoted, P::kGuard, "Tick",
                "DEMOTED, or a window without it (at once with fence); promote_guard configured"},
     Transition{P::kAwaitDemoted, P::kFence, "Tick", "as above, no promote_guard; fence configured"},
@@ -227,8 +243,9 @@ void Controller::Step(const Input& input, std::vector<Action>* out) {
           OnTick(c, e.seen);
         } else if constexpr (std::is_same_v<T, in::PeerHeard>) {
           last_heard_ns_ = input.now_ns;
-          if (lease_checked_) {
-            lease_checked_ = false;
+          if (lease_checked_ns_ != 0) {
+            lease_checked_ns_ = 0;
+            lease_noted_ = false;
             Note(c, kInfo, "lease_renewed", {{"note", "the standby is heard again"}});
           }
         } else if constexpr (std::is_same_v<T, in::SendBlocked>) {
@@ -275,8 +292,9 @@ void Controller::Step(const Input& input, std::vector<Action>* out) {
           peer_switchover_ = e.reason == wire::RoleChangeReason::kSwitchover;
           next_try_ns_ = 0;
         } else if constexpr (std::is_same_v<T, in::Rejoined>) {
-          if (primary() || state_.rejoin_epoch == 0) return;
+          if (primary() || (state_.rejoin_epoch == 0 && !state_.handed_over)) return;
           state_.rejoin_epoch = 0;
+          state_.handed_over = false;
           rejoin_persisting_ = true;
           Emit(c, act::Persist{state_, ""});
         } else if constexpr (std::is_same_v<T, in::SwitchoverRequest>) {
@@ -306,12 +324,19 @@ void Controller::CheckLease(Ctx& c) {
   const int64_t now = c.in.now_ns;
   if (mut_.skip_lease_check) return;
   if (phase_ != Phase::kServing && phase_ != Phase::kDraining) return;
-  if (lease_checked_ || now - last_heard_ns_ < policy_.lease_ns) return;
-  lease_checked_ = true;
+  if (now - last_heard_ns_ < policy_.lease_ns) return;
+  // Once per lease_ns while the silence lasts, not once per silence: a primary whose
+  // check passed (the standby was down) and which is then cut off itself must find out
+  // before the standby's window runs out (lease + quorum_check + on_demote < window).
+  if (lease_checked_ns_ != 0 && now - lease_checked_ns_ < policy_.lease_ns) return;
+  const bool first = lease_checked_ns_ == 0;
+  lease_checked_ns_ = now;
   lease_why_ = fmt::format("nothing heard from the standby for {} ms", Ms(now - last_heard_ns_));
   if (!policy_.has_quorum_check) {
-    Note(c, kWarn, "lease_expired",
-         {{"reason", lease_why_}, {"action", "keep serving (no quorum_check configured)"}});
+    if (first) {
+      Note(c, kWarn, "lease_expired",
+           {{"reason", lease_why_}, {"action", "keep serving (no quorum_check configured)"}});
+    }
     return;
   }
   lease_from_ = phase_;
@@ -376,14 +401,24 @@ void Controller::StepSwitchover(Ctx& c, const Observation& seen) {
 
 void Controller::BeginDemote(Ctx& c, wire::RoleChangeReason reason, uint64_t epoch, std::string why,
                              bool answer_peer) {
-  if (!primary() ||
-      (phase_ != Phase::kServing && phase_ != Phase::kDraining && phase_ != Phase::kLeaseCheck)) {
+  if (!primary()) return;
+  if (phase_ == Phase::kSwitchoverStop || phase_ == Phase::kSwitchoverAbort) {
+    // A hook of the switchover runs; the demotion follows when it is done (a request the
+    // primary drops leaves the standby to promote on its bounded wait beside it).
+    if (!pending_demote_) {
+      pending_demote_ = PendingDemote{reason, epoch, std::move(why), answer_peer};
+    }
+    return;
+  }
+  if (phase_ != Phase::kServing && phase_ != Phase::kDraining && phase_ != Phase::kLeaseCheck) {
     return;
   }
   const bool planned = reason == wire::RoleChangeReason::kSwitchover;
   // A switchover hands over from its drain; a demotion for any other reason during the
   // drain still counts on_demote as run (it ran when the switchover began).
-  const bool stopped_already = phase_ == Phase::kDraining && policy_.has_on_demote;
+  const bool draining = phase_ == Phase::kDraining ||
+                        (phase_ == Phase::kLeaseCheck && lease_from_ == Phase::kDraining);
+  const bool stopped_already = draining && policy_.has_on_demote;
   Note(c, kWarn, "demoting", {{"epoch", std::to_string(state_.epoch)}, {"reason", why}});
   demote_reason_ = reason;
   demote_epoch_ = std::max(epoch, state_.epoch);
@@ -399,6 +434,13 @@ void Controller::BeginDemote(Ctx& c, wire::RoleChangeReason reason, uint64_t epo
   FinishDemote(c, planned || stopped_already ? switchover_demote_ok_ : true);
 }
 
+void Controller::TakePendingDemote(Ctx& c) {
+  if (!pending_demote_) return;
+  PendingDemote d = std::move(*pending_demote_);
+  pending_demote_.reset();
+  BeginDemote(c, d.reason, d.epoch, std::move(d.why), d.answer_peer);
+}
+
 void Controller::FinishDemote(Ctx& c, bool on_demote_ok) {
   if (phase_ == Phase::kDemoteHook) Go(Phase::kDemotePersist, "HookDone");
   demote_ok_ = on_demote_ok;
@@ -408,6 +450,8 @@ void Controller::FinishDemote(Ctx& c, bool on_demote_ok) {
   // rejoin. A switchover drained everything first, so nothing can.
   const bool planned = demote_reason_ == wire::RoleChangeReason::kSwitchover;
   next_.rejoin_epoch = planned ? 0 : state_.epoch;
+  // Either way it has not joined the new primary yet: no promotion by itself before.
+  next_.handed_over = planned;
   // A failover of the pair: the anti-flap interval holds this node back too.
   if (!planned) next_.last_failover_unix_ms = c.in.wall_ms;
   next_.epoch = demote_epoch_;
@@ -549,6 +593,10 @@ void Controller::AfterFence(Ctx& c, std::string_view on) {
 
 void Controller::PromoteAborted(Ctx& c, int level, const std::string& why) {
   next_try_ns_ = c.in.now_ns + policy_.window_ns;
+  // A DEMOTED confirms one handover, not every later try: the next one is judged on the
+  // window again (after a vetoed handover both nodes are standbys; a stale confirmation
+  // let this one promote a window later beside the other).
+  peer_demoted_ = peer_demote_ok_ = peer_switchover_ = false;
   Note(c, level, "not_promoting", {{"reason", why}});
   Go(Phase::kFollowing, "HookDone");
 }
@@ -562,9 +610,13 @@ void Controller::OnHookDone(Ctx& c, const in::HookDone& h) {
       if (h.hook != Hook::kQuorumCheck) return;
       const Phase back = lease_from_;
       if (ok) {
-        Note(c, kWarn, "lease_expired",
-             {{"reason", lease_why_},
-              {"action", "keep serving: quorum_check passed, the standby is presumed down"}});
+        // Said once per silence; the checks that follow are in the hook log lines.
+        if (!lease_noted_) {
+          lease_noted_ = true;
+          Note(c, kWarn, "lease_expired",
+               {{"reason", lease_why_},
+                {"action", "keep serving: quorum_check passed, the standby is presumed down"}});
+        }
         Go(back, "HookDone");
         return;
       }
@@ -575,12 +627,31 @@ void Controller::OnHookDone(Ctx& c, const in::HookDone& h) {
     }
     case Phase::kSwitchoverStop:
       if (h.hook != Hook::kOnDemote) return;
-      switchover_demote_ok_ = ok;
+      if (!ok) {
+        // The scheduler may still run: handing over would make two. The switchover ends
+        // here, and on_promote brings back whatever on_demote stopped.
+        const std::string why =
+            "on_demote failed (" + detail + "): the scheduler may still run; not handing over";
+        Note(c, kError, "switchover", {{"phase", "aborted"}, {"reason", why}});
+        Emit(c, act::SwitchoverReply{false, why});
+        if (policy_.has_on_promote) {
+          Go(Phase::kSwitchoverAbort, "HookDone");
+          Emit(c, act::RunHook{Hook::kOnPromote, "primary", state_.epoch,
+                               "switchover aborted: this node stays primary"});
+        } else {
+          Go(Phase::kServing, "HookDone");
+          TakePendingDemote(c);
+        }
+        return;
+      }
+      switchover_demote_ok_ = true;
       StartDraining(c);
+      TakePendingDemote(c);
       return;
     case Phase::kSwitchoverAbort:
       if (h.hook != Hook::kOnPromote) return;
       Go(Phase::kServing, "HookDone");
+      TakePendingDemote(c);
       return;
     case Phase::kDemoteHook:
       if (h.hook != Hook::kOnDemote) return;

@@ -289,6 +289,8 @@ class Controller {
   void BeginDemote(Ctx& c, wire::RoleChangeReason reason, uint64_t epoch, std::string why,
                    bool answer_peer);
   void FinishDemote(Ctx& c, bool on_demote_ok);
+  // A demotion asked for while a switchover's hook ran, carried out once it is done.
+  void TakePendingDemote(Ctx& c);
   // Standby.
   void MaybePromote(Ctx& c, const Observation& seen);
   void Refuse(Ctx& c, const std::string& why, int64_t retry_ns);
@@ -307,7 +309,10 @@ class Controller {
 
   // Primary: the lease counts from the standby's last authenticated bytes.
   int64_t last_heard_ns_ = 0;
-  bool lease_checked_ = false;  // quorum_check ran in this silence of the standby
+  // When quorum_check last ran in this silence of the standby (0: not in this silence),
+  // and whether "keep serving" was logged for it.
+  int64_t lease_checked_ns_ = 0;
+  bool lease_noted_ = false;
   std::string lease_why_;
   Phase lease_from_ = Phase::kServing;  // where a lease check returns to when it passes
   int64_t switchover_timeout_ns_ = 0;
@@ -320,6 +325,13 @@ class Controller {
   std::string demote_why_;
   bool demote_answer_ = false;
   bool demote_ok_ = true;
+  struct PendingDemote {
+    wire::RoleChangeReason reason = wire::RoleChangeReason::kStalled;
+    uint64_t epoch = 0;
+    std::string why = {};
+    bool answer_peer = false;
+  };
+  std::optional<PendingDemote> pending_demote_;
   NodeState next_;  // what is being persisted
 
   // Standby.

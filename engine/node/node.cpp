@@ -907,6 +907,10 @@ void Node::Tick() {
       receiver_->set_quarantine(nullptr, 0);
       quarantine_.reset();
       Drive(At(now, failover::in::Rejoined{}));
+    } else if (state_.handed_over && receiver_->resyncs_completed() > 0) {
+      // After a switchover: joined the new primary; nothing was kept.
+      Log(Level::kInfo, "rejoined").kv("epoch", state_.epoch).kv("quarantined", uint64_t{0});
+      Drive(At(now, failover::in::Rejoined{}));
     }
     if (verify_job_) StepStandbyManifest();
     DriveTick(now);  // promotion
@@ -1622,7 +1626,7 @@ failover::Observation Node::Observe(int64_t now) {
   o.caught_up = o.verdict == lockwin::Verdict::kAlive || CaughtUp();
   o.holds_copy =
       !receiver_ || receiver_->resyncs_completed() > 0 || receiver_->last_applied_seq() > 0;
-  o.rejoining = quarantine_.has_value();
+  o.rejoining = quarantine_.has_value() || state_.handed_over;
   o.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
   return o;
 }
@@ -2179,7 +2183,7 @@ std::string Node::StatusJson() {
   } else {
     j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
     j["in_resync"] = receiver_ && receiver_->in_resync();
-    j["rejoining"] = quarantine_.has_value();
+    j["rejoining"] = quarantine_.has_value() || state_.handed_over;
     lockwin::DetectorSnapshot snap;
     {
       std::lock_guard lock(detector_mu_);

@@ -27,6 +27,7 @@ std::string EncodeNodeState(const NodeState& s) {
   out += "role=" + std::string(NodeRoleName(s.role)) + "\n";
   out += "last_applied_seq=" + std::to_string(s.last_applied_seq) + "\n";
   if (s.rejoin_epoch != 0) out += "rejoin_epoch=" + std::to_string(s.rejoin_epoch) + "\n";
+  if (s.handed_over) out += "handed_over=1\n";
   if (s.last_failover_unix_ms != 0) {
     out += "last_failover_unix_ms=" + std::to_string(s.last_failover_unix_ms) + "\n";
   }
@@ -67,6 +68,11 @@ Result<NodeState> DecodeNodeState(std::string_view text, std::string_view origin
       have_seq = true;
     } else if (key == "rejoin_epoch") {
       RETURN_IF_ERROR(number(s.rejoin_epoch));
+    } else if (key == "handed_over") {
+      uint64_t v = 0;
+      RETURN_IF_ERROR(number(v));
+      if (v > 1) return bad("handed_over is 0 or 1");
+      s.handed_over = v == 1;
     } else if (key == "last_failover_unix_ms") {
       RETURN_IF_ERROR(number(s.last_failover_unix_ms));
     } else if (key == "role") {

@@ -31,6 +31,11 @@ struct NodeState {
   // Wall-clock time (Unix ms) of this node's last automatic promotion: the anti-flap
   // interval counts from it across restarts.
   uint64_t last_failover_unix_ms = 0;
+  // Set when this node handed the primary role over by a planned switchover: until its
+  // first resync under the new primary completes it does not promote by itself (a
+  // handover the other node did not take leaves two standbys, and only the one that
+  // holds the latest copy may take over), but nothing is kept in quarantine.
+  bool handed_over = false;
   friend bool operator==(const NodeState&, const NodeState&) = default;
 };
 

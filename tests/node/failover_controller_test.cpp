@@ -272,19 +272,108 @@ TEST(FailoverController, AnIsolatedPrimarySelfFencesWhenQuorumCheckFails) {
   EXPECT_EQ(d.c.state().role, NodeRole::kPrimary) << "this incarnation ends as it ran";
 }
 
-TEST(FailoverController, APassingQuorumCheckKeepsThePrimaryServingOncePerSilence) {
+TEST(FailoverController, APassingQuorumCheckKeepsThePrimaryServingAndRunsAgainEveryLease) {
+  Policy p = TestPolicy();  // lease 1,200 ms
+  p.has_quorum_check = true;
+  p.has_on_demote = true;
+  Driver d(p, Primary(5));
+  Observation o;
+  EXPECT_EQ(FindHook(d.Tick(1'100, o), Hook::kQuorumCheck), nullptr) << "lease not over";
+  EXPECT_NE(FindHook(d.Tick(1'300, o), Hook::kQuorumCheck), nullptr);
+  auto out = d.Feed(1'400, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
+  EXPECT_TRUE(Noted(out, "lease_expired", "keep serving"));
+  EXPECT_EQ(d.c.phase(), Phase::kServing);
+  // The same silence: checked again one lease after the last check began, logged once.
+  EXPECT_EQ(FindHook(d.Tick(2'400, o), Hook::kQuorumCheck), nullptr);
+  EXPECT_NE(FindHook(d.Tick(2'520, o), Hook::kQuorumCheck), nullptr);
+  out = d.Feed(2'600, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
+  EXPECT_FALSE(Noted(out, "lease_expired"));
+  // This node is cut off too now: the next check fails and it stops.
+  EXPECT_NE(FindHook(d.Tick(3'740, o), Hook::kQuorumCheck), nullptr);
+  out = d.Feed(3'800, in::HookDone{Hook::kQuorumCheck, HookOutcome::kFailed, "exit 1"});
+  EXPECT_NE(FindHook(out, Hook::kOnDemote), nullptr);
+  EXPECT_EQ(d.c.phase(), Phase::kDemoteHook);
+}
+
+TEST(FailoverController, AStandbyHeardAgainEndsTheSilence) {
   Policy p = TestPolicy();
   p.has_quorum_check = true;
   Driver d(p, Primary(5));
   Observation o;
   d.Tick(1'300, o);
-  auto out = d.Feed(1'400, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
-  EXPECT_TRUE(Noted(out, "lease_expired", "keep serving"));
-  EXPECT_EQ(d.c.phase(), Phase::kServing);
-  EXPECT_EQ(FindHook(d.Tick(5'000, o), Hook::kQuorumCheck), nullptr) << "once per silence";
-  out = d.Feed(5'100, in::PeerHeard{});
+  d.Feed(1'400, in::HookDone{Hook::kQuorumCheck, HookOutcome::kOk, ""});
+  auto out = d.Feed(1'500, in::PeerHeard{});
   EXPECT_TRUE(Noted(out, "lease_renewed"));
-  EXPECT_NE(FindHook(d.Tick(6'400, o), Hook::kQuorumCheck), nullptr) << "a new silence";
+  EXPECT_EQ(FindHook(d.Tick(2'600, o), Hook::kQuorumCheck), nullptr) << "a new lease";
+  EXPECT_NE(FindHook(d.Tick(2'720, o), Hook::kQuorumCheck), nullptr) << "a new silence";
+}
+
+TEST(FailoverController, ASwitchoverWhoseOnDemoteFailsDoesNotHandOver) {
+  Policy p = TestPolicy();
+  p.has_on_demote = true;
+  p.has_on_promote = true;
+  Driver d(p, Primary(5));
+  d.Feed(10, in::SwitchoverRequest{10'000 * kMs, true});
+  auto out = d.Feed(30, in::HookDone{Hook::kOnDemote, HookOutcome::kFailed, "exit 4"});
+  EXPECT_FALSE(Get<act::SwitchoverReply>(out).ok);
+  EXPECT_NE(Get<act::SwitchoverReply>(out).error.find("may still run"), std::string::npos);
+  EXPECT_NE(FindHook(out, Hook::kOnPromote), nullptr) << "what on_demote stopped comes back";
+  d.Feed(40, in::HookDone{Hook::kOnPromote, HookOutcome::kOk, ""});
+  EXPECT_EQ(d.c.phase(), Phase::kServing);
+}
+
+TEST(FailoverController, ADemoteRequestDuringASwitchoverHookIsCarriedOutAfterIt) {
+  Policy p = TestPolicy();
+  p.has_on_demote = true;
+  Driver d(p, Primary(5));
+  d.Feed(10, in::SwitchoverRequest{10'000 * kMs, true});
+  EXPECT_TRUE(d.Feed(20, in::DemoteRequested{wire::RoleChangeReason::kStalled}).empty());
+  auto out = d.Feed(30, in::HookDone{Hook::kOnDemote, HookOutcome::kOk, ""});
+  EXPECT_NE(Find<act::SendDemoted>(out), nullptr);
+  EXPECT_NE(Find<act::Persist>(out), nullptr);
+  EXPECT_EQ(FindHook(out, Hook::kOnDemote), nullptr) << "on_demote ran at the switchover's start";
+}
+
+TEST(FailoverController, AHandoverNotTakenLeavesTheOldPrimaryWaitingToJoin) {
+  Policy p = TestPolicy();
+  Driver d(p, Primary(5));
+  d.Feed(10, in::SwitchoverRequest{10'000 * kMs, true});
+  Observation o;
+  o.session_live = o.drained = true;
+  d.Feed(20, in::PeerHeard{});
+  d.Tick(100, o);
+  auto out = d.Tick(400, o);
+  const auto* persist = Find<act::Persist>(out);
+  ASSERT_NE(persist, nullptr);
+  EXPECT_TRUE(persist->state.handed_over);
+  EXPECT_EQ(persist->state.rejoin_epoch, 0u);
+  // As a standby, it does not promote by itself before it has joined the new primary.
+  NodeState next = persist->state;
+  Policy q = TestPolicy();
+  q.promote_on_silence_unguarded = true;
+  Driver s(q, next);
+  Observation silent = Silent();
+  silent.rejoining = true;  // the node reports handed_over as rejoining
+  EXPECT_TRUE(Noted(s.Tick(9'000, silent), "not_promoting", "rejoining"));
+  s.Feed(9'100, in::Rejoined{});
+  EXPECT_FALSE(s.c.state().handed_over);
+}
+
+TEST(FailoverController, AVetoedHandoverIsNotConfirmedForTheNextTry) {
+  Policy p = TestPolicy();
+  p.has_promote_guard = true;
+  p.has_quorum_check = true;
+  Driver d(p, Standby(3));
+  d.Feed(10, in::PeerDemoted{wire::RoleChangeReason::kSwitchover, true});
+  Observation alive = Silent();
+  alive.verdict = lockwin::Verdict::kAlive;
+  auto out = d.Tick(20, alive);
+  ASSERT_NE(FindHook(out, Hook::kPromoteGuard), nullptr);
+  d.Feed(30, in::HookDone{Hook::kPromoteGuard, HookOutcome::kFailed, "exit 1"});
+  // A window later, silent: the old DEMOTED no longer counts, quorum_check runs first.
+  out = d.Tick(3'000, Silent());
+  EXPECT_NE(FindHook(out, Hook::kQuorumCheck), nullptr);
+  EXPECT_EQ(FindHook(out, Hook::kPromoteGuard), nullptr);
 }
 
 TEST(FailoverController, EpochsDecideBetweenTwoPrimaries) {

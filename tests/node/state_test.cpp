@@ -26,6 +26,13 @@ TEST(NodeState, SaveThenLoadRoundTrips) {
   loaded = LoadNodeState(tmpl);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(*loaded, s);
+  // And those of a node that handed over by switchover.
+  s.rejoin_epoch = 0;
+  s.handed_over = true;
+  ASSERT_TRUE(SaveNodeState(tmpl, s).ok());
+  loaded = LoadNodeState(tmpl);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, s);
   struct stat st {};
   ASSERT_EQ(stat((std::string(tmpl) + "/state").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -45,6 +52,9 @@ TEST(NodeState, MalformedLinesAreRejectedWithLineNumber) {
   EXPECT_FALSE(DecodeNodeState("node_id=0\nepoch=1\nrole=primary\nlast_applied_seq=0\n", "s").ok());
   EXPECT_FALSE(
       DecodeNodeState("node_id=1\nepoch=1\nrole=primary\nlast_applied_seq=0\nx=1\n", "s").ok());
+  EXPECT_FALSE(
+      DecodeNodeState("node_id=1\nepoch=1\nrole=standby\nlast_applied_seq=0\nhanded_over=2\n", "s")
+          .ok());
 }
 
 }  // namespace

@@ -22,11 +22,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <cstdio>
 #include <queue>
 #include <utility>
 
@@ -40,7 +40,8 @@ thread_local std::string t_assertion;
 }  // namespace
 
 void ControllerAssertFailed(const char* cond, const char* file, int line) {
-  if (t_assertion.empty()) t_assertion = fmt::format("HASYNC_ASSERT({}) at {}:{}", cond, file, line);
+  if (t_assertion.empty())
+    t_assertion = fmt::format("HASYNC_ASSERT({}) at {}:{}", cond, file, line);
 }
 
 std::string TakeControllerAssertion() { return std::exchange(t_assertion, std::string()); }
@@ -176,8 +177,8 @@ enum class Kind : uint8_t {
   kClose,
 };
 constexpr const char* kKindNames[] = {
-    "HELLO", "HELLO_REPLY", "REFUSED", "RST",       "LOCK",           "PONG",    "BATCH",
-    "ACK",   "RESYNC",      "RESYNC_ACK", "DEMOTE_REQUEST", "DEMOTED", "CLOSE"};
+    "HELLO",  "HELLO_REPLY", "REFUSED",        "RST",     "LOCK", "PONG", "BATCH", "ACK",
+    "RESYNC", "RESYNC_ACK",  "DEMOTE_REQUEST", "DEMOTED", "CLOSE"};
 
 struct Msg {
   Kind kind = Kind::kHello;
@@ -198,8 +199,8 @@ struct LinkDir {
   int down = 0;  // partitions holding it down (they overlap)
   int64_t delay_ns = 0;
   int64_t jitter_ns = 0;
-  double drop = 0;  // a drop inside a session costs a retransmission
-  double dup = 0;   // single packets only
+  double drop = 0;       // a drop inside a session costs a retransmission
+  double dup = 0;        // single packets only
   std::deque<Msg> fifo;  // session frames in send order
   int64_t last_ready_ns = 0;
   bool pump_armed = false;
@@ -216,10 +217,10 @@ struct Session {
   bool open = false;
   int64_t last_rx_ns = 0;
   // Primary side.
-  bool live = false;          // the resync was acknowledged: changes stream
+  bool live = false;  // the resync was acknowledged: changes stream
   bool resync_sent = false;
-  uint64_t shipped = 0;       // entries of log sent
-  uint64_t acked = 0;         // length the standby acknowledged
+  uint64_t shipped = 0;  // entries of log sent
+  uint64_t acked = 0;    // length the standby acknowledged
   // Standby side.
   bool resync_done = false;
 };
@@ -230,8 +231,8 @@ struct Node {
   uint64_t host_inc = 0;  // bumped by every host crash
   uint64_t gen = 0;       // bumped by every new controller
   NodeState disk;
-  bool disk_copy = false;      // a resync completed here once (the spool is whole)
-  std::vector<uint64_t> log;   // the state directory: change ids, durable
+  bool disk_copy = false;     // a resync completed here once (the spool is whole)
+  std::vector<uint64_t> log;  // the state directory: change ids, durable
   std::unique_ptr<fo::Controller> ctrl;
   std::unique_ptr<lockwin::Detector> det;
   std::optional<NodeState> restart_to;
@@ -245,6 +246,8 @@ struct Node {
   int64_t dial_deadline_ns = 0;
   // The scheduler.
   bool sched = false;
+  // The scheduler was left running by an on_demote that failed (docs: outside the claim).
+  bool sched_orphaned = false;
   bool hung = false;
   // The paused process's input.
   std::deque<std::function<void()>> inbox;
@@ -252,10 +255,10 @@ struct Node {
   uint64_t tick_gen = 0;
   uint64_t max_epoch = 0;  // the highest epoch any controller of this node held
   // Bookkeeping for the invariants.
-  int64_t decision_ns = kNever;  // last step from following toward a promotion
-  bool demote_requested = false; // DEMOTE_REQUEST sent in this episode
-  bool got_demoted = false;      // DEMOTED received in this episode
-  bool got_switchover = false;   // it said switchover
+  int64_t decision_ns = kNever;   // last step from following toward a promotion
+  bool demote_requested = false;  // DEMOTE_REQUEST sent in this episode
+  bool got_demoted = false;       // DEMOTED received in this episode
+  bool got_switchover = false;    // it said switchover
   bool demoted_by_failover = false;
   int64_t demoted_at_ns = 0;
   int64_t last_fault_ns = kNever;
@@ -347,7 +350,7 @@ class World {
 
   SimOptions opt_;
   Rng rng_;
-  HelloCtx hello_ctx_;  // what the actions said about the HELLO being fed
+  HelloCtx hello_ctx_;                   // what the actions said about the HELLO being fed
   uint64_t seen_conn_[kEndpoints] = {};  // the newest connection each host saw
   Config cfg_;
   bool tracing_ = false;
@@ -362,8 +365,16 @@ class World {
   uint64_t next_conn_ = 1;
   uint64_t next_change_ = 1;
   int64_t switchover_asked_ns_ = kNever;
-  // Envelope limits seen so far (quorum_check alone, none): name → first time.
+  // Envelope limits (quorum_check alone, none): name → the last time the condition held. A
+  // split is put down to one only if it began within LimitReachNs() of it.
   std::map<std::string, int64_t> limits_;
+  // When each node last lost the witness (kNever: not yet), and whether it reaches it.
+  int64_t lost_w_ns_[2] = {kNever, kNever};
+  bool reached_w_[2] = {true, true};
+  int64_t LimitReachNs() const {
+    return cfg_.policy.window_ns + cfg_.policy.lease_ns + 3 * cfg_.hook_timeout_ns +
+           cfg_.policy.window_ns / 4;
+  }
   bool split_counted_ = false;
   // Liveness seeds.
   int64_t crash_deadline_ns_ = 0;
@@ -411,7 +422,8 @@ void World::Configure() {
   p.lease_ns = lease_ms * kMs;
   p.window_ns = window_ms * kMs;
   p.redial_max_ns = std::clamp<int64_t>(window_ms / 4, 100, 5000) * kMs;
-  p.min_failover_interval_ms = rng_.Chance(0.5) ? 0 : static_cast<uint64_t>(rng_.Range(1000, 20000));
+  p.min_failover_interval_ms =
+      rng_.Chance(0.5) ? 0 : static_cast<uint64_t>(rng_.Range(1000, 20000));
   const int64_t g = rng_.Range(0, 99);
   c.guard = g < 30   ? Guard::kFence
             : g < 60 ? Guard::kQuorum
@@ -467,9 +479,8 @@ void World::NewController(int n, const NodeState& st) {
   node.decision_ns = kNever;
   node.demote_requested = node.got_demoted = node.got_switchover = false;
   if (st.epoch < node.max_epoch) {
-    Fail("epochs-only-grow",
-         fmt::format("{} starts a controller at epoch {} after one at {}", Who(n), st.epoch,
-                     node.max_epoch));
+    Fail("epochs-only-grow", fmt::format("{} starts a controller at epoch {} after one at {}",
+                                         Who(n), st.epoch, node.max_epoch));
   }
   node.max_epoch = std::max(node.max_epoch, st.epoch);
   if (st.role == NodeRole::kStandby) {
@@ -487,8 +498,7 @@ void World::NewController(int n, const NodeState& st) {
     node.next_beat_ns = now_;
   }
   T("{} start role={} epoch={} rejoin_epoch={} last_failover_unix_ms={} sched={}", Who(n),
-    RoleName(st.role), st.epoch, st.rejoin_epoch, st.last_failover_unix_ms,
-    node.sched);
+    RoleName(st.role), st.epoch, st.rejoin_epoch, st.last_failover_unix_ms, node.sched);
 }
 
 void World::Boot(int n) {
@@ -518,9 +528,10 @@ fo::Observation World::Observe(int n) {
     o.drained = o.session_live && node.s.acked == node.log.size();
   } else {
     o.verdict = node.det ? node.det->Judge(now_) : lockwin::Verdict::kAlive;
-    o.caught_up = true;  // every frame is read as it arrives (a paused process reads its inbox first)
+    o.caught_up =
+        true;  // every frame is read as it arrives (a paused process reads its inbox first)
     o.holds_copy = node.disk_copy;
-    o.rejoining = node.ctrl->state().rejoin_epoch != 0;
+    o.rejoining = node.ctrl->state().rejoin_epoch != 0 || node.ctrl->state().handed_over;
     o.last_applied_seq = node.log.size();
   }
   return o;
@@ -624,15 +635,13 @@ void World::Feed(int n, fo::Input in) {
     return;
   }
   node.max_epoch = e;
-  HelloCtx* hello =
-      std::holds_alternative<fo::in::PeerHello>(in.event) ? &hello_ctx_ : nullptr;
+  HelloCtx* hello = std::holds_alternative<fo::in::PeerHello>(in.event) ? &hello_ctx_ : nullptr;
   for (const fo::Action& a : acts) {
     if (failed_ || node.gen != gen) return;
     Perform(n, a, hello);
   }
   if (!failed_ && node.gen == gen && node.ctrl && node.ctrl->finished()) FinishRole(n);
 }
-
 
 void World::Perform(int n, const fo::Action& a, HelloCtx* hello) {
   Node& node = nodes_[n];
@@ -705,8 +714,7 @@ void World::Perform(int n, const fo::Action& a, HelloCtx* hello) {
             CloseSession(n, x.why, true);
           }
         } else if constexpr (std::is_same_v<A, fo::act::Restart>) {
-          T("{} restart-as role={} epoch={}", Who(n), RoleName(x.state.role),
-            x.state.epoch);
+          T("{} restart-as role={} epoch={}", Who(n), RoleName(x.state.role), x.state.epoch);
           if (!(x.state == node.disk)) {
             Fail("epoch-persisted-before-use",
                  fmt::format("{} restarts as {} at epoch {} while its disk says {} at epoch {}",
@@ -737,8 +745,7 @@ void World::FinishRole(int n) {
   if (node.ctrl->phase() == Phase::kFatal) return;
   const NodeState st = node.restart_to ? *node.restart_to : node.ctrl->state();
   CloseSession(n, "role change", true);
-  T("{} role change: starting again as {} at epoch {}", Who(n), RoleName(st.role),
-    st.epoch);
+  T("{} role change: starting again as {} at epoch {}", Who(n), RoleName(st.role), st.epoch);
   NewController(n, st);
 }
 
@@ -780,6 +787,7 @@ void World::HookEnd(int n, uint64_t host_inc, uint64_t gen, fo::Hook hook, fo::H
     case fo::Hook::kOnPromote:
       if (out != fo::HookOutcome::kFailed) {
         node.sched = true;  // a timed-out on_promote may have started it: count it as running
+        node.sched_orphaned = false;
       } else {
         node.last_fault_ns = now_;
       }
@@ -787,18 +795,22 @@ void World::HookEnd(int n, uint64_t host_inc, uint64_t gen, fo::Hook hook, fo::H
     case fo::Hook::kOnDemote:
       if (ok) {
         node.sched = false;
+        node.sched_orphaned = false;
         if (node.ctrl && node.ctrl->phase() == Phase::kSwitchoverStop) {
           node.switchover_snapshot = node.log;
         }
       } else {
-        limits_.emplace("on_demote_failed", now_);
+        // Its scheduler is left running for as long as nothing else stops it.
+        node.sched_orphaned = node.sched;
       }
       break;
     case fo::Hook::kPromoteGuard:
       break;
   }
   T("{} hook {} done: {} sched={}", Who(n), fo::HookName(hook),
-    out == fo::HookOutcome::kOk ? "ok" : out == fo::HookOutcome::kFailed ? "failed" : "timed out",
+    out == fo::HookOutcome::kOk       ? "ok"
+    : out == fo::HookOutcome::kFailed ? "failed"
+                                      : "timed out",
     node.sched);
   ToProcess(n, [this, n, gen, hook, out] {
     if (nodes_[n].gen != gen || !nodes_[n].ctrl) {
@@ -828,6 +840,7 @@ void World::CrashHost(int n, int64_t down_ns, std::string why) {
   node.det.reset();
   node.restart_to.reset();
   node.sched = false;
+  node.sched_orphaned = false;
   node.hung = false;
   node.inbox.clear();
   node.s = Session{};
@@ -850,6 +863,7 @@ void World::StopProcess(int n, int64_t down_ns, std::string why) {
   node.det.reset();
   node.restart_to.reset();
   node.sched = false;
+  node.sched_orphaned = false;
   node.inbox.clear();
   node.dial_conn = 0;
   const uint64_t gen = node.gen;
@@ -1046,8 +1060,8 @@ void World::DeliverPacket(const Msg& m, uint64_t) {
         r.epoch = node.ctrl->state().epoch;
         if (r.epoch > node.disk.epoch) {
           Fail("epoch-persisted-before-use",
-               fmt::format("{} accepts a session at epoch {} above its disk's {}", Who(n),
-                           r.epoch, node.disk.epoch));
+               fmt::format("{} accepts a session at epoch {} above its disk's {}", Who(n), r.epoch,
+                           node.disk.epoch));
           return;
         }
         SendPacket(std::move(r));
@@ -1089,7 +1103,8 @@ void World::DeliverPacket(const Msg& m, uint64_t) {
           fo::Input in;
           in.now_ns = now_;
           in.wall_ms = WallMs();
-          in.event = fo::in::HigherEpoch{m.epoch, "PROMOTED: the peer is primary at a higher epoch"};
+          in.event =
+              fo::in::HigherEpoch{m.epoch, "PROMOTED: the peer is primary at a higher epoch"};
           Feed(n, std::move(in));
         }
         return;
@@ -1139,8 +1154,8 @@ void World::Dial(int n) {
   m.conn = node.dial_conn;
   m.epoch = node.ctrl->state().epoch;
   if (m.epoch > node.disk.epoch) {
-    Fail("epoch-persisted-before-use", fmt::format("{} dials at epoch {} above its disk's {}",
-                                                   Who(n), m.epoch, node.disk.epoch));
+    Fail("epoch-persisted-before-use",
+         fmt::format("{} dials at epoch {} above its disk's {}", Who(n), m.epoch, node.disk.epoch));
     return;
   }
   SendPacket(std::move(m));
@@ -1189,9 +1204,9 @@ void World::OnFrame(int n, const Msg& m) {
   };
   switch (node.ctrl->CheckFrameEpoch(m.epoch)) {
     case fo::FrameEpoch::kStale:
-      CloseSession(n, fmt::format("{} at stale epoch {}", kKindNames[static_cast<int>(m.kind)],
-                                  m.epoch),
-                   true);
+      CloseSession(
+          n, fmt::format("{} at stale epoch {}", kKindNames[static_cast<int>(m.kind)], m.epoch),
+          true);
       return;
     case fo::FrameEpoch::kHigher:
       feed(fo::in::HigherEpoch{m.epoch, "a frame at a higher epoch"});
@@ -1231,7 +1246,10 @@ void World::OnFrame(int n, const Msg& m) {
       node.disk_copy = true;
       node.s.resync_done = true;
       T("{} resync complete: {} entries", Who(n), node.log.size());
-      if (node.ctrl->state().rejoin_epoch != 0 && !feed(fo::in::Rejoined{})) return;
+      if ((node.ctrl->state().rejoin_epoch != 0 || node.ctrl->state().handed_over) &&
+          !feed(fo::in::Rejoined{})) {
+        return;
+      }
       if (!node.s.open) return;
       Msg r;
       r.kind = Kind::kResyncAck;
@@ -1272,9 +1290,9 @@ void World::NextFault() {
     const int victim = rng_.Chance(0.6) ? primary_node() : static_cast<int>(rng_.Range(0, 1));
     const int64_t span = rng_.Chance(0.7) ? rng_.Range(200 * kMs, p.window_ns)
                                           : rng_.Range(p.window_ns, 3 * p.window_ns);
-    static const std::vector<std::string> kKinds = {
-        "crash",  "pause",     "partition_ab", "partition_w", "isolate",
-        "lossy",  "sched_hang", "switchover"};
+    static const std::vector<std::string> kKinds = {"crash",       "pause",     "partition_ab",
+                                                    "partition_w", "isolate",   "lossy",
+                                                    "sched_hang",  "switchover"};
     const std::string kind = rng_.Pick(kKinds);
     res_.stats.faults[kind]++;
     T("FAULT {} victim={} span_ms={}", kind, Who(victim), span / kMs);
@@ -1360,13 +1378,12 @@ void World::UpdateFitness() {
   for (int n = 0; n < 2; ++n) {
     Node& node = nodes_[n];
     const Node& peer = nodes_[1 - n];
-    const bool serving = node.ctrl && node.ctrl->primary() &&
-                         (node.ctrl->phase() == Phase::kServing ||
-                          node.ctrl->phase() == Phase::kLeaseCheck);
+    const bool serving =
+        node.ctrl && node.ctrl->primary() &&
+        (node.ctrl->phase() == Phase::kServing || node.ctrl->phase() == Phase::kLeaseCheck);
     const bool fit = node.proc == Proc::kRunning && serving && node.sched && !node.hung &&
-                     link_[n][1 - n].up() && link_[1 - n][n].up() &&
-                     peer.proc == Proc::kRunning && peer.ctrl &&
-                     node.disk.epoch >= peer.ctrl->state().epoch;
+                     link_[n][1 - n].up() && link_[1 - n][n].up() && peer.proc == Proc::kRunning &&
+                     peer.ctrl && node.disk.epoch >= peer.ctrl->state().epoch;
     if (!fit) node.unfit_ns = now_;
     // A primary without a healthy scheduler (on_promote failed, hung) has failed too: the
     // other node taking the role back from it is not an automatic failback.
@@ -1376,11 +1393,27 @@ void World::UpdateFitness() {
     }
     if (node.proc == Proc::kPaused && node.ctrl && node.ctrl->primary() &&
         now_ - node.paused_since_ns > p.window_ns - p.lease_ns) {
-      limits_.emplace("long_primary_pause", now_);
+      limits_["long_primary_pause"] = now_;
     }
   }
-  if ((!link_[kA][kB].up() || !link_[kB][kA].up()) && Reaches(kA, kW) && Reaches(kB, kW)) {
-    limits_.emplace("ab_partition_both_reach_w", now_);
+  const bool ab_cut = !link_[kA][kB].up() || !link_[kB][kA].up();
+  if (ab_cut && Reaches(kA, kW) && Reaches(kB, kW)) {
+    limits_["ab_partition_both_reach_w"] = now_;
+  }
+  // The witness changed sides: one node lost it and, while the link between them is cut,
+  // the other reaches it within the time the first needs to notice (a lease, its
+  // quorum_check, its on_demote). Reachability is not a lease: docs/FAILOVER.md.
+  for (int n = 0; n < 2; ++n) {
+    const bool r = Reaches(n, kW);
+    if (reached_w_[n] && !r) lost_w_ns_[n] = now_;
+    reached_w_[n] = r;
+  }
+  for (int n = 0; n < 2; ++n) {
+    const int64_t lost = lost_w_ns_[1 - n];
+    if (ab_cut && reached_w_[n] && !reached_w_[1 - n] && lost != kNever &&
+        now_ - lost < cfg_.policy.lease_ns + 2 * cfg_.hook_timeout_ns) {
+      limits_["witness_changed_sides"] = now_;
+    }
   }
 }
 
@@ -1404,8 +1437,13 @@ void World::CheckAfterEvent() {
   // split-brain limits"); with neither hook, also the bounded wait on a Stalled primary.
   std::string limit;
   int64_t first = INT64_MAX;
+  if ((nodes_[0].sched_orphaned && nodes_[0].sched) ||
+      (nodes_[1].sched_orphaned && nodes_[1].sched)) {
+    limits_["on_demote_failed"] = now_;
+  }
   for (const auto& [name, at] : limits_) {
     if (name == "stalled_promote_without_demoted" && cfg_.guard != Guard::kNone) continue;
+    if (now_ - at > LimitReachNs()) continue;  // long past: not what made this split
     if (at < first) {
       first = at;
       limit = name;
@@ -1452,8 +1490,8 @@ void World::OnPromotionPersisted(int n, const NodeState& before) {
     res_.stats.switchovers_completed++;
     if (peer.switchover_snapshot) {
       const auto& want = *peer.switchover_snapshot;
-      const bool holds = node.log.size() >= want.size() &&
-                         std::equal(want.begin(), want.end(), node.log.begin());
+      const bool holds =
+          node.log.size() >= want.size() && std::equal(want.begin(), want.end(), node.log.begin());
       if (!holds) {
         return Fail("switchover-loses-nothing",
                     fmt::format("{} took over by switchover holding {} changes; {}'s scheduler "
@@ -1464,7 +1502,7 @@ void World::OnPromotionPersisted(int n, const NodeState& before) {
     }
   }
   if (!p.has_fence && node.demote_requested && !node.got_demoted) {
-    limits_.emplace("stalled_promote_without_demoted", now_);
+    limits_["stalled_promote_without_demoted"] = now_;
   }
 }
 
@@ -1501,6 +1539,7 @@ SimResult World::Run() {
       const bool ready = pn >= 0 && cfg_.guard != Guard::kNone && nodes_[sn].ctrl &&
                          nodes_[sn].ctrl->phase() == Phase::kFollowing && nodes_[sn].disk_copy &&
                          nodes_[sn].disk.epoch > 0 && nodes_[sn].disk.rejoin_epoch == 0 &&
+                         !nodes_[sn].disk.handed_over &&
                          nodes_[sn].disk.last_failover_unix_ms == 0 && nodes_[sn].s.open;
       if (!ready) {
         res_.stats.liveness_skipped++;

@@ -113,7 +113,7 @@ TEST(FailoverSim, TheSameSeedGivesTheSameTrace) {
 }
 
 // A planted bug must be caught within this many seeds (docs/TESTING.md gives the figures).
-constexpr uint64_t kMutationSeedsMax = 2'000;
+constexpr uint64_t kMutationSeedsMax = 5'000;
 
 class FailoverSimMutation : public testing::TestWithParam<const char*> {};
 

@@ -264,6 +264,7 @@ void Controller::Step(const Input& input, std::vector<Action>* out) {
           // longer holds.
           peer_demoted_ = peer_switchover_ = peer_demote_ok_ = false;
           demote_requested_ns_ = 0;
+          session_opened_ns_ = input.now_ns;
           if (phase_ == Phase::kAwaitDemoted) Go(Phase::kFollowing, "SessionOpened");
           if (e.peer_epoch > state_.epoch && phase_ == Phase::kFollowing) {
             adopting_epoch_ = e.peer_epoch;
@@ -524,6 +525,13 @@ void Controller::MaybePromote(Ctx& c, const Observation& seen) {
                  : confirmed      ? "the primary confirmed it demoted"
                                   : fmt::format("verdict {} for a window of {} ms",
                                                 lockwin::VerdictName(v), Ms(policy_.window_ns));
+  // A primary that opened a session within the window is not silent, whatever the window
+  // held before it (its first lock record comes at its next beat): a node that just
+  // joined the new primary must not promote on the silence that preceded it.
+  if (v == lockwin::Verdict::kSilent && !confirmed &&
+      now - session_opened_ns_ < policy_.window_ns) {
+    return;
+  }
   if (v == lockwin::Verdict::kSilent && !confirmed && KeyRefusalsRecent(now)) {
     return Refuse(c,
                   "the primary's host keeps connecting with a different sync key: it is alive, not "

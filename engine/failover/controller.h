@@ -338,6 +338,7 @@ class Controller {
   int64_t key_refused_ns_ = 0;  // 0: never
   int64_t next_try_ns_ = 0;
   int64_t demote_requested_ns_ = 0;
+  int64_t session_opened_ns_ = INT64_MIN / 2;  // standby: the last session with a primary
   bool peer_demoted_ = false;
   bool peer_demote_ok_ = false;
   bool peer_switchover_ = false;

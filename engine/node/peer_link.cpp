@@ -39,8 +39,6 @@ constexpr int64_t kLoopStallNs = 1'000'000'000;
 static_assert(kFlushHighWater < kOutboxMaxBytes);
 static_assert(kHandshakeSlotsForThePeer < kMaxPendingHandshakes);
 
-constexpr uint64_t kDataStreamStripeBytes = 8u << 20;
-
 Result<sockaddr_storage> Resolve(const HostPort& hp, socklen_t* len) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

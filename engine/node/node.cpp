@@ -32,10 +32,12 @@
 #include "engine/node/control_server.h"
 #include "engine/node/history.h"
 #include "engine/node/hooks.h"
+#include "engine/node/node_report.h"
 #include "engine/node/now.h"
 #include "engine/node/peer_link.h"
 #include "engine/node/stream_pool.h"
 #include "engine/node/verify_runner.h"
+#include "engine/node/watch_feed.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
 #include "engine/sync/verify.h"
@@ -55,11 +57,7 @@ constexpr int64_t kPingIntervalNs = 1'000'000'000;            // primary → sta
 constexpr int64_t kIdleTimeoutNs = 15'000'000'000;            // no frame at all: session is dead
 constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
 constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
-// The quarantined-files gauge: recounted this often, counting at most this many.
-constexpr int64_t kQuarantineCountNs = 10'000'000'000;
-constexpr uint64_t kQuarantineCountMax = 100'000;
 constexpr int kHookLogLines = 20;  // lines of a hook's output that reach the log
-constexpr size_t kWatchDrainBatch = 4096;
 
 wire::Role ToWire(NodeRole role) {
   return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
@@ -67,15 +65,21 @@ wire::Role ToWire(NodeRole role) {
 
 }  // namespace
 
-// The wiring of one node's run: its parts (engine/node/peer_link.h, stream_pool.h,
-// verify_runner.h, control_server.h) call back into it through their Owner interfaces.
+// One node's run: the failover logic, the session's frames, and the wiring of the parts
+// that do the rest (engine/node/peer_link.h, stream_pool.h, verify_runner.h,
+// control_server.h, watch_feed.h, node_report.h). The parts call back into it through
+// their Owner interfaces (or handlers); it owns them and everything they call.
 class Node : public MessageSink,
              private PeerLink::Owner,
              private StreamPool::Owner,
              private VerifyRunner::Owner {
  public:
   Node(const Config& cfg, const RunOptions& opts, UniqueFd listen_fd)
-      : cfg_(cfg), opts_(opts), metrics_(*opts.metrics), listen_fd_(std::move(listen_fd)) {}
+      : cfg_(cfg),
+        opts_(opts),
+        metrics_(*opts.metrics),
+        publisher_(metrics_, cfg.sync.state_dir),
+        listen_fd_(std::move(listen_fd)) {}
   ~Node();
 
   Status Init();
@@ -231,7 +235,7 @@ class Node : public MessageSink,
   // lease check of Tick, judged on the standby's last frame or the last bytes it took.
   // An isolated primary blocked on a full socket kept serving for up to 30 s, long
   // after the standby had promoted. Non-OK once this node demoted: unwind the send.
-  Status LeaseWhileSending(int64_t progress_ns);
+  Status LeaseWhileSending(int64_t progress_ns) override;
   // Standby: a connection failed on a key mismatch; remembered if it came from the
   // configured peer's host (an address anyone else holds cannot hold a promotion back).
   void NoteKeyRefusal(const Peer& peer);
@@ -261,14 +265,17 @@ class Node : public MessageSink,
   bool ControlHeld(const std::shared_ptr<Peer>& peer) const {
     return state_.role == NodeRole::kStandby && peer == active_ && receiver_->waiting_for_data();
   }
-  void DrainWatcher();
+  void DrainWatcher() { watch_feed_.Drain(*watcher_, *journal_); }
   void MakeSender();
   Status PumpSender();
   wire::Hello MyHello() const;
   ChannelMode ChannelModeFor() const {
     return cfg_.transport.mode == TransportMode::kPlain ? ChannelMode::kPlain : ChannelMode::kTls;
   }
-  void LogStats(std::string_view why) const;
+  // The session's counters, to the log (engine/node/node_report.h).
+  void LogStats(std::string_view why) const {
+    LogSessionStats(why, sender_.get(), receiver_.get());
+  }
   // Copies the node's state and its components' statistics into metrics_ (every tick,
   // and before a component holding statistics is replaced or the node stops).
   void PublishMetrics(int64_t now);
@@ -276,11 +283,7 @@ class Node : public MessageSink,
   const Config& cfg_;
   RunOptions opts_;
   Metrics& metrics_;  // the process's (RunNode's): counters outlive role changes
-  struct Mirrors {
-    CounterMirror files_sent, bytes_sent, files_applied, bytes_applied, batches_applied,
-        journal_overflows, watch_overflows, probe_runs, probe_failures;
-  } mirrors_;
-  int64_t quarantine_counted_ns_ = 0;
+  MetricsPublisher publisher_;
   NodeState state_;
   SyncKey key_;
   std::unique_ptr<Rng> rng_;
@@ -340,7 +343,7 @@ class Node : public MessageSink,
   std::string last_refusal_;          // the last reason a promotion did not go ahead
 
   size_t pending_blocks_ = 0;
-  std::vector<watch::WatchEvent> events_;
+  WatchFeed watch_feed_;  // the watcher's events into the journal
 
   // Standby. fs_ops_ (concurrent fsyncs) outlives the trees that borrow it.
   std::unique_ptr<apply::UringFsOps> fs_ops_;
@@ -729,8 +732,7 @@ void Node::MakeSender() {
   sopts.max_batch_changes = cfg_.limits.max_batch_files;
   sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
   if (sender_) PublishMetrics(NowNs());  // the old sender's last figures, then start over
-  mirrors_.files_sent.Restart();
-  mirrors_.bytes_sent.Restart();
+  publisher_.RestartSenderCounters();
   sender_ = std::make_unique<Sender>(std::move(fds), sopts, *this);
   sender_->set_on_durable([this](int64_t lag_ns) {
     metrics_.batches_acked.fetch_add(1, std::memory_order_relaxed);
@@ -742,40 +744,6 @@ void Node::MakeSender() {
     if (!read.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", read.ToString());
     DrainWatcher();
   });
-}
-
-void Node::DrainWatcher() {
-  for (int round = 0; round < 64 && watcher_->ready() > 0; ++round) {
-    events_.clear();
-    watcher_->Drain(&events_, kWatchDrainBatch);
-    const bool debug = LogEnabled(Level::kDebug);
-    for (const watch::WatchEvent& e : events_) {
-      if (debug) {
-        Log(Level::kDebug, "watch_event")
-            .kv("kind", static_cast<uint64_t>(e.kind))
-            .kv("root", e.root)
-            .kv("path", e.path)
-            .kv("from", e.old_path);
-      }
-      switch (e.kind) {
-        case watch::WatchKind::kCreate:
-        case watch::WatchKind::kModify:
-        case watch::WatchKind::kCloseWrite:
-        case watch::WatchKind::kAttrib:
-          journal_->Upsert(e.root, e.path, e.object);
-          break;
-        case watch::WatchKind::kDelete:
-          journal_->Remove(e.root, e.path, e.object);
-          break;
-        case watch::WatchKind::kRename:
-          journal_->Rename(e.root, e.old_path, e.path, e.is_dir);
-          break;
-        case watch::WatchKind::kRescan:
-          journal_->Rescan(e.root, e.path, e.object);
-          break;
-      }
-    }
-  }
 }
 
 Status Node::PumpSender() {
@@ -1667,81 +1635,19 @@ void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {
 }
 
 void Node::PublishMetrics(int64_t now) {
-  constexpr auto kRelaxed = std::memory_order_relaxed;
-  Metrics& m = metrics_;
-  m.role.store(static_cast<int64_t>(state_.role), kRelaxed);
-  m.epoch.store(static_cast<int64_t>(state_.epoch), kRelaxed);
-  m.changing_role.store(next_state_.has_value() ? 1 : 0, kRelaxed);
-  const bool connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
+  NodeParts parts;
+  parts.role = state_.role;
+  parts.epoch = state_.epoch;
+  parts.changing_role = next_state_.has_value();
+  parts.peer_connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
                          active_->session_opened;
-  m.peer_connected.store(connected ? 1 : 0, kRelaxed);
-  m.verdict.store(detector_ ? static_cast<int64_t>(detector_->Judge(now)) : -1, kRelaxed);
-  if (sender_) {
-    const SenderStats& st = sender_->stats();
-    mirrors_.files_sent.Update(m.files_sent, st.files_sent);
-    mirrors_.bytes_sent.Update(m.bytes_sent, st.file_bytes_sent);
-    const uint64_t sent = sender_->last_seq(), acked = sender_->acked_seq();
-    m.unacked_changes.store(static_cast<int64_t>(sent >= acked ? sent - acked : 0), kRelaxed);
-    m.unacked_batches.store(static_cast<int64_t>(sender_->unacked_batches()), kRelaxed);
-  } else {
-    m.unacked_changes.store(0, kRelaxed);
-    m.unacked_batches.store(0, kRelaxed);
-  }
-  m.journal_pending.store(journal_ ? static_cast<int64_t>(journal_->size()) : 0, kRelaxed);
-  if (journal_) mirrors_.journal_overflows.Update(m.overflow_rescans, journal_->stats().overflows);
-  if (watcher_) {
-    mirrors_.watch_overflows.Update(m.overflow_rescans, watcher_->stats().translator.overflows);
-  }
-  if (receiver_) {
-    const ReceiverStats& st = receiver_->stats();
-    mirrors_.files_applied.Update(m.files_applied, st.files_applied);
-    mirrors_.bytes_applied.Update(m.bytes_applied, st.bytes_applied);
-    mirrors_.batches_applied.Update(m.batches_applied, st.batches_acked);
-  }
-  if (probe_) {
-    Probe::Result p = probe_->Latest();
-    const size_t k = static_cast<size_t>(HookKind::kProbe);
-    mirrors_.probe_runs.Update(m.hook_runs[k], p.runs);
-    mirrors_.probe_failures.Update(m.hook_failures[k], p.failures);
-  }
-  // The quarantine is walked (bounded) every few seconds, not every tick.
-  if (quarantine_counted_ns_ == 0 || now - quarantine_counted_ns_ >= kQuarantineCountNs) {
-    quarantine_counted_ns_ = now;
-    m.quarantined_files.store(
-        static_cast<int64_t>(CountQuarantined(cfg_.sync.state_dir, kQuarantineCountMax)), kRelaxed);
-  }
-}
-
-// Counters of the current session (the primary's sender, the standby's receiver). The
-// integration tests read them from the log to count bytes on the wire.
-void Node::LogStats(std::string_view why) const {
-  if (sender_) {
-    const SenderStats& st = sender_->stats();
-    Log(Level::kInfo, "sender_stats")
-        .kv("why", why)
-        .kv("files", st.files_sent)
-        .kv("bytes", st.file_bytes_sent)
-        .kv("links", st.links_sent)
-        .kv("deltas", st.deltas_sent)
-        .kv("unchanged", st.unchanged_skipped)
-        .kv("aborted", st.aborted_reads)
-        .kv("removes_deferred", st.removes_deferred)
-        .kv("names_rechecked", st.names_rechecked)
-        .kv("event_inodes_rechecked", st.event_inodes_rechecked)
-        .kv("links_split", st.links_split)
-        .kv("batches", st.batches)
-        .kv("acked_seq", sender_->acked_seq());
-  }
-  if (receiver_) {
-    const ReceiverStats& st = receiver_->stats();
-    Log(Level::kInfo, "receiver_stats")
-        .kv("why", why)
-        .kv("files", st.files_applied)
-        .kv("bytes", st.bytes_applied)
-        .kv("acked", st.batches_acked)
-        .kv("nacked", st.batches_nacked)
-        .kv("last_applied_seq", receiver_->last_applied_seq());
-  }
+  parts.detector = detector_.get();
+  parts.sender = sender_.get();
+  parts.journal = journal_.get();
+  parts.watcher = watcher_ ? &*watcher_ : nullptr;
+  parts.receiver = receiver_.get();
+  parts.probe = probe_.get();
+  publisher_.Publish(now, parts);
 }
 
 Status RunNode(const Config& config, const RunOptions& options) {

@@ -11,7 +11,7 @@
 // Standby: adopts an opened connection as a data stream of the active session (same
 // session id, index in range, not a duplicate), hands its socket to the stream's thread,
 // and on the eventfd the threads write gives their frames to the Receiver, alternating
-// with the control stream that waits for them (PumpData).
+// with the control stream that waits for them (Pump).
 //
 // What it owns: the outgoing streams and their retry state, the route of the file being
 // sent, the incoming streams and the eventfd. The control stream is the node's session

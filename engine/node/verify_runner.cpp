@@ -213,7 +213,7 @@ void VerifyRunner::Step(int64_t now) {
     }
     case VerifyRun::Phase::kAwaitSession:  // handled above
     case VerifyRun::Phase::kAwaitStandby:
-      return;  // OnVerifyEntries moves on
+      return;  // OnEntries moves on
     case VerifyRun::Phase::kLocal: {
       if (!v.local->done()) return;
       auto mine = v.local->Take();

@@ -1,5 +1,12 @@
-# engine/node: persisted node state and the `hasync run` event loop.
+# engine/node: persisted node state and the `hasync run` event loop (node.cpp wires the
+# parts: the peer link, the data-stream pool, the verify runner, the control server).
 set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST_DIR}/node.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/peer_link.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/stream_pool.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/verify_runner.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/control_server.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/node_report.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/watch_feed.cpp
     ${CMAKE_CURRENT_LIST_DIR}/hooks.cpp
     ${CMAKE_CURRENT_LIST_DIR}/control.cpp
     ${CMAKE_CURRENT_LIST_DIR}/service.cpp

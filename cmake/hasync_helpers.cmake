@@ -5,12 +5,16 @@
 # reported as skipped, never as passed.
 function(hasync_test name)
   # SERIAL: the tests run alone (timing bounds, or load they create themselves).
-  cmake_parse_arguments(T "SERIAL" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  # TIMEOUT: seconds, for a test whose long mode (HASYNC_LONG=1) needs more than 600.
+  cmake_parse_arguments(T "SERIAL" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main
                                         hasync_private)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   set(props TIMEOUT 600)
+  if(T_TIMEOUT)
+    set(props TIMEOUT ${T_TIMEOUT})
+  endif()
   if(T_SERIAL)
     list(APPEND props RUN_SERIAL TRUE)
   endif()

@@ -1412,7 +1412,11 @@ void World::UpdateFitness() {
     }
   }
   const bool ab_cut = !link_[kA][kB].up() || !link_[kB][kA].up();
-  if (ab_cut && Reaches(kA, kW) && Reaches(kB, kW)) {
+  // "Not each other" is the session, not the wire: after a cut heals, the nodes cannot
+  // talk until the primary has dialled again (its backoff, the handshake).
+  const bool no_session = !(nodes_[kA].s.open && nodes_[kB].s.open);
+  if ((ab_cut || no_session) && Reaches(kA, kW) && Reaches(kB, kW) && nodes_[kA].up() &&
+      nodes_[kB].up()) {
     limits_["ab_partition_both_reach_w"] = now_;
   }
   // The witness changed sides: one node lost it and, while the link between them is cut,
@@ -1471,7 +1475,7 @@ void World::CheckAfterEvent() {
     }
   }
   for (const auto& [name, at] : limits_) {
-    if (name == "stalled_promote_without_demoted" && cfg_.guard != Guard::kNone) continue;
+    if (name == "stalled_promote_without_demoted" && cfg_.policy.has_fence) continue;
     if (now_ - at > LimitReachNs()) continue;  // long past: not what made this split
     if (at < first) {
       first = at;

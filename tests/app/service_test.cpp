@@ -146,8 +146,13 @@ void StopPid(pid_t pid) {
 // A node that can run alone on this machine: listens on loopback, its peer never answers.
 void WriteLoopbackConfig(const ConfigTree& t) {
   testing::TomlDoc d = GoodDoc(t);
-  d.Set("node", "listen", Q("127.0.0.1:" + std::to_string(FreePort())));
-  d.Set("peer", "address", Q("127.0.0.1:" + std::to_string(FreePort())));
+  const int listen = FreePort();
+  int peer = FreePort();
+  // bind(0) may hand the same port out twice in a row; a node refuses itself as its peer.
+  for (int tries = 0; peer == listen && tries < 10; ++tries) peer = FreePort();
+  ASSERT_NE(peer, listen) << "bind(0) kept returning port " << listen;
+  d.Set("node", "listen", Q("127.0.0.1:" + std::to_string(listen)));
+  d.Set("peer", "address", Q("127.0.0.1:" + std::to_string(peer)));
   d.Set("metrics", "enabled", "false");
   WriteFile(t.config(), d.Render());
 }

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -30,11 +31,16 @@ namespace fs = std::filesystem;
 // again as the local port of any process's connect() once the listener dies, and then a
 // node restarted on it fails with EADDRINUSE (seen when a killed primary restarted while
 // other tests ran). Ports here are only ever taken by a bind that asks for them.
+// A port is handed out at most once per process: two calls in a row used to return the
+// same free port now and then (1 in 12,000), and a pair whose peer.address equals its
+// listen address refuses to start (seen once in CI).
 uint16_t FreePort() {
   static std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
                           static_cast<uint32_t>(time(nullptr)));
+  static std::set<uint16_t> handed_out;
   for (int attempt = 0; attempt < 200; ++attempt) {
     const auto port = static_cast<uint16_t>(20'000 + rng() % 12'000);
+    if (handed_out.contains(port)) continue;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) break;
     int one = 1;
@@ -45,7 +51,10 @@ uint16_t FreePort() {
     addr.sin_port = htons(port);
     const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     close(fd);
-    if (free) return port;
+    if (free) {
+      handed_out.insert(port);
+      return port;
+    }
   }
   ADD_FAILURE() << "no free loopback port in 20000-31999 after 200 attempts";
   return 0;

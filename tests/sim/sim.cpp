@@ -380,8 +380,6 @@ class World {
   }
   bool split_counted_ = false;
   // Liveness seeds.
-  int64_t crash_deadline_ns_ = 0;
-  int crash_victim_ = -1;
   std::string Who(int n) const { return kNames[n]; }
 };
 
@@ -1336,13 +1334,18 @@ void World::NextFault() {
           nodes_[1 - victim].last_fault_ns = now_;
         }
       }
-      for (auto [f, t] : dirs) {
+      for (const auto& dir : dirs) {
+        // Named copies: clang 14 cannot capture structured bindings in a lambda.
+        const int f = dir.first;
+        const int t = dir.second;
         T("link {}->{} down for {} ms", Who(f), Who(t), span / kMs);
         SetLinkDown(f, t, +1);
         At(now_ + span, [this, f, t] { SetLinkDown(f, t, -1); });
       }
     } else if (kind == "lossy") {
-      for (auto [f, t] : {std::pair{kA, kB}, std::pair{kB, kA}}) {
+      for (const auto& dir : {std::pair{kA, kB}, std::pair{kB, kA}}) {
+        const int f = dir.first;
+        const int t = dir.second;
         LinkDir& l = link_[f][t];
         const LinkDir saved = LinkDir{0, l.delay_ns, l.jitter_ns, l.drop, l.dup, {}, 0, false, 0};
         l.delay_ns = rng_.Range(1 * kMs, 100 * kMs);

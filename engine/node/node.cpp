@@ -8,12 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -33,6 +30,7 @@
 #include "engine/node/control_server.h"
 #include "engine/node/history.h"
 #include "engine/node/hooks.h"
+#include "engine/node/lock_records.h"
 #include "engine/node/node_report.h"
 #include "engine/node/now.h"
 #include "engine/node/peer_link.h"
@@ -97,10 +95,7 @@ class Node : public MessageSink,
     int64_t now = NowNs();
     // A long walk (the resync's comparison of a large spool) holds the loop: the beat
     // goes on from here, or the standby would judge a working primary silent.
-    if (state_.role == NodeRole::kPrimary && now >= next_beat_ns_) {
-      next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
-      RETURN_IF_ERROR(SendBeat(now));
-    }
+    if (state_.role == NodeRole::kPrimary && beats_->Due(now)) RETURN_IF_ERROR(SendBeat(now));
     if (now - active_->last_ping_ns < kPingIntervalNs) return Status::Ok();
     active_->last_ping_ns = now;
     RETURN_IF_ERROR(active_->conn->Send(
@@ -125,17 +120,12 @@ class Node : public MessageSink,
       return Unavailable("no session to send on");
     }
     if (auto routed = streams_->Route(seq, message)) return *routed;
-    if (const auto* begin = std::get_if<wire::FileBegin>(&message)) {
-      last_change_.path = begin->path.substr(0, lockwin::kLastChangePathMax);
-      last_change_.size_bytes = begin->size;
-    } else if (const auto* end = std::get_if<wire::FileEnd>(&message)) {
-      last_change_.xxh3 = end->hash.low;
-    }
+    if (beats_) beats_->NoteSent(message);
     RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
     if (std::holds_alternative<wire::Commit>(message)) {
       // A lock record with every batch (DESIGN §3): the standby sees the progress the
       // batch made at once, not at the next beat.
-      auto lock = lockwin::EncodeLockRecord(MakeLockRecord(NowNs(), false));
+      auto lock = lockwin::EncodeLockRecord(beats_->Make(NowNs(), false));
       if (lock.ok()) {
         metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
         RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(lock).value()}));
@@ -216,13 +206,9 @@ class Node : public MessageSink,
   Status ResyncWhenStreamsOpen();
   Status OnStandbyFrame(const wire::Frame& frame);
   // Failover (DESIGN §3–§4, docs/FAILOVER.md).
-  lockwin::LockRecord MakeLockRecord(int64_t now, bool tick);
   void Beat(int64_t now);
-  // The beat's lock record: written to <state_dir>/lock and sent to the standby.
+  // The beat's lock record (engine/node/lock_records.h), sent to the standby.
   Status SendBeat(int64_t now);
-  Status OnLock(const wire::Lock& lock);
-  void StartDetector();
-  void StopDetector();
   bool CaughtUp() const;
   // The primary's redial backoff stops growing at a quarter of the window: a standby
   // that restarts (or comes back) hears the primary well within its window, instead of
@@ -246,7 +232,6 @@ class Node : public MessageSink,
   void DriveTick(int64_t now);
   HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
                            uint64_t epoch, const std::string& reason);
-  void WriteLockFile(const lockwin::LockRecord& record, std::string_view source);
   void RecordHistory(const NodeState& s, const std::string& reason);
   std::string StatusJson();
   std::string StartSwitchover(int64_t timeout_ms);
@@ -307,20 +292,10 @@ class Node : public MessageSink,
   // only when Run() ends: until then the components of the old role are still here.
   // Set: the node is changing role and Run() returns so RunNode starts it again.
   std::optional<NodeState> next_state_;
-  // Primary: lock records and the lease.
-  std::unique_ptr<Probe> probe_;
-  uint64_t beat_ = 0;
-  lockwin::LastChange last_change_;  // the newest file sent: path, size, hash
-  int64_t next_beat_ns_ = 0;
-  // Standby: the detector (its thread only Steps it: history and verdict log lines),
-  // and where a promotion stands.
-  std::unique_ptr<lockwin::Detector> detector_;
-  std::thread detector_thread_;
-  std::mutex detector_mu_;
-  lockwin::DetectorSnapshot detector_snapshot_;  // for status; under detector_mu_
-  std::condition_variable detector_cv_;
-  bool detector_stop_ = false;
-  int64_t lock_file_written_ns_ = 0;  // <state_dir>/lock, last rewritten
+  // Primary: the lock records it sends (and the scheduler probe behind their beat).
+  std::unique_ptr<BeatSource> beats_;
+  // Standby: the lock window the records arrive in.
+  std::unique_ptr<WindowWatch> window_;
 
   size_t pending_blocks_ = 0;
   WatchFeed watch_feed_;  // the watcher's events into the journal
@@ -455,13 +430,8 @@ Status Node::InitPrimary() {
   }
   MakeSender();
   Log(Level::kInfo, "sender_reads").kv("mode", sender_->read_mode());
-  if (cfg_.probe.command.empty()) {
-    Log(Level::kInfo, "probe").kv("mode", "none: the beat follows the event loop alone");
-  } else {
-    Command probe{cfg_.probe.command, cfg_.probe.timeout_ms};
-    probe_ = std::make_unique<Probe>(probe, cfg_.probe.interval_ms,
-                                     HookEnv{"primary", state_.epoch, "probe", cfg_.peer.name});
-  }
+  beats_ = std::make_unique<BeatSource>(cfg_, state_, sender_);
+  beats_->StartProbe();
   return link_->ResolvePeer();  // the primary dials it
 }
 
@@ -525,19 +495,8 @@ Status Node::InitStandby() {
         .kv("note", "a primary keyed differently cannot be told from silence");
   }
   RETURN_IF_ERROR(streams_->AcceptStreams(*receiver_));
-  lockwin::DetectorOptions dopts;
-  dopts.window_ns = cfg_.failover.window_ms * 1'000'000;
-  dopts.beat_interval_ns = cfg_.failover.beat_ms * 1'000'000;
-  dopts.start_ns = NowNs();  // Silent counts from here until a first lock record
-  auto detector = lockwin::Detector::Create(dopts, [](const lockwin::VerdictChange& c) {
-    Log(c.to == lockwin::Verdict::kAlive ? Level::kInfo : Level::kWarn, "verdict")
-        .kv("from", lockwin::VerdictName(c.from))
-        .kv("to", lockwin::VerdictName(c.to));
-  });
-  if (!detector.ok()) return detector.status().Annotate("failure detector");
-  detector_ = std::move(detector).value();
-  StartDetector();
-  return Status::Ok();
+  window_ = std::make_unique<WindowWatch>(cfg_, metrics_);
+  return window_->Start(NowNs());
 }
 
 wire::Hello Node::MyHello() const {
@@ -578,9 +537,9 @@ Status Node::Run() {
     link_->FlushAll(active_, 2'000'000'000).IgnoreError();  // best effort on the way out
   }
   streams_->Stop();
-  StopDetector();
+  if (window_) window_->Stop();
   PublishMetrics(NowNs());
-  probe_.reset();
+  if (beats_) beats_->StopProbe();
   if (receiver_ && !next_state_.has_value())
     state_.last_applied_seq = receiver_->last_applied_seq();
   LogStats("stop");
@@ -647,10 +606,7 @@ void Node::Tick() {
   }
   if (next_state_.has_value()) return;
   if (state_.role == NodeRole::kPrimary) {
-    if (now >= next_beat_ns_) {
-      next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
-      Beat(now);
-    }
+    if (beats_->Due(now)) Beat(now);
     DriveTick(now);  // the lease, a switchover's drain
     if (next_state_.has_value() || !fatal_.ok()) return;
     verifier_->Tick(now, session_ == Session::kLive);
@@ -991,7 +947,7 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
     return Emit(0, wire::Pong{ping->token, ping->send_ns});
   }
   if (const auto* lock = std::get_if<wire::Lock>(&frame.message)) {
-    RETURN_IF_ERROR(OnLock(*lock));
+    RETURN_IF_ERROR(window_->OnLock(*lock));
     // Every lock record is answered: the primary's lease counts from what it hears.
     return Emit(0, wire::Pong{0, 0});
   }
@@ -1018,8 +974,8 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
 // ---- failover ------------------------------------------------------------------------------
 
 Node::~Node() {
-  StopDetector();
-  probe_.reset();
+  if (window_) window_->Stop();
+  if (beats_) beats_->StopProbe();
 }
 
 namespace {
@@ -1068,112 +1024,18 @@ HookResult Node::RunLoggedHook(std::string_view name, const Command& command, st
   return result;
 }
 
-void Node::WriteLockFile(const lockwin::LockRecord& r, std::string_view source) {
-  // For an operator to read (DESIGN §3); not a source of truth, so no fsync.
-  std::string text = fmt::format(
-      "# hasync lock record ({}), written by hasync\nepoch={}\nnode_id={}\nchange_seq={}\n"
-      "beat={}\nprobe_ok={}\nprobe_latency_us={}\nprobe_token={}\nmonotonic_ns={}\n"
-      "last_change_path={}\nlast_change_size={}\nlast_change_xxh3={:016x}\n",
-      source, r.epoch, r.node_id, r.change_seq, r.beat, r.probe_ok ? 1 : 0, r.probe_latency_us,
-      FirstLine(r.probe_token, lockwin::kProbeTokenMax), r.monotonic_ns,
-      FirstLine(r.last_change.path, lockwin::kLastChangePathMax), r.last_change.size_bytes,
-      r.last_change.xxh3);
-  std::string tmp = cfg_.sync.state_dir + "/.lock.tmp";
-  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return;
-  if (write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) return;
-  fd.reset();
-  rename(tmp.c_str(), (cfg_.sync.state_dir + "/lock").c_str());
-}
-
-lockwin::LockRecord Node::MakeLockRecord(int64_t now, bool tick) {
-  // The beat advances only on a tick of this loop (this runs on it) and while the
-  // scheduler probe's latest result is a pass no older than two intervals plus its
-  // timeout. A record sent with a batch carries the batch's progress, not a new beat.
-  lockwin::LockRecord r;
-  r.epoch = state_.epoch;
-  r.node_id = state_.node_id;
-  r.change_seq = sender_ ? sender_->last_seq() : 0;
-  r.last_change = last_change_;
-  bool healthy = true;
-  if (probe_) {
-    Probe::Result p = probe_->Latest();
-    int64_t fresh_ns = (2 * cfg_.probe.interval_ms + cfg_.probe.timeout_ms) * 1'000'000;
-    healthy = p.ran && p.ok && now - p.finished_ns <= fresh_ns;
-    r.probe_ok = p.ok;
-    r.probe_latency_us = p.latency_us;
-    r.probe_token = p.token;
-  } else {
-    r.probe_ok = true;
-  }
-  if (healthy && tick) ++beat_;
-  r.beat = beat_;
-  r.monotonic_ns = now;
-  return r;
-}
-
 void Node::Beat(int64_t now) {
   Status s = SendBeat(now);
   if (!s.ok() && active_) link_->Drop(active_, s);
 }
 
 Status Node::SendBeat(int64_t now) {
-  lockwin::LockRecord r = MakeLockRecord(now, true);
-  auto bytes = lockwin::EncodeLockRecord(r);
-  if (!bytes.ok()) {
-    Log(Level::kError, "lock_record").kv("error", bytes.status().ToString());
-    return Status::Ok();
-  }
-  WriteLockFile(r, "made here");
+  auto record = beats_->Beat(now);
+  if (!record) return Status::Ok();
   if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
   metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-  RETURN_IF_ERROR(Emit(0, wire::Lock{std::move(bytes).value()}));
+  RETURN_IF_ERROR(Emit(0, wire::Lock{std::move(*record)}));
   return link_->Flush(active_);
-}
-
-Status Node::OnLock(const wire::Lock& lock) {
-  // A record that does not decode is a protocol error (it came through the session's
-  // authentication, so it is a bug or a hostile primary): the session ends.
-  ASSIGN_OR_RETURN(lockwin::LockRecord r, lockwin::DecodeLockRecord(lock.record));
-  ASSIGN_OR_RETURN(uint64_t fp, lockwin::FingerprintEncodedLockRecord(lock.record));
-  const int64_t now = NowNs();
-  detector_->Push(fp, now);
-  metrics_.lock_records_received.fetch_add(1, std::memory_order_relaxed);
-  // A record comes with every batch as well as every beat: the operator's copy is
-  // rewritten at most twice a beat, not on the receive path of every batch. (Once a beat
-  // exactly would skip every other beat record, whose arrivals jitter around one beat
-  // apart, and leave the file up to two beats old.)
-  if (now - lock_file_written_ns_ >= cfg_.failover.beat_ms * 1'000'000 / 2) {
-    lock_file_written_ns_ = now;
-    WriteLockFile(r, "received from " + cfg_.peer.name);
-  }
-  return Status::Ok();
-}
-
-void Node::StartDetector() {
-  detector_thread_ = std::thread([this] {
-    std::unique_lock lock(detector_mu_);
-    while (!detector_stop_) {
-      int64_t now = NowNs();
-      detector_->Step(now);
-      detector_snapshot_ = detector_->Snapshot(now);
-      // Wake when the verdict can next change, at least every beat (for the history).
-      int64_t next = std::min(detector_->NextChangeNs(now), now + detector_->beat_interval_ns());
-      detector_cv_.wait_for(lock,
-                            std::chrono::nanoseconds(std::max<int64_t>(next - now, 1'000'000)),
-                            [&] { return detector_stop_; });
-    }
-  });
-}
-
-void Node::StopDetector() {
-  if (!detector_thread_.joinable()) return;
-  {
-    std::lock_guard lock(detector_mu_);
-    detector_stop_ = true;
-  }
-  detector_cv_.notify_all();
-  detector_thread_.join();
 }
 
 bool Node::CaughtUp() const {
@@ -1212,7 +1074,7 @@ failover::Observation Node::Observe(int64_t now) {
                 watcher_->ready() == 0 && !watcher_->NextDeadlineNs();
     return o;
   }
-  o.verdict = detector_ ? detector_->Judge(now) : lockwin::Verdict::kAlive;
+  o.verdict = window_ ? window_->Judge(now) : lockwin::Verdict::kAlive;
   // Unread bytes are looked for only when they could change a decision.
   o.caught_up = o.verdict == lockwin::Verdict::kAlive || CaughtUp();
   o.holds_copy =
@@ -1351,10 +1213,10 @@ std::string Node::StatusJson() {
     j["lag"] = {{"changes_unacked", sent >= acked ? sent - acked : 0},
                 {"batches_unacked", sender_ ? sender_->unacked_batches() : 0},
                 {"journal_pending", journal_ ? journal_->size() : 0}};
-    j["beat"] = beat_;
+    j["beat"] = beats_->beat();
     j["ms_since_standby_heard"] = (now - fo_->last_heard_ns()) / 1'000'000;
-    if (probe_) {
-      Probe::Result p = probe_->Latest();
+    if (const Probe* probe = beats_->probe()) {
+      Probe::Result p = probe->Latest();
       j["probe"] = {{"ok", p.ok},
                     {"token", p.token},
                     {"age_ms", p.ran ? (now - p.finished_ns) / 1'000'000 : -1},
@@ -1365,11 +1227,7 @@ std::string Node::StatusJson() {
     j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
     j["in_resync"] = receiver_ && receiver_->in_resync();
     j["rejoining"] = quarantine_.has_value() || state_.handed_over;
-    lockwin::DetectorSnapshot snap;
-    {
-      std::lock_guard lock(detector_mu_);
-      snap = detector_snapshot_;
-    }
+    const lockwin::DetectorSnapshot snap = window_->Snapshot();
     json history = json::array();
     for (const auto& run : snap.history) {
       history.push_back({{"fingerprint", fmt::format("{:016x}", run.fingerprint)},
@@ -1377,13 +1235,12 @@ std::string Node::StatusJson() {
                          {"last_age_ms", (now - run.last_arrival_ns) / 1'000'000},
                          {"records", run.arrivals}});
     }
-    j["verdict"] = {
-        {"now", lockwin::VerdictName(detector_ ? detector_->Judge(now) : lockwin::Verdict::kAlive)},
-        {"window_ms", cfg_.failover.window_ms},
-        {"unchanged_for_ms", snap.run_age_ns / 1'000'000},
-        {"silent_for_ms", snap.silence_ns / 1'000'000},
-        {"records", snap.pushed},
-        {"history", history}};
+    j["verdict"] = {{"now", lockwin::VerdictName(window_->Judge(now))},
+                    {"window_ms", cfg_.failover.window_ms},
+                    {"unchanged_for_ms", snap.run_age_ns / 1'000'000},
+                    {"silent_for_ms", snap.silence_ns / 1'000'000},
+                    {"records", snap.pushed},
+                    {"history", history}};
     if (!fo_->last_refusal().empty()) j["not_promoting_because"] = fo_->last_refusal();
   }
   // Everything ever kept on this node (all epochs), bounded walk.
@@ -1474,12 +1331,12 @@ void Node::PublishMetrics(int64_t now) {
   parts.changing_role = next_state_.has_value();
   parts.peer_connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
                          active_->session_opened;
-  parts.detector = detector_.get();
+  parts.detector = window_ ? window_->detector() : nullptr;
   parts.sender = sender_.get();
   parts.journal = journal_.get();
   parts.watcher = watcher_ ? &*watcher_ : nullptr;
   parts.receiver = receiver_.get();
-  parts.probe = probe_.get();
+  parts.probe = beats_ ? beats_->probe() : nullptr;
   publisher_.Publish(now, parts);
 }
 

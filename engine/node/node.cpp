@@ -28,6 +28,7 @@
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
 #include "engine/node/control_server.h"
+#include "engine/node/failover_driver.h"
 #include "engine/node/history.h"
 #include "engine/node/hooks.h"
 #include "engine/node/lock_records.h"
@@ -56,7 +57,6 @@ constexpr int64_t kPingIntervalNs = 1'000'000'000;            // primary → sta
 constexpr int64_t kIdleTimeoutNs = 15'000'000'000;            // no frame at all: session is dead
 constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
 constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
-constexpr int kHookLogLines = 20;  // lines of a hook's output that reach the log
 
 wire::Role ToWire(NodeRole role) {
   return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
@@ -71,7 +71,8 @@ wire::Role ToWire(NodeRole role) {
 class Node : public MessageSink,
              private PeerLink::Owner,
              private StreamPool::Owner,
-             private VerifyRunner::Owner {
+             private VerifyRunner::Owner,
+             private FailoverDriver::Owner {
  public:
   Node(const Config& cfg, const RunOptions& opts, UniqueFd listen_fd)
       : cfg_(cfg),
@@ -84,7 +85,7 @@ class Node : public MessageSink,
   Status Init();
   Status Run();
   // After Run(): the node changed its role (persisted) and must be started again in it.
-  bool restart_requested() const { return next_state_.has_value(); }
+  bool restart_requested() const { return failover_.changing_role(); }
   // The listening socket, kept open across a role change (no gap for the peer to hit).
   UniqueFd TakeListenFd() { return link_->TakeListenFd(); }
 
@@ -148,7 +149,7 @@ class Node : public MessageSink,
 
   // PeerLink::Owner.
   Result<std::unique_ptr<Connection>> NewConnection(wire::TlsRole role) override;
-  bool ChangingRole() const override { return next_state_.has_value(); }
+  bool ChangingRole() const override { return failover_.changing_role(); }
   void Dialled(const std::shared_ptr<Peer>& peer) override {
     active_ = peer;
     session_ = Session::kHandshake;
@@ -156,7 +157,8 @@ class Node : public MessageSink,
   void DialFailed() override { session_ = Session::kIdle; }
   void Received(const std::shared_ptr<Peer>& peer, size_t n) override;
   void Dropped(const std::shared_ptr<Peer>& peer, const Status& why) override;
-  void Fail(Status why) override { fatal_ = std::move(why); }  // also StreamPool::Owner's
+  // Also StreamPool::Owner's and FailoverDriver::Owner's.
+  void Fail(Status why) override { fatal_ = std::move(why); }
 
   // StreamPool::Owner.
   DataStreamOut::Options DataStreamOptions(uint16_t index) override;
@@ -216,25 +218,17 @@ class Node : public MessageSink,
   int64_t BackoffMaxMs() const {
     return std::clamp<int64_t>(cfg_.failover.window_ms / 4, kBackoffMinMs, kBackoffMaxMs);
   }
-  // Primary, while a send waits for the standby (the loop runs no timer meanwhile): the
-  // lease check of Tick, judged on the standby's last frame or the last bytes it took.
-  // An isolated primary blocked on a full socket kept serving for up to 30 s, long
-  // after the standby had promoted. Non-OK once this node demoted: unwind the send.
-  Status LeaseWhileSending(int64_t progress_ns) override;
-  // The failover controller (engine/failover) decides every role change; this feeds it
-  // one input and carries out the actions it returns. Hooks and persistence run here,
-  // synchronously, and their results go back in before Drive returns. Returns the reason
-  // when the controller ends the session (the caller drops the peer or refuses it).
-  std::optional<std::string> Drive(const failover::Input& input);
-  failover::Input At(int64_t now, decltype(failover::Input::event) event) const;
-  // What the controller judges by at a tick.
-  failover::Observation Observe(int64_t now);
+  // The lease check while a send blocks the loop (FailoverDriver::LeaseWhileSending).
+  Status LeaseWhileSending(int64_t progress_ns) override {
+    return failover_.LeaseWhileSending(progress_ns);
+  }
+  // FailoverDriver::Owner.
+  failover::Observation Observe(int64_t now) override;
+  void SendDemoteRequest(wire::RoleChangeReason reason) override;
+  void SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) override;
+  // Feeds the controller a tick; ends the session if it says so.
   void DriveTick(int64_t now);
-  HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
-                           uint64_t epoch, const std::string& reason);
-  void RecordHistory(const NodeState& s, const std::string& reason);
   std::string StatusJson();
-  std::string StartSwitchover(int64_t timeout_ms);
   // Standby: goes on with the control stream once a waiting FILE_END has its content.
   void ResumeControl() override;
   // Posts the next receive, unless the peer is the control stream held for data.
@@ -283,15 +277,10 @@ class Node : public MessageSink,
   int64_t resync_started_ns_ = 0;
   int64_t resync_waiting_since_ns_ = 0;  // 0: not waiting for data streams
 
-  // Failover: the controller, and what its last Drive said of a HELLO or a switchover.
-  std::unique_ptr<failover::Controller> fo_;
-  std::optional<failover::act::RefuseSession> hello_refusal_;
-  std::optional<failover::act::SwitchoverReply> switchover_reply_;
-  Status persist_error_;  // the last failed SaveNodeState of a Persist action
-  // Failover, both roles. A role change is persisted at once but applied to this object
-  // only when Run() ends: until then the components of the old role are still here.
-  // Set: the node is changing role and Run() returns so RunNode starts it again.
-  std::optional<NodeState> next_state_;
+  // Failover, both roles: the controller and what carries out its actions. A role
+  // change is persisted at once but applied to this object only when Run() ends: until
+  // then the components of the old role are still here.
+  FailoverDriver failover_{cfg_, opts_.service, metrics_, state_, *this};
   // Primary: the lock records it sends (and the scheduler probe behind their beat).
   std::unique_ptr<BeatSource> beats_;
   // Standby: the lock window the records arrive in.
@@ -351,7 +340,7 @@ Status Node::Init() {
     state_.role = *opts_.initial_role;
     state_.epoch = state_.role == NodeRole::kPrimary ? 1 : 0;
     RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
-    RecordHistory(state_, "first start (--initial-role)");
+    failover_.RecordHistory(state_, "first start (--initial-role)");
   } else {
     return loaded.status();
   }
@@ -380,7 +369,7 @@ Status Node::Init() {
   RETURN_IF_ERROR(control_->Listen(cfg_.sync.state_dir));
   RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby());
   // The lease of a standby never heard counts from here.
-  fo_ = std::make_unique<failover::Controller>(failover::Policy::From(cfg_), state_, NowNs());
+  failover_.Start(NowNs());
   return Status::Ok();
 }
 
@@ -405,8 +394,10 @@ Status Node::StartTransport() {
   answers.verify_result = [this](uint64_t id, size_t offset) {
     return verifier_->ResultJson(id, offset);
   };
-  answers.switchover = [this](int64_t timeout_ms) { return StartSwitchover(timeout_ms); };
-  answers.accepting = [this] { return !next_state_.has_value(); };
+  answers.switchover = [this](int64_t timeout_ms) {
+    return failover_.Switchover(timeout_ms, session_ == Session::kLive);
+  };
+  answers.accepting = [this] { return !failover_.changing_role(); };
   answers.fail = [this](Status s) { fatal_ = std::move(s); };
   control_ = std::make_unique<ControlServer>(*loop_, std::move(answers));
   return link_->Listen();
@@ -527,7 +518,7 @@ Status Node::Run() {
   if (opts_.service != nullptr) {
     opts_.service->Ready(fmt::format("{} at epoch {}", NodeRoleName(state_.role), state_.epoch));
   }
-  while (fatal_.ok() && !next_state_.has_value()) {
+  while (fatal_.ok() && !failover_.changing_role()) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
     auto ran = loop_->RunOnce(100'000'000);
     if (!ran.ok()) return ran.status();
@@ -540,18 +531,18 @@ Status Node::Run() {
   if (window_) window_->Stop();
   PublishMetrics(NowNs());
   if (beats_) beats_->StopProbe();
-  if (receiver_ && !next_state_.has_value())
+  if (receiver_ && !failover_.changing_role())
     state_.last_applied_seq = receiver_->last_applied_seq();
   LogStats("stop");
-  if (next_state_) state_ = *next_state_;
+  if (failover_.changing_role()) state_ = *failover_.next_state();
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
   Log(Level::kInfo, "stop")
-      .kv("reason", !fatal_.ok()              ? fatal_.ToString()
-                    : next_state_.has_value() ? "role change: starting again as " +
-                                                    std::string(NodeRoleName(state_.role)) +
-                                                    " at epoch " + std::to_string(state_.epoch)
-                                              : std::string("requested"));
-  if (opts_.service != nullptr && !next_state_.has_value()) {
+      .kv("reason", !fatal_.ok()                ? fatal_.ToString()
+                    : failover_.changing_role() ? "role change: starting again as " +
+                                                      std::string(NodeRoleName(state_.role)) +
+                                                      " at epoch " + std::to_string(state_.epoch)
+                                                : std::string("requested"));
+  if (opts_.service != nullptr && !failover_.changing_role()) {
     opts_.service->Stopping(!fatal_.ok() ? "stopping: " + fatal_.ToString() : "stopping");
   }
   if (!fatal_.ok()) return fatal_;
@@ -604,11 +595,11 @@ void Node::Tick() {
     watcher_->Tick();
     DrainWatcher();
   }
-  if (next_state_.has_value()) return;
+  if (failover_.changing_role()) return;
   if (state_.role == NodeRole::kPrimary) {
     if (beats_->Due(now)) Beat(now);
     DriveTick(now);  // the lease, a switchover's drain
-    if (next_state_.has_value() || !fatal_.ok()) return;
+    if (failover_.changing_role() || !fatal_.ok()) return;
     verifier_->Tick(now, session_ == Session::kLive);
   } else {
     if (quarantine_ && receiver_->resyncs_completed() > 0) {
@@ -619,15 +610,15 @@ void Node::Tick() {
           .kv("where", cfg_.sync.state_dir + "/quarantine/" + std::to_string(state_.epoch));
       receiver_->set_quarantine(nullptr, 0);
       quarantine_.reset();
-      Drive(At(now, failover::in::Rejoined{}));
+      failover_.Feed(now, failover::in::Rejoined{});
     } else if (state_.handed_over && receiver_->resyncs_completed() > 0) {
       // After a switchover: joined the new primary; nothing was kept.
       Log(Level::kInfo, "rejoined").kv("epoch", state_.epoch).kv("quarantined", uint64_t{0});
-      Drive(At(now, failover::in::Rejoined{}));
+      failover_.Feed(now, failover::in::Rejoined{});
     }
     verifier_->StepStandbyManifest();
     DriveTick(now);  // promotion
-    if (next_state_.has_value() || !fatal_.ok()) return;
+    if (failover_.changing_role() || !fatal_.ok()) return;
   }
   if (state_.role == NodeRole::kPrimary) {
     if (session_ == Session::kIdle && link_->RedialDue(now)) StartConnect();
@@ -650,7 +641,7 @@ void Node::PostWatch() {
           fatal_ = ErrnoStatus(-res, "poll fanotify fd");
           return;
         }
-        if (next_state_.has_value())
+        if (failover_.changing_role())
           return;  // the node is changing role: no more changes are taken
         Status r = watcher_->OnReadable();
         if (!r.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", r.ToString());
@@ -737,7 +728,7 @@ void Node::Received(const std::shared_ptr<Peer>& peer, size_t n) {
   // holding the copy, and once counted they kept a primary serving beside a standby
   // that promoted.
   if (peer == active_ && peer->conn->open() && state_.role == NodeRole::kPrimary) {
-    Drive(At(arrived, failover::in::PeerHeard{}));
+    failover_.Feed(arrived, failover::in::PeerHeard{});
   }
   // Time this node spent handling what arrived (a manifest walk, a big commit) is not
   // the peer's silence.
@@ -773,9 +764,10 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
       return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
                               " (this node is at " + std::to_string(state_.epoch) + ")");
     }
-    if (fo_->CheckFrameEpoch(frame.epoch) == failover::FrameEpoch::kHigher) {
-      Drive(At(NowNs(), failover::in::HigherEpoch{frame.epoch, "the peer sent a frame at epoch " +
-                                                                   std::to_string(frame.epoch)}));
+    if (failover_.CheckFrameEpoch(frame.epoch) == failover::FrameEpoch::kHigher) {
+      failover_.Feed(NowNs(),
+                     failover::in::HigherEpoch{frame.epoch, "the peer sent a frame at epoch " +
+                                                                std::to_string(frame.epoch)});
       return Unavailable("demoted: the peer is at a higher epoch");
     }
     RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? OnPrimaryFrame(frame)
@@ -793,19 +785,18 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
         "peer calls itself '" + hello.node_name + "', configured peer is '" + cfg_.peer.name + "'";
   } else {
     // Roles and epochs: the controller's rules (docs/FAILOVER.md).
-    hello_refusal_.reset();
-    auto end =
-        Drive(At(NowNs(), failover::in::PeerHello{hello.role, peer->conn->peer_epoch(), inbound}));
-    if (hello_refusal_) {
-      if (hello_refusal_->tell_promoted) {
+    auto said = failover_.Feed(
+        NowNs(), failover::in::PeerHello{hello.role, peer->conn->peer_epoch(), inbound});
+    if (said.refusal) {
+      if (said.refusal->tell_promoted) {
         peer->conn
             ->Send(state_.epoch, 0,
                    wire::Promoted{wire::RoleChangeReason::kHigherEpoch, state_.node_id})
             .IgnoreError();
       }
-      refuse = hello_refusal_->why;
-    } else if (end) {
-      return Unavailable(*end);
+      refuse = said.refusal->why;
+    } else if (said.end) {
+      return Unavailable(*said.end);
     }
   }
   if (refuse.empty() && hello.stream_kind == wire::StreamKind::kData) {
@@ -827,7 +818,8 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
       .kv("peer_last_applied_seq", hello.last_applied_seq);
   if (state_.role == NodeRole::kStandby) {
     // A higher epoch is persisted before anything of the session is applied.
-    if (auto end = Drive(At(NowNs(), failover::in::SessionOpened{peer->conn->peer_epoch()}))) {
+    if (auto end =
+            failover_.Feed(NowNs(), failover::in::SessionOpened{peer->conn->peer_epoch()}).end) {
       return Unavailable(*end);
     }
     if (active_ && active_ != peer)
@@ -899,7 +891,7 @@ Status Node::OnPrimaryFrame(const wire::Frame& frame) {
         } else if constexpr (std::is_same_v<T, wire::Pong> || std::is_same_v<T, wire::Ping>) {
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, wire::DemoteRequest>) {
-          Drive(At(NowNs(), failover::in::DemoteRequested{m.reason}));
+          failover_.Feed(NowNs(), failover::in::DemoteRequested{m.reason});
           return Unavailable("demoted at the standby's request");
         } else if constexpr (std::is_same_v<T, wire::Error>) {
           return Unavailable("standby reported: " + m.message);
@@ -955,7 +947,7 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
     Log(Level::kInfo, "peer_demoted")
         .kv("on_demote_ok", demoted->on_demote_ok)
         .kv("last_seq", demoted->last_seq);
-    Drive(At(NowNs(), failover::in::PeerDemoted{demoted->reason, demoted->on_demote_ok}));
+    failover_.Feed(NowNs(), failover::in::PeerDemoted{demoted->reason, demoted->on_demote_ok});
     return Status::Ok();
   }
   if (const auto* err = std::get_if<wire::Error>(&frame.message)) {
@@ -976,52 +968,6 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
 Node::~Node() {
   if (window_) window_->Stop();
   if (beats_) beats_->StopProbe();
-}
-
-namespace {
-
-uint64_t NowUnixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-}  // namespace
-
-HookResult Node::RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
-                               uint64_t epoch, const std::string& reason) {
-  HookEnv env{std::string(role), epoch, reason, cfg_.peer.name};
-  auto r = RunHook(command, env, [this] {
-    if (opts_.service != nullptr) opts_.service->Watchdog(NowNs());
-  });
-  HookResult result;
-  if (!r.ok()) {
-    metrics_.CountHook(HookKindFromName(name), false);
-    result.output = r.status().ToString();
-    Log(Level::kError, "hook")
-        .kv("hook", name)
-        .kv("result", "not started")
-        .kv("error", r.status().ToString());
-    return result;
-  }
-  result = std::move(r).value();
-  metrics_.CountHook(HookKindFromName(name), result.ok());
-  Log(result.ok() ? Level::kInfo : Level::kWarn, "hook")
-      .kv("hook", name)
-      .kv("result", result.Describe())
-      .kv("ms", result.duration_ms)
-      .kv("epoch", epoch)
-      .kv("reason", reason)
-      .kv("output_bytes", static_cast<uint64_t>(result.output.size() + result.output_dropped));
-  // What it printed, a line per log line (at most kHookLogLines, each cut at 512 bytes).
-  size_t at = 0;
-  for (int n = 0; n < kHookLogLines && at < result.output.size(); ++n) {
-    size_t nl = result.output.find('\n', at);
-    std::string line = result.output.substr(at, nl == std::string::npos ? nl : nl - at);
-    at = nl == std::string::npos ? result.output.size() : nl + 1;
-    Log(Level::kInfo, "hook_output").kv("hook", name).kv("line", FirstLine(line, 512));
-  }
-  return result;
 }
 
 void Node::Beat(int64_t now) {
@@ -1049,19 +995,6 @@ bool Node::CaughtUp() const {
   return !streams_->HasUnread();
 }
 
-void Node::RecordHistory(const NodeState& s, const std::string& reason) {
-  if (s.role != state_.role) metrics_.role_changes.fetch_add(1, std::memory_order_relaxed);
-  // After the role itself is persisted; a history that cannot be written costs the
-  // operator a line of `hasync history`, not the role change.
-  Status st = AppendHistory(cfg_.sync.state_dir,
-                            {static_cast<int64_t>(NowUnixMs()), s.role, s.epoch, reason});
-  if (!st.ok()) Log(Level::kWarn, "history_not_written").kv("error", st.ToString());
-}
-
-failover::Input Node::At(int64_t now, decltype(failover::Input::event) event) const {
-  return failover::Input{now, NowUnixMs(), std::move(event)};
-}
-
 failover::Observation Node::Observe(int64_t now) {
   failover::Observation o;
   const bool connected = active_ && !active_->dead;
@@ -1084,103 +1017,23 @@ failover::Observation Node::Observe(int64_t now) {
   return o;
 }
 
-void Node::DriveTick(int64_t now) {
-  if (auto end = Drive(At(now, failover::in::Tick{Observe(now)}))) {
-    if (active_ && !active_->dead) link_->Drop(active_, Unavailable(*end));
-  }
+void Node::SendDemoteRequest(wire::RoleChangeReason reason) {
+  if (!active_ || active_->dead) return;
+  Status s = Emit(0, wire::DemoteRequest{reason});
+  if (s.ok()) s = link_->Flush(active_);
+  if (!s.ok()) link_->Drop(active_, s);
 }
 
-std::optional<std::string> Node::Drive(const failover::Input& input) {
-  namespace act = failover::act;
-  std::optional<std::string> end;
-  std::vector<failover::Action> actions;
-  std::deque<failover::Input> inputs{input};
-  for (size_t steps = 0; !inputs.empty(); ++steps) {
-    // Each result feeds one step; a chain is a handful long (hook → persist → hook).
-    HASYNC_ASSERT(steps < 64);
-    actions.clear();
-    fo_->Step(inputs.front(), &actions);
-    inputs.pop_front();
-    for (auto& a : actions) {
-      std::visit(
-          [&](auto& x) {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, act::RunHook>) {
-              const Command* command = nullptr;
-              switch (x.hook) {
-                case failover::Hook::kPromoteGuard:
-                  command = &cfg_.hooks.promote_guard;
-                  break;
-                case failover::Hook::kFence:
-                  command = &cfg_.hooks.fence;
-                  break;
-                case failover::Hook::kQuorumCheck:
-                  command = &cfg_.hooks.quorum_check;
-                  break;
-                case failover::Hook::kOnPromote:
-                  command = &cfg_.hooks.on_promote;
-                  break;
-                case failover::Hook::kOnDemote:
-                  command = &cfg_.hooks.on_demote;
-                  break;
-              }
-              HookResult r =
-                  RunLoggedHook(failover::HookName(x.hook), *command, x.role, x.epoch, x.reason);
-              failover::in::HookDone done{x.hook,
-                                          r.ok()        ? failover::HookOutcome::kOk
-                                          : r.timed_out ? failover::HookOutcome::kTimedOut
-                                                        : failover::HookOutcome::kFailed,
-                                          r.Describe(), std::nullopt};
-              // A guard can take seconds, during which this loop read nothing: whether
-              // the primary's bytes wait in the socket decides if the promotion goes on.
-              if (x.hook == failover::Hook::kQuorumCheck ||
-                  x.hook == failover::Hook::kPromoteGuard) {
-                done.seen = Observe(NowNs());
-              }
-              inputs.push_back(At(NowNs(), std::move(done)));
-            } else if constexpr (std::is_same_v<T, act::Persist>) {
-              Status saved = SaveNodeState(cfg_.sync.state_dir, x.state);
-              if (saved.ok() && !x.history.empty()) RecordHistory(x.state, x.history);
-              if (!saved.ok()) persist_error_ = saved;
-              inputs.push_back(At(NowNs(), failover::in::Persisted{saved.ok(), saved.ToString()}));
-            } else if constexpr (std::is_same_v<T, act::SendDemoteRequest>) {
-              if (!active_ || active_->dead) return;
-              Status s = Emit(0, wire::DemoteRequest{x.reason});
-              if (s.ok()) s = link_->Flush(active_);
-              if (!s.ok()) link_->Drop(active_, s);
-            } else if constexpr (std::is_same_v<T, act::SendDemoted>) {
-              if (!active_ || active_->dead || !active_->conn->open()) return;
-              Emit(0, wire::Demoted{x.reason, x.on_demote_ok, sender_ ? sender_->last_seq() : 0})
-                  .IgnoreError();
-              link_->FlushAll(active_, 2'000'000'000).IgnoreError();
-            } else if constexpr (std::is_same_v<T, act::RefuseSession>) {
-              hello_refusal_ = std::move(x);
-            } else if constexpr (std::is_same_v<T, act::EndSession>) {
-              end = std::move(x.why);
-            } else if constexpr (std::is_same_v<T, act::Restart>) {
-              // Run() returns; RunNode starts this node again in the new role.
-              next_state_ = x.state;
-            } else if constexpr (std::is_same_v<T, act::SwitchoverReply>) {
-              switchover_reply_ = std::move(x);
-            } else if constexpr (std::is_same_v<T, act::Note>) {
-              const Level level = x.level >= 2   ? Level::kError
-                                  : x.level == 1 ? Level::kWarn
-                                                 : Level::kInfo;
-              auto line = Log(level, x.event);
-              for (const auto& [k, v] : x.fields) line.kv(k, v);
-            } else if constexpr (std::is_same_v<T, act::Fatal>) {
-              fatal_ = persist_error_.ok() ? Internal(x.why)
-                                           : persist_error_.Annotate("persist the role change");
-            }
-          },
-          a);
-    }
+void Node::SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) {
+  if (!active_ || active_->dead || !active_->conn->open()) return;
+  Emit(0, wire::Demoted{reason, on_demote_ok, sender_ ? sender_->last_seq() : 0}).IgnoreError();
+  link_->FlushAll(active_, 2'000'000'000).IgnoreError();
+}
+
+void Node::DriveTick(int64_t now) {
+  if (auto end = failover_.Feed(now, failover::in::Tick{Observe(now)}).end) {
+    if (active_ && !active_->dead) link_->Drop(active_, Unavailable(*end));
   }
-  // The persisted epoch, role and rejoin mark of the role this node runs in.
-  const uint64_t applied = state_.last_applied_seq;
-  state_ = fo_->state();
-  state_.last_applied_seq = applied;
-  return end;
 }
 
 // ---- control socket: status and switchover ----------------------------------------------
@@ -1194,8 +1047,8 @@ std::string Node::StatusJson() {
   j["node_id"] = state_.node_id;
   j["role"] = NodeRoleName(state_.role);
   j["epoch"] = state_.epoch;
-  j["changing_role"] = next_state_.has_value();
-  j["failover_phase"] = failover::PhaseName(fo_->phase());
+  j["changing_role"] = failover_.changing_role();
+  j["failover_phase"] = failover::PhaseName(failover_.controller().phase());
   const bool connected = active_ && !active_->dead && active_->conn->open();
   json peer{{"name", cfg_.peer.name},
             {"address", cfg_.peer.address.ToString()},
@@ -1214,7 +1067,7 @@ std::string Node::StatusJson() {
                 {"batches_unacked", sender_ ? sender_->unacked_batches() : 0},
                 {"journal_pending", journal_ ? journal_->size() : 0}};
     j["beat"] = beats_->beat();
-    j["ms_since_standby_heard"] = (now - fo_->last_heard_ns()) / 1'000'000;
+    j["ms_since_standby_heard"] = (now - failover_.controller().last_heard_ns()) / 1'000'000;
     if (const Probe* probe = beats_->probe()) {
       Probe::Result p = probe->Latest();
       j["probe"] = {{"ok", p.ok},
@@ -1222,7 +1075,7 @@ std::string Node::StatusJson() {
                     {"age_ms", p.ran ? (now - p.finished_ns) / 1'000'000 : -1},
                     {"failure", p.failure}};
     }
-    if (fo_->draining()) j["switchover"] = "draining";
+    if (failover_.controller().draining()) j["switchover"] = "draining";
   } else {
     j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
     j["in_resync"] = receiver_ && receiver_->in_resync();
@@ -1241,23 +1094,12 @@ std::string Node::StatusJson() {
                     {"silent_for_ms", snap.silence_ns / 1'000'000},
                     {"records", snap.pushed},
                     {"history", history}};
-    if (!fo_->last_refusal().empty()) j["not_promoting_because"] = fo_->last_refusal();
+    if (!failover_.controller().last_refusal().empty())
+      j["not_promoting_because"] = failover_.controller().last_refusal();
   }
   // Everything ever kept on this node (all epochs), bounded walk.
   j["quarantined_files"] = CountQuarantined(cfg_.sync.state_dir);
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string Node::StartSwitchover(int64_t timeout_ms) {
-  using nlohmann::json;
-  switchover_reply_.reset();
-  Drive(At(NowNs(),
-           failover::in::SwitchoverRequest{timeout_ms * 1'000'000, session_ == Session::kLive}));
-  if (!switchover_reply_ || !switchover_reply_->ok) {
-    const std::string why = switchover_reply_ ? switchover_reply_->error : "no answer";
-    return json{{"ok", false}, {"error", why}}.dump();
-  }
-  return json{{"ok", true}, {"state", "draining"}, {"epoch", state_.epoch}}.dump();
 }
 
 void Node::ResumeControl() {
@@ -1280,31 +1122,13 @@ void Node::ReceiveOrHold(const std::shared_ptr<Peer>& peer) {
   }
 }
 
-Status Node::LeaseWhileSending(int64_t progress_ns) {
-  if (state_.role != NodeRole::kPrimary) return Status::Ok();
-  if (next_state_.has_value()) return Unavailable("changing role while sending");
-  const int64_t now = NowNs();
-  // Bytes the standby took count as hearing it: its own frames wait, unread, behind
-  // this send (the loop runs no other callback meanwhile).
-  if (now - std::max(fo_->last_heard_ns(), progress_ns) < cfg_.failover.lease_ms * 1'000'000) {
-    return Status::Ok();
-  }
-  Drive(At(now, failover::in::SendBlocked{progress_ns}));
-  if (next_state_.has_value()) {
-    return Unavailable(
-        "demoted while sending: the standby took nothing and said nothing "
-        "for lease_ms and quorum_check failed");
-  }
-  return Status::Ok();
-}
-
 void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {
   bool was_active = peer == active_;
   if (peer->conn && !peer->session_opened && !peer->handed_off) {
     metrics_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
     if (state_.role == NodeRole::kStandby && peer->conn->key_refused() && peer->from_peer_host) {
       // That host runs hasync and is alive: no promotion on silence while it keeps trying.
-      Drive(At(NowNs(), failover::in::KeyRefused{}));
+      failover_.Feed(NowNs(), failover::in::KeyRefused{});
     }
   }
   Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
@@ -1328,7 +1152,7 @@ void Node::PublishMetrics(int64_t now) {
   NodeParts parts;
   parts.role = state_.role;
   parts.epoch = state_.epoch;
-  parts.changing_role = next_state_.has_value();
+  parts.changing_role = failover_.changing_role();
   parts.peer_connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
                          active_->session_opened;
   parts.detector = window_ ? window_->detector() : nullptr;

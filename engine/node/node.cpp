@@ -35,6 +35,7 @@
 #include "engine/node/node_report.h"
 #include "engine/node/now.h"
 #include "engine/node/peer_link.h"
+#include "engine/node/session_out.h"
 #include "engine/node/stream_pool.h"
 #include "engine/node/verify_runner.h"
 #include "engine/node/watch_feed.h"
@@ -50,13 +51,7 @@ namespace hasync::engine {
 
 namespace {
 
-// Timing of the session layer. Lock records and the failure window (issue 4) will
-// replace the ping-based idle detection.
-constexpr int64_t kTickNs = 20'000'000;                       // watcher debounce, pumping, timers
-constexpr int64_t kPingIntervalNs = 1'000'000'000;            // primary → standby keepalive
-constexpr int64_t kIdleTimeoutNs = 15'000'000'000;            // no frame at all: session is dead
-constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
-constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
+constexpr int64_t kTickNs = 20'000'000;  // watcher debounce, pumping, timers
 
 wire::Role ToWire(NodeRole role) {
   return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
@@ -68,8 +63,7 @@ wire::Role ToWire(NodeRole role) {
 // that do the rest (engine/node/peer_link.h, stream_pool.h, verify_runner.h,
 // control_server.h, watch_feed.h, node_report.h). The parts call back into it through
 // their Owner interfaces (or handlers); it owns them and everything they call.
-class Node : public MessageSink,
-             private PeerLink::Owner,
+class Node : private PeerLink::Owner,
              private StreamPool::Owner,
              private VerifyRunner::Owner,
              private FailoverDriver::Owner {
@@ -88,53 +82,6 @@ class Node : public MessageSink,
   bool restart_requested() const { return failover_.changing_role(); }
   // The listening socket, kept open across a role change (no gap for the peer to hit).
   UniqueFd TakeListenFd() { return link_->TakeListenFd(); }
-
-  // MessageSink: the sender's / receiver's messages go to the active peer.
-  // During a long resync walk: a PING once a second keeps the standby's idle bound.
-  Status Progress() override {
-    if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
-    int64_t now = NowNs();
-    // A long walk (the resync's comparison of a large spool) holds the loop: the beat
-    // goes on from here, or the standby would judge a working primary silent.
-    if (state_.role == NodeRole::kPrimary && beats_->Due(now)) RETURN_IF_ERROR(SendBeat(now));
-    if (now - active_->last_ping_ns < kPingIntervalNs) return Status::Ok();
-    active_->last_ping_ns = now;
-    RETURN_IF_ERROR(active_->conn->Send(
-        state_.epoch, 0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)}));
-    return link_->Flush(active_);
-  }
-
-  bool Splices(uint64_t seq) override { return streams_->Splices(seq); }
-
-  Status EmitSpliced(uint64_t seq, uint64_t file_size, uint64_t offset, uint32_t length,
-                     std::shared_ptr<const UniqueFd> file) override {
-    HASYNC_ASSERT(Splices(seq));
-    DataFrame frame{seq, wire::Extent{file_size, offset, {}}, 0, std::move(file), length};
-    frame.bytes = DataFrameBytes(frame.message);  // the data is not in memory
-    return streams_->Enqueue(frame);
-  }
-
-  Status WaitSpliced() override { return streams_->WaitSpliced(); }
-
-  Status Emit(uint64_t seq, wire::Message message) override {
-    if (!active_ || active_->dead || !active_->conn->open()) {
-      return Unavailable("no session to send on");
-    }
-    if (auto routed = streams_->Route(seq, message)) return *routed;
-    if (beats_) beats_->NoteSent(message);
-    RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
-    if (std::holds_alternative<wire::Commit>(message)) {
-      // A lock record with every batch (DESIGN §3): the standby sees the progress the
-      // batch made at once, not at the next beat.
-      auto lock = lockwin::EncodeLockRecord(beats_->Make(NowNs(), false));
-      if (lock.ok()) {
-        metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-        RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(lock).value()}));
-      }
-    }
-    if (active_->conn->outgoing_size() > kFlushHighWater) return link_->Flush(active_);
-    return Status::Ok();
-  }
 
  private:
   enum class Session { kIdle, kConnecting, kHandshake, kManifest, kBlocks, kLive };
@@ -173,14 +120,11 @@ class Node : public MessageSink,
     return journal_->empty() && !sender_->has_open_batch() && sender_->unacked_batches() == 0 &&
            watcher_ && watcher_->ready() == 0;
   }
-  Status SendToPeer(wire::Message message) override {
-    RETURN_IF_ERROR(Emit(0, std::move(message)));
-    return link_->Flush(active_);
-  }
+  Status SendToPeer(wire::Message message) override { return out_->Send(std::move(message)); }
   Status SendManifest(uint64_t request_id,
                       const std::vector<wire::ManifestEntry>& entries) override {
-    RETURN_IF_ERROR(EmitManifest(*this, request_id, entries));
-    return link_->Flush(active_);
+    RETURN_IF_ERROR(EmitManifest(*out_, request_id, entries));
+    return out_->Flush();
   }
   const Peer* session_peer() const override { return active_.get(); }
   void EndSession(const Status& why) override { link_->Drop(active_, why); }
@@ -198,9 +142,11 @@ class Node : public MessageSink,
   // goes to its thread (and is reset here), a control stream's is handled as usual.
   Status OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first);
   Status OnPrimaryFrame(const wire::Frame& frame);
-  // Tells the peer why (ERROR) and returns the reason; the caller drops the peer.
+  // StreamPool::Owner's: tells the peer why (ERROR), returns the reason (SessionOut).
   Status Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code,
-                const std::string& why) override;
+                const std::string& why) override {
+    return out_->Refuse(peer, code, why);
+  }
   Status NewSessionId();
   Status FinishResync();
   // The resync's content waits (bounded) for the data streams to open, so its large
@@ -209,9 +155,9 @@ class Node : public MessageSink,
   Status OnStandbyFrame(const wire::Frame& frame);
   // Failover (DESIGN §3–§4, docs/FAILOVER.md).
   void Beat(int64_t now);
-  // The beat's lock record (engine/node/lock_records.h), sent to the standby.
-  Status SendBeat(int64_t now);
   bool CaughtUp() const;
+  // What the standby is doing for this node (its silence is judged by it).
+  PeerWork StandbyWork() const;
   // The primary's redial backoff stops growing at a quarter of the window: a standby
   // that restarts (or comes back) hears the primary well within its window, instead of
   // judging it silent while the primary waits out a backoff longer than the window.
@@ -266,6 +212,8 @@ class Node : public MessageSink,
   // opened one on the standby.
   std::shared_ptr<Peer> active_;
   uint64_t session_id_ = 0;
+  // What goes out on the session; the sender's and the receiver's MessageSink.
+  std::unique_ptr<SessionOut> out_;
 
   // Primary.
   watch::MonotonicClock clock_;
@@ -385,6 +333,7 @@ Status Node::StartTransport() {
       PeerLink::Options{cfg_.node.listen, cfg_.peer.address, kTickNs, BackoffMaxMs()},
       std::move(listen_fd_));
   streams_ = std::make_unique<StreamPool>(cfg_, *loop_, *link_, active_, streams_owner);
+  out_ = std::make_unique<SessionOut>(state_, metrics_, active_, *link_, *streams_);
   verifier_ = std::make_unique<VerifyRunner>(cfg_, metrics_, verify_owner, state_.role);
   ControlServer::Handlers answers;
   answers.status = [this] { return StatusJson(); };
@@ -423,6 +372,7 @@ Status Node::InitPrimary() {
   Log(Level::kInfo, "sender_reads").kv("mode", sender_->read_mode());
   beats_ = std::make_unique<BeatSource>(cfg_, state_, sender_);
   beats_->StartProbe();
+  out_->set_beats(beats_.get());
   return link_->ResolvePeer();  // the primary dials it
 }
 
@@ -455,7 +405,7 @@ Status Node::InitStandby() {
     }
     raw.push_back(trees_.back().get());
   }
-  receiver_ = std::make_unique<Receiver>(raw, *this);
+  receiver_ = std::make_unique<Receiver>(raw, *out_);
   receiver_->set_verify_handler(
       [this](const wire::ManifestRequest& r) { return verifier_->StartStandbyManifest(r); });
   receiver_->set_last_applied_seq(state_.last_applied_seq);
@@ -565,29 +515,9 @@ void Node::Tick() {
   // service manager kills and restarts the node (WatchdogSec=).
   if (opts_.service != nullptr) opts_.service->Watchdog(now);
   link_->ExpireHandshakes(now);
-  if (active_ && !active_->dead) {
-    // While the standby walks and hashes its tree for the manifest it sends nothing;
-    // that may take minutes on a large cold spool, so the bound is wider then.
-    // A standby making a large batch durable is silent until its fsyncs return.
-    bool peer_computing = session_ == Session::kManifest || session_ == Session::kBlocks;
-    bool peer_committing = sender_ && session_ == Session::kLive && sender_->unacked_batches() > 0;
-    int64_t limit = peer_computing    ? kPeerComputeTimeoutNs
-                    : peer_committing ? kCommitTimeoutNs
-                                      : kIdleTimeoutNs;
-    if (active_->sending && now - active_->last_tx_ns > kSendStallTimeoutMs * 1'000'000) {
-      link_->Drop(active_, Unavailable("peer accepted no data for 30 s"));
-    } else if (now - active_->last_rx_ns > limit) {
-      link_->Drop(active_,
-                  Unavailable(peer_computing    ? "no manifest from the standby for 30 min"
-                              : peer_committing ? "no acknowledgement from the standby for 2 min"
-                                                : "no frame from the peer for 15 s"));
-    } else if (active_->conn->open() && state_.role == NodeRole::kPrimary &&
-               now - active_->last_ping_ns > kPingIntervalNs) {
-      active_->last_ping_ns = now;
-      Status s = Emit(0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)});
-      if (s.ok()) s = link_->Flush(active_);
-      if (!s.ok()) link_->Drop(active_, s);
-    }
+  if (active_ && !active_->dead && !link_->DropIfSilent(active_, now, StandbyWork()) &&
+      state_.role == NodeRole::kPrimary) {
+    if (Status s = out_->Keepalive(now); !s.ok()) link_->Drop(active_, s);
   }
   if (active_ && !active_->dead && streams_->has_outgoing()) streams_->Check(now);
   if (streams_->has_incoming()) streams_->Pump();  // what Pump's per-call bound left
@@ -664,7 +594,7 @@ void Node::MakeSender() {
   sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
   if (sender_) PublishMetrics(NowNs());  // the old sender's last figures, then start over
   publisher_.RestartSenderCounters();
-  sender_ = std::make_unique<Sender>(std::move(fds), sopts, *this);
+  sender_ = std::make_unique<Sender>(std::move(fds), sopts, *out_);
   sender_->set_on_durable([this](int64_t lag_ns) {
     metrics_.batches_acked.fetch_add(1, std::memory_order_relaxed);
     metrics_.ObserveLagNs(lag_ns);
@@ -757,7 +687,7 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
     // reason a peer refuses the session (sent at its own epoch, maybe below this one's).
     if (frame.epoch < state_.epoch && !std::holds_alternative<wire::Error>(frame.message)) {
       // Sent before the close (Drop lets a send in flight finish): the primary learns why.
-      Status told = Emit(
+      Status told = out_->Emit(
           0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
                                                            " < " + std::to_string(state_.epoch)});
       if (told.ok()) link_->Flush(peer).IgnoreError();
@@ -843,14 +773,7 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
   sender_->set_next_seq(hello.last_applied_seq + 1);
   sender_->BeginManifest();
   RETURN_IF_ERROR(streams_->Start(hello));
-  return Emit(0, wire::ManifestRequest{1, ""});
-}
-
-Status Node::Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code,
-                    const std::string& why) {
-  peer->conn->Send(state_.epoch, 0, wire::Error{code, why}).IgnoreError();
-  link_->Flush(peer).IgnoreError();  // Drop lets this send finish (its linger)
-  return FailedPrecondition(why);
+  return out_->Emit(0, wire::ManifestRequest{1, ""});
 }
 
 Status Node::NewSessionId() {
@@ -936,12 +859,12 @@ Status Node::FinishResync() {
 
 Status Node::OnStandbyFrame(const wire::Frame& frame) {
   if (const auto* ping = std::get_if<wire::Ping>(&frame.message)) {
-    return Emit(0, wire::Pong{ping->token, ping->send_ns});
+    return out_->Emit(0, wire::Pong{ping->token, ping->send_ns});
   }
   if (const auto* lock = std::get_if<wire::Lock>(&frame.message)) {
     RETURN_IF_ERROR(window_->OnLock(*lock));
     // Every lock record is answered: the primary's lease counts from what it hears.
-    return Emit(0, wire::Pong{0, 0});
+    return out_->Emit(0, wire::Pong{0, 0});
   }
   if (const auto* demoted = std::get_if<wire::Demoted>(&frame.message)) {
     Log(Level::kInfo, "peer_demoted")
@@ -955,7 +878,8 @@ Status Node::OnStandbyFrame(const wire::Frame& frame) {
   }
   Status s = receiver_->OnMessage(frame.seq, frame.message);
   if (!s.ok()) {
-    Emit(0, wire::Error{wire::ErrorCode::kProtocol, s.message().substr(0, wire::kErrorMessageMax)})
+    out_->Emit(0, wire::Error{wire::ErrorCode::kProtocol,
+                              s.message().substr(0, wire::kErrorMessageMax)})
         .IgnoreError();
     return s;
   }
@@ -970,18 +894,17 @@ Node::~Node() {
   if (beats_) beats_->StopProbe();
 }
 
-void Node::Beat(int64_t now) {
-  Status s = SendBeat(now);
-  if (!s.ok() && active_) link_->Drop(active_, s);
+PeerWork Node::StandbyWork() const {
+  if (session_ == Session::kManifest || session_ == Session::kBlocks) return PeerWork::kManifest;
+  if (sender_ && session_ == Session::kLive && sender_->unacked_batches() > 0) {
+    return PeerWork::kCommit;
+  }
+  return PeerWork::kNone;
 }
 
-Status Node::SendBeat(int64_t now) {
-  auto record = beats_->Beat(now);
-  if (!record) return Status::Ok();
-  if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
-  metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-  RETURN_IF_ERROR(Emit(0, wire::Lock{std::move(*record)}));
-  return link_->Flush(active_);
+void Node::Beat(int64_t now) {
+  Status s = out_->SendBeat(now);
+  if (!s.ok() && active_) link_->Drop(active_, s);
 }
 
 bool Node::CaughtUp() const {
@@ -1019,14 +942,13 @@ failover::Observation Node::Observe(int64_t now) {
 
 void Node::SendDemoteRequest(wire::RoleChangeReason reason) {
   if (!active_ || active_->dead) return;
-  Status s = Emit(0, wire::DemoteRequest{reason});
-  if (s.ok()) s = link_->Flush(active_);
-  if (!s.ok()) link_->Drop(active_, s);
+  if (Status s = out_->Send(wire::DemoteRequest{reason}); !s.ok()) link_->Drop(active_, s);
 }
 
 void Node::SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) {
   if (!active_ || active_->dead || !active_->conn->open()) return;
-  Emit(0, wire::Demoted{reason, on_demote_ok, sender_ ? sender_->last_seq() : 0}).IgnoreError();
+  out_->Emit(0, wire::Demoted{reason, on_demote_ok, sender_ ? sender_->last_seq() : 0})
+      .IgnoreError();
   link_->FlushAll(active_, 2'000'000'000).IgnoreError();
 }
 

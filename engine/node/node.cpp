@@ -35,7 +35,9 @@
 #include "engine/node/node_report.h"
 #include "engine/node/now.h"
 #include "engine/node/peer_link.h"
+#include "engine/node/primary_role.h"
 #include "engine/node/session_out.h"
+#include "engine/node/standby_role.h"
 #include "engine/node/stream_pool.h"
 #include "engine/node/verify_runner.h"
 #include "engine/node/watch_feed.h"
@@ -66,7 +68,8 @@ wire::Role ToWire(NodeRole role) {
 class Node : private PeerLink::Owner,
              private StreamPool::Owner,
              private VerifyRunner::Owner,
-             private FailoverDriver::Owner {
+             private FailoverDriver::Owner,
+             private PrimaryRole::Owner {
  public:
   Node(const Config& cfg, const RunOptions& opts, UniqueFd listen_fd)
       : cfg_(cfg),
@@ -84,12 +87,7 @@ class Node : private PeerLink::Owner,
   UniqueFd TakeListenFd() { return link_->TakeListenFd(); }
 
  private:
-  enum class Session { kIdle, kConnecting, kHandshake, kManifest, kBlocks, kLive };
-
-  Status InitPrimary();
-  Status InitStandby();
   Status StartTransport();
-  void PostWatch();
   void ScheduleTick();
   void Tick();
   void StartConnect();
@@ -99,12 +97,12 @@ class Node : private PeerLink::Owner,
   bool ChangingRole() const override { return failover_.changing_role(); }
   void Dialled(const std::shared_ptr<Peer>& peer) override {
     active_ = peer;
-    session_ = Session::kHandshake;
+    primary_->Dialled();
   }
-  void DialFailed() override { session_ = Session::kIdle; }
+  void DialFailed() override { primary_->DialFailed(); }
   void Received(const std::shared_ptr<Peer>& peer, size_t n) override;
   void Dropped(const std::shared_ptr<Peer>& peer, const Status& why) override;
-  // Also StreamPool::Owner's and FailoverDriver::Owner's.
+  // Also StreamPool::Owner's, FailoverDriver::Owner's and PrimaryRole::Owner's.
   void Fail(Status why) override { fatal_ = std::move(why); }
 
   // StreamPool::Owner.
@@ -113,13 +111,9 @@ class Node : private PeerLink::Owner,
 
   // VerifyRunner::Owner.
   std::string_view SessionState() const override {
-    if (session_ == Session::kLive && active_ && !active_->dead) return "live";
-    return session_ == Session::kIdle ? "idle" : "opening";
+    return primary_ ? primary_->SessionState() : "idle";
   }
-  bool Settled() const override {
-    return journal_->empty() && !sender_->has_open_batch() && sender_->unacked_batches() == 0 &&
-           watcher_ && watcher_->ready() == 0;
-  }
+  bool Settled() const override { return primary_->Settled(); }
   Status SendToPeer(wire::Message message) override { return out_->Send(std::move(message)); }
   Status SendManifest(uint64_t request_id,
                       const std::vector<wire::ManifestEntry>& entries) override {
@@ -129,35 +123,21 @@ class Node : private PeerLink::Owner,
   const Peer* session_peer() const override { return active_.get(); }
   void EndSession(const Status& why) override { link_->Drop(active_, why); }
   std::vector<int> RootFds() const override {
-    std::vector<int> fds;
-    for (const auto& fd : root_fds_) fds.push_back(fd.get());
-    for (const auto& t : trees_) fds.push_back(t->root_fd());
-    return fds;
+    return primary_ ? primary_->RootFds() : standby_->RootFds();
   }
-  Sender* sender() override { return sender_.get(); }
-  Journal* journal() override { return journal_.get(); }
+  Sender* sender() override { return primary_ ? primary_->sender() : nullptr; }
+  Journal* journal() override { return primary_ ? primary_->journal() : nullptr; }
 
   Status HandleFrames(const std::shared_ptr<Peer>& peer);
   // `first`: the frame Next() returned with the peer's HELLO, if any; a data stream's
   // goes to its thread (and is reset here), a control stream's is handled as usual.
   Status OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first);
-  Status OnPrimaryFrame(const wire::Frame& frame);
   // StreamPool::Owner's: tells the peer why (ERROR), returns the reason (SessionOut).
   Status Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code,
                 const std::string& why) override {
     return out_->Refuse(peer, code, why);
   }
   Status NewSessionId();
-  Status FinishResync();
-  // The resync's content waits (bounded) for the data streams to open, so its large
-  // files travel on them rather than all on the control stream.
-  Status ResyncWhenStreamsOpen();
-  Status OnStandbyFrame(const wire::Frame& frame);
-  // Failover (DESIGN §3–§4, docs/FAILOVER.md).
-  void Beat(int64_t now);
-  bool CaughtUp() const;
-  // What the standby is doing for this node (its silence is judged by it).
-  PeerWork StandbyWork() const;
   // The primary's redial backoff stops growing at a quarter of the window: a standby
   // that restarts (or comes back) hears the primary well within its window, instead of
   // judging it silent while the primary waits out a backoff longer than the window.
@@ -180,22 +160,20 @@ class Node : private PeerLink::Owner,
   // Posts the next receive, unless the peer is the control stream held for data.
   void ReceiveOrHold(const std::shared_ptr<Peer>& peer);
   bool ControlHeld(const std::shared_ptr<Peer>& peer) const {
-    return state_.role == NodeRole::kStandby && peer == active_ && receiver_->waiting_for_data();
+    return standby_ && peer == active_ && standby_->waiting_for_data();
   }
-  void DrainWatcher() { watch_feed_.Drain(*watcher_, *journal_); }
-  void MakeSender();
-  Status PumpSender();
   wire::Hello MyHello() const;
   ChannelMode ChannelModeFor() const {
     return cfg_.transport.mode == TransportMode::kPlain ? ChannelMode::kPlain : ChannelMode::kTls;
   }
   // The session's counters, to the log (engine/node/node_report.h).
   void LogStats(std::string_view why) const {
-    LogSessionStats(why, sender_.get(), receiver_.get());
+    LogSessionStats(why, primary_ ? primary_->sender() : nullptr,
+                    standby_ ? standby_->receiver() : nullptr);
   }
   // Copies the node's state and its components' statistics into metrics_ (every tick,
   // and before a component holding statistics is replaced or the node stops).
-  void PublishMetrics(int64_t now);
+  void PublishMetrics(int64_t now) override;
 
   const Config& cfg_;
   RunOptions opts_;
@@ -215,34 +193,14 @@ class Node : private PeerLink::Owner,
   // What goes out on the session; the sender's and the receiver's MessageSink.
   std::unique_ptr<SessionOut> out_;
 
-  // Primary.
-  watch::MonotonicClock clock_;
-  std::optional<watch::Watcher> watcher_;
-  std::unique_ptr<Journal> journal_;
-  std::vector<UniqueFd> root_fds_;
-  std::unique_ptr<Sender> sender_;
-  Session session_ = Session::kIdle;
-  int64_t resync_started_ns_ = 0;
-  int64_t resync_waiting_since_ns_ = 0;  // 0: not waiting for data streams
-
   // Failover, both roles: the controller and what carries out its actions. A role
   // change is persisted at once but applied to this object only when Run() ends: until
   // then the components of the old role are still here.
   FailoverDriver failover_{cfg_, opts_.service, metrics_, state_, *this};
-  // Primary: the lock records it sends (and the scheduler probe behind their beat).
-  std::unique_ptr<BeatSource> beats_;
-  // Standby: the lock window the records arrive in.
-  std::unique_ptr<WindowWatch> window_;
-
-  size_t pending_blocks_ = 0;
-  WatchFeed watch_feed_;  // the watcher's events into the journal
-
-  // Standby. fs_ops_ (concurrent fsyncs) outlives the trees that borrow it.
-  std::unique_ptr<apply::UringFsOps> fs_ops_;
-  std::vector<std::unique_ptr<apply::Tree>> trees_;
-  std::unique_ptr<Receiver> receiver_;
-  // Rejoin (state_.rejoin_epoch set): where the first resync keeps what it replaces.
-  std::optional<apply::Quarantine> quarantine_;
+  // The role this node runs in (Init makes one of them): its state and its side of the
+  // session. Declared before the parts, so the parts go first.
+  std::unique_ptr<PrimaryRole> primary_;
+  std::unique_ptr<StandbyRole> standby_;
 
   // The parts (StartTransport). Declared last: they go first, while what they call
   // back into is still here.
@@ -315,7 +273,17 @@ Status Node::Init() {
   }
   RETURN_IF_ERROR(StartTransport());
   RETURN_IF_ERROR(control_->Listen(cfg_.sync.state_dir));
-  RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby());
+  if (state_.role == NodeRole::kPrimary) {
+    PrimaryRole::Owner& primary_owner = *this;
+    primary_ =
+        std::make_unique<PrimaryRole>(cfg_, state_, metrics_, publisher_, *loop_, *link_, *streams_,
+                                      *out_, *verifier_, failover_, active_, primary_owner);
+    RETURN_IF_ERROR(primary_->Start());
+  } else {
+    standby_ = std::make_unique<StandbyRole>(cfg_, state_, metrics_, *link_, *streams_, *out_,
+                                             *verifier_, failover_, active_);
+    RETURN_IF_ERROR(standby_->Start());
+  }
   // The lease of a standby never heard counts from here.
   failover_.Start(NowNs());
   return Status::Ok();
@@ -344,100 +312,12 @@ Status Node::StartTransport() {
     return verifier_->ResultJson(id, offset);
   };
   answers.switchover = [this](int64_t timeout_ms) {
-    return failover_.Switchover(timeout_ms, session_ == Session::kLive);
+    return failover_.Switchover(timeout_ms, primary_ && primary_->live());
   };
   answers.accepting = [this] { return !failover_.changing_role(); };
   answers.fail = [this](Status s) { fatal_ = std::move(s); };
   control_ = std::make_unique<ControlServer>(*loop_, std::move(answers));
   return link_->Listen();
-}
-
-Status Node::InitPrimary() {
-  watch::WatcherOptions wopts;
-  wopts.roots = cfg_.sync.roots;
-  auto watcher = watch::Watcher::Open(wopts, &clock_);
-  if (!watcher.ok()) return watcher.status().Annotate("start the watcher");
-  watcher_.emplace(std::move(watcher).value());
-  Log(Level::kInfo, "watching").kv("mode", watcher_->ModeDescription());
-  JournalLimits limits;
-  limits.max_bytes = cfg_.limits.journal_memory_bytes / 2;
-  limits.max_entries = static_cast<size_t>(cfg_.limits.journal_memory_bytes / 128);
-  journal_ = std::make_unique<Journal>(limits, static_cast<uint32_t>(cfg_.sync.roots.size()));
-  for (const std::string& root : cfg_.sync.roots) {
-    UniqueFd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd) return ErrnoStatus(errno, "open sync root " + root);
-    root_fds_.push_back(std::move(fd));
-  }
-  MakeSender();
-  Log(Level::kInfo, "sender_reads").kv("mode", sender_->read_mode());
-  beats_ = std::make_unique<BeatSource>(cfg_, state_, sender_);
-  beats_->StartProbe();
-  out_->set_beats(beats_.get());
-  return link_->ResolvePeer();  // the primary dials it
-}
-
-Status Node::InitStandby() {
-  // Group commit (DESIGN §7): a batch's temps and directories are made durable together,
-  // either by fsyncs all in flight at once through io_uring or by one syncfs.
-  apply::TreeOptions topts;
-  std::string_view how = "syncfs";
-  if (cfg_.sync.group_commit == GroupCommit::kSyncfs) {
-    topts.sync = apply::SyncStrategy::kSyncfs;
-  } else if (auto ops = apply::UringFsOps::Create(); ops.ok()) {
-    fs_ops_ = std::move(ops).value();
-    how = "fsync, concurrent through io_uring";
-  } else {
-    how = "fsync, one after the other";
-    Log(Level::kWarn, "group_commit_degraded")
-        .kv("reason", ops.status().ToString())
-        .kv("note", "fsyncs run one after the other");
-  }
-  Log(Level::kInfo, "group_commit").kv("mode", how);
-  std::vector<apply::Tree*> raw;
-  for (const std::string& root : cfg_.sync.roots) {
-    auto tree = apply::Tree::Open(root, topts, fs_ops_.get());
-    if (!tree.ok()) return tree.status().Annotate("open sync root " + root);
-    trees_.push_back(std::make_unique<apply::Tree>(std::move(tree).value()));
-    auto cleaned = trees_.back()->RemoveStaleTemps();
-    if (!cleaned.ok()) return cleaned.status();
-    if (cleaned->removed > 0) {
-      Log(Level::kInfo, "stale_temps_removed").kv("root", root).kv("count", cleaned->removed);
-    }
-    raw.push_back(trees_.back().get());
-  }
-  receiver_ = std::make_unique<Receiver>(raw, *out_);
-  receiver_->set_verify_handler(
-      [this](const wire::ManifestRequest& r) { return verifier_->StartStandbyManifest(r); });
-  receiver_->set_last_applied_seq(state_.last_applied_seq);
-  // Paths a failed fsync covered before a restart are still not trusted (fsyncgate).
-  if (Status s = receiver_->UseUnsyncedFile(cfg_.sync.state_dir + "/unsynced"); !s.ok()) {
-    Log(Level::kWarn, "unsynced_paths_unreadable")
-        .kv("reason", s.ToString())
-        .kv("action", "every file is compared as changed in the next resync");
-  } else if (receiver_->unsynced_paths() > 0) {
-    Log(Level::kWarn, "unsynced_paths")
-        .kv("count", receiver_->unsynced_paths())
-        .kv("note",
-            "a failed fsync covered them before the restart: the next resync rewrites them");
-  }
-  if (state_.rejoin_epoch != 0) {
-    auto q = apply::Quarantine::Open(cfg_.sync.state_dir, fs_ops_.get());
-    if (!q.ok()) return q.status().Annotate("quarantine for the rejoin");
-    quarantine_.emplace(std::move(q).value());
-    Log(Level::kWarn, "rejoining")
-        .kv("was_primary_at_epoch", state_.rejoin_epoch)
-        .kv("note", "files the primary replaces or removes in the first resync are kept in " +
-                        cfg_.sync.state_dir + "/quarantine/");
-  }
-  // Not fatal here: only telling a primary keyed differently from silence needs it.
-  if (Status s = link_->ResolvePeer(); !s.ok()) {
-    Log(Level::kWarn, "peer_address_unresolved")
-        .kv("reason", s.ToString())
-        .kv("note", "a primary keyed differently cannot be told from silence");
-  }
-  RETURN_IF_ERROR(streams_->AcceptStreams(*receiver_));
-  window_ = std::make_unique<WindowWatch>(cfg_, metrics_);
-  return window_->Start(NowNs());
 }
 
 wire::Hello Node::MyHello() const {
@@ -451,7 +331,8 @@ wire::Hello Node::MyHello() const {
   if (state_.role == NodeRole::kStandby || cfg_.transport.data_streams > 0) {
     h.capabilities |= wire::kCapDataStreams;
   }
-  h.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
+  const Receiver* receiver = standby_ ? standby_->receiver() : nullptr;
+  h.last_applied_seq = receiver ? receiver->last_applied_seq() : state_.last_applied_seq;
   h.node_name = cfg_.node.name;
   return h;
 }
@@ -460,7 +341,7 @@ wire::Hello Node::MyHello() const {
 
 Status Node::Run() {
   link_->PostAccept();
-  if (watcher_) PostWatch();
+  if (primary_) primary_->PostWatch();
   if (streams_->accepting()) streams_->PostDataEvent();
   if (control_->listening()) control_->PostAccept();
   ScheduleTick();
@@ -478,11 +359,12 @@ Status Node::Run() {
     link_->FlushAll(active_, 2'000'000'000).IgnoreError();  // best effort on the way out
   }
   streams_->Stop();
-  if (window_) window_->Stop();
+  if (standby_) standby_->window().Stop();
   PublishMetrics(NowNs());
-  if (beats_) beats_->StopProbe();
-  if (receiver_ && !failover_.changing_role())
-    state_.last_applied_seq = receiver_->last_applied_seq();
+  if (primary_) primary_->beats().StopProbe();
+  if (standby_ && standby_->receiver() && !failover_.changing_role()) {
+    state_.last_applied_seq = standby_->receiver()->last_applied_seq();
+  }
   LogStats("stop");
   if (failover_.changing_role()) state_ = *failover_.next_state();
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
@@ -515,102 +397,26 @@ void Node::Tick() {
   // service manager kills and restarts the node (WatchdogSec=).
   if (opts_.service != nullptr) opts_.service->Watchdog(now);
   link_->ExpireHandshakes(now);
-  if (active_ && !active_->dead && !link_->DropIfSilent(active_, now, StandbyWork()) &&
-      state_.role == NodeRole::kPrimary) {
+  const PeerWork work = primary_ ? primary_->StandbyWork() : PeerWork::kNone;
+  if (active_ && !active_->dead && !link_->DropIfSilent(active_, now, work) && primary_) {
     if (Status s = out_->Keepalive(now); !s.ok()) link_->Drop(active_, s);
   }
   if (active_ && !active_->dead && streams_->has_outgoing()) streams_->Check(now);
   if (streams_->has_incoming()) streams_->Pump();  // what Pump's per-call bound left
-  if (watcher_) {
-    watcher_->Tick();
-    DrainWatcher();
-  }
+  if (primary_) primary_->TickWatcher();
   if (failover_.changing_role()) return;
-  if (state_.role == NodeRole::kPrimary) {
-    if (beats_->Due(now)) Beat(now);
+  if (primary_) {
+    primary_->Beat(now);
     DriveTick(now);  // the lease, a switchover's drain
     if (failover_.changing_role() || !fatal_.ok()) return;
-    verifier_->Tick(now, session_ == Session::kLive);
+    verifier_->Tick(now, primary_->live());
+    if (primary_->idle() && link_->RedialDue(now)) StartConnect();
+    primary_->Step();  // pump, or go on with a resync that waited for the data streams
   } else {
-    if (quarantine_ && receiver_->resyncs_completed() > 0) {
-      // The first resync under the new primary is complete and durable: rejoined.
-      Log(Level::kWarn, "rejoined")
-          .kv("epoch", state_.epoch)
-          .kv("quarantined", quarantine_->files_quarantined())
-          .kv("where", cfg_.sync.state_dir + "/quarantine/" + std::to_string(state_.epoch));
-      receiver_->set_quarantine(nullptr, 0);
-      quarantine_.reset();
-      failover_.Feed(now, failover::in::Rejoined{});
-    } else if (state_.handed_over && receiver_->resyncs_completed() > 0) {
-      // After a switchover: joined the new primary; nothing was kept.
-      Log(Level::kInfo, "rejoined").kv("epoch", state_.epoch).kv("quarantined", uint64_t{0});
-      failover_.Feed(now, failover::in::Rejoined{});
-    }
+    standby_->CheckRejoined(now);
     verifier_->StepStandbyManifest();
     DriveTick(now);  // promotion
-    if (failover_.changing_role() || !fatal_.ok()) return;
   }
-  if (state_.role == NodeRole::kPrimary) {
-    if (session_ == Session::kIdle && link_->RedialDue(now)) StartConnect();
-    if (session_ == Session::kLive) {
-      Status s = PumpSender();
-      if (!s.ok() && active_) link_->Drop(active_, s);
-    } else if (session_ == Session::kBlocks && pending_blocks_ == 0 &&
-               resync_waiting_since_ns_ != 0) {
-      Status s = ResyncWhenStreamsOpen();
-      if (!s.ok() && active_) link_->Drop(active_, s);
-    }
-  }
-}
-
-void Node::PostWatch() {
-  Status s = loop_->Submit(
-      [this](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, watcher_->fd(), POLLIN); },
-      [this](int32_t res) {
-        if (res < 0) {
-          fatal_ = ErrnoStatus(-res, "poll fanotify fd");
-          return;
-        }
-        if (failover_.changing_role())
-          return;  // the node is changing role: no more changes are taken
-        Status r = watcher_->OnReadable();
-        if (!r.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", r.ToString());
-        DrainWatcher();
-        if (session_ == Session::kLive) {
-          Status p = PumpSender();
-          if (!p.ok() && active_) link_->Drop(active_, p);
-        }
-        PostWatch();
-      });
-  if (!s.ok()) fatal_ = s;
-}
-
-void Node::MakeSender() {
-  std::vector<int> fds;
-  for (auto& fd : root_fds_) fds.push_back(fd.get());
-  SenderOptions sopts;
-  sopts.max_batch_bytes = cfg_.limits.max_batch_bytes;
-  sopts.max_batch_changes = cfg_.limits.max_batch_files;
-  sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
-  if (sender_) PublishMetrics(NowNs());  // the old sender's last figures, then start over
-  publisher_.RestartSenderCounters();
-  sender_ = std::make_unique<Sender>(std::move(fds), sopts, *out_);
-  sender_->set_on_durable([this](int64_t lag_ns) {
-    metrics_.batches_acked.fetch_add(1, std::memory_order_relaxed);
-    metrics_.ObserveLagNs(lag_ns);
-  });
-  // Before removing a name that is missing now, the sender wants every queued event.
-  sender_->set_journal_refresh([this] {
-    Status read = watcher_->OnReadable();
-    if (!read.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", read.ToString());
-    DrainWatcher();
-  });
-}
-
-Status Node::PumpSender() {
-  if (!active_ || active_->dead) return Status::Ok();
-  RETURN_IF_ERROR(sender_->Pump(*journal_));
-  return link_->Flush(active_);
 }
 
 // ---- connections ---------------------------------------------------------------------------
@@ -622,7 +428,7 @@ void Node::StartConnect() {
     fatal_ = r;
     return;
   }
-  session_ = Session::kConnecting;
+  primary_->Connecting();
   if (Status s = link_->Dial(); !s.ok()) fatal_ = s;
 }
 
@@ -657,7 +463,7 @@ void Node::Received(const std::shared_ptr<Peer>& peer, size_t n) {
   // handshake (a standby keyed differently answers with an alert) are not the standby
   // holding the copy, and once counted they kept a primary serving beside a standby
   // that promoted.
-  if (peer == active_ && peer->conn->open() && state_.role == NodeRole::kPrimary) {
+  if (peer == active_ && peer->conn->open() && primary_) {
     failover_.Feed(arrived, failover::in::PeerHeard{});
   }
   // Time this node spent handling what arrived (a manifest walk, a big commit) is not
@@ -700,8 +506,7 @@ Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
                                                                 std::to_string(frame.epoch)});
       return Unavailable("demoted: the peer is at a higher epoch");
     }
-    RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? OnPrimaryFrame(frame)
-                                                      : OnStandbyFrame(frame));
+    RETURN_IF_ERROR(primary_ ? primary_->OnFrame(frame) : standby_->OnFrame(frame));
   }
   return Status::Ok();
 }
@@ -756,24 +561,10 @@ Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Fra
       link_->Drop(active_, Unavailable("replaced by a newer session"));
     link_->EndHandshake(peer);
     active_ = peer;
-    receiver_->Reset();
-    receiver_->set_data_streams((hello.capabilities & wire::kCapDataStreams) != 0);
-    if (quarantine_) receiver_->set_quarantine(&*quarantine_, state_.epoch);
+    standby_->Opened(hello);
     return Status::Ok();
   }
-  // Primary: start over from the standby's manifest. The reconnect backoff is not reset
-  // here: a standby that NACKs every resync (full disk, failing fsync) opens sessions
-  // fine, and resetting at each open made the primary re-run the whole comparison every
-  // 100 ms. It resets on progress instead: an ACK, or a resync with nothing to send.
-  session_ = Session::kManifest;
-  resync_waiting_since_ns_ = 0;
-  resync_started_ns_ = NowNs();
-  journal_->Clear();  // the resync compares the whole tree; later events are kept
-  MakeSender();
-  sender_->set_next_seq(hello.last_applied_seq + 1);
-  sender_->BeginManifest();
-  RETURN_IF_ERROR(streams_->Start(hello));
-  return out_->Emit(0, wire::ManifestRequest{1, ""});
+  return primary_->Opened(hello);
 }
 
 Status Node::NewSessionId() {
@@ -784,159 +575,21 @@ Status Node::NewSessionId() {
   return Status::Ok();
 }
 
-Status Node::OnPrimaryFrame(const wire::Frame& frame) {
-  return std::visit(
-      [&](const auto& m) -> Status {
-        using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, wire::ManifestEntries>) {
-          if (m.request_id >= kVerifyRequestIdBase) return verifier_->OnEntries(m);
-          if (session_ != Session::kManifest)
-            return InvalidArgument("MANIFEST_ENTRIES outside a resync");
-          for (const auto& e : m.entries) RETURN_IF_ERROR(sender_->AddManifestEntry(e));
-          if (m.flags & wire::kManifestLast) {
-            ASSIGN_OR_RETURN(pending_blocks_, sender_->RequestResyncBlocks());
-            if (pending_blocks_ == 0) return ResyncWhenStreamsOpen();
-            session_ = Session::kBlocks;
-          }
-          return Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::BlocksReply>) {
-          if (session_ != Session::kBlocks) return InvalidArgument("BLOCKS_REPLY outside a resync");
-          ASSIGN_OR_RETURN(bool last, sender_->AddBlocks(m));
-          if (last && --pending_blocks_ == 0) return ResyncWhenStreamsOpen();
-          return Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::Ack>) {
-          RETURN_IF_ERROR(sender_->OnAck(m));
-          if (m.durable) link_->ResetRedialBackoff();  // the standby made progress
-          return session_ == Session::kLive ? PumpSender() : Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::Nack>) {
-          Log(Level::kError, "batch_refused").kv("seq", m.seq).kv("reason", m.message);
-          return Unavailable("standby refused batch " + std::to_string(m.seq) + ": " + m.message);
-        } else if constexpr (std::is_same_v<T, wire::Pong> || std::is_same_v<T, wire::Ping>) {
-          return Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::DemoteRequest>) {
-          failover_.Feed(NowNs(), failover::in::DemoteRequested{m.reason});
-          return Unavailable("demoted at the standby's request");
-        } else if constexpr (std::is_same_v<T, wire::Error>) {
-          return Unavailable("standby reported: " + m.message);
-        } else {
-          return InvalidArgument(std::string("unexpected ") + std::string(T::kName) +
-                                 " from the standby");
-        }
-      },
-      frame.message);
-}
-
-// The manifest (and any block hashes asked for) are in: ship the difference.
-Status Node::ResyncWhenStreamsOpen() {
-  static constexpr int64_t kStreamWaitNs = 2'000'000'000;
-  const int64_t now = NowNs();
-  if (resync_waiting_since_ns_ == 0) resync_waiting_since_ns_ = now;
-  if (!streams_->Settled() && now - resync_waiting_since_ns_ < kStreamWaitNs) {
-    session_ = Session::kBlocks;  // Tick calls again
-    return Status::Ok();
-  }
-  resync_waiting_since_ns_ = 0;
-  return FinishResync();
-}
-
-Status Node::FinishResync() {
-  RETURN_IF_ERROR(sender_->Resync(journal_.get()));
-  session_ = Session::kLive;
-  // Nothing differed, so nothing can be refused: the session is healthy.
-  if (sender_->unacked_batches() == 0) link_->ResetRedialBackoff();
-  const SenderStats& st = sender_->stats();
-  Log(Level::kInfo, "resync_sent")
-      .kv("files", st.files_sent)
-      .kv("bytes", st.file_bytes_sent)
-      .kv("links", st.links_sent)
-      .kv("deltas", st.deltas_sent)
-      .kv("block_requests", st.resync_block_requests)
-      .kv("unchanged", st.unchanged_skipped)
-      .kv("tracked", static_cast<uint64_t>(sender_->tracked()))
-      .kv("seconds", static_cast<double>(NowNs() - resync_started_ns_) / 1e9);
-  return PumpSender();
-}
-
-Status Node::OnStandbyFrame(const wire::Frame& frame) {
-  if (const auto* ping = std::get_if<wire::Ping>(&frame.message)) {
-    return out_->Emit(0, wire::Pong{ping->token, ping->send_ns});
-  }
-  if (const auto* lock = std::get_if<wire::Lock>(&frame.message)) {
-    RETURN_IF_ERROR(window_->OnLock(*lock));
-    // Every lock record is answered: the primary's lease counts from what it hears.
-    return out_->Emit(0, wire::Pong{0, 0});
-  }
-  if (const auto* demoted = std::get_if<wire::Demoted>(&frame.message)) {
-    Log(Level::kInfo, "peer_demoted")
-        .kv("on_demote_ok", demoted->on_demote_ok)
-        .kv("last_seq", demoted->last_seq);
-    failover_.Feed(NowNs(), failover::in::PeerDemoted{demoted->reason, demoted->on_demote_ok});
-    return Status::Ok();
-  }
-  if (const auto* err = std::get_if<wire::Error>(&frame.message)) {
-    return Unavailable("primary reported: " + err->message);
-  }
-  Status s = receiver_->OnMessage(frame.seq, frame.message);
-  if (!s.ok()) {
-    out_->Emit(0, wire::Error{wire::ErrorCode::kProtocol,
-                              s.message().substr(0, wire::kErrorMessageMax)})
-        .IgnoreError();
-    return s;
-  }
-  if (std::holds_alternative<wire::Nack>(frame.message)) return Status::Ok();
-  return Status::Ok();
-}
-
 // ---- failover ------------------------------------------------------------------------------
 
 Node::~Node() {
-  if (window_) window_->Stop();
-  if (beats_) beats_->StopProbe();
-}
-
-PeerWork Node::StandbyWork() const {
-  if (session_ == Session::kManifest || session_ == Session::kBlocks) return PeerWork::kManifest;
-  if (sender_ && session_ == Session::kLive && sender_->unacked_batches() > 0) {
-    return PeerWork::kCommit;
-  }
-  return PeerWork::kNone;
-}
-
-void Node::Beat(int64_t now) {
-  Status s = out_->SendBeat(now);
-  if (!s.ok() && active_) link_->Drop(active_, s);
-}
-
-bool Node::CaughtUp() const {
-  // Silence or sameness means something only once this node has read everything the
-  // primary sent: a standby busy applying reads its socket late, and the records waiting
-  // there would say the primary is fine.
-  if (!active_ || active_->dead) return true;
-  if (active_->recv_held) return false;
-  int unread = 0;
-  if (ioctl(active_->fd.get(), FIONREAD, &unread) == 0 && unread > 0) return false;
-  return !streams_->HasUnread();
+  if (standby_) standby_->window().Stop();
+  if (primary_) primary_->beats().StopProbe();
 }
 
 failover::Observation Node::Observe(int64_t now) {
   failover::Observation o;
-  const bool connected = active_ && !active_->dead;
-  o.session_open = connected;
-  if (state_.role == NodeRole::kPrimary) {
-    o.session_live = session_ == Session::kLive;
-    o.acked_seq = sender_ ? sender_->acked_seq() : 0;
-    o.drained = o.session_live && journal_ && journal_->empty() && sender_ &&
-                !sender_->has_open_batch() && sender_->unacked_batches() == 0 && watcher_ &&
-                watcher_->ready() == 0 && !watcher_->NextDeadlineNs();
-    return o;
+  o.session_open = active_ && !active_->dead;
+  if (primary_) {
+    primary_->Observe(o);
+  } else {
+    standby_->Observe(now, o);
   }
-  o.verdict = window_ ? window_->Judge(now) : lockwin::Verdict::kAlive;
-  // Unread bytes are looked for only when they could change a decision.
-  o.caught_up = o.verdict == lockwin::Verdict::kAlive || CaughtUp();
-  o.holds_copy =
-      !receiver_ || receiver_->resyncs_completed() > 0 || receiver_->last_applied_seq() > 0;
-  o.rejoining = quarantine_.has_value() || state_.handed_over;
-  o.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
   return o;
 }
 
@@ -947,8 +600,8 @@ void Node::SendDemoteRequest(wire::RoleChangeReason reason) {
 
 void Node::SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) {
   if (!active_ || active_->dead || !active_->conn->open()) return;
-  out_->Emit(0, wire::Demoted{reason, on_demote_ok, sender_ ? sender_->last_seq() : 0})
-      .IgnoreError();
+  const Sender* sender = primary_ ? primary_->sender() : nullptr;
+  out_->Emit(0, wire::Demoted{reason, on_demote_ok, sender ? sender->last_seq() : 0}).IgnoreError();
   link_->FlushAll(active_, 2'000'000'000).IgnoreError();
 }
 
@@ -977,20 +630,20 @@ std::string Node::StatusJson() {
             {"connected", connected}};
   if (connected) peer["epoch"] = active_->conn->peer_epoch();
   j["peer"] = peer;
-  if (state_.role == NodeRole::kPrimary) {
-    static constexpr const char* kSessionNames[] = {"idle",     "connecting", "handshake",
-                                                    "manifest", "blocks",     "live"};
-    j["session"] = kSessionNames[static_cast<int>(session_)];
-    uint64_t sent = sender_ ? sender_->last_seq() : 0;
-    uint64_t acked = sender_ ? sender_->acked_seq() : 0;
+  if (primary_) {
+    const Sender* sender = primary_->sender();
+    const Journal* journal = primary_->journal();
+    j["session"] = primary_->phase_name();
+    uint64_t sent = sender ? sender->last_seq() : 0;
+    uint64_t acked = sender ? sender->acked_seq() : 0;
     j["last_sent_seq"] = sent;
     j["last_acked_seq"] = acked;
     j["lag"] = {{"changes_unacked", sent >= acked ? sent - acked : 0},
-                {"batches_unacked", sender_ ? sender_->unacked_batches() : 0},
-                {"journal_pending", journal_ ? journal_->size() : 0}};
-    j["beat"] = beats_->beat();
+                {"batches_unacked", sender ? sender->unacked_batches() : 0},
+                {"journal_pending", journal ? journal->size() : 0}};
+    j["beat"] = primary_->beats().beat();
     j["ms_since_standby_heard"] = (now - failover_.controller().last_heard_ns()) / 1'000'000;
-    if (const Probe* probe = beats_->probe()) {
+    if (const Probe* probe = primary_->beats().probe()) {
       Probe::Result p = probe->Latest();
       j["probe"] = {{"ok", p.ok},
                     {"token", p.token},
@@ -999,10 +652,11 @@ std::string Node::StatusJson() {
     }
     if (failover_.controller().draining()) j["switchover"] = "draining";
   } else {
-    j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
-    j["in_resync"] = receiver_ && receiver_->in_resync();
-    j["rejoining"] = quarantine_.has_value() || state_.handed_over;
-    const lockwin::DetectorSnapshot snap = window_->Snapshot();
+    const Receiver* receiver = standby_->receiver();
+    j["last_acked_seq"] = receiver ? receiver->last_applied_seq() : 0;
+    j["in_resync"] = receiver && receiver->in_resync();
+    j["rejoining"] = standby_->rejoining();
+    const lockwin::DetectorSnapshot snap = standby_->window().Snapshot();
     json history = json::array();
     for (const auto& run : snap.history) {
       history.push_back({{"fingerprint", fmt::format("{:016x}", run.fingerprint)},
@@ -1010,7 +664,7 @@ std::string Node::StatusJson() {
                          {"last_age_ms", (now - run.last_arrival_ns) / 1'000'000},
                          {"records", run.arrivals}});
     }
-    j["verdict"] = {{"now", lockwin::VerdictName(window_->Judge(now))},
+    j["verdict"] = {{"now", lockwin::VerdictName(standby_->window().Judge(now))},
                     {"window_ms", cfg_.failover.window_ms},
                     {"unchanged_for_ms", snap.run_age_ns / 1'000'000},
                     {"silent_for_ms", snap.silence_ns / 1'000'000},
@@ -1060,13 +714,10 @@ void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {
   LogStats("session_closed");
   active_.reset();
   streams_->Stop();
-  if (state_.role == NodeRole::kPrimary) {
-    session_ = Session::kIdle;
-    resync_waiting_since_ns_ = 0;
-    link_->ScheduleRedial();
+  if (primary_) {
+    primary_->Ended();
   } else {
-    receiver_->Reset();
-    state_.last_applied_seq = receiver_->last_applied_seq();
+    state_.last_applied_seq = standby_->Ended();
   }
 }
 
@@ -1077,12 +728,15 @@ void Node::PublishMetrics(int64_t now) {
   parts.changing_role = failover_.changing_role();
   parts.peer_connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
                          active_->session_opened;
-  parts.detector = window_ ? window_->detector() : nullptr;
-  parts.sender = sender_.get();
-  parts.journal = journal_.get();
-  parts.watcher = watcher_ ? &*watcher_ : nullptr;
-  parts.receiver = receiver_.get();
-  parts.probe = beats_ ? beats_->probe() : nullptr;
+  if (primary_) {
+    parts.sender = primary_->sender();
+    parts.journal = primary_->journal();
+    parts.watcher = primary_->watcher();
+    parts.probe = primary_->beats().probe();
+  } else if (standby_) {
+    parts.detector = standby_->window().detector();
+    parts.receiver = standby_->receiver();
+  }
   publisher_.Publish(now, parts);
 }
 

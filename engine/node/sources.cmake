@@ -7,6 +7,7 @@ set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST
     ${CMAKE_CURRENT_LIST_DIR}/session_out.cpp
     ${CMAKE_CURRENT_LIST_DIR}/primary_role.cpp
     ${CMAKE_CURRENT_LIST_DIR}/standby_role.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/session_gate.cpp
     ${CMAKE_CURRENT_LIST_DIR}/stream_pool.cpp
     ${CMAKE_CURRENT_LIST_DIR}/verify_runner.cpp
     ${CMAKE_CURRENT_LIST_DIR}/control_server.cpp

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "base/unique_fd.h"
 #include "engine/apply/quarantine.h"
@@ -33,6 +32,7 @@
 #include "engine/node/hooks.h"
 #include "engine/node/lock_records.h"
 #include "engine/node/node_report.h"
+#include "engine/node/node_status.h"
 #include "engine/node/now.h"
 #include "engine/node/peer_link.h"
 #include "engine/node/primary_role.h"
@@ -151,7 +151,11 @@ class Node : private PeerLink::Owner,
   void SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) override;
   // Feeds the controller a tick; ends the session if it says so.
   void DriveTick(int64_t now);
-  std::string StatusJson();
+  // `hasync status` (engine/node/node_status.h).
+  std::string StatusJson() const {
+    return NodeStatusJson(
+        NowNs(), {&cfg_, &state_, &failover_, active_.get(), primary_.get(), standby_.get()});
+  }
   // Standby: goes on with the control stream once a waiting FILE_END has its content.
   void ResumeControl() override { gate_->ResumeControl(); }
   wire::Hello MyHello() const;
@@ -487,73 +491,6 @@ void Node::DriveTick(int64_t now) {
   if (auto end = failover_.Feed(now, failover::in::Tick{Observe(now)}).end) {
     if (active_ && !active_->dead) link_->Drop(active_, Unavailable(*end));
   }
-}
-
-// ---- control socket: status and switchover ----------------------------------------------
-
-std::string Node::StatusJson() {
-  using nlohmann::json;
-  const int64_t now = NowNs();
-  json j;
-  j["ok"] = true;
-  j["node"] = cfg_.node.name;
-  j["node_id"] = state_.node_id;
-  j["role"] = NodeRoleName(state_.role);
-  j["epoch"] = state_.epoch;
-  j["changing_role"] = failover_.changing_role();
-  j["failover_phase"] = failover::PhaseName(failover_.controller().phase());
-  const bool connected = active_ && !active_->dead && active_->conn->open();
-  json peer{{"name", cfg_.peer.name},
-            {"address", cfg_.peer.address.ToString()},
-            {"connected", connected}};
-  if (connected) peer["epoch"] = active_->conn->peer_epoch();
-  j["peer"] = peer;
-  if (primary_) {
-    const Sender* sender = primary_->sender();
-    const Journal* journal = primary_->journal();
-    j["session"] = primary_->phase_name();
-    uint64_t sent = sender ? sender->last_seq() : 0;
-    uint64_t acked = sender ? sender->acked_seq() : 0;
-    j["last_sent_seq"] = sent;
-    j["last_acked_seq"] = acked;
-    j["lag"] = {{"changes_unacked", sent >= acked ? sent - acked : 0},
-                {"batches_unacked", sender ? sender->unacked_batches() : 0},
-                {"journal_pending", journal ? journal->size() : 0}};
-    j["beat"] = primary_->beats().beat();
-    j["ms_since_standby_heard"] = (now - failover_.controller().last_heard_ns()) / 1'000'000;
-    if (const Probe* probe = primary_->beats().probe()) {
-      Probe::Result p = probe->Latest();
-      j["probe"] = {{"ok", p.ok},
-                    {"token", p.token},
-                    {"age_ms", p.ran ? (now - p.finished_ns) / 1'000'000 : -1},
-                    {"failure", p.failure}};
-    }
-    if (failover_.controller().draining()) j["switchover"] = "draining";
-  } else {
-    const Receiver* receiver = standby_->receiver();
-    j["last_acked_seq"] = receiver ? receiver->last_applied_seq() : 0;
-    j["in_resync"] = receiver && receiver->in_resync();
-    j["rejoining"] = standby_->rejoining();
-    const lockwin::DetectorSnapshot snap = standby_->window().Snapshot();
-    json history = json::array();
-    for (const auto& run : snap.history) {
-      history.push_back({{"fingerprint", fmt::format("{:016x}", run.fingerprint)},
-                         {"first_age_ms", (now - run.first_arrival_ns) / 1'000'000},
-                         {"last_age_ms", (now - run.last_arrival_ns) / 1'000'000},
-                         {"records", run.arrivals}});
-    }
-    j["verdict"] = {{"now", lockwin::VerdictName(standby_->window().Judge(now))},
-                    {"window_ms", cfg_.failover.window_ms},
-                    {"unchanged_for_ms", snap.run_age_ns / 1'000'000},
-                    {"silent_for_ms", snap.silence_ns / 1'000'000},
-                    {"records", snap.pushed},
-                    {"history", history}};
-    if (!failover_.controller().last_refusal().empty())
-      j["not_promoting_because"] = failover_.controller().last_refusal();
-  }
-  // Everything ever kept on this node (all epochs), bounded walk.
-  j["quarantined_files"] = CountQuarantined(cfg_.sync.state_dir);
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {

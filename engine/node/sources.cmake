@@ -12,6 +12,7 @@ set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST
     ${CMAKE_CURRENT_LIST_DIR}/verify_runner.cpp
     ${CMAKE_CURRENT_LIST_DIR}/control_server.cpp
     ${CMAKE_CURRENT_LIST_DIR}/node_report.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/node_status.cpp
     ${CMAKE_CURRENT_LIST_DIR}/watch_feed.cpp
     ${CMAKE_CURRENT_LIST_DIR}/hooks.cpp
     ${CMAKE_CURRENT_LIST_DIR}/control.cpp

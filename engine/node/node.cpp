@@ -1,13 +1,8 @@
 #include "engine/node/node.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
+#include <array>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -16,9 +11,6 @@
 #include <fmt/format.h>
 
 #include "base/unique_fd.h"
-#include "engine/apply/quarantine.h"
-#include "engine/apply/tree.h"
-#include "engine/apply/uring_sync.h"
 #include "engine/failover/controller.h"
 #include "engine/journal/journal.h"
 #include "engine/keyfile.h"
@@ -28,9 +20,6 @@
 #include "engine/net/rng.h"
 #include "engine/node/control_server.h"
 #include "engine/node/failover_driver.h"
-#include "engine/node/history.h"
-#include "engine/node/hooks.h"
-#include "engine/node/lock_records.h"
 #include "engine/node/node_report.h"
 #include "engine/node/node_status.h"
 #include "engine/node/now.h"
@@ -39,16 +28,13 @@
 #include "engine/node/session_gate.h"
 #include "engine/node/session_out.h"
 #include "engine/node/standby_role.h"
+#include "engine/node/startup.h"
 #include "engine/node/stream_pool.h"
 #include "engine/node/verify_runner.h"
-#include "engine/node/watch_feed.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
 #include "engine/sync/verify.h"
-#include "engine/watch/watcher.h"
 #include "iouring/loop.h"
-#include "lockwin/detector.h"
-#include "lockwin/lock_record.h"
 
 namespace hasync::engine {
 
@@ -62,10 +48,13 @@ wire::Role ToWire(NodeRole role) {
 
 }  // namespace
 
-// One node's run: the failover logic, the session's frames, and the wiring of the parts
-// that do the rest (engine/node/peer_link.h, stream_pool.h, verify_runner.h,
-// control_server.h, watch_feed.h, node_report.h). The parts call back into it through
-// their Owner interfaces (or handlers); it owns them and everything they call.
+// One node's run, in one role: the wiring of the parts that do the work. It makes them
+// in order (start-up, the link, the data streams, what goes out on the session, the
+// verify runner, the control server, the role, the session gate, the failover
+// controller), turns the loop's 20 ms tick into calls on them, and stops them. The parts
+// (docs/ARCHITECTURE.md "The node's parts") call back into it through their Owner
+// interfaces (or handlers); it owns them, the node state, the session's connection and
+// everything they call.
 class Node : private PeerLink::Owner,
              private StreamPool::Owner,
              private VerifyRunner::Owner,
@@ -210,65 +199,21 @@ class Node : private PeerLink::Owner,
 
 // ---- start-up -----------------------------------------------------------------------------
 
+Node::~Node() {
+  if (standby_) standby_->window().Stop();
+  if (primary_) primary_->beats().StopProbe();
+}
+
 Status Node::Init() {
-  if (mkdir(cfg_.sync.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoStatus(errno, "create state dir " + cfg_.sync.state_dir);
-  }
+  RETURN_IF_ERROR(MakeStateDir(cfg_));
   ASSIGN_OR_RETURN(key_, LoadKeyFile(cfg_.sync.key_file));
   ASSIGN_OR_RETURN(rng_, Rng::Create());
-  auto loaded = LoadNodeState(cfg_.sync.state_dir);
-  if (loaded.ok()) {
-    state_ = *loaded;
-    // The persisted role and epoch are the truth once a node has state (a restarted
-    // old primary must not take the role back); --initial-role only seeds a new node.
-    if (opts_.initial_role && *opts_.initial_role != state_.role) {
-      Log(Level::kWarn, "initial_role_ignored")
-          .kv("asked", NodeRoleName(*opts_.initial_role))
-          .kv("role", NodeRoleName(state_.role))
-          .kv("epoch", state_.epoch)
-          .kv("why",
-              "the state dir holds this node's state; --initial-role only applies to a "
-              "node without state");
-    }
-  } else if (loaded.status().code() == Code::kNotFound) {
-    if (!opts_.initial_role) {
-      return FailedPrecondition("state dir " + cfg_.sync.state_dir +
-                                " holds no node state yet: start once with --initial-role "
-                                "primary on one node and --initial-role standby on the other");
-    }
-    std::array<std::byte, 8> id{};
-    do {
-      RETURN_IF_ERROR(rng_->Fill(id));
-      std::memcpy(&state_.node_id, id.data(), id.size());
-    } while (state_.node_id == 0);
-    state_.role = *opts_.initial_role;
-    state_.epoch = state_.role == NodeRole::kPrimary ? 1 : 0;
-    RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
-    failover_.RecordHistory(state_, "first start (--initial-role)");
-  } else {
-    return loaded.status();
-  }
+  ASSIGN_OR_RETURN(StartState start, LoadOrCreateNodeState(cfg_, opts_.initial_role, *rng_));
+  state_ = start.state;
+  if (start.created) failover_.RecordHistory(state_, "first start (--initial-role)");
   RETURN_IF_ERROR(NewSessionId());
-
-  auto ring = iouring::Ring::Create(256);
-  if (!ring.ok()) return ring.status().Annotate("io_uring (hasync needs it for its event loop)");
-  auto probe = iouring::OpcodeProbe::Query(*ring);
-  if (!probe.ok()) return probe.status();
-  const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT,  IORING_OP_RECV,
-                        IORING_OP_SEND,   IORING_OP_POLL_ADD, IORING_OP_TIMEOUT};
-  RETURN_IF_ERROR(probe->Require(needed));
-  loop_ = std::make_unique<iouring::Loop>(std::move(ring).value());
-
-  Log(Level::kInfo, "start")
-      .kv("node", cfg_.node.name)
-      .kv("role", NodeRoleName(state_.role))
-      .kv("epoch", state_.epoch)
-      .kv("roots", static_cast<uint64_t>(cfg_.sync.roots.size()))
-      .kv("transport", TransportModeName(cfg_.transport.mode));
-  if (cfg_.transport.mode == TransportMode::kPlain) {
-    Log(Level::kWarn, "plain_transport")
-        .kv("note", "file contents and names cross the network unencrypted (authenticated only)");
-  }
+  ASSIGN_OR_RETURN(loop_, MakeEventLoop());
+  LogStart(cfg_, state_);
   RETURN_IF_ERROR(StartTransport());
   RETURN_IF_ERROR(control_->Listen(cfg_.sync.state_dir));
   if (state_.role == NodeRole::kPrimary) {
@@ -457,12 +402,7 @@ Status Node::NewSessionId() {
   return Status::Ok();
 }
 
-// ---- failover ------------------------------------------------------------------------------
-
-Node::~Node() {
-  if (standby_) standby_->window().Stop();
-  if (primary_) primary_->beats().StopProbe();
-}
+// ---- what the failover driver and the link ask of the node -------------------------------
 
 failover::Observation Node::Observe(int64_t now) {
   failover::Observation o;

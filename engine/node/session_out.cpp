@@ -14,7 +14,8 @@ Status SessionOut::Emit(uint64_t seq, wire::Message message) {
   RETURN_IF_ERROR(session_->conn->Send(state_.epoch, seq, message));
   if (std::holds_alternative<wire::Commit>(message)) {
     // A lock record with every batch (DESIGN §3): the standby sees the progress the
-    // batch made at once, not at the next beat.
+    // batch made at once, not at the next beat. Only the primary's Sender commits.
+    HASYNC_ASSERT(beats_ != nullptr);
     auto lock = lockwin::EncodeLockRecord(beats_->Make(NowNs(), false));
     if (lock.ok()) {
       metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);

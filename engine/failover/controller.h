@@ -7,7 +7,8 @@
 // effect is an action the caller carries out (run a hook, persist the state, send a frame,
 // start the node again in its new role) and, where the action has a result, feeds back as
 // the next input (HookDone, Persisted). engine/node wires it to sockets, processes and
-// files; tests/sim drives it with a simulated clock and network (docs/TESTING.md).
+// files (FailoverDriver, engine/node/failover_driver.h); tests/sim drives it with a
+// simulated clock and network (docs/TESTING.md).
 //
 // States and transitions: kTransitions below is the whole list; Step asserts every
 // transition it takes is in it, and docs/FAILOVER.md "The controller's states" is

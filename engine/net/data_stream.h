@@ -14,7 +14,8 @@
 // sender, on the standby its socket and so, by TCP flow control, the primary's stream.
 // Errors are sticky. A stream that fails once open ends the whole session: an extent
 // cannot be sent again alone, so the primary drops the session and resyncs. One that
-// never opened carried nothing; the primary dials it again (Node::CheckDataStreams).
+// never opened carried nothing; the primary dials it again (StreamPool::Check in
+// engine/node/stream_pool.cpp).
 //
 // Plain mode: a DataFrame may name a file instead of holding the extent's bytes; the
 // primary's thread then sends the frame's head and splices the bytes file → pipe →

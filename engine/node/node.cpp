@@ -1,28 +1,16 @@
 #include "engine/node/node.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
+#include <array>
+#include <cstddef>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "base/unique_fd.h"
-#include "engine/apply/quarantine.h"
-#include "engine/apply/tree.h"
-#include "engine/apply/uring_sync.h"
 #include "engine/failover/controller.h"
 #include "engine/journal/journal.h"
 #include "engine/keyfile.h"
@@ -31,34 +19,28 @@
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
 #include "engine/node/control_server.h"
-#include "engine/node/history.h"
-#include "engine/node/hooks.h"
+#include "engine/node/failover_driver.h"
 #include "engine/node/node_report.h"
+#include "engine/node/node_status.h"
 #include "engine/node/now.h"
 #include "engine/node/peer_link.h"
+#include "engine/node/primary_role.h"
+#include "engine/node/session_gate.h"
+#include "engine/node/session_out.h"
+#include "engine/node/standby_role.h"
+#include "engine/node/startup.h"
 #include "engine/node/stream_pool.h"
 #include "engine/node/verify_runner.h"
-#include "engine/node/watch_feed.h"
 #include "engine/sync/receiver.h"
 #include "engine/sync/sender.h"
 #include "engine/sync/verify.h"
-#include "engine/watch/watcher.h"
 #include "iouring/loop.h"
-#include "lockwin/detector.h"
-#include "lockwin/lock_record.h"
 
 namespace hasync::engine {
 
 namespace {
 
-// Timing of the session layer. Lock records and the failure window (issue 4) will
-// replace the ping-based idle detection.
-constexpr int64_t kTickNs = 20'000'000;                       // watcher debounce, pumping, timers
-constexpr int64_t kPingIntervalNs = 1'000'000'000;            // primary → standby keepalive
-constexpr int64_t kIdleTimeoutNs = 15'000'000'000;            // no frame at all: session is dead
-constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
-constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
-constexpr int kHookLogLines = 20;  // lines of a hook's output that reach the log
+constexpr int64_t kTickNs = 20'000'000;  // watcher debounce, pumping, timers
 
 wire::Role ToWire(NodeRole role) {
   return role == NodeRole::kPrimary ? wire::Role::kPrimary : wire::Role::kStandby;
@@ -66,14 +48,18 @@ wire::Role ToWire(NodeRole role) {
 
 }  // namespace
 
-// One node's run: the failover logic, the session's frames, and the wiring of the parts
-// that do the rest (engine/node/peer_link.h, stream_pool.h, verify_runner.h,
-// control_server.h, watch_feed.h, node_report.h). The parts call back into it through
-// their Owner interfaces (or handlers); it owns them and everything they call.
-class Node : public MessageSink,
-             private PeerLink::Owner,
+// One node's run, in one role: the wiring of the parts that do the work. It makes them
+// in order (start-up, the link, the data streams, what goes out on the session, the
+// verify runner, the control server, the role, the session gate, the failover
+// controller), turns the loop's 20 ms tick into calls on them, and stops them. The parts
+// (docs/ARCHITECTURE.md "The node's parts") call back into it through their Owner
+// interfaces (or handlers); it owns them, the node state, the session's connection and
+// everything they call.
+class Node : private PeerLink::Owner,
              private StreamPool::Owner,
-             private VerifyRunner::Owner {
+             private VerifyRunner::Owner,
+             private FailoverDriver::Owner,
+             private PrimaryRole::Owner {
  public:
   Node(const Config& cfg, const RunOptions& opts, UniqueFd listen_fd)
       : cfg_(cfg),
@@ -86,87 +72,28 @@ class Node : public MessageSink,
   Status Init();
   Status Run();
   // After Run(): the node changed its role (persisted) and must be started again in it.
-  bool restart_requested() const { return next_state_.has_value(); }
+  bool restart_requested() const { return failover_.changing_role(); }
   // The listening socket, kept open across a role change (no gap for the peer to hit).
   UniqueFd TakeListenFd() { return link_->TakeListenFd(); }
 
-  // MessageSink: the sender's / receiver's messages go to the active peer.
-  // During a long resync walk: a PING once a second keeps the standby's idle bound.
-  Status Progress() override {
-    if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
-    int64_t now = NowNs();
-    // A long walk (the resync's comparison of a large spool) holds the loop: the beat
-    // goes on from here, or the standby would judge a working primary silent.
-    if (state_.role == NodeRole::kPrimary && now >= next_beat_ns_) {
-      next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
-      RETURN_IF_ERROR(SendBeat(now));
-    }
-    if (now - active_->last_ping_ns < kPingIntervalNs) return Status::Ok();
-    active_->last_ping_ns = now;
-    RETURN_IF_ERROR(active_->conn->Send(
-        state_.epoch, 0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)}));
-    return link_->Flush(active_);
-  }
-
-  bool Splices(uint64_t seq) override { return streams_->Splices(seq); }
-
-  Status EmitSpliced(uint64_t seq, uint64_t file_size, uint64_t offset, uint32_t length,
-                     std::shared_ptr<const UniqueFd> file) override {
-    HASYNC_ASSERT(Splices(seq));
-    DataFrame frame{seq, wire::Extent{file_size, offset, {}}, 0, std::move(file), length};
-    frame.bytes = DataFrameBytes(frame.message);  // the data is not in memory
-    return streams_->Enqueue(frame);
-  }
-
-  Status WaitSpliced() override { return streams_->WaitSpliced(); }
-
-  Status Emit(uint64_t seq, wire::Message message) override {
-    if (!active_ || active_->dead || !active_->conn->open()) {
-      return Unavailable("no session to send on");
-    }
-    if (auto routed = streams_->Route(seq, message)) return *routed;
-    if (const auto* begin = std::get_if<wire::FileBegin>(&message)) {
-      last_change_.path = begin->path.substr(0, lockwin::kLastChangePathMax);
-      last_change_.size_bytes = begin->size;
-    } else if (const auto* end = std::get_if<wire::FileEnd>(&message)) {
-      last_change_.xxh3 = end->hash.low;
-    }
-    RETURN_IF_ERROR(active_->conn->Send(state_.epoch, seq, message));
-    if (std::holds_alternative<wire::Commit>(message)) {
-      // A lock record with every batch (DESIGN §3): the standby sees the progress the
-      // batch made at once, not at the next beat.
-      auto lock = lockwin::EncodeLockRecord(MakeLockRecord(NowNs(), false));
-      if (lock.ok()) {
-        metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-        RETURN_IF_ERROR(active_->conn->Send(state_.epoch, 0, wire::Lock{std::move(lock).value()}));
-      }
-    }
-    if (active_->conn->outgoing_size() > kFlushHighWater) return link_->Flush(active_);
-    return Status::Ok();
-  }
-
  private:
-  enum class Session { kIdle, kConnecting, kHandshake, kManifest, kBlocks, kLive };
-
-  Status InitPrimary();
-  Status InitStandby();
   Status StartTransport();
-  void PostWatch();
   void ScheduleTick();
   void Tick();
   void StartConnect();
 
   // PeerLink::Owner.
   Result<std::unique_ptr<Connection>> NewConnection(wire::TlsRole role) override;
-  bool ChangingRole() const override { return next_state_.has_value(); }
+  bool ChangingRole() const override { return failover_.changing_role(); }
   void Dialled(const std::shared_ptr<Peer>& peer) override {
     active_ = peer;
-    session_ = Session::kHandshake;
+    primary_->Dialled();
   }
-  void DialFailed() override { session_ = Session::kIdle; }
-  void Received(const std::shared_ptr<Peer>& peer, size_t n) override;
+  void DialFailed() override { primary_->DialFailed(); }
+  void Received(const std::shared_ptr<Peer>& peer, size_t n) override { gate_->Received(peer, n); }
   void Dropped(const std::shared_ptr<Peer>& peer, const Status& why) override;
-  void Fail(Status why) override { fatal_ = std::move(why); }  // also StreamPool::Owner's
+  // Also StreamPool::Owner's, FailoverDriver::Owner's and PrimaryRole::Owner's.
+  void Fail(Status why) override { fatal_ = std::move(why); }
 
   // StreamPool::Owner.
   DataStreamOut::Options DataStreamOptions(uint16_t index) override;
@@ -174,103 +101,64 @@ class Node : public MessageSink,
 
   // VerifyRunner::Owner.
   std::string_view SessionState() const override {
-    if (session_ == Session::kLive && active_ && !active_->dead) return "live";
-    return session_ == Session::kIdle ? "idle" : "opening";
+    return primary_ ? primary_->SessionState() : "idle";
   }
-  bool Settled() const override {
-    return journal_->empty() && !sender_->has_open_batch() && sender_->unacked_batches() == 0 &&
-           watcher_ && watcher_->ready() == 0;
-  }
-  Status SendToPeer(wire::Message message) override {
-    RETURN_IF_ERROR(Emit(0, std::move(message)));
-    return link_->Flush(active_);
-  }
+  bool Settled() const override { return primary_->Settled(); }
+  Status SendToPeer(wire::Message message) override { return out_->Send(std::move(message)); }
   Status SendManifest(uint64_t request_id,
                       const std::vector<wire::ManifestEntry>& entries) override {
-    RETURN_IF_ERROR(EmitManifest(*this, request_id, entries));
-    return link_->Flush(active_);
+    RETURN_IF_ERROR(EmitManifest(*out_, request_id, entries));
+    return out_->Flush();
   }
   const Peer* session_peer() const override { return active_.get(); }
   void EndSession(const Status& why) override { link_->Drop(active_, why); }
   std::vector<int> RootFds() const override {
-    std::vector<int> fds;
-    for (const auto& fd : root_fds_) fds.push_back(fd.get());
-    for (const auto& t : trees_) fds.push_back(t->root_fd());
-    return fds;
+    return primary_ ? primary_->RootFds() : standby_->RootFds();
   }
-  Sender* sender() override { return sender_.get(); }
-  Journal* journal() override { return journal_.get(); }
+  Sender* sender() override { return primary_ ? primary_->sender() : nullptr; }
+  Journal* journal() override { return primary_ ? primary_->journal() : nullptr; }
 
-  Status HandleFrames(const std::shared_ptr<Peer>& peer);
-  // `first`: the frame Next() returned with the peer's HELLO, if any; a data stream's
-  // goes to its thread (and is reset here), a control stream's is handled as usual.
-  Status OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first);
-  Status OnPrimaryFrame(const wire::Frame& frame);
-  // Tells the peer why (ERROR) and returns the reason; the caller drops the peer.
+  // StreamPool::Owner's: tells the peer why (ERROR), returns the reason (SessionOut).
   Status Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code,
-                const std::string& why) override;
+                const std::string& why) override {
+    return out_->Refuse(peer, code, why);
+  }
   Status NewSessionId();
-  Status FinishResync();
-  // The resync's content waits (bounded) for the data streams to open, so its large
-  // files travel on them rather than all on the control stream.
-  Status ResyncWhenStreamsOpen();
-  Status OnStandbyFrame(const wire::Frame& frame);
-  // Failover (DESIGN §3–§4, docs/FAILOVER.md).
-  lockwin::LockRecord MakeLockRecord(int64_t now, bool tick);
-  void Beat(int64_t now);
-  // The beat's lock record: written to <state_dir>/lock and sent to the standby.
-  Status SendBeat(int64_t now);
-  Status OnLock(const wire::Lock& lock);
-  void StartDetector();
-  void StopDetector();
-  bool CaughtUp() const;
   // The primary's redial backoff stops growing at a quarter of the window: a standby
   // that restarts (or comes back) hears the primary well within its window, instead of
   // judging it silent while the primary waits out a backoff longer than the window.
   int64_t BackoffMaxMs() const {
     return std::clamp<int64_t>(cfg_.failover.window_ms / 4, kBackoffMinMs, kBackoffMaxMs);
   }
-  // Primary, while a send waits for the standby (the loop runs no timer meanwhile): the
-  // lease check of Tick, judged on the standby's last frame or the last bytes it took.
-  // An isolated primary blocked on a full socket kept serving for up to 30 s, long
-  // after the standby had promoted. Non-OK once this node demoted: unwind the send.
-  Status LeaseWhileSending(int64_t progress_ns) override;
-  // The failover controller (engine/failover) decides every role change; this feeds it
-  // one input and carries out the actions it returns. Hooks and persistence run here,
-  // synchronously, and their results go back in before Drive returns. Returns the reason
-  // when the controller ends the session (the caller drops the peer or refuses it).
-  std::optional<std::string> Drive(const failover::Input& input);
-  failover::Input At(int64_t now, decltype(failover::Input::event) event) const;
-  // What the controller judges by at a tick.
-  failover::Observation Observe(int64_t now);
-  void DriveTick(int64_t now);
-  HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
-                           uint64_t epoch, const std::string& reason);
-  void WriteLockFile(const lockwin::LockRecord& record, std::string_view source);
-  void RecordHistory(const NodeState& s, const std::string& reason);
-  std::string StatusJson();
-  std::string StartSwitchover(int64_t timeout_ms);
-  // Standby: goes on with the control stream once a waiting FILE_END has its content.
-  void ResumeControl() override;
-  // Posts the next receive, unless the peer is the control stream held for data.
-  void ReceiveOrHold(const std::shared_ptr<Peer>& peer);
-  bool ControlHeld(const std::shared_ptr<Peer>& peer) const {
-    return state_.role == NodeRole::kStandby && peer == active_ && receiver_->waiting_for_data();
+  // The lease check while a send blocks the loop (FailoverDriver::LeaseWhileSending).
+  Status LeaseWhileSending(int64_t progress_ns) override {
+    return failover_.LeaseWhileSending(progress_ns);
   }
-  void DrainWatcher() { watch_feed_.Drain(*watcher_, *journal_); }
-  void MakeSender();
-  Status PumpSender();
+  // FailoverDriver::Owner.
+  failover::Observation Observe(int64_t now) override;
+  void SendDemoteRequest(wire::RoleChangeReason reason) override;
+  void SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) override;
+  // Feeds the controller a tick; ends the session if it says so.
+  void DriveTick(int64_t now);
+  // `hasync status` (engine/node/node_status.h).
+  std::string StatusJson() const {
+    return NodeStatusJson(
+        NowNs(), {&cfg_, &state_, &failover_, active_.get(), primary_.get(), standby_.get()});
+  }
+  // Standby: goes on with the control stream once a waiting FILE_END has its content.
+  void ResumeControl() override { gate_->ResumeControl(); }
   wire::Hello MyHello() const;
   ChannelMode ChannelModeFor() const {
     return cfg_.transport.mode == TransportMode::kPlain ? ChannelMode::kPlain : ChannelMode::kTls;
   }
   // The session's counters, to the log (engine/node/node_report.h).
   void LogStats(std::string_view why) const {
-    LogSessionStats(why, sender_.get(), receiver_.get());
+    LogSessionStats(why, primary_ ? primary_->sender() : nullptr,
+                    standby_ ? standby_->receiver() : nullptr);
   }
   // Copies the node's state and its components' statistics into metrics_ (every tick,
   // and before a component holding statistics is replaced or the node stops).
-  void PublishMetrics(int64_t now);
+  void PublishMetrics(int64_t now) override;
 
   const Config& cfg_;
   RunOptions opts_;
@@ -287,50 +175,19 @@ class Node : public MessageSink,
   // opened one on the standby.
   std::shared_ptr<Peer> active_;
   uint64_t session_id_ = 0;
+  // What goes out on the session; the sender's and the receiver's MessageSink.
+  std::unique_ptr<SessionOut> out_;
 
-  // Primary.
-  watch::MonotonicClock clock_;
-  std::optional<watch::Watcher> watcher_;
-  std::unique_ptr<Journal> journal_;
-  std::vector<UniqueFd> root_fds_;
-  std::unique_ptr<Sender> sender_;
-  Session session_ = Session::kIdle;
-  int64_t resync_started_ns_ = 0;
-  int64_t resync_waiting_since_ns_ = 0;  // 0: not waiting for data streams
-
-  // Failover: the controller, and what its last Drive said of a HELLO or a switchover.
-  std::unique_ptr<failover::Controller> fo_;
-  std::optional<failover::act::RefuseSession> hello_refusal_;
-  std::optional<failover::act::SwitchoverReply> switchover_reply_;
-  Status persist_error_;  // the last failed SaveNodeState of a Persist action
-  // Failover, both roles. A role change is persisted at once but applied to this object
-  // only when Run() ends: until then the components of the old role are still here.
-  // Set: the node is changing role and Run() returns so RunNode starts it again.
-  std::optional<NodeState> next_state_;
-  // Primary: lock records and the lease.
-  std::unique_ptr<Probe> probe_;
-  uint64_t beat_ = 0;
-  lockwin::LastChange last_change_;  // the newest file sent: path, size, hash
-  int64_t next_beat_ns_ = 0;
-  // Standby: the detector (its thread only Steps it: history and verdict log lines),
-  // and where a promotion stands.
-  std::unique_ptr<lockwin::Detector> detector_;
-  std::thread detector_thread_;
-  std::mutex detector_mu_;
-  lockwin::DetectorSnapshot detector_snapshot_;  // for status; under detector_mu_
-  std::condition_variable detector_cv_;
-  bool detector_stop_ = false;
-  int64_t lock_file_written_ns_ = 0;  // <state_dir>/lock, last rewritten
-
-  size_t pending_blocks_ = 0;
-  WatchFeed watch_feed_;  // the watcher's events into the journal
-
-  // Standby. fs_ops_ (concurrent fsyncs) outlives the trees that borrow it.
-  std::unique_ptr<apply::UringFsOps> fs_ops_;
-  std::vector<std::unique_ptr<apply::Tree>> trees_;
-  std::unique_ptr<Receiver> receiver_;
-  // Rejoin (state_.rejoin_epoch set): where the first resync keeps what it replaces.
-  std::optional<apply::Quarantine> quarantine_;
+  // Failover, both roles: the controller and what carries out its actions. A role
+  // change is persisted at once but applied to this object only when Run() ends: until
+  // then the components of the old role are still here.
+  FailoverDriver failover_{cfg_, opts_.service, metrics_, state_, *this};
+  // The role this node runs in (Init makes one of them): its state and its side of the
+  // session. Declared before the parts, so the parts go first.
+  std::unique_ptr<PrimaryRole> primary_;
+  std::unique_ptr<StandbyRole> standby_;
+  // Every received byte passes through it: the session's opening and its frames.
+  std::unique_ptr<SessionGate> gate_;
 
   // The parts (StartTransport). Declared last: they go first, while what they call
   // back into is still here.
@@ -342,70 +199,38 @@ class Node : public MessageSink,
 
 // ---- start-up -----------------------------------------------------------------------------
 
+Node::~Node() {
+  if (standby_) standby_->window().Stop();
+  if (primary_) primary_->beats().StopProbe();
+}
+
 Status Node::Init() {
-  if (mkdir(cfg_.sync.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoStatus(errno, "create state dir " + cfg_.sync.state_dir);
-  }
+  RETURN_IF_ERROR(MakeStateDir(cfg_));
   ASSIGN_OR_RETURN(key_, LoadKeyFile(cfg_.sync.key_file));
   ASSIGN_OR_RETURN(rng_, Rng::Create());
-  auto loaded = LoadNodeState(cfg_.sync.state_dir);
-  if (loaded.ok()) {
-    state_ = *loaded;
-    // The persisted role and epoch are the truth once a node has state (a restarted
-    // old primary must not take the role back); --initial-role only seeds a new node.
-    if (opts_.initial_role && *opts_.initial_role != state_.role) {
-      Log(Level::kWarn, "initial_role_ignored")
-          .kv("asked", NodeRoleName(*opts_.initial_role))
-          .kv("role", NodeRoleName(state_.role))
-          .kv("epoch", state_.epoch)
-          .kv("why",
-              "the state dir holds this node's state; --initial-role only applies to a "
-              "node without state");
-    }
-  } else if (loaded.status().code() == Code::kNotFound) {
-    if (!opts_.initial_role) {
-      return FailedPrecondition("state dir " + cfg_.sync.state_dir +
-                                " holds no node state yet: start once with --initial-role "
-                                "primary on one node and --initial-role standby on the other");
-    }
-    std::array<std::byte, 8> id{};
-    do {
-      RETURN_IF_ERROR(rng_->Fill(id));
-      std::memcpy(&state_.node_id, id.data(), id.size());
-    } while (state_.node_id == 0);
-    state_.role = *opts_.initial_role;
-    state_.epoch = state_.role == NodeRole::kPrimary ? 1 : 0;
-    RETURN_IF_ERROR(SaveNodeState(cfg_.sync.state_dir, state_));
-    RecordHistory(state_, "first start (--initial-role)");
-  } else {
-    return loaded.status();
-  }
+  ASSIGN_OR_RETURN(StartState start, LoadOrCreateNodeState(cfg_, opts_.initial_role, *rng_));
+  state_ = start.state;
+  if (start.created) failover_.RecordHistory(state_, "first start (--initial-role)");
   RETURN_IF_ERROR(NewSessionId());
-
-  auto ring = iouring::Ring::Create(256);
-  if (!ring.ok()) return ring.status().Annotate("io_uring (hasync needs it for its event loop)");
-  auto probe = iouring::OpcodeProbe::Query(*ring);
-  if (!probe.ok()) return probe.status();
-  const int needed[] = {IORING_OP_ACCEPT, IORING_OP_CONNECT,  IORING_OP_RECV,
-                        IORING_OP_SEND,   IORING_OP_POLL_ADD, IORING_OP_TIMEOUT};
-  RETURN_IF_ERROR(probe->Require(needed));
-  loop_ = std::make_unique<iouring::Loop>(std::move(ring).value());
-
-  Log(Level::kInfo, "start")
-      .kv("node", cfg_.node.name)
-      .kv("role", NodeRoleName(state_.role))
-      .kv("epoch", state_.epoch)
-      .kv("roots", static_cast<uint64_t>(cfg_.sync.roots.size()))
-      .kv("transport", TransportModeName(cfg_.transport.mode));
-  if (cfg_.transport.mode == TransportMode::kPlain) {
-    Log(Level::kWarn, "plain_transport")
-        .kv("note", "file contents and names cross the network unencrypted (authenticated only)");
-  }
+  ASSIGN_OR_RETURN(loop_, MakeEventLoop());
+  LogStart(cfg_, state_);
   RETURN_IF_ERROR(StartTransport());
   RETURN_IF_ERROR(control_->Listen(cfg_.sync.state_dir));
-  RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? InitPrimary() : InitStandby());
+  if (state_.role == NodeRole::kPrimary) {
+    PrimaryRole::Owner& primary_owner = *this;
+    primary_ =
+        std::make_unique<PrimaryRole>(cfg_, state_, metrics_, publisher_, *loop_, *link_, *streams_,
+                                      *out_, *verifier_, failover_, active_, primary_owner);
+    RETURN_IF_ERROR(primary_->Start());
+  } else {
+    standby_ = std::make_unique<StandbyRole>(cfg_, state_, metrics_, *link_, *streams_, *out_,
+                                             *verifier_, failover_, active_);
+    RETURN_IF_ERROR(standby_->Start());
+  }
+  gate_ = std::make_unique<SessionGate>(cfg_, state_, metrics_, active_, *link_, *streams_, *out_,
+                                        failover_, primary_.get(), standby_.get());
   // The lease of a standby never heard counts from here.
-  fo_ = std::make_unique<failover::Controller>(failover::Policy::From(cfg_), state_, NowNs());
+  failover_.Start(NowNs());
   return Status::Ok();
 }
 
@@ -421,6 +246,7 @@ Status Node::StartTransport() {
       PeerLink::Options{cfg_.node.listen, cfg_.peer.address, kTickNs, BackoffMaxMs()},
       std::move(listen_fd_));
   streams_ = std::make_unique<StreamPool>(cfg_, *loop_, *link_, active_, streams_owner);
+  out_ = std::make_unique<SessionOut>(state_, metrics_, active_, *link_, *streams_);
   verifier_ = std::make_unique<VerifyRunner>(cfg_, metrics_, verify_owner, state_.role);
   ControlServer::Handlers answers;
   answers.status = [this] { return StatusJson(); };
@@ -430,114 +256,13 @@ Status Node::StartTransport() {
   answers.verify_result = [this](uint64_t id, size_t offset) {
     return verifier_->ResultJson(id, offset);
   };
-  answers.switchover = [this](int64_t timeout_ms) { return StartSwitchover(timeout_ms); };
-  answers.accepting = [this] { return !next_state_.has_value(); };
+  answers.switchover = [this](int64_t timeout_ms) {
+    return failover_.Switchover(timeout_ms, primary_ && primary_->live());
+  };
+  answers.accepting = [this] { return !failover_.changing_role(); };
   answers.fail = [this](Status s) { fatal_ = std::move(s); };
   control_ = std::make_unique<ControlServer>(*loop_, std::move(answers));
   return link_->Listen();
-}
-
-Status Node::InitPrimary() {
-  watch::WatcherOptions wopts;
-  wopts.roots = cfg_.sync.roots;
-  auto watcher = watch::Watcher::Open(wopts, &clock_);
-  if (!watcher.ok()) return watcher.status().Annotate("start the watcher");
-  watcher_.emplace(std::move(watcher).value());
-  Log(Level::kInfo, "watching").kv("mode", watcher_->ModeDescription());
-  JournalLimits limits;
-  limits.max_bytes = cfg_.limits.journal_memory_bytes / 2;
-  limits.max_entries = static_cast<size_t>(cfg_.limits.journal_memory_bytes / 128);
-  journal_ = std::make_unique<Journal>(limits, static_cast<uint32_t>(cfg_.sync.roots.size()));
-  for (const std::string& root : cfg_.sync.roots) {
-    UniqueFd fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd) return ErrnoStatus(errno, "open sync root " + root);
-    root_fds_.push_back(std::move(fd));
-  }
-  MakeSender();
-  Log(Level::kInfo, "sender_reads").kv("mode", sender_->read_mode());
-  if (cfg_.probe.command.empty()) {
-    Log(Level::kInfo, "probe").kv("mode", "none: the beat follows the event loop alone");
-  } else {
-    Command probe{cfg_.probe.command, cfg_.probe.timeout_ms};
-    probe_ = std::make_unique<Probe>(probe, cfg_.probe.interval_ms,
-                                     HookEnv{"primary", state_.epoch, "probe", cfg_.peer.name});
-  }
-  return link_->ResolvePeer();  // the primary dials it
-}
-
-Status Node::InitStandby() {
-  // Group commit (DESIGN §7): a batch's temps and directories are made durable together,
-  // either by fsyncs all in flight at once through io_uring or by one syncfs.
-  apply::TreeOptions topts;
-  std::string_view how = "syncfs";
-  if (cfg_.sync.group_commit == GroupCommit::kSyncfs) {
-    topts.sync = apply::SyncStrategy::kSyncfs;
-  } else if (auto ops = apply::UringFsOps::Create(); ops.ok()) {
-    fs_ops_ = std::move(ops).value();
-    how = "fsync, concurrent through io_uring";
-  } else {
-    how = "fsync, one after the other";
-    Log(Level::kWarn, "group_commit_degraded")
-        .kv("reason", ops.status().ToString())
-        .kv("note", "fsyncs run one after the other");
-  }
-  Log(Level::kInfo, "group_commit").kv("mode", how);
-  std::vector<apply::Tree*> raw;
-  for (const std::string& root : cfg_.sync.roots) {
-    auto tree = apply::Tree::Open(root, topts, fs_ops_.get());
-    if (!tree.ok()) return tree.status().Annotate("open sync root " + root);
-    trees_.push_back(std::make_unique<apply::Tree>(std::move(tree).value()));
-    auto cleaned = trees_.back()->RemoveStaleTemps();
-    if (!cleaned.ok()) return cleaned.status();
-    if (cleaned->removed > 0) {
-      Log(Level::kInfo, "stale_temps_removed").kv("root", root).kv("count", cleaned->removed);
-    }
-    raw.push_back(trees_.back().get());
-  }
-  receiver_ = std::make_unique<Receiver>(raw, *this);
-  receiver_->set_verify_handler(
-      [this](const wire::ManifestRequest& r) { return verifier_->StartStandbyManifest(r); });
-  receiver_->set_last_applied_seq(state_.last_applied_seq);
-  // Paths a failed fsync covered before a restart are still not trusted (fsyncgate).
-  if (Status s = receiver_->UseUnsyncedFile(cfg_.sync.state_dir + "/unsynced"); !s.ok()) {
-    Log(Level::kWarn, "unsynced_paths_unreadable")
-        .kv("reason", s.ToString())
-        .kv("action", "every file is compared as changed in the next resync");
-  } else if (receiver_->unsynced_paths() > 0) {
-    Log(Level::kWarn, "unsynced_paths")
-        .kv("count", receiver_->unsynced_paths())
-        .kv("note",
-            "a failed fsync covered them before the restart: the next resync rewrites them");
-  }
-  if (state_.rejoin_epoch != 0) {
-    auto q = apply::Quarantine::Open(cfg_.sync.state_dir, fs_ops_.get());
-    if (!q.ok()) return q.status().Annotate("quarantine for the rejoin");
-    quarantine_.emplace(std::move(q).value());
-    Log(Level::kWarn, "rejoining")
-        .kv("was_primary_at_epoch", state_.rejoin_epoch)
-        .kv("note", "files the primary replaces or removes in the first resync are kept in " +
-                        cfg_.sync.state_dir + "/quarantine/");
-  }
-  // Not fatal here: only telling a primary keyed differently from silence needs it.
-  if (Status s = link_->ResolvePeer(); !s.ok()) {
-    Log(Level::kWarn, "peer_address_unresolved")
-        .kv("reason", s.ToString())
-        .kv("note", "a primary keyed differently cannot be told from silence");
-  }
-  RETURN_IF_ERROR(streams_->AcceptStreams(*receiver_));
-  lockwin::DetectorOptions dopts;
-  dopts.window_ns = cfg_.failover.window_ms * 1'000'000;
-  dopts.beat_interval_ns = cfg_.failover.beat_ms * 1'000'000;
-  dopts.start_ns = NowNs();  // Silent counts from here until a first lock record
-  auto detector = lockwin::Detector::Create(dopts, [](const lockwin::VerdictChange& c) {
-    Log(c.to == lockwin::Verdict::kAlive ? Level::kInfo : Level::kWarn, "verdict")
-        .kv("from", lockwin::VerdictName(c.from))
-        .kv("to", lockwin::VerdictName(c.to));
-  });
-  if (!detector.ok()) return detector.status().Annotate("failure detector");
-  detector_ = std::move(detector).value();
-  StartDetector();
-  return Status::Ok();
 }
 
 wire::Hello Node::MyHello() const {
@@ -551,7 +276,8 @@ wire::Hello Node::MyHello() const {
   if (state_.role == NodeRole::kStandby || cfg_.transport.data_streams > 0) {
     h.capabilities |= wire::kCapDataStreams;
   }
-  h.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
+  const Receiver* receiver = standby_ ? standby_->receiver() : nullptr;
+  h.last_applied_seq = receiver ? receiver->last_applied_seq() : state_.last_applied_seq;
   h.node_name = cfg_.node.name;
   return h;
 }
@@ -560,7 +286,7 @@ wire::Hello Node::MyHello() const {
 
 Status Node::Run() {
   link_->PostAccept();
-  if (watcher_) PostWatch();
+  if (primary_) primary_->PostWatch();
   if (streams_->accepting()) streams_->PostDataEvent();
   if (control_->listening()) control_->PostAccept();
   ScheduleTick();
@@ -568,7 +294,7 @@ Status Node::Run() {
   if (opts_.service != nullptr) {
     opts_.service->Ready(fmt::format("{} at epoch {}", NodeRoleName(state_.role), state_.epoch));
   }
-  while (fatal_.ok() && !next_state_.has_value()) {
+  while (fatal_.ok() && !failover_.changing_role()) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
     auto ran = loop_->RunOnce(100'000'000);
     if (!ran.ok()) return ran.status();
@@ -578,21 +304,22 @@ Status Node::Run() {
     link_->FlushAll(active_, 2'000'000'000).IgnoreError();  // best effort on the way out
   }
   streams_->Stop();
-  StopDetector();
+  if (standby_) standby_->window().Stop();
   PublishMetrics(NowNs());
-  probe_.reset();
-  if (receiver_ && !next_state_.has_value())
-    state_.last_applied_seq = receiver_->last_applied_seq();
+  if (primary_) primary_->beats().StopProbe();
+  if (standby_ && standby_->receiver() && !failover_.changing_role()) {
+    state_.last_applied_seq = standby_->receiver()->last_applied_seq();
+  }
   LogStats("stop");
-  if (next_state_) state_ = *next_state_;
+  if (failover_.changing_role()) state_ = *failover_.next_state();
   Status saved = SaveNodeState(cfg_.sync.state_dir, state_);
   Log(Level::kInfo, "stop")
-      .kv("reason", !fatal_.ok()              ? fatal_.ToString()
-                    : next_state_.has_value() ? "role change: starting again as " +
-                                                    std::string(NodeRoleName(state_.role)) +
-                                                    " at epoch " + std::to_string(state_.epoch)
-                                              : std::string("requested"));
-  if (opts_.service != nullptr && !next_state_.has_value()) {
+      .kv("reason", !fatal_.ok()                ? fatal_.ToString()
+                    : failover_.changing_role() ? "role change: starting again as " +
+                                                      std::string(NodeRoleName(state_.role)) +
+                                                      " at epoch " + std::to_string(state_.epoch)
+                                                : std::string("requested"));
+  if (opts_.service != nullptr && !failover_.changing_role()) {
     opts_.service->Stopping(!fatal_.ok() ? "stopping: " + fatal_.ToString() : "stopping");
   }
   if (!fatal_.ok()) return fatal_;
@@ -615,125 +342,26 @@ void Node::Tick() {
   // service manager kills and restarts the node (WatchdogSec=).
   if (opts_.service != nullptr) opts_.service->Watchdog(now);
   link_->ExpireHandshakes(now);
-  if (active_ && !active_->dead) {
-    // While the standby walks and hashes its tree for the manifest it sends nothing;
-    // that may take minutes on a large cold spool, so the bound is wider then.
-    // A standby making a large batch durable is silent until its fsyncs return.
-    bool peer_computing = session_ == Session::kManifest || session_ == Session::kBlocks;
-    bool peer_committing = sender_ && session_ == Session::kLive && sender_->unacked_batches() > 0;
-    int64_t limit = peer_computing    ? kPeerComputeTimeoutNs
-                    : peer_committing ? kCommitTimeoutNs
-                                      : kIdleTimeoutNs;
-    if (active_->sending && now - active_->last_tx_ns > kSendStallTimeoutMs * 1'000'000) {
-      link_->Drop(active_, Unavailable("peer accepted no data for 30 s"));
-    } else if (now - active_->last_rx_ns > limit) {
-      link_->Drop(active_,
-                  Unavailable(peer_computing    ? "no manifest from the standby for 30 min"
-                              : peer_committing ? "no acknowledgement from the standby for 2 min"
-                                                : "no frame from the peer for 15 s"));
-    } else if (active_->conn->open() && state_.role == NodeRole::kPrimary &&
-               now - active_->last_ping_ns > kPingIntervalNs) {
-      active_->last_ping_ns = now;
-      Status s = Emit(0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)});
-      if (s.ok()) s = link_->Flush(active_);
-      if (!s.ok()) link_->Drop(active_, s);
-    }
+  const PeerWork work = primary_ ? primary_->StandbyWork() : PeerWork::kNone;
+  if (active_ && !active_->dead && !link_->DropIfSilent(active_, now, work) && primary_) {
+    if (Status s = out_->Keepalive(now); !s.ok()) link_->Drop(active_, s);
   }
   if (active_ && !active_->dead && streams_->has_outgoing()) streams_->Check(now);
   if (streams_->has_incoming()) streams_->Pump();  // what Pump's per-call bound left
-  if (watcher_) {
-    watcher_->Tick();
-    DrainWatcher();
-  }
-  if (next_state_.has_value()) return;
-  if (state_.role == NodeRole::kPrimary) {
-    if (now >= next_beat_ns_) {
-      next_beat_ns_ = now + cfg_.failover.beat_ms * 1'000'000;
-      Beat(now);
-    }
+  if (primary_) primary_->TickWatcher();
+  if (failover_.changing_role()) return;
+  if (primary_) {
+    primary_->Beat(now);
     DriveTick(now);  // the lease, a switchover's drain
-    if (next_state_.has_value() || !fatal_.ok()) return;
-    verifier_->Tick(now, session_ == Session::kLive);
+    if (failover_.changing_role() || !fatal_.ok()) return;
+    verifier_->Tick(now, primary_->live());
+    if (primary_->idle() && link_->RedialDue(now)) StartConnect();
+    primary_->Step();  // pump, or go on with a resync that waited for the data streams
   } else {
-    if (quarantine_ && receiver_->resyncs_completed() > 0) {
-      // The first resync under the new primary is complete and durable: rejoined.
-      Log(Level::kWarn, "rejoined")
-          .kv("epoch", state_.epoch)
-          .kv("quarantined", quarantine_->files_quarantined())
-          .kv("where", cfg_.sync.state_dir + "/quarantine/" + std::to_string(state_.epoch));
-      receiver_->set_quarantine(nullptr, 0);
-      quarantine_.reset();
-      Drive(At(now, failover::in::Rejoined{}));
-    } else if (state_.handed_over && receiver_->resyncs_completed() > 0) {
-      // After a switchover: joined the new primary; nothing was kept.
-      Log(Level::kInfo, "rejoined").kv("epoch", state_.epoch).kv("quarantined", uint64_t{0});
-      Drive(At(now, failover::in::Rejoined{}));
-    }
+    standby_->CheckRejoined(now);
     verifier_->StepStandbyManifest();
     DriveTick(now);  // promotion
-    if (next_state_.has_value() || !fatal_.ok()) return;
   }
-  if (state_.role == NodeRole::kPrimary) {
-    if (session_ == Session::kIdle && link_->RedialDue(now)) StartConnect();
-    if (session_ == Session::kLive) {
-      Status s = PumpSender();
-      if (!s.ok() && active_) link_->Drop(active_, s);
-    } else if (session_ == Session::kBlocks && pending_blocks_ == 0 &&
-               resync_waiting_since_ns_ != 0) {
-      Status s = ResyncWhenStreamsOpen();
-      if (!s.ok() && active_) link_->Drop(active_, s);
-    }
-  }
-}
-
-void Node::PostWatch() {
-  Status s = loop_->Submit(
-      [this](io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, watcher_->fd(), POLLIN); },
-      [this](int32_t res) {
-        if (res < 0) {
-          fatal_ = ErrnoStatus(-res, "poll fanotify fd");
-          return;
-        }
-        if (next_state_.has_value())
-          return;  // the node is changing role: no more changes are taken
-        Status r = watcher_->OnReadable();
-        if (!r.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", r.ToString());
-        DrainWatcher();
-        if (session_ == Session::kLive) {
-          Status p = PumpSender();
-          if (!p.ok() && active_) link_->Drop(active_, p);
-        }
-        PostWatch();
-      });
-  if (!s.ok()) fatal_ = s;
-}
-
-void Node::MakeSender() {
-  std::vector<int> fds;
-  for (auto& fd : root_fds_) fds.push_back(fd.get());
-  SenderOptions sopts;
-  sopts.max_batch_bytes = cfg_.limits.max_batch_bytes;
-  sopts.max_batch_changes = cfg_.limits.max_batch_files;
-  sopts.max_unacked_bytes = cfg_.limits.max_queued_bytes;
-  if (sender_) PublishMetrics(NowNs());  // the old sender's last figures, then start over
-  publisher_.RestartSenderCounters();
-  sender_ = std::make_unique<Sender>(std::move(fds), sopts, *this);
-  sender_->set_on_durable([this](int64_t lag_ns) {
-    metrics_.batches_acked.fetch_add(1, std::memory_order_relaxed);
-    metrics_.ObserveLagNs(lag_ns);
-  });
-  // Before removing a name that is missing now, the sender wants every queued event.
-  sender_->set_journal_refresh([this] {
-    Status read = watcher_->OnReadable();
-    if (!read.ok()) Log(Level::kWarn, "watch_read_failed").kv("error", read.ToString());
-    DrainWatcher();
-  });
-}
-
-Status Node::PumpSender() {
-  if (!active_ || active_->dead) return Status::Ok();
-  RETURN_IF_ERROR(sender_->Pump(*journal_));
-  return link_->Flush(active_);
 }
 
 // ---- connections ---------------------------------------------------------------------------
@@ -745,7 +373,7 @@ void Node::StartConnect() {
     fatal_ = r;
     return;
   }
-  session_ = Session::kConnecting;
+  primary_->Connecting();
   if (Status s = link_->Dial(); !s.ok()) fatal_ = s;
 }
 
@@ -766,145 +394,6 @@ DataStreamOut::Options Node::DataStreamOptions(uint16_t index) {
   return o;
 }
 
-void Node::Received(const std::shared_ptr<Peer>& peer, size_t n) {
-  const int64_t arrived = NowNs();
-  peer->last_rx_ns = arrived;
-  Status s = peer->conn->Feed(std::span<const std::byte>(peer->rx.data(), n));
-  if (s.ok()) s = HandleFrames(peer);
-  if (s.ok() && !peer->dead) s = link_->Flush(peer);
-  if (!s.ok()) {
-    link_->Drop(peer, s);
-    return;
-  }
-  // The lease is renewed only by a standby that proved the key: the bytes of a failing
-  // handshake (a standby keyed differently answers with an alert) are not the standby
-  // holding the copy, and once counted they kept a primary serving beside a standby
-  // that promoted.
-  if (peer == active_ && peer->conn->open() && state_.role == NodeRole::kPrimary) {
-    Drive(At(arrived, failover::in::PeerHeard{}));
-  }
-  // Time this node spent handling what arrived (a manifest walk, a big commit) is not
-  // the peer's silence.
-  peer->last_rx_ns = NowNs();
-  if (peer->dead) return;
-  ReceiveOrHold(peer);
-  // The control stream may have begun files whose data waits at the head of a stream
-  // whose thread, its queue full, will not wake the loop again.
-  if (peer == active_ && streams_->has_incoming()) streams_->Pump();
-}
-
-Status Node::HandleFrames(const std::shared_ptr<Peer>& peer) {
-  bool was_open = peer->conn->open();
-  for (int i = 0; i < 100'000 && !peer->dead; ++i) {
-    if (ControlHeld(peer)) return Status::Ok();  // ResumeControl goes on from here
-    auto next = peer->conn->Next();
-    if (!next.ok()) return next.status();
-    if (!was_open && peer->conn->open()) {
-      was_open = true;
-      RETURN_IF_ERROR(OnOpened(peer, *next));
-      if (peer->handed_off) return Status::Ok();  // a data stream, now its thread's
-    }
-    if (!next->has_value()) return Status::Ok();
-    const wire::Frame& frame = **next;
-    // An ERROR is read whatever its epoch: it changes nothing here, and it carries the
-    // reason a peer refuses the session (sent at its own epoch, maybe below this one's).
-    if (frame.epoch < state_.epoch && !std::holds_alternative<wire::Error>(frame.message)) {
-      // Sent before the close (Drop lets a send in flight finish): the primary learns why.
-      Status told = Emit(
-          0, wire::Error{wire::ErrorCode::kStaleEpoch, "epoch " + std::to_string(frame.epoch) +
-                                                           " < " + std::to_string(state_.epoch)});
-      if (told.ok()) link_->Flush(peer).IgnoreError();
-      return PermissionDenied("frame with stale epoch " + std::to_string(frame.epoch) +
-                              " (this node is at " + std::to_string(state_.epoch) + ")");
-    }
-    if (fo_->CheckFrameEpoch(frame.epoch) == failover::FrameEpoch::kHigher) {
-      Drive(At(NowNs(), failover::in::HigherEpoch{frame.epoch, "the peer sent a frame at epoch " +
-                                                                   std::to_string(frame.epoch)}));
-      return Unavailable("demoted: the peer is at a higher epoch");
-    }
-    RETURN_IF_ERROR(state_.role == NodeRole::kPrimary ? OnPrimaryFrame(frame)
-                                                      : OnStandbyFrame(frame));
-  }
-  return Status::Ok();
-}
-
-Status Node::OnOpened(const std::shared_ptr<Peer>& peer, std::optional<wire::Frame>& first) {
-  const wire::Hello& hello = peer->conn->peer_hello();
-  std::string refuse;
-  const bool inbound = peer != active_;
-  if (hello.node_name != cfg_.peer.name) {
-    refuse =
-        "peer calls itself '" + hello.node_name + "', configured peer is '" + cfg_.peer.name + "'";
-  } else {
-    // Roles and epochs: the controller's rules (docs/FAILOVER.md).
-    hello_refusal_.reset();
-    auto end =
-        Drive(At(NowNs(), failover::in::PeerHello{hello.role, peer->conn->peer_epoch(), inbound}));
-    if (hello_refusal_) {
-      if (hello_refusal_->tell_promoted) {
-        peer->conn
-            ->Send(state_.epoch, 0,
-                   wire::Promoted{wire::RoleChangeReason::kHigherEpoch, state_.node_id})
-            .IgnoreError();
-      }
-      refuse = hello_refusal_->why;
-    } else if (end) {
-      return Unavailable(*end);
-    }
-  }
-  if (refuse.empty() && hello.stream_kind == wire::StreamKind::kData) {
-    if (state_.role != NodeRole::kStandby) {
-      refuse = "a data stream dialled the primary";
-    } else {
-      std::optional<wire::Frame> taken = std::move(first);
-      first.reset();
-      return streams_->Adopt(peer, std::move(taken));
-    }
-  }
-  if (!refuse.empty()) return Refuse(peer, wire::ErrorCode::kRoleConflict, refuse);
-  peer->session_opened = true;
-  metrics_.sessions_opened.fetch_add(1, std::memory_order_relaxed);
-  Log(Level::kInfo, "session_open")
-      .kv("peer", hello.node_name)
-      .kv("cipher", peer->conn->cipher_suite())
-      .kv("peer_epoch", peer->conn->peer_epoch())
-      .kv("peer_last_applied_seq", hello.last_applied_seq);
-  if (state_.role == NodeRole::kStandby) {
-    // A higher epoch is persisted before anything of the session is applied.
-    if (auto end = Drive(At(NowNs(), failover::in::SessionOpened{peer->conn->peer_epoch()}))) {
-      return Unavailable(*end);
-    }
-    if (active_ && active_ != peer)
-      link_->Drop(active_, Unavailable("replaced by a newer session"));
-    link_->EndHandshake(peer);
-    active_ = peer;
-    receiver_->Reset();
-    receiver_->set_data_streams((hello.capabilities & wire::kCapDataStreams) != 0);
-    if (quarantine_) receiver_->set_quarantine(&*quarantine_, state_.epoch);
-    return Status::Ok();
-  }
-  // Primary: start over from the standby's manifest. The reconnect backoff is not reset
-  // here: a standby that NACKs every resync (full disk, failing fsync) opens sessions
-  // fine, and resetting at each open made the primary re-run the whole comparison every
-  // 100 ms. It resets on progress instead: an ACK, or a resync with nothing to send.
-  session_ = Session::kManifest;
-  resync_waiting_since_ns_ = 0;
-  resync_started_ns_ = NowNs();
-  journal_->Clear();  // the resync compares the whole tree; later events are kept
-  MakeSender();
-  sender_->set_next_seq(hello.last_applied_seq + 1);
-  sender_->BeginManifest();
-  RETURN_IF_ERROR(streams_->Start(hello));
-  return Emit(0, wire::ManifestRequest{1, ""});
-}
-
-Status Node::Refuse(const std::shared_ptr<Peer>& peer, wire::ErrorCode code,
-                    const std::string& why) {
-  peer->conn->Send(state_.epoch, 0, wire::Error{code, why}).IgnoreError();
-  link_->Flush(peer).IgnoreError();  // Drop lets this send finish (its linger)
-  return FailedPrecondition(why);
-}
-
 Status Node::NewSessionId() {
   std::array<std::byte, 8> sid{};
   RETURN_IF_ERROR(rng_->Fill(sid));
@@ -913,532 +402,35 @@ Status Node::NewSessionId() {
   return Status::Ok();
 }
 
-Status Node::OnPrimaryFrame(const wire::Frame& frame) {
-  return std::visit(
-      [&](const auto& m) -> Status {
-        using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, wire::ManifestEntries>) {
-          if (m.request_id >= kVerifyRequestIdBase) return verifier_->OnEntries(m);
-          if (session_ != Session::kManifest)
-            return InvalidArgument("MANIFEST_ENTRIES outside a resync");
-          for (const auto& e : m.entries) RETURN_IF_ERROR(sender_->AddManifestEntry(e));
-          if (m.flags & wire::kManifestLast) {
-            ASSIGN_OR_RETURN(pending_blocks_, sender_->RequestResyncBlocks());
-            if (pending_blocks_ == 0) return ResyncWhenStreamsOpen();
-            session_ = Session::kBlocks;
-          }
-          return Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::BlocksReply>) {
-          if (session_ != Session::kBlocks) return InvalidArgument("BLOCKS_REPLY outside a resync");
-          ASSIGN_OR_RETURN(bool last, sender_->AddBlocks(m));
-          if (last && --pending_blocks_ == 0) return ResyncWhenStreamsOpen();
-          return Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::Ack>) {
-          RETURN_IF_ERROR(sender_->OnAck(m));
-          if (m.durable) link_->ResetRedialBackoff();  // the standby made progress
-          return session_ == Session::kLive ? PumpSender() : Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::Nack>) {
-          Log(Level::kError, "batch_refused").kv("seq", m.seq).kv("reason", m.message);
-          return Unavailable("standby refused batch " + std::to_string(m.seq) + ": " + m.message);
-        } else if constexpr (std::is_same_v<T, wire::Pong> || std::is_same_v<T, wire::Ping>) {
-          return Status::Ok();
-        } else if constexpr (std::is_same_v<T, wire::DemoteRequest>) {
-          Drive(At(NowNs(), failover::in::DemoteRequested{m.reason}));
-          return Unavailable("demoted at the standby's request");
-        } else if constexpr (std::is_same_v<T, wire::Error>) {
-          return Unavailable("standby reported: " + m.message);
-        } else {
-          return InvalidArgument(std::string("unexpected ") + std::string(T::kName) +
-                                 " from the standby");
-        }
-      },
-      frame.message);
-}
-
-// The manifest (and any block hashes asked for) are in: ship the difference.
-Status Node::ResyncWhenStreamsOpen() {
-  static constexpr int64_t kStreamWaitNs = 2'000'000'000;
-  const int64_t now = NowNs();
-  if (resync_waiting_since_ns_ == 0) resync_waiting_since_ns_ = now;
-  if (!streams_->Settled() && now - resync_waiting_since_ns_ < kStreamWaitNs) {
-    session_ = Session::kBlocks;  // Tick calls again
-    return Status::Ok();
-  }
-  resync_waiting_since_ns_ = 0;
-  return FinishResync();
-}
-
-Status Node::FinishResync() {
-  RETURN_IF_ERROR(sender_->Resync(journal_.get()));
-  session_ = Session::kLive;
-  // Nothing differed, so nothing can be refused: the session is healthy.
-  if (sender_->unacked_batches() == 0) link_->ResetRedialBackoff();
-  const SenderStats& st = sender_->stats();
-  Log(Level::kInfo, "resync_sent")
-      .kv("files", st.files_sent)
-      .kv("bytes", st.file_bytes_sent)
-      .kv("links", st.links_sent)
-      .kv("deltas", st.deltas_sent)
-      .kv("block_requests", st.resync_block_requests)
-      .kv("unchanged", st.unchanged_skipped)
-      .kv("tracked", static_cast<uint64_t>(sender_->tracked()))
-      .kv("seconds", static_cast<double>(NowNs() - resync_started_ns_) / 1e9);
-  return PumpSender();
-}
-
-Status Node::OnStandbyFrame(const wire::Frame& frame) {
-  if (const auto* ping = std::get_if<wire::Ping>(&frame.message)) {
-    return Emit(0, wire::Pong{ping->token, ping->send_ns});
-  }
-  if (const auto* lock = std::get_if<wire::Lock>(&frame.message)) {
-    RETURN_IF_ERROR(OnLock(*lock));
-    // Every lock record is answered: the primary's lease counts from what it hears.
-    return Emit(0, wire::Pong{0, 0});
-  }
-  if (const auto* demoted = std::get_if<wire::Demoted>(&frame.message)) {
-    Log(Level::kInfo, "peer_demoted")
-        .kv("on_demote_ok", demoted->on_demote_ok)
-        .kv("last_seq", demoted->last_seq);
-    Drive(At(NowNs(), failover::in::PeerDemoted{demoted->reason, demoted->on_demote_ok}));
-    return Status::Ok();
-  }
-  if (const auto* err = std::get_if<wire::Error>(&frame.message)) {
-    return Unavailable("primary reported: " + err->message);
-  }
-  Status s = receiver_->OnMessage(frame.seq, frame.message);
-  if (!s.ok()) {
-    Emit(0, wire::Error{wire::ErrorCode::kProtocol, s.message().substr(0, wire::kErrorMessageMax)})
-        .IgnoreError();
-    return s;
-  }
-  if (std::holds_alternative<wire::Nack>(frame.message)) return Status::Ok();
-  return Status::Ok();
-}
-
-// ---- failover ------------------------------------------------------------------------------
-
-Node::~Node() {
-  StopDetector();
-  probe_.reset();
-}
-
-namespace {
-
-uint64_t NowUnixMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-}  // namespace
-
-HookResult Node::RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
-                               uint64_t epoch, const std::string& reason) {
-  HookEnv env{std::string(role), epoch, reason, cfg_.peer.name};
-  auto r = RunHook(command, env, [this] {
-    if (opts_.service != nullptr) opts_.service->Watchdog(NowNs());
-  });
-  HookResult result;
-  if (!r.ok()) {
-    metrics_.CountHook(HookKindFromName(name), false);
-    result.output = r.status().ToString();
-    Log(Level::kError, "hook")
-        .kv("hook", name)
-        .kv("result", "not started")
-        .kv("error", r.status().ToString());
-    return result;
-  }
-  result = std::move(r).value();
-  metrics_.CountHook(HookKindFromName(name), result.ok());
-  Log(result.ok() ? Level::kInfo : Level::kWarn, "hook")
-      .kv("hook", name)
-      .kv("result", result.Describe())
-      .kv("ms", result.duration_ms)
-      .kv("epoch", epoch)
-      .kv("reason", reason)
-      .kv("output_bytes", static_cast<uint64_t>(result.output.size() + result.output_dropped));
-  // What it printed, a line per log line (at most kHookLogLines, each cut at 512 bytes).
-  size_t at = 0;
-  for (int n = 0; n < kHookLogLines && at < result.output.size(); ++n) {
-    size_t nl = result.output.find('\n', at);
-    std::string line = result.output.substr(at, nl == std::string::npos ? nl : nl - at);
-    at = nl == std::string::npos ? result.output.size() : nl + 1;
-    Log(Level::kInfo, "hook_output").kv("hook", name).kv("line", FirstLine(line, 512));
-  }
-  return result;
-}
-
-void Node::WriteLockFile(const lockwin::LockRecord& r, std::string_view source) {
-  // For an operator to read (DESIGN §3); not a source of truth, so no fsync.
-  std::string text = fmt::format(
-      "# hasync lock record ({}), written by hasync\nepoch={}\nnode_id={}\nchange_seq={}\n"
-      "beat={}\nprobe_ok={}\nprobe_latency_us={}\nprobe_token={}\nmonotonic_ns={}\n"
-      "last_change_path={}\nlast_change_size={}\nlast_change_xxh3={:016x}\n",
-      source, r.epoch, r.node_id, r.change_seq, r.beat, r.probe_ok ? 1 : 0, r.probe_latency_us,
-      FirstLine(r.probe_token, lockwin::kProbeTokenMax), r.monotonic_ns,
-      FirstLine(r.last_change.path, lockwin::kLastChangePathMax), r.last_change.size_bytes,
-      r.last_change.xxh3);
-  std::string tmp = cfg_.sync.state_dir + "/.lock.tmp";
-  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return;
-  if (write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) return;
-  fd.reset();
-  rename(tmp.c_str(), (cfg_.sync.state_dir + "/lock").c_str());
-}
-
-lockwin::LockRecord Node::MakeLockRecord(int64_t now, bool tick) {
-  // The beat advances only on a tick of this loop (this runs on it) and while the
-  // scheduler probe's latest result is a pass no older than two intervals plus its
-  // timeout. A record sent with a batch carries the batch's progress, not a new beat.
-  lockwin::LockRecord r;
-  r.epoch = state_.epoch;
-  r.node_id = state_.node_id;
-  r.change_seq = sender_ ? sender_->last_seq() : 0;
-  r.last_change = last_change_;
-  bool healthy = true;
-  if (probe_) {
-    Probe::Result p = probe_->Latest();
-    int64_t fresh_ns = (2 * cfg_.probe.interval_ms + cfg_.probe.timeout_ms) * 1'000'000;
-    healthy = p.ran && p.ok && now - p.finished_ns <= fresh_ns;
-    r.probe_ok = p.ok;
-    r.probe_latency_us = p.latency_us;
-    r.probe_token = p.token;
-  } else {
-    r.probe_ok = true;
-  }
-  if (healthy && tick) ++beat_;
-  r.beat = beat_;
-  r.monotonic_ns = now;
-  return r;
-}
-
-void Node::Beat(int64_t now) {
-  Status s = SendBeat(now);
-  if (!s.ok() && active_) link_->Drop(active_, s);
-}
-
-Status Node::SendBeat(int64_t now) {
-  lockwin::LockRecord r = MakeLockRecord(now, true);
-  auto bytes = lockwin::EncodeLockRecord(r);
-  if (!bytes.ok()) {
-    Log(Level::kError, "lock_record").kv("error", bytes.status().ToString());
-    return Status::Ok();
-  }
-  WriteLockFile(r, "made here");
-  if (!active_ || active_->dead || !active_->conn->open()) return Status::Ok();
-  metrics_.lock_records_sent.fetch_add(1, std::memory_order_relaxed);
-  RETURN_IF_ERROR(Emit(0, wire::Lock{std::move(bytes).value()}));
-  return link_->Flush(active_);
-}
-
-Status Node::OnLock(const wire::Lock& lock) {
-  // A record that does not decode is a protocol error (it came through the session's
-  // authentication, so it is a bug or a hostile primary): the session ends.
-  ASSIGN_OR_RETURN(lockwin::LockRecord r, lockwin::DecodeLockRecord(lock.record));
-  ASSIGN_OR_RETURN(uint64_t fp, lockwin::FingerprintEncodedLockRecord(lock.record));
-  const int64_t now = NowNs();
-  detector_->Push(fp, now);
-  metrics_.lock_records_received.fetch_add(1, std::memory_order_relaxed);
-  // A record comes with every batch as well as every beat: the operator's copy is
-  // rewritten at most twice a beat, not on the receive path of every batch. (Once a beat
-  // exactly would skip every other beat record, whose arrivals jitter around one beat
-  // apart, and leave the file up to two beats old.)
-  if (now - lock_file_written_ns_ >= cfg_.failover.beat_ms * 1'000'000 / 2) {
-    lock_file_written_ns_ = now;
-    WriteLockFile(r, "received from " + cfg_.peer.name);
-  }
-  return Status::Ok();
-}
-
-void Node::StartDetector() {
-  detector_thread_ = std::thread([this] {
-    std::unique_lock lock(detector_mu_);
-    while (!detector_stop_) {
-      int64_t now = NowNs();
-      detector_->Step(now);
-      detector_snapshot_ = detector_->Snapshot(now);
-      // Wake when the verdict can next change, at least every beat (for the history).
-      int64_t next = std::min(detector_->NextChangeNs(now), now + detector_->beat_interval_ns());
-      detector_cv_.wait_for(lock,
-                            std::chrono::nanoseconds(std::max<int64_t>(next - now, 1'000'000)),
-                            [&] { return detector_stop_; });
-    }
-  });
-}
-
-void Node::StopDetector() {
-  if (!detector_thread_.joinable()) return;
-  {
-    std::lock_guard lock(detector_mu_);
-    detector_stop_ = true;
-  }
-  detector_cv_.notify_all();
-  detector_thread_.join();
-}
-
-bool Node::CaughtUp() const {
-  // Silence or sameness means something only once this node has read everything the
-  // primary sent: a standby busy applying reads its socket late, and the records waiting
-  // there would say the primary is fine.
-  if (!active_ || active_->dead) return true;
-  if (active_->recv_held) return false;
-  int unread = 0;
-  if (ioctl(active_->fd.get(), FIONREAD, &unread) == 0 && unread > 0) return false;
-  return !streams_->HasUnread();
-}
-
-void Node::RecordHistory(const NodeState& s, const std::string& reason) {
-  if (s.role != state_.role) metrics_.role_changes.fetch_add(1, std::memory_order_relaxed);
-  // After the role itself is persisted; a history that cannot be written costs the
-  // operator a line of `hasync history`, not the role change.
-  Status st = AppendHistory(cfg_.sync.state_dir,
-                            {static_cast<int64_t>(NowUnixMs()), s.role, s.epoch, reason});
-  if (!st.ok()) Log(Level::kWarn, "history_not_written").kv("error", st.ToString());
-}
-
-failover::Input Node::At(int64_t now, decltype(failover::Input::event) event) const {
-  return failover::Input{now, NowUnixMs(), std::move(event)};
-}
+// ---- what the failover driver and the link ask of the node -------------------------------
 
 failover::Observation Node::Observe(int64_t now) {
   failover::Observation o;
-  const bool connected = active_ && !active_->dead;
-  o.session_open = connected;
-  if (state_.role == NodeRole::kPrimary) {
-    o.session_live = session_ == Session::kLive;
-    o.acked_seq = sender_ ? sender_->acked_seq() : 0;
-    o.drained = o.session_live && journal_ && journal_->empty() && sender_ &&
-                !sender_->has_open_batch() && sender_->unacked_batches() == 0 && watcher_ &&
-                watcher_->ready() == 0 && !watcher_->NextDeadlineNs();
-    return o;
+  o.session_open = active_ && !active_->dead;
+  if (primary_) {
+    primary_->Observe(o);
+  } else {
+    standby_->Observe(now, o);
   }
-  o.verdict = detector_ ? detector_->Judge(now) : lockwin::Verdict::kAlive;
-  // Unread bytes are looked for only when they could change a decision.
-  o.caught_up = o.verdict == lockwin::Verdict::kAlive || CaughtUp();
-  o.holds_copy =
-      !receiver_ || receiver_->resyncs_completed() > 0 || receiver_->last_applied_seq() > 0;
-  o.rejoining = quarantine_.has_value() || state_.handed_over;
-  o.last_applied_seq = receiver_ ? receiver_->last_applied_seq() : state_.last_applied_seq;
   return o;
 }
 
+void Node::SendDemoteRequest(wire::RoleChangeReason reason) {
+  if (!active_ || active_->dead) return;
+  if (Status s = out_->Send(wire::DemoteRequest{reason}); !s.ok()) link_->Drop(active_, s);
+}
+
+void Node::SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) {
+  if (!active_ || active_->dead || !active_->conn->open()) return;
+  const Sender* sender = primary_ ? primary_->sender() : nullptr;
+  out_->Emit(0, wire::Demoted{reason, on_demote_ok, sender ? sender->last_seq() : 0}).IgnoreError();
+  link_->FlushAll(active_, 2'000'000'000).IgnoreError();
+}
+
 void Node::DriveTick(int64_t now) {
-  if (auto end = Drive(At(now, failover::in::Tick{Observe(now)}))) {
+  if (auto end = failover_.Feed(now, failover::in::Tick{Observe(now)}).end) {
     if (active_ && !active_->dead) link_->Drop(active_, Unavailable(*end));
   }
-}
-
-std::optional<std::string> Node::Drive(const failover::Input& input) {
-  namespace act = failover::act;
-  std::optional<std::string> end;
-  std::vector<failover::Action> actions;
-  std::deque<failover::Input> inputs{input};
-  for (size_t steps = 0; !inputs.empty(); ++steps) {
-    // Each result feeds one step; a chain is a handful long (hook → persist → hook).
-    HASYNC_ASSERT(steps < 64);
-    actions.clear();
-    fo_->Step(inputs.front(), &actions);
-    inputs.pop_front();
-    for (auto& a : actions) {
-      std::visit(
-          [&](auto& x) {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, act::RunHook>) {
-              const Command* command = nullptr;
-              switch (x.hook) {
-                case failover::Hook::kPromoteGuard:
-                  command = &cfg_.hooks.promote_guard;
-                  break;
-                case failover::Hook::kFence:
-                  command = &cfg_.hooks.fence;
-                  break;
-                case failover::Hook::kQuorumCheck:
-                  command = &cfg_.hooks.quorum_check;
-                  break;
-                case failover::Hook::kOnPromote:
-                  command = &cfg_.hooks.on_promote;
-                  break;
-                case failover::Hook::kOnDemote:
-                  command = &cfg_.hooks.on_demote;
-                  break;
-              }
-              HookResult r =
-                  RunLoggedHook(failover::HookName(x.hook), *command, x.role, x.epoch, x.reason);
-              failover::in::HookDone done{x.hook,
-                                          r.ok()        ? failover::HookOutcome::kOk
-                                          : r.timed_out ? failover::HookOutcome::kTimedOut
-                                                        : failover::HookOutcome::kFailed,
-                                          r.Describe(), std::nullopt};
-              // A guard can take seconds, during which this loop read nothing: whether
-              // the primary's bytes wait in the socket decides if the promotion goes on.
-              if (x.hook == failover::Hook::kQuorumCheck ||
-                  x.hook == failover::Hook::kPromoteGuard) {
-                done.seen = Observe(NowNs());
-              }
-              inputs.push_back(At(NowNs(), std::move(done)));
-            } else if constexpr (std::is_same_v<T, act::Persist>) {
-              Status saved = SaveNodeState(cfg_.sync.state_dir, x.state);
-              if (saved.ok() && !x.history.empty()) RecordHistory(x.state, x.history);
-              if (!saved.ok()) persist_error_ = saved;
-              inputs.push_back(At(NowNs(), failover::in::Persisted{saved.ok(), saved.ToString()}));
-            } else if constexpr (std::is_same_v<T, act::SendDemoteRequest>) {
-              if (!active_ || active_->dead) return;
-              Status s = Emit(0, wire::DemoteRequest{x.reason});
-              if (s.ok()) s = link_->Flush(active_);
-              if (!s.ok()) link_->Drop(active_, s);
-            } else if constexpr (std::is_same_v<T, act::SendDemoted>) {
-              if (!active_ || active_->dead || !active_->conn->open()) return;
-              Emit(0, wire::Demoted{x.reason, x.on_demote_ok, sender_ ? sender_->last_seq() : 0})
-                  .IgnoreError();
-              link_->FlushAll(active_, 2'000'000'000).IgnoreError();
-            } else if constexpr (std::is_same_v<T, act::RefuseSession>) {
-              hello_refusal_ = std::move(x);
-            } else if constexpr (std::is_same_v<T, act::EndSession>) {
-              end = std::move(x.why);
-            } else if constexpr (std::is_same_v<T, act::Restart>) {
-              // Run() returns; RunNode starts this node again in the new role.
-              next_state_ = x.state;
-            } else if constexpr (std::is_same_v<T, act::SwitchoverReply>) {
-              switchover_reply_ = std::move(x);
-            } else if constexpr (std::is_same_v<T, act::Note>) {
-              const Level level = x.level >= 2   ? Level::kError
-                                  : x.level == 1 ? Level::kWarn
-                                                 : Level::kInfo;
-              auto line = Log(level, x.event);
-              for (const auto& [k, v] : x.fields) line.kv(k, v);
-            } else if constexpr (std::is_same_v<T, act::Fatal>) {
-              fatal_ = persist_error_.ok() ? Internal(x.why)
-                                           : persist_error_.Annotate("persist the role change");
-            }
-          },
-          a);
-    }
-  }
-  // The persisted epoch, role and rejoin mark of the role this node runs in.
-  const uint64_t applied = state_.last_applied_seq;
-  state_ = fo_->state();
-  state_.last_applied_seq = applied;
-  return end;
-}
-
-// ---- control socket: status and switchover ----------------------------------------------
-
-std::string Node::StatusJson() {
-  using nlohmann::json;
-  const int64_t now = NowNs();
-  json j;
-  j["ok"] = true;
-  j["node"] = cfg_.node.name;
-  j["node_id"] = state_.node_id;
-  j["role"] = NodeRoleName(state_.role);
-  j["epoch"] = state_.epoch;
-  j["changing_role"] = next_state_.has_value();
-  j["failover_phase"] = failover::PhaseName(fo_->phase());
-  const bool connected = active_ && !active_->dead && active_->conn->open();
-  json peer{{"name", cfg_.peer.name},
-            {"address", cfg_.peer.address.ToString()},
-            {"connected", connected}};
-  if (connected) peer["epoch"] = active_->conn->peer_epoch();
-  j["peer"] = peer;
-  if (state_.role == NodeRole::kPrimary) {
-    static constexpr const char* kSessionNames[] = {"idle",     "connecting", "handshake",
-                                                    "manifest", "blocks",     "live"};
-    j["session"] = kSessionNames[static_cast<int>(session_)];
-    uint64_t sent = sender_ ? sender_->last_seq() : 0;
-    uint64_t acked = sender_ ? sender_->acked_seq() : 0;
-    j["last_sent_seq"] = sent;
-    j["last_acked_seq"] = acked;
-    j["lag"] = {{"changes_unacked", sent >= acked ? sent - acked : 0},
-                {"batches_unacked", sender_ ? sender_->unacked_batches() : 0},
-                {"journal_pending", journal_ ? journal_->size() : 0}};
-    j["beat"] = beat_;
-    j["ms_since_standby_heard"] = (now - fo_->last_heard_ns()) / 1'000'000;
-    if (probe_) {
-      Probe::Result p = probe_->Latest();
-      j["probe"] = {{"ok", p.ok},
-                    {"token", p.token},
-                    {"age_ms", p.ran ? (now - p.finished_ns) / 1'000'000 : -1},
-                    {"failure", p.failure}};
-    }
-    if (fo_->draining()) j["switchover"] = "draining";
-  } else {
-    j["last_acked_seq"] = receiver_ ? receiver_->last_applied_seq() : 0;
-    j["in_resync"] = receiver_ && receiver_->in_resync();
-    j["rejoining"] = quarantine_.has_value() || state_.handed_over;
-    lockwin::DetectorSnapshot snap;
-    {
-      std::lock_guard lock(detector_mu_);
-      snap = detector_snapshot_;
-    }
-    json history = json::array();
-    for (const auto& run : snap.history) {
-      history.push_back({{"fingerprint", fmt::format("{:016x}", run.fingerprint)},
-                         {"first_age_ms", (now - run.first_arrival_ns) / 1'000'000},
-                         {"last_age_ms", (now - run.last_arrival_ns) / 1'000'000},
-                         {"records", run.arrivals}});
-    }
-    j["verdict"] = {
-        {"now", lockwin::VerdictName(detector_ ? detector_->Judge(now) : lockwin::Verdict::kAlive)},
-        {"window_ms", cfg_.failover.window_ms},
-        {"unchanged_for_ms", snap.run_age_ns / 1'000'000},
-        {"silent_for_ms", snap.silence_ns / 1'000'000},
-        {"records", snap.pushed},
-        {"history", history}};
-    if (!fo_->last_refusal().empty()) j["not_promoting_because"] = fo_->last_refusal();
-  }
-  // Everything ever kept on this node (all epochs), bounded walk.
-  j["quarantined_files"] = CountQuarantined(cfg_.sync.state_dir);
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string Node::StartSwitchover(int64_t timeout_ms) {
-  using nlohmann::json;
-  switchover_reply_.reset();
-  Drive(At(NowNs(),
-           failover::in::SwitchoverRequest{timeout_ms * 1'000'000, session_ == Session::kLive}));
-  if (!switchover_reply_ || !switchover_reply_->ok) {
-    const std::string why = switchover_reply_ ? switchover_reply_->error : "no answer";
-    return json{{"ok", false}, {"error", why}}.dump();
-  }
-  return json{{"ok", true}, {"state", "draining"}, {"epoch", state_.epoch}}.dump();
-}
-
-void Node::ResumeControl() {
-  std::shared_ptr<Peer> control = active_;
-  control->recv_held = false;
-  Status s = HandleFrames(control);
-  if (s.ok() && !control->dead) s = link_->Flush(control);
-  if (!s.ok()) {
-    link_->Drop(control, s);
-    return;
-  }
-  if (!control->dead) ReceiveOrHold(control);
-}
-
-void Node::ReceiveOrHold(const std::shared_ptr<Peer>& peer) {
-  if (ControlHeld(peer)) {
-    peer->recv_held = true;  // the bytes after the waiting FILE_END stay unread
-  } else {
-    link_->PostRecv(peer);
-  }
-}
-
-Status Node::LeaseWhileSending(int64_t progress_ns) {
-  if (state_.role != NodeRole::kPrimary) return Status::Ok();
-  if (next_state_.has_value()) return Unavailable("changing role while sending");
-  const int64_t now = NowNs();
-  // Bytes the standby took count as hearing it: its own frames wait, unread, behind
-  // this send (the loop runs no other callback meanwhile).
-  if (now - std::max(fo_->last_heard_ns(), progress_ns) < cfg_.failover.lease_ms * 1'000'000) {
-    return Status::Ok();
-  }
-  Drive(At(now, failover::in::SendBlocked{progress_ns}));
-  if (next_state_.has_value()) {
-    return Unavailable(
-        "demoted while sending: the standby took nothing and said nothing "
-        "for lease_ms and quorum_check failed");
-  }
-  return Status::Ok();
 }
 
 void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {
@@ -1447,7 +439,7 @@ void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {
     metrics_.handshake_failures.fetch_add(1, std::memory_order_relaxed);
     if (state_.role == NodeRole::kStandby && peer->conn->key_refused() && peer->from_peer_host) {
       // That host runs hasync and is alive: no promotion on silence while it keeps trying.
-      Drive(At(NowNs(), failover::in::KeyRefused{}));
+      failover_.Feed(NowNs(), failover::in::KeyRefused{});
     }
   }
   Log(was_active ? Level::kWarn : Level::kInfo, "session_closed")
@@ -1457,13 +449,10 @@ void Node::Dropped(const std::shared_ptr<Peer>& peer, const Status& why) {
   LogStats("session_closed");
   active_.reset();
   streams_->Stop();
-  if (state_.role == NodeRole::kPrimary) {
-    session_ = Session::kIdle;
-    resync_waiting_since_ns_ = 0;
-    link_->ScheduleRedial();
+  if (primary_) {
+    primary_->Ended();
   } else {
-    receiver_->Reset();
-    state_.last_applied_seq = receiver_->last_applied_seq();
+    state_.last_applied_seq = standby_->Ended();
   }
 }
 
@@ -1471,15 +460,18 @@ void Node::PublishMetrics(int64_t now) {
   NodeParts parts;
   parts.role = state_.role;
   parts.epoch = state_.epoch;
-  parts.changing_role = next_state_.has_value();
+  parts.changing_role = failover_.changing_role();
   parts.peer_connected = active_ && !active_->dead && active_->conn && active_->conn->open() &&
                          active_->session_opened;
-  parts.detector = detector_.get();
-  parts.sender = sender_.get();
-  parts.journal = journal_.get();
-  parts.watcher = watcher_ ? &*watcher_ : nullptr;
-  parts.receiver = receiver_.get();
-  parts.probe = probe_.get();
+  if (primary_) {
+    parts.sender = primary_->sender();
+    parts.journal = primary_->journal();
+    parts.watcher = primary_->watcher();
+    parts.probe = primary_->beats().probe();
+  } else if (standby_) {
+    parts.detector = standby_->window().detector();
+    parts.receiver = standby_->receiver();
+  }
   publisher_.Publish(now, parts);
 }
 

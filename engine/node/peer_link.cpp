@@ -244,6 +244,25 @@ void PeerLink::ExpireHandshakes(int64_t now) {
   std::erase_if(pending_, [](const auto& p) { return p->dead; });
 }
 
+bool PeerLink::DropIfSilent(const std::shared_ptr<Peer>& session, int64_t now, PeerWork work) {
+  if (session->sending && now - session->last_tx_ns > kSendStallTimeoutMs * 1'000'000) {
+    Drop(session, Unavailable("peer accepted no data for 30 s"));
+    return true;
+  }
+  // While the standby walks and hashes its tree for the manifest it sends nothing;
+  // that may take minutes on a large cold spool, so the bound is wider then.
+  // A standby making a large batch durable is silent until its fsyncs return.
+  const int64_t limit = work == PeerWork::kManifest ? kPeerComputeTimeoutNs
+                        : work == PeerWork::kCommit ? kCommitTimeoutNs
+                                                    : kIdleTimeoutNs;
+  if (now - session->last_rx_ns <= limit) return false;
+  Drop(session,
+       Unavailable(work == PeerWork::kManifest ? "no manifest from the standby for 30 min"
+                   : work == PeerWork::kCommit ? "no acknowledgement from the standby for 2 min"
+                                               : "no frame from the peer for 15 s"));
+  return true;
+}
+
 void PeerLink::CompensateLoopStall(int64_t now, Peer* active) {
   int64_t late = last_tick_ns_ == 0 ? 0 : now - last_tick_ns_ - options_.tick_ns;
   last_tick_ns_ = now;

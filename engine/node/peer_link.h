@@ -5,8 +5,9 @@
 // host, a stalled one evicted for a newer one), dials the peer with a doubling redial
 // backoff, posts the receives, and sends each connection's outbox with one io_uring SEND
 // in flight per peer; Flush bounds what a producer may queue (backpressure). It drops
-// connections (letting a last send finish), times out handshakes, and moves the timers
-// that judge a peer on by the time the node's own loop was stalled.
+// connections (letting a last send finish), times out handshakes and a session whose
+// peer fell silent (how long it may be silent is the node's to say: PeerWork), and moves
+// the timers that judge a peer on by the time the node's own loop was stalled.
 //
 // What it owns: the listening socket, the resolved peer address, the connections still
 // in their handshake (until EndHandshake) and the redial backoff. Which connection is
@@ -38,10 +39,22 @@ inline constexpr size_t kFlushHighWater = 512 * 1024;
 // A socket that accepted nothing for this long ends its session.
 inline constexpr int64_t kSendStallTimeoutMs = 30'000;
 inline constexpr int64_t kHandshakeTimeoutNs = 10'000'000'000;
+// How long the session's peer may send nothing at all, by what it is doing for this node
+// (PeerWork): a session whose peer says nothing for longer is dead.
+inline constexpr int64_t kIdleTimeoutNs = 15'000'000'000;            // nothing asked of it
+inline constexpr int64_t kPeerComputeTimeoutNs = 1'800'000'000'000;  // manifest of a huge spool
+inline constexpr int64_t kCommitTimeoutNs = 120'000'000'000;         // fsync of a large batch
 // The primary's redial backoff: from the minimum, doubling per failure up to the cap the
 // owner gives (Options::redial_max_ms, itself at most kBackoffMaxMs).
 inline constexpr int64_t kBackoffMinMs = 100;
 inline constexpr int64_t kBackoffMaxMs = 5'000;
+
+// What the session's peer is doing for this node, which bounds its silence.
+enum class PeerWork {
+  kNone,      // nothing asked of it: a frame (a PONG at least) within kIdleTimeoutNs
+  kManifest,  // the standby walks and hashes its tree for a resync: kPeerComputeTimeoutNs
+  kCommit,    // the standby makes a batch durable: kCommitTimeoutNs
+};
 
 // One TCP connection and its protocol state. Held by shared_ptr so an in-flight receive
 // keeps its buffer alive after the node dropped the peer.
@@ -138,6 +151,10 @@ class PeerLink {
   // and `active`'s silence on by the delay (bytes that waited in the socket while the
   // loop was busy are not the peer's silence).
   void CompensateLoopStall(int64_t now, Peer* active);
+  // Called every tick for the session: drops it when its socket accepted nothing for
+  // kSendStallTimeoutMs, or when the peer sent nothing for longer than `work` allows.
+  // Returns whether it did.
+  bool DropIfSilent(const std::shared_ptr<Peer>& session, int64_t now, PeerWork work);
 
   // Dialling (primary): socket and CONNECT; the Owner hears Dialled or DialFailed.
   Status Dial();

@@ -1,9 +1,10 @@
 // libFuzzer target for the primary's side of the resync (docs/PROTOCOL.md §8, "Session
 // flow"): what it does with the standby's MANIFEST_ENTRIES and BLOCKS_REPLY frames.
 // The input is a stream of frames as the standby would send them; each is decoded by
-// wire/ and handed to an engine::Sender exactly as Node::OnPrimaryFrame does (manifest
-// entries until kManifestLast, RequestResyncBlocks, the replies, then Resync), against
-// the fixed local tree of resync_tree.h. The first error ends the session, as there.
+// wire/ and handed to an engine::Sender exactly as PrimaryRole::OnFrame
+// (engine/node/primary_role.cpp) does (manifest entries until kManifestLast,
+// RequestResyncBlocks, the replies, then Resync), against the fixed local tree of
+// resync_tree.h. The first error ends the session, as there.
 //
 // Properties checked on every input, beyond "no crash, no sanitizer report":
 // - every message the Sender emits is a valid frame (ValidateFrame), and every path in

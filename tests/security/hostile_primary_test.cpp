@@ -1401,7 +1401,7 @@ TEST_F(HostilePrimary, AWrongKeyIsRefusedBeforeAnyFrameIsParsed) {
 // ---- Slowloris -------------------------------------------------------------------------
 
 // Half a frame inside an open session: the standby's idle bound (15 s without a byte,
-// engine/node/node.cpp kIdleTimeoutNs) ends it. Both shared standbys at once, so the wait
+// engine/node/peer_link.h kIdleTimeoutNs) ends it. Both shared standbys at once, so the wait
 // is paid once: half a header on one, half a body on the other.
 TEST_F(HostilePrimary, AStalledHalfFrameInASessionIsDroppedWithinTheIdleBound) {
   Guard gt(*tls_), gp(*plain_);

@@ -13,6 +13,13 @@
 # in the form "N passed, N failed" (skipped tests are counted apart, on the line before,
 # never as passed).
 #
+# Compile-only work runs in the background, at nice 19 and idle I/O priority, while a
+# ctest stage runs in the foreground: the tests mostly wait (timers, fsync, network
+# namespaces, serial tests one at a time) and leave the CPUs idle. The plain Release and
+# clang builds overlap the first ctest stage; the package, ThreadSanitizer and fuzz
+# builds overlap the ASan+UBSan tests. A background build's output is printed when it is
+# waited for, under its own stage heading and time. The perf scripts reuse build/.
+#
 # HASYNC_TEST_QUICK=1 skips every stage after the first ctest (Release, clang, package,
 # sanitizers, fuzz, perf) for a fast local loop; CI never sets it. HASYNC_FUZZ_SECONDS
 # sets the per-target fuzz time (default 30).
@@ -27,6 +34,7 @@ mkdir -p "$results"
 
 stage_names=()
 stage_times=()
+declare -A bg_pid=() bg_t0=() bg_name=() # background builds: pid, start, stage name
 failed_stages=()
 stage_started=0
 current_stage=""
@@ -54,6 +62,7 @@ end_stage() {
 summary() {
   local rc=$?
   trap - EXIT
+  bg_stop_all
   current_stage_at_exit=$current_stage
   [[ -n $current_stage ]] && end_stage
   printf '\n==== summary ====\n'
@@ -114,6 +123,52 @@ run_stage() {
   end_stage
 }
 
+# Background builds (compile only; no ctest inside, so the totals stay in this shell).
+# bg_start KEY NAME FUNCTION: starts FUNCTION in the background at nice 19 and idle I/O
+# priority, its output in build-results/KEY.log.
+bg_start() {
+  local key=$1
+  bg_name[$key]=$2
+  bg_t0[$key]=$SECONDS
+  (
+    renice -n 19 -p "$BASHPID" >/dev/null
+    ionice -c 3 -p "$BASHPID" 2>/dev/null || true
+    rc=0 t0=$(date +%s)
+    "$3" || rc=$?
+    echo $(($(date +%s) - t0)) >"$results/$key.time" # its own time, not the wait's
+    exit "$rc"
+  ) >"$results/$key.log" 2>&1 &
+  bg_pid[$key]=$!
+  printf '(started in the background, nice 19: %s; output: %s)\n' "$2" "$results/$key.log"
+}
+# bg_wait KEY: waits for a background build, prints its output under its own heading and
+# records it as a stage (a failure is a failed stage). Returns its status.
+bg_wait() {
+  local key=$1 rc=0
+  wait "${bg_pid[$key]}" || rc=$?
+  unset "bg_pid[$key]"
+  local took name="${bg_name[$key]} [background]"
+  took=$(cat "$results/$key.time" 2>/dev/null || echo $((SECONDS - bg_t0[$key])))
+  printf '\n==== %s ====\n' "$name"
+  cat "$results/$key.log"
+  stage_names+=("$name")
+  stage_times+=("$took")
+  printf -- '---- %s: %dm%02ds\n' "$name" $((took / 60)) $((took % 60))
+  if ((rc != 0)); then
+    failed_stages+=("$name")
+    echo "---- stage failed: $name"
+  fi
+  return "$rc"
+}
+# A run that stops early stops its background builds too.
+bg_stop_all() {
+  local key
+  for key in "${!bg_pid[@]}"; do
+    pkill -TERM -P "${bg_pid[$key]}" 2>/dev/null || true
+    kill "${bg_pid[$key]}" 2>/dev/null || true
+  done
+}
+
 build_main() {
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build -j "$jobs"
@@ -143,52 +198,61 @@ clang_build() {
 # The Debian package (docs/PACKAGING.md): only the binary, the man page and the changelog
 # are built; the "package" tests make the .deb with cpack, run lintian, and install,
 # check, remove and purge it on this machine (a trap purges it whatever happens).
-package() {
+package_build() {
   cmake -S . -B build-pkg -G Ninja -DCMAKE_BUILD_TYPE=Release -DHASYNC_DEB_PACKAGE=ON \
     -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
-    ninja -C build-pkg -j "$jobs" &&
-    run_ctest package --test-dir build-pkg -L package --timeout 900
+    ninja -C build-pkg -j "$jobs"
+}
+package_test() {
+  run_ctest package --test-dir build-pkg -L package --timeout 900
 }
 
 # Every test again, Debug, with ASan + UBSan; any report aborts the test. -O1, as the
 # sanitizers' documentation advises: the checks are the same, the tests run faster than at
 # -O0 (the stage was the longest of the run).
-asan() {
+asan_build() {
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
     -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DHASYNC_SANITIZE=ON \
     -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
-    ninja -C build-asan -j "$jobs" &&
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      run_ctest asan --test-dir build-asan -j "$jobs" --timeout 900
+    ninja -C build-asan -j "$jobs"
+}
+asan_test() {
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest asan --test-dir build-asan -j "$jobs" --timeout 900
 }
 
 # Only the binaries with threads are built (lockwin_test; the data streams' frame_queue_test
 # and data_stream_test); the "tsan" label selects their tests, and --no-tests=error makes an
 # empty selection fail rather than pass.
-tsan() {
+tsan_build() {
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_TSAN=ON \
     -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
-    ninja -C build-tsan -j "$jobs" lockwin_test frame_queue_test data_stream_test &&
-    TSAN_OPTIONS=halt_on_error=1 run_ctest tsan --test-dir build-tsan -L tsan --timeout 900
+    ninja -C build-tsan -j "$jobs" lockwin_test frame_queue_test data_stream_test
+}
+tsan_test() {
+  TSAN_OPTIONS=halt_on_error=1 run_ctest tsan --test-dir build-tsan -L tsan --timeout 900
 }
 
 # Only the fuzz targets (and their corpus generators) are built: the engine and the app
 # are not needed and are only built with g++.
-fuzz() {
+fuzz_build() {
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DHASYNC_FUZZ=ON -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON \
     -DHASYNC_FUZZ_SECONDS="$fuzz_seconds" >/dev/null &&
-    ninja -C build-fuzz -j "$jobs" fuzz_targets &&
-    run_ctest fuzz --test-dir build-fuzz -L fuzz --timeout $((fuzz_seconds + 300))
+    ninja -C build-fuzz -j "$jobs" fuzz_targets
+}
+fuzz_test() {
+  run_ctest fuzz --test-dir build-fuzz -L fuzz --timeout $((fuzz_seconds + 300))
 }
 
-# Every perf script at CI size (scripts/perf/all.sh --quick, build-perf/): keeps the
+# Every perf script at CI size (scripts/perf/all.sh --quick) with the binaries of build/
+# (the same RelWithDebInfo build; compiling them again would only cost time): keeps the
 # benchmarks and the side-by-side, failover and report scripts working. Figures from a
 # shared CI machine mean nothing, so nothing about them is asserted; a script that fails
 # (a tool missing, a copy that differs, a pair that never syncs) fails the stage.
 perf_quick() {
-  ./scripts/perf/all.sh --quick
+  ./scripts/perf/all.sh --quick --build "$here/build"
 }
 
 # Without the packages nothing else can run: this one stops the run.
@@ -196,20 +260,42 @@ stage "install Debian packages"
 ./scripts/install-deps.sh
 end_stage
 
+quick=${HASYNC_TEST_QUICK:-0}
+release_name="plain Release build, no -Werror (build-release/)"
+clang_name="clang 14 compiles everything, no run (build-clang/)"
+
 run_stage "build (RelWithDebInfo) in build/" build_main
 if [[ ${#failed_stages[@]} == 0 ]]; then
+  if [[ $quick != 1 ]]; then
+    bg_start release "$release_name" release_plain
+    bg_start clang "$clang_name" clang_build
+  fi
   run_stage "every test (ctest, build/)" test_main
 fi
 
-if [[ ${HASYNC_TEST_QUICK:-0} == 1 ]]; then
+if [[ $quick == 1 ]]; then
   echo "HASYNC_TEST_QUICK=1: Release, clang, package, sanitizer, fuzz and perf stages not run"
   exit 0
 fi
 
-run_stage "plain Release build, no -Werror (build-release/)" release_plain
-run_stage "clang 14 compiles everything, no run (build-clang/)" clang_build
-run_stage "Debian package: cpack, lintian, dpkg -i/-r/-P (build-pkg/, ctest -L package)" package
-run_stage "every test under ASan + UBSan (build-asan/)" asan
-run_stage "threaded tests (lock window, data streams) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan
-run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz
-run_stage "perf scripts, --quick (scripts/perf/all.sh, build-perf/; no timing asserts)" perf_quick
+# (If build/ failed, the Release and clang builds were not started: they run here.)
+if [[ -v bg_pid[release] ]]; then bg_wait release || true; else run_stage "$release_name" release_plain; fi
+if [[ -v bg_pid[clang] ]]; then bg_wait clang || true; else run_stage "$clang_name" clang_build; fi
+
+run_stage "ASan + UBSan build (build-asan/)" asan_build
+bg_start pkg "Debian package build (build-pkg/)" package_build
+bg_start tsan "ThreadSanitizer build of the threaded tests (build-tsan/)" tsan_build
+bg_start fuzz "fuzz targets build (clang libFuzzer, build-fuzz/)" fuzz_build
+if [[ ${failed_stages[*]} != *"ASan + UBSan build"* ]]; then
+  run_stage "every test under ASan + UBSan (build-asan/)" asan_test
+fi
+if bg_wait pkg; then
+  run_stage "Debian package: cpack, lintian, dpkg -i/-r/-P (build-pkg/, ctest -L package)" package_test
+fi
+if bg_wait tsan; then
+  run_stage "threaded tests (lock window, data streams) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan_test
+fi
+if bg_wait fuzz; then
+  run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz_test
+fi
+run_stage "perf scripts, --quick (scripts/perf/all.sh with build/; no timing asserts)" perf_quick

@@ -57,7 +57,7 @@
 namespace hasync {
 namespace {
 
-constexpr size_t kIterationBytes = 32u << 20;
+constexpr size_t kIterationBytes = 16u << 20;
 constexpr size_t kWriteBytes = wire::kExtentDataMax;  // one EXTENT's data
 constexpr size_t kSendBatchBytes = 512 * 1024;        // as DataStreamOut
 constexpr size_t kRecvBytes = 256 * 1024;             // as DataStreamIn

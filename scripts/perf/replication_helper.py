@@ -672,7 +672,7 @@ def cmd_report(raw, outjson):
     L.append("")
     L.append("CPU seconds per GiB moved (utime + stime of every thread of each node during the transfer;"
              " ÷ cipher: that over the cipher's own CPU seconds per GiB, the row above — a ratio the"
-             " machine's load does not change much, unlike MB/s):")
+             " machine's load moves much less than MB/s):")
     L.append("")
     L.append("| run | primary | standby | primary ÷ cipher | standby ÷ cipher | primary ÷ plain copied (same streams) |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: |")

@@ -1,5 +1,7 @@
 // Frame encoding and decoding (see wire/frame.h for the contract).
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "base/assert.h"
@@ -238,21 +240,40 @@ Result<DecodeStep> DecodeNext(std::span<const std::byte> buffered) {
   return DecodeStep{Decoded{Frame{header.epoch, header.seq, std::move(message)}, total}};
 }
 
-void FrameDecoder::Append(std::span<const std::byte> bytes) {
+void FrameDecoder::Reserve(size_t n) {
   // Drop consumed bytes before growing, so the buffer stays near one frame in size.
-  if (start_ == buffer_.size()) {
-    buffer_.clear();
-    start_ = 0;
-  } else if (start_ > 0 && start_ >= buffer_.size() / 2) {
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
+  if (start_ == end_) {
+    start_ = end_ = 0;
+  } else if (start_ > 0 && (start_ >= end_ / 2 || buffer_.size() - end_ < n)) {
+    std::memmove(buffer_.data(), buffer_.data() + start_, end_ - start_);
+    end_ -= start_;
     start_ = 0;
   }
-  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  if (buffer_.size() - end_ < n) buffer_.resize(std::max(end_ + n, buffer_.size() * 2));
+}
+
+void FrameDecoder::Append(std::span<const std::byte> bytes) {
+  if (bytes.empty()) return;
+  Reserve(bytes.size());
+  std::memcpy(buffer_.data() + end_, bytes.data(), bytes.size());
+  end_ += bytes.size();
+}
+
+std::span<std::byte> FrameDecoder::AppendSpace(size_t n) {
+  Reserve(n);
+  reserved_ = n;
+  return {buffer_.data() + end_, n};
+}
+
+void FrameDecoder::CommitAppend(size_t k) {
+  HASYNC_ASSERT(k <= reserved_ && end_ + k <= buffer_.size());
+  end_ += k;
+  reserved_ = 0;
 }
 
 Result<std::variant<NeedMore, Frame>> FrameDecoder::Next() {
   if (!failed_.ok()) return failed_;
-  auto step = DecodeNext(std::span<const std::byte>(buffer_).subspan(start_));
+  auto step = DecodeNext(std::span<const std::byte>(buffer_.data() + start_, end_ - start_));
   if (!step.ok()) {
     failed_ = step.status();
     return failed_;

@@ -138,13 +138,26 @@ Result<DecodeStep> DecodeNext(std::span<const std::byte> buffered);
 class FrameDecoder {
  public:
   void Append(std::span<const std::byte> bytes);
+  // For a producer that writes straight into the decoder (the TLS layer decrypting
+  // into it, so its plaintext is not copied once more): at least `n` writable bytes
+  // after the buffered ones. CommitAppend(k) then appends the first k of them (k ≤ n);
+  // bytes not committed are not part of the stream. Any other call in between
+  // invalidates the span.
+  std::span<std::byte> AppendSpace(size_t n);
+  void CommitAppend(size_t k);
   // The next frame, or NeedMore, or the error that ended the stream.
   Result<std::variant<NeedMore, Frame>> Next();
-  size_t buffered() const { return buffer_.size() - start_; }
+  size_t buffered() const { return end_ - start_; }
 
  private:
+  // Drops consumed bytes and makes room for n more after end_.
+  void Reserve(size_t n);
+  // [start_, end_) are buffered; buffer_.size() is the storage, grown (and zeroed) only
+  // when a frame needs more than it had, so appending in place writes each byte once.
   std::vector<std::byte> buffer_;
   size_t start_ = 0;  // bytes before start_ are consumed
+  size_t end_ = 0;
+  size_t reserved_ = 0;  // AppendSpace's promise, for CommitAppend's check
   Status failed_;
 };
 

@@ -94,7 +94,14 @@ int TlsSession::SendCb(void* self, const unsigned char* buf, size_t len) {
 int TlsSession::RecvCb(void* self, unsigned char* buf, size_t len) {
   auto* s = static_cast<TlsSession*>(self);
   size_t avail = s->in_.size() - s->in_start_;
-  if (avail == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (avail == 0) {
+    // Bytes fed earlier come first; then those lent now, read in place.
+    if (s->lent_.empty()) return MBEDTLS_ERR_SSL_WANT_READ;
+    size_t n = std::min(s->lent_.size(), len);
+    std::memcpy(buf, s->lent_.data(), n);
+    s->lent_ = s->lent_.subspan(n);
+    return static_cast<int>(n);
+  }
   size_t n = std::min(avail, len);
   std::memcpy(buf, s->in_.data() + s->in_start_, n);
   s->in_start_ += n;
@@ -105,7 +112,31 @@ int TlsSession::RecvCb(void* self, unsigned char* buf, size_t len) {
   return static_cast<int>(n);
 }
 
+Status TlsSession::Lend(std::span<const std::byte> ciphertext) {
+  HASYNC_ASSERT(!lending_);
+  if (pending_input() + ciphertext.size() > kTlsInBufferMax) {
+    return Status(Code::kResourceExhausted, "TLS input buffer would exceed kTlsInBufferMax " +
+                                                std::to_string(kTlsInBufferMax));
+  }
+  lending_ = true;
+  lent_ = ciphertext;
+  return Status::Ok();
+}
+
+void TlsSession::EndLend() {
+  HASYNC_ASSERT(lending_);
+  std::span<const std::byte> rest = lent_;
+  lent_ = {};
+  lending_ = false;
+  // Within the bound: Lend checked it for all of them, and reading only shrank in_.
+  if (!rest.empty()) {
+    Status s = Feed(rest);
+    HASYNC_ASSERT(s.ok());
+  }
+}
+
 Status TlsSession::Feed(std::span<const std::byte> ciphertext) {
+  HASYNC_ASSERT(!lending_);
   if (pending_input() + ciphertext.size() > kTlsInBufferMax) {
     return Status(Code::kResourceExhausted, "TLS input buffer would exceed kTlsInBufferMax " +
                                                 std::to_string(kTlsInBufferMax));

@@ -12,7 +12,7 @@
 // ever produced for it, so nothing it sent reaches a frame parser.
 //
 // Use:
-//   session.Feed(bytes from socket);
+//   session.Feed(bytes from socket);    (or Lend(bytes) ... EndLend(), without a copy)
 //   session.Handshake()   → OK when done, Unavailable while it needs more bytes
 //   session.Write(plain)  → records appended to outgoing()
 //   session.Read(buf)     → plaintext bytes, 0 when it needs more input
@@ -40,6 +40,10 @@ inline constexpr size_t kPskMaxBytes = 64;
 // 16 KiB + overhead; a frame is at most kFrameMax; keep a few of each.
 inline constexpr size_t kTlsInBufferMax = 4u << 20;
 inline constexpr size_t kTlsOutBufferMax = 8u << 20;
+// The largest plaintext one TLS 1.2 record carries (RFC 5246 §6.2.1; mbedTLS's
+// MBEDTLS_SSL_OUT_CONTENT_LEN in Debian's build). Write() cuts its input into records
+// of this size; a caller that fills a record's worth before writing wastes none.
+inline constexpr size_t kTlsRecordPlainMax = 16384;
 
 enum class TlsRole { kClient, kServer };
 
@@ -56,6 +60,12 @@ class TlsSession {
 
   // Ciphertext received from the peer. ResourceExhausted past kTlsInBufferMax.
   Status Feed(std::span<const std::byte> ciphertext);
+  // Feed without the copy: the session reads `ciphertext` where it is (Handshake and
+  // Read take from it after any bytes fed before) until EndLend(), which copies what
+  // is left unread into the session. The bytes must stay valid and unchanged until
+  // then; one lend at a time. Same bound and error as Feed, checked here.
+  Status Lend(std::span<const std::byte> ciphertext);
+  void EndLend();
   // Advances the handshake: OK once complete; Unavailable("handshake needs more input")
   // while waiting; PermissionDenied when the peer proved a different key; any other
   // code for a protocol failure. A failure is final: later calls return it again.
@@ -82,7 +92,7 @@ class TlsSession {
   // capacity (a burst is over; the memory goes back).
   // Returns whether it freed anything.
   bool ReleaseIdleBuffer(size_t keep) { return out_.ReleaseIfIdle(keep); }
-  size_t pending_input() const { return in_.size() - in_start_; }
+  size_t pending_input() const { return in_.size() - in_start_ + lent_.size(); }
 
  private:
   TlsSession();
@@ -94,6 +104,8 @@ class TlsSession {
   std::unique_ptr<Impl> impl_;
   std::vector<std::byte> in_;
   size_t in_start_ = 0;
+  std::span<const std::byte> lent_;  // unread rest of a Lend(), after in_
+  bool lending_ = false;
   ByteQueue out_;
   bool established_ = false;
   Status failed_;

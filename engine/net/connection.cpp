@@ -2,6 +2,7 @@
 
 #include <mbedtls/md.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace hasync::engine {
@@ -32,7 +33,6 @@ Result<std::unique_ptr<Connection>> Connection::Create(wire::TlsRole role,
     return c;
   }
   ASSIGN_OR_RETURN(c->tls_, wire::TlsSession::Create(role, psk, rng, rng_ctx));
-  c->plain_.resize(kPlainChunkBytes);
   // The client speaks first in TLS: produce its ClientHello now.
   Status s = c->tls_->Handshake();
   if (!s.ok() && s.code() != Code::kUnavailable) return s;
@@ -54,9 +54,12 @@ Status Connection::Feed(std::span<const std::byte> bytes) {
     decoder_.Append(bytes);
     return PlainAuth();
   }
-  Status s = tls_->Feed(bytes);
+  // Decrypted in place: the session copies only a partial record left at the end.
+  Status s = tls_->Lend(bytes);
   if (!s.ok()) return Fail(s);
-  return Advance();
+  s = Advance();
+  tls_->EndLend();
+  return s;
 }
 
 std::span<const std::byte> Connection::outgoing() const {
@@ -165,11 +168,20 @@ Status Connection::Advance() {
     if (!s.ok()) return Fail(s);
     hello_sent_ = true;
   }
-  for (int i = 0; i < 1024; ++i) {  // bounded: at most kTlsInBufferMax / 4 KiB records
-    auto n = tls_->Read(plain_);
-    if (!n.ok()) return Fail(n.status());
+  // Bounded: the input holds at most kTlsInBufferMax bytes, so fewer records than this
+  // (every record but the last of a burst is full; a short one still has 21+ bytes of
+  // overhead).
+  for (size_t i = 0; i < wire::kTlsInBufferMax / 16; ++i) {
+    // Each record's plaintext goes straight into the decoder, not through a staging
+    // buffer (mbedtls_ssl_read returns one record's worth at most).
+    std::span<std::byte> space = decoder_.AppendSpace(wire::kTlsRecordPlainMax);
+    auto n = tls_->Read(space);
+    if (!n.ok()) {
+      decoder_.CommitAppend(0);
+      return Fail(n.status());
+    }
+    decoder_.CommitAppend(*n);
     if (*n == 0) break;
-    decoder_.Append(std::span<const std::byte>(plain_.data(), *n));
   }
   return Status::Ok();
 }
@@ -222,7 +234,20 @@ Status Connection::Send(uint64_t epoch, uint64_t seq, const wire::Message& messa
   if (!failed_.ok()) return failed_;
   HASYNC_ASSERT(hello_sent_);
   Status s;
-  if (tls_) {
+  const auto* extent = std::get_if<wire::Extent>(&message);
+  if (tls_ && extent != nullptr && extent->data.size() > wire::kTlsRecordPlainMax) {
+    // The frame's head and as much data as fills the first record, then the rest of
+    // the data straight from the message: the TLS layer copies each byte into its
+    // record once, and nothing copies the extent into a frame before that.
+    const std::span<const std::byte> data = extent->data;
+    scratch_.clear();
+    wire::EncodeExtentHead(epoch, seq, extent->file_size, extent->offset,
+                           static_cast<uint32_t>(data.size()), scratch_);
+    const size_t first = std::min(data.size(), wire::kTlsRecordPlainMax - scratch_.size());
+    scratch_.insert(scratch_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(first));
+    s = tls_->Write(scratch_);
+    if (s.ok()) s = tls_->Write(data.subspan(first));
+  } else if (tls_) {
     // Encoded into a reused buffer, then encrypted into the TLS outbox.
     scratch_.clear();
     wire::EncodeFrame(epoch, seq, message, scratch_);

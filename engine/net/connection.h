@@ -31,9 +31,11 @@
 
 namespace hasync::engine {
 
-// Bytes read from the socket per Feed are bounded by the caller's buffer; decrypted
-// bytes are staged in chunks of this size.
-inline constexpr size_t kPlainChunkBytes = 64 * 1024;
+// Bytes read from the socket per Feed are bounded by the caller's buffer. In TLS mode
+// they are decrypted where they lie (TlsSession::Lend) straight into the frame decoder
+// (FrameDecoder::AppendSpace), one record at a time; only a partial record at the end
+// is kept. An EXTENT is sent as its head and first data bytes (one full record),
+// then its data straight from the message: its bytes are not copied into a frame first.
 
 enum class ChannelMode { kTls, kPlain };
 
@@ -111,9 +113,9 @@ class Connection {
   bool hello_sent_ = false;
   std::optional<wire::Hello> peer_hello_;
   uint64_t peer_epoch_ = 0;
-  std::vector<std::byte> plain_;
   // TLS mode: each frame is encoded here before it is encrypted (kept between frames,
-  // so a stream of extents allocates nothing; at most one frame, freed when idle).
+  // so a stream of extents allocates nothing; at most one frame, freed when idle; an
+  // EXTENT's head and first record only).
   std::vector<std::byte> scratch_;
   Status failed_;
   bool key_refused_ = false;

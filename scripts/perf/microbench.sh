@@ -6,7 +6,8 @@
 #   --quick  one repetition of each benchmark with --benchmark_min_time=0.01: what CI runs
 #            to keep the benchmarks building and running. Its figures mean nothing and no
 #            timing is checked; a benchmark that reports an error fails the script.
-# Subjects are the bench/<subject>_bench.cpp files: lockwin, wire, xxh3, journal, tls.
+# Subjects are the bench/<subject>_bench.cpp files: lockwin, wire, xxh3, journal, tls,
+# tls_stream.
 # The build directory is build-perf/ ($HASYNC_PERF_BUILD overrides it, relative to the
 # repository root).
 #
@@ -113,7 +114,7 @@ BASELINES = {
     "tls": [(r"^(seal|open)/[^/]+/([^/]+)$", r"\1/raw_aead/\2")],
 }
 # Throughput unit per subject: DESIGN §8 quotes hashing and cipher speeds in GB/s.
-DECIMAL_GB = {"xxh3", "tls"}
+DECIMAL_GB = {"xxh3", "tls", "tls_stream"}
 # Fields of a Google Benchmark run that are not the benchmark's own counters.
 NOT_COUNTERS = {
     "name", "family_index", "per_family_instance_index", "run_name", "run_type",

@@ -24,9 +24,13 @@
 #                                    [--perf]   (perf record both nodes during the burst and the large files)
 #                                    [--group-commit fsync|syncfs]  (the standby's [sync] group_commit)
 #                                    [--streams "0 2"]  (transport.data_streams values for section 3)
+#                                    [--large-only]  (section 3 and its baselines only: the large
+#                                                     file, raw TCP, copier and cipher speed)
+#                                    [--modes "tls plain plaincopy"]  (transport modes of section 3)
 set -euo pipefail
 
 QUICK=0 PERF=0 GROUP_COMMIT=fsync STREAMS="0 2" SET_N=0 SET_BIG=0 SET_LAG=0
+LARGE_ONLY=0 MODES="tls plain plaincopy"
 N=20000 BIG_MIB=1024 LAG_S=10 SLOW_N=20000 SLOW_REPS=3 CIPHER_MIB=256
 ARGS_STR="$*"
 while (($#)); do
@@ -38,7 +42,9 @@ while (($#)); do
     --perf) PERF=1 ;;
     --group-commit) GROUP_COMMIT=$2; shift ;;
     --streams) STREAMS=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--files N] [--big-mib M] [--lag-seconds S] [--perf] [--group-commit fsync|syncfs] [--streams \"0 2\"]" >&2; exit 2 ;;
+    --large-only) LARGE_ONLY=1 ;;
+    --modes) MODES=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--big-mib M] [--lag-seconds S] [--perf] [--group-commit fsync|syncfs] [--streams \"0 2\"] [--large-only] [--modes \"tls plain plaincopy\"]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -57,15 +63,17 @@ fi
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=$REPO/build-perf-repl
 RESULTS=$BUILD/results
-BIN=$BUILD/app/hasync
+BIN=${HASYNC_PERF_BIN:-$BUILD/app/hasync}  # HASYNC_PERF_BIN: a prebuilt binary (A/B runs); no build
 H=(python3 "$REPO/scripts/perf/replication_helper.py")
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 "$REPO/scripts/install-deps.sh" >&2
-log "building hasync in $BUILD"
-cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C "$BUILD" hasync >&2
+if [[ -z ${HASYNC_PERF_BIN:-} ]]; then
+  log "building hasync in $BUILD"
+  cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C "$BUILD" hasync >&2
+fi
 
 WORK=$(mktemp -d /var/tmp/hasync-perf-repl.XXXXXX)
 RAW=$WORK/raw
@@ -195,6 +203,7 @@ perf_stop() {
   PERF_PID=""
   perf report -i "$RESULTS/$1.perf.data" --no-children --sort comm,dso,symbol \
     --percent-limit 1.5 --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"$RESULTS/$1.perf.txt" || true
+  "${H[@]}" perf-threads "$RESULTS/$1.perf.data" >"$RAW/$1_threads.json" || true
 }
 
 # Waits until dir D exists on the standby with at least K subdirs.
@@ -202,11 +211,12 @@ wait_standby_dirs() { wait_until 60 count_dirs "$1" "$2" || { log "standby lacks
 
 # ------------------------------------------------------------------ inputs
 log "generating inputs: $N small files, ${BIG_MIB} MiB file"
-"${H[@]}" mkfiles "$WORK/src" "$N" 1 >"$RAW/src_tree.json"
+((LARGE_ONLY)) || "${H[@]}" mkfiles "$WORK/src" "$N" 1 >"$RAW/src_tree.json"
 head -c "$((BIG_MIB * 1048576))" /dev/urandom >"$WORK/big.bin"
 BIG_BYTES=$((BIG_MIB * 1048576))
 sync -f "$WORK"
 
+if ((LARGE_ONLY == 0)); then
 # ------------------------------------------------------------------ 1. burst baselines
 log "baseline: cp -a + sync"
 sync -f "$WORK"
@@ -246,6 +256,7 @@ for variant in plain fsync; do
 done
 stop_pid "$RSYNCD_PID"
 
+fi  # LARGE_ONLY
 # ------------------------------------------------------------------ 3. stream baselines
 for mode in discard write; do
   log "baseline: raw TCP stream of ${BIG_MIB} MiB ($mode)"
@@ -260,6 +271,7 @@ sync -f "$WORK"
 log "baseline: mbedTLS ChaCha20-Poly1305, ${CIPHER_MIB} MiB"
 "${H[@]}" mbedtls-speed "$CIPHER_MIB" >"$RAW/mbedtls.json"
 
+if ((LARGE_ONLY == 0)); then
 # ------------------------------------------------------------------ 4. writer slowdown
 # Alternating off/on; each run writes SLOW_N files into a fresh dir (a fresh block
 # group, see topdir): "off" with the pair stopped, beside the spool; "on" in the
@@ -348,6 +360,7 @@ wait_until 20 exists "$WORK/lagfloor.ready"
 wait "$wpid"
 "${H[@]}" lag-report "$WORK/lagfloor.writes.json" "$WORK/lagfloor.seen.json" >"$RAW/lagfloor_report.json"
 
+fi  # LARGE_ONLY
 # ------------------------------------------------------------------ 3. large file
 cpu_ticks() {  # pid → utime + stime in clock ticks (fields 14 and 15 of /proc/pid/stat)
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
@@ -372,7 +385,7 @@ big_run() {  # tag
   wait_until 60 absent "$SS/big.bin" || log "standby still holds big.bin"
 }
 stop_pair
-for mode in tls plain plaincopy; do   # plaincopy: plain with splice = false
+for mode in $MODES; do   # plaincopy: plain with splice = false
   for s in $STREAMS; do
     [ "$mode" = plaincopy ] && [ "$s" = 0 ] && continue   # splice is for data streams only
     start_pair "$mode" "$s"
@@ -392,8 +405,8 @@ grep -E 'event=(sender_stats|receiver_stats)' "$WORK/primary.log" "$WORK/standby
   echo " \"kernel\": \"$(uname -r)\", \"mem_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"
   echo " \"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"rsync\": \"$(rsync --version | head -n1 | awk '{print $3}')\","
   echo " \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\","
-  echo " \"group_commit\": \"$GROUP_COMMIT\", \"streams\": \"$STREAMS\","
-  echo " \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}"
+  echo " \"group_commit\": \"$GROUP_COMMIT\", \"streams\": \"$STREAMS\", \"modes\": \"$MODES\", \"large_only\": $LARGE_ONLY,"
+  echo " \"bin\": \"$BIN\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}"
 } >"$RAW/meta.json"
 rm -rf "$RESULTS/raw" && cp -r "$RAW" "$RESULTS/raw"  # a fresh copy, not one nested in the last
 "${H[@]}" report "$RAW" "$RESULTS/replication.json"

@@ -19,6 +19,7 @@ bounded by a count and by a deadline.
   tcp-recv PORT MODE [OUT]               receive one stream; MODE discard|write (fsync)
   tcp-send PORT FILE                     send FILE with sendfile(2)
   mbedtls-speed MIB                      ChaCha20-Poly1305 of libmbedcrypto, 16 KiB records
+  perf-threads PERF_DATA                 per thread: share of samples, and ÷ its cipher samples
   create-rate DIR N SIZE                 create+write+close rate of N files
   mono                                   time.monotonic() now
   rename-now SRC DST                     rename, with the monotonic time just before
@@ -390,6 +391,38 @@ def cmd_mbedtls_speed(mib):
          "note": "best of 3, per CPU second; ctypes call overhead included (~1 us/record)"})
 
 
+# ---------------------------------------------------------------- perf: threads
+def cmd_perf_threads(data):
+    """Per thread of a `perf record` of both nodes: its share of the samples and, for a
+    thread that spends most of them in libmbedcrypto (a data stream's), its samples ÷
+    its cipher samples: 1.00 would be a thread that only runs the cipher."""
+    import collections
+    import re
+    import subprocess
+    res = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "pid,dso",
+                          "--stdio", "-g", "none", "--percent-limit", "0"],
+                         capture_output=True, text=True, check=False).stdout
+    total, cipher, comm = collections.Counter(), collections.Counter(), {}
+    for line in res.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\d+):(\S+)\s+(.*)", line)
+        if not m:
+            continue
+        pct, tid = float(m.group(1)), int(m.group(2))
+        total[tid] += pct
+        comm[tid] = m.group(3)
+        if "mbedcrypto" in m.group(4):
+            cipher[tid] += pct
+    threads = []
+    for tid in sorted(total, key=lambda t: -total[t]):
+        if total[tid] < 0.5:
+            continue
+        stream = cipher[tid] > 0.5 * total[tid]
+        threads.append({"tid": tid, "comm": comm[tid], "pct": round(total[tid], 2),
+                        "cipher_pct": round(cipher[tid], 2),
+                        "x_cipher": round(total[tid] / cipher[tid], 3) if stream else None})
+    out({"perf_data": data, "threads": threads})
+
+
 # ---------------------------------------------------------------- writer slowdown
 def cmd_create_rate(root, n, size):
     n, size = int(n), int(size)
@@ -563,6 +596,7 @@ def cmd_report(raw, outjson):
                 meta.get("loadavg"), meta.get("fs"), meta.get("group_commit", "fsync"),
                 "QUICK (tiny sizes)" if meta.get("quick") else "full"))
     L.append("")
+    first_cut = len(L)  # --large-only: sections 1 and 2 were not run
     b = burst
     hl, hi = b["hasync_live"]["files_per_s"], b["hasync_initial"]["files_per_s"]
     rsf_r, rs_r = b["rsync_daemon_fsync"]["files_per_s"], b["rsync_daemon"]["files_per_s"]
@@ -603,6 +637,8 @@ def cmd_report(raw, outjson):
                     f2(rep.get("p50_ms")), f2(rep.get("p90_ms")), f2(rep.get("p99_ms")),
                     f1(rep.get("max_ms")), tgt))
     L.append("")
+    if meta.get("large_only"):
+        del L[first_cut:]
     L.append("### One large file (%s MiB), renamed into the primary's spool → hash-identical on the standby" % (big // 1048576))
     L.append("")
     cph = (large["mbedtls_chachapoly"] or {}).get("mb_per_s_cpu")
@@ -634,21 +670,41 @@ def cmd_report(raw, outjson):
              % (f0(cop), f2(_div(cop, raw_tcp))))
     L.append("| mbedTLS 2.28 ChaCha20-Poly1305 encrypt, 16 KiB records, 1 core (libmbedcrypto via ctypes) | %s | | | |" % f0(cph))
     L.append("")
-    L.append("CPU seconds per GiB moved (utime + stime of every thread of each node during the transfer):")
+    L.append("CPU seconds per GiB moved (utime + stime of every thread of each node during the transfer;"
+             " ÷ cipher: that over the cipher's own CPU seconds per GiB, the row above — a ratio the"
+             " machine's load moves much less than MB/s):")
     L.append("")
-    L.append("| run | primary | standby | primary ÷ plain copied (same streams) |")
-    L.append("| --- | ---: | ---: | ---: |")
+    L.append("| run | primary | standby | primary ÷ cipher | standby ÷ cipher | primary ÷ plain copied (same streams) |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    cipher_s_per_gib = 1073.741824 / cph if cph else None
     for m in ("tls", "plain", "plaincopy"):
         for ns in large["streams"]:
             if m == "plaincopy" and ns == 0:
                 continue
             e = large["hasync_%s_s%d" % (m, ns)]
             base = large.get("hasync_plaincopy_s%d" % ns, {}).get("primary_cpu_s_per_gib")
-            L.append("| %s, data_streams = %d | %s | %s | %s |"
+            L.append("| %s, data_streams = %d | %s | %s | %s | %s | %s |"
                      % ({"tls": "TLS", "plain": "plain, spliced", "plaincopy": "plain, copied"}[m], ns,
                         f2(e["primary_cpu_s_per_gib"]), f2(e["standby_cpu_s_per_gib"]),
+                        f2(_div(e["primary_cpu_s_per_gib"], cipher_s_per_gib)),
+                        f2(_div(e["standby_cpu_s_per_gib"], cipher_s_per_gib)),
                         f2(_div(e["primary_cpu_s_per_gib"], base)) if base else ""))
     L.append("")
+    # --perf: each data stream thread's samples ÷ its cipher samples (1.00 = the cipher only).
+    thread_rows = []
+    for ns in large["streams"]:
+        th = _load(raw, "big_tls_s%d_threads.json" % ns)
+        if th:
+            xs = [t["x_cipher"] for t in th["threads"] if t.get("x_cipher")]
+            thread_rows.append("| TLS, data_streams = %d | %s |" % (ns, ", ".join("%.2f" % x for x in xs) or "—"))
+    if thread_rows:
+        L.append("Data stream threads (perf samples of the thread ÷ its samples in libmbedcrypto):")
+        L.append("")
+        L.append("| run | each stream thread ÷ its cipher |")
+        L.append("| --- | --- |")
+        L.extend(thread_rows)
+        L.append("")
+    second_cut = len(L)  # --large-only: sections 4 and 5 were not run
     s4 = r["slowdown"]
     L.append("### Writer slowdown on the primary (%s creates of 4 KiB, Python, medians of %d alternating runs)"
              % (f0(meta.get("slow_files")), meta.get("slow_reps", 3)))
@@ -671,12 +727,18 @@ def cmd_report(raw, outjson):
                  % (node, f0(e.get(node + "_kib")), f0(i.get(node + "_kib")), f0(files), f0(bpf),
                     ("≤ 200 bytes: " + met(bpf <= 200 if bpf is not None else None)) if node == "primary" else ""))
     L.append("")
+    if meta.get("large_only"):
+        del L[second_cut:]
     ok = [("burst", (burst["hasync_live"]["compare"] or {}).get("equal")),
           ("initial", (burst["hasync_initial"]["compare"] or {}).get("equal")),
           ] + [("large %s %d streams" % (m, ns),
                 (large["hasync_%s_s%d" % (m, ns)]["compare"] or {}).get("equal"))
                for m in ("tls", "plain", "plaincopy") for ns in large["streams"]
                if not (m == "plaincopy" and ns == 0)]
+    if meta.get("large_only"):
+        ok = ok[2:]
+    ran = set(str(meta.get("modes", "tls plain plaincopy")).split())
+    ok = [(k, v) for k, v in ok if not k.startswith("large ") or k.split()[1] in ran]
     L.append("Content checks (standby tree byte-identical after each run): "
              + ", ".join("%s %s" % (k, "ok" if v else "FAILED") for k, v in ok))
     print("\n".join(L))

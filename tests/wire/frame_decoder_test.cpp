@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "tests/wire/samples.h"
 #include "tests/wire/test_bytes.h"
 #include "wire/frame.h"
@@ -55,6 +57,36 @@ TEST(FrameDecoder, ArbitraryChunkSizesYieldEveryFrame) {
     EXPECT_EQ(FeedInChunks(stream, chunk), frames);
   }
   EXPECT_EQ(FeedInChunks(stream, stream.size()), frames);
+}
+
+// The in-place path (the TLS layer decrypting into the decoder) yields the same frames
+// as Append; bytes written but not committed are not part of the stream.
+TEST(FrameDecoder, AppendInPlaceYieldsEveryFrame) {
+  std::vector<Frame> frames = SampleFrames();
+  frames.push_back(Change(Extent{1 << 21, 0, Bytes(kExtentDataMax, 3)}));
+  frames.push_back(Control(Ping{3, 4}));
+  std::vector<std::byte> stream = EncodeAll(frames);
+  for (size_t chunk : {1u, 5u, 16384u, 70000u}) {
+    SCOPED_TRACE(chunk);
+    FrameDecoder decoder;
+    std::vector<Frame> got;
+    for (size_t i = 0; i < stream.size(); i += chunk) {
+      size_t n = std::min(chunk, stream.size() - i);
+      std::span<std::byte> space = decoder.AppendSpace(n + 9);
+      ASSERT_GE(space.size(), n + 9);
+      std::memcpy(space.data(), stream.data() + i, n);
+      std::memset(space.data() + n, 0xFF, 9);  // written, never committed
+      decoder.CommitAppend(n);
+      while (true) {
+        auto step = decoder.Next();
+        ASSERT_TRUE(step.ok()) << step.status().ToString();
+        if (std::holds_alternative<NeedMore>(*step)) break;
+        got.push_back(std::get<Frame>(std::move(*step)));
+      }
+    }
+    EXPECT_EQ(got, frames);
+    EXPECT_EQ(decoder.buffered(), 0u);
+  }
 }
 
 TEST(FrameDecoder, NeedMoreReportsTheExactShortfall) {

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace hasync::wire {
 namespace {
 
@@ -126,6 +129,55 @@ TEST(TlsSession, InputBeyondBoundIsRefused) {
   ASSERT_TRUE(server.ok());
   std::vector<std::byte> big(kTlsInBufferMax + 1);
   EXPECT_EQ((*server)->Feed(big).code(), Code::kResourceExhausted);
+}
+
+// Lend: records are read where the caller's bytes lie, bytes fed before come first, and
+// a partial record left at EndLend is kept and completed by the next input.
+TEST(TlsSession, LentBytesAreReadInOrderAndTheRestIsKept) {
+  TestRng rng;
+  auto client = TlsSession::Create(TlsRole::kClient, Key(3), rng.fn(), rng.ctx());
+  auto server = TlsSession::Create(TlsRole::kServer, Key(3), rng.fn(), rng.ctx());
+  ASSERT_TRUE(client.ok() && server.ok());
+  auto [c, s] = HandshakeBoth(**client, **server);
+  ASSERT_TRUE(c.ok() && s.ok());
+  std::vector<std::byte> big(100'000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = std::byte(i * 7 + 1);
+  ASSERT_TRUE((*client)->Write(big).ok());
+  std::vector<std::byte> wire((*client)->outgoing().begin(), (*client)->outgoing().end());
+  (*client)->ConsumeOutgoing(wire.size());
+  // 10 bytes fed the ordinary way, then lent pieces cut mid-record.
+  ASSERT_TRUE((*server)->Feed(std::span<const std::byte>(wire).first(10)).ok());
+  std::vector<std::byte> got;
+  std::vector<std::byte> buf(kTlsRecordPlainMax);
+  for (size_t at = 10; at < wire.size();) {
+    size_t n = std::min<size_t>(23'456, wire.size() - at);
+    std::vector<std::byte> piece(wire.begin() + static_cast<std::ptrdiff_t>(at),
+                                 wire.begin() + static_cast<std::ptrdiff_t>(at + n));
+    ASSERT_TRUE((*server)->Lend(piece).ok());
+    EXPECT_GE((*server)->pending_input(), n);
+    for (;;) {
+      auto r = (*server)->Read(buf);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      if (*r == 0) break;
+      got.insert(got.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*r));
+    }
+    (*server)->EndLend();
+    std::fill(piece.begin(), piece.end(), std::byte{0xEE});  // the session kept its own copy
+    at += n;
+  }
+  EXPECT_EQ(got, big);
+  EXPECT_EQ((*server)->pending_input(), 0u);
+}
+
+TEST(TlsSession, LendBeyondBoundIsRefused) {
+  TestRng rng;
+  auto server = TlsSession::Create(TlsRole::kServer, Key(1), rng.fn(), rng.ctx());
+  ASSERT_TRUE(server.ok());
+  std::vector<std::byte> some(1000);
+  ASSERT_TRUE((*server)->Feed(some).ok());
+  std::vector<std::byte> big(kTlsInBufferMax - 999);
+  EXPECT_EQ((*server)->Lend(big).code(), Code::kResourceExhausted);
+  EXPECT_EQ((*server)->pending_input(), 1000u);  // nothing was taken
 }
 
 }  // namespace

@@ -498,8 +498,10 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
   }
   if (s.ok()) s = VerifyHash(file, size, expected);
   if (s.ok()) {
+    uint64_t stripped = 0;
     s = ApplyMetaToFd(file.fd.get(), meta, /*is_dir=*/false, tree_->options_.allow_privileged,
-                      file.path, &tree_->stats_.setid_bits_stripped);
+                      file.path, &stripped);
+    tree_->stats_.setid_bits_stripped += stripped;
   }
   if (!s.ok()) {
     RemoveTemp(file);
@@ -725,9 +727,11 @@ Status Batch::Apply(const OpMkdir& op, Touched& touched) {
   ASSIGN_OR_RETURN(UniqueFd dir,
                    OpenBeneath(parent.fd.get(), parent.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
                                fmt::format("new directory {}", op.path)));
-  RETURN_IF_ERROR(ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
-                                tree_->options_.allow_privileged, op.path,
-                                &tree_->stats_.setid_bits_stripped));
+  uint64_t stripped = 0;
+  Status meta = ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
+                              tree_->options_.allow_privileged, op.path, &stripped);
+  tree_->stats_.setid_bits_stripped += stripped;
+  RETURN_IF_ERROR(meta);
   RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(op.path)));
   return touched.Add(dir.get(), op.path);
 }

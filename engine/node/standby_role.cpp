@@ -2,6 +2,7 @@
 
 #include <sys/ioctl.h>
 
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,7 +46,12 @@ Status StandbyRole::Start() {
   receiver_ = std::make_unique<Receiver>(raw, out_);
   // Batch N commits on a thread of its own while batch N+1 is received and staged; the
   // ACK still goes out only once N is durable, in order (docs/APPLY.md).
-  if (Status s = receiver_->EnablePipeline(); !s.ok()) {
+  // HASYNC_COMMIT_PIPELINE=0 turns it off: a diagnostic and benchmark switch
+  // (scripts/perf/apply_pipeline.sh measures both ways in one run), not a setting.
+  const char* pipeline_env = std::getenv("HASYNC_COMMIT_PIPELINE");
+  if (pipeline_env != nullptr && std::string_view(pipeline_env) == "0") {
+    Log(Level::kInfo, "commit_pipeline_off").kv("reason", "HASYNC_COMMIT_PIPELINE=0");
+  } else if (Status s = receiver_->EnablePipeline(); !s.ok()) {
     Log(Level::kWarn, "commit_pipeline_off")
         .kv("reason", s.ToString())
         .kv("note", "each batch commits on the loop; the next one is received after it");

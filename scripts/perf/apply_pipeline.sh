@@ -18,9 +18,12 @@
 # usage: scripts/perf/apply_pipeline.sh [--quick] [--files N] [--reps R]
 #                                       [--rates "1000 5000 10000"] [--lag-seconds S]
 #                                       [--group-commit fsync|syncfs] [--perf]
+#                                       [--modes "1 0"]  (HASYNC_COMMIT_PIPELINE of the
+#                                        standby: 1 pipelined commit, 0 commit on the loop;
+#                                        each mode gets its own pair, alternating per rep)
 set -euo pipefail
 
-QUICK=0 PERF=0 N=10000 REPS=3 RATES="1000 2000 5000 10000" LAG_S=5 GROUP_COMMIT=fsync
+QUICK=0 PERF=0 N=10000 REPS=3 RATES="1000 2000 5000 10000" LAG_S=5 GROUP_COMMIT=fsync MODES="1"
 ARGS_STR="$*"
 while (($#)); do
   case $1 in
@@ -31,6 +34,7 @@ while (($#)); do
     --lag-seconds) LAG_S=$2; shift ;;
     --group-commit) GROUP_COMMIT=$2; shift ;;
     --perf) PERF=1 ;;
+    --modes) MODES=$2; shift ;;
     *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf]" >&2; exit 2 ;;
   esac
   shift
@@ -123,12 +127,21 @@ enabled = false
 CONF
   "$BIN" check-config -c "$WORK/$n.toml" >/dev/null
 done
-"$BIN" run -c "$WORK/standby.toml" --initial-role standby >>"$WORK/standby.log" 2>&1 </dev/null &
-STANDBY_PID=$!; PIDS+=("$STANDBY_PID")
-"$BIN" run -c "$WORK/primary.toml" --initial-role primary >>"$WORK/primary.log" 2>&1 </dev/null &
-PRIMARY_PID=$!; PIDS+=("$PRIMARY_PID")
-resynced() { grep -q 'event=resync_sent' "$WORK/primary.log" 2>/dev/null; }
-wait_until 120 resynced || { log "pair did not finish its first resync within 120 s"; exit 1; }
+STARTED_ONCE=0
+resyncs() { grep -c 'event=resync_sent' "$WORK/primary.log" 2>/dev/null || true; }
+start_pair() {  # mode (HASYNC_COMMIT_PIPELINE of the standby)
+  local before role_p=() role_s=()
+  before=$(resyncs); before=${before:-0}
+  if ((STARTED_ONCE == 0)); then role_p=(--initial-role primary) role_s=(--initial-role standby); fi
+  HASYNC_COMMIT_PIPELINE=$1 "$BIN" run -c "$WORK/standby.toml" "${role_s[@]}" >>"$WORK/standby.log" 2>&1 </dev/null &
+  STANDBY_PID=$!; PIDS+=("$STANDBY_PID")
+  "$BIN" run -c "$WORK/primary.toml" "${role_p[@]}" >>"$WORK/primary.log" 2>&1 </dev/null &
+  PRIMARY_PID=$!; PIDS+=("$PRIMARY_PID")
+  STARTED_ONCE=1
+  resynced() { (($(resyncs) > before)); }
+  wait_until 120 resynced || { log "pair did not finish its resync within 120 s"; exit 1; }
+}
+stop_pair() { stop_pid "$PRIMARY_PID"; stop_pid "$STANDBY_PID"; PRIMARY_PID="" STANDBY_PID=""; }
 SP=$WORK/primary/spool SS=$WORK/standby/spool
 
 perf_start() {
@@ -155,39 +168,48 @@ for ((r = 1; r <= REPS; r++)); do
   sync -f "$WORK"
   t0=$(now); cp -a "$WORK/src" "$WORK/runs/cp$r"; sync -f "$WORK/runs/cp$r"; t1=$(now)
   echo "{\"seconds\": $(elapsed "$t0" "$t1")}" >"$RAW/cp_$r.json"
-  sync -f "$WORK"
-  log "burst rep $r: hasync live"
-  "${H[@]}" mkdirs "$SP/b$r" 100 >/dev/null
-  wait_standby_dirs "$SS/b$r" 100
-  "${H[@]}" watch-names "$SS/b$r" 100 "$N" 300 "$WORK/b$r.ready" >"$RAW/burst_watch_$r.json" &
-  wpid=$!; PIDS+=("$wpid")
-  wait_until 20 exists "$WORK/b$r.ready"
-  ((r == 1)) && perf_start burst_pipeline
-  "${H[@]}" mkfiles "$SP/b$r" "$N" 1 >"$RAW/burst_writer_$r.json"
-  wait "$wpid"
-  ((r == 1)) && perf_stop
-  "${H[@]}" compare "$SP/b$r" "$SS/b$r" >"$RAW/burst_compare_$r.json"
+  for mode in $MODES; do
+    sync -f "$WORK"
+    start_pair "$mode"
+    b=b${r}m$mode
+    log "burst rep $r: hasync live, HASYNC_COMMIT_PIPELINE=$mode"
+    "${H[@]}" mkdirs "$SP/$b" 100 >/dev/null
+    wait_standby_dirs "$SS/$b" 100
+    "${H[@]}" watch-names "$SS/$b" 100 "$N" 300 "$WORK/$b.ready" >"$RAW/burst_watch_${r}_$mode.json" &
+    wpid=$!; PIDS+=("$wpid")
+    wait_until 20 exists "$WORK/$b.ready"
+    ((r == 1)) && perf_start "burst_pipeline_$mode"
+    "${H[@]}" mkfiles "$SP/$b" "$N" 1 >"$RAW/burst_writer_${r}_$mode.json"
+    wait "$wpid"
+    ((r == 1)) && perf_stop
+    "${H[@]}" compare "$SP/$b" "$SS/$b" >"$RAW/burst_compare_${r}_$mode.json"
+    stop_pair
+  done
 done
 
 # ------------------------------------------------------------------ 2. lag
-for rate in $RATES; do
-  log "lag at $rate changes/s for $LAG_S s"
-  d=lag$rate
-  for ((i = 0; i < 10; i++)); do mkdir -p "$SP/$d/l$i"; done
-  wait_standby_dirs "$SS/$d" 10
-  total=$(python3 -c "print(int($rate * $LAG_S))")
-  "${H[@]}" lag-watch "$SS/$d" "$((LAG_S + 60))" "$((total - 1))" "$WORK/$d.ready" \
-    "$WORK/$d.seen.json" >"$RAW/lag_${rate}_watch.json" &
-  wpid=$!; PIDS+=("$wpid")
-  wait_until 20 exists "$WORK/$d.ready"
-  "${H[@]}" lag-writer "$SP/$d" "$rate" "$LAG_S" 500 "$WORK/$d.writes.json" >"$RAW/lag_${rate}_writer.json"
-  wait "$wpid"
-  cp "$WORK/$d.writes.json" "$RAW/lag_${rate}_writes.json"
-  cp "$WORK/$d.seen.json" "$RAW/lag_${rate}_seen.json"
+for mode in $MODES; do
+  start_pair "$mode"
+  for rate in $RATES; do
+    log "lag at $rate changes/s for $LAG_S s, HASYNC_COMMIT_PIPELINE=$mode"
+    d=lag${rate}m$mode
+    for ((i = 0; i < 10; i++)); do mkdir -p "$SP/$d/l$i"; done
+    wait_standby_dirs "$SS/$d" 10
+    total=$(python3 -c "print(int($rate * $LAG_S))")
+    "${H[@]}" lag-watch "$SS/$d" "$((LAG_S + 60))" "$((total - 1))" "$WORK/$d.ready" \
+      "$WORK/$d.seen.json" >"$RAW/lag_${rate}_${mode}_watch.json" &
+    wpid=$!; PIDS+=("$wpid")
+    wait_until 20 exists "$WORK/$d.ready"
+    "${H[@]}" lag-writer "$SP/$d" "$rate" "$LAG_S" 500 "$WORK/$d.writes.json" >"$RAW/lag_${rate}_${mode}_writer.json"
+    wait "$wpid"
+    cp "$WORK/$d.writes.json" "$RAW/lag_${rate}_${mode}_writes.json"
+    cp "$WORK/$d.seen.json" "$RAW/lag_${rate}_${mode}_seen.json"
+  done
+  stop_pair
 done
 
 echo "{\"command\": \"scripts/perf/apply_pipeline.sh${ARGS_STR:+ $ARGS_STR}\", \"files\": $N, \"reps\": $REPS," \
-  "\"rates\": \"$RATES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\"," \
+  "\"rates\": \"$RATES\", \"modes\": \"$MODES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\"," \
   "\"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\"," \
   "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}" \
   >"$RAW/meta.json"
@@ -196,32 +218,37 @@ import json, os, statistics, sys
 raw, outp = sys.argv[1], sys.argv[2]
 meta = json.load(open(os.path.join(raw, "meta.json")))
 ld = lambda n: json.load(open(os.path.join(raw, n)))
-n, reps = meta["files"], meta["reps"]
-cp, live, ok = [], [], True
-for r in range(1, reps + 1):
-    cp.append(n / ld(f"cp_{r}.json")["seconds"])
-    w, wr = ld(f"burst_watch_{r}.json"), ld(f"burst_writer_{r}.json")
-    live.append(n / (w["t_done"] - wr["t_start"]) if w.get("t_done") else 0.0)
-    ok = ok and ld(f"burst_compare_{r}.json")["equal"]
-res = {"meta": meta, "burst": {"cp_sync_files_per_s": cp, "live_files_per_s": live,
-       "ratios": [l / c for l, c in zip(live, cp)], "identical": ok}, "lag": {}}
+n, reps, modes = meta["files"], meta["reps"], meta["modes"].split()
+name = {"1": "pipelined commit", "0": "commit on the loop"}
+cp = [n / ld(f"cp_{r}.json")["seconds"] for r in range(1, reps + 1)]
+res = {"meta": meta, "cp_sync_files_per_s": cp, "burst": {}, "lag": {}}
 print(f"Run of {meta['date']}, commit {meta['commit']}, `{meta['command']}`, fs {meta['fs']}, "
       f"group_commit {meta['group_commit']}, load average at the end {meta['loadavg']}.\n")
-print(f"| burst of {n} files | rep | files/s | hasync ÷ cp -a + sync |\n| --- | ---: | ---: | ---: |")
-for r in range(reps):
-    print(f"| cp -a + sync -f | {r+1} | {cp[r]:,.0f} | |")
-    print(f"| hasync live (first write → all durable on the standby) | {r+1} | {live[r]:,.0f} | {live[r]/cp[r]:.2f} |")
-print(f"| **median** | | cp {statistics.median(cp):,.0f} / hasync {statistics.median(live):,.0f} | "
-      f"**{statistics.median(res['burst']['ratios']):.2f}** |\n")
-print("| rate /s | achieved /s | seen | p50 ms | p99 ms | max ms | p50 first fifth | p50 last fifth |")
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print(f"| burst of {n} files | files/s per rep | median | ÷ cp -a + sync -f (same rep), median | identical |")
+print("| --- | --- | ---: | ---: | --- |")
+print(f"| `cp -a` + `sync -f` | {', '.join(f'{c:,.0f}' for c in cp)} | {statistics.median(cp):,.0f} | 1.00 | |")
+for m in modes:
+    live, ok = [], True
+    for r in range(1, reps + 1):
+        w, wr = ld(f"burst_watch_{r}_{m}.json"), ld(f"burst_writer_{r}_{m}.json")
+        live.append(n / (w["t_done"] - wr["t_start"]) if w.get("t_done") else 0.0)
+        ok = ok and ld(f"burst_compare_{r}_{m}.json")["equal"]
+    ratios = [l / c for l, c in zip(live, cp)]
+    res["burst"][m] = {"live_files_per_s": live, "ratios": ratios, "identical": ok}
+    print(f"| hasync live, {name.get(m, m)} (first write → all durable on the standby) | "
+          f"{', '.join(f'{l:,.0f}' for l in live)} | {statistics.median(live):,.0f} | "
+          f"**{statistics.median(ratios):.2f}** ({', '.join(f'{x:.2f}' for x in ratios)}) | {'yes' if ok else '**no**'} |")
+print()
+print("| standby | rate /s | achieved /s | seen | p50 ms | p99 ms | max ms | p50 first fifth | p50 last fifth |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 def pct(v, p):
     if not v: return float("nan")
     return v[min(len(v) - 1, max(0, int(round(p / 100.0 * len(v) + 0.5)) - 1))]
-for rate in meta["rates"].split():
-    w = ld(f"lag_{rate}_writes.json")
-    s = {int(k): v for k, v in ld(f"lag_{rate}_seen.json").items()}
-    wr = ld(f"lag_{rate}_writer.json")
+for m in modes:
+  for rate in meta["rates"].split():
+    w = ld(f"lag_{rate}_{m}_writes.json")
+    s = {int(k): v for k, v in ld(f"lag_{rate}_{m}_seen.json").items()}
+    wr = ld(f"lag_{rate}_{m}_writer.json")
     pairs = [(seq, (s[seq] - t) * 1000.0) for seq, t in w if seq in s]
     lags = sorted(l for _, l in pairs)
     k = max(1, len(pairs) // 5)
@@ -229,8 +256,8 @@ for rate in meta["rates"].split():
     row = {"achieved": wr["achieved_rate"], "writes": len(w), "seen": len(lags),
            "p50": pct(lags, 50), "p99": pct(lags, 99), "max": lags[-1] if lags else None,
            "p50_first_fifth": pct(first, 50), "p50_last_fifth": pct(last, 50)}
-    res["lag"][rate] = row
-    print(f"| {int(rate):,} | {row['achieved']:,.0f} | {row['seen']} / {row['writes']} | {row['p50']:.2f} | "
+    res["lag"][f"{m}/{rate}"] = row
+    print(f"| {name.get(m, m)} | {int(rate):,} | {row['achieved']:,.0f} | {row['seen']} / {row['writes']} | {row['p50']:.2f} | "
           f"{row['p99']:.2f} | {row['max']:.1f} | {row['p50_first_fifth']:.2f} | {row['p50_last_fifth']:.2f} |")
 json.dump(res, open(outp, "w"), indent=1)
 PY

@@ -325,6 +325,7 @@ class Batch {
   void NoteNamespace(std::string_view path);
   bool TouchedEarlier(std::string_view path) const;
   Status Poison(Status status);
+  Result<size_t> StagingDir(std::string_view dir, std::string_view for_path);
   Status CloneBase(StagedFile& file);
   Status VerifyHash(StagedFile& file, uint64_t size, Hash128 expected);
   Status CheckHash(const StagedFile& file, Hash128 got, Hash128 expected);
@@ -349,6 +350,9 @@ class Batch {
   std::vector<StagedFile> files_;
   std::vector<UniqueFd> staging_dirs_;
   std::map<InodeKey, size_t> staging_index_;
+  // Directory path (root-relative, "" = the root) → index into staging_dirs_, so each
+  // staging directory is resolved once per batch (StagingDir).
+  std::map<std::string, size_t, std::less<>> staging_by_path_;
   // Paths created, removed or moved by recorded operations (see TouchedEarlier).
   std::set<std::string, std::less<>> namespace_paths_;
   std::vector<std::byte> hash_buf_;

@@ -376,22 +376,14 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   // inside it could also make an rmdir fail. The root never moves.
   std::string_view dir = SplitPath(path).dir;
   bool stage_in_root = !dir.empty() && TouchedEarlier(dir);
-  Result<UniqueFd> staging =
-      OpenBeneath(tree_->root_.get(), stage_in_root ? "" : dir, O_RDONLY | O_DIRECTORY,
-                  fmt::format("staging directory for {}", path));
-  if (!staging.ok()) return Poison(staging.status());
-  struct stat st {};
-  RETURN_IF_ERROR(Poison(FstatFd(staging->get(), &st, fmt::format("staging dir of {}", path))));
-  InodeKey key{st.st_dev, st.st_ino};
-  auto [it, inserted] = staging_index_.emplace(key, staging_dirs_.size());
-  if (inserted) staging_dirs_.push_back(std::move(staging).value());
-  size_t dir_index = it->second;
+  Result<size_t> dir_index = StagingDir(stage_in_root ? "" : dir, path);
+  if (!dir_index.ok()) return Poison(dir_index.status());
 
-  Result<TempFile> temp = CreateTempFile(staging_dirs_[dir_index].get(), path);
+  Result<TempFile> temp = CreateTempFile(staging_dirs_[*dir_index].get(), path);
   if (!temp.ok()) return Poison(temp.status());
   StagedFile file;
   file.path = std::string(path);
-  file.dir = dir_index;
+  file.dir = *dir_index;
   file.temp_name = std::move(temp->name);
   file.fd = std::move(temp->fd);
   file.publish = publish;
@@ -408,6 +400,24 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   NoteNamespace(path);
   ops_.push_back(OpPublish{id});
   return id;
+}
+
+// Nothing of this batch is applied before Commit, so a directory path names the same
+// directory for every file staged in it: it is resolved (openat2, fstat) once per batch.
+// A path an earlier operation of the batch touched is not asked for (the caller stages
+// in the root then).
+Result<size_t> Batch::StagingDir(std::string_view dir, std::string_view for_path) {
+  if (auto hit = staging_by_path_.find(dir); hit != staging_by_path_.end()) return hit->second;
+  ASSIGN_OR_RETURN(UniqueFd staging,
+                   OpenBeneath(tree_->root_.get(), dir, O_RDONLY | O_DIRECTORY,
+                               fmt::format("staging directory for {}", for_path)));
+  struct stat st {};
+  RETURN_IF_ERROR(FstatFd(staging.get(), &st, fmt::format("staging dir of {}", for_path)));
+  InodeKey key{st.st_dev, st.st_ino};
+  auto [it, inserted] = staging_index_.emplace(key, staging_dirs_.size());
+  if (inserted) staging_dirs_.push_back(std::move(staging));
+  staging_by_path_.emplace(std::string(dir), it->second);
+  return it->second;
 }
 
 Status Batch::CloneBase(StagedFile& file) {
@@ -498,8 +508,10 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
   }
   if (s.ok()) s = VerifyHash(file, size, expected);
   if (s.ok()) {
+    uint64_t stripped = 0;
     s = ApplyMetaToFd(file.fd.get(), meta, /*is_dir=*/false, tree_->options_.allow_privileged,
-                      file.path, &tree_->stats_.setid_bits_stripped);
+                      file.path, &stripped);
+    tree_->stats_.setid_bits_stripped += stripped;
   }
   if (!s.ok()) {
     RemoveTemp(file);
@@ -725,9 +737,11 @@ Status Batch::Apply(const OpMkdir& op, Touched& touched) {
   ASSIGN_OR_RETURN(UniqueFd dir,
                    OpenBeneath(parent.fd.get(), parent.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
                                fmt::format("new directory {}", op.path)));
-  RETURN_IF_ERROR(ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
-                                tree_->options_.allow_privileged, op.path,
-                                &tree_->stats_.setid_bits_stripped));
+  uint64_t stripped = 0;
+  Status meta = ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
+                              tree_->options_.allow_privileged, op.path, &stripped);
+  tree_->stats_.setid_bits_stripped += stripped;
+  RETURN_IF_ERROR(meta);
   RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(op.path)));
   return touched.Add(dir.get(), op.path);
 }

@@ -23,12 +23,15 @@
 //   with the temp removed). A batch in which any step failed cannot commit.
 // - A file takes its place in the batch order when it is begun (BeginFile), so the
 //   applier records the preceding operations first.
-// Thread safety: none. One thread owns a Tree and its Batches; the Tree must outlive
-// every Batch made on it.
+// Thread safety: one thread per Batch. Two Batches of one Tree may run on two threads
+// (the next batch staged while the previous one commits: engine/sync/committer.h); what
+// they share is the root fd, the options, the FsOps (SyncAll only from the committing
+// thread) and TreeStats (atomic counters). The Tree must outlive every Batch made on it.
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -108,17 +111,43 @@ enum class ContentBase {
 enum class PublishMode { kReplace, kNoReplace };
 enum class RenameMode { kReplace, kNoReplace, kExchange };
 
+// One counter of TreeStats. Relaxed atomic: the standby stages the next batch on its loop
+// thread while the previous one commits on the receiver's committer thread
+// (engine/sync/committer.h), and both count into the same Tree. Reads as a uint64_t.
+class StatCounter {
+ public:
+  StatCounter() = default;
+  StatCounter(const StatCounter& other) : value_(other.load()) {}
+  StatCounter& operator=(const StatCounter& other) {
+    value_.store(other.load(), std::memory_order_relaxed);
+    return *this;
+  }
+  StatCounter& operator++() {
+    value_.fetch_add(1, std::memory_order_relaxed);
+    return *this;
+  }
+  StatCounter& operator+=(uint64_t n) {
+    value_.fetch_add(n, std::memory_order_relaxed);
+    return *this;
+  }
+  uint64_t load() const { return value_.load(std::memory_order_relaxed); }
+  operator uint64_t() const { return load(); }  // NOLINT: reads like the plain counter it was
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
 struct TreeStats {
-  uint64_t batches_committed = 0;
-  uint64_t batches_failed = 0;
-  uint64_t files_published = 0;
-  uint64_t bytes_written = 0;
-  uint64_t bytes_cloned = 0;  // unchanged ranges carried over by reflink or copy
-  uint64_t setid_bits_stripped = 0;
-  uint64_t temps_removed = 0;  // abandoned temps and stale ones found at start
-  uint64_t file_syncs = 0;
-  uint64_t dir_syncs = 0;
-  uint64_t syncfs_calls = 0;
+  StatCounter batches_committed;
+  StatCounter batches_failed;
+  StatCounter files_published;
+  StatCounter bytes_written;
+  StatCounter bytes_cloned;  // unchanged ranges carried over by reflink or copy
+  StatCounter setid_bits_stripped;
+  StatCounter temps_removed;  // abandoned temps and stale ones found at start
+  StatCounter file_syncs;
+  StatCounter dir_syncs;
+  StatCounter syncfs_calls;
 };
 
 struct CleanupReport {
@@ -296,6 +325,7 @@ class Batch {
   void NoteNamespace(std::string_view path);
   bool TouchedEarlier(std::string_view path) const;
   Status Poison(Status status);
+  Result<size_t> StagingDir(std::string_view dir, std::string_view for_path);
   Status CloneBase(StagedFile& file);
   Status VerifyHash(StagedFile& file, uint64_t size, Hash128 expected);
   Status CheckHash(const StagedFile& file, Hash128 got, Hash128 expected);
@@ -320,6 +350,9 @@ class Batch {
   std::vector<StagedFile> files_;
   std::vector<UniqueFd> staging_dirs_;
   std::map<InodeKey, size_t> staging_index_;
+  // Directory path (root-relative, "" = the root) → index into staging_dirs_, so each
+  // staging directory is resolved once per batch (StagingDir).
+  std::map<std::string, size_t, std::less<>> staging_by_path_;
   // Paths created, removed or moved by recorded operations (see TouchedEarlier).
   std::set<std::string, std::less<>> namespace_paths_;
   std::vector<std::byte> hash_buf_;

@@ -1,6 +1,9 @@
 #include "engine/node/node.h"
 
+#include <liburing.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <array>
 #include <cstddef>
 #include <cstring>
@@ -79,6 +82,7 @@ class Node : private PeerLink::Owner,
  private:
   Status StartTransport();
   void ScheduleTick();
+  void PostCommitEvent();
   void Tick();
   void StartConnect();
 
@@ -169,6 +173,7 @@ class Node : private PeerLink::Owner,
   std::unique_ptr<Rng> rng_;
   std::unique_ptr<iouring::Loop> loop_;
   Status fatal_;
+  uint64_t commit_event_count_ = 0;  // PostCommitEvent's read buffer
 
   UniqueFd listen_fd_;  // from before a role change, until the link takes it
   // The session's connection (the control stream): the dialled one on the primary, the
@@ -288,6 +293,7 @@ Status Node::Run() {
   link_->PostAccept();
   if (primary_) primary_->PostWatch();
   if (streams_->accepting()) streams_->PostDataEvent();
+  if (standby_ && standby_->commit_event_fd() >= 0) PostCommitEvent();
   if (control_->listening()) control_->PostAccept();
   ScheduleTick();
   // Up: listening, watching (primary) or ready to apply (standby).
@@ -308,6 +314,8 @@ Status Node::Run() {
   PublishMetrics(NowNs());
   if (primary_) primary_->beats().StopProbe();
   if (standby_ && standby_->receiver() && !failover_.changing_role()) {
+    // A batch committing in the background counts once it is durable (no ACK now).
+    standby_->receiver()->Reset();
     state_.last_applied_seq = standby_->receiver()->last_applied_seq();
   }
   LogStats("stop");
@@ -324,6 +332,26 @@ Status Node::Run() {
   }
   if (!fatal_.ok()) return fatal_;
   return saved;
+}
+
+// Standby: the committer thread's eventfd; each read sends the ACK (or NACK) of the batch
+// that became durable in the background (Receiver's pipelined commit).
+void Node::PostCommitEvent() {
+  const int fd = standby_->commit_event_fd();
+  Status s = loop_->Submit(
+      [this, fd](io_uring_sqe* sqe) {
+        io_uring_prep_read(sqe, fd, &commit_event_count_, sizeof commit_event_count_, 0);
+      },
+      [this](int32_t res) {
+        if (res < 0 && res != -EINTR && res != -EAGAIN) {
+          fatal_ = ErrnoStatus(-res, "read the committer's eventfd");
+          return;
+        }
+        if (!standby_) return;
+        if (Status r = standby_->OnCommitEvent(); !r.ok() && active_) link_->Drop(active_, r);
+        PostCommitEvent();
+      });
+  if (!s.ok()) fatal_ = s;
 }
 
 void Node::ScheduleTick() {

@@ -2,6 +2,7 @@
 
 #include <sys/ioctl.h>
 
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,6 +44,18 @@ Status StandbyRole::Start() {
     raw.push_back(trees_.back().get());
   }
   receiver_ = std::make_unique<Receiver>(raw, out_);
+  // Batch N commits on a thread of its own while batch N+1 is received and staged; the
+  // ACK still goes out only once N is durable, in order (docs/APPLY.md).
+  // HASYNC_COMMIT_PIPELINE=0 turns it off: a diagnostic and benchmark switch
+  // (scripts/perf/apply_pipeline.sh measures both ways in one run), not a setting.
+  const char* pipeline_env = std::getenv("HASYNC_COMMIT_PIPELINE");
+  if (pipeline_env != nullptr && std::string_view(pipeline_env) == "0") {
+    Log(Level::kInfo, "commit_pipeline_off").kv("reason", "HASYNC_COMMIT_PIPELINE=0");
+  } else if (Status s = receiver_->EnablePipeline(); !s.ok()) {
+    Log(Level::kWarn, "commit_pipeline_off")
+        .kv("reason", s.ToString())
+        .kv("note", "each batch commits on the loop; the next one is received after it");
+  }
   receiver_->set_verify_handler(
       [this](const wire::ManifestRequest& r) { return verifier_.StartStandbyManifest(r); });
   receiver_->set_last_applied_seq(state_.last_applied_seq);
@@ -111,6 +124,13 @@ Status StandbyRole::OnFrame(const wire::Frame& frame) {
     return s;
   }
   return Status::Ok();
+}
+
+Status StandbyRole::OnCommitEvent() {
+  if (!receiver_ || !receiver_->commit_pending()) return Status::Ok();
+  RETURN_IF_ERROR(receiver_->ReapCommit());
+  if (!session_ || session_->dead) return Status::Ok();
+  return out_.Flush();
 }
 
 uint64_t StandbyRole::Ended() {

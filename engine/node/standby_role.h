@@ -75,6 +75,10 @@ class StandbyRole {
   uint64_t Ended();
   // Every tick: whether the rejoin (after a demotion or a switchover) is complete.
   void CheckRejoined(int64_t now);
+  // Pipelined commit (docs/APPLY.md): readable when the batch committing in the
+  // background is done; then OnCommitEvent() sends its ACK or NACK. -1: none.
+  int commit_event_fd() const { return receiver_ ? receiver_->commit_event_fd() : -1; }
+  Status OnCommitEvent();
   // The control stream waits for data-stream content (a FILE_END's).
   bool waiting_for_data() const { return receiver_->waiting_for_data(); }
 

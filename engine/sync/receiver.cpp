@@ -78,6 +78,9 @@ Receiver::Receiver(std::vector<apply::Tree*> trees, MessageSink& sink)
 Receiver::~Receiver() = default;
 
 void Receiver::Reset() {
+  // The background batch is durable or failed by now; its result counts (last applied
+  // seq, the fsyncgate record) but its ACK has no session to go to.
+  SettlePending(/*emit=*/false).IgnoreError();
   open_files_.clear();
   parked_end_.reset();
   for (auto& b : batches_) b.reset();  // Batch's destructor removes unpublished temps
@@ -86,6 +89,7 @@ void Receiver::Reset() {
   batch_failed_ = Status::Ok();
   refused_seq_ = 0;
   batch_paths_.clear();
+  batch_structural_ = false;
   unsynced_reported_ = false;  // a manifest must list them again to a new session
   in_resync_ = false;
 }
@@ -167,7 +171,13 @@ Status Receiver::OnMessage(uint64_t seq, const wire::Message& message) {
         "control-stream " + std::string(wire::MessageTypeName(wire::TypeOf(message))) +
         " while FILE_END of seq " + std::to_string(parked_end_->seq) + " waits for its data");
   }
-  if (wire::IsChangeType(wire::TypeOf(message))) return OnChange(seq, message);
+  if (wire::IsChangeType(wire::TypeOf(message))) {
+    if (commit_pending() && NeedsSettledTree(message)) RETURN_IF_ERROR(FinishPending());
+    return OnChange(seq, message);
+  }
+  // Everything else reads the tree or ends a phase (COMMIT itself waits in OnCommit,
+  // after its checks): the background batch first, with its ACK.
+  if (!std::holds_alternative<wire::Commit>(message)) RETURN_IF_ERROR(FinishPending());
   return std::visit(
       [&](const auto& m) -> Status {
         using T = std::decay_t<decltype(m)>;
@@ -221,6 +231,13 @@ Status Receiver::OnChange(uint64_t seq, const wire::Message& message) {
     last_change_seq_ = seq;
     ++batch_changes_;
     AddChangePaths(message, batch_paths_);
+    if (std::holds_alternative<wire::Mkdir>(message) ||
+        std::holds_alternative<wire::Rmdir>(message) ||
+        std::holds_alternative<wire::Rename>(message) ||
+        std::holds_alternative<wire::Link>(message) ||
+        std::holds_alternative<wire::Symlink>(message)) {
+      batch_structural_ = true;
+    }
   }
 
   if (quarantine_ != nullptr && in_resync_ && !continues_file && batch_failed_.ok()) {
@@ -446,6 +463,9 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
         std::to_string(commit.change_count) + " changes) does not match received (" +
         std::to_string(last_change_seq_) + ", " + std::to_string(batch_changes_) + ")");
   }
+  // One batch commits at a time, in order: the one before this first (with its ACK or
+  // NACK, which may refuse this one).
+  RETURN_IF_ERROR(FinishPending());
   Status result = batch_failed_;
   // Later batches of a session build on every batch before them: after one was refused
   // none may apply (a file in a directory that batch would have made, a rename of what
@@ -457,6 +477,38 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
                                 " follows refused batch " + std::to_string(refused_seq_) +
                                 " of this session: not applied (the primary resyncs)");
   }
+  std::vector<std::string> paths = std::move(batch_paths_);
+  batch_paths_.clear();
+  const bool structural = batch_structural_;
+  batch_changes_ = 0;
+  batch_failed_ = Status::Ok();
+  batch_structural_ = false;
+  bool any_batch = false;
+  for (const auto& batch : batches_) any_batch = any_batch || batch != nullptr;
+  if (committer_ && result.ok() && any_batch) {
+    // Pipelined: the committer makes it durable while the next batch is staged here;
+    // ReapCommit() (or the next FinishPending) emits the ACK once it is.
+    pending_.last_seq = commit.last_seq;
+    pending_.batches = std::move(batches_);
+    batches_.clear();
+    batches_.resize(trees_.size());
+    pending_.paths = std::move(paths);
+    pending_.structural = structural;
+    pending_.committed = false;
+    committer_->Start([this]() -> Status {
+      Status r = Status::Ok();
+      for (auto& batch : pending_.batches) {
+        if (!batch) continue;
+        if (r.ok()) {
+          pending_.committed = true;
+          r = batch->Commit();
+        }
+        batch.reset();  // removes what was not published, on this thread
+      }
+      return r;
+    });
+    return Status::Ok();
+  }
   bool committed = false;  // a Commit ran: it may have published, then failed to sync
   for (auto& batch : batches_) {
     if (!batch) continue;
@@ -466,10 +518,12 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
     }
     batch.reset();
   }
-  batch_changes_ = 0;
-  batch_failed_ = Status::Ok();
-  std::vector<std::string> paths = std::move(batch_paths_);
-  batch_paths_.clear();
+  return Conclude(commit.last_seq, std::move(result), committed, follows_refusal,
+                  std::move(paths), /*emit=*/true);
+}
+
+Status Receiver::Conclude(uint64_t last_seq, Status result, bool committed, bool follows_refusal,
+                          std::vector<std::string> paths, bool emit) {
   if (!result.ok()) {
     ++stats_.batches_nacked;
     last_failure_ = result;
@@ -488,18 +542,62 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
     // disk, a failed fsync) and not only the primary's; the batches already in flight
     // behind it only at debug level.
     Log(follows_refusal ? Level::kDebug : Level::kError, "batch_nacked")
-        .kv("seq", commit.last_seq)
+        .kv("seq", last_seq)
         .kv("reason", result.ToString());
-    if (refused_seq_ == 0) refused_seq_ = commit.last_seq;
+    if (refused_seq_ == 0) refused_seq_ = last_seq;
     // Later changes of this session build on a batch that did not apply: the primary
     // must resync before sending more (it does on NACK).
-    return sink_.Emit(0,
-                      wire::Nack{commit.last_seq, ErrorCodeFor(result), Clip(result.ToString())});
+    if (!emit) return Status::Ok();
+    return sink_.Emit(0, wire::Nack{last_seq, ErrorCodeFor(result), Clip(result.ToString())});
   }
-  last_applied_seq_ = commit.last_seq;
+  last_applied_seq_ = last_seq;
   ++stats_.batches_acked;
-  LogSetidStripped(commit.last_seq);
-  return sink_.Emit(0, wire::Ack{commit.last_seq, true});
+  LogSetidStripped(last_seq);
+  if (!emit) return Status::Ok();
+  return sink_.Emit(0, wire::Ack{last_seq, true});
+}
+
+// ---- pipelined commit ----------------------------------------------------------------
+
+Status Receiver::EnablePipeline() {
+  if (committer_) return Status::Ok();
+  ASSIGN_OR_RETURN(committer_, Committer::Create());
+  return Status::Ok();
+}
+
+Status Receiver::SettlePending(bool emit) {
+  if (!commit_pending()) return Status::Ok();
+  Status result = committer_->Wait();
+  pending_.batches.clear();  // all reset by the job already
+  return Conclude(pending_.last_seq, std::move(result), pending_.committed,
+                  /*follows_refusal=*/false, std::move(pending_.paths), emit);
+}
+
+Status Receiver::FinishPending() { return SettlePending(/*emit=*/true); }
+
+Status Receiver::ReapCommit() {
+  if (!commit_pending() || !committer_->done()) return Status::Ok();
+  return FinishPending();
+}
+
+bool Receiver::NeedsSettledTree(const wire::Message& message) const {
+  // Rejoin: what a change replaces goes to quarantine first, on the tree as it is.
+  if (quarantine_ != nullptr) return true;
+  return std::visit(
+      [&](const auto& m) -> bool {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::FileBegin>) {
+          // A block patch clones the current file; a temp is staged beside its
+          // destination, in a directory the committing batch may create or remove.
+          return (m.flags & wire::kFileDelta) != 0 || pending_.structural;
+        } else if constexpr (std::is_same_v<T, wire::SetAttr> || std::is_same_v<T, wire::SetXattr> ||
+                             std::is_same_v<T, wire::RemoveXattr>) {
+          return NamesARoot(m.path);  // applied to the root at once, not in the batch
+        } else {
+          return false;  // recorded now, applied by this batch's own commit, in order
+        }
+      },
+      message);
 }
 
 // The setuid/setgid policy changes what the primary asked for; an administrator reading

@@ -14,6 +14,13 @@
 //   order, directories fsynced); then ACK(last_seq, durable) is emitted. If any step
 //   fails (ENOSPC, EIO, hash mismatch, unsafe path) a NACK with the reason is emitted
 //   instead and no ACK: the primary resyncs later. Never "retry until it says yes".
+// - Pipelined commit (EnablePipeline(), what the node uses): COMMIT hands the batch to a
+//   committer thread and returns; the next batch is received and staged meanwhile, and
+//   the ACK or NACK goes out from ReapCommit() once the batch is durable — in order, and
+//   never before. At most one batch commits in the background: the next COMMIT, and
+//   anything that reads or changes the tree outside a batch (manifests, block requests,
+//   resync begin/end, sync-root metadata, quarantine, a block patch's base, and a
+//   FILE_BEGIN after a batch that creates, removes or moves names), waits for it first.
 // - MANIFEST_REQUEST is answered with MANIFEST_ENTRIES frames (bounded per frame), the
 //   root itself first; BLOCKS_REQUEST with BLOCKS_REPLY frames.
 // Thread safety: none; the standby's receive path owns it.
@@ -28,6 +35,7 @@
 
 #include "base/status.h"
 #include "engine/apply/quarantine.h"
+#include "engine/sync/committer.h"
 #include "engine/apply/tree.h"
 #include "engine/sync/sender.h"  // MessageSink, WirePath
 #include "wire/messages.h"
@@ -55,7 +63,20 @@ class Receiver {
   Status OnMessage(uint64_t seq, const wire::Message& message);
 
   // Drops the open batch (connection lost): its temps are removed, nothing published.
+  // A batch committing in the background is waited for (its result counts, its ACK is
+  // not sent: the session it belonged to is gone).
   void Reset();
+
+  // ---- Pipelined commit (see the contract above). Off until enabled.
+  Status EnablePipeline();
+  bool pipelined() const { return committer_ != nullptr; }
+  // Readable when a background commit finished; the owner then calls ReapCommit().
+  int commit_event_fd() const { return committer_ ? committer_->event_fd() : -1; }
+  // Emits the ACK/NACK of a background commit that finished; nothing if none did.
+  Status ReapCommit();
+  // Waits for the background commit, if any, and emits its ACK/NACK.
+  Status FinishPending();
+  bool commit_pending() const { return committer_ && committer_->busy(); }
 
   // ---- Data streams (docs/PROTOCOL.md §6): EXTENT and HOLE frames may also arrive on
   // other connections than the control stream, matched to their file by seq.
@@ -120,6 +141,15 @@ class Receiver {
   // the rest may still be on a data stream.
   static bool StillShort(const OpenFile& f, const wire::FileEnd& end);
   Status OnCommit(const wire::Commit& commit);
+  // What follows a batch's Commit (or its refusal): stats, the fsyncgate record, the
+  // NACK or the ACK (emitted only if `emit`).
+  Status Conclude(uint64_t last_seq, Status result, bool committed, bool follows_refusal,
+                  std::vector<std::string> paths, bool emit);
+  // Waits for the background commit and concludes it (emitting only if `emit`).
+  Status SettlePending(bool emit);
+  // Whether `message` (a change of the open batch) needs the tree as the committing
+  // batch leaves it, so that batch must finish first.
+  bool NeedsSettledTree(const wire::Message& message) const;
   // Logs `setid_stripped` when the trees stripped setuid/setgid bits since the last call.
   void LogSetidStripped(uint64_t seq);
   Status SendManifest(const wire::ManifestRequest& request);
@@ -173,6 +203,20 @@ class Receiver {
   ReceiverStats stats_;
   uint64_t setid_logged_ = 0;  // setid_bits_stripped of all trees, as last logged
   std::function<Status(const wire::ManifestRequest&)> verify_handler_;
+
+  // Pipelined commit. batch_structural_: the open batch creates, removes or moves names
+  // (MKDIR, RMDIR, RENAME, LINK, SYMLINK); a FILE_BEGIN after such a batch waits for its
+  // commit, because the temp is staged in a directory that commit may create or remove.
+  bool batch_structural_ = false;
+  struct Pending {
+    uint64_t last_seq = 0;
+    std::vector<std::unique_ptr<apply::Batch>> batches;  // the committer's until Wait()
+    std::vector<std::string> paths;
+    bool structural = false;
+    bool committed = false;  // set by the job
+  };
+  Pending pending_;
+  std::unique_ptr<Committer> committer_;  // last: joined before the batches go
 };
 
 }  // namespace hasync::engine

@@ -140,8 +140,15 @@ class SyncPair {
   engine::Sender& sender() { return *sender_; }
   engine::Receiver& receiver() { return *receiver_; }
   CodecLoop& to_standby() { return to_standby_; }
+  CodecLoop& to_primary() { return to_primary_; }
   uint64_t nacks() const { return nacks_; }
   const std::string& last_nack() const { return last_nack_; }
+  // The receiver commits on its committer thread (the node's mode); Drain reaps each
+  // background commit once nothing else is left to deliver, as the node's eventfd does.
+  // Call before Start().
+  void SetPipelined(bool on) { pipelined_ = on; }
+  // The standby's tree syncs through `fs` (fault injection). Call before Start().
+  void SetStandbyFs(engine::apply::FsOps* fs) { standby_fs_ = fs; }
   // Replaces the (empty) journal with one bounded by `limits`, to provoke overflow.
   void SetJournalLimits(engine::JournalLimits limits) { journal_ = engine::Journal(limits, 1); }
 
@@ -152,13 +159,17 @@ class SyncPair {
     tree_.reset();
     primary_fd_ = UniqueFd(open(primary_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(primary_fd_.valid());
-    auto tree = engine::apply::Tree::Open(standby_dir_);
+    auto tree = engine::apply::Tree::Open(standby_dir_, {}, standby_fs_);
     ASSERT_TRUE(tree.ok()) << tree.status().ToString();
     tree_ = std::make_unique<engine::apply::Tree>(std::move(tree).value());
     sender_ =
         std::make_unique<engine::Sender>(std::vector<int>{primary_fd_.get()}, options, to_standby_);
     receiver_ = std::make_unique<engine::Receiver>(std::vector<engine::apply::Tree*>{tree_.get()},
                                                    to_primary_);
+    if (pipelined_) {
+      Status s = receiver_->EnablePipeline();
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
   }
 
   // Manifest exchange and resync, as after a connect.
@@ -205,8 +216,13 @@ class SyncPair {
 
   // Delivers every queued message both ways until both queues are empty.
   void Drain() {
-    for (int round = 0; round < 1'000'000 && !(to_standby_.empty() && to_primary_.empty());
+    for (int round = 0; round < 1'000'000 && !(to_standby_.empty() && to_primary_.empty() &&
+                                                !receiver_->commit_pending());
          ++round) {
+      if (to_standby_.empty() && to_primary_.empty()) {
+        Status s = receiver_->FinishPending();  // the committer's event
+        ASSERT_TRUE(s.ok()) << "receiver: " << s.ToString();
+      }
       if (!data_streams_.empty()) {
         DeliverThroughDataStreams();
         if (::testing::Test::HasFatalFailure()) return;
@@ -305,6 +321,8 @@ class SyncPair {
   std::string primary_dir_, standby_dir_;
   UniqueFd primary_fd_;
   std::unique_ptr<engine::apply::Tree> tree_;
+  bool pipelined_ = false;
+  engine::apply::FsOps* standby_fs_ = nullptr;
   CodecLoop to_standby_, to_primary_;
   std::unique_ptr<engine::Sender> sender_;
   std::unique_ptr<engine::Receiver> receiver_;

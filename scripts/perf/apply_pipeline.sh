@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# apply_pipeline.sh — the standby's durable apply under load (issue 19), each figure next
+# to a baseline measured in the same run:
+#
+#   1. live burst of N small files (1–8 KiB, 100 dirs), first write → every name visible
+#      (= durable: hasync publishes only after the fsync) on the standby, against
+#      `cp -a` + `sync -f` of the same files (the local durable floor); REPS alternating
+#      repetitions of each, medians and the ratio;
+#   2. replication lag at each rate of --rates (write closed on the primary → new content
+#      visible on the standby), p50/p99/max, and the p50 of the first and the last fifth
+#      of the run (a standby that falls behind shows a growing lag).
+#
+# A pair of `hasync run` on loopback (TLS), in a temp dir under /var/tmp; every process
+# it starts is stopped by pid, the dir removed. Builds hasync in build-perf-repl/ like
+# replication.sh. Needs root (fanotify). No timing asserts: the figures are the output
+# (Markdown on stdout, JSON in build-perf-repl/results/apply_pipeline.json).
+#
+# usage: scripts/perf/apply_pipeline.sh [--quick] [--files N] [--reps R]
+#                                       [--rates "1000 5000 10000"] [--lag-seconds S]
+#                                       [--group-commit fsync|syncfs] [--perf]
+#                                       [--modes "1 0"]  (HASYNC_COMMIT_PIPELINE of the
+#                                        standby: 1 pipelined commit, 0 commit on the loop;
+#                                        each mode gets its own pair, alternating per rep)
+set -euo pipefail
+
+QUICK=0 PERF=0 N=10000 REPS=3 RATES="1000 2000 5000 10000" LAG_S=5 GROUP_COMMIT=fsync MODES="1"
+ARGS_STR="$*"
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --files) N=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --rates) RATES=$2; shift ;;
+    --lag-seconds) LAG_S=$2; shift ;;
+    --group-commit) GROUP_COMMIT=$2; shift ;;
+    --perf) PERF=1 ;;
+    --modes) MODES=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if ((QUICK)); then N=1000 REPS=1 RATES="1000" LAG_S=1; fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "apply_pipeline.sh: run as root (hasync uses fanotify)" >&2
+  exit 1
+fi
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=$REPO/build-perf-repl
+RESULTS=$BUILD/results
+BIN=$BUILD/app/hasync
+H=(python3 "$REPO/scripts/perf/replication_helper.py")
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+"$REPO/scripts/install-deps.sh" >&2
+log "building hasync in $BUILD"
+cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C "$BUILD" hasync >&2
+
+WORK=$(mktemp -d /var/tmp/hasync-perf-apply.XXXXXX)
+RAW=$WORK/raw
+mkdir -p "$RAW" "$RESULTS"
+# Fresh block groups for every tree (see replication.sh: ext4's recently_deleted()).
+topdir() { mkdir -p "$@"; chattr +T "$@" 2>/dev/null || log "chattr +T failed on $*"; }
+topdir "$WORK"
+PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID=""
+stop_pid() {
+  local pid=$1
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if ((rc != 0)); then
+    log "failed (exit $rc); node logs:"
+    tail -n 15 "$WORK"/primary.log "$WORK"/standby.log >&2 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$1" "$2"; }
+wait_until() {
+  local deadline=$((SECONDS + $1)); shift
+  for ((i = 0; i < 100000; i++)); do
+    "$@" && return 0
+    ((SECONDS < deadline)) || return 1
+    sleep 0.05
+  done
+  return 1
+}
+exists() { [[ -e $1 ]]; }
+count_dirs() { [[ $(find "$1" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l) -ge $2 ]]; }
+wait_standby_dirs() { wait_until 60 count_dirs "$1" "$2" || { log "standby lacks $1"; exit 1; }; }
+
+freeport() { "${H[@]}" freeport | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])'; }
+PORT_P=$(freeport) PORT_S=$(freeport)
+[[ $PORT_P != "$PORT_S" ]] || PORT_S=$((PORT_P + 1))
+topdir "$WORK"/{primary,standby} "$WORK"/{primary,standby}/spool "$WORK/runs"
+mkdir -p "$WORK"/{primary,standby}/state
+"$BIN" keygen "$WORK/sync.key" >/dev/null
+for n in primary standby; do
+  if [[ $n == primary ]]; then peer=standby port=$PORT_P peerport=$PORT_S
+  else peer=primary port=$PORT_S peerport=$PORT_P; fi
+  cat >"$WORK/$n.toml" <<CONF
+[node]
+name = "$n"
+listen = "127.0.0.1:$port"
+[peer]
+name = "$peer"
+address = "127.0.0.1:$peerport"
+[sync]
+roots = ["$WORK/$n/spool"]
+state_dir = "$WORK/$n/state"
+key_file = "$WORK/sync.key"
+group_commit = "$GROUP_COMMIT"
+[transport]
+mode = "tls"
+[metrics]
+enabled = false
+CONF
+  "$BIN" check-config -c "$WORK/$n.toml" >/dev/null
+done
+STARTED_ONCE=0
+resyncs() { grep -c 'event=resync_sent' "$WORK/primary.log" 2>/dev/null || true; }
+start_pair() {  # mode (HASYNC_COMMIT_PIPELINE of the standby)
+  local before role_p=() role_s=()
+  before=$(resyncs); before=${before:-0}
+  if ((STARTED_ONCE == 0)); then role_p=(--initial-role primary) role_s=(--initial-role standby); fi
+  HASYNC_COMMIT_PIPELINE=$1 "$BIN" run -c "$WORK/standby.toml" "${role_s[@]}" >>"$WORK/standby.log" 2>&1 </dev/null &
+  STANDBY_PID=$!; PIDS+=("$STANDBY_PID")
+  "$BIN" run -c "$WORK/primary.toml" "${role_p[@]}" >>"$WORK/primary.log" 2>&1 </dev/null &
+  PRIMARY_PID=$!; PIDS+=("$PRIMARY_PID")
+  STARTED_ONCE=1
+  resynced() { (($(resyncs) > before)); }
+  wait_until 120 resynced || { log "pair did not finish its resync within 120 s"; exit 1; }
+}
+stop_pair() { stop_pid "$PRIMARY_PID"; stop_pid "$STANDBY_PID"; PRIMARY_PID="" STANDBY_PID=""; }
+SP=$WORK/primary/spool SS=$WORK/standby/spool
+
+perf_start() {
+  ((PERF)) && command -v perf >/dev/null || return 0
+  perf record -F 499 -g -o "$RESULTS/$1.perf.data" -p "$PRIMARY_PID,$STANDBY_PID" \
+    >/dev/null 2>>"$WORK/perf.log" &
+  PERF_PID=$!; PIDS+=("$PERF_PID")
+  sleep 0.5
+}
+perf_stop() {
+  [[ -n $PERF_PID ]] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=""
+}
+
+log "inputs: $N small files"
+"${H[@]}" mkfiles "$WORK/src" "$N" 1 >/dev/null
+sync -f "$WORK"
+
+# ------------------------------------------------------------------ 1. burst
+for ((r = 1; r <= REPS; r++)); do
+  log "burst rep $r: cp -a + sync -f"
+  sync -f "$WORK"
+  t0=$(now); cp -a "$WORK/src" "$WORK/runs/cp$r"; sync -f "$WORK/runs/cp$r"; t1=$(now)
+  echo "{\"seconds\": $(elapsed "$t0" "$t1")}" >"$RAW/cp_$r.json"
+  for mode in $MODES; do
+    sync -f "$WORK"
+    start_pair "$mode"
+    b=b${r}m$mode
+    log "burst rep $r: hasync live, HASYNC_COMMIT_PIPELINE=$mode"
+    "${H[@]}" mkdirs "$SP/$b" 100 >/dev/null
+    wait_standby_dirs "$SS/$b" 100
+    "${H[@]}" watch-names "$SS/$b" 100 "$N" 300 "$WORK/$b.ready" >"$RAW/burst_watch_${r}_$mode.json" &
+    wpid=$!; PIDS+=("$wpid")
+    wait_until 20 exists "$WORK/$b.ready"
+    ((r == 1)) && perf_start "burst_pipeline_$mode"
+    "${H[@]}" mkfiles "$SP/$b" "$N" 1 >"$RAW/burst_writer_${r}_$mode.json"
+    wait "$wpid"
+    ((r == 1)) && perf_stop
+    "${H[@]}" compare "$SP/$b" "$SS/$b" >"$RAW/burst_compare_${r}_$mode.json"
+    stop_pair
+  done
+done
+
+# ------------------------------------------------------------------ 2. lag
+for mode in $MODES; do
+  start_pair "$mode"
+  for rate in $RATES; do
+    log "lag at $rate changes/s for $LAG_S s, HASYNC_COMMIT_PIPELINE=$mode"
+    d=lag${rate}m$mode
+    for ((i = 0; i < 10; i++)); do mkdir -p "$SP/$d/l$i"; done
+    wait_standby_dirs "$SS/$d" 10
+    total=$(python3 -c "print(int($rate * $LAG_S))")
+    "${H[@]}" lag-watch "$SS/$d" "$((LAG_S + 60))" "$((total - 1))" "$WORK/$d.ready" \
+      "$WORK/$d.seen.json" >"$RAW/lag_${rate}_${mode}_watch.json" &
+    wpid=$!; PIDS+=("$wpid")
+    wait_until 20 exists "$WORK/$d.ready"
+    "${H[@]}" lag-writer "$SP/$d" "$rate" "$LAG_S" 500 "$WORK/$d.writes.json" >"$RAW/lag_${rate}_${mode}_writer.json"
+    wait "$wpid"
+    cp "$WORK/$d.writes.json" "$RAW/lag_${rate}_${mode}_writes.json"
+    cp "$WORK/$d.seen.json" "$RAW/lag_${rate}_${mode}_seen.json"
+  done
+  stop_pair
+done
+
+echo "{\"command\": \"scripts/perf/apply_pipeline.sh${ARGS_STR:+ $ARGS_STR}\", \"files\": $N, \"reps\": $REPS," \
+  "\"rates\": \"$RATES\", \"modes\": \"$MODES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\"," \
+  "\"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\"," \
+  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}" \
+  >"$RAW/meta.json"
+python3 - "$RAW" "$RESULTS/apply_pipeline.json" <<'PY'
+import json, os, statistics, sys
+raw, outp = sys.argv[1], sys.argv[2]
+meta = json.load(open(os.path.join(raw, "meta.json")))
+ld = lambda n: json.load(open(os.path.join(raw, n)))
+n, reps, modes = meta["files"], meta["reps"], meta["modes"].split()
+name = {"1": "pipelined commit", "0": "commit on the loop"}
+cp = [n / ld(f"cp_{r}.json")["seconds"] for r in range(1, reps + 1)]
+res = {"meta": meta, "cp_sync_files_per_s": cp, "burst": {}, "lag": {}}
+print(f"Run of {meta['date']}, commit {meta['commit']}, `{meta['command']}`, fs {meta['fs']}, "
+      f"group_commit {meta['group_commit']}, load average at the end {meta['loadavg']}.\n")
+print(f"| burst of {n} files | files/s per rep | median | ÷ cp -a + sync -f (same rep), median | identical |")
+print("| --- | --- | ---: | ---: | --- |")
+print(f"| `cp -a` + `sync -f` | {', '.join(f'{c:,.0f}' for c in cp)} | {statistics.median(cp):,.0f} | 1.00 | |")
+for m in modes:
+    live, ok = [], True
+    for r in range(1, reps + 1):
+        w, wr = ld(f"burst_watch_{r}_{m}.json"), ld(f"burst_writer_{r}_{m}.json")
+        live.append(n / (w["t_done"] - wr["t_start"]) if w.get("t_done") else 0.0)
+        ok = ok and ld(f"burst_compare_{r}_{m}.json")["equal"]
+    ratios = [l / c for l, c in zip(live, cp)]
+    res["burst"][m] = {"live_files_per_s": live, "ratios": ratios, "identical": ok}
+    print(f"| hasync live, {name.get(m, m)} (first write → all durable on the standby) | "
+          f"{', '.join(f'{l:,.0f}' for l in live)} | {statistics.median(live):,.0f} | "
+          f"**{statistics.median(ratios):.2f}** ({', '.join(f'{x:.2f}' for x in ratios)}) | {'yes' if ok else '**no**'} |")
+print()
+print("| standby | rate /s | achieved /s | seen | p50 ms | p99 ms | max ms | p50 first fifth | p50 last fifth |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+def pct(v, p):
+    if not v: return float("nan")
+    return v[min(len(v) - 1, max(0, int(round(p / 100.0 * len(v) + 0.5)) - 1))]
+for m in modes:
+  for rate in meta["rates"].split():
+    w = ld(f"lag_{rate}_{m}_writes.json")
+    s = {int(k): v for k, v in ld(f"lag_{rate}_{m}_seen.json").items()}
+    wr = ld(f"lag_{rate}_{m}_writer.json")
+    pairs = [(seq, (s[seq] - t) * 1000.0) for seq, t in w if seq in s]
+    lags = sorted(l for _, l in pairs)
+    k = max(1, len(pairs) // 5)
+    first = sorted(l for _, l in pairs[:k]); last = sorted(l for _, l in pairs[-k:])
+    row = {"achieved": wr["achieved_rate"], "writes": len(w), "seen": len(lags),
+           "p50": pct(lags, 50), "p99": pct(lags, 99), "max": lags[-1] if lags else None,
+           "p50_first_fifth": pct(first, 50), "p50_last_fifth": pct(last, 50)}
+    res["lag"][f"{m}/{rate}"] = row
+    print(f"| {name.get(m, m)} | {int(rate):,} | {row['achieved']:,.0f} | {row['seen']} / {row['writes']} | {row['p50']:.2f} | "
+          f"{row['p99']:.2f} | {row['max']:.1f} | {row['p50_first_fifth']:.2f} | {row['p50_last_fifth']:.2f} |")
+json.dump(res, open(outp, "w"), indent=1)
+PY

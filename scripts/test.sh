@@ -223,12 +223,13 @@ asan_test() {
 }
 
 # Only the binaries with threads are built (lockwin_test; the data streams' frame_queue_test
-# and data_stream_test); the "tsan" label selects their tests, and --no-tests=error makes an
+# and data_stream_test; the standby's pipelined commit, pipeline_test); the "tsan" label
+# selects their tests, and --no-tests=error makes an
 # empty selection fail rather than pass.
 tsan_build() {
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHASYNC_TSAN=ON \
     -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
-    ninja -C build-tsan -j "$jobs" lockwin_test frame_queue_test data_stream_test
+    ninja -C build-tsan -j "$jobs" lockwin_test frame_queue_test data_stream_test pipeline_test
 }
 tsan_test() {
   TSAN_OPTIONS=halt_on_error=1 run_ctest tsan --test-dir build-tsan -L tsan --timeout 900

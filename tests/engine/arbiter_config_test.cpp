@@ -104,6 +104,10 @@ struct BadArbiter {
   const char* reason;
 };
 
+// CTest's discovered names carry the parameter: print its name, not its bytes (pointers
+// that move with every run).
+void PrintTo(const BadArbiter& c, std::ostream* os) { *os << c.name; }
+
 class ArbiterBad : public ::testing::TestWithParam<BadArbiter> {};
 
 TEST_P(ArbiterBad, GivesItsReason) {

@@ -851,10 +851,6 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view text) {
   return out;
 }
 
-int64_t Config::Arbiter::drift_ms() const {
-  return std::max(ttl_ms() / kArbiterDriftDivisor, kArbiterDriftMinMs);
-}
-
 std::string HostPort::ToString() const {
   return ipv6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }

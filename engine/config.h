@@ -198,7 +198,10 @@ struct Config {
     int64_t request_timeout_ms = 1'000;
     int64_t ttl_ms() const { return ttl_s * 1000; }
     // The self-fence's allowance for clock rate: max(ttl / 100, 100 ms).
-    int64_t drift_ms() const;
+    int64_t drift_ms() const {
+      const int64_t share = ttl_ms() / kArbiterDriftDivisor;
+      return share > kArbiterDriftMinMs ? share : kArbiterDriftMinMs;
+    }
   } arbiter;
 
   // Lease margin this config is validated against (see kLeaseMarginBeats).

@@ -211,5 +211,47 @@ TEST_F(ArbiterOnEtcd, MembersRestartedOneByOneNeverBringThePrimaryToItsSelfFence
   EXPECT_GT(renewed, 0);
 }
 
+// etcd's users and roles: a user allowed only the pair's prefix runs the whole protocol
+// with its password; a wrong password and a key outside the prefix are refused with
+// etcd's reason. etcdctl (etcd-client) sets the users up.
+TEST_F(ArbiterOnEtcd, AUserLimitedToThePrefixRunsTheProtocolAndNothingElse) {
+  constexpr const char* kEtcdctl = "/usr/bin/etcdctl";
+  if (::access(kEtcdctl, X_OK) != 0) {
+    GTEST_SKIP() << kEtcdctl << " is not installed (scripts/install-deps.sh installs etcd-client)";
+  }
+  const std::string ep = cluster_->Endpoint(0).ToString();
+  const std::string ctl = fmt::format("{} --endpoints={} --dial-timeout=2s ", kEtcdctl, ep);
+  for (const std::string& cmd :
+       {ctl + "user add root:rootpw", ctl + "user add hasync:s3cret", ctl + "role add hasync",
+        ctl + "role grant-permission hasync --prefix=true readwrite /hasync/test/",
+        ctl + "user grant-role hasync hasync", ctl + "user grant-role root root",
+        ctl + "auth enable"}) {
+    ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
+  }
+  Config::Arbiter cfg = cluster_->ArbiterConfig({0, 1, 2});
+  cfg.user = "hasync";
+  Arbiter a(EtcdClient::Create(cfg, "s3cret").value(), "/hasync/test/", "mu01", 2);
+  Result<Acquisition> got = a.Acquire(1, false);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->kind, Acquisition::Kind::kAcquired);
+  Result<Renewal> r = a.Renew(1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->kind, Renewal::Kind::kRenewed) << r->why;
+  // Outside the prefix: etcd says no, and the client does not try elsewhere.
+  Status outside = a.client().Put("/elsewhere", "x");
+  EXPECT_EQ(outside.code(), Code::kPermissionDenied) << outside.ToString();
+  EXPECT_THAT(outside.message(), HasSubstr("permission denied"));
+  ASSERT_TRUE(a.Release().ok());
+  // A wrong password: refused with etcd's reason, not retried member after member.
+  auto wrong = EtcdClient::Create(cfg, "guess").value();
+  Result<Lease> l = wrong->Grant(2);
+  ASSERT_FALSE(l.ok());
+  EXPECT_THAT(l.status().message(), HasSubstr("authentication failed"));
+  EXPECT_NE(l.status().code(), Code::kUnavailable) << l.status().ToString();
+  // Without a user at all, once auth is on: refused too.
+  auto anonymous = EtcdClient::Create(cluster_->ArbiterConfig({0, 1, 2}), "").value();
+  EXPECT_FALSE(anonymous->Put("/hasync/test/x", "y").ok());
+}
+
 }  // namespace
 }  // namespace hasync::engine::arbiter

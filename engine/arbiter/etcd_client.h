@@ -14,6 +14,8 @@
 //   and again once when etcd says the token is invalid.
 // - The encoders and parsers are free functions so their wire format is tested without
 //   etcd; EtcdClient only adds the transport.
+// - TLS writes to a member that reset the connection raise SIGPIPE: the process must
+//   ignore it (`hasync run` does).
 // - Thread safety: none; one owner (the arbiter's thread) calls it.
 #pragma once
 

@@ -291,5 +291,47 @@ TEST_F(RealEtcd, ACallFailsOverToTheNextMemberAndNoQuorumFailsWithinTheTimeout) 
   EXPECT_TRUE(renewed) << "no renewal within 10 s of the quorum coming back";
 }
 
+// TLS to etcd: the members serve https and require a client certificate. With the CA,
+// the certificate and its key the protocol runs; without the client certificate, or
+// trusting another CA, no member is reached and each one's reason is given.
+TEST(RealEtcdTls, TheClientVerifiesTheMembersAndPresentsItsCertificate) {
+  if (::access(testing::kEtcd, X_OK) != 0 || ::access("/usr/bin/openssl", X_OK) != 0) {
+    GTEST_SKIP() << "needs " << testing::kEtcd << " (etcd-server) and /usr/bin/openssl";
+  }
+  // A member that resets a TLS connection raises SIGPIPE on the client's next write:
+  // hasync ignores it (hasync run), and so must a test that speaks TLS.
+  ::signal(SIGPIPE, SIG_IGN);
+  testing::EtcdCluster cluster(/*tls=*/true);
+  Config::Arbiter cfg = cluster.ArbiterConfig({0, 1, 2}, 1000);
+  auto c = EtcdClient::Create(cfg, "").value();
+  bool up = false;
+  for (int k = 0; k < 100 && !up; ++k) {
+    up = c->Range("/hasync/test/ready").ok();
+    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(up) << c->Range("/hasync/test/ready").status().ToString();
+  EXPECT_EQ(c->current_endpoint().substr(0, 8), "https://");
+  Result<Lease> l = c->Grant(2);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  ASSERT_TRUE(c->Put("/hasync/test/leader", "mu01", l->id).ok());
+  ASSERT_TRUE(c->KeepAlive(l->id).ok());
+
+  Config::Arbiter no_cert = cfg;
+  no_cert.cert_file.clear();
+  no_cert.key_file.clear();
+  Result<RangeResult> refused = EtcdClient::Create(no_cert, "").value()->Range("/hasync/test/x");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable) << refused.status().ToString();
+
+  Config::Arbiter other_ca = cfg;
+  other_ca.ca_file = "/etc/ssl/certs/ca-certificates.crt";  // the system's, not the test CA
+  if (::access(other_ca.ca_file.c_str(), R_OK) == 0) {
+    Result<RangeResult> untrusted =
+        EtcdClient::Create(other_ca, "").value()->Range("/hasync/test/x");
+    ASSERT_FALSE(untrusted.ok()) << "a member whose certificate is not from ca_file was trusted";
+    EXPECT_THAT(untrusted.status().message(), HasSubstr("no member answered"));
+  }
+}
+
 }  // namespace
 }  // namespace hasync::engine::arbiter

@@ -13,6 +13,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -46,7 +47,9 @@ inline uint16_t FreePort() {
 class EtcdCluster {
  public:
   static constexpr size_t kMembers = 3;
-  EtcdCluster() {
+  // tls: the members serve https with certificates from a CA made here (openssl) and
+  // require a client certificate (ca_file(), cert_file(), key_file()).
+  explicit EtcdCluster(bool tls = false) : tls_(tls) {
     char tmpl[] = "/tmp/hasync-etcd-XXXXXX";
     HASYNC_ASSERT(::mkdtemp(tmpl) != nullptr);
     dir_ = tmpl;
@@ -57,6 +60,7 @@ class EtcdCluster {
       initial += fmt::format("{}m{}=http://127.0.0.1:{}", i ? "," : "", i, peer_[i]);
     }
     initial_ = initial;
+    if (tls_) MakeCertificates();
     for (size_t i = 0; i < kMembers; ++i) Start(i);
   }
   ~EtcdCluster() {
@@ -73,14 +77,31 @@ class EtcdCluster {
       (void)f;
       const std::string name = fmt::format("m{}", i);
       const std::string data = fmt::format("{}/m{}", dir_, i);
-      const std::string curl = fmt::format("http://127.0.0.1:{}", client_[i]);
+      const std::string curl =
+          fmt::format("{}://127.0.0.1:{}", tls_ ? "https" : "http", client_[i]);
       const std::string purl = fmt::format("http://127.0.0.1:{}", peer_[i]);
-      ::execl(kEtcd, kEtcd, "--name", name.c_str(), "--data-dir", data.c_str(),
-              "--listen-client-urls", curl.c_str(), "--advertise-client-urls", curl.c_str(),
-              "--listen-peer-urls", purl.c_str(), "--initial-advertise-peer-urls", purl.c_str(),
-              "--initial-cluster", initial_.c_str(), "--initial-cluster-state", "new",
-              "--initial-cluster-token", dir_.c_str(), "--heartbeat-interval", "50",
-              "--election-timeout", "500", "--log-level", "warn", nullptr);
+      std::vector<std::string> args = {kEtcd,
+                                       "--name", name, "--data-dir", data,
+                                       "--listen-client-urls", curl, "--advertise-client-urls",
+                                       curl, "--listen-peer-urls", purl,
+                                       "--initial-advertise-peer-urls", purl,
+                                       "--initial-cluster", initial_,
+                                       "--initial-cluster-state", "new",
+                                       "--initial-cluster-token", dir_,
+                                       "--heartbeat-interval", "50", "--election-timeout", "500",
+                                       "--log-level", "warn"};
+      if (tls_) {
+        for (const std::string& a :
+             {std::string("--cert-file"), dir_ + "/server.pem", std::string("--key-file"),
+              dir_ + "/server.key", std::string("--trusted-ca-file"), ca_file(),
+              std::string("--client-cert-auth")}) {
+          args.push_back(a);
+        }
+      }
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(kEtcd, argv.data());
       ::_exit(127);
     }
     pid_[i] = pid;
@@ -101,13 +122,21 @@ class EtcdCluster {
     ::waitpid(pid_[i], nullptr, 0);
     pid_[i] = -1;
   }
-  EtcdEndpoint Endpoint(size_t i) const { return {false, {"127.0.0.1", client_[i], false}}; }
+  EtcdEndpoint Endpoint(size_t i) const { return {tls_, {"127.0.0.1", client_[i], false}}; }
+  std::string ca_file() const { return dir_ + "/ca.pem"; }
+  std::string cert_file() const { return dir_ + "/client.pem"; }
+  std::string key_file() const { return dir_ + "/client.key"; }
   Config::Arbiter ArbiterConfig(std::vector<size_t> members, int64_t timeout_ms = 1000) const {
     Config::Arbiter a;
     a.enabled = true;
     for (size_t i : members) a.endpoints.push_back(Endpoint(i));
     a.prefix = "/hasync/test/";
     a.request_timeout_ms = timeout_ms;
+    if (tls_) {
+      a.ca_file = ca_file();
+      a.cert_file = cert_file();
+      a.key_file = key_file();
+    }
     return a;
   }
   // Waits (bounded) until the cluster serves a linearizable read.
@@ -121,6 +150,41 @@ class EtcdCluster {
   }
 
  private:
+  // A CA, a server certificate for 127.0.0.1 and a client certificate, P-256, one day.
+  // The server's is also a client certificate: etcd 3.4's JSON gateway dials the member's
+  // own gRPC port with it, and --client-cert-auth refuses it otherwise.
+  void MakeCertificates() {
+    const std::string d = dir_;
+    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    std::FILE* f = std::fopen((d + "/server.ext").c_str(), "w");
+    HASYNC_ASSERT(f != nullptr);
+    std::fputs("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n", f);
+    std::fclose(f);
+    f = std::fopen((d + "/client.ext").c_str(), "w");
+    HASYNC_ASSERT(f != nullptr);
+    std::fputs("extendedKeyUsage=clientAuth\n", f);
+    std::fclose(f);
+    const std::string cmds[] = {
+        fmt::format("openssl req -x509 {} -keyout {}/ca.key -out {}/ca.pem -days 1 -subj "
+                    "/CN=hasync-test-ca",
+                    ec, d, d),
+        fmt::format("openssl req {} -keyout {}/server.key -out {}/server.csr -subj /CN=etcd", ec,
+                    d, d),
+        fmt::format("openssl x509 -req -in {0}/server.csr -CA {0}/ca.pem -CAkey {0}/ca.key "
+                    "-CAcreateserial -out {0}/server.pem -days 1 -extfile {0}/server.ext",
+                    d),
+        fmt::format("openssl req {} -keyout {}/client.key -out {}/client.csr -subj /CN=hasync",
+                    ec, d, d),
+        fmt::format("openssl x509 -req -in {0}/client.csr -CA {0}/ca.pem -CAkey {0}/ca.key "
+                    "-CAcreateserial -out {0}/client.pem -days 1 -extfile {0}/client.ext",
+                    d),
+    };
+    for (const std::string& c : cmds) {
+      HASYNC_ASSERT(std::system((c + " >/dev/null 2>&1").c_str()) == 0);
+    }
+  }
+
+  bool tls_ = false;
   std::string dir_;
   std::string initial_;
   std::array<uint16_t, kMembers> client_{};

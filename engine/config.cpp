@@ -177,6 +177,9 @@ const std::vector<Section>& Schema() {
       {"anti_entropy", {"interval_ms", "cpu_percent", "repair"}},
       {"metrics", {"enabled", "listen"}},
       {"log", {"level"}},
+      {"arbiter",
+       {"kind", "endpoints", "prefix", "ca_file", "cert_file", "key_file", "user",
+        "password_file", "ttl_s", "request_timeout_ms"}},
   };
   return kSchema;
 }
@@ -202,6 +205,7 @@ class Parser {
     RETURN_IF_ERROR(ReadLimits(root, cfg));
     RETURN_IF_ERROR(ReadAntiEntropy(root, cfg));
     RETURN_IF_ERROR(ReadMetricsAndLog(root, cfg));
+    RETURN_IF_ERROR(ReadArbiter(root, cfg));
     return cfg;
   }
 
@@ -675,6 +679,140 @@ class Parser {
         Quote(level)));
   }
 
+
+  // An existing regular file given by absolute path (TLS material, the password file).
+  Status GetFile(const toml::table* t, std::string_view section, std::string_view key,
+                 std::string& out) const {
+    const std::string full = fmt::format("{}.{}", section, key);
+    if (t == nullptr || t->get(key) == nullptr) return Status::Ok();
+    std::string raw;
+    RETURN_IF_ERROR(GetString(t, section, key, false, raw));
+    if (raw.empty() || raw.front() != '/') {
+      return Fail(fmt::format("{} = {} must be an absolute path", full, Quote(raw)));
+    }
+    ASSIGN_OR_RETURN(PathInfo info, env_.Stat(raw));
+    if (info.kind == PathInfo::Kind::kMissing) {
+      return Fail(fmt::format("{} = {} does not exist", full, Quote(raw)));
+    }
+    if (info.kind != PathInfo::Kind::kRegular) {
+      return Fail(fmt::format("{} = {} is not a regular file", full, Quote(raw)));
+    }
+    out = std::move(raw);
+    return Status::Ok();
+  }
+
+  // [arbiter]: the keys, then the timing rules of docs/FAILOVER.md "Why there is never
+  // more than one primary", each error saying which inequality failed and why it matters.
+  Status ReadArbiter(const toml::table& root, Config& cfg) const {
+    const toml::table* t = Sub(root, "arbiter");
+    if (t == nullptr) return Status::Ok();
+    Config::Arbiter& a = cfg.arbiter;
+    std::string kind;
+    RETURN_IF_ERROR(GetString(t, "arbiter", "kind", true, kind));
+    if (kind != "etcd") {
+      return Fail(fmt::format("arbiter.kind = {} must be \"etcd\" (the only arbiter hasync has)",
+                              Quote(kind)));
+    }
+    a.enabled = true;
+    const toml::node* en = t->get("endpoints");
+    if (en == nullptr) return Missing("arbiter.endpoints");
+    const toml::array* arr = en->as_array();
+    if (arr == nullptr) return WrongType("arbiter.endpoints", "an array of URLs", *en);
+    if (arr->empty() || arr->size() > kMaxArbiterEndpoints) {
+      return Fail(fmt::format("arbiter.endpoints has {} entries; give 1 to {} etcd client URLs",
+                              arr->size(), kMaxArbiterEndpoints));
+    }
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::node& e = *arr->get(i);
+      const auto* str = e.as_string();
+      const std::string key = fmt::format("arbiter.endpoints[{}]", i);
+      if (str == nullptr) return WrongType(key, "a string", e);
+      Result<EtcdEndpoint> ep = ParseEtcdEndpoint(str->get());
+      if (!ep.ok()) {
+        return Fail(fmt::format("{} = {}: {}", key, Quote(str->get()), ep.status().message()));
+      }
+      if (std::find(a.endpoints.begin(), a.endpoints.end(), *ep) != a.endpoints.end()) {
+        return Fail(fmt::format("{} = {} is listed twice", key, Quote(str->get())));
+      }
+      a.endpoints.push_back(std::move(ep).value());
+    }
+    RETURN_IF_ERROR(GetString(t, "arbiter", "prefix", true, a.prefix));
+    if (a.prefix.size() < 2 || a.prefix.front() != '/' || a.prefix.back() != '/' ||
+        a.prefix.size() > kMaxArbiterPrefixLength ||
+        std::any_of(a.prefix.begin(), a.prefix.end(),
+                    [](char ch) { return ch <= ' ' || ch > '~'; })) {
+      return Fail(fmt::format(
+          "arbiter.prefix = {} must start and end with '/', hold printable ASCII without spaces "
+          "and be at most {} bytes (e.g. \"/hasync/slurm/\"; one prefix per pair)",
+          Quote(a.prefix), kMaxArbiterPrefixLength));
+    }
+    RETURN_IF_ERROR(GetFile(t, "arbiter", "ca_file", a.ca_file));
+    RETURN_IF_ERROR(GetFile(t, "arbiter", "cert_file", a.cert_file));
+    RETURN_IF_ERROR(GetFile(t, "arbiter", "key_file", a.key_file));
+    RETURN_IF_ERROR(GetString(t, "arbiter", "user", false, a.user));
+    RETURN_IF_ERROR(GetFile(t, "arbiter", "password_file", a.password_file));
+    const bool any_tls = std::any_of(a.endpoints.begin(), a.endpoints.end(),
+                                     [](const EtcdEndpoint& e) { return e.tls; });
+    const bool all_tls = std::all_of(a.endpoints.begin(), a.endpoints.end(),
+                                     [](const EtcdEndpoint& e) { return e.tls; });
+    if (any_tls != all_tls) {
+      return Fail("arbiter.endpoints mixes http:// and https://: use one scheme for every member");
+    }
+    if (a.cert_file.empty() != a.key_file.empty()) {
+      return Fail("arbiter.cert_file and arbiter.key_file go together: set both or neither");
+    }
+    if (all_tls && a.ca_file.empty()) {
+      return Fail(
+          "arbiter.ca_file is required with https:// endpoints: the members' certificates are "
+          "verified against it");
+    }
+    if (!any_tls && (!a.ca_file.empty() || !a.cert_file.empty())) {
+      return Fail(
+          "arbiter.ca_file/cert_file/key_file are set but every endpoint is http://: use "
+          "https:// endpoints or remove them");
+    }
+    if (a.user.empty() != a.password_file.empty()) {
+      return Fail("arbiter.user and arbiter.password_file go together: set both or neither");
+    }
+    if (!a.user.empty() && (a.user.size() > kMaxNameLength ||
+                            std::any_of(a.user.begin(), a.user.end(),
+                                        [](char ch) { return ch <= ' ' || ch > '~'; }))) {
+      return Fail(fmt::format(
+          "arbiter.user = {} must be 1 to {} printable ASCII characters without spaces",
+          Quote(a.user), kMaxNameLength));
+    }
+    RETURN_IF_ERROR(GetInt(t, "arbiter", "ttl_s", kArbiterTtlSBounds, a.ttl_s));
+    RETURN_IF_ERROR(GetInt(t, "arbiter", "request_timeout_ms", kArbiterRequestTimeoutMsBounds,
+                           a.request_timeout_ms));
+    const Config::Failover& f = cfg.failover;
+    const int64_t ttl = a.ttl_ms();
+    if (ttl >= f.window_ms) {
+      return Fail(fmt::format(
+          "arbiter.ttl_s = {} ({} ms) must be less than failover.window_ms ({}) so a dead "
+          "primary's leader key is gone by the time the standby's window ends",
+          a.ttl_s, ttl, f.window_ms));
+    }
+    if (3 * a.request_timeout_ms >= ttl) {
+      return Fail(fmt::format(
+          "arbiter.request_timeout_ms = {} must be less than arbiter.ttl_s / 3 ({} ms) so "
+          "renewals can time out twice and a third still land before the lease runs out",
+          a.request_timeout_ms, ttl / 3));
+    }
+    const int64_t stop_ms = cfg.hooks.on_demote.configured() ? cfg.hooks.on_demote.timeout_ms : 0;
+    const int64_t slack = ttl - stop_ms - a.drift_ms();
+    const int64_t need = f.beat_ms + 2 * a.request_timeout_ms;
+    if (slack < need) {
+      return Fail(fmt::format(
+          "arbiter.ttl_s = {} too short: the primary must start stopping its scheduler at "
+          "ttl - hooks.on_demote.timeout_ms - drift ({} - {} - {} = {} ms) after its last "
+          "renewal, which must leave room for failover.beat_ms + 2 x arbiter.request_timeout_ms "
+          "({} + 2 x {} = {} ms) or one lost renewal stops the scheduler; lengthen ttl_s (and "
+          "failover.window_ms) or shorten hooks.on_demote.timeout_ms",
+          a.ttl_s, ttl, stop_ms, a.drift_ms(), slack, f.beat_ms, a.request_timeout_ms, need));
+    }
+    return Status::Ok();
+  }
+
   std::string origin_;
   const ConfigEnv& env_;
 };
@@ -687,6 +825,31 @@ std::string OneLine(std::string_view s) {
 }
 
 }  // namespace
+
+std::string EtcdEndpoint::ToString() const {
+  return fmt::format("{}://{}", tls ? "https" : "http", address.ToString());
+}
+
+Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view text) {
+  EtcdEndpoint out;
+  std::string_view rest;
+  if (text.starts_with("http://")) {
+    rest = text.substr(7);
+  } else if (text.starts_with("https://")) {
+    out.tls = true;
+    rest = text.substr(8);
+  } else {
+    return InvalidArgument("must start with http:// or https:// (an etcd client URL)");
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) {
+    return InvalidArgument("must not have a path (hasync adds /v3/...)");
+  }
+  Result<HostPort> hp = ParseHostPort(rest);
+  if (!hp.ok()) return hp.status();
+  out.address = std::move(hp).value();
+  return out;
+}
 
 std::string HostPort::ToString() const {
   return ipv6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
@@ -868,12 +1031,13 @@ Result<Config> LoadConfig(const std::string& path, const ConfigEnv& env) {
 std::vector<std::string> ConfigWarnings(const Config& cfg, const ConfigEnv& env) {
   std::vector<std::string> w;
   const Config::Hooks& h = cfg.hooks;
-  const bool guarded = h.fence.configured() || h.quorum_check.configured();
+  const bool guarded =
+      h.fence.configured() || h.quorum_check.configured() || cfg.arbiter.enabled;
   if (cfg.failover.promote_on_silence_unguarded) {
     if (guarded) {
       w.push_back(
-          "failover.promote_on_silence_unguarded = true has no effect while hooks.fence or "
-          "hooks.quorum_check is configured; remove it");
+          "failover.promote_on_silence_unguarded = true has no effect while hooks.fence, "
+          "hooks.quorum_check or [arbiter] is configured; remove it");
     } else {
       w.push_back(
           "failover.promote_on_silence_unguarded = true: the standby promotes after "
@@ -896,7 +1060,30 @@ std::vector<std::string> ConfigWarnings(const Config& cfg, const ConfigEnv& env)
         "probe.command is not set: a hung scheduler is not detected, only a dead or hung "
         "hasync");
   }
-  if (h.quorum_check.configured() && !h.fence.configured()) {
+  if (cfg.arbiter.enabled) {
+    const Config::Arbiter& a = cfg.arbiter;
+    if (a.endpoints.size() < 3) {
+      w.push_back(fmt::format(
+          "arbiter.endpoints lists {} etcd member(s): with fewer than three, losing one etcd "
+          "member stops the scheduler (the primary cannot renew its lease); run three on three "
+          "hosts (docs/OPERATIONS.md)",
+          a.endpoints.size()));
+    }
+    if (!a.endpoints.front().tls && a.user.empty()) {
+      w.push_back(
+          "arbiter: http:// endpoints without arbiter.user: anyone who reaches etcd can delete "
+          "or take the leader key; use https:// with a client certificate, or etcd users");
+    }
+    if (!a.password_file.empty()) {
+      Result<PathInfo> info = env.Stat(a.password_file);
+      if (info.ok() && (info->mode & 0077u) != 0) {
+        w.push_back(fmt::format("arbiter.password_file = {} mode {:04o} is readable by others; "
+                                "make it 0600",
+                                Quote(a.password_file), info->mode));
+      }
+    }
+  }
+  if (h.quorum_check.configured() && !h.fence.configured() && !cfg.arbiter.enabled) {
     const int64_t stop_ms =
         cfg.failover.lease_ms + h.quorum_check.timeout_ms + h.on_demote.timeout_ms;
     if (stop_ms >= cfg.failover.window_ms) {

@@ -67,6 +67,16 @@ inline constexpr int64_t kLeaseMarginBeats = 2;
 inline constexpr int64_t kLeaseMarginMinMs = 1000;
 // The window must span at least this many beats, so one late beat is not a failure.
 inline constexpr int64_t kMinBeatsPerWindow = 2;
+// [arbiter]: etcd grants lease TTLs in whole seconds; below 2 s etcd raises the TTL to
+// its own minimum (1.5 election timeouts), above 10 min a failover waits too long.
+inline constexpr IntBounds kArbiterTtlSBounds{2, 600};
+inline constexpr IntBounds kArbiterRequestTimeoutMsBounds{50, 60'000};
+inline constexpr size_t kMaxArbiterEndpoints = 16;
+inline constexpr size_t kMaxArbiterPrefixLength = 128;
+// The self-fence's allowance for the primary's clock running at another rate than the
+// etcd leader's: max(ttl / kArbiterDriftDivisor, kArbiterDriftMinMs) (docs/FAILOVER.md).
+inline constexpr int64_t kArbiterDriftDivisor = 100;
+inline constexpr int64_t kArbiterDriftMinMs = 100;
 inline constexpr size_t kMaxNameLength = 64;
 inline constexpr size_t kMaxSyncRoots = 64;
 inline constexpr size_t kMaxArgvEntries = 256;
@@ -89,6 +99,16 @@ struct Command {
   int64_t timeout_ms = 0;
   bool configured() const { return !argv.empty(); }
 };
+
+// One etcd member's client URL: http://host:port or https://host:port.
+struct EtcdEndpoint {
+  bool tls = false;
+  HostPort address;
+  std::string ToString() const;
+  friend bool operator==(const EtcdEndpoint&, const EtcdEndpoint&) = default;
+};
+// "http://host:port" / "https://[v6]:port", nothing after the port.
+Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view text);
 
 enum class TransportMode { kTls, kPlain };
 // How the standby makes a batch durable (DESIGN §7 group commit, docs/CONFIG.md).
@@ -164,6 +184,25 @@ struct Config {
   struct Log {
     LogLevel level = LogLevel::kInfo;
   } log;
+  // [arbiter]: the leader key in etcd (docs/FAILOVER.md "The arbiter"). Absent: none.
+  struct Arbiter {
+    bool enabled = false;  // the section is present (kind = "etcd")
+    std::vector<EtcdEndpoint> endpoints;
+    std::string prefix;  // "/hasync/<pair>/": starts and ends with '/'
+    std::string ca_file;    // TLS: verify the members against this CA (https endpoints)
+    std::string cert_file;  // TLS client certificate and its key (both or neither)
+    std::string key_file;
+    std::string user;           // etcd authentication (with password_file)
+    std::string password_file;  // the password, first line
+    int64_t ttl_s = 5;
+    int64_t request_timeout_ms = 1'000;
+    int64_t ttl_ms() const { return ttl_s * 1000; }
+    // The self-fence's allowance for clock rate: max(ttl / 100, 100 ms).
+    int64_t drift_ms() const {
+      const int64_t share = ttl_ms() / kArbiterDriftDivisor;
+      return share > kArbiterDriftMinMs ? share : kArbiterDriftMinMs;
+    }
+  } arbiter;
 
   // Lease margin this config is validated against (see kLeaseMarginBeats).
   int64_t lease_margin_ms() const;

@@ -25,6 +25,7 @@ tool_pkgs=(
   scdoc lintian fakeroot             # the Debian package: man page source → roff, its checks
   shellcheck                         # the recipes' hook scripts are linted in the tests
   prometheus                         # promtool checks the alert rules (packaging/monitoring)
+  etcd-server etcd-client            # the arbiter's tests run a real three-member etcd (tests/arbiter)
 )
 
 if [[ $(id -u) -ne 0 ]]; then

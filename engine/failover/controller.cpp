@@ -125,6 +125,30 @@ constexpr std::array kTable{
                "epoch + 1, role primary persisted: restart as primary"},
     Transition{P::kPromoteHook, P::kPromoted, "HookDone",
                "on_promote finished (a failure is logged; the node stays primary)"},
+    // The arbiter (docs/FAILOVER.md "The arbiter").
+    Transition{P::kServing, P::kDemoteHook, "Tick, ArbiterLost, ArbiterEpoch",
+               "arbiter: no renewal for ttl - on_demote - drift, the leader key lost, or a higher "
+               "epoch in etcd: self-fence (on_demote configured)"},
+    Transition{P::kServing, P::kDemotePersist, "Tick, ArbiterLost, ArbiterEpoch",
+               "as above, no on_demote"},
+    Transition{P::kDraining, P::kDemotePersist, "Tick, ArbiterLost, ArbiterEpoch",
+               "as above, during a switchover's drain (on_demote ran at its start, if any)"},
+    Transition{P::kLeaseCheck, P::kDemoteHook, "ArbiterLost, ArbiterEpoch",
+               "as above, while quorum_check runs (on_demote configured)"},
+    Transition{P::kLeaseCheck, P::kDemotePersist, "ArbiterLost, ArbiterEpoch",
+               "as above, while quorum_check runs (no on_demote)"},
+    Transition{P::kFollowing, P::kArbiterAcquire, "Tick",
+               "verdict not Alive (or DEMOTED), rules pass, nothing to run first; arbiter: try "
+               "the transaction that creates the leader key"},
+    Transition{P::kAwaitDemoted, P::kArbiterAcquire, "Tick", "as above, after DEMOTE_REQUEST"},
+    Transition{P::kQuorumCheck, P::kArbiterAcquire, "HookDone", "quorum_check passed; arbiter"},
+    Transition{P::kGuard, P::kArbiterAcquire, "HookDone", "promote_guard passed; arbiter"},
+    Transition{P::kFence, P::kArbiterAcquire, "HookDone", "fence succeeded; arbiter"},
+    Transition{P::kArbiterAcquire, P::kPromotePersist, "ArbiterAcquired",
+               "the leader key won: etcd's new epoch and role primary persisted"},
+    Transition{P::kArbiterAcquire, P::kFollowing, "ArbiterAcquired, ArbiterHeld, ArbiterUnreachable",
+               "the key is held (a primary's lease lives), etcd cannot be reached, or etcd's "
+               "epoch is not above this node's: no promotion, tried again a beat later"},
 };
 
 std::string Ms(int64_t ns) { return std::to_string(ns / kMsNs); }
@@ -145,6 +169,11 @@ Policy Policy::From(const Config& c) {
   p.has_on_promote = c.hooks.on_promote.configured();
   p.has_on_demote = c.hooks.on_demote.configured();
   p.promote_on_silence_unguarded = c.failover.promote_on_silence_unguarded;
+  p.has_arbiter = c.arbiter.enabled;
+  if (p.has_arbiter) {
+    const int64_t stop_ms = c.hooks.on_demote.configured() ? c.hooks.on_demote.timeout_ms : 0;
+    p.arbiter_fence_after_ns = (c.arbiter.ttl_ms() - stop_ms - c.arbiter.drift_ms()) * kMsNs;
+  }
   return p;
 }
 
@@ -179,6 +208,7 @@ std::string_view PhaseName(Phase phase) {
                                                 "quorum_check",
                                                 "guard",
                                                 "fence",
+                                                "arbiter_acquire",
                                                 "promote_persist",
                                                 "promote_hook",
                                                 "promoted",
@@ -194,7 +224,9 @@ std::string_view InputName(const Input& input) {
                                                 "PeerHello",  "HigherEpoch",       "SessionOpened",
                                                 "KeyRefused", "DemoteRequested",   "PeerDemoted",
                                                 "Rejoined",   "SwitchoverRequest", "HookDone",
-                                                "Persisted"};
+                                                "Persisted",  "ArbiterRenewed",    "ArbiterLost",
+                                                "ArbiterEpoch", "ArbiterAcquired", "ArbiterHeld",
+                                                "ArbiterUnreachable"};
   static_assert(std::size(kNames) == std::variant_size_v<decltype(Input::event)>);
   return kNames[input.event.index()];
 }
@@ -223,7 +255,9 @@ void Controller::Note(Ctx& c, int level, std::string event,
 }
 
 FrameEpoch Controller::CheckFrameEpoch(uint64_t epoch) const {
-  if (epoch < state_.epoch) return FrameEpoch::kStale;
+  // Below what etcd holds is stale too: a deposed primary's frames are refused even by a
+  // node that has not adopted the new epoch yet.
+  if (epoch < state_.epoch || epoch < arbiter_epoch_) return FrameEpoch::kStale;
   if (epoch > state_.epoch && primary()) return FrameEpoch::kHigher;
   return FrameEpoch::kAccept;
 }
@@ -304,6 +338,8 @@ void Controller::Step(const Input& input, std::vector<Action>* out) {
           OnHookDone(c, e);
         } else if constexpr (std::is_same_v<T, in::Persisted>) {
           OnPersisted(c, e);
+        } else {
+          OnArbiter(c, input);
         }
       },
       input.event);
@@ -314,6 +350,7 @@ void Controller::Step(const Input& input, std::vector<Action>* out) {
 void Controller::OnTick(Ctx& c, const Observation& seen) {
   seen_ = seen;
   if (primary()) {
+    if (phase_ == Phase::kServing || phase_ == Phase::kDraining) CheckArbiterLease(c);
     if (phase_ == Phase::kServing || phase_ == Phase::kDraining) CheckLease(c);
     if (phase_ == Phase::kDraining) StepSwitchover(c, seen);
   } else if (phase_ == Phase::kFollowing || phase_ == Phase::kAwaitDemoted) {
@@ -539,7 +576,8 @@ void Controller::MaybePromote(Ctx& c, const Observation& seen) {
                   policy_.beat_ns);
   }
   if (v == lockwin::Verdict::kSilent && !confirmed) {
-    if (!policy_.has_fence && !policy_.has_quorum_check && !policy_.promote_on_silence_unguarded) {
+    if (!policy_.has_fence && !policy_.has_quorum_check && !policy_.has_arbiter &&
+        !policy_.promote_on_silence_unguarded) {
       return Refuse(c,
                     "silence alone cannot tell a dead primary from a cut link: configure fence or "
                     "quorum_check (docs/FAILOVER.md)",
@@ -583,8 +621,19 @@ void Controller::AfterGuard(Ctx& c, std::string_view on) {
 }
 
 void Controller::AfterFence(Ctx& c, std::string_view on) {
+  if (policy_.has_arbiter) {
+    // The last gate: only the node that creates the leader key may promote, and it
+    // cannot while the old primary's lease lives (docs/FAILOVER.md "The arbiter").
+    Go(Phase::kArbiterAcquire, on);
+    Emit(c, act::TryAcquire{state_.epoch, promote_why_});
+    return;
+  }
+  PersistPromotion(c, on, state_.epoch + 1);
+}
+
+void Controller::PersistPromotion(Ctx& c, std::string_view on, uint64_t epoch) {
   next_ = state_;
-  next_.epoch = state_.epoch + 1;
+  next_.epoch = epoch;
   next_.role = NodeRole::kPrimary;
   if (!peer_switchover_) next_.last_failover_unix_ms = c.in.wall_ms;  // planned: no anti-flap
   next_.rejoin_epoch = 0;
@@ -597,6 +646,93 @@ void Controller::AfterFence(Ctx& c, std::string_view on) {
     Emit(c, act::Restart{next_});
   }
   Emit(c, act::Persist{next_, history});
+}
+
+// ---- the arbiter ---------------------------------------------------------------------------
+
+void Controller::CheckArbiterLease(Ctx& c) {
+  if (!policy_.has_arbiter) return;
+  const int64_t now = c.in.now_ns;
+  if (!mut_.skip_arbiter_fence && now >= arbiter_fence_at_ns()) {
+    // Etcd may let the key go at the send time of the last good renewal plus the TTL;
+    // on_demote must be over before that (the proof in docs/FAILOVER.md).
+    const std::string why =
+        renewed_ever_ ? fmt::format("arbiter: no lease renewal succeeded for {} ms; self-fencing "
+                                    "before the lease can expire",
+                                    Ms(now - renewed_sent_ns_))
+                      : "arbiter: this node holds no lease it knows of; a primary without the "
+                        "leader key does not serve";
+    BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch, why, false);
+    return;
+  }
+  if (now - renew_asked_ns_ >= policy_.beat_ns) {
+    renew_asked_ns_ = now;
+    Emit(c, act::RenewLease{});
+  }
+}
+
+void Controller::OnArbiter(Ctx& c, const Input& input) {
+  const int64_t now = input.now_ns;
+  if (const auto* r = std::get_if<in::ArbiterRenewed>(&input.event)) {
+    if (!primary() || r->sent_ns > now) return;
+    renewed_ever_ = true;
+    renewed_sent_ns_ = std::max(renewed_sent_ns_, r->sent_ns);
+    return;
+  }
+  if (const auto* l = std::get_if<in::ArbiterLost>(&input.event)) {
+    if (!primary()) return;
+    BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch, "arbiter: " + l->why, false);
+    return;
+  }
+  if (const auto* e = std::get_if<in::ArbiterEpoch>(&input.event)) {
+    arbiter_epoch_ = std::max(arbiter_epoch_, e->epoch);
+    if (primary() && e->epoch > state_.epoch) {
+      BeginDemote(c, wire::RoleChangeReason::kHigherEpoch, e->epoch,
+                  fmt::format("arbiter: etcd holds epoch {} above this node's {}", e->epoch,
+                              state_.epoch),
+                  false);
+    }
+    return;
+  }
+  if (phase_ != Phase::kArbiterAcquire) return;  // an answer nothing waits for
+  if (const auto* a = std::get_if<in::ArbiterAcquired>(&input.event)) {
+    arbiter_epoch_ = std::max(arbiter_epoch_, a->epoch);
+    acquired_ = true;
+    if (a->epoch <= state_.epoch) {
+      // Etcd's epoch must move up with the key; anything else is a bug somewhere: give
+      // the key back rather than serve at an epoch that is not new.
+      Emit(c, act::ReleaseLease{"etcd gave an epoch that is not above this node's"});
+      acquired_ = false;
+      peer_demoted_ = peer_demote_ok_ = peer_switchover_ = false;
+      next_try_ns_ = now + policy_.window_ns;
+      Note(c, kError, "not_promoting",
+           {{"reason", fmt::format("arbiter: won the key at epoch {}, not above this node's {}",
+                                   a->epoch, state_.epoch)}});
+      Go(Phase::kFollowing, "ArbiterAcquired");
+      return;
+    }
+    Note(c, kWarn, "arbiter_acquired", {{"epoch", std::to_string(a->epoch)}});
+    PersistPromotion(c, "ArbiterAcquired", a->epoch);
+    return;
+  }
+  std::string why;
+  std::string_view on;
+  if (const auto* h = std::get_if<in::ArbiterHeld>(&input.event)) {
+    arbiter_epoch_ = std::max(arbiter_epoch_, h->epoch);
+    why = fmt::format("arbiter: the leader key is held by {} at epoch {}: its lease lives, so it "
+                      "may still run its scheduler",
+                      h->holder.empty() ? std::string("another node") : h->holder, h->epoch);
+    on = "ArbiterHeld";
+  } else if (const auto* u = std::get_if<in::ArbiterUnreachable>(&input.event)) {
+    why = "arbiter: etcd cannot be asked (" + u->why + "): nobody promotes without it";
+    on = "ArbiterUnreachable";
+  } else {
+    return;
+  }
+  // Not an error: the normal answer while a live primary is merely cut off from this node.
+  peer_demoted_ = peer_demote_ok_ = peer_switchover_ = false;
+  Go(Phase::kFollowing, on);
+  Refuse(c, why, policy_.beat_ns);
 }
 
 void Controller::PromoteAborted(Ctx& c, int level, const std::string& why) {
@@ -715,6 +851,11 @@ void Controller::OnPersisted(Ctx& c, const in::Persisted& p) {
         return;
       }
       // state_ stays the one this incarnation runs in: the node starts again in next_.
+      if (policy_.has_arbiter && demote_ok_) {
+        // The scheduler is stopped: the standby need not wait for the lease to run out.
+        // If on_demote failed, the lease runs out by itself (this node renews no more).
+        Emit(c, act::ReleaseLease{"demoted with the scheduler stopped"});
+      }
       Go(Phase::kDemoted, "Persisted");
       Emit(c, act::Restart{next_});
       Note(c, kWarn, "demoted",
@@ -732,7 +873,12 @@ void Controller::OnPersisted(Ctx& c, const in::Persisted& p) {
     case Phase::kPromotePersist:
       if (!p.ok) {
         if (mut_.promote_before_persist) return;
-        // Not durable: not primary. Try again later; the operator sees why.
+        // Not durable: not primary. Try again later; the operator sees why. A key won for
+        // it goes back, or it would block every promotion until its lease ran out.
+        if (acquired_) {
+          acquired_ = false;
+          Emit(c, act::ReleaseLease{"the promotion could not be persisted"});
+        }
         next_try_ns_ = c.in.now_ns + policy_.window_ns;
         Note(c, kError, "not_promoting", {{"reason", "persist the new epoch: " + p.error}});
         Go(Phase::kFollowing, "Persisted");
@@ -780,6 +926,7 @@ void Controller::OnHello(Ctx& c, const in::PeerHello& h) {
     case Phase::kQuorumCheck:
     case Phase::kGuard:
     case Phase::kFence:
+    case Phase::kArbiterAcquire:
     case Phase::kPromotePersist:
     case Phase::kPromoteHook:
       // The decision was taken on what the window showed; a session opened now would be

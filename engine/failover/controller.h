@@ -50,6 +50,11 @@ struct Policy {
   bool has_on_promote = false;
   bool has_on_demote = false;
   bool promote_on_silence_unguarded = false;
+  // [arbiter] (docs/FAILOVER.md "The arbiter"): the primary renews its lease every beat
+  // and starts its self-fence this long after sending the last renewal that succeeded
+  // (ttl − on_demote timeout − drift); a standby promotes only by winning the leader key.
+  bool has_arbiter = false;
+  int64_t arbiter_fence_after_ns = 0;
 
   static Policy From(const Config& config);
 };
@@ -77,6 +82,7 @@ enum class Phase : uint8_t {
   kQuorumCheck,      // standby: quorum_check running before a promotion on silence
   kGuard,            // standby: promote_guard running
   kFence,            // standby: fence running
+  kArbiterAcquire,   // standby: the transaction that creates the leader key in flight
   kPromotePersist,   // standby: the new epoch being persisted
   kPromoteHook,      // primary now: on_promote running
   kPromoted,         // final: start again as primary
@@ -161,6 +167,33 @@ struct Persisted {
   bool ok = true;
   std::string error = {};
 };
+// Primary: a lease renewal sent at sent_ns succeeded (etcd answered a positive TTL and the
+// leader key still names this node at its epoch). Also fed once by the node before the
+// first tick of a primary, with the send time of the acquisition (or the lease grant).
+struct ArbiterRenewed {
+  int64_t sent_ns = 0;
+};
+// Primary: the lease is gone, or the leader key no longer names this node.
+struct ArbiterLost {
+  std::string why = {};
+};
+// Either role: the epoch etcd holds, as last read.
+struct ArbiterEpoch {
+  uint64_t epoch = 0;
+};
+// Standby: the result of TryAcquire — won at `epoch` (etcd's new epoch; the lease was
+// granted or renewed at sent_ns), held by someone else, or etcd could not be asked.
+struct ArbiterAcquired {
+  uint64_t epoch = 0;
+  int64_t sent_ns = 0;
+};
+struct ArbiterHeld {
+  std::string holder = {};
+  uint64_t epoch = 0;
+};
+struct ArbiterUnreachable {
+  std::string why = {};
+};
 }  // namespace in
 
 struct Input {
@@ -168,7 +201,9 @@ struct Input {
   uint64_t wall_ms = 0;  // Unix ms: the anti-flap interval counts across restarts
   std::variant<in::Tick, in::PeerHeard, in::SendBlocked, in::PeerHello, in::HigherEpoch,
                in::SessionOpened, in::KeyRefused, in::DemoteRequested, in::PeerDemoted,
-               in::Rejoined, in::SwitchoverRequest, in::HookDone, in::Persisted>
+               in::Rejoined, in::SwitchoverRequest, in::HookDone, in::Persisted,
+               in::ArbiterRenewed, in::ArbiterLost, in::ArbiterEpoch, in::ArbiterAcquired,
+               in::ArbiterHeld, in::ArbiterUnreachable>
       event;
 };
 std::string_view InputName(const Input& input);
@@ -226,11 +261,27 @@ struct Note {
 struct Fatal {
   std::string why = {};
 };
+// Primary: renew the lease now (off the loop); feed ArbiterRenewed with the send time, or
+// ArbiterLost, or nothing when etcd did not answer.
+struct RenewLease {};
+// Standby: try the transaction that creates the leader key with this node's lease and
+// moves etcd's epoch to max(etcd's, local_epoch) + 1; feed ArbiterAcquired, ArbiterHeld or
+// ArbiterUnreachable.
+struct TryAcquire {
+  uint64_t local_epoch = 0;
+  std::string reason = {};
+};
+// Give the leader key up now (revoke the lease): this node has stopped being primary
+// with its scheduler stopped, or won the key but could not persist its promotion.
+struct ReleaseLease {
+  std::string why = {};
+};
 }  // namespace act
 
 using Action = std::variant<act::RunHook, act::Persist, act::SendDemoteRequest, act::SendDemoted,
                             act::RefuseSession, act::EndSession, act::Restart, act::SwitchoverReply,
-                            act::Note, act::Fatal>;
+                            act::Note, act::Fatal, act::RenewLease, act::TryAcquire,
+                            act::ReleaseLease>;
 
 // Deliberate bugs for the simulator's positive controls (docs/TESTING.md); all off in the
 // node.
@@ -239,6 +290,7 @@ struct Mutations {
   bool adopt_lower_epoch = false;       // a standby takes a session of a lower epoch
   bool skip_quorum_check = false;       // a promotion on silence runs no quorum_check
   bool promote_before_persist = false;  // Restart before the epoch is durable
+  bool skip_arbiter_fence = false;      // the primary never self-fences on its etcd lease
 };
 
 enum class FrameEpoch : uint8_t { kAccept, kStale, kHigher };
@@ -265,6 +317,10 @@ class Controller {
   bool draining() const { return phase_ == Phase::kDraining; }
   int64_t last_heard_ns() const { return last_heard_ns_; }
   const std::string& last_refusal() const { return last_refusal_; }
+  // The highest epoch read from etcd (0: none or no arbiter).
+  uint64_t arbiter_epoch() const { return arbiter_epoch_; }
+  // Primary with an arbiter: when it starts its self-fence unless a renewal succeeds.
+  int64_t arbiter_fence_at_ns() const { return renewed_sent_ns_ + policy_.arbiter_fence_after_ns; }
   // Standby: whether the primary's host failed the key proof recently (alive, not silent).
   bool KeyRefusalsRecent(int64_t now_ns) const;
 
@@ -298,6 +354,9 @@ class Controller {
   void BeginPromote(Ctx& c);
   void AfterGuard(Ctx& c, std::string_view on);
   void AfterFence(Ctx& c, std::string_view on);
+  void PersistPromotion(Ctx& c, std::string_view on, uint64_t epoch);
+  void OnArbiter(Ctx& c, const Input& input);
+  void CheckArbiterLease(Ctx& c);
   bool HeardAgain() const;
   void StartDraining(Ctx& c);
   void PromoteAborted(Ctx& c, int level, const std::string& why);
@@ -348,6 +407,13 @@ class Controller {
   std::string promote_why_;
   uint64_t adopting_epoch_ = 0;
   bool rejoin_persisting_ = false;
+
+  // The arbiter.
+  uint64_t arbiter_epoch_ = 0;
+  bool renewed_ever_ = false;
+  int64_t renewed_sent_ns_ = INT64_MIN / 4;  // primary: send time of the last good renewal
+  int64_t renew_asked_ns_ = INT64_MIN / 4;
+  bool acquired_ = false;  // standby: this incarnation won the key (released if not persisted)
 };
 
 }  // namespace hasync::engine::failover

@@ -109,6 +109,13 @@ FailoverDriver::Outcome FailoverDriver::Feed(int64_t now, Event event) {
             } else if constexpr (std::is_same_v<T, act::Fatal>) {
               owner_.Fail(persist_error_.ok() ? Internal(x.why)
                                               : persist_error_.Annotate("persist the role change"));
+            } else {
+              // RenewLease, TryAcquire, ReleaseLease: the controller emits them only with
+              // [arbiter], which `hasync run` refuses until the node carries them out.
+              static_assert(std::is_same_v<T, act::RenewLease> ||
+                            std::is_same_v<T, act::TryAcquire> ||
+                            std::is_same_v<T, act::ReleaseLease>);
+              owner_.Fail(Internal("an arbiter action reached a node without the arbiter's wiring"));
             }
           },
           a);

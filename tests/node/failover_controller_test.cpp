@@ -479,5 +479,160 @@ TEST(FailoverController, EveryPhaseHasAnExitOrIsFinal) {
   }
 }
 
+// ---- the arbiter (docs/FAILOVER.md "The arbiter") -------------------------------------------
+
+Policy ArbiterPolicy() {
+  Policy p = TestPolicy();
+  p.has_arbiter = true;
+  p.has_on_demote = true;
+  p.arbiter_fence_after_ns = 3'900 * kMs;  // ttl 5 s - on_demote 1 s - drift 100 ms
+  return p;
+}
+
+bool Has(const std::vector<Action>& out, Hook hook) { return FindHook(out, hook) != nullptr; }
+
+TEST(FailoverArbiter, ThePrimaryRenewsEveryBeatAndSelfFencesBeforeTheLeaseCanExpire) {
+  Driver d(ArbiterPolicy(), Primary(5));
+  d.Feed(0, in::ArbiterRenewed{0});
+  Observation o;
+  EXPECT_NE(Find<act::RenewLease>(d.Tick(0, o)), nullptr);
+  EXPECT_EQ(Find<act::RenewLease>(d.Tick(100, o)), nullptr) << "once a beat, not every tick";
+  EXPECT_NE(Find<act::RenewLease>(d.Tick(250, o)), nullptr);
+  d.Feed(900, in::ArbiterRenewed{250 * kMs});  // answered late: counts from its send time
+  EXPECT_EQ(d.c.arbiter_fence_at_ns(), 4'150 * kMs);
+  // Renewals fail from here on: nothing changes until the deadline...
+  for (int64_t t = 500; t < 4'150; t += 250) {
+    auto out = d.Tick(t, o);
+    ASSERT_FALSE(Has(out, Hook::kOnDemote)) << "at " << t << " ms";
+    ASSERT_EQ(d.c.phase(), Phase::kServing);
+  }
+  // ... and at ttl - on_demote - drift after the last good send, on_demote starts.
+  auto out = d.Tick(4'150, o);
+  ASSERT_TRUE(Has(out, Hook::kOnDemote));
+  EXPECT_TRUE(Noted(out, "demoting", "no lease renewal succeeded for 3900 ms"));
+  EXPECT_EQ(d.c.phase(), Phase::kDemoteHook);
+  out = d.Feed(4'300, in::HookDone{Hook::kOnDemote, HookOutcome::kOk});
+  ASSERT_NE(Find<act::Persist>(out), nullptr);
+  EXPECT_EQ(Get<act::Persist>(out).state.role, NodeRole::kStandby);
+  EXPECT_EQ(Get<act::Persist>(out).state.epoch, 5u);
+  out = d.Feed(4'310, in::Persisted{true, ""});
+  EXPECT_NE(Find<act::ReleaseLease>(out), nullptr) << "scheduler stopped: give the key back";
+  EXPECT_NE(Find<act::Restart>(out), nullptr);
+}
+
+TEST(FailoverArbiter, ARenewalFromTheFutureOrAnOlderOneMovesNothing) {
+  Driver d(ArbiterPolicy(), Primary(5));
+  d.Feed(1'000, in::ArbiterRenewed{1'000 * kMs});
+  d.Feed(1'100, in::ArbiterRenewed{900 * kMs});     // an older send answered later
+  d.Feed(1'200, in::ArbiterRenewed{9'000 * kMs});   // sent "later than now": ignored
+  EXPECT_EQ(d.c.arbiter_fence_at_ns(), 4'900 * kMs);
+  EXPECT_FALSE(Has(d.Tick(4'899, {}), Hook::kOnDemote));
+  EXPECT_TRUE(Has(d.Tick(4'900, {}), Hook::kOnDemote));
+}
+
+TEST(FailoverArbiter, APrimaryThatKnowsOfNoLeaseDoesNotServe) {
+  Driver d(ArbiterPolicy(), Primary(5));
+  auto out = d.Tick(0, {});
+  EXPECT_TRUE(Has(out, Hook::kOnDemote));
+  EXPECT_TRUE(Noted(out, "demoting", "holds no lease it knows of"));
+}
+
+TEST(FailoverArbiter, ALostKeyOrAHigherEpochInEtcdDemotesAtOnce) {
+  {
+    Driver d(ArbiterPolicy(), Primary(5));
+    d.Feed(0, in::ArbiterRenewed{0});
+    auto out = d.Feed(10, in::ArbiterLost{"the leader key names mu02"});
+    EXPECT_TRUE(Has(out, Hook::kOnDemote));
+    EXPECT_TRUE(Noted(out, "demoting", "the leader key names mu02"));
+  }
+  {
+    Driver d(ArbiterPolicy(), Primary(5));
+    d.Feed(0, in::ArbiterRenewed{0});
+    EXPECT_FALSE(Has(d.Feed(10, in::ArbiterEpoch{5}), Hook::kOnDemote));
+    auto out = d.Feed(20, in::ArbiterEpoch{6});
+    ASSERT_TRUE(Has(out, Hook::kOnDemote));
+    out = d.Feed(30, in::HookDone{Hook::kOnDemote, HookOutcome::kFailed});
+    ASSERT_NE(Find<act::Persist>(out), nullptr);
+    EXPECT_EQ(Get<act::Persist>(out).state.epoch, 6u);
+    out = d.Feed(40, in::Persisted{true, ""});
+    EXPECT_EQ(Find<act::ReleaseLease>(out), nullptr)
+        << "on_demote failed: the scheduler may run, the lease must run out by itself";
+  }
+}
+
+TEST(FailoverArbiter, TheStandbyPromotesOnlyByWinningTheLeaderKey) {
+  Driver d(ArbiterPolicy(), Standby(3));  // no fence, no quorum_check: the arbiter guards
+  auto out = d.Tick(5'000, Silent());
+  ASSERT_NE(Find<act::TryAcquire>(out), nullptr);
+  EXPECT_EQ(Get<act::TryAcquire>(out).local_epoch, 3u);
+  EXPECT_EQ(Find<act::Persist>(out), nullptr);
+  EXPECT_EQ(d.c.phase(), Phase::kArbiterAcquire);
+  // A HELLO now is refused: the decision is under way.
+  EXPECT_NE(Find<act::RefuseSession>(d.Feed(5'010, in::PeerHello{wire::Role::kPrimary, 3})),
+            nullptr);
+  // The old primary's lease lives: keep waiting, and ask again a beat later.
+  out = d.Feed(5'020, in::ArbiterHeld{"mu01", 3});
+  EXPECT_TRUE(Noted(out, "not_promoting", "held by mu01 at epoch 3"));
+  EXPECT_EQ(d.c.phase(), Phase::kFollowing);
+  EXPECT_EQ(Find<act::TryAcquire>(d.Tick(5'100, Silent())), nullptr);
+  ASSERT_NE(Find<act::TryAcquire>(d.Tick(5'270, Silent())), nullptr);
+  out = d.Feed(5'280, in::ArbiterUnreachable{"no member answered within 1000 ms"});
+  EXPECT_TRUE(Noted(out, "not_promoting", "nobody promotes without it"));
+  ASSERT_NE(Find<act::TryAcquire>(d.Tick(5'600, Silent())), nullptr);
+  // Won: the epoch is etcd's, not local + 1.
+  out = d.Feed(5'610, in::ArbiterAcquired{7, 5'600 * kMs});
+  ASSERT_NE(Find<act::Persist>(out), nullptr);
+  EXPECT_EQ(Get<act::Persist>(out).state.epoch, 7u);
+  EXPECT_EQ(Get<act::Persist>(out).state.role, NodeRole::kPrimary);
+  out = d.Feed(5'620, in::Persisted{true, ""});
+  ASSERT_NE(Find<act::Restart>(out), nullptr);
+  EXPECT_EQ(Get<act::Restart>(out).state.epoch, 7u);
+}
+
+TEST(FailoverArbiter, AKeyWonButNotPersistedOrAtAStaleEpochIsGivenBack) {
+  {
+    Driver d(ArbiterPolicy(), Standby(3));
+    ASSERT_NE(Find<act::TryAcquire>(d.Tick(5'000, Silent())), nullptr);
+    d.Feed(5'010, in::ArbiterAcquired{4, 5'000 * kMs});
+    auto out = d.Feed(5'020, in::Persisted{false, "No space left on device"});
+    EXPECT_NE(Find<act::ReleaseLease>(out), nullptr);
+    EXPECT_EQ(Find<act::Restart>(out), nullptr);
+    EXPECT_EQ(d.c.phase(), Phase::kFollowing);
+  }
+  {
+    Driver d(ArbiterPolicy(), Standby(3));
+    ASSERT_NE(Find<act::TryAcquire>(d.Tick(5'000, Silent())), nullptr);
+    auto out = d.Feed(5'010, in::ArbiterAcquired{3, 5'000 * kMs});
+    EXPECT_NE(Find<act::ReleaseLease>(out), nullptr);
+    EXPECT_EQ(Find<act::Persist>(out), nullptr);
+    EXPECT_EQ(d.c.phase(), Phase::kFollowing);
+  }
+}
+
+TEST(FailoverArbiter, TheGuardsRunBeforeTheKeyIsTaken) {
+  Policy p = ArbiterPolicy();
+  p.has_promote_guard = true;
+  p.has_fence = true;
+  Driver d(p, Standby(3));
+  auto out = d.Tick(5'000, Silent());
+  ASSERT_TRUE(Has(out, Hook::kPromoteGuard));
+  EXPECT_EQ(Find<act::TryAcquire>(out), nullptr);
+  out = d.Feed(5'100, in::HookDone{Hook::kPromoteGuard, HookOutcome::kOk, "", Silent()});
+  ASSERT_TRUE(Has(out, Hook::kFence));
+  out = d.Feed(5'200, in::HookDone{Hook::kFence, HookOutcome::kOk});
+  EXPECT_NE(Find<act::TryAcquire>(out), nullptr);
+}
+
+TEST(FailoverArbiter, FramesBelowTheEpochEtcdHoldsAreStale) {
+  Driver d(ArbiterPolicy(), Standby(3));
+  EXPECT_EQ(d.c.CheckFrameEpoch(3), FrameEpoch::kAccept);
+  d.Feed(10, in::ArbiterEpoch{5});
+  EXPECT_EQ(d.c.arbiter_epoch(), 5u);
+  EXPECT_EQ(d.c.CheckFrameEpoch(4), FrameEpoch::kStale);
+  EXPECT_EQ(d.c.CheckFrameEpoch(5), FrameEpoch::kAccept);
+  d.Feed(20, in::ArbiterEpoch{4});  // never down
+  EXPECT_EQ(d.c.arbiter_epoch(), 5u);
+}
+
 }  // namespace
 }  // namespace hasync::engine::failover

@@ -193,9 +193,12 @@ std::string Localize(std::string toml, const fs::path& dir, const fs::path& key)
   }
   fs::create_directories(dir / "spool");
   std::istringstream in(toml);
-  std::string line, out;
+  std::string line, out, section;
   while (std::getline(in, line)) {
-    if (line.starts_with("roots = ")) {
+    if (line.starts_with("[")) section = line;
+    if (section != "[sync]") {
+      // [arbiter]'s key_file is the etcd client key, not the sync key.
+    } else if (line.starts_with("roots = ")) {
       line = "roots = [\"" + (dir / "spool").string() + "\"]";
     } else if (line.starts_with("state_dir = ")) {
       line = "state_dir = \"" + (dir / "state").string() + "\"";
@@ -269,6 +272,33 @@ TEST(SlurmRecipe, CheckConfigWarnsAboutNothingWithOrWithoutABmc) {
   r = CheckConfig(NoBmcVariant(recipe, nullptr), tmp.path(), "no-bmc-old-timers.toml");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("without hooks.fence an isolated primary"), std::string::npos) << r.err;
+}
+
+// The arbiter variant: no BMC, no tie-breaker, an etcd cluster (its TLS files and password
+// stand in as files of the right modes).
+TEST(SlurmRecipe, TheArbiterVariantPassesCheckConfigWithoutAWarning) {
+  TempDir tmp;
+  ASSERT_FALSE(tmp.path().empty());
+  const fs::path key = tmp.path() / "sync.key";
+  ASSERT_EQ(RunSh(std::string(HASYNC_BIN) + " keygen " + Quote(key.string()), tmp.path()).rc, 0);
+  std::string toml = ReadAll(kSlurm / "hasync-arbiter.toml");
+  ASSERT_EQ(toml.find("[hooks.fence]\n"), std::string::npos);
+  ASSERT_EQ(toml.find("[hooks.quorum_check]\n"), std::string::npos);
+  const std::string etc = "/etc/hasync/etcd";
+  for (size_t at = toml.find(etc); at != std::string::npos; at = toml.find(etc, at)) {
+    toml.replace(at, etc.size(), (tmp.path() / "etcd").string());
+    at += (tmp.path() / "etcd").string().size();
+  }
+  for (const char* f : {"etcd-ca.pem", "etcd-client.pem", "etcd-client.key", "etcd.password"}) {
+    WriteAll(tmp.path() / f, "x\n");
+    ASSERT_EQ(::chmod((tmp.path() / f).c_str(), 0600), 0);
+  }
+  Ran r = CheckConfig(Localize(toml, tmp.path(), key), tmp.path(), "arbiter.toml");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find(": OK"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("arbiter timing: lease ttl 40000 ms < window 50000 ms"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.err, "") << "the arbiter variant must pass without a warning";
 }
 
 }  // namespace

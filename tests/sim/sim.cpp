@@ -742,6 +742,11 @@ void World::Perform(int n, const fo::Action& a, HelloCtx* hello) {
           T("{} FATAL {}", Who(n), x.why);
           res_.stats.faults["fatal_stop"]++;
           StopProcess(n, 2 * kSec, "fatal: " + x.why);
+        } else {
+          // The arbiter's actions: this simulator has no etcd model yet and never configures
+          // an arbiter, so one arriving is a controller bug.
+          Fail("arbiter-action-without-arbiter",
+               fmt::format("{} emitted an arbiter action with no arbiter configured", Who(n)));
         }
       },
       a);

@@ -515,7 +515,8 @@ Status RollBack(FsOps& fs, int root_fd, int fd, const UndoEntry& e, bool allow_p
   return Status::Ok();
 }
 
-Result<UndoReport> RecoverUndo(FsOps& fs, int root_fd, int undo_dir_fd, bool allow_privileged) {
+Result<UndoReport> RecoverUndo(FsOps& fs, int root_fd, int undo_dir_fd, bool allow_privileged,
+                               bool sync_dir) {
   UndoReport report;
   std::vector<std::string> names;
   {
@@ -574,8 +575,9 @@ Result<UndoReport> RecoverUndo(FsOps& fs, int root_fd, int undo_dir_fd, bool all
       return ErrnoStatus(errno, fmt::format("remove undo record {}", name));
     }
   }
-  // Also makes an earlier removal durable whose directory fsync had failed.
-  RETURN_IF_ERROR(FsyncDir(fs, undo_dir_fd, "undo directory"));
+  // Only when something changed, or to make durable an earlier removal whose directory
+  // fsync failed (sync_dir): a start with nothing to undo makes no sync at all.
+  if (!names.empty() || sync_dir) RETURN_IF_ERROR(FsyncDir(fs, undo_dir_fd, "undo directory"));
   return report;
 }
 
@@ -602,7 +604,8 @@ std::string UndoDirFor(std::string_view state_dir, std::string_view root) {
 Result<UndoReport> Tree::RecoverUndo() {
   if (!undo_dir_) return UndoReport{};
   ASSIGN_OR_RETURN(UndoReport report,
-                   apply::RecoverUndo(*fs_, root_.get(), undo_dir_.get(), options_.allow_privileged));
+                   apply::RecoverUndo(*fs_, root_.get(), undo_dir_.get(), options_.allow_privileged,
+                                      /*sync_dir=*/undo_pending_));
   stats_.inplace_rollbacks += report.rolled_back;
   undo_pending_ = false;
   return report;

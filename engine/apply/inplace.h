@@ -148,9 +148,11 @@ struct UndoReport {
   uint64_t skipped = 0;      // files gone or replaced since (left alone)
   uint64_t torn = 0;         // torn records removed without touching anything
 };
-// Every record in `undo_dir_fd` rolled back (newest first), then removed. Run before
-// the node serves, acknowledges or computes a manifest.
-Result<UndoReport> RecoverUndo(FsOps& fs, int root_fd, int undo_dir_fd, bool allow_privileged);
+// Every record in `undo_dir_fd` rolled back (newest first), then removed, then the
+// directory fsynced (also with no record when `sync_dir`). Run before the node serves,
+// acknowledges or computes a manifest.
+Result<UndoReport> RecoverUndo(FsOps& fs, int root_fd, int undo_dir_fd, bool allow_privileged,
+                               bool sync_dir);
 
 // Creates (0700) and opens `path` as an undo directory.
 Result<UniqueFd> OpenUndoDir(std::string_view path);

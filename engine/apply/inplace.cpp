@@ -723,16 +723,6 @@ Status Batch::FinishInPlace(StagedFile& file, uint64_t size, const FileMeta& met
   return Status::Ok();
 }
 
-namespace {
-
-// True when `op_path` is `path` or one of its ancestors.
-bool Covers(std::string_view op_path, std::string_view path) {
-  return path == op_path || (path.size() > op_path.size() && path.starts_with(op_path) &&
-                             path[op_path.size()] == '/');
-}
-
-}  // namespace
-
 Status Batch::BeginInPlaceCommit(std::vector<int>& fds, std::vector<std::string>& names) {
   std::vector<StagedFile*> inplace;
   for (StagedFile& file : files_) {
@@ -745,25 +735,36 @@ Status Batch::BeginInPlaceCommit(std::vector<int>& fds, std::vector<std::string>
   // A file that another operation of this batch names (renames, unlinks, links, replaces,
   // or changes a directory above it) goes through a temp: its undo record could not
   // find it by name after that operation, and a rename of the temp is ordered anyway.
+  // Every path any operation names, counted (an in-place file's own publish once).
+  std::map<std::string_view, size_t> named;
+  for (const Op& op : ops_) {
+    std::visit(
+        [&](const auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, OpPublish>) {
+            if (!files_[o.id].abandoned) ++named[files_[o.id].path];
+          } else if constexpr (std::is_same_v<T, OpRename>) {
+            ++named[o.from];
+            ++named[o.to];
+          } else if constexpr (std::is_same_v<T, OpLink>) {
+            ++named[o.existing];
+            ++named[o.new_path];
+          } else {
+            ++named[o.path];
+          }
+        },
+        op);
+  }
   for (StagedFile* file : inplace) {
     bool conflict = false;
-    for (const Op& op : ops_) {
-      conflict = std::visit(
-          [&](const auto& o) -> bool {
-            using T = std::decay_t<decltype(o)>;
-            if constexpr (std::is_same_v<T, OpPublish>) {
-              return &files_[o.id] != file && !files_[o.id].abandoned &&
-                     Covers(files_[o.id].path, file->path);
-            } else if constexpr (std::is_same_v<T, OpRename>) {
-              return Covers(o.from, file->path) || Covers(o.to, file->path);
-            } else if constexpr (std::is_same_v<T, OpLink>) {
-              return Covers(o.existing, file->path) || Covers(o.new_path, file->path);
-            } else {
-              return Covers(o.path, file->path);
-            }
-          },
-          op);
-      if (conflict) break;
+    std::string_view p = file->path;
+    // The path itself (beyond its own publish), then each directory above it.
+    for (bool self = true; !conflict; self = false) {
+      auto it = named.find(p);
+      conflict = it != named.end() && it->second > (self ? 1u : 0u);
+      size_t slash = p.rfind('/');
+      if (slash == std::string_view::npos) break;
+      p = p.substr(0, slash);
     }
     if (conflict) {
       RETURN_IF_ERROR(FallBackToTemp(*file));

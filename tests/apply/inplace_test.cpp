@@ -229,6 +229,26 @@ TEST_F(InPlaceTest, FileRenamedLaterInTheBatchFallsBackToATemp) {
   EXPECT_EQ(tree().stats().files_patched_in_place, 0u);
 }
 
+TEST_F(InPlaceTest, DirectoryRenamedLaterInTheBatchFallsBackToATemp) {
+  std::mt19937_64 rng(41);
+  std::string base = Random(rng, 100'000);
+  ASSERT_EQ(::mkdir(R("d").c_str(), 0755), 0);
+  ASSERT_TRUE(WriteFile(R("d/x"), base));
+  ASSERT_TRUE(WriteFile(R("dx"), base));  // a sibling whose name only starts like "d"
+  std::string want = base;
+  want.replace(0, 4, "HEAD");
+  Batch batch(tree());
+  ASSERT_TRUE(Patch(batch, "d/x", {{0, "HEAD"}}, want).ok());
+  ASSERT_TRUE(Patch(batch, "dx", {{0, "HEAD"}}, want).ok());
+  ASSERT_TRUE(batch.Rename("d", "e").ok());
+  Status s = batch.Commit();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ReadFile(R("e/x")), want);
+  EXPECT_EQ(ReadFile(R("dx")), want);
+  EXPECT_EQ(tree().stats().inplace_fallbacks, 1u) << "only the file under the moved directory";
+  EXPECT_EQ(tree().stats().files_patched_in_place, 1u);
+}
+
 TEST_F(InPlaceTest, ALargeChangeFallsBackToATemp) {
   std::mt19937_64 rng(5);
   std::string base = Random(rng, 100'000);

@@ -39,6 +39,10 @@ int Main(int argc, char** argv) {
   CLI::App* check = app.add_subcommand("check-config", "validate the configuration and say why");
   add_config(check);
 
+  CLI::App* recover = app.add_subcommand(
+      "recover", "with hasync stopped: undo the unacknowledged in-place patches a crash left");
+  add_config(recover);
+
   CLI::App* run = app.add_subcommand("run", "run the replication service on this node");
   add_config(run);
   std::string initial_role;
@@ -93,6 +97,7 @@ int Main(int argc, char** argv) {
 
   if (*keygen) return hasync::engine::KeygenCommand(key_path, std::cout, std::cerr);
   if (*check) return hasync::engine::CheckConfigCommand(config_path, std::cout, std::cerr);
+  if (*recover) return hasync::engine::RecoverCommand(config_path, std::cout, std::cerr);
   if (*run) return hasync::engine::RunCommand(config_path, initial_role, std::cerr);
   if (*status) return hasync::engine::StatusCommand(config_path, json, std::cout, std::cerr);
   if (*switchover) {

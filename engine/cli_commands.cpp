@@ -18,6 +18,7 @@
 #include "engine/node/control.h"
 #include "engine/node/history.h"
 #include "engine/node/node.h"
+#include "engine/node/startup.h"
 
 namespace hasync::engine {
 namespace {
@@ -102,6 +103,28 @@ int CheckConfigCommand(const std::string& path, std::ostream& out, std::ostream&
     err << "hasync: warning: config " << OneLineMessage(cfg->origin) << ": " << OneLineMessage(w)
         << '\n';
   }
+  return kExitOk;
+}
+
+int RecoverCommand(const std::string& path, std::ostream& out, std::ostream& err,
+                   const ConfigEnv& env) {
+  Result<Config> cfg = LoadConfig(path, env);
+  if (!cfg.ok()) {
+    err << "hasync: " << OneLineMessage(cfg.status().message()) << '\n';
+    return kExitBadConfig;
+  }
+  // A running node owns its undo records: rolling one back under it could undo a batch
+  // it is about to acknowledge.
+  if (ControlRequest(cfg->sync.state_dir, "status", 2'000).ok()) {
+    err << "hasync: the node with this config is running; it recovered at its start\n";
+    return kExitFailure;
+  }
+  Status st = RollBackInPlacePatches(*cfg);
+  if (!st.ok()) {
+    err << "hasync: " << OneLineMessage(st.message()) << '\n';
+    return kExitFailure;
+  }
+  out << "no unacknowledged in-place patch is left under " << cfg->sync.state_dir << "/undo\n";
   return kExitOk;
 }
 

@@ -34,6 +34,13 @@ std::string ConfigSummary(const Config& cfg);
 int CheckConfigCommand(const std::string& path, std::ostream& out, std::ostream& err,
                        const ConfigEnv& env = RealConfigEnv());
 
+// `hasync recover -c PATH`: with the node stopped, rolls back the in-place patches a
+// crash left unacknowledged (RollBackInPlacePatches), so the sync roots can be read
+// before hasync starts again. kExitFailure when the node runs (its control socket
+// answers) or a record cannot be rolled back.
+int RecoverCommand(const std::string& path, std::ostream& out, std::ostream& err,
+                   const ConfigEnv& env = RealConfigEnv());
+
 // `hasync keygen PATH`: writes a new 256-bit key file; kExitAlreadyExists if PATH exists.
 int KeygenCommand(const std::string& path, std::ostream& out, std::ostream& err);
 

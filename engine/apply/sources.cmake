@@ -2,6 +2,7 @@
 # library. Paths are absolute so the file works from any CMakeLists.txt.
 set(HASYNC_APPLY_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/fs_ops.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/inplace.cpp
   ${CMAKE_CURRENT_LIST_DIR}/policy.cpp
   ${CMAKE_CURRENT_LIST_DIR}/quarantine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/resolve.cpp

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "engine/apply/inplace.h"
 #include "engine/apply/policy.h"
 #include "engine/apply/resolve.h"
 
@@ -180,7 +181,11 @@ Result<Tree> Tree::Open(std::string_view root_path, const TreeOptions& options, 
   // Fail at start-up, with the reason, on a kernel without openat2.
   ASSIGN_OR_RETURN(UniqueFd probe,
                    OpenBeneath(root.get(), "", O_RDONLY | O_DIRECTORY, "probe of the sync root"));
-  return Tree(std::move(root), std::move(path), options, fs != nullptr ? fs : &DefaultFsOps());
+  Tree tree(std::move(root), std::move(path), options, fs != nullptr ? fs : &DefaultFsOps());
+  if (!options.undo_dir.empty()) {
+    ASSIGN_OR_RETURN(tree.undo_dir_, OpenUndoDir(options.undo_dir));
+  }
+  return tree;
 }
 
 Result<CleanupReport> Tree::RemoveStaleTemps() {
@@ -379,6 +384,19 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   Result<size_t> dir_index = StagingDir(stage_in_root ? "" : dir, path);
   if (!dir_index.ok()) return Poison(dir_index.status());
 
+  if (std::shared_ptr<InPlacePatch> patch; base == ContentBase::kCurrent &&
+                                           publish == PublishMode::kReplace &&
+                                           WantsInPlace(path, &patch)) {
+    StagedFile file;  // no temp: written in place at commit, under an undo record
+    file.path = std::string(path);
+    file.dir = *dir_index;
+    file.in_order = false;
+    file.inplace = std::move(patch);
+    files_.push_back(std::move(file));
+    NoteNamespace(path);
+    ops_.push_back(OpPublish{files_.size() - 1});
+    return files_.size() - 1;
+  }
   Result<TempFile> temp = CreateTempFile(staging_dirs_[*dir_index].get(), path);
   if (!temp.ok()) return Poison(temp.status());
   StagedFile file;
@@ -460,6 +478,7 @@ Status Batch::WriteExtent(FileId id, uint64_t offset, std::span<const std::byte>
     return Poison(OutOfRange(fmt::format("{}: extent [{}, +{}) beyond kMaxFileBytes {}", file.path,
                                          offset, data.size(), kMaxFileBytes)));
   }
+  if (file.inplace) return WriteInPlaceExtent(file, offset, data);
   int err = tree_->fs().Pwrite(file.fd.get(), data, offset);
   if (err != 0) {
     RemoveTemp(file);
@@ -497,6 +516,19 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
     return Poison(
         FailedPrecondition(fmt::format("{}: FinishFile twice or after AbandonFile", file.path)));
   }
+  if (file.inplace) {
+    Status s = FinishInPlace(file, size, meta, expected);
+    if (!s.ok()) {
+      file.inplace.reset();
+      RemoveTemp(file);
+      return Poison(s);
+    }
+    if (file.inplace) {
+      file.finished = true;
+      return Status::Ok();
+    }
+    // It fell back to a temp (undo too large): finished below like any temp.
+  }
   Status s;
   if (size > kMaxFileBytes) {
     s = OutOfRange(fmt::format("{}: size {} > kMaxFileBytes {}", file.path, size, kMaxFileBytes));
@@ -526,6 +558,7 @@ Status Batch::AbandonFile(FileId id) {
   if (spent_) return FailedPrecondition("batch already committed");
   StagedFile& file = files_[id];
   RemoveTemp(file);
+  file.inplace.reset();
   file.abandoned = true;
   return Status::Ok();
 }
@@ -622,7 +655,7 @@ Status Batch::Commit() {
   if (spent_) return FailedPrecondition("batch already committed");
   spent_ = true;
   Status s = poisoned_.ok()
-                 ? CommitSteps()
+                 ? EndInPlaceCommit(CommitSteps())
                  : poisoned_.Annotate("batch not committed because an earlier step failed");
   RemoveUnpublishedTemps();
   if (s.ok()) {
@@ -663,9 +696,11 @@ Status Batch::CommitSteps() {
     if (!file.finished) {
       return FailedPrecondition(fmt::format("{}: begun but never finished", file.path));
     }
+    if (file.inplace) continue;  // written in place below, under the undo record
     temp_fds.push_back(file.fd.get());
     temp_names.push_back(fmt::format("temp of {}", file.path));
   }
+  RETURN_IF_ERROR(BeginInPlaceCommit(temp_fds, temp_names));
   // 1. Content durable before any name points at it.
   RETURN_IF_ERROR(SyncFds(temp_fds, false, temp_names));
   // 2. Publish and namespace operations, in the primary's order.
@@ -916,6 +951,11 @@ Status Batch::Apply(const OpRemoveXattr& op, Touched& touched) {
 Status Batch::Apply(const OpPublish& op, Touched& touched) {
   StagedFile& file = files_[op.id];
   if (file.abandoned) return Status::Ok();
+  if (file.inplace) {  // written and fsynced in place already; no name changes
+    file.published = true;
+    ++tree_->stats_.files_published;
+    return Status::Ok();
+  }
   ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), file.path));
   int staging = staging_dirs_[file.dir].get();
   unsigned flags = file.publish == PublishMode::kNoReplace ? RENAME_NOREPLACE : 0;

@@ -63,6 +63,10 @@ inline constexpr size_t kMaxCleanupEntries = 10'000'000;
 inline constexpr size_t kMaxCleanupDepth = 512;
 inline constexpr size_t kMaxCloneSegments = size_t{1} << 24;
 static_assert(kMaxBatchFiles <= kMaxBatchOps, "every staged file is one batch op");
+// A block patch of a file at least this large is written in place under an undo record
+// when the filesystem cannot reflink (inplace.h). The sender only sends deltas of files
+// of at least 1 MiB (delta_min_bytes), so by default every delta qualifies.
+inline constexpr uint64_t kInPlaceMinFileBytes = uint64_t{1} << 20;
 
 // How staged temps and touched directories are made durable.
 enum class SyncStrategy {
@@ -74,6 +78,10 @@ struct TreeOptions {
   SyncStrategy sync = SyncStrategy::kFsyncEach;
   // Keep setuid/setgid on files and allow security.capability (policy.h).
   bool allow_privileged = false;
+  // Directory for in-place patch undo records (inplace.h), created 0700 by Open; empty
+  // disables in-place patching (every block patch goes through a temp copy).
+  std::string undo_dir;
+  uint64_t inplace_min_bytes = kInPlaceMinFileBytes;
 };
 
 struct Owner {
@@ -137,6 +145,27 @@ class StatCounter {
   std::atomic<uint64_t> value_{0};
 };
 
+// A flag both standby threads use, like StatCounter: the committer thread sets it when a
+// rollback fails, the loop thread's next Batch reads it. Copyable so Tree stays movable.
+class SharedFlag {
+ public:
+  SharedFlag() = default;
+  SharedFlag(const SharedFlag& other) : value_(other.load()) {}
+  SharedFlag& operator=(const SharedFlag& other) {
+    value_.store(other.load(), std::memory_order_release);
+    return *this;
+  }
+  SharedFlag& operator=(bool value) {
+    value_.store(value, std::memory_order_release);
+    return *this;
+  }
+  bool load() const { return value_.load(std::memory_order_acquire); }
+  operator bool() const { return load(); }  // NOLINT: reads like the plain bool it was
+
+ private:
+  std::atomic<bool> value_{false};
+};
+
 struct TreeStats {
   StatCounter batches_committed;
   StatCounter batches_failed;
@@ -148,7 +177,13 @@ struct TreeStats {
   StatCounter file_syncs;
   StatCounter dir_syncs;
   StatCounter syncfs_calls;
+  StatCounter files_patched_in_place;  // block patches written into the live file
+  StatCounter undo_bytes;              // old bytes saved in undo records
+  StatCounter inplace_fallbacks;       // in-place patches that went through a temp instead
+  StatCounter inplace_rollbacks;       // files restored from an undo record
 };
+
+struct UndoReport;
 
 struct CleanupReport {
   uint64_t removed = 0;
@@ -156,6 +191,7 @@ struct CleanupReport {
 };
 
 class Batch;
+class InPlacePatch;
 
 class Tree {
  public:
@@ -174,6 +210,10 @@ class Tree {
   // that never follows symlinks nor crosses into other entries). Run once at start,
   // before any Batch.
   Result<CleanupReport> RemoveStaleTemps();
+  // Rolls back every in-place patch an undo record still covers (a crash, or a rollback
+  // that failed). Run once at start before any Batch, before anything is served or
+  // acknowledged; a no-op without an undo directory. Defined in inplace.cpp.
+  Result<UndoReport> RecoverUndo();
 
   int root_fd() const { return root_.get(); }
   const std::string& root_path() const { return root_path_; }
@@ -191,13 +231,18 @@ class Tree {
   TreeOptions options_;
   FsOps* fs_;
   TreeStats stats_;
+  UniqueFd undo_dir_;          // in-place patching is on when this is open
+  int reflink_ = -1;           // -1 not probed yet, 0 the root's filesystem cannot, 1 can
+  SharedFlag undo_pending_;  // a record a failed rollback left: recover before a commit
 };
 
 class Batch {
  public:
   using FileId = size_t;
 
-  explicit Batch(Tree& tree) : tree_(&tree) {}
+  // Rolls back what a failed earlier commit left under an undo record first (inplace.h);
+  // if that fails the batch cannot commit.
+  explicit Batch(Tree& tree);
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   Batch(Batch&&) noexcept = default;
@@ -259,6 +304,9 @@ class Batch {
     bool finished = false;
     bool published = false;
     bool abandoned = false;
+    // Non-null while the file is a block patch to be written in place (inplace.h); the
+    // temp fields are unused until a fallback turns it into a temp.
+    std::shared_ptr<InPlacePatch> inplace;
   };
   struct OpMkdir {
     std::string path;
@@ -332,6 +380,13 @@ class Batch {
   void RemoveTemp(StagedFile& file);
   void RemoveUnpublishedTemps();
   Status CommitSteps();
+  // In place (inplace.cpp).
+  bool WantsInPlace(std::string_view path, std::shared_ptr<InPlacePatch>* patch);
+  Status FallBackToTemp(StagedFile& file);
+  Status WriteInPlaceExtent(StagedFile& file, uint64_t offset, std::span<const std::byte> data);
+  Status FinishInPlace(StagedFile& file, uint64_t size, const FileMeta& meta, Hash128 expected);
+  Status BeginInPlaceCommit(std::vector<int>& fds, std::vector<std::string>& names);
+  Status EndInPlaceCommit(Status status);
   Status SyncFds(std::span<const int> fds, bool dirs, const std::vector<std::string>& names);
 
   Status Apply(const OpMkdir& op, Touched& touched);
@@ -356,6 +411,8 @@ class Batch {
   // Paths created, removed or moved by recorded operations (see TouchedEarlier).
   std::set<std::string, std::less<>> namespace_paths_;
   std::vector<std::byte> hash_buf_;
+  uint64_t inplace_bytes_ = 0;  // buffered by in-place patches (kInPlaceMaxBatchBytes)
+  std::string undo_record_;     // the record Commit wrote, until it is removed
   Status poisoned_;
   bool spent_ = false;
 };

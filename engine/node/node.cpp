@@ -211,6 +211,7 @@ Node::~Node() {
 
 Status Node::Init() {
   RETURN_IF_ERROR(MakeStateDir(cfg_));
+  RETURN_IF_ERROR(RollBackInPlacePatches(cfg_));
   ASSIGN_OR_RETURN(key_, LoadKeyFile(cfg_.sync.key_file));
   ASSIGN_OR_RETURN(rng_, Rng::Create());
   ASSIGN_OR_RETURN(StartState start, LoadOrCreateNodeState(cfg_, opts_.initial_role, *rng_));

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <utility>
 
+#include "engine/apply/inplace.h"
 #include "engine/log.h"
 #include "engine/node/now.h"
 
@@ -33,6 +34,9 @@ Status StandbyRole::Start() {
   Log(Level::kInfo, "group_commit").kv("mode", how);
   std::vector<apply::Tree*> raw;
   for (const std::string& root : cfg_.sync.roots) {
+    // In-place block patches (no reflink) keep their undo records here; Node::Init has
+    // rolled back whatever a crash left.
+    topts.undo_dir = apply::UndoDirFor(cfg_.sync.state_dir, root);
     auto tree = apply::Tree::Open(root, topts, fs_ops_.get());
     if (!tree.ok()) return tree.status().Annotate("open sync root " + root);
     trees_.push_back(std::make_unique<apply::Tree>(std::move(tree).value()));

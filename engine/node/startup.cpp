@@ -8,6 +8,8 @@
 #include <cstring>
 #include <utility>
 
+#include "engine/apply/inplace.h"
+#include "engine/apply/tree.h"
 #include "engine/log.h"
 
 namespace hasync::engine {
@@ -15,6 +17,29 @@ namespace hasync::engine {
 Status MakeStateDir(const Config& cfg) {
   if (mkdir(cfg.sync.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return ErrnoStatus(errno, "create state dir " + cfg.sync.state_dir);
+  }
+  return Status::Ok();
+}
+
+Status RollBackInPlacePatches(const Config& cfg) {
+  for (const std::string& root : cfg.sync.roots) {
+    apply::TreeOptions options;
+    options.undo_dir = apply::UndoDirFor(cfg.sync.state_dir, root);
+    struct stat st {};
+    if (stat(options.undo_dir.c_str(), &st) != 0 && errno == ENOENT) continue;  // never patched
+    auto tree = apply::Tree::Open(root, options);
+    if (!tree.ok()) return tree.status().Annotate("roll back in-place patches of " + root);
+    auto report = tree->RecoverUndo();
+    if (!report.ok()) return report.status().Annotate("roll back in-place patches of " + root);
+    if (report->records > 0) {
+      Log(Level::kWarn, "inplace_rolled_back")
+          .kv("root", root)
+          .kv("records", report->records)
+          .kv("files", report->rolled_back)
+          .kv("skipped", report->skipped)
+          .kv("torn_records", report->torn)
+          .kv("note", "unacknowledged in-place patches were undone; the primary resends them");
+    }
   }
   return Status::Ok();
 }

@@ -24,6 +24,12 @@ namespace hasync::engine {
 // Creates <state_dir> (0700) unless it exists.
 Status MakeStateDir(const Config& cfg);
 
+// Rolls back every in-place patch a crash left under an undo record
+// (<state_dir>/undo/<root hash>/, engine/apply/inplace.h), for every sync root, whatever
+// the role: before the node serves, acknowledges, computes a manifest or starts the
+// scheduler. A record that cannot be rolled back stops the start with the reason.
+Status RollBackInPlacePatches(const Config& cfg);
+
 struct StartState {
   NodeState state;
   bool created = false;  // a first start: the state was made from --initial-role

@@ -128,7 +128,10 @@ TEST(Recipes, EveryHookScriptParsesIsExecutableAndStopsOnErrors) {
 }
 
 // The example config with its /etc paths replaced: hook scripts from this checkout, sync
-// roots, state dir and key file in `dir`.
+// roots, state dir and key file in `dir`; the [arbiter] section's files (CA, client
+// certificate and key, password) become empty stand-ins in `dir` with the example's
+// names, the secret ones mode 0600 (check-config checks that they exist, and warns when a
+// secret is readable by others).
 std::string Localize(const std::string& toml, const fs::path& dir, const fs::path& key) {
   std::string out = toml;
   const std::pair<std::string, fs::path> hook_dirs[] = {
@@ -142,10 +145,13 @@ std::string Localize(const std::string& toml, const fs::path& dir, const fs::pat
       at += to.string().size() + 1;
     }
   }
+  const std::regex arbiter_file(R"re(^(ca_file|cert_file|key_file|password_file) = "([^"]*)"$)re");
   std::istringstream in(out);
-  std::string line, result;
+  std::string line, result, section;
   int roots = 0;
   while (std::getline(in, line)) {
+    if (!line.empty() && line.front() == '[') section = line;
+    std::smatch m;
     if (line.rfind("roots = [", 0) == 0) {
       // As many temporary roots as the example names.
       std::string list;
@@ -156,8 +162,14 @@ std::string Localize(const std::string& toml, const fs::path& dir, const fs::pat
         list += (list.empty() ? "\"" : ", \"") + root.string() + "\"";
       }
       line = "roots = [" + list + "]";
-    } else if (line.rfind("state_dir = ", 0) == 0 || line.rfind("key_file = ", 0) == 0) {
+    } else if (section == "[sync]" &&
+               (line.rfind("state_dir = ", 0) == 0 || line.rfind("key_file = ", 0) == 0)) {
       continue;
+    } else if (section == "[arbiter]" && std::regex_match(line, m, arbiter_file)) {
+      const fs::path stand_in = dir / ("arbiter-" + fs::path(m[2].str()).filename().string());
+      const bool secret = m[1] == "key_file" || m[1] == "password_file";
+      WriteAll(stand_in, secret ? "secret\n" : "", secret ? 0600 : 0644);
+      line = m[1].str() + " = \"" + stand_in.string() + "\"";
     }
     result += line + "\n";
     if (line == "[sync]") {
@@ -188,7 +200,8 @@ TEST(Recipes, EveryExampleConfigPassesCheckConfig) {
     const std::string warnings = ReadAll(err);
     EXPECT_EQ(r.rc, 0) << warnings << "\n--- localized config:\n" << text;
     if (config.parent_path() != kExamples) {
-      // A recipe sets a probe, fence and quorum_check: nothing to warn about.
+      // A recipe sets a probe and either fence and quorum_check or an arbiter: nothing to
+      // warn about.
       EXPECT_EQ(warnings, "") << "a recipe must pass check-config without warnings";
     }
   }

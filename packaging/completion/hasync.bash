@@ -14,7 +14,7 @@ _hasync() {
     cword=$COMP_CWORD
   fi
 
-  local verbs="keygen check-config run status switchover history verify"
+  local verbs="keygen check-config run status switchover history verify recover"
   local verb="" i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -43,7 +43,7 @@ _hasync() {
   case $verb in
     "") opts="--help --version" ;;
     keygen) opts="--help" ;;
-    check-config) opts="--config --help" ;;
+    check-config | recover) opts="--config --help" ;;
     run) opts="--config --initial-role --help" ;;
     status | history) opts="--config --json --help" ;;
     switchover) opts="--config --timeout-ms --help" ;;

@@ -43,14 +43,8 @@
 #include "tests/convergence/comparer.h"
 #include "tests/convergence/workload.h"
 #include "tests/integration/process_pair.h"
+#include "tests/support/sanitizers.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HASYNC_CONV_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HASYNC_CONV_SANITIZED 1
-#endif
-#endif
 
 namespace hasync::convergence {
 namespace {
@@ -63,7 +57,7 @@ using Clock = std::chrono::steady_clock;
 #define REQUIRE_ROOT() \
   if (geteuid() != 0) GTEST_SKIP() << "needs root: fanotify filesystem marks need CAP_SYS_ADMIN"
 
-#ifdef HASYNC_CONV_SANITIZED
+#ifdef HASYNC_TEST_ASAN
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;

@@ -59,15 +59,8 @@
 #include <gtest/gtest.h>
 
 #include "tests/integration/process_pair.h"
+#include "tests/support/sanitizers.h"
 #include "tests/support/skip_loudly.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define HASYNC_CRASH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HASYNC_CRASH_ASAN 1
-#endif
-#endif
 
 namespace hasync::testing {
 namespace {
@@ -582,7 +575,7 @@ struct Counts {
 
 Counts TrialCounts() {
   Counts c;
-#ifdef HASYNC_CRASH_ASAN
+#ifdef HASYNC_TEST_ASAN
   c = {30, 10};
   std::printf(
       "ASan build: %d standby + %d primary trials (the full count runs in the "

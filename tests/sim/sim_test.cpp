@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/sim/sim.h"
+#include "tests/support/sanitizers.h"
 
 namespace hasync::sim {
 namespace {
@@ -66,14 +67,8 @@ std::vector<Failure> RunSeeds(uint64_t first, uint64_t count, const SimOptions& 
 }
 
 // Under the sanitizers a seed costs several times more: the CI's ASan stage runs fewer.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(HASYNC_TEST_ASAN) || defined(HASYNC_TEST_TSAN)
 constexpr uint64_t kDefaultSeeds = 2'000;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr uint64_t kDefaultSeeds = 2'000;
-#else
-constexpr uint64_t kDefaultSeeds = 10'000;
-#endif
 #else
 constexpr uint64_t kDefaultSeeds = 10'000;
 #endif

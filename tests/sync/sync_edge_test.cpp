@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/sync/sync_harness.h"
+#include "tests/support/sanitizers.h"
 
 namespace hasync::testing {
 namespace {
@@ -750,7 +751,7 @@ TEST(SyncEdge, TwentyThousandSmallFilesShipInBoundedBatches) {
   EXPECT_EQ(f.pair.sender().tracked(), changes + 1) << "the root and every entry";
   // ASan's shadow memory and quarantine multiply every allocation's footprint; the bound
   // is about the sender's own structures, so it scales with the instrumentation.
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef HASYNC_TEST_ASAN
   const long rss_limit_kib = 8 * 64 * 1024;
 #else
   const long rss_limit_kib = 64 * 1024;

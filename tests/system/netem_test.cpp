@@ -57,6 +57,7 @@
 #include "tests/integration/process_pair.h"
 #include "tests/support/net_lab.h"
 #include "tests/support/netlab_hooks.h"
+#include "tests/support/sanitizers.h"
 #include "tests/support/skip_loudly.h"
 
 namespace hasync::testing {
@@ -74,7 +75,7 @@ constexpr uint64_t kMiB = 1u << 20;
 // records, the model of 2,000 files, malloc's slack). The queues are per node: the
 // standby's receive side has the same ones.
 constexpr uint64_t kBufferBudget = 4 * kMiB + 2 * 4 * kMiB + 4 * kMiB + 8 * kMiB + 32 * kMiB;
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef HASYNC_TEST_ASAN
 // ASan keeps freed blocks in its quarantine (256 MiB by default) and adds shadow memory.
 constexpr uint64_t kSanitizerBudget = 256 * kMiB + 64 * kMiB;
 #else

@@ -162,7 +162,13 @@ std::optional<Status> StreamPool::Route(uint64_t seq, wire::Message& message) {
   } else if (seq != 0 && seq == route_seq_ &&
              (std::holds_alternative<wire::Extent>(message) ||
               std::holds_alternative<wire::Hole>(message))) {
-    if (route_stripe_) route_to_ = PickDataStream();
+    if (route_stripe_) {
+      // Each stripe to the least loaded open stream. None open means every stream has
+      // failed since the FILE_BEGIN: the current one then reports its failure below
+      // (and the session ends), rather than the route losing its stream.
+      if (DataStreamOut* next = PickDataStream()) route_to_ = next;
+    }
+    if (route_to_ == nullptr) return Unavailable("no data stream for the routed file");
     DataFrame frame{seq, std::move(message), 0, nullptr, 0};
     frame.bytes = DataFrameBytes(frame.message);
     return Enqueue(frame);

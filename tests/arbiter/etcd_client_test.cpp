@@ -243,6 +243,10 @@ TEST_F(RealEtcd, AnUnrenewedLeaseTakesTheLeaderKeyWithIt) {
 TEST_F(RealEtcd, ACallFailsOverToTheNextMemberAndNoQuorumFailsWithinTheTimeout) {
   // The first endpoint listed is dead from the start.
   cluster_->Kill(0, SIGKILL);
+  // If the dead member was the raft leader, the other two need an election first (one
+  // election timeout, longer on a loaded machine): wait for a linearizable read, so that
+  // what is timed below is the client's failover, not etcd's election.
+  ASSERT_TRUE(cluster_->WaitReady()) << "two members left did not elect a leader within 10 s";
   auto c = EtcdClient::Create(cluster_->ArbiterConfig({0, 1, 2}, 1000), "").value();
   Result<Lease> l = c->Grant(3);
   ASSERT_TRUE(l.ok()) << l.status().ToString();

@@ -253,6 +253,7 @@ Status Node::StartTransport() {
       std::move(listen_fd_));
   streams_ = std::make_unique<StreamPool>(cfg_, *loop_, *link_, active_, streams_owner);
   out_ = std::make_unique<SessionOut>(state_, metrics_, active_, *link_, *streams_);
+  out_->set_service(opts_.service);
   verifier_ = std::make_unique<VerifyRunner>(cfg_, metrics_, verify_owner, state_.role);
   ControlServer::Handlers answers;
   answers.status = [this] { return StatusJson(); };

@@ -27,11 +27,19 @@ Status SessionOut::Emit(uint64_t seq, wire::Message message) {
 }
 
 Status SessionOut::Progress() {
-  if (!open()) return Status::Ok();
   int64_t now = NowNs();
-  // A long walk (the resync's comparison of a large spool) holds the loop: the beat
-  // goes on from here, or the standby would judge a working primary silent.
+  // A long walk (the primary's resync comparison, the standby's manifest of a large
+  // spool) holds the loop, working: the service manager's watchdog is fed from here (at
+  // its own pace), or systemd would kill a node that is busy, not hung.
+  if (service_ != nullptr) service_->Watchdog(now);
+  if (!open()) return Status::Ok();
+  // The beat goes on from here, or the standby would judge a working primary silent;
+  // the PING keeps the peer's 15 s silence bound from ending the session (on the
+  // standby: while `hasync verify` waits for its manifest).
   if (beats_ && beats_->Due(now)) RETURN_IF_ERROR(SendBeat(now));
+  // (The standby's clock starts at its first walk of the session: its first PING goes
+  // a second into a walk, not at once.)
+  if (session_->last_ping_ns == 0) session_->last_ping_ns = now;
   if (now - session_->last_ping_ns < kPingIntervalNs) return Status::Ok();
   session_->last_ping_ns = now;
   RETURN_IF_ERROR(session_->conn->Send(

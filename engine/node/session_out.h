@@ -4,12 +4,14 @@
 // goes to the data stream StreamPool routes it to (a large file's content) or onto the
 // session's connection, which is flushed through the PeerLink past kFlushHighWater. On
 // the primary every COMMIT is followed by a lock record carrying the batch's progress,
-// and during a long walk (Progress) the beat and a keepalive PING go on from here, or the
-// standby would judge a working primary silent. Without an open session a message is
-// refused (Unavailable), and a beat or PING is simply not sent.
+// and during a long walk (Progress) the watchdog, the beat and a keepalive PING go on
+// from here, or systemd or the peer would judge a working node hung or silent. Without
+// an open session a message is refused (Unavailable), and a beat or PING is simply not
+// sent.
 //
-// What it owns: nothing but the pointer to the primary's BeatSource. The session (the
-// node's active peer, read at each call), the link and the data streams are the node's.
+// What it owns: nothing but the pointers to the primary's BeatSource and the service
+// notifier. The session (the node's active peer, read at each call), the link and the
+// data streams are the node's.
 //
 // Threading: the loop's thread only.
 #pragma once
@@ -23,6 +25,7 @@
 #include "engine/node/lock_records.h"
 #include "engine/node/metrics.h"
 #include "engine/node/peer_link.h"
+#include "engine/node/service.h"
 #include "engine/node/state.h"
 #include "engine/node/stream_pool.h"
 #include "engine/sync/sender.h"
@@ -47,10 +50,13 @@ class SessionOut : public MessageSink {
   // Primary: where the lock records come from (a beat during a long walk, one after
   // every COMMIT). Null on the standby.
   void set_beats(BeatSource* beats) { beats_ = beats; }
+  // The service manager whose watchdog a long walk keeps feeding (null: none).
+  void set_service(ServiceNotifier* service) { service_ = service; }
 
   // MessageSink: the sender's and the receiver's messages, to the session's peer.
   Status Emit(uint64_t seq, wire::Message message) override;
-  // During a long walk: the beat when due (primary) and a PING once a second.
+  // During a long walk (either role): the service watchdog when due, the beat when due
+  // (primary) and a PING once a second.
   Status Progress() override;
   bool Splices(uint64_t seq) override { return streams_.Splices(seq); }
   Status EmitSpliced(uint64_t seq, uint64_t file_size, uint64_t offset, uint32_t length,
@@ -78,6 +84,7 @@ class SessionOut : public MessageSink {
   PeerLink& link_;
   StreamPool& streams_;
   BeatSource* beats_ = nullptr;
+  ServiceNotifier* service_ = nullptr;
 };
 
 }  // namespace hasync::engine

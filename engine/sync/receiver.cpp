@@ -721,6 +721,9 @@ Status Receiver::SendManifest(const wire::ManifestRequest& request) {
     return s;
   };
   auto add = [&](uint32_t root, const FileInfo& info) -> Status {
+    // Hashing a large spool for its manifest holds the loop for minutes: the session's
+    // keepalive and the service watchdog go on from here (MessageSink::Progress).
+    RETURN_IF_ERROR(sink_.Progress());
     ASSIGN_OR_RETURN(wire::ManifestEntry e, MakeManifestEntry(trees_[root]->root_fd(), root, info));
     // A directory entry must carry no hash (wire/ refuses one, and the standby asserts it
     // before sending): a failed batch that named a directory leaves its entry as it is.

@@ -270,6 +270,9 @@ Result<size_t> Sender::RequestResyncBlocks() {
     Status walk = ScanTree(
         root_fds_[root], "", {},
         [&](const FileInfo& info) {
+          // A walk of a million-file spool takes longer than the standby's silence
+          // bound: the session's beat and keepalive go on from inside it.
+          RETURN_IF_ERROR(sink_.Progress());
           if (info.kind != NodeKind::kFile || info.size < options_.delta_min_bytes)
             return Status::Ok();
           if (block_requests_.size() >= kMaxResyncBlockRequests) return Status::Ok();
@@ -772,7 +775,7 @@ Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal*
       root_fds_[root], subtree, {},
       [&](const FileInfo& info) {
         seen.push_back(info);
-        return Status::Ok();
+        return sink_.Progress();  // as in RequestResyncBlocks: the walk alone can be long
       },
       nullptr);
   if (walk.code() == Code::kNotFound) {

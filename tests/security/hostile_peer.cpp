@@ -318,7 +318,11 @@ Result<wire::Frame> HostilePeer::ReceiveReply(std::chrono::milliseconds timeout)
     ASSIGN_OR_RETURN(
         wire::Frame f,
         Receive(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())));
-    if (!std::holds_alternative<wire::Pong>(f.message)) return f;
+    // A standby busy in a long walk (its manifest) PINGs: a sign of life, not a reply.
+    if (!std::holds_alternative<wire::Pong>(f.message) &&
+        !std::holds_alternative<wire::Ping>(f.message)) {
+      return f;
+    }
   }
 }
 

@@ -99,7 +99,7 @@ class HostilePeer {
   // The standby's next frame; FailedPrecondition when none came in time, Unavailable once
   // it hung up.
   Result<wire::Frame> Receive(std::chrono::milliseconds timeout);
-  // The next frame that is not a PONG (a reply to COMMIT, an ERROR, ...).
+  // The next frame that is neither a PONG nor a PING (a reply to COMMIT, an ERROR, ...).
   Result<wire::Frame> ReceiveReply(std::chrono::milliseconds timeout);
   // Reads (and keeps) frames until the standby hangs up. True if it did before `timeout`.
   bool WaitClosed(std::chrono::milliseconds timeout);

@@ -64,6 +64,13 @@ class CodecLoop : public engine::MessageSink {
     return Status::Ok();
   }
   void set_hook(Hook hook) { hook_ = std::move(hook); }
+  // Calls of Progress (the sender's "still working" during a long walk) since the last
+  // ResetCounters.
+  Status Progress() override {
+    ++progress_calls_;
+    return Status::Ok();
+  }
+  uint64_t progress_calls() const { return progress_calls_; }
 
   // Splicing as a plain-mode data stream does it: an extent names the file, and its bytes
   // are taken from the file only later, when the sender waits for them (WaitSpliced).
@@ -100,7 +107,7 @@ class CodecLoop : public engine::MessageSink {
   uint64_t bytes() const { return bytes_; }
   uint64_t extent_bytes() const { return extent_bytes_; }
   void ResetCounters() {
-    bytes_ = extent_bytes_ = 0;
+    bytes_ = extent_bytes_ = progress_calls_ = 0;
     counts_.clear();
   }
 
@@ -118,6 +125,7 @@ class CodecLoop : public engine::MessageSink {
   Hook hook_;
   uint64_t bytes_ = 0;
   uint64_t extent_bytes_ = 0;
+  uint64_t progress_calls_ = 0;
 };
 
 class SyncPair {

@@ -255,6 +255,50 @@ TEST(Sync, RestartedPairResyncsOnlyTheDifference) {
   EXPECT_LT(pair.to_standby().extent_bytes(), 100u) << "unchanged files were sent again";
 }
 
+// The primary's resync walks the whole spool twice without returning to its loop (the
+// files to ask block hashes for, then the comparison), and the standby walks and hashes
+// it once for the manifest. On a million-file spool a walk can outlast the peer's 15 s
+// silence bound and systemd's 30 s watchdog: the standby dropped every session before
+// the first change was sent. Each walk now calls Progress once per entry (the node's
+// SessionOut then feeds the watchdog and sends at most one PING a second).
+TEST(Sync, EachWalkOfAResyncShowsProgressPerEntry) {
+  REQUIRE_ROOT();
+  SyncPair pair("resyncprogress");
+  const std::string p = pair.primary();
+  constexpr int kDirs = 40, kFiles = 50;
+  for (int d = 0; d < kDirs; ++d) {
+    fs::create_directory(p + "/hash." + std::to_string(d));
+    for (int f = 0; f < kFiles; ++f)
+      WriteFile(p + "/hash." + std::to_string(d) + "/job." + std::to_string(f), "script");
+  }
+  constexpr uint64_t kEntries = kDirs + kDirs * kFiles;
+  pair.Start();
+  pair.InitialSync();
+  ASSERT_TRUE(pair.Compare().empty());
+  pair.Start();  // a restart: nothing differs, so nothing but the walks happens
+  pair.sender().BeginManifest();
+  pair.to_primary().ResetCounters();
+  ASSERT_TRUE(pair.receiver().OnMessage(0, wire::ManifestRequest{1, ""}).ok());
+  // The standby's walk, which hashes every file, feeds its watchdog and PINGs likewise.
+  EXPECT_GE(pair.to_primary().progress_calls(), kEntries)
+      << "the standby's manifest walk held its loop without a sign of life";
+  pair.Drain();
+  pair.to_standby().ResetCounters();
+  auto pending = pair.sender().RequestResyncBlocks();
+  ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+  EXPECT_GE(pair.to_standby().progress_calls(), kEntries)
+      << "the block-request walk held the session silent";
+  pair.Drain();
+  pair.to_standby().ResetCounters();
+  ASSERT_TRUE(pair.sender().Resync().ok());
+  // One per entry walked and one per entry compared.
+  EXPECT_GE(pair.to_standby().progress_calls(), 2 * kEntries)
+      << "the comparison's walk held the session silent";
+  pair.Drain();
+  EXPECT_EQ(pair.nacks(), 0u) << pair.last_nack();
+  EXPECT_TRUE(pair.Compare().empty()) << pair.Compare().ToString();
+}
+
 // A large file changed while the pair was apart: the resync asks the standby for its
 // block hashes and ships only the blocks that differ.
 TEST(Sync, ResyncShipsOnlyChangedBlocksOfALargeFile) {

@@ -135,7 +135,8 @@ TEST(Model, InodeNamesComeInIndexOrderThroughPutsErasesAndGrowth) {
     where.erase(it);
   };
   for (int i = 0; i < 20000; ++i) {
-    std::string path = "hash." + std::to_string(rng() % 10) + "/job." + std::to_string(rng() % 700);
+    const auto hash = rng() % 10;  // (two draws in one expression: unspecified order)
+    std::string path = "hash." + std::to_string(hash) + "/job." + std::to_string(rng() % 700);
     const uint64_t dev = 1 + rng() % 2;
     const uint64_t ino = 1 + rng() % 300;  // many names per inode, long clusters
     switch (rng() % 5) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it and .ci/run calls it:
-#   install packages → build → every test (ctest) → a plain Release build → a clang build
-#   → the Debian package built, linted, installed and removed → every test again under
-#   ASan+UBSan → the threaded tests under ThreadSanitizer → the fuzz targets briefly
-#   (clang) → every perf script at CI size (scripts/perf/all.sh --quick).
+#   install packages → build (g++, -Werror) → every test (ctest) → every test again under
+#   ASan+UBSan (clang, -Werror) → the Debian package (a plain Release build with CMake's
+#   default generator and no -Werror) built, linted, installed and removed → the threaded
+#   tests under ThreadSanitizer → the fuzz targets briefly (clang) → every perf script at
+#   CI size (scripts/perf/all.sh --quick).
 # Must run as root on Debian 12. Each stage prints what it runs and how long it took.
 # The project's own builds here turn warnings into errors (-DHASYNC_WERROR=ON); a plain
 # Release build, as a user or a distribution makes it, does not (docs/PACKAGING.md).
@@ -13,16 +14,15 @@
 # in the form "N passed, N failed" (skipped tests are counted apart, on the line before,
 # never as passed).
 #
-# Compile-only work runs in the background, at nice 19 and idle I/O priority, while a
-# ctest stage runs in the foreground: the tests mostly wait (timers, fsync, network
-# namespaces, serial tests one at a time) and leave the CPUs idle. The plain Release and
-# clang builds overlap the first ctest stage; the package, ThreadSanitizer and fuzz
-# builds overlap the ASan+UBSan tests. A background build's output is printed when it is
-# waited for, under its own stage heading and time. The perf scripts reuse build/.
+# The stages run one after the other. Running compile-only stages in the background
+# during the ctest stages was tried and measured (docs/TESTING.md): on two CPUs it saved
+# nothing, because the tests then ran as much slower as the builds ran faster. The two
+# compilers each build everything once (g++ optimised, clang with the sanitizers), so
+# code only one of them accepts fails a stage; the perf scripts reuse build/.
 #
-# HASYNC_TEST_QUICK=1 skips every stage after the first ctest (Release, clang, package,
-# sanitizers, fuzz, perf) for a fast local loop; CI never sets it. HASYNC_FUZZ_SECONDS
-# sets the per-target fuzz time (default 30).
+# HASYNC_TEST_QUICK=1 skips every stage after the first ctest (sanitizers, package,
+# fuzz, perf) for a fast local loop; CI never sets it. HASYNC_FUZZ_SECONDS sets the
+# per-target fuzz time (default 30).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -34,7 +34,6 @@ mkdir -p "$results"
 
 stage_names=()
 stage_times=()
-declare -A bg_pid=() bg_t0=() bg_name=() # background builds: pid, start, stage name
 failed_stages=()
 stage_started=0
 current_stage=""
@@ -62,7 +61,6 @@ end_stage() {
 summary() {
   local rc=$?
   trap - EXIT
-  bg_stop_all
   current_stage_at_exit=$current_stage
   [[ -n $current_stage ]] && end_stage
   printf '\n==== summary ====\n'
@@ -122,51 +120,11 @@ run_stage() {
   fi
   end_stage
 }
-
-# Background builds (compile only; no ctest inside, so the totals stay in this shell).
-# bg_start KEY NAME FUNCTION: starts FUNCTION in the background at nice 19 and idle I/O
-# priority, its output in build-results/KEY.log.
-bg_start() {
-  local key=$1
-  bg_name[$key]=$2
-  bg_t0[$key]=$SECONDS
-  (
-    renice -n 19 -p "$BASHPID" >/dev/null
-    ionice -c 3 -p "$BASHPID" 2>/dev/null || true
-    rc=0 t0=$(date +%s)
-    "$3" || rc=$?
-    echo $(($(date +%s) - t0)) >"$results/$key.time" # its own time, not the wait's
-    exit "$rc"
-  ) >"$results/$key.log" 2>&1 &
-  bg_pid[$key]=$!
-  printf '(started in the background, nice 19: %s; output: %s)\n' "$2" "$results/$key.log"
-}
-# bg_wait KEY: waits for a background build, prints its output under its own heading and
-# records it as a stage (a failure is a failed stage). Returns its status.
-bg_wait() {
-  local key=$1 rc=0
-  wait "${bg_pid[$key]}" || rc=$?
-  unset "bg_pid[$key]"
-  local took name="${bg_name[$key]} [background]"
-  took=$(cat "$results/$key.time" 2>/dev/null || echo $((SECONDS - bg_t0[$key])))
-  printf '\n==== %s ====\n' "$name"
-  cat "$results/$key.log"
-  stage_names+=("$name")
-  stage_times+=("$took")
-  printf -- '---- %s: %dm%02ds\n' "$name" $((took / 60)) $((took % 60))
-  if ((rc != 0)); then
-    failed_stages+=("$name")
-    echo "---- stage failed: $name"
-  fi
-  return "$rc"
-}
-# A run that stops early stops its background builds too.
-bg_stop_all() {
-  local key
-  for key in "${!bg_pid[@]}"; do
-    pkill -TERM -P "${bg_pid[$key]}" 2>/dev/null || true
-    kill "${bg_pid[$key]}" 2>/dev/null || true
-  done
+# run_stage_ok NAME FUNCTION: run_stage, and says whether that stage passed.
+run_stage_ok() {
+  local before=${#failed_stages[@]}
+  run_stage "$1" "$2"
+  ((${#failed_stages[@]} == before))
 }
 
 build_main() {
@@ -177,49 +135,38 @@ test_main() {
   run_ctest main --test-dir build -j "$jobs" --timeout 900
 }
 
-# A plain Release build, as a user or a distribution makes one: CMake's default generator,
-# no -DHASYNC_WERROR, every target (tests and benchmarks too). Warnings are printed, not
-# fatal: a new compiler's false positive must not break a build outside the project's runs.
-release_plain() {
-  cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-    cmake --build build-release -j "$jobs"
-}
-
-# Everything compiled once with clang 14, -Werror included (tests and benchmarks; nothing
-# is run): code that only g++ accepts, or that clang warns about, fails here. -O0 without
-# debug info: clang's warnings come from its front end, not the optimiser, and the stage
-# takes about half the time of an optimised build.
-clang_build() {
-  CC=clang CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_C_FLAGS_DEBUG=-O0 -DCMAKE_CXX_FLAGS_DEBUG=-O0 -DHASYNC_WERROR=ON >/dev/null &&
-    ninja -C build-clang -j "$jobs"
-}
-
-# The Debian package (docs/PACKAGING.md): only the binary, the man page and the changelog
-# are built; the "package" tests make the .deb with cpack, run lintian, and install,
-# check, remove and purge it on this machine (a trap purges it whatever happens).
-package_build() {
-  cmake -S . -B build-pkg -G Ninja -DCMAKE_BUILD_TYPE=Release -DHASYNC_DEB_PACKAGE=ON \
-    -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
-    ninja -C build-pkg -j "$jobs"
-}
-package_test() {
-  run_ctest package --test-dir build-pkg -L package --timeout 900
-}
-
-# Every test again, Debug, with ASan + UBSan; any report aborts the test. -O1, as the
-# sanitizers' documentation advises: the checks are the same, the tests run faster than at
-# -O0 (the stage was the longest of the run).
+# Every test again, built by clang 14 with ASan + UBSan and -Werror; any report aborts the
+# test. The second compiler is here rather than in a stage of its own: code that only g++
+# accepts, or that clang warns about, fails this build (build/ holds g++ to the same
+# warnings). Debug at -O1, as the sanitizers' documentation advises: the checks are the
+# same and the tests run faster than at -O0. Benchmarks are built too (not run), so every
+# target passes both compilers.
 asan_build() {
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
-    -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DHASYNC_SANITIZE=ON \
-    -DHASYNC_BUILD_BENCH=OFF -DHASYNC_WERROR=ON >/dev/null &&
+  CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DHASYNC_SANITIZE=ON \
+    -DHASYNC_WERROR=ON >/dev/null &&
     ninja -C build-asan -j "$jobs"
 }
 asan_test() {
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_ctest asan --test-dir build-asan -j "$jobs" --timeout 900
+}
+
+# The Debian package (docs/PACKAGING.md), built as a user or a distribution builds
+# hasync: Release, CMake's default generator (make), no -DHASYNC_WERROR, so a new
+# compiler's warning prints but cannot fail it. Only the binary, the man page and the
+# changelog are built; the "package" tests make the .deb with cpack, run lintian, and
+# install, check, remove and purge it on this machine (a trap purges it whatever happens).
+# (build/ compiles every target at -O2 with -Werror; a separate plain build of every
+# target cost 6 to 15 minutes and could only fail where build/ already does.)
+package_build() {
+  cmake -S . -B build-pkg -DCMAKE_BUILD_TYPE=Release -DHASYNC_DEB_PACKAGE=ON \
+    -DHASYNC_BUILD_TESTS=OFF -DHASYNC_BUILD_BENCH=OFF >/dev/null &&
+    cmake --build build-pkg -j "$jobs"
+}
+package_test() {
+  run_ctest package --test-dir build-pkg -L package --timeout 900
 }
 
 # Only the binaries with threads are built (lockwin_test; the data streams' frame_queue_test
@@ -262,41 +209,28 @@ stage "install Debian packages"
 end_stage
 
 quick=${HASYNC_TEST_QUICK:-0}
-release_name="plain Release build, no -Werror (build-release/)"
-clang_name="clang 14 compiles everything, no run (build-clang/)"
 
-run_stage "build (RelWithDebInfo) in build/" build_main
+run_stage "build (g++ 12, RelWithDebInfo, -Werror) in build/" build_main
 if [[ ${#failed_stages[@]} == 0 ]]; then
-  if [[ $quick != 1 ]]; then
-    bg_start release "$release_name" release_plain
-    bg_start clang "$clang_name" clang_build
-  fi
   run_stage "every test (ctest, build/)" test_main
 fi
 
 if [[ $quick == 1 ]]; then
-  echo "HASYNC_TEST_QUICK=1: Release, clang, package, sanitizer, fuzz and perf stages not run"
+  echo "HASYNC_TEST_QUICK=1: sanitizer, package, fuzz and perf stages not run"
   exit 0
 fi
 
-# (If build/ failed, the Release and clang builds were not started: they run here.)
-if [[ -v bg_pid[release] ]]; then bg_wait release || true; else run_stage "$release_name" release_plain; fi
-if [[ -v bg_pid[clang] ]]; then bg_wait clang || true; else run_stage "$clang_name" clang_build; fi
-
-run_stage "ASan + UBSan build (build-asan/)" asan_build
-bg_start pkg "Debian package build (build-pkg/)" package_build
-bg_start tsan "ThreadSanitizer build of the threaded tests (build-tsan/)" tsan_build
-bg_start fuzz "fuzz targets build (clang libFuzzer, build-fuzz/)" fuzz_build
-if [[ ${failed_stages[*]} != *"ASan + UBSan build"* ]]; then
+# A stage whose build failed runs no tests (its failure is already recorded).
+if run_stage_ok "ASan + UBSan build (clang 14, build-asan/)" asan_build; then
   run_stage "every test under ASan + UBSan (build-asan/)" asan_test
 fi
-if bg_wait pkg; then
+if run_stage_ok "Debian package build (Release, make, no -Werror: build-pkg/)" package_build; then
   run_stage "Debian package: cpack, lintian, dpkg -i/-r/-P (build-pkg/, ctest -L package)" package_test
 fi
-if bg_wait tsan; then
-  run_stage "threaded tests (lock window, data streams) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan_test
+if run_stage_ok "ThreadSanitizer build of the threaded tests (build-tsan/)" tsan_build; then
+  run_stage "threaded tests (lock window, data streams, pipelined commit) under ThreadSanitizer (build-tsan/, ctest -L tsan)" tsan_test
 fi
-if bg_wait fuzz; then
+if run_stage_ok "fuzz targets build (clang libFuzzer, build-fuzz/)" fuzz_build; then
   run_stage "fuzz targets, ${fuzz_seconds}s each (clang libFuzzer, build-fuzz/)" fuzz_test
 fi
 run_stage "perf scripts, --quick (scripts/perf/all.sh with build/; no timing asserts)" perf_quick

@@ -40,10 +40,19 @@ Status SessionOut::Progress() {
   // (The standby's clock starts at its first walk of the session: its first PING goes
   // a second into a walk, not at once.)
   if (session_->last_ping_ns == 0) session_->last_ping_ns = now;
-  if (now - session_->last_ping_ns < kPingIntervalNs) return Status::Ok();
-  session_->last_ping_ns = now;
-  RETURN_IF_ERROR(session_->conn->Send(
-      state_.epoch, 0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)}));
+  if (now - session_->last_ping_ns >= kPingIntervalNs) {
+    session_->last_ping_ns = now;
+    RETURN_IF_ERROR(session_->conn->Send(
+        state_.epoch, 0, wire::Ping{static_cast<uint64_t>(now), static_cast<uint64_t>(now)}));
+  }
+  // Nothing reaps completions while the walk holds the loop, and a session sends one
+  // buffer at a time: the send in flight (the last beat or PING) has long completed in
+  // the kernel, but until its completion runs, whatever was queued after it stays here.
+  // So reap it (waiting at most 1 ms, at most every 50 ms) before sending on.
+  if (session_->sending && now - last_reap_ns_ >= kProgressReapIntervalNs) {
+    last_reap_ns_ = now;
+    link_.AwaitSendInFlight(session_, kProgressReapWaitNs);
+  }
   return link_.Flush(session_);
 }
 

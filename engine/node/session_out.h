@@ -85,6 +85,10 @@ class SessionOut : public MessageSink {
   StreamPool& streams_;
   BeatSource* beats_ = nullptr;
   ServiceNotifier* service_ = nullptr;
+  // Progress: when it last reaped the session's send completion, and its bounds.
+  static constexpr int64_t kProgressReapIntervalNs = 50'000'000;
+  static constexpr int64_t kProgressReapWaitNs = 1'000'000;
+  int64_t last_reap_ns_ = 0;
 };
 
 }  // namespace hasync::engine

@@ -518,8 +518,8 @@ Status Receiver::OnCommit(const wire::Commit& commit) {
     }
     batch.reset();
   }
-  return Conclude(commit.last_seq, std::move(result), committed, follows_refusal,
-                  std::move(paths), /*emit=*/true);
+  return Conclude(commit.last_seq, std::move(result), committed, follows_refusal, std::move(paths),
+                  /*emit=*/true);
 }
 
 Status Receiver::Conclude(uint64_t last_seq, Status result, bool committed, bool follows_refusal,
@@ -590,7 +590,8 @@ bool Receiver::NeedsSettledTree(const wire::Message& message) const {
           // A block patch clones the current file; a temp is staged beside its
           // destination, in a directory the committing batch may create or remove.
           return (m.flags & wire::kFileDelta) != 0 || pending_.structural;
-        } else if constexpr (std::is_same_v<T, wire::SetAttr> || std::is_same_v<T, wire::SetXattr> ||
+        } else if constexpr (std::is_same_v<T, wire::SetAttr> ||
+                             std::is_same_v<T, wire::SetXattr> ||
                              std::is_same_v<T, wire::RemoveXattr>) {
           return NamesARoot(m.path);  // applied to the root at once, not in the batch
         } else {

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include <array>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -47,8 +47,8 @@ TEST(EtcdWire, Base64RoundTripsAndRejectsGarbage) {
     ASSERT_TRUE(back.ok()) << back.status().ToString();
     EXPECT_EQ(*back, all.substr(0, n));
   }
-  EXPECT_FALSE(Base64Decode("Zg=").ok());    // not a multiple of 4
-  EXPECT_FALSE(Base64Decode("Z!==").ok());   // not the alphabet
+  EXPECT_FALSE(Base64Decode("Zg=").ok());       // not a multiple of 4
+  EXPECT_FALSE(Base64Decode("Z!==").ok());      // not the alphabet
   EXPECT_FALSE(Base64Decode("Zg==Zg==").ok());  // padding in the middle
   EXPECT_FALSE(Base64Decode("Z=g=").ok());
 }
@@ -62,13 +62,14 @@ TEST(EtcdWire, TxnOfTheLeaderKeyEncodesEveryComparisonAndOperation) {
   t.success.push_back({TxnOp::Kind::kPut, "/p/epoch", "8", 0});
   t.failure.push_back({TxnOp::Kind::kRange, "/p/leader", "", 0});
   t.failure.push_back({TxnOp::Kind::kDelete, "/p/x", "", 0});
-  EXPECT_EQ(EncodeTxn(t),
-            R"({"compare":[{"create_revision":"0","key":"L3AvbGVhZGVy","result":"EQUAL","target":"CREATE"},)"
-            R"({"key":"L3AvZXBvY2g=","result":"EQUAL","target":"VALUE","value":"Nw=="},)"
-            R"({"key":"L3AvZXBvY2g=","mod_revision":"42","result":"LESS","target":"MOD"}],)"
-            R"("failure":[{"request_range":{"key":"L3AvbGVhZGVy"}},{"request_delete_range":{"key":"L3AveA=="}}],)"
-            R"("success":[{"request_put":{"key":"L3AvbGVhZGVy","lease":"1234567890123456789","value":"bXUwMg=="}},)"
-            R"({"request_put":{"key":"L3AvZXBvY2g=","value":"OA=="}}]})");
+  EXPECT_EQ(
+      EncodeTxn(t),
+      R"({"compare":[{"create_revision":"0","key":"L3AvbGVhZGVy","result":"EQUAL","target":"CREATE"},)"
+      R"({"key":"L3AvZXBvY2g=","result":"EQUAL","target":"VALUE","value":"Nw=="},)"
+      R"({"key":"L3AvZXBvY2g=","mod_revision":"42","result":"LESS","target":"MOD"}],)"
+      R"("failure":[{"request_range":{"key":"L3AvbGVhZGVy"}},{"request_delete_range":{"key":"L3AveA=="}}],)"
+      R"("success":[{"request_put":{"key":"L3AvbGVhZGVy","lease":"1234567890123456789","value":"bXUwMg=="}},)"
+      R"({"request_put":{"key":"L3AvZXBvY2g=","value":"OA=="}}]})");
 }
 
 // Bodies as etcd 3.4's gateway writes them (captured from etcd 3.4.23).
@@ -90,8 +91,8 @@ TEST(EtcdWire, ParsesWhatTheGatewayAnswers) {
   EXPECT_EQ(gone.status().code(), Code::kNotFound);
   EXPECT_EQ(ParseTimeToLive(R"({"header":{},"ID":"12345","TTL":"-1"})").status().code(),
             Code::kNotFound);
-  EXPECT_FALSE(ParseKeepAlive(R"({"error":{"grpc_code":14,"message":"etcdserver: no leader"}})")
-                   .ok());
+  EXPECT_FALSE(
+      ParseKeepAlive(R"({"error":{"grpc_code":14,"message":"etcdserver: no leader"}})").ok());
 
   const std::string held =
       R"({"header":{"revision":"2"},"responses":[{"response_range":{"header":{"revision":"2"},)"
@@ -125,8 +126,10 @@ TEST(EtcdWire, ParsesWhatTheGatewayAnswers) {
   EXPECT_FALSE(none->kv.has_value());
   EXPECT_FALSE(ParseRange("not json").ok());
   EXPECT_FALSE(ParseRange(R"({"header":{"revision":"x7"}})").ok());
-  EXPECT_EQ(ErrorText(R"({"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5})"),
-            "etcdserver: requested lease not found");
+  EXPECT_EQ(
+      ErrorText(
+          R"({"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5})"),
+      "etcdserver: requested lease not found");
   EXPECT_EQ(ParseAuthenticate(R"({"header":{},"token":"abc.12"})").value(), "abc.12");
   EXPECT_FALSE(ParseAuthenticate(R"({"header":{}})").ok());
 }
@@ -266,9 +269,9 @@ TEST_F(RealEtcd, ACallFailsOverToTheNextMemberAndNoQuorumFailsWithinTheTimeout) 
   for (int k = 0; k < 50 && ka.ok(); ++k) {
     const auto t0 = std::chrono::steady_clock::now();
     ka = c->KeepAlive(l->id);
-    ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                               t0)
-             .count();
+    ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     if (ka.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   const auto renewing_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -280,10 +283,11 @@ TEST_F(RealEtcd, ACallFailsOverToTheNextMemberAndNoQuorumFailsWithinTheTimeout) 
   EXPECT_THAT(ka.status().message(), HasSubstr("no member answered within 1000 ms"));
   // The bound is the point: a renewal never blocks the arbiter for longer than this.
   EXPECT_LT(ms, 2000) << ka.status().ToString();
-  std::printf("quorum lost: the last member renewed for %lld ms after the kill; the failing "
-              "call took %lld ms: %s\n",
-              static_cast<long long>(renewing_ms), static_cast<long long>(ms),
-              ka.status().ToString().c_str());
+  std::printf(
+      "quorum lost: the last member renewed for %lld ms after the kill; the failing "
+      "call took %lld ms: %s\n",
+      static_cast<long long>(renewing_ms), static_cast<long long>(ms),
+      ka.status().ToString().c_str());
   // The killed member back: quorum again, the same lease renews (etcd extended it on the
   // new leader's election instead of letting it expire).
   cluster_->Start(victim);

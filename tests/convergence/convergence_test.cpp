@@ -45,7 +45,6 @@
 #include "tests/integration/process_pair.h"
 #include "tests/support/sanitizers.h"
 
-
 namespace hasync::convergence {
 namespace {
 

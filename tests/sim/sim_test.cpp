@@ -81,15 +81,15 @@ TEST(FailoverSim, ManySeedsKeepEveryInvariant) {
   const auto failures = RunSeeds(first, count, SimOptions{}, &stats);
   std::string splits;
   for (const auto& [k, v] : stats.envelope_splits) splits += fmt::format(" {}={}", k, v);
-  std::printf("seeds %llu..%llu: %.1f simulated hours, %llu promotions, %llu switchovers "
-              "completed, %llu liveness checks; envelope-limit splits:%s\n",
-              static_cast<unsigned long long>(first),
-              static_cast<unsigned long long>(first + count - 1),
-              static_cast<double>(stats.simulated_ns) / 3.6e12,
-              static_cast<unsigned long long>(stats.promotions),
-              static_cast<unsigned long long>(stats.switchovers_completed),
-              static_cast<unsigned long long>(stats.liveness_checked),
-              splits.empty() ? " none" : splits.c_str());
+  std::printf(
+      "seeds %llu..%llu: %.1f simulated hours, %llu promotions, %llu switchovers "
+      "completed, %llu liveness checks; envelope-limit splits:%s\n",
+      static_cast<unsigned long long>(first), static_cast<unsigned long long>(first + count - 1),
+      static_cast<double>(stats.simulated_ns) / 3.6e12,
+      static_cast<unsigned long long>(stats.promotions),
+      static_cast<unsigned long long>(stats.switchovers_completed),
+      static_cast<unsigned long long>(stats.liveness_checked),
+      splits.empty() ? " none" : splits.c_str());
   for (size_t i = 0; i < failures.size() && i < 30; ++i) {
     ADD_FAILURE() << "FAIL seed=" << failures[i].seed << " invariant=" << failures[i].invariant
                   << ": " << failures[i].detail << "\n  replay: failover_sim --seed "
@@ -138,8 +138,8 @@ TEST_P(FailoverSimMutation, IsCaughtWithinTheStatedSeeds) {
       SimOptions clean;
       clean.seed = f.seed;
       if (!RunSeed(clean).ok) continue;
-      std::printf("mutation %s: caught at seed %llu (%llu seeds) by invariant %s: %s\n",
-                  GetParam(), static_cast<unsigned long long>(f.seed),
+      std::printf("mutation %s: caught at seed %llu (%llu seeds) by invariant %s: %s\n", GetParam(),
+                  static_cast<unsigned long long>(f.seed),
                   static_cast<unsigned long long>(f.seed - first + 1), f.invariant.c_str(),
                   f.detail.c_str());
       return;

@@ -19,8 +19,8 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/sync/sync_harness.h"
 #include "tests/support/sanitizers.h"
+#include "tests/sync/sync_harness.h"
 
 namespace hasync::testing {
 namespace {

@@ -225,7 +225,7 @@ class SyncPair {
   // Delivers every queued message both ways until both queues are empty.
   void Drain() {
     for (int round = 0; round < 1'000'000 && !(to_standby_.empty() && to_primary_.empty() &&
-                                                !receiver_->commit_pending());
+                                               !receiver_->commit_pending());
          ++round) {
       if (to_standby_.empty() && to_primary_.empty()) {
         Status s = receiver_->FinishPending();  // the committer's event

@@ -623,8 +623,7 @@ TEST(Netem, APartitionShorterThanTheWindowHealsWithoutFailover) {
   // 64 new 1 MiB files (data streams) and 500 small ones (control stream) while cut —
   // as many as fit in the partition: under ASan on a loaded machine writing them all
   // took 6.5 s, the cut outlasted the 6 s window and the standby rightly promoted.
-  for (int i = 0; i < 64 && Clock::now() - cut_at < std::chrono::milliseconds(kPartitionMs);
-       ++i) {
+  for (int i = 0; i < 64 && Clock::now() - cut_at < std::chrono::milliseconds(kPartitionMs); ++i) {
     Write(pair.root(P::kPrimary) + "/bulk." + std::to_string(i),
           Content("bulk" + std::to_string(i), kMiB));
     for (int j = 0; j < 8; ++j) {

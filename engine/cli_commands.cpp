@@ -177,15 +177,6 @@ int RunCommand(const std::string& path, const std::string& initial_role, std::os
     err << OneLineMessage(cfg.status().message()) << '\n';
     return kExitBadConfig;
   }
-  if (cfg->arbiter.enabled) {
-    // The arbiter's client exists, its place in the failover controller does not yet
-    // (docs/FAILOVER.md "Status of this work"): running without the guarantees the
-    // configuration asks for would be worse than not running.
-    err << "hasync run: config " << OneLineMessage(cfg->origin)
-        << ": [arbiter] is not supported by this build's node yet (the etcd client is, the "
-           "failover wiring is not: docs/FAILOVER.md); remove the section to run\n";
-    return kExitBadConfig;
-  }
   RunOptions options;
   if (!initial_role.empty()) {
     auto role = ParseNodeRole(initial_role);

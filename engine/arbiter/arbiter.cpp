@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <optional>
 
 #include "engine/node/now.h"
 
@@ -12,8 +13,8 @@ Result<uint64_t> ParseEpochValue(std::string_view value) {
   uint64_t v = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (value.empty() || ec != std::errc() || end != value.data() + value.size()) {
-    return DataLoss(fmt::format("etcd: the epoch key holds \"{}\", not a decimal number",
-                                value.substr(0, 40)));
+    return DataLoss(
+        fmt::format("etcd: the epoch key holds \"{}\", not a decimal number", value.substr(0, 40)));
   }
   return v;
 }
@@ -48,7 +49,43 @@ Result<int64_t> Arbiter::EnsureLease() {
   return sent;
 }
 
+Result<std::optional<Acquisition>> Arbiter::AdoptOwnKey(uint64_t local_epoch) {
+  Txn t;
+  t.success.push_back({TxnOp::Kind::kRange, leader_key(), "", 0});
+  t.success.push_back({TxnOp::Kind::kRange, epoch_key(), "", 0});
+  ASSIGN_OR_RETURN(TxnResult r, client_->Txn(t));
+  if (!r.succeeded || r.ranges.size() != 2) {
+    return Internal("etcd: a transaction without comparisons did not succeed");
+  }
+  const std::optional<KeyValue>& leader = r.ranges[0];
+  if (!leader || leader->value != name_ || leader->lease == 0 || !r.ranges[1]) {
+    return std::optional<Acquisition>();
+  }
+  ASSIGN_OR_RETURN(const uint64_t etcd_epoch, ParseEpochValue(r.ranges[1]->value));
+  if (etcd_epoch != local_epoch) return std::optional<Acquisition>();
+  // The key names this node at its own epoch: it was put by this node (a promotion
+  // whose restart this is, or this process's previous run). Its lease is this node's.
+  const int64_t sent = NowNs();
+  Result<int64_t> ttl = client_->KeepAlive(leader->lease);
+  if (!ttl.ok()) {
+    if (ttl.status().code() == Code::kNotFound) return std::optional<Acquisition>();
+    return ttl.status();
+  }
+  if (lease_id_ != 0 && lease_id_ != leader->lease) (void)client_->Revoke(lease_id_);
+  lease_id_ = leader->lease;
+  Acquisition out;
+  out.kind = Acquisition::Kind::kAcquired;
+  out.epoch = etcd_epoch;
+  out.sent_ns = sent;
+  out.holder = name_;
+  return std::optional<Acquisition>(out);
+}
+
 Result<Acquisition> Arbiter::Acquire(uint64_t local_epoch, bool bump) {
+  if (!bump) {
+    ASSIGN_OR_RETURN(std::optional<Acquisition> own, AdoptOwnKey(local_epoch));
+    if (own) return *own;
+  }
   ASSIGN_OR_RETURN(const int64_t sent, EnsureLease());
   ASSIGN_OR_RETURN(RangeResult seen, client_->Range(epoch_key()));
   uint64_t etcd_epoch = 0;
@@ -77,6 +114,7 @@ Result<Acquisition> Arbiter::Acquire(uint64_t local_epoch, bool bump) {
     out.kind = Acquisition::Kind::kAcquired;
     out.epoch = next;
     out.sent_ns = sent;
+    out.holder = name_;
     return out;
   }
   out.kind = Acquisition::Kind::kHeld;
@@ -123,9 +161,10 @@ Result<Renewal> Arbiter::Renew(uint64_t my_epoch) {
   if (!leader || leader->value != name_ || leader->lease != lease_id_ ||
       out.etcd_epoch != my_epoch) {
     out.why = !leader ? "the leader key is gone"
-                      : fmt::format("the leader key names {} (lease {:x}) at epoch {}, not this "
-                                    "node at {}",
-                                    leader->value, leader->lease, out.etcd_epoch, my_epoch);
+                      : fmt::format(
+                            "the leader key names {} (lease {:x}) at epoch {}, not this "
+                            "node at {}",
+                            leader->value, leader->lease, out.etcd_epoch, my_epoch);
     return out;
   }
   out.kind = Renewal::Kind::kRenewed;

@@ -1,7 +1,7 @@
 // The arbiter's protocol on top of EtcdClient: the leader key and the epoch counter of
 // docs/FAILOVER.md "The arbiter", as the node carries out the controller's RenewLease,
 // TryAcquire and ReleaseLease. Each call is blocking (bounded by the client's request
-// timeout per request, at most three requests) and meant for a thread of its own, never
+// timeout per request, at most six requests) and meant for a thread of its own, never
 // the node's loop. Times are CLOCK_MONOTONIC ns (engine/node/now.h), the controller's.
 //
 // Keys: <prefix>leader (this node's name, on this node's lease) and <prefix>epoch (a
@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/status.h"
@@ -22,8 +23,8 @@ namespace hasync::engine::arbiter {
 // The answer to Renew.
 struct Renewal {
   enum class Kind {
-    kRenewed,  // the lease lives and the key names this node at its epoch: sent_ns counts
-    kLost,     // the lease is gone or the key names someone else / is missing: self-fence now
+    kRenewed,      // the lease lives and the key names this node at its epoch: sent_ns counts
+    kLost,         // the lease is gone or the key names someone else / is missing: self-fence now
     kHigherEpoch,  // etcd's epoch is above this node's: demote to it
   };
   Kind kind = Kind::kLost;
@@ -42,7 +43,7 @@ struct Acquisition {
   Kind kind = Kind::kHeld;
   uint64_t epoch = 0;
   int64_t sent_ns = 0;
-  std::string holder;
+  std::string holder;  // kAcquired: this node
 };
 
 class Arbiter {
@@ -54,9 +55,11 @@ class Arbiter {
   std::string epoch_key() const { return prefix_ + "epoch"; }
 
   // Takes the leader key if nobody holds it. `bump`: a promotion — etcd's epoch becomes
-  // max(etcd's, local_epoch) + 1. Without: a primary's cold start — it takes the key at
-  // its own epoch, and is deposed if etcd's is higher. Grants the lease first if this
-  // node has none. Unavailable when etcd cannot be asked.
+  // max(etcd's, local_epoch) + 1. Without: a primary's start — it keeps the key if the
+  // key already names this node at its epoch (the restart after its promotion, or after
+  // its process died: the key's lease is adopted, no wait for it to run out), else takes
+  // it at its own epoch, and is deposed if etcd's is higher. Grants the lease first if
+  // this node has none. Unavailable when etcd cannot be asked.
   Result<Acquisition> Acquire(uint64_t local_epoch, bool bump);
   // Keep-alive, then reads the key and the epoch (one transaction) to check they are
   // still this node's. Unavailable when etcd cannot be asked (the controller's deadline
@@ -70,6 +73,8 @@ class Arbiter {
 
  private:
   Result<int64_t> EnsureLease();  // the send time of the grant or of a fresh keep-alive
+  // The key names this node at local_epoch and its lease lives: adopted (kAcquired).
+  Result<std::optional<Acquisition>> AdoptOwnKey(uint64_t local_epoch);
 
   std::unique_ptr<EtcdClient> client_;
   std::string prefix_;

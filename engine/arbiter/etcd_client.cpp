@@ -120,8 +120,8 @@ std::string Base64Encode(std::string_view in) {
 
 Result<std::string> Base64Decode(std::string_view in) {
   if (in.size() % 4 != 0) {
-    return InvalidArgument(fmt::format("etcd: base64 of {} characters (not a multiple of 4)",
-                                       in.size()));
+    return InvalidArgument(
+        fmt::format("etcd: base64 of {} characters (not a multiple of 4)", in.size()));
   }
   std::string out;
   out.reserve(in.size() / 4 * 3);
@@ -211,9 +211,7 @@ Result<int64_t> ParseTimeToLive(std::string_view body) {
   return ttl;
 }
 
-std::string EncodeRange(std::string_view key) {
-  return Json{{"key", Base64Encode(key)}}.dump();
-}
+std::string EncodeRange(std::string_view key) { return Json{{"key", Base64Encode(key)}}.dump(); }
 
 Result<RangeResult> ParseRange(std::string_view body) {
   ASSIGN_OR_RETURN(Json j, ParseObject(body));
@@ -327,10 +325,20 @@ struct EtcdClient::Impl {
   // The deadline of the call under way: an authentication inside it shares it.
   std::optional<std::chrono::steady_clock::time_point> deadline;
   std::vector<std::unique_ptr<httplib::Client>> clients;
+  std::vector<EtcdClient::EndpointHealth> health;  // one per endpoint
+
+  void Answered(size_t idx) {
+    health[idx].state = EndpointHealth::State::kAnswered;
+    health[idx].error.clear();
+  }
+  void Failed(size_t idx, std::string why) {
+    health[idx].state = EndpointHealth::State::kFailed;
+    health[idx].error = std::move(why);
+  }
 };
 
 Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(const Config::Arbiter& config,
-                                                        std::string password) {
+                                                       std::string password) {
   if (config.endpoints.empty()) return InvalidArgument("etcd: no endpoints configured");
   if (!config.user.empty() && password.empty()) {
     return InvalidArgument("etcd: arbiter.user is set but the password is empty");
@@ -345,8 +353,8 @@ EtcdClient::EtcdClient(const Config::Arbiter& config, std::string password)
   for (const EtcdEndpoint& e : config.endpoints) {
     std::unique_ptr<httplib::Client> c;
     if (e.tls) {
-      c = std::make_unique<httplib::Client>(
-          fmt::format("https://{}", e.address.ToString()), config.cert_file, config.key_file);
+      c = std::make_unique<httplib::Client>(fmt::format("https://{}", e.address.ToString()),
+                                            config.cert_file, config.key_file);
       c->set_ca_cert_path(config.ca_file.c_str());
       c->enable_server_certificate_verification(true);
     } else {
@@ -354,6 +362,7 @@ EtcdClient::EtcdClient(const Config::Arbiter& config, std::string password)
     }
     c->set_keep_alive(true);
     impl_->clients.push_back(std::move(c));
+    impl_->health.push_back({e.ToString(), EndpointHealth::State::kUntried, ""});
   }
 }
 
@@ -362,6 +371,10 @@ EtcdClient::~EtcdClient() = default;
 std::string EtcdClient::current_endpoint() const {
   if (!impl_->answered) return "";
   return impl_->config.endpoints[impl_->current].ToString();
+}
+
+std::vector<EtcdClient::EndpointHealth> EtcdClient::endpoint_health() const {
+  return impl_->health;
 }
 
 Result<std::string> EtcdClient::Call(std::string_view path, const std::string& body) {
@@ -393,6 +406,7 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
       if (!st.ok()) {
         if (st.code() != Code::kUnavailable) return st;
         why.push_back(fmt::format("{}: {}", name, st.message()));
+        impl_->Failed(idx, std::string(st.message()));
         impl_->current = (idx + 1) % n;
         continue;
       }
@@ -435,6 +449,7 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
                               !got.empty() && got.back() == '}';
     if (!sent && !trailer_only) {
       why.push_back(fmt::format("{}: {}", name, httplib::to_string(error)));
+      impl_->Failed(idx, httplib::to_string(error));
       c.stop();  // drop a half-used connection
       impl_->current = (idx + 1) % n;
       continue;
@@ -442,6 +457,7 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
     if (trailer_only) c.stop();  // the connection's state after the trailers is unknown
     if (status == 200) {
       impl_->answered = true;
+      impl_->Answered(idx);
       return got;
     }
     const std::string text = ErrorText(got);
@@ -463,11 +479,13 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
     // out inside etcd), 10 Aborted: another member may do better.
     if (grpc == -1 || grpc == 14 || grpc == 4 || grpc == 10 || status >= 500) {
       why.push_back(fmt::format("{}: HTTP {}: {}", name, status, text));
+      impl_->Failed(idx, fmt::format("HTTP {}: {}", status, text));
       impl_->current = (idx + 1) % n;
       continue;
     }
     impl_->answered = true;
-    const Code code = grpc == 5                ? Code::kNotFound
+    impl_->Answered(idx);
+    const Code code = grpc == 5                 ? Code::kNotFound
                       : grpc == 7 || grpc == 16 ? Code::kPermissionDenied
                                                 : Code::kFailedPrecondition;
     return Status(code, fmt::format("etcd {} {}: HTTP {}: {}", name, path, status, text));
@@ -481,9 +499,8 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
 
 Status EtcdClient::Authenticate() {
   // Through Call, so it fails over too; the path keeps Call from recursing.
-  ASSIGN_OR_RETURN(std::string body,
-                   Call("/v3/auth/authenticate",
-                        EncodeAuthenticate(impl_->config.user, impl_->password)));
+  ASSIGN_OR_RETURN(std::string body, Call("/v3/auth/authenticate",
+                                          EncodeAuthenticate(impl_->config.user, impl_->password)));
   ASSIGN_OR_RETURN(impl_->token, ParseAuthenticate(body));
   return Status::Ok();
 }

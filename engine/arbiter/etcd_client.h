@@ -126,6 +126,14 @@ class EtcdClient {
 
   // The endpoint the last successful call went to ("http://h:p"; empty before one).
   std::string current_endpoint() const;
+  // What the client last saw of each configured endpoint, in the configured order: an
+  // endpoint answers (etcd spoke, even to refuse), fails (the reason), or was not tried.
+  struct EndpointHealth {
+    std::string endpoint;
+    enum class State { kUntried, kAnswered, kFailed } state = State::kUntried;
+    std::string error;  // kFailed
+  };
+  std::vector<EndpointHealth> endpoint_health() const;
 
  private:
   explicit EtcdClient(const Config::Arbiter& config, std::string password);

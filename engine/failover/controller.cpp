@@ -146,7 +146,8 @@ constexpr std::array kTable{
     Transition{P::kFence, P::kArbiterAcquire, "HookDone", "fence succeeded; arbiter"},
     Transition{P::kArbiterAcquire, P::kPromotePersist, "ArbiterAcquired",
                "the leader key won: etcd's new epoch and role primary persisted"},
-    Transition{P::kArbiterAcquire, P::kFollowing, "ArbiterAcquired, ArbiterHeld, ArbiterUnreachable",
+    Transition{P::kArbiterAcquire, P::kFollowing,
+               "ArbiterAcquired, ArbiterHeld, ArbiterUnreachable",
                "the key is held (a primary's lease lives), etcd cannot be reached, or etcd's "
                "epoch is not above this node's: no promotion, tried again a beat later"},
 };
@@ -194,25 +195,11 @@ std::string_view HookName(Hook hook) {
 }
 
 std::string_view PhaseName(Phase phase) {
-  static constexpr std::string_view kNames[] = {"serving",
-                                                "lease_check",
-                                                "switchover_stop",
-                                                "draining",
-                                                "switchover_abort",
-                                                "demote_hook",
-                                                "demote_persist",
-                                                "demoted",
-                                                "following",
-                                                "adopt_epoch",
-                                                "await_demoted",
-                                                "quorum_check",
-                                                "guard",
-                                                "fence",
-                                                "arbiter_acquire",
-                                                "promote_persist",
-                                                "promote_hook",
-                                                "promoted",
-                                                "fatal"};
+  static constexpr std::string_view kNames[] = {
+      "serving",         "lease_check",    "switchover_stop", "draining",  "switchover_abort",
+      "demote_hook",     "demote_persist", "demoted",         "following", "adopt_epoch",
+      "await_demoted",   "quorum_check",   "guard",           "fence",     "arbiter_acquire",
+      "promote_persist", "promote_hook",   "promoted",        "fatal"};
   static_assert(std::size(kNames) == static_cast<size_t>(Phase::kFatal) + 1);
   return kNames[static_cast<size_t>(phase)];
 }
@@ -220,12 +207,24 @@ std::string_view PhaseName(Phase phase) {
 std::span<const Transition> Transitions() { return kTable; }
 
 std::string_view InputName(const Input& input) {
-  static constexpr std::string_view kNames[] = {"Tick",       "PeerHeard",         "SendBlocked",
-                                                "PeerHello",  "HigherEpoch",       "SessionOpened",
-                                                "KeyRefused", "DemoteRequested",   "PeerDemoted",
-                                                "Rejoined",   "SwitchoverRequest", "HookDone",
-                                                "Persisted",  "ArbiterRenewed",    "ArbiterLost",
-                                                "ArbiterEpoch", "ArbiterAcquired", "ArbiterHeld",
+  static constexpr std::string_view kNames[] = {"Tick",
+                                                "PeerHeard",
+                                                "SendBlocked",
+                                                "PeerHello",
+                                                "HigherEpoch",
+                                                "SessionOpened",
+                                                "KeyRefused",
+                                                "DemoteRequested",
+                                                "PeerDemoted",
+                                                "Rejoined",
+                                                "SwitchoverRequest",
+                                                "HookDone",
+                                                "Persisted",
+                                                "ArbiterRenewed",
+                                                "ArbiterLost",
+                                                "ArbiterEpoch",
+                                                "ArbiterAcquired",
+                                                "ArbiterHeld",
                                                 "ArbiterUnreachable"};
   static_assert(std::size(kNames) == std::variant_size_v<decltype(Input::event)>);
   return kNames[input.event.index()];
@@ -657,12 +656,15 @@ void Controller::CheckArbiterLease(Ctx& c) {
     // Etcd may let the key go at the send time of the last good renewal plus the TTL;
     // on_demote must be over before that (the proof in docs/FAILOVER.md).
     const std::string why =
-        renewed_ever_ ? fmt::format("arbiter: no lease renewal succeeded for {} ms; self-fencing "
-                                    "before the lease can expire",
-                                    Ms(now - renewed_sent_ns_))
+        renewed_ever_ ? fmt::format(
+                            "arbiter: no lease renewal succeeded for {} ms; self-fencing "
+                            "before the lease can expire",
+                            Ms(now - renewed_sent_ns_))
                       : "arbiter: this node holds no lease it knows of; a primary without the "
                         "leader key does not serve";
-    BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch, why, false);
+    // DEMOTED tells the standby at once (it still needs the key: it wins it when the
+    // lease is given back or runs out, instead of a window later).
+    BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch, why, true);
     return;
   }
   if (now - renew_asked_ns_ >= policy_.beat_ns) {
@@ -681,16 +683,16 @@ void Controller::OnArbiter(Ctx& c, const Input& input) {
   }
   if (const auto* l = std::get_if<in::ArbiterLost>(&input.event)) {
     if (!primary()) return;
-    BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch, "arbiter: " + l->why, false);
+    BeginDemote(c, wire::RoleChangeReason::kSilent, state_.epoch, "arbiter: " + l->why, true);
     return;
   }
   if (const auto* e = std::get_if<in::ArbiterEpoch>(&input.event)) {
     arbiter_epoch_ = std::max(arbiter_epoch_, e->epoch);
     if (primary() && e->epoch > state_.epoch) {
-      BeginDemote(c, wire::RoleChangeReason::kHigherEpoch, e->epoch,
-                  fmt::format("arbiter: etcd holds epoch {} above this node's {}", e->epoch,
-                              state_.epoch),
-                  false);
+      BeginDemote(
+          c, wire::RoleChangeReason::kHigherEpoch, e->epoch,
+          fmt::format("arbiter: etcd holds epoch {} above this node's {}", e->epoch, state_.epoch),
+          false);
     }
     return;
   }
@@ -719,9 +721,10 @@ void Controller::OnArbiter(Ctx& c, const Input& input) {
   std::string_view on;
   if (const auto* h = std::get_if<in::ArbiterHeld>(&input.event)) {
     arbiter_epoch_ = std::max(arbiter_epoch_, h->epoch);
-    why = fmt::format("arbiter: the leader key is held by {} at epoch {}: its lease lives, so it "
-                      "may still run its scheduler",
-                      h->holder.empty() ? std::string("another node") : h->holder, h->epoch);
+    why = fmt::format(
+        "arbiter: the leader key is held by {} at epoch {}: its lease lives, so it "
+        "may still run its scheduler",
+        h->holder.empty() ? std::string("another node") : h->holder, h->epoch);
     on = "ArbiterHeld";
   } else if (const auto* u = std::get_if<in::ArbiterUnreachable>(&input.event)) {
     why = "arbiter: etcd cannot be asked (" + u->why + "): nobody promotes without it";
@@ -730,7 +733,9 @@ void Controller::OnArbiter(Ctx& c, const Input& input) {
     return;
   }
   // Not an error: the normal answer while a live primary is merely cut off from this node.
-  peer_demoted_ = peer_demote_ok_ = peer_switchover_ = false;
+  // A DEMOTED the primary sent stays good here (unlike PromoteAborted): the key, not the
+  // window, guards the next try, and the lease of a primary that stopped itself but could
+  // not give the key back (cut off etcd) runs out within a TTL, well before a window.
   Go(Phase::kFollowing, on);
   Refuse(c, why, policy_.beat_ns);
 }

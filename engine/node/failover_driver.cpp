@@ -109,13 +109,13 @@ FailoverDriver::Outcome FailoverDriver::Feed(int64_t now, Event event) {
             } else if constexpr (std::is_same_v<T, act::Fatal>) {
               owner_.Fail(persist_error_.ok() ? Internal(x.why)
                                               : persist_error_.Annotate("persist the role change"));
+            } else if constexpr (std::is_same_v<T, act::RenewLease>) {
+              if (!owner_.ArbiterRenew(controller_->state().epoch)) NoArbiter();
+            } else if constexpr (std::is_same_v<T, act::TryAcquire>) {
+              if (!owner_.ArbiterTryAcquire(x.local_epoch)) NoArbiter();
             } else {
-              // RenewLease, TryAcquire, ReleaseLease: the controller emits them only with
-              // [arbiter], which `hasync run` refuses until the node carries them out.
-              static_assert(std::is_same_v<T, act::RenewLease> ||
-                            std::is_same_v<T, act::TryAcquire> ||
-                            std::is_same_v<T, act::ReleaseLease>);
-              owner_.Fail(Internal("an arbiter action reached a node without the arbiter's wiring"));
+              static_assert(std::is_same_v<T, act::ReleaseLease>);
+              if (!owner_.ArbiterRelease(x.why)) NoArbiter();
             }
           },
           a);
@@ -126,6 +126,12 @@ FailoverDriver::Outcome FailoverDriver::Feed(int64_t now, Event event) {
   state_ = controller_->state();
   state_.last_applied_seq = applied;
   return outcome;
+}
+
+void FailoverDriver::NoArbiter() {
+  // The controller emits arbiter actions only with [arbiter], and a node with [arbiter]
+  // starts its arbiter's thread: one without is a wiring bug, not a state to serve in.
+  owner_.Fail(Internal("an arbiter action reached a node that has no arbiter"));
 }
 
 Status FailoverDriver::LeaseWhileSending(int64_t progress_ns) {

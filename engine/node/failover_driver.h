@@ -4,12 +4,12 @@
 // time (Feed) and carries out the actions it returns, in order: runs a hook (logged line
 // by line, counted, the service manager's watchdog pinged while it runs), persists the
 // node state and appends the role history, sends DEMOTE_REQUEST or DEMOTED through the
-// node, records a refusal of the HELLO fed, an end of the session or the reply to a
-// switchover, logs the controller's notes, and marks the node for a restart in its new
-// role or stops it. A hook's and a persist's results go straight back in as the next
-// input, before Feed returns, so the order of effects is the one docs/FAILOVER.md gives.
-// After each Feed the node state the node runs with (its epoch, role and rejoin mark)
-// is the controller's.
+// node, hands the arbiter's requests to its thread, records a refusal of the HELLO fed, an end of
+// the session or the reply to a switchover, logs the controller's notes, and marks the node for a
+// restart in its new role or stops it. A hook's and a persist's results go straight back in as the
+// next input, before Feed returns, so the order of effects is the one docs/FAILOVER.md gives. After
+// each Feed the node state the node runs with (its epoch, role and rejoin mark) is the
+// controller's.
 //
 // What it owns: the controller, the state to start again in (a role change is persisted
 // at once but the node changes role only when its run ends: until then the parts of the
@@ -55,6 +55,12 @@ class FailoverDriver {
     virtual void SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) = 0;
     // The node cannot go on (its demotion could not be persisted).
     virtual void Fail(Status why) = 0;
+    // [arbiter]: RenewLease, TryAcquire and ReleaseLease, carried out off the loop
+    // (engine/node/arbiter_worker.h); the answers come back later through Feed. False:
+    // this node has no arbiter.
+    virtual bool ArbiterRenew(uint64_t epoch) = 0;
+    virtual bool ArbiterTryAcquire(uint64_t local_epoch) = 0;
+    virtual bool ArbiterRelease(const std::string& why) = 0;
   };
 
   using Event = decltype(failover::Input::event);
@@ -102,6 +108,7 @@ class FailoverDriver {
   const failover::Controller& controller() const { return *controller_; }
 
  private:
+  void NoArbiter();
   HookResult RunLoggedHook(std::string_view name, const Command& command, std::string_view role,
                            uint64_t epoch, const std::string& reason);
 

@@ -176,6 +176,25 @@ std::string Metrics::Render() const {
         "Times changes were too many to track one by one and a rescan replaced them.",
         Load(overflow_rescans));
 
+  w.One("hasync_arbiter_configured", "gauge", "1 when an [arbiter] (etcd) is configured.",
+        Load(arbiter_configured));
+  w.One("hasync_arbiter_endpoints_up", "gauge",
+        "Etcd members whose last request from this node was answered.", Load(arbiter_endpoints_up));
+  w.One("hasync_arbiter_leader", "gauge",
+        "1 while this node holds the arbiter's leader key (as last read from etcd).",
+        Load(arbiter_leader));
+  w.One("hasync_arbiter_epoch", "gauge", "The epoch held in etcd, as last read.",
+        Load(arbiter_epoch));
+  w.One("hasync_arbiter_lease_remaining_seconds", "gauge",
+        "How long this node's etcd lease lives at least, from the send time of its last good "
+        "renewal (0 when it holds none).",
+        static_cast<double>(Load(arbiter_lease_remaining_ms)) / 1000.0);
+  w.One("hasync_arbiter_requests_total", "counter", "Calls to etcd (each may try several members).",
+        Load(arbiter_requests));
+  w.One("hasync_arbiter_request_failures_total", "counter",
+        "Calls to etcd that failed (no member answered, or etcd refused).",
+        Load(arbiter_request_failures));
+
   w.Header("hasync_replication_lag_seconds", "histogram",
            "Primary: from a batch's first change to the standby's durable ACK of the batch.");
   uint64_t cumulative = 0;

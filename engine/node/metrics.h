@@ -82,6 +82,14 @@ class Metrics {
   Counter bytes_applied;
   Counter batches_applied;
   Gauge verdict{-1};  // lockwin::Verdict as an int; -1 when not judging (primary)
+  // ---- The arbiter ([arbiter], engine/node/arbiter_worker.h); 0 without one.
+  Gauge arbiter_configured{0};
+  Gauge arbiter_endpoints_up{0};        // members whose last request was answered
+  Gauge arbiter_leader{0};              // 1: this node holds the leader key, as last read
+  Gauge arbiter_epoch{0};               // etcd's epoch, as last read
+  Gauge arbiter_lease_remaining_ms{0};  // this node's lease at least lives this long
+  Counter arbiter_requests;             // calls to etcd (one call may try several members)
+  Counter arbiter_request_failures;     // of those, failed (kUnavailable or refused)
 
   // Replication lag, primary: from a batch's first change to its durable ACK.
   void ObserveLagNs(int64_t ns);

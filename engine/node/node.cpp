@@ -21,6 +21,7 @@
 #include "engine/net/connection.h"
 #include "engine/net/data_stream.h"
 #include "engine/net/rng.h"
+#include "engine/node/arbiter_worker.h"
 #include "engine/node/control_server.h"
 #include "engine/node/failover_driver.h"
 #include "engine/node/node_report.h"
@@ -142,12 +143,38 @@ class Node : private PeerLink::Owner,
   failover::Observation Observe(int64_t now) override;
   void SendDemoteRequest(wire::RoleChangeReason reason) override;
   void SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) override;
+  bool ArbiterRenew(uint64_t epoch) override {
+    if (opts_.arbiter == nullptr) return false;
+    opts_.arbiter->Renew(epoch);
+    return true;
+  }
+  bool ArbiterTryAcquire(uint64_t local_epoch) override {
+    if (opts_.arbiter == nullptr) return false;
+    opts_.arbiter->TryAcquire(local_epoch);
+    return true;
+  }
+  bool ArbiterRelease(const std::string& why) override {
+    if (opts_.arbiter == nullptr) return false;
+    opts_.arbiter->Release(why);
+    return true;
+  }
   // Feeds the controller a tick; ends the session if it says so.
   void DriveTick(int64_t now);
+  // Feeds one input; ends the session if the controller says so.
+  void FeedAndEnd(int64_t now, FailoverDriver::Event event);
+  // [arbiter] primary: its start takes (or keeps) the leader key before anything else.
+  void AcquireAtStart();
+  // The arbiter thread's eventfd: its answers go to the controller.
+  void PostArbiterEvent();
+  // [arbiter] primary: the self-fence deadline has come (checked before anything else).
+  bool ArbiterFenceDue(int64_t now) const {
+    return opts_.arbiter != nullptr && primary_ && !failover_.changing_role() &&
+           now >= failover_.controller().arbiter_fence_at_ns();
+  }
   // `hasync status` (engine/node/node_status.h).
   std::string StatusJson() const {
-    return NodeStatusJson(
-        NowNs(), {&cfg_, &state_, &failover_, active_.get(), primary_.get(), standby_.get()});
+    return NodeStatusJson(NowNs(), {&cfg_, &state_, &failover_, active_.get(), primary_.get(),
+                                    standby_.get(), opts_.arbiter});
   }
   // Standby: goes on with the control stream once a waiting FILE_END has its content.
   void ResumeControl() override { gate_->ResumeControl(); }
@@ -173,7 +200,8 @@ class Node : private PeerLink::Owner,
   std::unique_ptr<Rng> rng_;
   std::unique_ptr<iouring::Loop> loop_;
   Status fatal_;
-  uint64_t commit_event_count_ = 0;  // PostCommitEvent's read buffer
+  uint64_t commit_event_count_ = 0;   // PostCommitEvent's read buffer
+  uint64_t arbiter_event_count_ = 0;  // PostArbiterEvent's read buffer
 
   UniqueFd listen_fd_;  // from before a role change, until the link takes it
   // The session's connection (the control stream): the dialled one on the primary, the
@@ -237,7 +265,34 @@ Status Node::Init() {
                                         failover_, primary_.get(), standby_.get());
   // The lease of a standby never heard counts from here.
   failover_.Start(NowNs());
+  if (opts_.arbiter != nullptr) {
+    opts_.arbiter->NewRun();
+    if (primary_) AcquireAtStart();
+  }
   return Status::Ok();
+}
+
+void Node::AcquireAtStart() {
+  // A previous holder's lease (another node's, or this node's at another epoch) runs out
+  // within the TTL: try every beat until then, and a little longer.
+  const int64_t now = NowNs();
+  const int64_t deadline =
+      now + (cfg_.arbiter.ttl_ms() + 2 * cfg_.arbiter.request_timeout_ms) * 1'000'000;
+  std::vector<FailoverDriver::Event> got = opts_.arbiter->AcquireAtStart(
+      state_.epoch, deadline, cfg_.failover.beat_ms * 1'000'000, [this] {
+        if (opts_.service != nullptr) opts_.service->Watchdog(NowNs());
+      });
+  Log(got.empty() ? Level::kError : Level::kInfo, "arbiter_start")
+      .kv("epoch", state_.epoch)
+      .kv("ms", (NowNs() - now) / 1'000'000)
+      .kv("result", got.empty()
+                        ? std::string("etcd could not be asked: not serving")
+                        : std::string(failover::InputName(failover::Input{0, 0, got.front()})));
+  // Without an answer the first tick finds no renewal on record and demotes.
+  for (auto& e : got) {
+    if (failover_.changing_role()) break;
+    FeedAndEnd(NowNs(), std::move(e));
+  }
 }
 
 // The parts that run on the loop: the peer link (listening from here on), the data
@@ -296,6 +351,7 @@ Status Node::Run() {
   if (primary_) primary_->PostWatch();
   if (streams_->accepting()) streams_->PostDataEvent();
   if (standby_ && standby_->commit_event_fd() >= 0) PostCommitEvent();
+  if (opts_.arbiter != nullptr) PostArbiterEvent();
   if (control_->listening()) control_->PostAccept();
   ScheduleTick();
   // Up: listening, watching (primary) or ready to apply (standby).
@@ -304,6 +360,9 @@ Status Node::Run() {
   }
   while (fatal_.ok() && !failover_.changing_role()) {
     if (opts_.stop != nullptr && opts_.stop->load(std::memory_order_relaxed)) break;
+    // A primary whose process was paused past its lease stops before anything else.
+    if (const int64_t now = NowNs(); ArbiterFenceDue(now)) DriveTick(now);
+    if (failover_.changing_role() || !fatal_.ok()) break;
     auto ran = loop_->RunOnce(100'000'000);
     if (!ran.ok()) return ran.status();
   }
@@ -356,6 +415,26 @@ void Node::PostCommitEvent() {
   if (!s.ok()) fatal_ = s;
 }
 
+void Node::PostArbiterEvent() {
+  const int fd = opts_.arbiter->event_fd();
+  Status s = loop_->Submit(
+      [this, fd](io_uring_sqe* sqe) {
+        io_uring_prep_read(sqe, fd, &arbiter_event_count_, sizeof arbiter_event_count_, 0);
+      },
+      [this](int32_t res) {
+        if (res < 0 && res != -EINTR && res != -EAGAIN) {
+          fatal_ = ErrnoStatus(-res, "read the arbiter's eventfd");
+          return;
+        }
+        for (auto& e : opts_.arbiter->TakeAnswers()) {
+          if (failover_.changing_role() || !fatal_.ok()) break;
+          FeedAndEnd(NowNs(), std::move(e));
+        }
+        if (!failover_.changing_role()) PostArbiterEvent();
+      });
+  if (!s.ok()) fatal_ = s;
+}
+
 void Node::ScheduleTick() {
   Status s = loop_->AddTimer(kTickNs, [this] {
     Tick();
@@ -366,6 +445,10 @@ void Node::ScheduleTick() {
 
 void Node::Tick() {
   int64_t now = NowNs();
+  if (ArbiterFenceDue(now)) {
+    DriveTick(now);  // the self-fence, before a beat or a byte goes out
+    if (failover_.changing_role()) return;
+  }
   link_->CompensateLoopStall(now, active_.get());
   PublishMetrics(now);
   // Pinged from the loop itself: a loop that stops turning stops the pings, and the
@@ -457,8 +540,10 @@ void Node::SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) {
   link_->FlushAll(active_, 2'000'000'000).IgnoreError();
 }
 
-void Node::DriveTick(int64_t now) {
-  if (auto end = failover_.Feed(now, failover::in::Tick{Observe(now)}).end) {
+void Node::DriveTick(int64_t now) { FeedAndEnd(now, failover::in::Tick{Observe(now)}); }
+
+void Node::FeedAndEnd(int64_t now, FailoverDriver::Event event) {
+  if (auto end = failover_.Feed(now, std::move(event)).end) {
     if (active_ && !active_->dead) link_->Drop(active_, Unavailable(*end));
   }
 }
@@ -516,6 +601,11 @@ Status RunNode(const Config& config, const RunOptions& options) {
   }
   Metrics own_metrics;
   if (opts.metrics == nullptr) opts.metrics = &own_metrics;
+  std::unique_ptr<ArbiterWorker> own_arbiter;
+  if (config.arbiter.enabled && opts.arbiter == nullptr) {
+    ASSIGN_OR_RETURN(own_arbiter, ArbiterWorker::Start(config, *opts.metrics));
+    opts.arbiter = own_arbiter.get();
+  }
   MetricsServer metrics_server(*opts.metrics);
   if (config.metrics.enabled) RETURN_IF_ERROR(metrics_server.Start(config.metrics.listen));
   UniqueFd listen_fd;

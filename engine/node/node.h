@@ -31,6 +31,8 @@
 
 namespace hasync::engine {
 
+class ArbiterWorker;
+
 struct RunOptions {
   // Role for a node whose state dir holds no state yet. Ignored otherwise.
   std::optional<NodeRole> initial_role;
@@ -42,6 +44,9 @@ struct RunOptions {
   // Where the node counts what it does. RunNode makes one (and serves it over HTTP when
   // [metrics] enabled) when this is null.
   Metrics* metrics = nullptr;
+  // The arbiter's thread ([arbiter]; engine/node/arbiter_worker.h). RunNode starts one
+  // when the config has an arbiter and this is null; it outlives the node's role changes.
+  ArbiterWorker* arbiter = nullptr;
 };
 
 // Runs until *options.stop is set or a fatal error. Returns OK on a requested stop.

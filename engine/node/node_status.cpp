@@ -58,6 +58,45 @@ void AddStandby(json& j, int64_t now, const StandbyRole& standby, const Config& 
   if (!controller.last_refusal().empty()) j["not_promoting_because"] = controller.last_refusal();
 }
 
+void AddArbiter(json& j, int64_t now, const ArbiterWorker& arbiter, const Config& cfg,
+                const failover::Controller& controller) {
+  const ArbiterWorker::Snapshot a = arbiter.snapshot();
+  json endpoints = json::array();
+  int up = 0;
+  for (const auto& e : a.endpoints) {
+    using State = arbiter::EtcdClient::EndpointHealth::State;
+    json one{{"endpoint", e.endpoint},
+             {"state", e.state == State::kAnswered ? "answered"
+                       : e.state == State::kFailed ? "failed"
+                                                   : "untried"}};
+    if (e.state == State::kFailed) one["error"] = e.error;
+    if (e.state == State::kAnswered) ++up;
+    endpoints.push_back(one);
+  }
+  json out{
+      {"kind", "etcd"},
+      {"prefix", cfg.arbiter.prefix},
+      {"endpoints", endpoints},
+      {"endpoints_answering", up},
+      {"leader", a.leader_known ? json(a.leader) : json(nullptr)},
+      {"etcd_epoch", std::max(a.etcd_epoch, controller.arbiter_epoch())},
+      {"ms_since_etcd_answered", a.last_answer_ns > 0 ? (now - a.last_answer_ns) / 1'000'000 : -1},
+      {"requests", a.requests},
+      {"failures", a.failures}};
+  if (!a.last_error.empty()) out["last_error"] = a.last_error;
+  if (a.lease_id != 0) {
+    out["lease_id"] = fmt::format("{:x}", a.lease_id);
+    if (a.renewed_sent_ns > 0) {
+      out["lease_left_ms"] = std::max<int64_t>(
+          0, (a.renewed_sent_ns + cfg.arbiter.ttl_ms() * 1'000'000 - now) / 1'000'000);
+    }
+  }
+  if (controller.primary()) {
+    out["self_fence_in_ms"] = (controller.arbiter_fence_at_ns() - now) / 1'000'000;
+  }
+  j["arbiter"] = out;
+}
+
 }  // namespace
 
 std::string NodeStatusJson(int64_t now, const StatusParts& parts) {
@@ -83,6 +122,7 @@ std::string NodeStatusJson(int64_t now, const StatusParts& parts) {
   } else {
     AddStandby(j, now, *parts.standby, cfg, controller);
   }
+  if (parts.arbiter != nullptr) AddArbiter(j, now, *parts.arbiter, cfg, controller);
   // Everything ever kept on this node (all epochs), bounded walk.
   j["quarantined_files"] = CountQuarantined(cfg.sync.state_dir);
   return j.dump(-1, ' ', false, json::error_handler_t::replace);

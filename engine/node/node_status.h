@@ -6,7 +6,9 @@
 // Primary: the session's phase, the sequence numbers sent and acknowledged, the lag,
 // the beat, how long ago the standby was heard, the probe's last result, a switchover
 // draining. Standby: the last applied sequence number, a resync or rejoin in progress,
-// the lock window's verdict and history, and why it is not promoting.
+// the lock window's verdict and history, and why it is not promoting. With [arbiter]:
+// each etcd member's last answer, the leader key's holder, etcd's epoch, this node's
+// lease and the time it has left (a primary: when it self-fences without a renewal).
 //
 // Threading: the loop's thread (the lock window's snapshot is taken under its mutex).
 #pragma once
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "engine/config.h"
+#include "engine/node/arbiter_worker.h"
 #include "engine/node/failover_driver.h"
 #include "engine/node/peer_link.h"
 #include "engine/node/primary_role.h"
@@ -32,6 +35,7 @@ struct StatusParts {
   const Peer* session = nullptr;
   const PrimaryRole* primary = nullptr;
   const StandbyRole* standby = nullptr;
+  const ArbiterWorker* arbiter = nullptr;  // [arbiter] only
 };
 
 // The control socket's answer to "status", at `now`.

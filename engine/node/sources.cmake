@@ -4,6 +4,7 @@ set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST
     ${CMAKE_CURRENT_LIST_DIR}/peer_link.cpp
     ${CMAKE_CURRENT_LIST_DIR}/lock_records.cpp
     ${CMAKE_CURRENT_LIST_DIR}/failover_driver.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/arbiter_worker.cpp
     ${CMAKE_CURRENT_LIST_DIR}/session_out.cpp
     ${CMAKE_CURRENT_LIST_DIR}/primary_role.cpp
     ${CMAKE_CURRENT_LIST_DIR}/standby_role.cpp

@@ -18,8 +18,8 @@
 namespace hasync::engine::arbiter {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::EtcdCluster;
+using ::testing::HasSubstr;
 using testing::RealEtcd;
 
 TEST(ArbiterEpoch, OnlyADecimalNumberIsAnEpoch) {
@@ -35,18 +35,18 @@ TEST(ArbiterEpoch, OnlyADecimalNumberIsAnEpoch) {
 class ArbiterOnEtcd : public RealEtcd {
  protected:
   std::unique_ptr<Arbiter> Node(const std::string& name, int64_t ttl_s = 2) {
-    return std::make_unique<Arbiter>(EtcdClient::Create(cluster_->ArbiterConfig({0, 1, 2}), "")
-                                         .value(),
-                                     "/hasync/test/", name, ttl_s);
+    return std::make_unique<Arbiter>(
+        EtcdClient::Create(cluster_->ArbiterConfig({0, 1, 2}), "").value(), "/hasync/test/", name,
+        ttl_s);
   }
 };
 
 TEST_F(ArbiterOnEtcd, TheStandbyWaitsWhileThePrimaryRenewsAndWinsWhenItsLeaseRunsOut) {
   const auto t0 = std::chrono::steady_clock::now();
   auto el = [&] {
-    return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      std::chrono::steady_clock::now() - t0)
-                                      .count());
+    return static_cast<long long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
   };
   auto a = Node("mu01");
   auto b = Node("mu02");
@@ -113,6 +113,44 @@ TEST_F(ArbiterOnEtcd, AReleaseLetsTheStandbyInAtOnceAndTheEpochOnlyGrows) {
   ASSERT_TRUE(behind.ok());
   EXPECT_EQ(behind->kind, Renewal::Kind::kHigherEpoch);
   EXPECT_EQ(behind->etcd_epoch, 5u);
+}
+
+// A primary's start when the key already names it at its epoch — the restart after its
+// promotion, or its process restarted while its lease lived: it keeps the key and adopts
+// the lease, instead of waiting a TTL for its own key to go. At another epoch, or under
+// another name, the key is not its own.
+TEST_F(ArbiterOnEtcd, AStartKeepsTheKeyThatNamesThisNodeAtItsEpoch) {
+  auto before = Node("mu01");
+  ASSERT_EQ(before->Acquire(3, false).value().kind, Acquisition::Kind::kAcquired);
+  const int64_t lease = before->lease_id();
+  auto after = Node("mu01");  // the same node, a new process
+  Result<Acquisition> got = after->Acquire(3, false);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->kind, Acquisition::Kind::kAcquired);
+  EXPECT_EQ(got->epoch, 3u);
+  EXPECT_EQ(after->lease_id(), lease);
+  Result<Renewal> r = after->Renew(3);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->kind, Renewal::Kind::kRenewed) << r->why;
+  // Another node of the same pair cannot adopt it.
+  Result<Acquisition> other = Node("mu02")->Acquire(3, false);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(other->kind, Acquisition::Kind::kHeld);
+  EXPECT_EQ(other->holder, "mu01");
+  // Nor the same node at an older epoch: etcd's is higher, it is deposed.
+  Result<Acquisition> old_epoch = Node("mu01")->Acquire(2, false);
+  ASSERT_TRUE(old_epoch.ok());
+  EXPECT_EQ(old_epoch->kind, Acquisition::Kind::kHigherEpoch);
+  // A promotion's winner keeps its own lease when it starts again as primary.
+  ASSERT_TRUE(after->Release().ok());
+  auto standby = Node("mu02");
+  Result<Acquisition> won = standby->Acquire(3, true);
+  ASSERT_TRUE(won.ok() && won->kind == Acquisition::Kind::kAcquired);
+  const int64_t won_lease = standby->lease_id();
+  Result<Acquisition> restart = standby->Acquire(won->epoch, false);
+  ASSERT_TRUE(restart.ok()) << restart.status().ToString();
+  EXPECT_EQ(restart->kind, Acquisition::Kind::kAcquired);
+  EXPECT_EQ(standby->lease_id(), won_lease);
 }
 
 TEST_F(ArbiterOnEtcd, ARenewalNoticesTheLeaderKeyGoneOrTaken) {
@@ -202,10 +240,11 @@ TEST_F(ArbiterOnEtcd, MembersRestartedOneByOneNeverBringThePrimaryToItsSelfFence
   }
   stop.store(true);
   renewer.join();
-  std::printf("%d round(s) of 3 member restarts: %lld renewals, %lld unanswered, %lld lost; "
-              "longest gap between good renewals %lld ms (self-fence at 4900 ms)\n",
-              rounds, static_cast<long long>(renewed), static_cast<long long>(unavailable),
-              static_cast<long long>(lost), static_cast<long long>(max_gap_ns / 1'000'000));
+  std::printf(
+      "%d round(s) of 3 member restarts: %lld renewals, %lld unanswered, %lld lost; "
+      "longest gap between good renewals %lld ms (self-fence at 4900 ms)\n",
+      rounds, static_cast<long long>(renewed), static_cast<long long>(unavailable),
+      static_cast<long long>(lost), static_cast<long long>(max_gap_ns / 1'000'000));
   EXPECT_EQ(lost, 0) << lost_why;
   EXPECT_LT(max_gap_ns, kFenceAfterNs) << "a member restart would have stopped the scheduler";
   EXPECT_GT(renewed, 0);

@@ -93,8 +93,8 @@ TEST(ArbiterConfig, TlsNeedsACaAndCertWithKey) {
   EXPECT_TRUE(r->arbiter.endpoints[1].tls);
   EXPECT_EQ(r->arbiter.key_file, t.root() + "/k.pem");
   d.Set("arbiter", "key_file", Q(t.root() + "/missing.pem"));
-  EXPECT_THAT(ErrorOf(Parse(d)), HasSubstr("arbiter.key_file = \"" + t.root() +
-                                           "/missing.pem\" does not exist"));
+  EXPECT_THAT(ErrorOf(Parse(d)),
+              HasSubstr("arbiter.key_file = \"" + t.root() + "/missing.pem\" does not exist"));
 }
 
 struct BadArbiter {
@@ -142,8 +142,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadArbiter{"PrefixSpace", "prefix", "\"/has ync/\"", "must start and end with '/'"},
         BadArbiter{"UserWithoutPassword", "password_file", "",
                    "arbiter.user and arbiter.password_file go together"},
-        BadArbiter{"CaOverHttp", "ca_file", "\"/etc/hostname\"",
-                   "every endpoint is http://"},
+        BadArbiter{"CaOverHttp", "ca_file", "\"/etc/hostname\"", "every endpoint is http://"},
         BadArbiter{"TtlTooSmall", "ttl_s", "1", "arbiter.ttl_s = 1 is out of range 2..600"},
         BadArbiter{"TtlNotBelowWindow", "ttl_s", "10",
                    "arbiter.ttl_s = 10 (10000 ms) must be less than failover.window_ms (10000)"},
@@ -205,14 +204,6 @@ TEST(ArbiterConfig, CheckConfigExplainsTheTiming) {
   EXPECT_THAT(out.str(), HasSubstr("lease ttl 5000 ms < window 10000 ms"));
   EXPECT_THAT(out.str(), HasSubstr("starts stopping its scheduler 3900 ms after sending"));
   EXPECT_THAT(out.str(), HasSubstr("done by 4900 ms"));
-}
-
-TEST(ArbiterConfig, RunRefusesWhileTheNodeCannotHonourTheArbiter) {
-  ConfigTree t;
-  WriteFile(t.config(), ArbiterDoc(t).Render(), 0600);
-  std::ostringstream err;
-  EXPECT_NE(RunCommand(t.config(), "", err), 0);
-  EXPECT_THAT(err.str(), HasSubstr("[arbiter] is not supported by this build's node yet"));
 }
 
 }  // namespace

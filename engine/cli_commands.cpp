@@ -254,6 +254,28 @@ std::string StatusText(const nlohmann::json& j) {
       out += "not promoting: " + j.value("not_promoting_because", "") + "\n";
     }
   }
+  if (j.contains("arbiter")) {
+    const auto& a = j.value("arbiter", nlohmann::json::object());
+    const auto& eps = a.value("endpoints", nlohmann::json::array());
+    const auto& leader = a.value("leader", nlohmann::json());
+    out += fmt::format("arbiter   etcd {}/{} member(s) answering; leader key {}; etcd epoch {}",
+                       a.value("endpoints_answering", 0), eps.size(),
+                       leader.is_string() ? "held by " + leader.get<std::string>() : "unknown",
+                       a.value("etcd_epoch", 0));
+    if (a.contains("lease_left_ms")) {
+      out += fmt::format("; lease {} ms left", a.value("lease_left_ms", 0));
+    }
+    if (a.contains("self_fence_in_ms")) {
+      out += fmt::format("; self-fence in {} ms unless renewed", a.value("self_fence_in_ms", 0));
+    }
+    out += "\n";
+    for (const auto& e : eps) {
+      if (e.value("state", "") == "failed") {
+        out +=
+            fmt::format("  member  {} failed: {}\n", e.value("endpoint", ""), e.value("error", ""));
+      }
+    }
+  }
   out += fmt::format("quarantine {} file(s)\n", j.value("quarantined_files", 0));
   return out;
 }

@@ -78,6 +78,7 @@ void AddArbiter(json& j, int64_t now, const ArbiterWorker& arbiter, const Config
       {"prefix", cfg.arbiter.prefix},
       {"endpoints", endpoints},
       {"endpoints_answering", up},
+      {"current_endpoint", a.current_endpoint},
       {"leader", a.leader_known ? json(a.leader) : json(nullptr)},
       {"etcd_epoch", std::max(a.etcd_epoch, controller.arbiter_epoch())},
       {"ms_since_etcd_answered", a.last_answer_ns > 0 ? (now - a.last_answer_ns) / 1'000'000 : -1},

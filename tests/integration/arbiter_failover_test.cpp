@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "tests/arbiter/etcd_cluster.h"
 #include "tests/integration/hook_dir.h"
@@ -195,6 +196,61 @@ TEST_F(ArbiterPair, APrimaryPausedPastItsLeaseStopsAsSoonAsItResumes) {
   std::ofstream(pair_->root(P::kStandby) + "/after") << "x\n";
   EXPECT_TRUE(pair_->WaitConverged(30s).empty()) << Logs();
   EXPECT_EQ(hooks_.Count("on_promote", "primary"), 0u);
+}
+
+// `hasync status` on both nodes shows the arbiter: every member answering, the primary
+// holding the key at etcd's epoch with its lease's time left and its self-fence ahead.
+TEST_F(ArbiterPair, StatusShowsTheArbiterOnBothNodes) {
+  ASSERT_NO_FATAL_FAILURE(StartPair());
+  // The standby has asked etcd nothing yet; the primary renews every beat.
+  auto [rc_p, out_p] = Hasync("status --json -c " + pair_->config(P::kPrimary));
+  ASSERT_EQ(rc_p, 0) << out_p;
+  const auto p = nlohmann::json::parse(out_p, nullptr, false);
+  ASSERT_TRUE(p.contains("arbiter")) << out_p;
+  const auto& a = p["arbiter"];
+  EXPECT_EQ(a["kind"], "etcd");
+  EXPECT_EQ(a["prefix"], "/hasync/pair/");
+  EXPECT_EQ(a["leader"], "primary") << out_p;
+  EXPECT_EQ(a["etcd_epoch"], 1) << out_p;
+  EXPECT_GE(a["endpoints_answering"].get<int>(), 1) << out_p;
+  EXPECT_EQ(a["endpoints"].size(), EtcdCluster::kMembers);
+  EXPECT_GT(a["lease_left_ms"].get<int64_t>(), kTtlMs - 2 * kBeatMs - 300) << out_p;
+  EXPECT_LE(a["lease_left_ms"].get<int64_t>(), kTtlMs) << out_p;
+  EXPECT_GT(a["self_fence_in_ms"].get<int64_t>(), 0) << out_p;
+  EXPECT_LT(a["ms_since_etcd_answered"].get<int64_t>(), 2 * kBeatMs + 300) << out_p;
+  auto [rc_t, out_t] = Hasync("status -c " + pair_->config(P::kPrimary));
+  EXPECT_EQ(rc_t, 0);
+  EXPECT_NE(out_t.find("leader key held by primary; etcd epoch 1; lease "), std::string::npos)
+      << out_t;
+  // The member the primary asks is killed: its next request fails over to another, and
+  // the status names the dead one and why; one member of three down changes no role.
+  const std::string current = a["current_endpoint"].get<std::string>();
+  ASSERT_FALSE(current.empty()) << out_p;
+  const size_t member = static_cast<size_t>(current.back() - '0');
+  ASSERT_LT(member, EtcdCluster::kMembers) << current;
+  etcd_->Kill(member, SIGKILL);
+  ASSERT_TRUE(P::WaitFor(
+      [&] {
+        auto [rc, out] = Hasync("status --json -c " + pair_->config(P::kPrimary));
+        const auto j = nlohmann::json::parse(out, nullptr, false);
+        if (rc != 0 || j.is_discarded() || !j.contains("arbiter")) return false;
+        for (const auto& e : j["arbiter"]["endpoints"]) {
+          if (e["endpoint"] == current) return e["state"] == "failed";
+        }
+        return false;
+      },
+      5s))
+      << pair_->log(P::kPrimary);
+  auto [rc_f, out_f] = Hasync("status -c " + pair_->config(P::kPrimary));
+  EXPECT_NE(out_f.find("  member  " + current + " failed: "), std::string::npos) << out_f;
+  auto [rc_s, out_s] = Hasync("status --json -c " + pair_->config(P::kStandby));
+  ASSERT_EQ(rc_s, 0) << out_s;
+  const auto s = nlohmann::json::parse(out_s, nullptr, false);
+  ASSERT_TRUE(s.contains("arbiter")) << out_s;
+  EXPECT_FALSE(s["arbiter"].contains("self_fence_in_ms")) << out_s;
+  std::this_thread::sleep_for(std::chrono::milliseconds(kTtlMs));
+  EXPECT_EQ(hooks_.Count("on_demote", "primary"), 0u) << "one member of three down is no reason";
+  EXPECT_EQ(pair_->CountEvents(P::kStandby, "promoted"), 0u);
 }
 
 // The link between the nodes cut, both still reach etcd: the standby's window runs out,

@@ -55,6 +55,28 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndEverySampleBelongsToOne) {
   }
 }
 
+TEST(Metrics, TheArbitersGaugesAndCounters) {
+  Metrics m;
+  auto s = Samples(m.Render());
+  EXPECT_EQ(s["hasync_arbiter_configured"], "0");
+  EXPECT_EQ(s["hasync_arbiter_lease_remaining_seconds"], "0");
+  m.arbiter_configured = 1;
+  m.arbiter_endpoints_up = 2;
+  m.arbiter_leader = 1;
+  m.arbiter_epoch = 9;
+  m.arbiter_lease_remaining_ms = 4750;
+  m.arbiter_requests.fetch_add(12);
+  m.arbiter_request_failures.fetch_add(3);
+  s = Samples(m.Render());
+  EXPECT_EQ(s["hasync_arbiter_configured"], "1");
+  EXPECT_EQ(s["hasync_arbiter_endpoints_up"], "2");
+  EXPECT_EQ(s["hasync_arbiter_leader"], "1");
+  EXPECT_EQ(s["hasync_arbiter_epoch"], "9");
+  EXPECT_EQ(s["hasync_arbiter_lease_remaining_seconds"], "4.75");
+  EXPECT_EQ(s["hasync_arbiter_requests_total"], "12");
+  EXPECT_EQ(s["hasync_arbiter_request_failures_total"], "3");
+}
+
 TEST(Metrics, RoleVerdictAndHooksAreLabelledSamples) {
   Metrics m;
   m.role = static_cast<int64_t>(NodeRole::kStandby);

@@ -253,6 +253,33 @@ TEST_F(ArbiterPair, StatusShowsTheArbiterOnBothNodes) {
   EXPECT_EQ(pair_->CountEvents(P::kStandby, "promoted"), 0u);
 }
 
+// `hasync switchover` with the arbiter: the primary drains, stops (on_demote), gives the
+// key back, and the standby takes it at once (not a TTL later) at epoch 2.
+TEST_F(ArbiterPair, ASwitchoverHandsTheKeyOverWithoutWaitingForTheLease) {
+  ASSERT_NO_FATAL_FAILURE(StartPair());
+  std::ofstream(pair_->root(P::kPrimary) + "/job.2") << "before the switchover\n";
+  auto [rc, out] = Hasync("switchover --timeout-ms 20000 -c " + pair_->config(P::kPrimary));
+  ASSERT_EQ(rc, 0) << out << Logs();
+  EXPECT_NE(out.find("switchover: done"), std::string::npos) << out;
+  ASSERT_TRUE(P::WaitFor([&] { return hooks_.Count("on_promote", "standby") == 1; }, 10s))
+      << Logs();
+  const HookRun demote = *hooks_.First("on_demote", "primary");
+  const HookRun promote = *hooks_.First("on_promote", "standby");
+  std::printf("arbiter: switchover: on_promote %.0f ms after on_demote (ttl %lld ms)\n",
+              promote.t_ms - demote.t_ms, static_cast<long long>(kTtlMs));
+  EXPECT_EQ(promote.epoch, 2u);
+  EXPECT_GT(promote.t_ms, demote.t_ms);
+  // Released, not expired: well under the TTL after the old primary stopped.
+  EXPECT_LT(promote.t_ms - demote.t_ms, kTtlMs) << Logs();
+  EXPECT_NE(pair_->log(P::kPrimary)
+                .find("event=arbiter_release reason=\"demoted with the "
+                      "scheduler stopped\" result=released"),
+            std::string::npos)
+      << Logs();
+  EXPECT_TRUE(pair_->WaitConverged(30s).empty()) << Logs();
+  ExpectNeverTwoPrimaries(hooks_);
+}
+
 // The link between the nodes cut, both still reach etcd: the standby's window runs out,
 // but the primary holds the key, so it waits; the primary serves on. Healed: the session
 // comes back with no role change.

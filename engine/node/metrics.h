@@ -109,9 +109,12 @@ class Metrics {
 // gained since the last call; Restart() when the statistic's owner is replaced.
 class CounterMirror {
  public:
-  void Update(Metrics::Counter& total, uint64_t current) {
-    if (current > last_) total.fetch_add(current - last_, std::memory_order_relaxed);
+  // Returns what was added.
+  uint64_t Update(Metrics::Counter& total, uint64_t current) {
+    const uint64_t gained = current > last_ ? current - last_ : 0;
+    if (gained > 0) total.fetch_add(gained, std::memory_order_relaxed);
     last_ = current;
+    return gained;
   }
   void Restart() { last_ = 0; }
 

@@ -9,6 +9,7 @@ namespace {
 // The quarantined-files gauge: recounted this often, counting at most this many.
 constexpr int64_t kQuarantineCountNs = 10'000'000'000;
 constexpr uint64_t kQuarantineCountMax = 100'000;
+constexpr int64_t kOverflowLogNs = 10'000'000'000;
 
 }  // namespace
 
@@ -33,11 +34,27 @@ void MetricsPublisher::Publish(int64_t now, const NodeParts& parts) {
   }
   m.journal_pending.store(parts.journal ? static_cast<int64_t>(parts.journal->size()) : 0,
                           kRelaxed);
-  if (parts.journal)
-    mirrors_.journal_overflows.Update(m.overflow_rescans, parts.journal->stats().overflows);
+  if (parts.journal) {
+    overflows_journal_ +=
+        mirrors_.journal_overflows.Update(m.overflow_rescans, parts.journal->stats().overflows);
+  }
   if (parts.watcher) {
-    mirrors_.watch_overflows.Update(m.overflow_rescans,
-                                    parts.watcher->stats().translator.overflows);
+    overflows_kernel_ += mirrors_.watch_overflows.Update(
+        m.overflow_rescans, parts.watcher->stats().translator.overflows);
+  }
+  // Changes were lost track of and a rescan replaces them: said at once, then at most
+  // every kOverflowLogNs with the count since (a writer that outruns the queue for
+  // minutes must not flood the log).
+  if ((overflows_journal_ + overflows_kernel_ > 0) &&
+      (overflow_logged_ns_ == 0 || now - overflow_logged_ns_ >= kOverflowLogNs)) {
+    overflow_logged_ns_ = now;
+    Log(Level::kWarn, "overflow_rescan")
+        .kv("kernel_queue", overflows_kernel_)
+        .kv("journal", overflows_journal_)
+        .kv("action",
+            "rescanning the sync roots: changes came faster than they could be "
+            "tracked one by one");
+    overflows_journal_ = overflows_kernel_ = 0;
   }
   if (parts.receiver) {
     const ReceiverStats& st = parts.receiver->stats();

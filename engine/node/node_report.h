@@ -63,6 +63,9 @@ class MetricsPublisher {
         journal_overflows, watch_overflows, probe_runs, probe_failures;
   } mirrors_;
   int64_t quarantine_counted_ns_ = 0;
+  // Overflows not logged yet (event=overflow_rescan), and when the last line was.
+  uint64_t overflows_journal_ = 0, overflows_kernel_ = 0;
+  int64_t overflow_logged_ns_ = 0;
 };
 
 // Counters of the current session (the primary's sender, the standby's receiver), a

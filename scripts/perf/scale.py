@@ -16,6 +16,12 @@ controller's state files, --large files of --large-mib MiB) on a loop-mounted ex
             for --idle-seconds, and while a paced writer makes --rate changes/s for
             --steady-seconds into a corner of the spool: the cost must follow the rate,
             not the size of the tree.
+  overflow  the primary paused (SIGSTOP) while --overflow-files new files are written, more
+            than the kernel's fanotify queue holds (16,384 events): continued, it loses
+            track of them, rescans the tree (event=overflow_rescan) and sends them; seconds
+            from SIGCONT until the standby holds them all and everything is acknowledged,
+            next to rsync -a --fsync bringing its copy up to date with the same new files
+            (it walks the whole tree too).
   restart   the standby stopped and started again over its copy: seconds until the
             primary has compared the whole tree again and everything is acknowledged
             (the resync after a standby restart), and the same for the primary.
@@ -27,7 +33,8 @@ process started here is stopped by its pid; the namespace, mounts and work dir a
 removed on exit. Needs root. Writes BUILD/results/scale.json and prints a summary.
 
 usage: scale.py [--sizes "10000 100000"] [--large K] [--large-mib M] [--rate R]
-                [--steady-seconds S] [--idle-seconds S] [--timeout S] [--build DIR]
+                [--steady-seconds S] [--idle-seconds S] [--overflow-files N] [--timeout S]
+                [--build DIR]
 """
 import argparse
 import json
@@ -83,6 +90,34 @@ def restart(lab, tool, node, timeout):
                            "primary.log")
     time.sleep(0.5)  # the old session's status must not count as the new one's
     return wait_for(tool.all_acked, timeout, node + " restart") - t0
+
+
+def overflow(lab, tool, src, dst, count, bound):
+    """Pauses the primary while `count` new files are written, continues it: seconds until
+    the standby holds them all and everything is acknowledged, and the overflow lines the
+    primary logged meanwhile."""
+    corner = os.path.join(src, "overflow")
+    log_path = os.path.join(lab.work, "primary.log")
+    with open(log_path, errors="replace") as f:
+        seen = f.read().count("event=overflow_rescan")
+    os.kill(tool.p.pid, signal.SIGSTOP)
+    try:
+        files = []
+        for d in range(20):
+            os.makedirs(os.path.join(corner, "hash.%d" % d), exist_ok=True)
+        for i in range(count):
+            rel = os.path.join("overflow", "hash.%d" % (i % 20), "job.%d" % i)
+            with open(os.path.join(src, rel), "wb") as f:
+                f.write(b"x" * 1024)
+            files.append((rel, 1024))
+    finally:
+        t0 = mono()
+        os.kill(tool.p.pid, signal.SIGCONT)
+    wait_for(sbs.TreeArrival(dst, files).done, bound, "files written in the pause")
+    t = wait_for(tool.all_acked, bound, "acknowledged after the overflow")
+    with open(log_path, errors="replace") as f:
+        logged = f.read().count("event=overflow_rescan") - seen
+    return {"seconds": t - t0, "files": count, "overflow_lines": logged}
 
 
 def one_size(lab, a, binary, n, idx):
@@ -159,6 +194,20 @@ def one_size(lab, a, binary, n, idx):
             % (a.rate, res["steady"]["primary_cpu_per_s"], res["steady"]["standby_cpu_per_s"],
                res["idle"]["primary_cpu_per_s"], res["idle"]["standby_cpu_per_s"]))
 
+        res["overflow"] = overflow(lab, tool, src, dst, a.overflow_files, bound)
+        # The baseline: rsync bringing its own copy up to date with the same new files (it
+        # walks the whole tree too, as the rescan does).
+        push.start(src, rdst)
+        t0 = mono()
+        push.push()
+        t_copy = mono()
+        res["overflow"]["rsync_s"] = t_copy - t0 + lab.syncfs(rdst)
+        push.stop()
+        res["overflow"]["ratio_to_rsync"] = res["overflow"]["seconds"] / res["overflow"]["rsync_s"]
+        log("  after a kernel queue overflow (%d files written in a pause): %.1f s, %d "
+            "overflow line(s) logged; rsync of the same change %.1f s (%.2f ×)"
+            % (a.overflow_files, res["overflow"]["seconds"], res["overflow"]["overflow_lines"],
+               res["overflow"]["rsync_s"], res["overflow"]["ratio_to_rsync"]))
         res["standby_restart_s"] = restart(lab, tool, "standby", bound)
         res["primary_restart_s"] = restart(lab, tool, "primary", bound)
         log("  resync after a restart: standby %.1f s, primary %.1f s"
@@ -178,6 +227,7 @@ def main():
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--steady-seconds", type=float, default=10.0)
     p.add_argument("--idle-seconds", type=float, default=10.0)
+    p.add_argument("--overflow-files", type=int, default=20000)
     p.add_argument("--timeout", type=int, default=600)
     p.add_argument("--build", default=os.path.join(sbs.REPO, "build-perf"))
     a = p.parse_args()
@@ -222,19 +272,21 @@ def main():
         json.dump(out, f, indent=1)
     fmt = lambda v: "—" if v is None else "%.0f" % v  # noqa: E731
     print("| small files | entries | rsync initial s | hasync initial s | ratio | RSS KiB (p, s) | "
-          "marginal B/entry (p, s) | CPU s/s idle (p, s) | CPU s/s at %d/s (p, s) | resync "
-          "after standby / primary restart s |" % a.rate)
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "marginal B/entry (p, s) | CPU s/s idle (p, s) | CPU s/s at %d/s (p, s) | after an "
+          "overflow s (÷ rsync) | resync after standby / primary restart s |" % a.rate)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in out["sizes"]:
         m = r["memory"]
         print("| %d | %d | %.1f | %.1f | %.2f | %d, %d | %s, %s | %.3f, %.3f | %.3f, %.3f | "
-              "%.1f / %.1f |" % (
+              "%.1f (%.2f) | %.1f / %.1f |" % (
                   r["small_files"], m["tracked"], r["rsync_initial_s"], r["hasync_initial_s"],
                   r["initial_ratio_to_rsync"], m["primary_kib"], m["standby_kib"],
                   fmt(m.get("primary_marginal_bytes_per_entry")),
                   fmt(m.get("standby_marginal_bytes_per_entry")), r["idle"]["primary_cpu_per_s"],
                   r["idle"]["standby_cpu_per_s"], r["steady"]["primary_cpu_per_s"],
-                  r["steady"]["standby_cpu_per_s"], r["standby_restart_s"],
+                  r["steady"]["standby_cpu_per_s"], r["overflow"]["seconds"],
+                  r["overflow"]["ratio_to_rsync"],
+                  r["standby_restart_s"],
                   r["primary_restart_s"]))
 
 

@@ -46,7 +46,7 @@ int Usage() {
                "       failover_sim --seeds N [--first-seed S] [--mutation NAME]\n"
                "       failover_sim --table\n"
                "mutations: skip_lease_check adopt_lower_epoch skip_quorum_check "
-               "promote_before_persist\n");
+               "promote_before_persist skip_arbiter_fence\n");
   return 2;
 }
 
@@ -68,6 +68,12 @@ void PrintStats(const hasync::sim::SimStats& s, double wall_s) {
              s.switchovers_completed);
   fmt::print("failovers with the old primary's host down: {}\n", s.failovers_after_crash);
   fmt::print("liveness checks: {} (skipped: {})\n", s.liveness_checked, s.liveness_skipped);
+  fmt::print(
+      "arbiter seeds: {}; keys won {}, tries refused (held) {}, leases lost {}, "
+      "self-fences at the renewal deadline {}, tries that found the key held by the "
+      "node itself {} (seeds where that lasted over TTL + window: {})\n",
+      s.arbiter_seeds, s.arbiter_acquired, s.arbiter_held, s.arbiter_lost, s.arbiter_self_fences,
+      s.arbiter_held_by_self, s.arbiter_self_held_stuck_seeds);
   fmt::print("configurations:");
   for (const auto& [k, v] : s.configs) fmt::print(" {}={}", k, v);
   fmt::print("\nfaults:");
@@ -165,8 +171,7 @@ int main(int argc, char** argv) {
                  static_cast<double>(r.failed_at_ns) / 1e9, r.detail, Replay(s, mutation));
     }
   }
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   PrintStats(total, wall);
   fmt::print("failures: {}\n", failures);
   return failures == 0 ? 0 : 1;

@@ -150,7 +150,8 @@ TEST_P(FailoverSimMutation, IsCaughtWithinTheStatedSeeds) {
 
 INSTANTIATE_TEST_SUITE_P(Mutations, FailoverSimMutation,
                          testing::Values("skip_lease_check", "adopt_lower_epoch",
-                                         "skip_quorum_check", "promote_before_persist"));
+                                         "skip_quorum_check", "promote_before_persist",
+                                         "skip_arbiter_fence"));
 
 TEST(FailoverSim, FailoverMdHoldsTheGeneratedStateTable) {
   std::ifstream in(HASYNC_FAILOVER_MD);

@@ -123,6 +123,18 @@ Result<Acquisition> Arbiter::Acquire(uint64_t local_epoch, bool bump) {
     if (r.ranges[1]) {
       ASSIGN_OR_RETURN(out.epoch, ParseEpochValue(r.ranges[1]->value));
     }
+    // The key names this node on the lease it just renewed: an earlier try of this
+    // process won it and its answer was lost (a timeout after etcd applied it). Only this
+    // process puts keys on its lease, and the epoch moves only with the key's creation,
+    // so the epoch read is the one that try wrote: the key is this node's. Without this
+    // the node would renew its own key on every try and never promote (found by the
+    // simulator's etcd model, seed 136).
+    if (r.ranges[0] && r.ranges[0]->value == name_ && r.ranges[0]->lease == lease_id_ &&
+        r.ranges[1]) {
+      out.kind = Acquisition::Kind::kAcquired;
+      out.sent_ns = sent;
+      out.holder = name_;
+    }
   }
   return out;
 }

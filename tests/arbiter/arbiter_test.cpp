@@ -153,6 +153,32 @@ TEST_F(ArbiterOnEtcd, AStartKeepsTheKeyThatNamesThisNodeAtItsEpoch) {
   EXPECT_EQ(standby->lease_id(), won_lease);
 }
 
+// A try that won the key but whose answer never came back (the request timed out after
+// etcd applied it): the next try finds the key on this process's own lease and takes it
+// as won at the epoch it put, instead of renewing its own key for ever as "held".
+TEST_F(ArbiterOnEtcd, ATryWhoseAnswerWasLostFindsTheKeyItsOwn) {
+  auto standby = Node("mu02");
+  Result<Acquisition> first = standby->Acquire(4, true);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->kind, Acquisition::Kind::kAcquired);
+  ASSERT_EQ(first->epoch, 5u);
+  const int64_t lease = standby->lease_id();
+  // The answer was "lost": the controller, told etcd was unreachable, tries again at the
+  // same local epoch.
+  Result<Acquisition> again = standby->Acquire(4, true);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->kind, Acquisition::Kind::kAcquired);
+  EXPECT_EQ(again->epoch, 5u) << "the epoch that try wrote, not one more";
+  EXPECT_EQ(standby->lease_id(), lease);
+  // The key of this node on a lease this process does not hold (its previous process)
+  // is not taken as won: it runs out first.
+  auto restarted = Node("mu02");
+  Result<Acquisition> other = restarted->Acquire(4, true);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(other->kind, Acquisition::Kind::kHeld);
+  EXPECT_EQ(other->holder, "mu02");
+}
+
 TEST_F(ArbiterOnEtcd, ARenewalNoticesTheLeaderKeyGoneOrTaken) {
   auto a = Node("mu01");
   ASSERT_EQ(a->Acquire(1, false).value().kind, Acquisition::Kind::kAcquired);

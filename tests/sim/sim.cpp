@@ -1448,11 +1448,18 @@ void World::ArbAcquire(int n, uint64_t local_epoch, bool bump,
                 [this, n, seen_epoch, seen_rev, lease, next] {
                   return EtcdTxnAcquire(n, seen_epoch, seen_rev, lease, next);
                 },
-                [n, next, sent, out, done](const EtcdAnswer& r) mutable {
+                [n, next, sent, out, done, lease](const EtcdAnswer& r) mutable {
                   if (!r.ok) return done(ArbiterResult{});
                   if (r.succeeded) {
                     out.kind = ArbiterResult::Kind::kAcquired;
                     out.epoch = next;
+                    out.sent_ns = sent;
+                    out.holder = n;
+                  } else if (r.leader == n && r.leader_lease == lease && r.has_epoch) {
+                    // Its own key on the lease it just renewed: an earlier try won and
+                    // its answer was lost; Acquire takes it as won at etcd's epoch.
+                    out.kind = ArbiterResult::Kind::kAcquired;
+                    out.epoch = r.epoch;
                     out.sent_ns = sent;
                     out.holder = n;
                   } else {
@@ -1597,9 +1604,10 @@ void World::ArbNext(int n) {
         } else if (g.kind == ArbiterResult::Kind::kHeld) {
           const std::string holder = g.holder < 0 ? std::string() : Who(g.holder);
           if (bump && g.holder == n) {
-            // Its own key, from a try whose answer it never got: Acquire keeps that lease
-            // alive on every try and never adopts the key (docs/TESTING.md, "What it
-            // found"). Counted, not failed, until engine/arbiter is fixed.
+            // Its own key on a lease this process no longer holds (its previous process
+            // took it): the lease runs out within a TTL. On the lease it holds, Acquire
+            // takes the key as won (an earlier try whose answer was lost): longer than
+            // TTL + window here is that bug back (docs/TESTING.md, "What it found").
             res_.stats.arbiter_held_by_self++;
             Node& nd = nodes_[n];
             if (nd.self_held_since_ns == kNever) nd.self_held_since_ns = now_;
@@ -1610,6 +1618,10 @@ void World::ArbNext(int n) {
                 now_ - nd.self_held_since_ns > cfg_.ttl_ns + cfg_.policy.window_ns) {
               self_held_stuck_ = true;
               res_.stats.arbiter_self_held_stuck_seeds++;
+              Fail("arbiter-own-key-adopted",
+                   fmt::format("{} has found the leader key held by itself for {} ms, more than "
+                               "TTL + window: it renews its own key and never promotes",
+                               Who(n), (now_ - nd.self_held_since_ns) / kMs));
             }
           } else if (bump) {
             nodes_[n].self_held_since_ns = kNever;

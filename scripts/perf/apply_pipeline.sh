@@ -17,7 +17,8 @@
 #
 # usage: scripts/perf/apply_pipeline.sh [--quick] [--files N] [--reps R]
 #                                       [--rates "1000 5000 10000"] [--lag-seconds S]
-#                                       [--group-commit fsync|syncfs] [--perf]
+#                                       [--group-commit fsync|syncfs] [--perf] (perf record
+#                                        both nodes during the first burst and each lag run)
 #                                       [--modes "1 0"]  (HASYNC_COMMIT_PIPELINE of the
 #                                        standby: 1 pipelined commit, 0 commit on the loop;
 #                                        each mode gets its own pair, alternating per rep)
@@ -200,7 +201,9 @@ for mode in $MODES; do
       "$WORK/$d.seen.json" >"$RAW/lag_${rate}_${mode}_watch.json" &
     wpid=$!; PIDS+=("$wpid")
     wait_until 20 exists "$WORK/$d.ready"
+    perf_start "lag_${rate}_$mode"
     "${H[@]}" lag-writer "$SP/$d" "$rate" "$LAG_S" 500 "$WORK/$d.writes.json" >"$RAW/lag_${rate}_${mode}_writer.json"
+    perf_stop
     wait "$wpid"
     cp "$WORK/$d.writes.json" "$RAW/lag_${rate}_${mode}_writes.json"
     cp "$WORK/$d.seen.json" "$RAW/lag_${rate}_${mode}_seen.json"

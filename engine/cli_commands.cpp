@@ -77,16 +77,18 @@ std::string ConfigSummary(const Config& cfg) {
     const Config::Arbiter& a = cfg.arbiter;
     std::vector<std::string> eps;
     for (const EtcdEndpoint& e : a.endpoints) eps.push_back(e.ToString());
-    const int64_t stop_ms = cfg.hooks.on_demote.configured() ? cfg.hooks.on_demote.timeout_ms : 0;
+    const int64_t stop_ms = cfg.arbiter_stop_ms();
     out += fmt::format("  arbiter: etcd {} under {}{}\n", Join(eps, ", "), a.prefix,
                        a.user.empty() ? "" : fmt::format(" as user {}", a.user));
     out += fmt::format(
         "  arbiter timing: lease ttl {} ms < window {} ms; renewed every beat ({} ms), each "
         "request within {} ms (< ttl/3); without a renewal the primary starts stopping its "
-        "scheduler {} ms after sending the last one that succeeded (ttl - on_demote timeout {} - "
+        "scheduler {} ms after sending the last one that succeeded (ttl - on_demote timeout{} {} - "
         "drift {}) and is done by {} ms, before the lease can expire\n",
         a.ttl_ms(), cfg.failover.window_ms, cfg.failover.beat_ms, a.request_timeout_ms,
-        a.ttl_ms() - stop_ms - a.drift_ms(), stop_ms, a.drift_ms(), a.ttl_ms() - a.drift_ms());
+        a.ttl_ms() - stop_ms - a.drift_ms(),
+        cfg.hooks.quorum_check.configured() ? " - quorum_check timeout" : "", stop_ms, a.drift_ms(),
+        a.ttl_ms() - a.drift_ms());
   }
   return out;
 }

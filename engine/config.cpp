@@ -178,8 +178,8 @@ const std::vector<Section>& Schema() {
       {"metrics", {"enabled", "listen"}},
       {"log", {"level"}},
       {"arbiter",
-       {"kind", "endpoints", "prefix", "ca_file", "cert_file", "key_file", "user",
-        "password_file", "ttl_s", "request_timeout_ms"}},
+       {"kind", "endpoints", "prefix", "ca_file", "cert_file", "key_file", "user", "password_file",
+        "ttl_s", "request_timeout_ms"}},
   };
   return kSchema;
 }
@@ -679,7 +679,6 @@ class Parser {
         Quote(level)));
   }
 
-
   // An existing regular file given by absolute path (TLS material, the password file).
   Status GetFile(const toml::table* t, std::string_view section, std::string_view key,
                  std::string& out) const {
@@ -777,9 +776,9 @@ class Parser {
     if (!a.user.empty() && (a.user.size() > kMaxNameLength ||
                             std::any_of(a.user.begin(), a.user.end(),
                                         [](char ch) { return ch <= ' ' || ch > '~'; }))) {
-      return Fail(fmt::format(
-          "arbiter.user = {} must be 1 to {} printable ASCII characters without spaces",
-          Quote(a.user), kMaxNameLength));
+      return Fail(
+          fmt::format("arbiter.user = {} must be 1 to {} printable ASCII characters without spaces",
+                      Quote(a.user), kMaxNameLength));
     }
     RETURN_IF_ERROR(GetInt(t, "arbiter", "ttl_s", kArbiterTtlSBounds, a.ttl_s));
     RETURN_IF_ERROR(GetInt(t, "arbiter", "request_timeout_ms", kArbiterRequestTimeoutMsBounds,
@@ -798,17 +797,22 @@ class Parser {
           "renewals can time out twice and a third still land before the lease runs out",
           a.request_timeout_ms, ttl / 3));
     }
-    const int64_t stop_ms = cfg.hooks.on_demote.configured() ? cfg.hooks.on_demote.timeout_ms : 0;
+    const int64_t stop_ms = cfg.arbiter_stop_ms();
     const int64_t slack = ttl - stop_ms - a.drift_ms();
     const int64_t need = f.beat_ms + 2 * a.request_timeout_ms;
     if (slack < need) {
+      const Config::Hooks& h = cfg.hooks;
+      const bool qc = h.quorum_check.configured();
+      const int64_t demote_ms = h.on_demote.configured() ? h.on_demote.timeout_ms : 0;
       return Fail(fmt::format(
           "arbiter.ttl_s = {} too short: the primary must start stopping its scheduler at "
-          "ttl - hooks.on_demote.timeout_ms - drift ({} - {} - {} = {} ms) after its last "
+          "ttl - hooks.on_demote.timeout_ms{} - drift ({} - {}{} - {} = {} ms) after its last "
           "renewal, which must leave room for failover.beat_ms + 2 x arbiter.request_timeout_ms "
           "({} + 2 x {} = {} ms) or one lost renewal stops the scheduler; lengthen ttl_s (and "
-          "failover.window_ms) or shorten hooks.on_demote.timeout_ms",
-          a.ttl_s, ttl, stop_ms, a.drift_ms(), slack, f.beat_ms, a.request_timeout_ms, need));
+          "failover.window_ms) or shorten hooks.on_demote.timeout_ms{}",
+          a.ttl_s, qc ? " - hooks.quorum_check.timeout_ms" : "", ttl, demote_ms,
+          qc ? fmt::format(" - {}", h.quorum_check.timeout_ms) : "", a.drift_ms(), slack, f.beat_ms,
+          a.request_timeout_ms, need, qc ? " or hooks.quorum_check.timeout_ms" : ""));
     }
     return Status::Ok();
   }
@@ -1031,8 +1035,7 @@ Result<Config> LoadConfig(const std::string& path, const ConfigEnv& env) {
 std::vector<std::string> ConfigWarnings(const Config& cfg, const ConfigEnv& env) {
   std::vector<std::string> w;
   const Config::Hooks& h = cfg.hooks;
-  const bool guarded =
-      h.fence.configured() || h.quorum_check.configured() || cfg.arbiter.enabled;
+  const bool guarded = h.fence.configured() || h.quorum_check.configured() || cfg.arbiter.enabled;
   if (cfg.failover.promote_on_silence_unguarded) {
     if (guarded) {
       w.push_back(
@@ -1077,9 +1080,10 @@ std::vector<std::string> ConfigWarnings(const Config& cfg, const ConfigEnv& env)
     if (!a.password_file.empty()) {
       Result<PathInfo> info = env.Stat(a.password_file);
       if (info.ok() && (info->mode & 0077u) != 0) {
-        w.push_back(fmt::format("arbiter.password_file = {} mode {:04o} is readable by others; "
-                                "make it 0600",
-                                Quote(a.password_file), info->mode));
+        w.push_back(
+            fmt::format("arbiter.password_file = {} mode {:04o} is readable by others; "
+                        "make it 0600",
+                        Quote(a.password_file), info->mode));
       }
     }
   }

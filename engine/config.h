@@ -188,7 +188,7 @@ struct Config {
   struct Arbiter {
     bool enabled = false;  // the section is present (kind = "etcd")
     std::vector<EtcdEndpoint> endpoints;
-    std::string prefix;  // "/hasync/<pair>/": starts and ends with '/'
+    std::string prefix;     // "/hasync/<pair>/": starts and ends with '/'
     std::string ca_file;    // TLS: verify the members against this CA (https endpoints)
     std::string cert_file;  // TLS client certificate and its key (both or neither)
     std::string key_file;
@@ -203,6 +203,15 @@ struct Config {
       return share > kArbiterDriftMinMs ? share : kArbiterDriftMinMs;
     }
   } arbiter;
+
+  // [arbiter]: how long before its lease can expire the primary must begin stopping its
+  // scheduler, beyond the drift: on_demote's timeout, plus quorum_check's when there is
+  // one (the deadline may pass while a quorum_check of the primary's lease check runs:
+  // the loop acts on it only when the hook is over).
+  int64_t arbiter_stop_ms() const {
+    return (hooks.on_demote.configured() ? hooks.on_demote.timeout_ms : 0) +
+           (hooks.quorum_check.configured() ? hooks.quorum_check.timeout_ms : 0);
+  }
 
   // Lease margin this config is validated against (see kLeaseMarginBeats).
   int64_t lease_margin_ms() const;

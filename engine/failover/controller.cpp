@@ -172,8 +172,8 @@ Policy Policy::From(const Config& c) {
   p.promote_on_silence_unguarded = c.failover.promote_on_silence_unguarded;
   p.has_arbiter = c.arbiter.enabled;
   if (p.has_arbiter) {
-    const int64_t stop_ms = c.hooks.on_demote.configured() ? c.hooks.on_demote.timeout_ms : 0;
-    p.arbiter_fence_after_ns = (c.arbiter.ttl_ms() - stop_ms - c.arbiter.drift_ms()) * kMsNs;
+    p.arbiter_fence_after_ns =
+        (c.arbiter.ttl_ms() - c.arbiter_stop_ms() - c.arbiter.drift_ms()) * kMsNs;
   }
   return p;
 }

@@ -178,8 +178,22 @@ HookResult FailoverDriver::RunLoggedHook(std::string_view name, const Command& c
                                          std::string_view role, uint64_t epoch,
                                          const std::string& reason) {
   HookEnv env{std::string(role), epoch, reason, cfg_.peer.name};
-  auto r = RunHook(command, env, [this] {
-    if (service_ != nullptr) service_->Watchdog(NowNs());
+  // A hook blocks the loop (no tick) for up to its timeout. A node holding the leader key
+  // (a primary, or a standby whose promotion runs on_promote) goes on renewing its lease
+  // every beat meanwhile: the loop is alive, so the lease must not lapse under a slow
+  // on_promote or quorum_check. The answers are fed once the hook is over.
+  const bool holds_key =
+      cfg_.arbiter.enabled &&
+      (controller_->primary() || controller_->phase() == failover::Phase::kPromoteHook);
+  const uint64_t key_epoch = std::max(controller_->state().epoch, controller_->arbiter_epoch());
+  int64_t renewed_ns = NowNs();
+  auto r = RunHook(command, env, [&] {
+    const int64_t now = NowNs();
+    if (service_ != nullptr) service_->Watchdog(now);
+    if (holds_key && now - renewed_ns >= cfg_.failover.beat_ms * 1'000'000) {
+      renewed_ns = now;
+      owner_.ArbiterRenew(key_epoch);
+    }
   });
   HookResult result;
   if (!r.ok()) {

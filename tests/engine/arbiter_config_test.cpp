@@ -174,6 +174,31 @@ TEST(ArbiterConfig, TheSelfFenceMustLeaveRoomForTwoFailedRenewals) {
   EXPECT_EQ(r->arbiter.drift_ms(), 400);  // 1 % of 40 s
 }
 
+// A primary's quorum_check blocks its loop; the self-fence deadline may pass while it runs,
+// so its timeout counts against the lease like on_demote's.
+TEST(ArbiterConfig, AQuorumCheckTimeoutCountsAgainstTheLease) {
+  ConfigTree t;
+  TomlDoc d = ArbiterDoc(t);
+  d.Set("hooks.on_demote", "command", "[" + Q(t.hook()) + "]")
+      .Set("hooks.on_demote", "timeout_ms", "1650")
+      .Set("hooks.quorum_check", "command", "[" + Q(t.hook()) + "]")
+      .Set("hooks.quorum_check", "timeout_ms", "1000");
+  // 5000 - 1650 - 1000 - 100 = 2250 = 250 + 2 x 1000: exactly enough.
+  Result<Config> r = Parse(d);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->arbiter_stop_ms(), 2650);
+  d.Set("hooks.quorum_check", "timeout_ms", "1001");
+  EXPECT_THAT(ErrorOf(Parse(d)),
+              HasSubstr("ttl - hooks.on_demote.timeout_ms - hooks.quorum_check.timeout_ms - "
+                        "drift (5000 - 1650 - 1001 - 100 = 2249 ms)"));
+  d.Set("hooks.quorum_check", "timeout_ms", "1000");
+  WriteFile(t.config(), d.Render(), 0600);
+  std::ostringstream out, err;
+  EXPECT_EQ(CheckConfigCommand(t.config(), out, err), 0) << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("starts stopping its scheduler 2250 ms after sending"));
+  EXPECT_THAT(out.str(), HasSubstr("(ttl - on_demote timeout - quorum_check timeout 2650"));
+}
+
 TEST(ArbiterConfig, WarningsForFewMembersPlainHttpAndAReadablePassword) {
   ConfigTree t;
   TomlDoc d = ArbiterDoc(t);

@@ -120,6 +120,24 @@ class ArbiterPair : public ::testing::Test {
     return "\n--- primary:\n" + pair_->log(P::kPrimary) + "\n--- standby:\n" +
            pair_->log(P::kStandby);
   }
+  // The leader key as etcd holds it, read with etcdctl from the router's namespace:
+  // {create_revision, lease} ({0, 0} when there is none or etcdctl failed).
+  std::pair<int64_t, int64_t> LeaderKey() const {
+    const std::string cmd = fmt::format(
+        "ip netns exec {} etcdctl --command-timeout=2s --endpoints=http://{}:23790 get "
+        "/hasync/pair/leader -w json 2>/dev/null",
+        lab_->w(), kEtcdHost);
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (f == nullptr) return {0, 0};
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+    ::pclose(f);
+    const auto j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_discarded() || !j.contains("kvs") || j["kvs"].empty()) return {0, 0};
+    const auto& kv = j["kvs"][0];
+    return {kv.value("create_revision", int64_t{0}), kv.value("lease", int64_t{0})};
+  }
   // The route from node ns to etcd: cut (a blackhole) or back.
   void CutFromEtcd(const std::string& ns, bool cut) {
     const std::string c =
@@ -169,6 +187,40 @@ TEST_F(ArbiterPair, KillNineOfThePrimaryPromotesTheStandbyThroughEtcd) {
   EXPECT_TRUE(pair_->WaitConverged(30s).empty()) << Logs();
   EXPECT_EQ(hooks_.Count("on_promote", "primary"), 0u);
   ExpectNeverTwoPrimaries(hooks_, killed_ms);
+}
+
+// An on_promote slower than the lease (3 s, TTL 2 s): the new primary's loop waits for
+// the hook, but its lease is renewed every beat meanwhile, so the key it won never lapses
+// (the same key, same lease, in etcd before and after the hook) — no window in which
+// another node could take it — and it serves on, no demotion.
+TEST_F(ArbiterPair, AnOnPromoteSlowerThanTheLeaseKeepsTheKey) {
+  ASSERT_NO_FATAL_FAILURE(StartPair());
+  const std::pair<int64_t, int64_t> first = LeaderKey();
+  ASSERT_NE(first.first, 0) << "etcdctl found no leader key";
+  hooks_.SlowDown("on_promote", 3.0);
+  pair_->Signal(P::kPrimary, SIGKILL);
+  ASSERT_TRUE(P::WaitFor([&] { return hooks_.Count("on_promote", "standby") == 1; }, 20s))
+      << Logs();
+  const std::pair<int64_t, int64_t> won = LeaderKey();  // the hook has started: 3 s to go
+  EXPECT_NE(won.first, first.first) << "the standby's key is a new one";
+  ASSERT_TRUE(pair_->WaitEvents(P::kStandby, "promoted", 1, 20s)) << Logs();
+  // The hook's own log line comes when it is over: it must have outlived the lease.
+  ASSERT_TRUE(pair_->WaitEvents(P::kStandby, "hook", 1, 20s)) << Logs();
+  EXPECT_GE(pair_->LastEvent(P::kStandby, "hook")["ms"], static_cast<uint64_t>(kTtlMs + 500))
+      << Logs();
+  const std::pair<int64_t, int64_t> after = LeaderKey();
+  ASSERT_NE(after.first, 0) << "etcdctl found no leader key after the hook";
+  EXPECT_EQ(after, won) << "the key lapsed during on_promote and was created again";
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kTtlMs));
+  EXPECT_EQ(pair_->CountEvents(P::kStandby, "demoting"), 0u) << Logs();
+  EXPECT_EQ(hooks_.Count("on_demote", "standby"), 0u) << Logs();
+  auto [rc, out] = Hasync("status --json -c " + pair_->config(P::kStandby));
+  ASSERT_EQ(rc, 0) << out;
+  const auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(j.contains("arbiter")) << out;
+  EXPECT_EQ(j["arbiter"]["leader"], "standby") << out;
+  EXPECT_EQ(j["arbiter"]["etcd_epoch"], 2) << out;
+  EXPECT_GT(j["arbiter"]["lease_left_ms"].get<int64_t>(), kTtlMs - 2 * kBeatMs - 300) << out;
 }
 
 // SIGSTOP of the primary past the TTL: the standby promotes once the lease ran out; the

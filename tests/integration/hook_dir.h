@@ -52,6 +52,9 @@ class HookDir {
       << "echo \"$1 on=$on role=$HASYNC_ROLE epoch=$HASYNC_EPOCH t_ms=$up\" >> " << dir_
       << "/runs.log\n"
       << "echo \"ran $1 on $on\"\n"
+      // A hook made slow on demand: <dir>/sleep_<hook> holds the seconds it takes.
+      << "[ -e " << dir_ << "/sleep_$1 ] && sleep \"$(cat " << dir_
+      << "/sleep_$1)\"\n"
       // The \"scheduler\" of the switchover test: a flag per node, taken under the lock
       // its writer holds for each write, so no write lands after on_demote returns.
       << "case \"$1\" in\n"
@@ -69,6 +72,10 @@ class HookDir {
 
   std::string Hook(const std::string& name) const {
     return "[hooks." + name + "]\ncommand = [\"" + script_ + "\", \"" + name + "\"]\n";
+  }
+  // From now on, every run of hook `name` takes `seconds` (after its line is logged).
+  void SlowDown(const std::string& name, double seconds) const {
+    std::ofstream(dir_ + "/sleep_" + name) << seconds << "\n";
   }
   std::string Probe() const {
     return "[probe]\ncommand = [\"" + script_ +

@@ -610,11 +610,14 @@ void World::Configure() {
   // check-config's advice: lease + quorum_check timeout + on_demote timeout < window.
   c.hook_timeout_ns = std::max<int64_t>(100 * kMs, (p.window_ns - p.lease_ns - 100 * kMs) / 2);
   if (c.arbiter) {
-    c.hook_timeout_ns = std::min(c.hook_timeout_ns, arbiter_hook_cap_ns);
+    // Policy::From (Config::arbiter_stop_ms): ttl − on_demote timeout − quorum_check
+    // timeout (when there is one) − drift; check-config keeps room for a beat and two
+    // requests after it.
+    const int64_t hooks_in_stop = p.has_quorum_check ? 2 : 1;
+    c.hook_timeout_ns = std::min(c.hook_timeout_ns, arbiter_hook_cap_ns / hooks_in_stop);
     p.has_arbiter = true;
-    // Policy::From: ttl − on_demote timeout − drift.
     p.arbiter_fence_after_ns =
-        c.ttl_ns - c.hook_timeout_ns - std::max<int64_t>(c.ttl_ns / 100, 100 * kMs);
+        c.ttl_ns - hooks_in_stop * c.hook_timeout_ns - std::max<int64_t>(c.ttl_ns / 100, 100 * kMs);
   }
   c.hook_max_ns = rng_.Range(20 * kMs, c.hook_timeout_ns);
   c.liveness = rng_.Chance(0.2);

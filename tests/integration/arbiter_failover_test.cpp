@@ -127,12 +127,8 @@ class ArbiterPair : public ::testing::Test {
         "ip netns exec {} etcdctl --command-timeout=2s --endpoints=http://{}:23790 get "
         "/hasync/pair/leader -w json 2>/dev/null",
         lab_->w(), kEtcdHost);
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (f == nullptr) return {0, 0};
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
-    ::pclose(f);
+    const auto [rc, out] = Shell(cmd);
+    if (rc != 0) return {0, 0};
     const auto j = nlohmann::json::parse(out, nullptr, false);
     if (j.is_discarded() || !j.contains("kvs") || j["kvs"].empty()) return {0, 0};
     const auto& kv = j["kvs"][0];

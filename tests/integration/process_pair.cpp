@@ -274,7 +274,10 @@ std::map<std::string, uint64_t> ProcessPair::LastEvent(Node n, const std::string
 }
 
 std::pair<int, std::string> Hasync(const std::string& args) {
-  std::string cmd = std::string(HASYNC_BIN) + " " + args + " 2>&1";
+  return Shell(std::string(HASYNC_BIN) + " " + args + " 2>&1");
+}
+
+std::pair<int, std::string> Shell(const std::string& cmd) {
   FILE* f = popen(cmd.c_str(), "r");
   if (f == nullptr) return {-1, ""};
   std::string out;

@@ -86,5 +86,7 @@ uint16_t FreePort();
 
 // Runs `hasync ARGS` (the binary under test) and returns (exit code, stdout + stderr).
 std::pair<int, std::string> Hasync(const std::string& args);
+// Runs `cmd` with /bin/sh: {exit code (-1 if it did not exit), what it printed on stdout}.
+std::pair<int, std::string> Shell(const std::string& cmd);
 
 }  // namespace hasync::testing

@@ -30,7 +30,8 @@ Both nodes run on this host, the standby in a network namespace (the veth of
 sidebyside.py), so each figure is a ratio to a baseline measured in the same run, never
 an absolute. No timing asserts; every wait is bounded (--timeout, scaled with N). Every
 process started here is stopped by its pid; the namespace, mounts and work dir are
-removed on exit. Needs root. Writes BUILD/results/scale.json and prints a summary.
+removed on exit. Needs root. Writes BUILD/results/scale.json, plots it into
+BUILD/results/scale.png (scale_plot.py) and prints a summary.
 
 usage: scale.py [--sizes "10000 100000"] [--large K] [--large-mib M] [--rate R]
                 [--steady-seconds S] [--idle-seconds S] [--overflow-files N] [--timeout S]
@@ -270,6 +271,9 @@ def main():
         prev = r
     with open(os.path.join(results, "scale.json"), "w") as f:
         json.dump(out, f, indent=1)
+    # The plot of cost against size (scale_plot.py; a failed plot is said, not fatal).
+    subprocess.run([sys.executable, os.path.join(HERE, "scale_plot.py"), "-o",
+                    os.path.join(results, "scale.png"), os.path.join(results, "scale.json")])
     fmt = lambda v: "—" if v is None else "%.0f" % v  # noqa: E731
     print("| small files | entries | rsync initial s | hasync initial s | ratio | RSS KiB (p, s) | "
           "marginal B/entry (p, s) | CPU s/s idle (p, s) | CPU s/s at %d/s (p, s) | after an "

@@ -1,0 +1,158 @@
+// SessionOut::Progress during a long walk: the walk holds the event loop (no RunOnce), so
+// only Progress can keep the session alive. The regression it guards (516da5a): the
+// PING Progress queued every second never left, because the completion of the send in
+// flight was not reaped while the walk ran; the peer heard nothing for kIdleTimeoutNs
+// and closed the session (the 1,000,000-file initial sync, 26 sessions in a row).
+#include "engine/node/session_out.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "engine/config.h"
+#include "engine/net/rng.h"
+#include "engine/node/metrics.h"
+#include "engine/node/now.h"
+#include "engine/node/peer_link.h"
+#include "engine/node/state.h"
+#include "engine/node/stream_pool.h"
+#include "iouring/loop.h"
+#include "iouring/ring.h"
+
+namespace hasync::engine {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Nothing the link or the pool asks of the node happens in this test; if it did, the
+// test hears of it.
+class NoOwner : public PeerLink::Owner, public StreamPool::Owner {
+ public:
+  Result<std::unique_ptr<Connection>> NewConnection(wire::TlsRole) override {
+    return Unavailable("not in this test");
+  }
+  bool ChangingRole() const override { return false; }
+  void Dialled(const std::shared_ptr<Peer>&) override {}
+  void DialFailed() override {}
+  void Received(const std::shared_ptr<Peer>&, size_t) override {}
+  void Dropped(const std::shared_ptr<Peer>&, const Status& why) override {
+    ADD_FAILURE() << "the session was dropped: " << why.ToString();
+  }
+  Status LeaseWhileSending(int64_t) override { return Status::Ok(); }
+  DataStreamOut::Options DataStreamOptions(uint16_t) override { return {}; }
+  uint64_t epoch() const override { return 3; }
+  Status Refuse(const std::shared_ptr<Peer>&, wire::ErrorCode, const std::string& why) override {
+    return Unavailable(why);
+  }
+  void ResumeControl() override {}
+  void Fail(Status why) override { ADD_FAILURE() << "the node would stop: " << why.ToString(); }
+};
+
+wire::Hello HelloFor(uint64_t id, wire::Role role) {
+  wire::Hello h;
+  h.role = role;
+  h.node_id = id;
+  h.session_id = 11;
+  h.node_name = id == 1 ? "ctl1" : "ctl2";
+  return h;
+}
+
+// Moves one side's outbox into the other (the handshake, in memory).
+void Move(Connection& from, Connection& to) {
+  auto out = from.outgoing();
+  std::vector<std::byte> copy(out.begin(), out.end());
+  from.Consume(out.size());
+  if (!copy.empty()) {
+    ASSERT_TRUE(to.Feed(copy).ok());
+  }
+}
+
+TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
+  auto rng = Rng::Create();
+  ASSERT_TRUE(rng.ok()) << rng.status().ToString();
+  auto ring = iouring::Ring::Create();
+  if (!ring.ok()) GTEST_SKIP() << "io_uring is not available here: " << ring.status().ToString();
+  iouring::Loop loop(std::move(ring).value());
+
+  // A session whose handshake is done: the primary's end on a socket, the standby's in
+  // memory, fed from the other end of that socket by a reader thread.
+  const std::vector<std::byte> key(32, std::byte{7});
+  for (auto mode : {ChannelMode::kTls, ChannelMode::kPlain}) {
+    SCOPED_TRACE(mode == ChannelMode::kTls ? "tls" : "plain");
+    auto primary =
+        Connection::Create(wire::TlsRole::kClient, key, Rng::Generate, rng.value()->ctx(),
+                           HelloFor(1, wire::Role::kPrimary), 3, mode);
+    auto standby =
+        Connection::Create(wire::TlsRole::kServer, key, Rng::Generate, rng.value()->ctx(),
+                           HelloFor(2, wire::Role::kStandby), 3, mode);
+    ASSERT_TRUE(primary.ok() && standby.ok());
+    for (int i = 0; i < 50 && ((*primary)->outgoing_size() > 0 || (*standby)->outgoing_size() > 0);
+         ++i) {
+      Move(**primary, **standby);
+      Move(**standby, **primary);
+    }
+    ASSERT_TRUE((*primary)->Next().ok());
+    ASSERT_TRUE((*standby)->Next().ok());
+    ASSERT_TRUE((*primary)->open() && (*standby)->open());
+
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    auto session = std::make_shared<Peer>();
+    session->fd = UniqueFd(sv[0]);
+    session->conn = std::move(primary).value();
+    session->session_opened = true;
+    UniqueFd far(sv[1]);
+
+    std::atomic<int> pings{0};
+    std::atomic<bool> stop{false};
+    std::thread reader([&] {
+      std::vector<std::byte> buf(64 * 1024);
+      while (!stop.load()) {
+        ssize_t n = recv(far.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n <= 0) {
+          std::this_thread::sleep_for(5ms);
+          continue;
+        }
+        if (!(*standby)->Feed({buf.data(), static_cast<size_t>(n)}).ok()) return;
+        for (;;) {
+          auto f = (*standby)->Next();
+          if (!f.ok() || !f->has_value()) break;
+          if (std::holds_alternative<wire::Ping>((*f)->message)) pings.fetch_add(1);
+        }
+      }
+    });
+
+    NoOwner owner;
+    Config cfg;
+    NodeState state;
+    state.epoch = 3;
+    Metrics metrics;
+    PeerLink link(loop, owner, PeerLink::Options{}, UniqueFd());
+    StreamPool streams(cfg, loop, link, session, owner);
+    SessionOut out(state, metrics, session, link, streams);
+
+    // The walk: 3.5 s of work with Progress called every 10 ms, and the loop never run.
+    // Its first PING goes a second in, then one a second: 3 by the end.
+    const int64_t end = NowNs() + 3'500'000'000;
+    while (NowNs() < end) {
+      ASSERT_TRUE(out.Progress().ok());
+      std::this_thread::sleep_for(10ms);
+    }
+    // What was queued by the last Progress has had time to arrive.
+    for (int i = 0; i < 100 && pings.load() < 3; ++i) std::this_thread::sleep_for(10ms);
+    stop = true;
+    reader.join();
+    EXPECT_GE(pings.load(), 3) << "PINGs queued during the walk did not leave";
+    EXPECT_LE(pings.load(), 4) << "more than one PING a second";
+    // The send still in flight completes before the socket and its buffers go.
+    for (int i = 0; i < 100 && session->sending; ++i) ASSERT_TRUE(loop.RunOnce(10'000'000).ok());
+  }
+}
+
+}  // namespace
+}  // namespace hasync::engine

@@ -737,6 +737,32 @@ std::string DirOf(std::string_view path) {
   return dir.empty() ? std::string(".") : std::string(dir);
 }
 
+// For an rmdir refused with ENOTEMPTY: up to kMax names the directory still holds, so
+// the refusal says what the primary did not expect there (a stale name, a temp).
+std::string FirstNames(int parent_fd, const std::string& name) {
+  static constexpr size_t kMax = 4;
+  int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return "";
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return "";
+  }
+  std::string out;
+  size_t n = 0;
+  while (const dirent* e = ::readdir(d)) {
+    std::string_view entry = e->d_name;
+    if (entry == "." || entry == "..") continue;
+    if (n++ == kMax) {
+      out += ", ...";
+      break;
+    }
+    out += (out.empty() ? "" : ", ") + std::string(entry);
+  }
+  ::closedir(d);
+  return out;
+}
+
 // Type of the entry itself (never followed).
 Result<struct stat> StatEntry(const Parent& parent, std::string_view path) {
   struct stat st {};
@@ -784,7 +810,12 @@ Status Batch::Apply(const OpMkdir& op, Touched& touched) {
 Status Batch::Apply(const OpRmdir& op, Touched& touched) {
   ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), op.path));
   if (::unlinkat(parent.fd.get(), parent.name.c_str(), AT_REMOVEDIR) != 0) {
-    return ErrnoStatus(errno, fmt::format("rmdir {}", op.path));
+    const int err = errno;
+    if (err == ENOTEMPTY) {
+      return ErrnoStatus(err, fmt::format("rmdir {} (it holds {})", op.path,
+                                          FirstNames(parent.fd.get(), parent.name)));
+    }
+    return ErrnoStatus(err, fmt::format("rmdir {}", op.path));
   }
   return touched.Add(parent.fd.get(), DirOf(op.path));
 }
@@ -803,6 +834,27 @@ Status Batch::Apply(const OpRename& op, Touched& touched) {
   unsigned flags = 0;
   if (op.mode == RenameMode::kNoReplace) flags = RENAME_NOREPLACE;
   if (op.mode == RenameMode::kExchange) flags = RENAME_EXCHANGE;
+  if (flags == 0 && op.from != op.to) {
+    // rename(2) between two names of one inode does nothing and leaves both. On the
+    // primary they were two files (a rename between links of one inode makes no event),
+    // but here they can be one: a LINK of this sender made them so, and the primary has
+    // replaced one of them since. What the primary ended with is `to` holding `from`'s
+    // file and `from` gone; `to` holds it already, so `from` goes. (Without this, `from`
+    // stayed, and a later RMDIR of its directory failed as not empty.)
+    struct stat a {
+    }, b{};
+    if (::fstatat(from.fd.get(), from.name.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISDIR(a.st_mode) &&
+        ::fstatat(to.fd.get(), to.name.c_str(), &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+      if (::unlinkat(from.fd.get(), from.name.c_str(), 0) != 0) {
+        return ErrnoStatus(errno, fmt::format("rename {} to {}: unlink {}, another name of the "
+                                              "same file",
+                                              op.from, op.to, op.from));
+      }
+      return touched.Add(from.fd.get(), DirOf(op.from));
+    }
+  }
   if (::renameat2(from.fd.get(), from.name.c_str(), to.fd.get(), to.name.c_str(), flags) != 0) {
     return ErrnoStatus(errno, fmt::format("rename {} to {}", op.from, op.to));
   }

@@ -15,6 +15,7 @@
 
 #include "engine/apply/policy.h"
 #include "engine/apply/resolve.h"
+#include "engine/log.h"
 #include "engine/sync/xattrs.h"
 #include "wire/limits.h"
 #include "wire/path.h"
@@ -146,6 +147,22 @@ Status Sender::EmitChange(wire::Message message, uint64_t content_bytes) {
       },
       message);
   uint64_t seq = next_seq_++;
+  if (LogEnabled(Level::kDebug)) {
+    // Each namespace change as sent: with the watcher's watch_event lines, enough to
+    // replay why the standby refused a batch.
+    std::visit(
+        [&](const auto& m) {
+          using T = std::decay_t<decltype(m)>;
+          LogLine line = Log(Level::kDebug, "change");
+          line.kv("seq", seq).kv("op", T::kName);
+          if constexpr (requires { m.from; }) line.kv("from", m.from).kv("to", m.to);
+          if constexpr (requires { m.existing_path; }) {
+            line.kv("from", m.existing_path).kv("to", m.new_path);
+          }
+          if constexpr (requires { m.path; }) line.kv("path", m.path);
+        },
+        message);
+  }
   RETURN_IF_ERROR(sink_.Emit(seq, std::move(message)));
   ++batch_changes_;
   batch_bytes_ += content_bytes;

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/log.h"
 #include "engine/sync/xattrs.h"
 #include "wire/limits.h"
 
@@ -243,6 +244,9 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
     flags |= wire::kFileSparse;
   }
   NoteTouched(wpath);
+  if (LogEnabled(Level::kDebug)) {
+    Log(Level::kDebug, "change").kv("seq", seq).kv("op", "FILE_BEGIN").kv("path", wpath);
+  }
   RETURN_IF_ERROR(
       sink_.Emit(seq, wire::FileBegin{size, static_cast<uint32_t>(before.st_mode & 07777),
                                       before.st_uid, before.st_gid, flags, mtime_ns, wpath}));

@@ -233,6 +233,32 @@ TreeDiff ProcessPair::WaitConverged(std::chrono::milliseconds timeout) {
   return last;
 }
 
+std::string ProcessPair::Trouble(size_t max_lines) const {
+  static constexpr size_t kTail = 8;
+  std::string out;
+  for (int n = 0; n < 2; ++n) {
+    const char* name = n == kPrimary ? "primary" : "standby";
+    std::vector<std::string> lines;
+    std::istringstream in(log(static_cast<Node>(n)));
+    for (std::string line; std::getline(in, line);) lines.push_back(std::move(line));
+    size_t shown = 0;
+    out += std::string("---- ") + name + ": warnings and errors\n";
+    for (const std::string& line : lines) {
+      if (line.find("level=warn") != 0 && line.find("level=error") != 0) continue;
+      if (++shown > max_lines) {
+        out += "  (more left out)\n";
+        break;
+      }
+      out += "  " + line + "\n";
+    }
+    out += std::string("---- ") + name + ": last lines\n";
+    for (size_t i = lines.size() > kTail ? lines.size() - kTail : 0; i < lines.size(); ++i) {
+      out += "  " + lines[i] + "\n";
+    }
+  }
+  return out;
+}
+
 size_t ProcessPair::CountEvents(Node n, const std::string& event) const {
   const std::string text = log(n), tag = "event=" + event;
   size_t count = 0;

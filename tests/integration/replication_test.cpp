@@ -863,8 +863,8 @@ TEST_P(RandomWorkload, ThePairEndsIdentical) {
   // The bound only catches a workload that stopped doing anything.
   EXPECT_GT(done, kOps / 4) << "the workload hardly did anything";
   TreeDiff d = pair.WaitConverged(60s);
-  EXPECT_TRUE(d.empty()) << d.ToString() << pair.log(P::kPrimary);
-  EXPECT_EQ(pair.CountEvents(P::kPrimary, "batch_refused"), 0u) << pair.log(P::kPrimary);
+  EXPECT_TRUE(d.empty()) << d.ToString() << pair.Trouble();
+  EXPECT_EQ(pair.CountEvents(P::kPrimary, "batch_refused"), 0u) << pair.Trouble();
 }
 
 INSTANTIATE_TEST_SUITE_P(Replication, RandomWorkload, ::testing::Values(1u, 2u, 3u, 4u));

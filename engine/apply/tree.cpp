@@ -4,6 +4,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -763,6 +765,34 @@ std::string FirstNames(int parent_fd, const std::string& name) {
   return out;
 }
 
+// Whether `from` and `to` are two directory entries of one non-directory inode. Not
+// merely one inode: one entry can be reached by two spellings — a case-insensitive
+// directory (ext4 casefold: "Foo" and "foo"), or the same directory under two paths
+// (a bind mount below the root) — and removing "one of the names" would then remove the
+// file. So: the inode has at least two links, and the two entries are in different
+// directories, or in one directory that compares names byte for byte, under different
+// names.
+bool TwoNamesOfOneFile(const Parent& from, const Parent& to) {
+  struct stat a {
+  }, b{};
+  if (::fstatat(from.fd.get(), from.name.c_str(), &a, AT_SYMLINK_NOFOLLOW) != 0 ||
+      S_ISDIR(a.st_mode) || a.st_nlink < 2 ||
+      ::fstatat(to.fd.get(), to.name.c_str(), &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+      a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+    return false;
+  }
+  struct stat pa {
+  }, pb{};
+  if (::fstat(from.fd.get(), &pa) != 0 || ::fstat(to.fd.get(), &pb) != 0) return false;
+  if (pa.st_dev != pb.st_dev || pa.st_ino != pb.st_ino) return true;  // two directories
+  if (from.name == to.name) return false;  // one entry, two paths to its directory
+  // FS_IOC_GETFLAGS reads and writes an int, whatever its declaration says. A
+  // filesystem without attribute flags (ENOTTY) compares names byte for byte.
+  int attrs = 0;
+  if (::ioctl(from.fd.get(), FS_IOC_GETFLAGS, &attrs) != 0) return errno == ENOTTY;
+  return (attrs & FS_CASEFOLD_FL) == 0;
+}
+
 // Type of the entry itself (never followed).
 Result<struct stat> StatEntry(const Parent& parent, std::string_view path) {
   struct stat st {};
@@ -834,26 +864,19 @@ Status Batch::Apply(const OpRename& op, Touched& touched) {
   unsigned flags = 0;
   if (op.mode == RenameMode::kNoReplace) flags = RENAME_NOREPLACE;
   if (op.mode == RenameMode::kExchange) flags = RENAME_EXCHANGE;
-  if (flags == 0 && op.from != op.to) {
+  if (flags == 0 && op.from != op.to && TwoNamesOfOneFile(from, to)) {
     // rename(2) between two names of one inode does nothing and leaves both. On the
     // primary they were two files (a rename between links of one inode makes no event),
     // but here they can be one: a LINK of this sender made them so, and the primary has
     // replaced one of them since. What the primary ended with is `to` holding `from`'s
     // file and `from` gone; `to` holds it already, so `from` goes. (Without this, `from`
     // stayed, and a later RMDIR of its directory failed as not empty.)
-    struct stat a {
-    }, b{};
-    if (::fstatat(from.fd.get(), from.name.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 &&
-        !S_ISDIR(a.st_mode) &&
-        ::fstatat(to.fd.get(), to.name.c_str(), &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-        a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-      if (::unlinkat(from.fd.get(), from.name.c_str(), 0) != 0) {
-        return ErrnoStatus(errno, fmt::format("rename {} to {}: unlink {}, another name of the "
-                                              "same file",
-                                              op.from, op.to, op.from));
-      }
-      return touched.Add(from.fd.get(), DirOf(op.from));
+    if (::unlinkat(from.fd.get(), from.name.c_str(), 0) != 0) {
+      return ErrnoStatus(errno, fmt::format("rename {} to {}: unlink {}, another name of the "
+                                            "same file",
+                                            op.from, op.to, op.from));
     }
+    return touched.Add(from.fd.get(), DirOf(op.from));
   }
   if (::renameat2(from.fd.get(), from.name.c_str(), to.fd.get(), to.name.c_str(), flags) != 0) {
     return ErrnoStatus(errno, fmt::format("rename {} to {}", op.from, op.to));

@@ -104,6 +104,15 @@ TEST_F(NamespaceTest, RenameBetweenTwoNamesOfOneFileLeavesOnlyTheTarget) {
   struct stat st {};
   ASSERT_EQ(::stat(R("g").c_str(), &st), 0);
   EXPECT_EQ(st.st_nlink, 1u);
+  // Two links in one directory.
+  ASSERT_TRUE(WriteFile(R("h1"), "same dir"));
+  ASSERT_EQ(::link(R("h1").c_str(), R("h2").c_str()), 0);
+  Batch same_dir(tree());
+  ASSERT_TRUE(same_dir.Rename("h1", "h2").ok());
+  s = same_dir.Commit();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(Exists(R("h1")));
+  EXPECT_EQ(ReadFile(R("h2")), "same dir");
   // A symlink linked twice the same way.
   ASSERT_EQ(::symlink("../target", R("s1").c_str()), 0);
   ASSERT_EQ(::link(R("s1").c_str(), R("s2").c_str()), 0);

@@ -242,9 +242,14 @@ std::string ProcessPair::Trouble(size_t max_lines) const {
     std::istringstream in(log(static_cast<Node>(n)));
     for (std::string line; std::getline(in, line);) lines.push_back(std::move(line));
     size_t shown = 0;
-    out += std::string("---- ") + name + ": warnings and errors\n";
+    out += std::string("---- ") + name + ": warnings, errors and lines that are not log lines\n";
     for (const std::string& line : lines) {
-      if (line.find("level=warn") != 0 && line.find("level=error") != 0) continue;
+      // Warnings, errors, and whatever is not a log line at all (a sanitizer's report,
+      // an assertion's message).
+      if (line.find("level=") == 0 && line.find("level=warn") != 0 &&
+          line.find("level=error") != 0) {
+        continue;
+      }
       if (++shown > max_lines) {
         out += "  (more left out)\n";
         break;

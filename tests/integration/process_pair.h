@@ -63,7 +63,8 @@ class ProcessPair {
   // Polls until `predicate` holds or timeout; returns whether it held.
   static bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout);
 
-  // For a failure message: both nodes' warnings and errors (at most `max_lines`, the
+  // For a failure message: both nodes' warnings, errors and non-log output such as a
+  // sanitizer's report (at most `max_lines`, the
   // first ones: what went wrong first) and each log's last few lines, without the
   // debug chatter that would push them out of a truncated CI log.
   std::string Trouble(size_t max_lines = 60) const;

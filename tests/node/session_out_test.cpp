@@ -73,8 +73,11 @@ void Move(Connection& from, Connection& to) {
 }
 
 TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
+  // One generator per side: an Rng is not thread-safe, and the standby's side runs on
+  // the reader thread below.
   auto rng = Rng::Create();
-  ASSERT_TRUE(rng.ok()) << rng.status().ToString();
+  auto standby_rng = Rng::Create();
+  ASSERT_TRUE(rng.ok() && standby_rng.ok());
   auto ring = iouring::Ring::Create();
   if (!ring.ok()) GTEST_SKIP() << "io_uring is not available here: " << ring.status().ToString();
   iouring::Loop loop(std::move(ring).value());
@@ -88,7 +91,7 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
         Connection::Create(wire::TlsRole::kClient, key, Rng::Generate, rng.value()->ctx(),
                            HelloFor(1, wire::Role::kPrimary), 3, mode);
     auto standby =
-        Connection::Create(wire::TlsRole::kServer, key, Rng::Generate, rng.value()->ctx(),
+        Connection::Create(wire::TlsRole::kServer, key, Rng::Generate, standby_rng.value()->ctx(),
                            HelloFor(2, wire::Role::kStandby), 3, mode);
     ASSERT_TRUE(primary.ok() && standby.ok());
     for (int i = 0; i < 50 && ((*primary)->outgoing_size() > 0 || (*standby)->outgoing_size() > 0);
@@ -110,6 +113,7 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
 
     std::atomic<int> pings{0};
     std::atomic<bool> stop{false};
+    Status reader_failed;  // written by the reader, read after the join
     std::thread reader([&] {
       std::vector<std::byte> buf(64 * 1024);
       while (!stop.load()) {
@@ -118,14 +122,30 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
           std::this_thread::sleep_for(5ms);
           continue;
         }
-        if (!(*standby)->Feed({buf.data(), static_cast<size_t>(n)}).ok()) return;
+        if (Status fed = (*standby)->Feed({buf.data(), static_cast<size_t>(n)}); !fed.ok()) {
+          reader_failed = fed;
+          return;
+        }
         for (;;) {
           auto f = (*standby)->Next();
-          if (!f.ok() || !f->has_value()) break;
+          if (!f.ok()) {
+            reader_failed = f.status();
+            return;
+          }
+          if (!f->has_value()) break;
           if (std::holds_alternative<wire::Ping>((*f)->message)) pings.fetch_add(1);
         }
       }
     });
+    // Joined on every way out of this iteration, an ASSERT's return included.
+    struct JoinReader {
+      std::atomic<bool>& stop;
+      std::thread& reader;
+      ~JoinReader() {
+        stop = true;
+        if (reader.joinable()) reader.join();
+      }
+    } join_reader{stop, reader};
 
     NoOwner owner;
     Config cfg;
@@ -147,10 +167,13 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
     for (int i = 0; i < 100 && pings.load() < 3; ++i) std::this_thread::sleep_for(10ms);
     stop = true;
     reader.join();
+    EXPECT_TRUE(reader_failed.ok())
+        << "the standby's end could not read: " << reader_failed.ToString();
     EXPECT_GE(pings.load(), 3) << "PINGs queued during the walk did not leave";
     EXPECT_LE(pings.load(), 4) << "more than one PING a second";
     // The send still in flight completes before the socket and its buffers go.
     for (int i = 0; i < 100 && session->sending; ++i) ASSERT_TRUE(loop.RunOnce(10'000'000).ok());
+    ASSERT_FALSE(session->sending) << "a send still in flight after 1 s";
   }
 }
 

@@ -10,8 +10,9 @@ four panels, each against the entries tracked (log scale):
                  fanotify queue overflow where the run measured it
   CPU            core-seconds per second of both nodes at the steady rate (1,000
                  changes/s) and idle: what must not grow with the tree
-  memory         VmRSS at rest of both nodes over the small files (a Slurm spool has about
-                 1.5 entries per file: a directory per job), with the 200-byte goal
+  memory         VmRSS at rest of both nodes over the entries tracked (files, directories and
+                 symlinks: a Slurm spool has about 1.5 per small file), with the goal of
+                 200 bytes per tracked entry (docs/PERFORMANCE.md measures it so)
 
 A size measured in several files is merged field by field, the last file given winning:
 one run may add what another did not measure (the overflow phase, say). Needs gnuplot
@@ -49,8 +50,7 @@ def rows(sizes):
     for r in sizes:
         m, ov = r.get("memory", {}), r.get("overflow") or {}
         entries = m.get("tracked") or r.get("entries")
-        files = r.get("small_files")
-        per = lambda kib: None if kib is None or not files else kib * 1024 / files  # noqa: E731
+        per = lambda kib: None if kib is None or not entries else kib * 1024 / entries  # noqa: E731
         out.append(" ".join(num(v) for v in (
             entries, r.get("hasync_initial_s"), r.get("rsync_initial_s"),
             r.get("standby_restart_s"), r.get("primary_restart_s"), ov.get("seconds"),
@@ -101,17 +101,21 @@ plot '{dat}' using 1:8 with linespoints lw 2 pt 7 title "primary, 1,000/s", \\
      '' using 1:9 with linespoints lw 2 pt 5 title "standby, 1,000/s", \\
      '' using 1:10 with linespoints lw 1 pt 6 dt 2 title "primary, idle", \\
      '' using 1:11 with linespoints lw 1 pt 4 dt 2 title "standby, idle"
-set title "Memory at rest, VmRSS ÷ small files (fixed cost dominates small trees)"
-set ylabel "bytes per file (log)"
+set title "Memory at rest, VmRSS ÷ entries tracked (fixed cost dominates small trees)"
+set ylabel "bytes per entry (log)"
 set logscale y
 set yrange [*:*]
 plot '{dat}' using 1:12 with linespoints lw 2 pt 7 title "primary", \\
      '' using 1:13 with linespoints lw 2 pt 5 title "standby", \\
-     200 with lines dt 3 lc rgb "black" title "goal: 200 per file"
+     200 with lines dt 3 lc rgb "black" title "goal: 200 per tracked entry"
 unset multiplot
 """.format(out=os.path.abspath(a.out), dat=dat.name, runs="; ".join(runs))
-    r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
-    os.unlink(dat.name)
+    try:
+        r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    except OSError as e:
+        sys.exit("scale_plot.py: cannot run gnuplot (scripts/install-deps.sh installs it): %s" % e)
+    finally:
+        os.unlink(dat.name)
     if r.returncode != 0:
         sys.exit("scale_plot.py: gnuplot failed: " + r.stderr.strip())
     print("scale_plot.py: wrote %s (%d sizes)" % (os.path.abspath(a.out), len(sizes)))

@@ -829,8 +829,8 @@ Status Batch::Apply(const OpMkdir& op, Touched& touched) {
                    OpenBeneath(parent.fd.get(), parent.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
                                fmt::format("new directory {}", op.path)));
   uint64_t stripped = 0;
-  Status meta = ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true,
-                              tree_->options_.allow_privileged, op.path, &stripped);
+  Status meta = ApplyMetaToFd(dir.get(), op.meta, /*is_dir=*/true, tree_->options_.allow_privileged,
+                              op.path, &stripped);
   tree_->stats_.setid_bits_stripped += stripped;
   RETURN_IF_ERROR(meta);
   RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(op.path)));

@@ -24,6 +24,7 @@
 #include "engine/node/arbiter_worker.h"
 #include "engine/node/control_server.h"
 #include "engine/node/failover_driver.h"
+#include "engine/node/heap_trim.h"
 #include "engine/node/node_report.h"
 #include "engine/node/node_status.h"
 #include "engine/node/now.h"
@@ -202,6 +203,7 @@ class Node : private PeerLink::Owner,
   Status fatal_;
   uint64_t commit_event_count_ = 0;   // PostCommitEvent's read buffer
   uint64_t arbiter_event_count_ = 0;  // PostArbiterEvent's read buffer
+  HeapTrim heap_trim_;                // what a burst freed goes back to the kernel
 
   UniqueFd listen_fd_;  // from before a role change, until the link takes it
   // The session's connection (the control stream): the dialled one on the primary, the
@@ -451,6 +453,12 @@ void Node::Tick() {
   }
   link_->CompensateLoopStall(now, active_.get());
   PublishMetrics(now);
+  if (HeapTrim::Trimmed t; heap_trim_.Check(now, &t)) {
+    Log(Level::kDebug, "heap_trim")
+        .kv("free_kib_before", t.before.free_bytes >> 10)
+        .kv("in_use_kib", t.after.in_use >> 10)
+        .kv("took_ms", t.took_ns / 1'000'000);
+  }
   // Pinged from the loop itself: a loop that stops turning stops the pings, and the
   // service manager kills and restarts the node (WatchdogSec=).
   if (opts_.service != nullptr) opts_.service->Watchdog(now);

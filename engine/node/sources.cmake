@@ -20,4 +20,5 @@ set(HASYNC_NODE_SOURCES ${CMAKE_CURRENT_LIST_DIR}/state.cpp ${CMAKE_CURRENT_LIST
     ${CMAKE_CURRENT_LIST_DIR}/control.cpp
     ${CMAKE_CURRENT_LIST_DIR}/service.cpp
     ${CMAKE_CURRENT_LIST_DIR}/history.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/heap_trim.cpp
     ${CMAKE_CURRENT_LIST_DIR}/metrics.cpp)

@@ -21,6 +21,8 @@ constexpr size_t kRecvBytes = 256 * 1024;
 // The primary's stream encrypts frames until this much ciphertext waits, then sends.
 constexpr size_t kSendBatchBytes = 512 * 1024;
 constexpr size_t kPopBatch = 16;
+// What an idle stream's connection keeps of its outgoing buffer.
+constexpr size_t kIdleKeepBytes = 64 * 1024;
 // The pipe a spliced extent passes through (one extent, kExtentDataMax, at most).
 constexpr int kSplicePipeBytes = 1 << 20;
 
@@ -314,6 +316,12 @@ void DataStreamOut::Run() {
   while (!stopping_.load()) {
     batch.clear();
     if (!queue_.PopSome(batch, kPopBatch, 1000)) break;  // closed
+    if (batch.empty()) {
+      // A second with nothing to send: the burst is over. Its outbox (up to a batch
+      // plus the largest frame) goes back to the heap rather than stay for good.
+      (*conn)->ReleaseIdleBuffer(kIdleKeepBytes);
+      continue;
+    }
     for (DataFrame& f : batch) {
       if (f.splice_file) {
         Status s = SendSpliced(**conn, f);

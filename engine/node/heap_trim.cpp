@@ -1,41 +1,60 @@
 #include "engine/node/heap_trim.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <unistd.h>
 
-#include <algorithm>
+#include <cstdlib>
 #include <utility>
 
+#include "base/unique_fd.h"
 #include "engine/node/now.h"
 
 namespace hasync::engine {
-namespace {
 
-HeapTrim::Sample GlibcSample() {
-  struct mallinfo2 mi = mallinfo2();
-  // uordblks: in use from the arenas; hblkhd: chunks served by mmap (returned on free).
-  return {mi.fordblks, mi.uordblks + mi.hblkhd};
+size_t ResidentBytes() {
+  UniqueFd fd(open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return 0;
+  char buf[128];
+  ssize_t n = read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // "size resident shared ...", in pages.
+  char* end = nullptr;
+  std::strtoull(buf, &end, 10);
+  const unsigned long long pages = std::strtoull(end, nullptr, 10);
+  return static_cast<size_t>(pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
-}  // namespace
+HeapTrim::HeapTrim() : HeapTrim(ResidentBytes, [] { malloc_trim(0); }) {}
 
-HeapTrim::HeapTrim() : HeapTrim(GlibcSample, [] { malloc_trim(0); }) {}
-
-HeapTrim::HeapTrim(std::function<Sample()> sample, std::function<void()> trim)
-    : sample_(std::move(sample)), trim_(std::move(trim)) {}
+HeapTrim::HeapTrim(std::function<size_t()> rss_bytes, std::function<void()> trim)
+    : rss_(std::move(rss_bytes)), trim_(std::move(trim)) {}
 
 bool HeapTrim::Check(int64_t now_ns, Trimmed* out) {
-  if (now_ns < next_ns_) return false;
+  if (started_ && now_ns < next_ns_) return false;
   next_ns_ = now_ns + kEveryNs;
-  const Sample s = sample_();
-  low_ = std::min(low_, s.free_bytes);
-  if (s.free_bytes - low_ < kStep) return false;
+  const size_t rss = rss_();
+  if (!started_) {
+    started_ = true;
+    last_ = after_trim_ = rss;
+    grew_ns_ = now_ns;
+    return false;
+  }
+  if (rss >= last_ + kGrowth) grew_ns_ = now_ns;
+  last_ = rss;
+  if (now_ns - grew_ns_ < kQuietNs) return false;
+  if (rss < after_trim_ + kStep || rss < after_trim_ + after_trim_ / 8) {
+    // Shrunk (a buffer given back) or barely grew: the new level is the base.
+    if (rss < after_trim_) after_trim_ = rss;
+    return false;
+  }
   const int64_t t0 = NowNs();
   trim_();
   const int64_t t1 = NowNs();
-  const Sample after = sample_();
-  low_ = after.free_bytes;
+  after_trim_ = last_ = rss_();
   ++trims_;
-  if (out != nullptr) *out = {s, after, t1 - t0};
+  if (out != nullptr) *out = {rss, after_trim_, t1 - t0};
   return true;
 }
 

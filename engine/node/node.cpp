@@ -454,9 +454,9 @@ void Node::Tick() {
   link_->CompensateLoopStall(now, active_.get());
   PublishMetrics(now);
   if (HeapTrim::Trimmed t; heap_trim_.Check(now, &t)) {
-    Log(Level::kDebug, "heap_trim")
-        .kv("free_kib_before", t.before.free_bytes >> 10)
-        .kv("in_use_kib", t.after.in_use >> 10)
+    Log(Level::kInfo, "heap_trim")
+        .kv("rss_kib_before", uint64_t{t.rss_before >> 10})
+        .kv("rss_kib_after", uint64_t{t.rss_after >> 10})
         .kv("took_ms", t.took_ns / 1'000'000);
   }
   // Pinged from the loop itself: a loop that stops turning stops the pings, and the

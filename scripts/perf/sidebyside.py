@@ -728,9 +728,10 @@ def tracked(log_path):
     return int(kv["tracked"]) if "tracked" in kv else None
 
 
-def memory_at_rest(lab, tool, settle_s=3.0):
-    """Both nodes' VmRSS once everything is acknowledged and the heap has been trimmed
-    (the primary frees its send buffers once a burst drains)."""
+def memory_at_rest(lab, tool, settle_s=15.0):
+    """Both nodes' VmRSS once everything is acknowledged and the heap has been trimmed:
+    a node gives a burst's freed heap back once its RSS has not grown for 10 s, checked
+    every 2 s (engine/node/heap_trim.h), so the figure is read 15 s after the last ack."""
     wait_for(tool.all_acked, 120, "pair at rest")
     time.sleep(settle_s)
     return {"primary_kib": rss_kib(tool.p.pid), "standby_kib": rss_kib(tool.s.pid),

@@ -2,95 +2,120 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <cstring>
 #include <memory>
-#include <string>
 #include <vector>
 
 namespace hasync::engine {
 namespace {
 
 constexpr int64_t kEvery = HeapTrim::kEveryNs;
+constexpr int64_t kQuiet = HeapTrim::kQuietNs;
 constexpr size_t kMiB = size_t{1} << 20;
 
-// A scripted allocator: the test sets the free bytes each sample reads; a trim is counted
-// and leaves the free bytes as they were (the chunks stay free, their pages go).
+// A scripted process: the test sets the RSS each sample reads; a trim is counted and
+// takes the RSS to `after_trim`.
 struct Fake {
-  size_t free_bytes = 0;
+  size_t rss = 0;
+  size_t after_trim = 0;
   int trims = 0;
+  int samples = 0;
   std::unique_ptr<HeapTrim> Make() {
     return std::make_unique<HeapTrim>(
         [this] {
-          return HeapTrim::Sample{free_bytes, 0};
+          ++samples;
+          return rss;
         },
-        [this] { ++trims; });
+        [this] {
+          ++trims;
+          rss = after_trim;
+        });
   }
 };
 
-TEST(HeapTrim, TrimsOnceWhenABurstFreedAStepAndNotAgainWhileNothingChanges) {
+// Steps the loop's clock in ticks of 20 ms from `from` to `to`, calling Check.
+int Tick(HeapTrim& h, int64_t from, int64_t to) {
+  int trimmed = 0;
+  for (int64_t now = from; now < to; now += 20'000'000) trimmed += h.Check(now, nullptr) ? 1 : 0;
+  return trimmed;
+}
+
+TEST(HeapTrim, TrimsOnceABurstIsOverAndNotWhileItGoesOn) {
   Fake f;
   auto h = f.Make();
-  f.free_bytes = 1 * kMiB;
-  EXPECT_FALSE(h->Check(0, nullptr));
-  f.free_bytes = 1 * kMiB + HeapTrim::kStep - 1;
-  EXPECT_FALSE(h->Check(kEvery, nullptr)) << "less than a step above the low point";
-  f.free_bytes = 40 * kMiB;
+  f.rss = 40 * kMiB;
+  EXPECT_EQ(Tick(*h, 0, kEvery), 0);
+  // The burst: the RSS grows every sample for a minute.
+  int64_t now = kEvery;
+  for (; now < 30 * kEvery; now += kEvery) {
+    f.rss += 4 * kMiB;
+    EXPECT_FALSE(h->Check(now, nullptr)) << "still growing at " << now;
+  }
+  // At rest (120 MiB, its freed part on the free lists): one trim once quiet for kQuiet.
+  f.after_trim = 50 * kMiB;
+  EXPECT_EQ(Tick(*h, now, now + kQuiet - kEvery), 0) << "not before kQuiet";
   HeapTrim::Trimmed t;
-  EXPECT_TRUE(h->Check(2 * kEvery, &t));
-  EXPECT_EQ(t.before.free_bytes, 40 * kMiB);
+  now += kQuiet;
+  EXPECT_TRUE(h->Check(now, &t));
+  EXPECT_EQ(t.rss_before, 156 * kMiB);
+  EXPECT_EQ(t.rss_after, 50 * kMiB);
+  EXPECT_EQ(Tick(*h, now + 1, now + 20 * kQuiet), 0) << "nothing new to give back";
   EXPECT_EQ(f.trims, 1);
-  for (int i = 3; i < 10; ++i) EXPECT_FALSE(h->Check(i * kEvery, nullptr)) << i;
-  EXPECT_EQ(f.trims, 1) << "trimmed chunks stay free: the same figure is no new garbage";
   EXPECT_EQ(h->trims(), 1u);
 }
 
-TEST(HeapTrim, SamplesAtMostOncePerInterval) {
+TEST(HeapTrim, ReadsTheRssOncePerInterval) {
   Fake f;
   auto h = f.Make();
-  int samples = 0;
-  HeapTrim counted(
-      [&] {
-        ++samples;
-        return HeapTrim::Sample{f.free_bytes, 0};
-      },
-      [&] { ++f.trims; });
-  for (int64_t now = 0; now < 3 * kEvery; now += kEvery / 100) counted.Check(now, nullptr);
-  EXPECT_EQ(samples, 3);
-  // A burst between samples is seen at the next one, not before.
-  f.free_bytes = 0;
-  EXPECT_FALSE(h->Check(0, nullptr));
-  f.free_bytes = 64 * kMiB;
-  EXPECT_FALSE(h->Check(kEvery - 1, nullptr));
-  EXPECT_TRUE(h->Check(kEvery, nullptr));
+  Tick(*h, 0, 10 * kEvery);
+  EXPECT_EQ(f.samples, 10);
 }
 
-TEST(HeapTrim, MemoryReusedAndFreedAgainIsTrimmedAgain) {
+TEST(HeapTrim, SmallGrowthIsLeftAlone) {
   Fake f;
   auto h = f.Make();
-  f.free_bytes = 50 * kMiB;
-  EXPECT_FALSE(h->Check(0, nullptr));  // the first sample is the low point
-  f.free_bytes = 100 * kMiB;
-  EXPECT_TRUE(h->Check(kEvery, nullptr));
-  // The next burst takes 60 MiB of the free (and trimmed) chunks back into use — their
-  // pages come back — and frees them again: the free figure returns to where it was.
-  f.free_bytes = 40 * kMiB;
-  EXPECT_FALSE(h->Check(2 * kEvery, nullptr));
-  f.free_bytes = 100 * kMiB;
-  EXPECT_TRUE(h->Check(3 * kEvery, nullptr)) << "the rise from the low point counts";
+  f.rss = 200 * kMiB;
+  h->Check(0, nullptr);
+  // 20 MiB more: above kStep, but under an eighth of 200 MiB.
+  f.rss = 220 * kMiB;
+  f.after_trim = 100 * kMiB;
+  EXPECT_EQ(Tick(*h, kEvery, kEvery + 5 * kQuiet), 0);
+  // 8 MiB above a small process: under kStep.
+  Fake g;
+  auto small = g.Make();
+  g.rss = 10 * kMiB;
+  small->Check(0, nullptr);
+  g.rss = 17 * kMiB;
+  EXPECT_EQ(Tick(*small, kEvery, kEvery + 5 * kQuiet), 0);
+  EXPECT_EQ(f.trims + g.trims, 0);
+}
+
+TEST(HeapTrim, ABaseThatShrankIsTheNewBase) {
+  Fake f;
+  auto h = f.Make();
+  f.rss = 100 * kMiB;
+  h->Check(0, nullptr);
+  f.rss = 60 * kMiB;  // a buffer given back (munmap)
+  EXPECT_EQ(Tick(*h, kEvery, kEvery + 2 * kQuiet), 0);
+  f.rss = 70 * kMiB;  // 10 MiB over 60: a step and more than an eighth
+  f.after_trim = 61 * kMiB;
+  const int64_t grew = kEvery + 2 * kQuiet;
+  EXPECT_EQ(Tick(*h, grew, grew + kQuiet + 2 * kEvery), 1);
+}
+
+TEST(HeapTrim, MemoryReusedAfterATrimIsTrimmedAgain) {
+  Fake f;
+  auto h = f.Make();
+  f.rss = 50 * kMiB;
+  h->Check(0, nullptr);
+  f.rss = 150 * kMiB;
+  f.after_trim = 60 * kMiB;
+  EXPECT_EQ(Tick(*h, kEvery, kEvery + kQuiet + 2 * kEvery), 1);
+  // The next burst faults the trimmed pages back in and frees them again.
+  const int64_t next = kEvery + kQuiet + 3 * kEvery;
+  f.rss = 140 * kMiB;
+  EXPECT_EQ(Tick(*h, next, next + kQuiet + 2 * kEvery), 1);
   EXPECT_EQ(f.trims, 2);
-}
-
-size_t RssKib() {
-  FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return 0;
-  char line[256];
-  size_t kib = 0;
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    if (std::strncmp(line, "VmRSS:", 6) == 0) kib = std::strtoull(line + 6, nullptr, 10);
-  }
-  std::fclose(f);
-  return kib;
 }
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -103,13 +128,13 @@ size_t RssKib() {
 
 // The real allocator: 96 MiB of small blocks, every 32nd kept (so the heap's top cannot
 // shrink past them, as the model's nodes pin a node's heap), the rest freed. The default
-// HeapTrim must notice and give most of the freed pages back.
+// HeapTrim must give most of the freed pages back once the RSS has been quiet.
 TEST(HeapTrim, GivesAFragmentedHeapsFreePagesBackToTheKernel) {
 #ifdef HASYNC_SANITIZED
-  GTEST_SKIP() << "a sanitizer replaces glibc's allocator; mallinfo2 and malloc_trim see "
-                  "nothing of it";
+  GTEST_SKIP() << "a sanitizer replaces glibc's allocator; malloc_trim does not reach its heap";
 #else
   HeapTrim h;
+  ASSERT_GT(ResidentBytes(), 0u) << "/proc/self/statm";
   EXPECT_FALSE(h.Check(0, nullptr));
   constexpr size_t kBlock = 1000;
   constexpr size_t kCount = 96 * kMiB / kBlock;
@@ -121,14 +146,14 @@ TEST(HeapTrim, GivesAFragmentedHeapsFreePagesBackToTheKernel) {
   for (size_t i = 0; i < kCount; ++i) {
     if (i % 32 != 0) blocks[i].reset();
   }
-  const size_t before = RssKib();
+  EXPECT_FALSE(h.Check(kEvery, nullptr)) << "grew since the first sample: not quiet yet";
   HeapTrim::Trimmed t;
-  ASSERT_TRUE(h.Check(kEvery, &t)) << "~93 MiB freed went unnoticed";
-  const size_t after = RssKib();
-  EXPECT_GE(t.before.free_bytes, 80 * kMiB);
+  ASSERT_TRUE(h.Check(kEvery + kQuiet, &t)) << "a quiet RSS 96 MiB above the base";
   // What stays: the kept blocks (3 MiB) and the pages they sit on (a 4 KiB page holds
   // about 4 blocks, one in 32 kept: ~1 page in 8 stays resident, ~12 MiB).
-  EXPECT_GT(before, after + 60 * 1024) << "RSS before " << before << " KiB, after " << after;
+  EXPECT_GT(t.rss_before, t.rss_after + 60 * kMiB)
+      << "RSS before " << (t.rss_before >> 10) << " KiB, after " << (t.rss_after >> 10);
+  EXPECT_NEAR(static_cast<double>(t.rss_after), static_cast<double>(ResidentBytes()), 4.0 * kMiB);
 #endif
 }
 

@@ -5,12 +5,36 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <utility>
 
 #include "base/unique_fd.h"
 #include "engine/node/now.h"
 
 namespace hasync::engine {
+
+bool HeapTrim::Sample(int64_t now_ns, size_t rss) {
+  if (rss == 0) return false;
+  next_ns_ = now_ns + kEveryNs;
+  if (!started_) {
+    started_ = true;
+    last_ = after_trim_ = rss;
+    grew_ns_ = now_ns;
+    return false;
+  }
+  if (rss >= last_ + kGrowth) grew_ns_ = now_ns;
+  last_ = rss;
+  if (now_ns - grew_ns_ < kQuietNs) return false;
+  if (rss < after_trim_ + kStep || rss < after_trim_ + after_trim_ / 8) {
+    // Shrunk (a buffer given back) or barely grew: the lower level is the base.
+    if (rss < after_trim_) after_trim_ = rss;
+    return false;
+  }
+  return true;
+}
+
+void HeapTrim::Trimmed(size_t rss_after) {
+  ++trims_;
+  if (rss_after != 0) after_trim_ = last_ = rss_after;
+}
 
 size_t ResidentBytes() {
   UniqueFd fd(open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
@@ -26,36 +50,14 @@ size_t ResidentBytes() {
   return static_cast<size_t>(pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
-HeapTrim::HeapTrim() : HeapTrim(ResidentBytes, [] { malloc_trim(0); }) {}
-
-HeapTrim::HeapTrim(std::function<size_t()> rss_bytes, std::function<void()> trim)
-    : rss_(std::move(rss_bytes)), trim_(std::move(trim)) {}
-
-bool HeapTrim::Check(int64_t now_ns, Trimmed* out) {
-  if (started_ && now_ns < next_ns_) return false;
-  next_ns_ = now_ns + kEveryNs;
-  const size_t rss = rss_();
-  if (!started_) {
-    started_ = true;
-    last_ = after_trim_ = rss;
-    grew_ns_ = now_ns;
-    return false;
-  }
-  if (rss >= last_ + kGrowth) grew_ns_ = now_ns;
-  last_ = rss;
-  if (now_ns - grew_ns_ < kQuietNs) return false;
-  if (rss < after_trim_ + kStep || rss < after_trim_ + after_trim_ / 8) {
-    // Shrunk (a buffer given back) or barely grew: the new level is the base.
-    if (rss < after_trim_) after_trim_ = rss;
-    return false;
-  }
+HeapTrimmed TrimHeap() {
+  HeapTrimmed t;
+  t.rss_before = ResidentBytes();
   const int64_t t0 = NowNs();
-  trim_();
-  const int64_t t1 = NowNs();
-  after_trim_ = last_ = rss_();
-  ++trims_;
-  if (out != nullptr) *out = {rss, after_trim_, t1 - t0};
-  return true;
+  malloc_trim(0);
+  t.took_ns = NowNs() - t0;
+  t.rss_after = ResidentBytes();
+  return t;
 }
 
 }  // namespace hasync::engine

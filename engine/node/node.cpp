@@ -453,11 +453,14 @@ void Node::Tick() {
   }
   link_->CompensateLoopStall(now, active_.get());
   PublishMetrics(now);
-  if (HeapTrim::Trimmed t; heap_trim_.Check(now, &t)) {
+  if (heap_trim_.SampleDue(now) && heap_trim_.Sample(now, ResidentBytes())) {
+    const HeapTrimmed t = TrimHeap();
+    heap_trim_.Trimmed(t.rss_after);
     Log(Level::kInfo, "heap_trim")
         .kv("rss_kib_before", uint64_t{t.rss_before >> 10})
         .kv("rss_kib_after", uint64_t{t.rss_after >> 10})
         .kv("took_ms", t.took_ns / 1'000'000);
+    now = NowNs();  // what follows judges time after the trim, not before it
   }
   // Pinged from the loop itself: a loop that stops turning stops the pings, and the
   // service manager kills and restarts the node (WatchdogSec=).

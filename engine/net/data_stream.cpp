@@ -317,9 +317,11 @@ void DataStreamOut::Run() {
     batch.clear();
     if (!queue_.PopSome(batch, kPopBatch, 1000)) break;  // closed
     if (batch.empty()) {
-      // A second with nothing to send: the burst is over. Its outbox (up to a batch
-      // plus the largest frame) goes back to the heap rather than stay for good.
+      // A second with nothing to send: the burst is over. Its buffers (the outbox and
+      // tx_, which swap storage in SendAll: up to a batch plus the largest frame each)
+      // go back to the heap rather than stay for good.
       (*conn)->ReleaseIdleBuffer(kIdleKeepBytes);
+      if (tx_.capacity() > kIdleKeepBytes) std::vector<std::byte>().swap(tx_);
       continue;
     }
     for (DataFrame& f : batch) {

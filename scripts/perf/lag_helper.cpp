@@ -46,12 +46,16 @@ double Mono() {
 }
 
 void SleepUntil(double t) {
-  const double d = t - Mono();
-  if (d <= 0) return;
-  timespec ts{static_cast<time_t>(d),
-              static_cast<long>((d - static_cast<double>(static_cast<time_t>(d))) * 1e9)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(t);
+  ts.tv_nsec = static_cast<long>((t - static_cast<double>(ts.tv_sec)) * 1e9);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
   }
+}
+
+// Writes OUT whole or dies: a full disk must not leave half a JSON file behind a 0 exit.
+void CloseOrDie(FILE* f, const char* outp) {
+  if (std::ferror(f) != 0 || std::fclose(f) != 0) Die(std::string("write ") + outp);
 }
 
 int Writer(const std::string& root, double rate, double seconds, long files, const char* outp) {
@@ -79,7 +83,12 @@ int Writer(const std::string& root, double rate, double seconds, long files, con
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) Die("open " + path);
     body = "seq " + std::to_string(seq) + "\n" + pad;
-    if (write(fd, body.data(), body.size()) != static_cast<ssize_t>(body.size())) Die("write");
+    const ssize_t put = write(fd, body.data(), body.size());
+    if (put < 0) Die("write " + path);
+    if (put != static_cast<ssize_t>(body.size())) {
+      errno = EIO;
+      Die("short write to " + path);
+    }
     close(fd);
     recs.emplace_back(seq, Mono());
   }
@@ -91,7 +100,7 @@ int Writer(const std::string& root, double rate, double seconds, long files, con
     std::fprintf(f, "%s[%ld, %.9f]", i ? ", " : "", recs[i].first, recs[i].second);
   }
   std::fputs("]\n", f);
-  std::fclose(f);
+  CloseOrDie(f, outp);
   std::printf(
       "{\"writes\": %ld, \"seconds\": %.6f, \"achieved_rate\": %.3f, \"late_over_5ms\": %ld, "
       "\"last_seq\": %ld, \"writer\": \"c++\"}\n",
@@ -121,7 +130,8 @@ int Watch(const std::string& root, double timeout, long lastseq, const char* rea
   std::string path;
   while (Mono() < deadline) {
     pollfd p{in, POLLIN, 0};
-    const double wait = std::min(0.5, deadline - Mono());
+    // Never negative: poll(-1) would wait for an event that may never come.
+    const double wait = std::clamp(deadline - Mono(), 0.0, 0.5);
     int n = poll(&p, 1, static_cast<int>(wait * 1000));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) Die("poll");
@@ -165,7 +175,7 @@ int Watch(const std::string& root, double timeout, long lastseq, const char* rea
     first = false;
   }
   std::fputs("}\n", f);
-  std::fclose(f);
+  CloseOrDie(f, outp);
   if (last_at < 0) {
     std::printf("{\"seen\": %zu, \"overflow\": %ld, \"last_at\": null}\n", seen.size(), overflow);
   } else {

@@ -310,8 +310,10 @@ start_pair tls
 wait "$wpid"
 # Memory once the fresh primary tracks every file of the spool (init + the writer runs)
 # and the standby holds them all: the steady state, not the resync's send queue (up to
-# 4 MiB in flight plus 4 MiB queued, freed once it drains).
-sleep 3
+# 4 MiB in flight plus 4 MiB queued, freed once it drains), read once the node has given
+# the resync's freed heap back: it trims once its RSS has not grown for 10 s, checked
+# every 2 s (engine/node/heap_trim.h).
+sleep 13
 "${H[@]}" rss "$PRIMARY_PID" "$STANDBY_PID" "$(grep 'event=resync_sent' "$WORK/primary.log" | tail -n 1)" \
   >"$RAW/rss_init.json"
 "${H[@]}" compare "$SP/init" "$SS/init" >"$RAW/init_compare.json"

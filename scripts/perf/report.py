@@ -211,7 +211,9 @@ def memory_md(sbs):
             body.append([node, label, e[node + "_kib"], fl[node + "_kib"], n, per, target])
     out += [table(head, body), "",
             "Entries are the primary's tracked files and directories (its last `resync_sent` "
-            "line); both nodes read 3 s after everything was acknowledged. \"Started over the "
+            "line); both nodes read once everything was acknowledged and neither RSS had risen "
+            "for 13 s, by which time a node has given a burst's freed heap back "
+            "(engine/node/heap_trim.h; before 6e946fa: 3 s after). \"Started over the "
             "full spool\": a pair restarted over a spool the standby already holds, so the "
             "resync sends nothing: the model plus fixed costs. \"After the throughput runs\": "
             "the pair that moved 1.5 GB, which also keeps what its transfer buffers left in "

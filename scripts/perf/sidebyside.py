@@ -737,14 +737,24 @@ def tracked(log_path):
     return int(kv["tracked"]) if "tracked" in kv else None
 
 
-def memory_at_rest(lab, tool, settle_s=15.0):
-    """Both nodes' VmRSS once everything is acknowledged and the heap has been trimmed:
-    a node gives a burst's freed heap back once its RSS has not grown for 10 s, checked
-    every 2 s (engine/node/heap_trim.h), so the figure is read 15 s after the last ack."""
+def memory_at_rest(lab, tool, quiet_s=13.0, bound_s=40.0):
+    """Both nodes' VmRSS once everything is acknowledged and the heap has been trimmed.
+    A node gives a burst's freed heap back once its RSS has not grown for 10 s, checked
+    every 2 s (engine/node/heap_trim.h): read once neither RSS has risen by 1 MiB for
+    quiet_s (so a trim that was due has happened), or after bound_s."""
     wait_for(tool.all_acked, 120, "pair at rest")
-    time.sleep(settle_s)
+    pids = (tool.p.pid, tool.s.pid)
+    last = [rss_kib(p) for p in pids]
+    t0 = flat_since = mono()
+    while mono() - flat_since < quiet_s and mono() - t0 < bound_s:
+        time.sleep(1.0)
+        now = [rss_kib(p) for p in pids]
+        if any(n >= l + 1024 for n, l in zip(now, last)):
+            flat_since = mono()
+        last = now
     return {"primary_kib": rss_kib(tool.p.pid), "standby_kib": rss_kib(tool.s.pid),
-            "tracked": tracked(os.path.join(lab.work, "primary.log"))}
+            "tracked": tracked(os.path.join(lab.work, "primary.log")),
+            "waited_s": round(mono() - t0, 1)}
 
 
 def memory_empty(lab, a, binary):

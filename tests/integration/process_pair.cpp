@@ -158,10 +158,44 @@ pid_t ProcessPair::Start(Node n) {
   return pid_[n];
 }
 
+namespace {
+
+// Whether every thread of `pid` that takes signals is stopped. kill(SIGSTOP) returns
+// before the threads have stopped: one may still finish its next syscall (a rename of
+// the apply) while a test already walks the tree it believes frozen. io_uring's worker
+// threads (comm "iou-…") take no signals and are not waited for.
+bool AllThreadsStopped(pid_t pid) {
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(task, ec)) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("iou-", 0) == 0) continue;
+    std::ifstream stat(t.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) continue;  // gone
+    const char state = line[close + 2];
+    if (state != 'T' && state != 't' && state != 'Z' && state != 'X') return false;
+  }
+  return !ec;
+}
+
+}  // namespace
+
 int ProcessPair::Signal(Node n, int sig) {
   if (pid_[n] <= 0) return -1;
   kill(pid_[n], sig);
-  if (sig == SIGSTOP || sig == SIGCONT) return 0;
+  if (sig == SIGSTOP) {
+    // Bounded: 2 s, then the caller goes on with what it has (it was the old behaviour).
+    for (int i = 0; i < 400 && !AllThreadsStopped(pid_[n]); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return 0;
+  }
+  if (sig == SIGCONT) return 0;
   int status = 0;
   for (int i = 0; i < 100; ++i) {  // 5 s, then SIGKILL
     pid_t r = waitpid(pid_[n], &status, WNOHANG);

@@ -47,6 +47,7 @@ class ProcessPair {
   // Starts the node (with --initial-role on first start). Returns its pid.
   pid_t Start(Node n);
   // Sends `sig` and, for fatal ones, waits for the exit (bounded). Returns the status.
+  // SIGSTOP returns once every thread that takes signals has stopped (bounded at 2 s).
   int Signal(Node n, int sig);
   void Stop(Node n) { Signal(n, SIGTERM); }
   // SIGKILL and reap at once (polled every 1 ms, bounded at 10 s), without Signal()'s

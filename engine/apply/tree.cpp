@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -87,15 +88,27 @@ Status FstatFd(int fd, struct stat* st, std::string_view what) {
 }  // namespace
 
 std::string NewTempName() {
-  uint64_t bits = 0;
-  if (::getrandom(&bits, sizeof(bits), 0) != static_cast<ssize_t>(sizeof(bits))) {
-    // No entropy source: names only need to be unlikely to collide, and O_EXCL catches
-    // the rest.
-    static uint64_t counter = 0;
-    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    bits = static_cast<uint64_t>(now) ^ (static_cast<uint64_t>(::getpid()) << 32) ^ ++counter;
-  }
-  return fmt::format("{}{:016x}", kTempPrefix, bits);
+  // One getrandom per process, not per name (it was one syscall in eleven per applied
+  // file): the seed is secret, each name is the seed and a counter through splitmix64's
+  // finalizer, so names neither repeat nor follow from each other, and O_EXCL catches
+  // any collision all the same.
+  static const uint64_t seed = [] {
+    uint64_t bits = 0;
+    if (::getrandom(&bits, sizeof(bits), 0) != static_cast<ssize_t>(sizeof(bits))) {
+      // No entropy source: names only need to be unlikely to collide.
+      auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+      bits = static_cast<uint64_t>(now) ^ (static_cast<uint64_t>(::getpid()) << 32);
+    }
+    return bits;
+  }();
+  static std::atomic<uint64_t> counter{0};
+  uint64_t x = seed + 0x9e3779b97f4a7c15ull * (counter.fetch_add(1, std::memory_order_relaxed) + 1);
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return fmt::format("{}{:016x}", kTempPrefix, x);
 }
 
 Result<TempFile> CreateTempFile(int dir_fd, std::string_view for_path) {
@@ -113,17 +126,22 @@ Result<TempFile> CreateTempFile(int dir_fd, std::string_view for_path) {
 }
 
 Status ApplyMetaToFd(int fd, const FileMeta& meta, bool is_dir, bool allow_privileged,
-                     std::string_view path, uint64_t* stripped) {
+                     std::string_view path, uint64_t* stripped, const struct stat* known) {
   // chown first: it clears setuid/setgid, so the mode must come after it.
-  if (meta.owner) {
+  bool chowned = false;
+  if (meta.owner &&
+      (known == nullptr || known->st_uid != meta.owner->uid || known->st_gid != meta.owner->gid)) {
     if (::fchown(fd, meta.owner->uid, meta.owner->gid) != 0) {
       return ErrnoStatus(errno,
                          fmt::format("fchown {} to {}:{}", path, meta.owner->uid, meta.owner->gid));
     }
+    chowned = true;
   }
   ASSIGN_OR_RETURN(ModeDecision mode, DecideMode(meta.mode, is_dir, allow_privileged));
   if (mode.stripped) ++*stripped;
-  if (::fchmod(fd, static_cast<mode_t>(mode.mode)) != 0) {
+  const bool mode_known = known != nullptr && (known->st_mode & 07777) == mode.mode &&
+                          (!chowned || (mode.mode & 06000) == 0);
+  if (!mode_known && ::fchmod(fd, static_cast<mode_t>(mode.mode)) != 0) {
     return ErrnoStatus(errno, fmt::format("fchmod {} to {:o}", path, mode.mode));
   }
   RETURN_IF_ERROR(CheckXattrs(meta.xattrs, allow_privileged, path));
@@ -407,6 +425,7 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   file.temp_name = std::move(temp->name);
   file.fd = std::move(temp->fd);
   file.publish = publish;
+  file.fresh = base != ContentBase::kCurrent;
   files_.push_back(std::move(file));
   FileId id = files_.size() - 1;
   if (base == ContentBase::kCurrent) {
@@ -488,6 +507,7 @@ Status Batch::WriteExtent(FileId id, uint64_t offset, std::span<const std::byte>
         ErrnoStatus(err, fmt::format("write temp of {} at offset {}", file.path, offset)));
   }
   file.written_end = std::max(file.written_end, offset + data.size());
+  if (!data.empty()) file.data_end = std::max(file.data_end, offset + data.size());
   tree_->stats_.bytes_written += data.size();
   if (file.in_order) {
     if (offset < file.stream_end) {
@@ -537,14 +557,20 @@ Status Batch::FinishFile(FileId id, uint64_t size, const FileMeta& meta, Hash128
   } else if (file.written_end > size) {
     s = InvalidArgument(fmt::format("{}: extents reach offset {} beyond the final size {}",
                                     file.path, file.written_end, size));
-  } else if (int err = tree_->fs().Ftruncate(file.fd.get(), size); err != 0) {
-    s = ErrnoStatus(err, fmt::format("ftruncate temp of {} to {}", file.path, size));
+  } else if (!(file.fresh && file.data_end == size)) {  // else the writes made its size
+    if (int err = tree_->fs().Ftruncate(file.fd.get(), size); err != 0) {
+      s = ErrnoStatus(err, fmt::format("ftruncate temp of {} to {}", file.path, size));
+    }
   }
   if (s.ok()) s = VerifyHash(file, size, expected);
+  // A fresh temp's owner and mode are ours (0600, less the umask): one fstat tells which
+  // of fchown and fchmod the metadata still needs, usually only one of them.
+  struct stat created {};
+  const bool know_created = s.ok() && file.fresh && ::fstat(file.fd.get(), &created) == 0;
   if (s.ok()) {
     uint64_t stripped = 0;
     s = ApplyMetaToFd(file.fd.get(), meta, /*is_dir=*/false, tree_->options_.allow_privileged,
-                      file.path, &stripped);
+                      file.path, &stripped, know_created ? &created : nullptr);
     tree_->stats_.setid_bits_stripped += stripped;
   }
   if (!s.ok()) {

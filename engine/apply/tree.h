@@ -29,6 +29,7 @@
 // thread) and TreeStats (atomic counters). The Tree must outlive every Batch made on it.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -231,8 +232,8 @@ class Tree {
   TreeOptions options_;
   FsOps* fs_;
   TreeStats stats_;
-  UniqueFd undo_dir_;          // in-place patching is on when this is open
-  int reflink_ = -1;           // -1 not probed yet, 0 the root's filesystem cannot, 1 can
+  UniqueFd undo_dir_;        // in-place patching is on when this is open
+  int reflink_ = -1;         // -1 not probed yet, 0 the root's filesystem cannot, 1 can
   SharedFlag undo_pending_;  // a record a failed rollback left: recover before a commit
 };
 
@@ -293,6 +294,11 @@ class Batch {
     std::string temp_name;
     UniqueFd fd;
     uint64_t written_end = 0;
+    // Created empty for this batch (no clone, no copy): its size is then data_end, the
+    // end of its last non-empty write, and FinishFile truncates only if that is not the
+    // final size.
+    bool fresh = false;
+    uint64_t data_end = 0;
     // Hash of the content as written, kept while the temp started empty (no clone) and
     // every extent began at or after the end of the one before (the gaps are holes,
     // hashed as zeros). FinishFile then checks it instead of reading the temp back.
@@ -419,8 +425,10 @@ class Batch {
 
 // Applies `meta` to an open regular file or directory: fchown, fchmod, fsetxattr,
 // futimens, in that order. `path` is for messages; `stripped` counts setid bits removed.
+// `known`: an fstat of fd taken since the last change to it, or null; an owner or mode
+// it already shows is not set again (each is a journalled inode update on ext4).
 Status ApplyMetaToFd(int fd, const FileMeta& meta, bool is_dir, bool allow_privileged,
-                     std::string_view path, uint64_t* stripped);
+                     std::string_view path, uint64_t* stripped, const struct stat* known = nullptr);
 
 // A fresh kTempPrefix name: O_CREAT|O_EXCL regular file (mode 0600) in `dir_fd`.
 struct TempFile {

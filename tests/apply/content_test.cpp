@@ -227,6 +227,43 @@ TEST_F(ContentTest, StreamedHashCoversTheZerosUpToTheFinalSize) {
   EXPECT_EQ(ReadFile(R("tail")), std::string("abc") + std::string(7, '\0'));
 }
 
+TEST_F(ContentTest, AFreshFileIsTruncatedOnlyWhenItsWritesDoNotMakeItsSize) {
+  // Every ftruncate fails: a file whose writes end at its final size must not need one,
+  // and each way a write can fall short of the size must still ask for one.
+  testing::FaultFs faults;
+  faults.FailAll(testing::FaultFs::kFtruncate, EIO);
+  OpenTree({}, &faults);
+  {
+    Batch batch(tree());
+    ASSERT_TRUE(StageWhole(batch, "exact", "0123456789").ok());
+    ASSERT_TRUE(StageWhole(batch, "empty", "").ok());
+    auto id = batch.BeginFile("two", ContentBase::kEmpty);
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE(batch.WriteExtent(*id, 4, Bytes("efgh")).ok());  // out of order
+    ASSERT_TRUE(batch.WriteExtent(*id, 0, Bytes("abcd")).ok());
+    ASSERT_TRUE(batch.FinishFile(*id, 8, {}, HashOf("abcdefgh")).ok());
+    ASSERT_TRUE(batch.Commit().ok());
+    EXPECT_EQ(ReadFile(R("exact")), "0123456789");
+    EXPECT_EQ(ReadFile(R("empty")), "");
+    EXPECT_EQ(ReadFile(R("two")), "abcdefgh");
+    EXPECT_EQ(faults.calls(testing::FaultFs::kFtruncate), 0);
+  }
+  // A hole at the end; and an empty extent at the end, which writes nothing.
+  for (uint64_t empty_at : {uint64_t{0}, uint64_t{10}}) {
+    Batch batch(tree());
+    auto id = batch.BeginFile("tail", ContentBase::kEmpty);
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE(batch.WriteExtent(*id, 0, Bytes("abc")).ok());
+    if (empty_at != 0) {
+      ASSERT_TRUE(batch.WriteExtent(*id, empty_at, Bytes("")).ok());
+    }
+    Status s = batch.FinishFile(*id, 10, {}, HashOf(std::string("abc") + std::string(7, '\0')));
+    EXPECT_EQ(s.code(), Code::kIo) << "empty extent at " << empty_at << ": " << s.ToString();
+    EXPECT_NE(s.message().find("ftruncate"), std::string::npos) << s.ToString();
+  }
+  EXPECT_FALSE(Exists(R("tail")));
+}
+
 TEST_F(ContentTest, HashMismatchFailsTheWholeBatch) {
   Batch batch(tree());
   ASSERT_TRUE(StageWhole(batch, "good", "fine").ok());

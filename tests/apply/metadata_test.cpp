@@ -1,4 +1,5 @@
 // Metadata: mode, owner, mtime in ns, xattrs, setuid policy, device nodes.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -6,6 +7,7 @@
 
 #include <string>
 
+#include "base/unique_fd.h"
 #include "engine/apply/tree.h"
 #include "tests/apply/test_util.h"
 
@@ -171,6 +173,43 @@ TEST_F(MetadataTest, SetMetadataOnASymlinkLeavesItsTargetAlone) {
   EXPECT_EQ(Lstat(O("target")).st_mode & 07777, 0644u);
   EXPECT_NE(Lstat(O("target")).st_mtim.tv_sec, 1'700'000'000);
   EXPECT_EQ(Lstat(R("l")).st_mtim.tv_sec, 1'700'000'000);
+}
+
+TEST_F(MetadataTest, AKnownOwnerAndModeAreNotSetAgainButAChownStillGetsItsSetidBitsBack) {
+  if (!testing::IsRoot()) GTEST_SKIP() << "fchown to another uid needs root";
+  ASSERT_TRUE(WriteFile(R("f"), "x"));
+  ASSERT_EQ(::chmod(R("f").c_str(), 04755), 0);
+  UniqueFd fd(::open(R("f").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  struct stat known {};
+  ASSERT_EQ(::fstat(fd.get(), &known), 0);
+  uint64_t stripped = 0;
+  FileMeta meta;
+  meta.mode = 04755;
+  meta.mtime_ns = kMtimeNs;
+
+  // Owner and mode as `known` says: neither is set; the mtime still is.
+  meta.owner = Owner{known.st_uid, known.st_gid};
+  ASSERT_TRUE(
+      ApplyMetaToFd(fd.get(), meta, false, /*allow_privileged=*/true, "f", &stripped, &known).ok());
+  EXPECT_EQ(Lstat(R("f")).st_mode & 07777, 04755u);
+  EXPECT_EQ(Lstat(R("f")).st_mtim.tv_nsec, 987'654'321);
+
+  // Another owner: the chown clears setuid, so the mode is set again although `known`
+  // already shows 04755.
+  meta.owner = Owner{4242, 4343};
+  ASSERT_TRUE(
+      ApplyMetaToFd(fd.get(), meta, false, /*allow_privileged=*/true, "f", &stripped, &known).ok());
+  EXPECT_EQ(Lstat(R("f")).st_uid, 4242u);
+  EXPECT_EQ(Lstat(R("f")).st_mode & 07777, 04755u);
+
+  // A mode `known` does not show is set.
+  ASSERT_EQ(::fstat(fd.get(), &known), 0);
+  meta.mode = 0640;
+  ASSERT_TRUE(
+      ApplyMetaToFd(fd.get(), meta, false, /*allow_privileged=*/true, "f", &stripped, &known).ok());
+  EXPECT_EQ(Lstat(R("f")).st_mode & 07777, 0640u);
+  EXPECT_EQ(Lstat(R("f")).st_uid, 4242u);
 }
 
 TEST_F(MetadataTest, XattrOnASymlinkIsRefused) {

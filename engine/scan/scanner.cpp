@@ -97,15 +97,29 @@ Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path) {
   return cur;
 }
 
-Result<UniqueFd> OpenReadBeneath(int root_fd, std::string_view path) {
+Result<ParentDir> OpenParentBeneath(int root_fd, std::string_view path) {
   size_t slash = path.rfind('/');
-  std::string_view parent = slash == std::string_view::npos ? "" : path.substr(0, slash);
-  std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));
-  if (name.empty()) return OpenDirBeneath(root_fd, path);
-  ASSIGN_OR_RETURN(UniqueFd dir, OpenDirBeneath(root_fd, parent));
-  int fd = openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  ParentDir parent;
+  parent.name = std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+  if (slash == std::string_view::npos) {
+    parent.fd = root_fd;  // a name at the top: looked up from the root fd itself
+    return parent;
+  }
+  ASSIGN_OR_RETURN(parent.owned, OpenDirBeneath(root_fd, path.substr(0, slash)));
+  parent.fd = parent.owned.get();
+  return parent;
+}
+
+Result<UniqueFd> OpenReadAt(const ParentDir& parent, std::string_view path) {
+  int fd = openat(parent.fd, parent.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return ErrnoStatus(errno, "open " + std::string(path));
   return UniqueFd(fd);
+}
+
+Result<UniqueFd> OpenReadBeneath(int root_fd, std::string_view path) {
+  if (path.empty() || path.back() == '/') return OpenDirBeneath(root_fd, path);
+  ASSIGN_OR_RETURN(ParentDir parent, OpenParentBeneath(root_fd, path));
+  return OpenReadAt(parent, path);
 }
 
 namespace {
@@ -191,28 +205,34 @@ struct Walker {
 
 }  // namespace
 
-Result<FileInfo> StatPath(int root_fd, std::string_view path) {
+Result<FileInfo> StatAt(const ParentDir& parent, std::string_view path) {
   FileInfo info;
   struct stat st {};
-  if (path.empty()) {
-    if (fstat(root_fd, &st) != 0) return ErrnoStatus(errno, "stat root");
-  } else {
-    size_t slash = path.rfind('/');
-    std::string_view parent = slash == std::string_view::npos ? "" : path.substr(0, slash);
-    std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));
-    ASSIGN_OR_RETURN(UniqueFd dir, OpenDirBeneath(root_fd, parent));
-    if (fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return ErrnoStatus(errno, "stat " + std::string(path));
-    }
-    if (S_ISLNK(st.st_mode)) {
-      ASSIGN_OR_RETURN(info.target,
-                       ReadLinkAt(dir.get(), name.c_str(), static_cast<uint64_t>(st.st_size)));
-    }
+  if (fstatat(parent.fd, parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoStatus(errno, "stat " + std::string(path));
+  }
+  if (S_ISLNK(st.st_mode)) {
+    ASSIGN_OR_RETURN(info.target,
+                     ReadLinkAt(parent.fd, parent.name.c_str(), static_cast<uint64_t>(st.st_size)));
   }
   if (!FromStat(st, info)) {
     return Status(Code::kUnimplemented, std::string(path) + " is a device, FIFO or socket");
   }
   info.path = std::string(path);
+  return info;
+}
+
+Result<FileInfo> StatPath(int root_fd, std::string_view path) {
+  if (!path.empty()) {
+    ASSIGN_OR_RETURN(ParentDir parent, OpenParentBeneath(root_fd, path));
+    return StatAt(parent, path);
+  }
+  FileInfo info;
+  struct stat st {};
+  if (fstat(root_fd, &st) != 0) return ErrnoStatus(errno, "stat root");
+  if (!FromStat(st, info)) {
+    return Status(Code::kUnimplemented, "the root is a device, FIFO or socket");
+  }
   return info;
 }
 

@@ -16,6 +16,7 @@
 // - Paths are relative to the root, '/'-separated, without a leading slash.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -68,6 +69,21 @@ Status ScanTree(int root_fd, std::string_view subtree, const ScanLimits& limits,
 // lstat-like information about one path below root_fd, without following symlinks.
 // NotFound when it does not exist.
 Result<FileInfo> StatPath(int root_fd, std::string_view path);
+
+// The directory holding `path` (relative, not ""), opened as OpenDirBeneath opens it,
+// and the last component: one walk serves both a stat and an open of the name, where
+// StatPath and OpenReadBeneath would walk twice. `fd` is root_fd itself for a name at
+// the top (nothing opened), else `owned`.
+struct ParentDir {
+  UniqueFd owned;
+  int fd = -1;
+  std::string name;
+};
+Result<ParentDir> OpenParentBeneath(int root_fd, std::string_view path);
+// StatPath of `path`, given its parent open as OpenParentBeneath returns it.
+Result<FileInfo> StatAt(const ParentDir& parent, std::string_view path);
+// OpenReadBeneath of `path`, given its parent open as OpenParentBeneath returns it.
+Result<UniqueFd> OpenReadAt(const ParentDir& parent, std::string_view path);
 
 // Opens `path` (relative; "" = the root) below root_fd one component at a time with
 // O_NOFOLLOW, as a directory / for reading. A symlink anywhere fails with a reason.

@@ -516,7 +516,12 @@ Status Sender::RemoveUnlessNamedLater(uint32_t root, const std::string& path, Jo
 }
 
 Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) {
-  auto info = StatPath(root_fds_[root], path);
+  // One walk to the name's directory serves the stat here and UpsertFile's open.
+  Result<ParentDir> parent = path.empty() ? Result<ParentDir>(ParentDir{UniqueFd(), -1, ""})
+                                          : OpenParentBeneath(root_fds_[root], path);
+  Result<FileInfo> info = !parent.ok()   ? Result<FileInfo>(parent.status())
+                          : path.empty() ? StatPath(root_fds_[root], path)
+                                         : StatAt(*parent, path);
   if (!info.ok()) {
     // Gone: the truth of the name now is that it does not exist (docs/REPLICATION.md,
     // "what an event means"). A component that became a symlink or a special file: the
@@ -534,7 +539,7 @@ Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) 
     case NodeKind::kSymlink:
       return UpsertSymlink(root, *info);
     case NodeKind::kFile:
-      return UpsertFile(root, *info, journal);
+      return UpsertFile(root, *info, journal, &*parent);
   }
   return Status::Ok();
 }
@@ -654,8 +659,10 @@ Status Sender::UpsertSymlink(uint32_t root, const FileInfo& info) {
   return Status::Ok();
 }
 
-Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* journal) {
-  auto fd_or = OpenReadBeneath(root_fds_[root], path_info.path);
+Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* journal,
+                          const ParentDir* parent) {
+  auto fd_or = parent != nullptr ? OpenReadAt(*parent, path_info.path)
+                                 : OpenReadBeneath(root_fds_[root], path_info.path);
   if (!fd_or.ok()) {
     Code c = fd_or.status().code();
     if (c == Code::kNotFound) return NameMissing(root, path_info.path, journal);

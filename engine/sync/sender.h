@@ -186,7 +186,10 @@ class Sender {
   Status Apply(const Change& change, Journal& journal);
   Status Upsert(uint32_t root, const std::string& path, Journal* journal);
   Status RemoveUnlessNamedLater(uint32_t root, const std::string& path, Journal* journal);
-  Status UpsertFile(uint32_t root, const FileInfo& info, Journal* journal);
+  // `parent`: the name's directory if the caller has it open (saves a second walk from
+  // the root), else null.
+  Status UpsertFile(uint32_t root, const FileInfo& info, Journal* journal,
+                    const ParentDir* parent = nullptr);
   // UpsertFile once the name is known to hold the same primary inode as the model's
   // entry (or the model holds no file there); fd is open on the file.
   Status UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Journal* journal);

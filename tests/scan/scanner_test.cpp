@@ -124,6 +124,55 @@ TEST_F(ScannerTest, StatPathIsNotFoundForMissingAndSeesSymlinkItself) {
   EXPECT_EQ(info->target, "target");
 }
 
+TEST_F(ScannerTest, OneWalkToTheParentServesAStatAndAnOpenOfTheName) {
+  fs::create_directories(dir_ / "a" / "b");
+  Write("a/b/f", "nested");
+  Write("top", "at the root");
+  fs::create_symlink("b", dir_ / "a" / "link");
+
+  auto top = OpenParentBeneath(root_fd_.get(), "top");
+  ASSERT_TRUE(top.ok()) << top.status().ToString();
+  EXPECT_EQ(top->fd, root_fd_.get()) << "a name at the top is looked up from the root fd";
+  EXPECT_FALSE(top->owned.valid());
+  EXPECT_EQ(top->name, "top");
+  auto top_info = StatAt(*top, "top");
+  ASSERT_TRUE(top_info.ok());
+  EXPECT_EQ(top_info->size, 11u);
+  EXPECT_EQ(top_info->path, "top");
+
+  auto nested = OpenParentBeneath(root_fd_.get(), "a/b/f");
+  ASSERT_TRUE(nested.ok()) << nested.status().ToString();
+  EXPECT_TRUE(nested->owned.valid());
+  EXPECT_EQ(nested->fd, nested->owned.get());
+  EXPECT_EQ(nested->name, "f");
+  auto info = StatAt(*nested, "a/b/f");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->kind, NodeKind::kFile);
+  EXPECT_EQ(info->size, 6u);
+  auto fd = OpenReadAt(*nested, "a/b/f");
+  ASSERT_TRUE(fd.ok());
+  char buf[16] = {};
+  EXPECT_EQ(pread(fd->get(), buf, sizeof buf, 0), 6);
+  EXPECT_EQ(std::string(buf), "nested");
+
+  // The same answers as StatPath / OpenReadBeneath for what is missing or not a
+  // directory on the way, and never through a symlink.
+  EXPECT_EQ(OpenParentBeneath(root_fd_.get(), "nope/f").status().code(), Code::kNotFound);
+  EXPECT_EQ(OpenParentBeneath(root_fd_.get(), "top/f").status().code(), Code::kNotFound);
+  EXPECT_FALSE(OpenParentBeneath(root_fd_.get(), "a/link/f").ok());
+  auto missing = OpenParentBeneath(root_fd_.get(), "a/b/gone");
+  ASSERT_TRUE(missing.ok()) << "the parent exists";
+  EXPECT_EQ(StatAt(*missing, "a/b/gone").status().code(), Code::kNotFound);
+  EXPECT_EQ(OpenReadAt(*missing, "a/b/gone").status().code(), Code::kNotFound);
+  auto link = OpenParentBeneath(root_fd_.get(), "a/link");
+  ASSERT_TRUE(link.ok());
+  auto link_info = StatAt(*link, "a/link");
+  ASSERT_TRUE(link_info.ok());
+  EXPECT_EQ(link_info->kind, NodeKind::kSymlink);
+  EXPECT_EQ(link_info->target, "b");
+  EXPECT_FALSE(OpenReadAt(*link, "a/link").ok()) << "O_NOFOLLOW: a symlink is not opened";
+}
+
 TEST_F(ScannerTest, BlockHashesMatchWholeBlocksAndShortTail) {
   std::string content(10000, 'a');
   content[5000] = 'b';

@@ -26,10 +26,15 @@
 #                                       [--modes "1 0"]  (HASYNC_COMMIT_PIPELINE of the
 #                                        standby: 1 pipelined commit, 0 commit on the loop;
 #                                        each mode gets its own pair, alternating per rep)
+#                                       [--bin PATH] (run this hasync binary instead of
+#                                        building one: an A/B against an older commit)
+#
+# Each lag row also gives the CPU both nodes spent (utime + stime from /proc) over the
+# writer's run, in µs per change written: the cost of one change on each side.
 set -euo pipefail
 
 QUICK=0 PERF=0 N=10000 REPS=3 RATES="1000 2000 5000 10000" LAG_S=5 GROUP_COMMIT=fsync MODES="1"
-LAG_TOOL=c++
+LAG_TOOL=c++ BIN_ARG=""
 ARGS_STR="$*"
 while (($#)); do
   case $1 in
@@ -42,7 +47,8 @@ while (($#)); do
     --perf) PERF=1 ;;
     --modes) MODES=$2; shift ;;
     --lag-tool) LAG_TOOL=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf] [--modes \"1 0\"] [--lag-tool c++|python]" >&2; exit 2 ;;
+    --bin) BIN_ARG=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf] [--modes \"1 0\"] [--lag-tool c++|python] [--bin PATH]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -60,9 +66,16 @@ H=(python3 "$REPO/scripts/perf/replication_helper.py")
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 "$REPO/scripts/install-deps.sh" >&2
-log "building hasync in $BUILD"
-cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C "$BUILD" hasync >&2
+mkdir -p "$BUILD"
+if [[ -n $BIN_ARG ]]; then
+  [[ -x $BIN_ARG ]] || { echo "apply_pipeline.sh: --bin $BIN_ARG is not an executable" >&2; exit 2; }
+  BIN=$(realpath "$BIN_ARG")
+  log "using $BIN (--bin)"
+else
+  log "building hasync in $BUILD"
+  cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  ninja -C "$BUILD" hasync >&2
+fi
 case $LAG_TOOL in
   c++)
     g++ -std=c++20 -O2 "$REPO/scripts/perf/lag_helper.cpp" -o "$BUILD/lag_helper"
@@ -99,6 +112,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 now() { echo "$EPOCHREALTIME"; }
+CLK_TCK=$(getconf CLK_TCK)
+# utime + stime of a process (all its threads), in clock ticks; fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 elapsed() { python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$1" "$2"; }
 wait_until() {
   local deadline=$((SECONDS + $1)); shift
@@ -215,9 +232,13 @@ for mode in $MODES; do
     wpid=$!; PIDS+=("$wpid")
     wait_until 20 exists "$WORK/$d.ready"
     perf_start "lag_${rate}_$mode"
+    p0=$(cpu_ticks "$PRIMARY_PID") s0=$(cpu_ticks "$STANDBY_PID")
     "${LAG_WRITER[@]}" "$SP/$d" "$rate" "$LAG_S" 500 "$WORK/$d.writes.json" >"$RAW/lag_${rate}_${mode}_writer.json"
     perf_stop
     wait "$wpid"
+    # The standby's share runs until the watcher saw the last change.
+    echo "{\"primary_ticks\": $(($(cpu_ticks "$PRIMARY_PID") - p0)), \"standby_ticks\": $(($(cpu_ticks "$STANDBY_PID") - s0)), \"clk_tck\": $CLK_TCK}" \
+      >"$RAW/lag_${rate}_${mode}_cpu.json"
     cp "$WORK/$d.writes.json" "$RAW/lag_${rate}_${mode}_writes.json"
     cp "$WORK/$d.seen.json" "$RAW/lag_${rate}_${mode}_seen.json"
   done
@@ -227,7 +248,7 @@ done
 echo "{\"command\": \"scripts/perf/apply_pipeline.sh${ARGS_STR:+ $ARGS_STR}\", \"files\": $N, \"reps\": $REPS," \
   "\"rates\": \"$RATES\", \"modes\": \"$MODES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\", \"lag_tool\": \"$LAG_TOOL\"," \
   "\"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\"," \
-  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\"}" \
+  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
   >"$RAW/meta.json"
 python3 - "$RAW" "$RESULTS/apply_pipeline.json" <<'PY'
 import json, os, statistics, sys
@@ -238,7 +259,7 @@ n, reps, modes = meta["files"], meta["reps"], meta["modes"].split()
 name = {"1": "pipelined commit", "0": "commit on the loop"}
 cp = [n / ld(f"cp_{r}.json")["seconds"] for r in range(1, reps + 1)]
 res = {"meta": meta, "cp_sync_files_per_s": cp, "burst": {}, "lag": {}}
-print(f"Run of {meta['date']}, commit {meta['commit']}, `{meta['command']}`, fs {meta['fs']}, "
+print(f"Run of {meta['date']}, commit {meta['commit']}, binary {meta['bin']}, `{meta['command']}`, fs {meta['fs']}, "
       f"group_commit {meta['group_commit']}, load average at the end {meta['loadavg']}.\n")
 print(f"| burst of {n} files | files/s per rep | median | ÷ cp -a + sync -f (same rep), median | identical |")
 print("| --- | --- | ---: | ---: | --- |")
@@ -255,8 +276,8 @@ for m in modes:
           f"{', '.join(f'{l:,.0f}' for l in live)} | {statistics.median(live):,.0f} | "
           f"**{statistics.median(ratios):.2f}** ({', '.join(f'{x:.2f}' for x in ratios)}) | {'yes' if ok else '**no**'} |")
 print()
-print("| standby | rate /s | achieved /s | seen | p50 ms | p99 ms | max ms | p50 first fifth | p50 last fifth |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| standby | rate /s | achieved /s | seen | p50 ms | p99 ms | max ms | p50 first fifth | p50 last fifth | CPU µs/change primary, standby |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 def pct(v, p):
     if not v: return float("nan")
     return v[min(len(v) - 1, max(0, int(round(p / 100.0 * len(v) + 0.5)) - 1))]
@@ -272,8 +293,13 @@ for m in modes:
     row = {"achieved": wr["achieved_rate"], "writes": len(w), "seen": len(lags),
            "p50": pct(lags, 50), "p99": pct(lags, 99), "max": lags[-1] if lags else None,
            "p50_first_fifth": pct(first, 50), "p50_last_fifth": pct(last, 50)}
+    cpu = ld(f"lag_{rate}_{m}_cpu.json")
+    for side in ("primary", "standby"):
+        row[f"{side}_cpu_us_per_change"] = (cpu[f"{side}_ticks"] / cpu["clk_tck"] * 1e6 / len(w)
+                                            if w else float("nan"))
     res["lag"][f"{m}/{rate}"] = row
     print(f"| {name.get(m, m)} | {int(rate):,} | {row['achieved']:,.0f} | {row['seen']} / {row['writes']} | {row['p50']:.2f} | "
-          f"{row['p99']:.2f} | {row['max']:.1f} | {row['p50_first_fifth']:.2f} | {row['p50_last_fifth']:.2f} |")
+          f"{row['p99']:.2f} | {row['max']:.1f} | {row['p50_first_fifth']:.2f} | {row['p50_last_fifth']:.2f} | "
+          f"{row['primary_cpu_us_per_change']:.0f}, {row['standby_cpu_us_per_change']:.0f} |")
 json.dump(res, open(outp, "w"), indent=1)
 PY

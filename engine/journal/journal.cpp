@@ -158,13 +158,13 @@ void Journal::Remove(uint32_t root, std::string_view path, std::string_view obje
 }
 
 void Journal::KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
-                               std::vector<std::string>* collect) {
+                               std::vector<std::pair<std::string, std::string>>* collect) {
   if (!subtree) {
     auto it = pending_upsert_.find(Key(root, path));
     if (it == pending_upsert_.end()) return;
     Slot* slot = At(it->second);
     if (slot != nullptr && slot->live) {
-      if (collect != nullptr) collect->emplace_back();
+      if (collect != nullptr) collect->emplace_back(std::string(), slot->change.object);
       Kill(it->second);
     }
     pending_upsert_.erase(it);
@@ -178,7 +178,9 @@ void Journal::KillUpsertsUnder(uint32_t root, std::string_view path, bool subtre
         !IsAtOrBelow(slot.change.path, path)) {
       continue;
     }
-    if (collect != nullptr) collect->push_back(slot.change.path.substr(path.size()));
+    if (collect != nullptr) {
+      collect->emplace_back(slot.change.path.substr(path.size()), slot.change.object);
+    }
     pending_upsert_.erase(Key(root, slot.change.path));
     Kill(base_ + i);
   }
@@ -194,7 +196,11 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   // they are of the renamed object itself: the watcher names a file by its directory's
   // handle, resolved when the event is read, so a file written in `from/…` just before
   // the rename is reported under `to/…`. Dropping them lost that file.
-  std::vector<std::string> moved;
+  // Each keeps its object (the inode its event was about): an Upsert of the replaced
+  // file, taken after the rename, finds the renamed file under the name and, by that
+  // object, the replaced inode's other names, which may hold a change made through
+  // this name (without it, those names kept their old content for good).
+  std::vector<std::pair<std::string, std::string>> moved;  // (suffix, object)
   KillUpsertsUnder(root, to, is_dir, &moved);
   KillUpsertsUnder(root, from, is_dir, &moved);
   // The sender may already have taken an Upsert of the object (or, for a directory, of
@@ -203,14 +209,21 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   // So the new name is looked at again after the rename: an Upsert of a file (a stat and
   // nothing more if the model is current), a rescan of a directory's subtree.
   if (!is_dir) moved.emplace_back();
-  std::sort(moved.begin(), moved.end());  // parents first; a name pending at both ends once
+  // Parents first; a name pending at both ends once per distinct object.
+  std::sort(moved.begin(), moved.end());
   moved.erase(std::unique(moved.begin(), moved.end()), moved.end());
   Append(Change{ChangeKind::kRename, root, std::string(to), std::string(from), 0});
-  for (const std::string& suffix : moved) {
+  for (size_t i = 0; i < moved.size(); ++i) {
+    auto& [suffix, object] = moved[i];
+    // An entry without object adds nothing beside one of the same name with an object
+    // (sorted: the empty object comes first).
+    if (object.empty() && i + 1 < moved.size() && moved[i + 1].first == suffix) continue;
     ++stats_.rewritten;
     std::string path(to);
     path += suffix;
-    Append(Change{ChangeKind::kUpsert, root, std::move(path), "", 0});
+    Change c{ChangeKind::kUpsert, root, std::move(path), "", 0};
+    c.object = std::move(object);
+    Append(std::move(c));
   }
   if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
 }

@@ -37,6 +37,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -113,9 +114,9 @@ class Journal {
   void Append(Change change);
   void Kill(size_t abs_index);
   // Kills pending Upserts at `path` or below it; returns their paths (relative to path)
-  // when `collect` is set.
+  // and objects when `collect` is set.
   void KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
-                        std::vector<std::string>* collect);
+                        std::vector<std::pair<std::string, std::string>>* collect);
   void Overflow();
   bool OverLimit() const;
   // Gives back the hash tables' bucket arrays grown by a burst, once the journal is empty.

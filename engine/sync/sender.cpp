@@ -382,10 +382,15 @@ Status Sender::Pump(Journal& journal) {
 
 Status Sender::Apply(const Change& change, Journal& journal) {
   event_object_ = change.object;
+  applying_ = &change;
   struct ClearObject {
     std::string& object;
-    ~ClearObject() { object.clear(); }
-  } clear_object{event_object_};
+    const Change*& applying;
+    ~ClearObject() {
+      object.clear();
+      applying = nullptr;
+    }
+  } clear_object{event_object_, applying_};
   switch (change.kind) {
     case ChangeKind::kUpsert:
       return Upsert(change.root, change.path, &journal);
@@ -778,6 +783,16 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
       return Status::Ok();
     }
   }
+  // A file renamed over loses that name; its inode's other names may hold a change made
+  // through it whose Upsert this rename overtook (or whose read was aborted): compare
+  // them again afterwards, as Remove does.
+  uint64_t replaced_dev = 0, replaced_ino = 0;
+  std::vector<std::string> replaced_names;
+  if (auto d = m.find(to); d != m.end() && d->second.kind == NodeKind::kFile) {
+    replaced_dev = m.dev(d->second);
+    replaced_ino = d->second.ino();
+    replaced_names = OtherNames(root, d->second, to);
+  }
   RETURN_IF_ERROR(EmitChange(wire::Rename{0, WirePath(root, from), WirePath(root, to)}, 0));
   // Move the model entries: `from` and everything below it.
   std::vector<std::pair<std::string, Entry>> moved;
@@ -789,7 +804,7 @@ Status Sender::Rename(uint32_t root, const std::string& from, const std::string&
   }
   m.Forget(to);
   for (auto& [path, entry] : moved) m.Put(path, std::move(entry));
-  return Status::Ok();
+  return RecheckNames(root, replaced_dev, replaced_ino, replaced_names);
 }
 
 Status Sender::RescanSubtree(uint32_t root, const std::string& subtree, Journal* journal,

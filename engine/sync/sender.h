@@ -263,6 +263,8 @@ class Sender {
   Journal* live_ = nullptr;
   // Change::object of the journal entry being applied (empty between entries).
   std::string event_object_;
+  // The journal entry being applied (null between entries).
+  const Change* applying_ = nullptr;
 };
 
 // "i/p" for root i and relative path p ("i" for the root itself).

@@ -203,7 +203,12 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
     ++retries;
     ++stats_.aborted_reads;
     // At the tail: a Rename queued meanwhile is followed by an Upsert of the new name.
-    journal->Upsert(root, info.path);
+    // With the event's object when this is the entry's own name: if the name is then
+    // another inode's, the written inode's other names are compared by it.
+    const bool own =
+        applying_ != nullptr && applying_->root == root && applying_->path == info.path;
+    journal->Upsert(root, info.path,
+                    own ? std::string_view(applying_->object) : std::string_view());
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));

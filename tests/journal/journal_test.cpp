@@ -72,6 +72,34 @@ TEST(Journal, PendingUpsertOfRenameTargetMovesBehindTheRename) {
   EXPECT_EQ(Render(TakeAll(j)), (Lines{"rename job.JB.tmp->job.JB", "upsert job.JB"}));
 }
 
+// The Upsert a rename moves behind it keeps the inode its event was about: taken after
+// the rename, it must still lead the sender to that inode's other names (a write
+// through `x`, then a file renamed over `x`, left the other names of the written inode
+// stale). The renamed file's own pending Upsert keeps its object too; a name pending at
+// both ends with different objects stays twice, one without object is not added.
+TEST(Journal, UpsertsMovedBehindARenameKeepTheirObjects) {
+  Journal j({}, 1);
+  j.Upsert(0, "x", "inode-I");
+  j.Upsert(0, "x.new", "inode-J");
+  j.Rename(0, "x.new", "x", false);
+  std::vector<Change> out = TakeAll(j);
+  ASSERT_EQ(Render(out), (Lines{"rename x.new->x", "upsert x", "upsert x"}));
+  EXPECT_EQ(out[1].object, "inode-I");
+  EXPECT_EQ(out[2].object, "inode-J");
+
+  j.Upsert(0, "y", "inode-K");
+  j.Rename(0, "y.tmp", "y", false);
+  out = TakeAll(j);
+  ASSERT_EQ(Render(out), (Lines{"rename y.tmp->y", "upsert y"}));
+  EXPECT_EQ(out[1].object, "inode-K");
+
+  j.Upsert(0, "d/f", "inode-L");
+  j.Rename(0, "d", "e", true);
+  out = TakeAll(j);
+  ASSERT_EQ(Render(out), (Lines{"rename d->e", "upsert e/f", "rescan e"}));
+  EXPECT_EQ(out[1].object, "inode-L");
+}
+
 // Pins a lost file seen under load in Replication.EveryKindOfChangeReplicates: `a/b/inside`
 // written, then `a` renamed to `c/a-moved`; the watcher resolved `b`'s handle after the
 // rename and reported the write as `c/a-moved/b/inside`, ahead of the rename. The

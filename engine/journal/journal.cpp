@@ -1,6 +1,7 @@
 #include "engine/journal/journal.h"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 namespace hasync::engine {
@@ -122,6 +123,15 @@ void Journal::Overflow() {
 }
 
 void Journal::Upsert(uint32_t root, std::string_view path, std::string_view object) {
+  AddUpsert(root, path, object, /*object_is_newest=*/true);
+}
+
+void Journal::Requeue(uint32_t root, std::string_view path, std::string_view object) {
+  AddUpsert(root, path, object, /*object_is_newest=*/false);
+}
+
+void Journal::AddUpsert(uint32_t root, std::string_view path, std::string_view object,
+                        bool object_is_newest) {
   HASYNC_ASSERT(root < root_count_);
   ++seq_;
   ++stats_.pushed;
@@ -130,7 +140,8 @@ void Journal::Upsert(uint32_t root, std::string_view path, std::string_view obje
     Slot* slot = At(it->second);
     if (slot != nullptr && slot->live) {
       ++stats_.coalesced;  // the sender reads the file as it is when it sends
-      if (!object.empty() && slot->change.object != object) {
+      if (!object.empty() && slot->change.object != object &&
+          (object_is_newest || slot->change.object.empty())) {
         bytes_ += object.size();
         bytes_ -= std::min(bytes_, slot->change.object.size());
         slot->change.object = std::string(object);
@@ -196,32 +207,31 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   // they are of the renamed object itself: the watcher names a file by its directory's
   // handle, resolved when the event is read, so a file written in `from/…` just before
   // the rename is reported under `to/…`. Dropping them lost that file.
-  // Each keeps its object (the inode its event was about): an Upsert of the replaced
-  // file, taken after the rename, finds the renamed file under the name and, by that
-  // object, the replaced inode's other names, which may hold a change made through
-  // this name (without it, those names kept their old content for good).
-  std::vector<std::pair<std::string, std::string>> moved;  // (suffix, object)
-  KillUpsertsUnder(root, to, is_dir, &moved);
-  KillUpsertsUnder(root, from, is_dir, &moved);
+  // Each name keeps an object (the inode its event was about), the replaced one's if
+  // both ends had one: an Upsert of the replaced file, taken after the rename, finds the
+  // renamed file under the name and, by that object, the replaced inode's other names,
+  // which may hold a change made through this name (without it, those names kept their
+  // old content for good). The renamed file's own object would add nothing: after the
+  // rename the name holds that inode.
+  std::vector<std::pair<std::string, std::string>> killed;  // (suffix, object)
+  KillUpsertsUnder(root, to, is_dir, &killed);
+  const size_t from_target = killed.size();
+  KillUpsertsUnder(root, from, is_dir, &killed);
   // The sender may already have taken an Upsert of the object (or, for a directory, of
   // something inside it) under the old name and found nothing there: the rename came
   // first on disk, its event later, and no pending entry would ever name the new one.
   // So the new name is looked at again after the rename: an Upsert of a file (a stat and
   // nothing more if the model is current), a rescan of a directory's subtree.
-  if (!is_dir) moved.emplace_back();
-  // Parents first; a name pending at both ends once per distinct object.
-  std::sort(moved.begin(), moved.end());
-  moved.erase(std::unique(moved.begin(), moved.end()), moved.end());
+  if (!is_dir) killed.emplace_back();
+  std::map<std::string, std::string> moved;  // suffix → object; parents first, each once
+  for (size_t i = 0; i < killed.size(); ++i) {
+    auto [it, inserted] = moved.try_emplace(killed[i].first, killed[i].second);
+    if (!inserted && it->second.empty() && i < from_target) it->second = killed[i].second;
+  }
   Append(Change{ChangeKind::kRename, root, std::string(to), std::string(from), 0});
-  for (size_t i = 0; i < moved.size(); ++i) {
-    auto& [suffix, object] = moved[i];
-    // An entry without object adds nothing beside one of the same name with an object
-    // (sorted: the empty object comes first).
-    if (object.empty() && i + 1 < moved.size() && moved[i + 1].first == suffix) continue;
+  for (auto& [suffix, object] : moved) {
     ++stats_.rewritten;
-    std::string path(to);
-    path += suffix;
-    Change c{ChangeKind::kUpsert, root, std::move(path), "", 0};
+    Change c{ChangeKind::kUpsert, root, std::string(to) + suffix, "", 0};
     c.object = std::move(object);
     Append(std::move(c));
   }

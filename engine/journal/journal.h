@@ -81,6 +81,10 @@ class Journal {
   // `object`: the event's inode handle key, if the kernel gave one (kept per entry, the
   // latest of coalesced Upserts).
   void Upsert(uint32_t root, std::string_view path, std::string_view object = {});
+  // The sender putting back an entry it could not finish (a read aborted by a change):
+  // an Upsert whose `object` is older than any event's already pending for the name, so
+  // it fills in a missing object and never replaces one.
+  void Requeue(uint32_t root, std::string_view path, std::string_view object);
   void Remove(uint32_t root, std::string_view path, std::string_view object = {});
   // is_dir: the renamed object is a directory (pending Upserts below it move too).
   void Rename(uint32_t root, std::string_view from, std::string_view to, bool is_dir);
@@ -111,6 +115,8 @@ class Journal {
     Change change;
     bool live = false;
   };
+  void AddUpsert(uint32_t root, std::string_view path, std::string_view object,
+                 bool object_is_newest);
   void Append(Change change);
   void Kill(size_t abs_index);
   // Kills pending Upserts at `path` or below it; returns their paths (relative to path)

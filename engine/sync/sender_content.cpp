@@ -35,14 +35,21 @@ struct Region {
 };
 
 // Data regions of a file by SEEK_DATA/SEEK_HOLE; one region [0, size) when the file
-// system cannot tell or there are too many. A file with at least `size` bytes allocated
-// (st, its fstat) is taken as dense without asking: almost every spool file is, and
-// the two lseeks are a tenth of a small file's syscalls. (Blocks preallocated past the
-// end could hide a hole then: its zeros are sent as data, the content is the same.)
+// system cannot tell or there are too many. A file whose allocated bytes (st, its
+// fstat) cover its size and go no further than its last block is taken as dense
+// without asking: almost every spool file is, and the two lseeks were a tenth of a
+// small file's syscalls. Blocks preallocated past the end (XFS's speculative
+// preallocation of a growing file, fallocate KEEP_SIZE) or a file's extra metadata
+// blocks make it ask. (Only a coincidence of both, a hole and as many blocks past the
+// end, hides a hole: its zeros are then sent as data, the content is the same.)
 std::vector<Region> DataRegions(int fd, uint64_t size, const struct stat& st) {
   std::vector<Region> regions;
   if (size == 0) return regions;
-  if (st.st_blocks >= 0 && static_cast<uint64_t>(st.st_blocks) * 512 >= size) return {{0, size}};
+  if (st.st_blocks >= 0) {
+    const uint64_t allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+    const uint64_t block = st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : 4096;
+    if (allocated >= size && allocated <= (size + block - 1) / block * block) return {{0, size}};
+  }
   off_t pos = 0;
   while (static_cast<uint64_t>(pos) < size) {
     off_t data = lseek(fd, pos, SEEK_DATA);
@@ -207,8 +214,8 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
     // another inode's, the written inode's other names are compared by it.
     const bool own =
         applying_ != nullptr && applying_->root == root && applying_->path == info.path;
-    journal->Upsert(root, info.path,
-                    own ? std::string_view(applying_->object) : std::string_view());
+    journal->Requeue(root, info.path,
+                     own ? std::string_view(applying_->object) : std::string_view());
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));

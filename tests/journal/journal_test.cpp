@@ -75,29 +75,53 @@ TEST(Journal, PendingUpsertOfRenameTargetMovesBehindTheRename) {
 // The Upsert a rename moves behind it keeps the inode its event was about: taken after
 // the rename, it must still lead the sender to that inode's other names (a write
 // through `x`, then a file renamed over `x`, left the other names of the written inode
-// stale). The renamed file's own pending Upsert keeps its object too; a name pending at
-// both ends with different objects stays twice, one without object is not added.
+// stale). A name pending at both ends is queued once, with the replaced inode's object.
 TEST(Journal, UpsertsMovedBehindARenameKeepTheirObjects) {
   Journal j({}, 1);
   j.Upsert(0, "x", "inode-I");
   j.Upsert(0, "x.new", "inode-J");
   j.Rename(0, "x.new", "x", false);
   std::vector<Change> out = TakeAll(j);
-  ASSERT_EQ(Render(out), (Lines{"rename x.new->x", "upsert x", "upsert x"}));
+  ASSERT_EQ(Render(out), (Lines{"rename x.new->x", "upsert x"}));
   EXPECT_EQ(out[1].object, "inode-I");
-  EXPECT_EQ(out[2].object, "inode-J");
 
-  j.Upsert(0, "y", "inode-K");
+  j.Upsert(0, "y.tmp", "inode-K");  // only the renamed file's own: kept
   j.Rename(0, "y.tmp", "y", false);
   out = TakeAll(j);
   ASSERT_EQ(Render(out), (Lines{"rename y.tmp->y", "upsert y"}));
   EXPECT_EQ(out[1].object, "inode-K");
 
-  j.Upsert(0, "d/f", "inode-L");
+  j.Upsert(0, "e/f", "inode-L");
+  j.Upsert(0, "d/f", "inode-M");
+  j.Upsert(0, "d/g", "inode-N");
   j.Rename(0, "d", "e", true);
   out = TakeAll(j);
-  ASSERT_EQ(Render(out), (Lines{"rename d->e", "upsert e/f", "rescan e"}));
+  ASSERT_EQ(Render(out), (Lines{"rename d->e", "upsert e/f", "upsert e/g", "rescan e"}));
   EXPECT_EQ(out[1].object, "inode-L");
+  EXPECT_EQ(out[2].object, "inode-N");
+}
+
+// A read the sender aborted goes back with its entry's object, which is older than any
+// event that arrived meanwhile: it fills a missing object, never replaces a newer one.
+TEST(Journal, ARequeuedUpsertNeverReplacesANewerObject) {
+  Journal j({}, 1);
+  j.Upsert(0, "f", "newer");
+  j.Requeue(0, "f", "older");
+  std::vector<Change> out = TakeAll(j);
+  ASSERT_EQ(Render(out), (Lines{"upsert f"}));
+  EXPECT_EQ(out[0].object, "newer");
+
+  j.Upsert(0, "f");
+  j.Requeue(0, "f", "older");
+  out = TakeAll(j);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].object, "older");
+
+  j.Requeue(0, "f", "older");
+  j.Upsert(0, "f", "newer");
+  out = TakeAll(j);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].object, "newer");
 }
 
 // Pins a lost file seen under load in Replication.EveryKindOfChangeReplicates: `a/b/inside`

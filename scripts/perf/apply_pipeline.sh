@@ -232,12 +232,18 @@ for mode in $MODES; do
     wpid=$!; PIDS+=("$wpid")
     wait_until 20 exists "$WORK/$d.ready"
     perf_start "lag_${rate}_$mode"
-    p0=$(cpu_ticks "$PRIMARY_PID") s0=$(cpu_ticks "$STANDBY_PID")
+    p0=$(cpu_ticks "$PRIMARY_PID")
+    s0=$(cpu_ticks "$STANDBY_PID")
     "${LAG_WRITER[@]}" "$SP/$d" "$rate" "$LAG_S" 500 "$WORK/$d.writes.json" >"$RAW/lag_${rate}_${mode}_writer.json"
     perf_stop
     wait "$wpid"
     # The standby's share runs until the watcher saw the last change.
-    echo "{\"primary_ticks\": $(($(cpu_ticks "$PRIMARY_PID") - p0)), \"standby_ticks\": $(($(cpu_ticks "$STANDBY_PID") - s0)), \"clk_tck\": $CLK_TCK}" \
+    p1=$(cpu_ticks "$PRIMARY_PID")
+    s1=$(cpu_ticks "$STANDBY_PID")
+    for v in "$p0" "$s0" "$p1" "$s1"; do
+      [[ $v =~ ^[0-9]+$ ]] || { log "cannot read a node's CPU ticks (got '$v'): did it exit?"; exit 1; }
+    done
+    echo "{\"primary_ticks\": $((p1 - p0)), \"standby_ticks\": $((s1 - s0)), \"clk_tck\": $CLK_TCK}" \
       >"$RAW/lag_${rate}_${mode}_cpu.json"
     cp "$WORK/$d.writes.json" "$RAW/lag_${rate}_${mode}_writes.json"
     cp "$WORK/$d.seen.json" "$RAW/lag_${rate}_${mode}_seen.json"

@@ -208,8 +208,9 @@ struct Walker {
 Result<FileInfo> StatAt(const ParentDir& parent, std::string_view path) {
   FileInfo info;
   struct stat st {};
-  if (fstatat(parent.fd, parent.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return ErrnoStatus(errno, "stat " + std::string(path));
+  const int flags = AT_SYMLINK_NOFOLLOW | (path.empty() ? AT_EMPTY_PATH : 0);  // "": the root
+  if (fstatat(parent.fd, parent.name.c_str(), &st, flags) != 0) {
+    return ErrnoStatus(errno, "stat " + (path.empty() ? std::string("root") : std::string(path)));
   }
   if (S_ISLNK(st.st_mode)) {
     ASSIGN_OR_RETURN(info.target,
@@ -223,17 +224,8 @@ Result<FileInfo> StatAt(const ParentDir& parent, std::string_view path) {
 }
 
 Result<FileInfo> StatPath(int root_fd, std::string_view path) {
-  if (!path.empty()) {
-    ASSIGN_OR_RETURN(ParentDir parent, OpenParentBeneath(root_fd, path));
-    return StatAt(parent, path);
-  }
-  FileInfo info;
-  struct stat st {};
-  if (fstat(root_fd, &st) != 0) return ErrnoStatus(errno, "stat root");
-  if (!FromStat(st, info)) {
-    return Status(Code::kUnimplemented, "the root is a device, FIFO or socket");
-  }
-  return info;
+  ASSIGN_OR_RETURN(ParentDir parent, OpenParentBeneath(root_fd, path));
+  return StatAt(parent, path);
 }
 
 Result<FileInfo> StatFd(int fd) {

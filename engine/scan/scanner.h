@@ -70,10 +70,10 @@ Status ScanTree(int root_fd, std::string_view subtree, const ScanLimits& limits,
 // NotFound when it does not exist.
 Result<FileInfo> StatPath(int root_fd, std::string_view path);
 
-// The directory holding `path` (relative, not ""), opened as OpenDirBeneath opens it,
-// and the last component: one walk serves both a stat and an open of the name, where
-// StatPath and OpenReadBeneath would walk twice. `fd` is root_fd itself for a name at
-// the top (nothing opened), else `owned`.
+// The directory holding `path` (relative), opened as OpenDirBeneath opens it, and the
+// last component: one walk serves both a stat and an open of the name, where StatPath
+// and OpenReadBeneath would walk twice. `fd` is root_fd itself for a name at the top
+// and for "" (the root, whose `name` is "": StatAt stats the root then), else `owned`.
 struct ParentDir {
   UniqueFd owned;
   int fd = -1;

@@ -381,16 +381,12 @@ Status Sender::Pump(Journal& journal) {
 }
 
 Status Sender::Apply(const Change& change, Journal& journal) {
-  event_object_ = change.object;
   applying_ = &change;
-  struct ClearObject {
-    std::string& object;
+  event_object_checked_ = false;
+  struct ClearApplying {
     const Change*& applying;
-    ~ClearObject() {
-      object.clear();
-      applying = nullptr;
-    }
-  } clear_object{event_object_, applying_};
+    ~ClearApplying() { applying = nullptr; }
+  } clear_applying{applying_};
   switch (change.kind) {
     case ChangeKind::kUpsert:
       return Upsert(change.root, change.path, &journal);
@@ -441,10 +437,12 @@ Status Sender::NameMissing(uint32_t root, const std::string& path, Journal* jour
 }
 
 Status Sender::RecheckEventInode(uint32_t root, const std::string& path, int name_fd) {
-  if (event_object_.size() <= 12) return Status::Ok();  // no handle: nothing to go by
+  // Once per change, and not again for the names looked at below.
+  if (applying_ == nullptr || event_object_checked_) return Status::Ok();
+  event_object_checked_ = true;
+  const std::string& key = applying_->object;
+  if (key.size() <= 12) return Status::Ok();  // no handle: nothing to go by
   // HandleCache::Key: fsid (8 bytes), handle type (4), the handle's bytes.
-  const std::string key = std::move(event_object_);
-  event_object_.clear();  // once per change, and not again for the names looked at below
   int32_t type = 0;
   std::memcpy(&type, key.data() + 8, sizeof type);
   const size_t bytes = key.size() - 12;
@@ -522,11 +520,8 @@ Status Sender::RemoveUnlessNamedLater(uint32_t root, const std::string& path, Jo
 
 Status Sender::Upsert(uint32_t root, const std::string& path, Journal* journal) {
   // One walk to the name's directory serves the stat here and UpsertFile's open.
-  Result<ParentDir> parent = path.empty() ? Result<ParentDir>(ParentDir{UniqueFd(), -1, ""})
-                                          : OpenParentBeneath(root_fds_[root], path);
-  Result<FileInfo> info = !parent.ok()   ? Result<FileInfo>(parent.status())
-                          : path.empty() ? StatPath(root_fds_[root], path)
-                                         : StatAt(*parent, path);
+  Result<ParentDir> parent = OpenParentBeneath(root_fds_[root], path);
+  Result<FileInfo> info = parent.ok() ? StatAt(*parent, path) : Result<FileInfo>(parent.status());
   if (!info.ok()) {
     // Gone: the truth of the name now is that it does not exist (docs/REPLICATION.md,
     // "what an event means"). A component that became a symlink or a special file: the

@@ -202,7 +202,7 @@ class Sender {
   Status RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
                       const std::vector<std::string>& names);
   // The change being handled carries the handle of the inode its event was about
-  // (event_object_). When `path` no longer names that inode (name_fd: open on what the
+  // (applying_->object). When `path` no longer names that inode (name_fd: open on what the
   // name holds now, or -1 when it is missing), a change made through the name may have
   // gone to that inode: its other names the standby holds are compared again.
   Status RecheckEventInode(uint32_t root, const std::string& path, int name_fd);
@@ -261,10 +261,10 @@ class Sender {
   // The journal of the Pump or Resync in progress (null between them): consulted before
   // a name found missing is removed, whatever path led there.
   Journal* live_ = nullptr;
-  // Change::object of the journal entry being applied (empty between entries).
-  std::string event_object_;
-  // The journal entry being applied (null between entries).
+  // The journal entry being applied (null between entries), and whether its object
+  // (the event's inode) has been checked against its name yet (RecheckEventInode).
   const Change* applying_ = nullptr;
+  bool event_object_checked_ = false;
 };
 
 // "i/p" for root i and relative path p ("i" for the root itself).

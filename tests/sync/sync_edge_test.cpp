@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -80,6 +81,18 @@ struct Fixture {
 };
 
 // ---- kind changes at one path -----------------------------------------------------------
+
+// Appends `text` through `path` (open, write, close at once), as a job's log is written.
+::testing::AssertionResult AppendTo(const std::string& path, std::string_view text) {
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return ::testing::AssertionFailure() << "open " << path << ": " << strerror(errno);
+  ssize_t n = write(fd, text.data(), text.size());
+  close(fd);
+  if (n != static_cast<ssize_t>(text.size())) {
+    return ::testing::AssertionFailure() << "write " << path << ": " << n;
+  }
+  return ::testing::AssertionSuccess();
+}
 
 TEST(SyncEdge, FileBecomesDirectoryAndBack) {
   REQUIRE_ROOT();
@@ -974,10 +987,7 @@ TEST(SyncEdge, ContentWrittenThroughALinkThatGoesAtOnceReachesTheOtherName) {
   f.j().Upsert(0, "a");
   f.pair.Ship();
   EXPECT_CONVERGED(f.pair);
-  int fd = open(f.P("a").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, "v2\n", 3), 3);
-  close(fd);
+  ASSERT_TRUE(AppendTo(f.P("a"), "v2\n"));
   ASSERT_EQ(unlink(f.P("a").c_str()), 0);
   f.j().Upsert(0, "a");
   f.j().Remove(0, "a");
@@ -1036,10 +1046,7 @@ TEST(SyncEdge, WriteThroughALinkTheStandbyNeverSawReachesTheOtherName) {
   ASSERT_EQ(link(f.P("b").c_str(), f.P("a").c_str()), 0);
   const std::string key = HandleKeyOf(f.P("a"));
   if (key.empty()) GTEST_SKIP() << "SKIPPED LOUDLY: name_to_handle_at: " << strerror(errno);
-  int fd = open(f.P("a").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(write(fd, "v2\n", 3), 3);
-  close(fd);
+  ASSERT_TRUE(AppendTo(f.P("a"), "v2\n"));
   ASSERT_EQ(unlink(f.P("a").c_str()), 0);
   f.j().Upsert(0, "a", key);
   f.j().Remove(0, "a", key);
@@ -1108,10 +1115,7 @@ TEST(SyncEdge, AWriteThroughANameStillQueuedWhenAFileIsRenamedOverItReachesTheOt
       f.pair.Ship();
       EXPECT_CONVERGED(f.pair);
     }
-    int fd = open(f.P("x").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(write(fd, "v2\n", 3), 3);
-    close(fd);
+    ASSERT_TRUE(AppendTo(f.P("x"), "v2\n"));
     f.j().Upsert(0, "x", c.event_has_inode ? key : "");  // the write's event, not taken yet
     ASSERT_EQ(rename(f.P("x.new").c_str(), f.P("x").c_str()), 0);
     f.j().Rename(0, "x.new", "x", false);

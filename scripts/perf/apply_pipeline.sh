@@ -28,13 +28,22 @@
 #                                        each mode gets its own pair, alternating per rep)
 #                                       [--bin PATH] (run this hasync binary instead of
 #                                        building one: an A/B against an older commit)
+#                                       [--standby-fs shared|loop] (loop: the standby's
+#                                        tree and the `cp -a` copies on an ext4 of their
+#                                        own, a loop-mounted image, as on a second host;
+#                                        shared, the default: the same filesystem)
+#
+# Why --standby-fs loop: the primary's fanotify mark covers its whole filesystem, so with
+# both nodes on one filesystem every temp file, write and rename of the standby is also
+# an event the primary reads and discards, and the standby's writes pay for generating
+# it. Two hosts never see that; a filesystem of the standby's own takes it out.
 #
 # Each lag row also gives the CPU both nodes spent (utime + stime from /proc) over the
 # writer's run, in µs per change written: the cost of one change on each side.
 set -euo pipefail
 
 QUICK=0 PERF=0 N=10000 REPS=3 RATES="1000 2000 5000 10000" LAG_S=5 GROUP_COMMIT=fsync MODES="1"
-LAG_TOOL=c++ BIN_ARG=""
+LAG_TOOL=c++ BIN_ARG="" STANDBY_FS=shared
 ARGS_STR="$*"
 while (($#)); do
   case $1 in
@@ -48,11 +57,14 @@ while (($#)); do
     --modes) MODES=$2; shift ;;
     --lag-tool) LAG_TOOL=$2; shift ;;
     --bin) BIN_ARG=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf] [--modes \"1 0\"] [--lag-tool c++|python] [--bin PATH]" >&2; exit 2 ;;
+    --standby-fs) STANDBY_FS=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf] [--modes \"1 0\"] [--lag-tool c++|python] [--bin PATH] [--standby-fs shared|loop]" >&2; exit 2 ;;
   esac
   shift
 done
 if ((QUICK)); then N=1000 REPS=1 RATES="1000" LAG_S=1; fi
+[[ $STANDBY_FS == shared || $STANDBY_FS == loop ]] ||
+  { echo "apply_pipeline.sh: --standby-fs is shared or loop" >&2; exit 2; }
 if [[ $(id -u) -ne 0 ]]; then
   echo "apply_pipeline.sh: run as root (hasync uses fanotify)" >&2
   exit 1
@@ -90,7 +102,7 @@ mkdir -p "$RAW" "$RESULTS"
 # Fresh block groups for every tree (see replication.sh: ext4's recently_deleted()).
 topdir() { mkdir -p "$@"; chattr +T "$@" 2>/dev/null || log "chattr +T failed on $*"; }
 topdir "$WORK"
-PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID=""
+PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID="" LOOP_MNT="" LOOP_DEV=""
 stop_pid() {
   local pid=$1
   [[ -n $pid ]] || return 0
@@ -107,6 +119,10 @@ cleanup() {
     log "failed (exit $rc); node logs:"
     tail -n 15 "$WORK"/primary.log "$WORK"/standby.log >&2 2>/dev/null || true
   fi
+  if [[ -n $LOOP_MNT ]]; then
+    umount "$LOOP_MNT" 2>/dev/null || umount -l "$LOOP_MNT" || log "cannot unmount $LOOP_MNT"
+  fi
+  [[ -z $LOOP_DEV ]] || losetup -d "$LOOP_DEV" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -131,14 +147,34 @@ count_dirs() { [[ $(find "$1" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -
 wait_standby_dirs() { wait_until 60 count_dirs "$1" "$2" || { log "standby lacks $1"; exit 1; }; }
 
 freeport() { "${H[@]}" freeport | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])'; }
+# The standby's side: $WORK/standby and the copies of the baseline ($WORK/runs) live on
+# $SIDE, the same filesystem as the primary's or an ext4 image of their own.
+SIDE=$WORK
+if [[ $STANDBY_FS == loop ]]; then
+  command -v mkfs.ext4 >/dev/null || { echo "apply_pipeline.sh: --standby-fs loop needs mkfs.ext4" >&2; exit 1; }
+  # Sparse, far larger than the runs write. The inode tables and the journal are written
+  # now, so no ext4lazyinit thread writes during the measurements. Direct I/O: the
+  # loop device's writes to its image then go around the page cache and, unlike
+  # buffered ones, raise no fanotify event on the primary's filesystem, where the image is.
+  truncate -s 8G "$WORK/standby.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/standby.img"
+  dev=$(losetup -f --show --direct-io=on "$WORK/standby.img") ||
+    { echo "apply_pipeline.sh: cannot attach a loop device to the image" >&2; exit 1; }
+  SIDE=$WORK/side
+  mkdir -p "$SIDE"
+  mount "$dev" "$SIDE" || { losetup -d "$dev"; echo "apply_pipeline.sh: cannot mount $dev" >&2; exit 1; }
+  LOOP_MNT=$SIDE LOOP_DEV=$dev
+  log "standby side on its own ext4: $dev (direct I/O: $(cat "/sys/block/${dev#/dev/}/loop/dio")) at $SIDE"
+fi
+
 PORT_P=$(freeport) PORT_S=$(freeport)
 [[ $PORT_P != "$PORT_S" ]] || PORT_S=$((PORT_P + 1))
-topdir "$WORK"/{primary,standby} "$WORK"/{primary,standby}/spool "$WORK/runs"
-mkdir -p "$WORK"/{primary,standby}/state
+topdir "$WORK/primary" "$WORK/primary/spool" "$SIDE/standby" "$SIDE/standby/spool" "$SIDE/runs"
+mkdir -p "$WORK/primary/state" "$SIDE/standby/state"
 "$BIN" keygen "$WORK/sync.key" >/dev/null
 for n in primary standby; do
-  if [[ $n == primary ]]; then peer=standby port=$PORT_P peerport=$PORT_S
-  else peer=primary port=$PORT_S peerport=$PORT_P; fi
+  if [[ $n == primary ]]; then peer=standby port=$PORT_P peerport=$PORT_S dir=$WORK/primary
+  else peer=primary port=$PORT_S peerport=$PORT_P dir=$SIDE/standby; fi
   cat >"$WORK/$n.toml" <<CONF
 [node]
 name = "$n"
@@ -147,8 +183,8 @@ listen = "127.0.0.1:$port"
 name = "$peer"
 address = "127.0.0.1:$peerport"
 [sync]
-roots = ["$WORK/$n/spool"]
-state_dir = "$WORK/$n/state"
+roots = ["$dir/spool"]
+state_dir = "$dir/state"
 key_file = "$WORK/sync.key"
 group_commit = "$GROUP_COMMIT"
 [transport]
@@ -173,7 +209,7 @@ start_pair() {  # mode (HASYNC_COMMIT_PIPELINE of the standby)
   wait_until 120 resynced || { log "pair did not finish its resync within 120 s"; exit 1; }
 }
 stop_pair() { stop_pid "$PRIMARY_PID"; stop_pid "$STANDBY_PID"; PRIMARY_PID="" STANDBY_PID=""; }
-SP=$WORK/primary/spool SS=$WORK/standby/spool
+SP=$WORK/primary/spool SS=$SIDE/standby/spool
 
 perf_start() {
   ((PERF)) && command -v perf >/dev/null || return 0
@@ -196,11 +232,11 @@ sync -f "$WORK"
 # ------------------------------------------------------------------ 1. burst
 for ((r = 1; r <= REPS; r++)); do
   log "burst rep $r: cp -a + sync -f"
-  sync -f "$WORK"
-  t0=$(now); cp -a "$WORK/src" "$WORK/runs/cp$r"; sync -f "$WORK/runs/cp$r"; t1=$(now)
+  sync -f "$WORK"; sync -f "$SIDE"
+  t0=$(now); cp -a "$WORK/src" "$SIDE/runs/cp$r"; sync -f "$SIDE/runs/cp$r"; t1=$(now)
   echo "{\"seconds\": $(elapsed "$t0" "$t1")}" >"$RAW/cp_$r.json"
   for mode in $MODES; do
-    sync -f "$WORK"
+    sync -f "$WORK"; sync -f "$SIDE"
     start_pair "$mode"
     b=b${r}m$mode
     log "burst rep $r: hasync live, HASYNC_COMMIT_PIPELINE=$mode"
@@ -254,7 +290,7 @@ done
 echo "{\"command\": \"scripts/perf/apply_pipeline.sh${ARGS_STR:+ $ARGS_STR}\", \"files\": $N, \"reps\": $REPS," \
   "\"rates\": \"$RATES\", \"modes\": \"$MODES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\", \"lag_tool\": \"$LAG_TOOL\"," \
   "\"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\"," \
-  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
+  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"standby_fs\": \"$STANDBY_FS\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
   >"$RAW/meta.json"
 python3 - "$RAW" "$RESULTS/apply_pipeline.json" <<'PY'
 import json, os, statistics, sys
@@ -265,7 +301,7 @@ n, reps, modes = meta["files"], meta["reps"], meta["modes"].split()
 name = {"1": "pipelined commit", "0": "commit on the loop"}
 cp = [n / ld(f"cp_{r}.json")["seconds"] for r in range(1, reps + 1)]
 res = {"meta": meta, "cp_sync_files_per_s": cp, "burst": {}, "lag": {}}
-print(f"Run of {meta['date']}, commit {meta['commit']}, binary {meta['bin']}, `{meta['command']}`, fs {meta['fs']}, "
+print(f"Run of {meta['date']}, commit {meta['commit']}, binary {meta['bin']}, `{meta['command']}`, fs {meta['fs']}, standby's fs {meta.get('standby_fs', 'shared')}, "
       f"group_commit {meta['group_commit']}, load average at the end {meta['loadavg']}.\n")
 print(f"| burst of {n} files | files/s per rep | median | ÷ cp -a + sync -f (same rep), median | identical |")
 print("| --- | --- | ---: | ---: | --- |")

@@ -154,8 +154,9 @@ if [[ $STANDBY_FS == loop ]]; then
   command -v mkfs.ext4 >/dev/null || { echo "apply_pipeline.sh: --standby-fs loop needs mkfs.ext4" >&2; exit 1; }
   # Sparse, far larger than the runs write. The inode tables and the journal are written
   # now, so no ext4lazyinit thread writes during the measurements. Direct I/O: the
-  # loop device's writes to its image then go around the page cache and, unlike
-  # buffered ones, raise no fanotify event on the primary's filesystem, where the image is.
+  # loop device's writes to its image go around the host's page cache instead of
+  # caching every block twice. (Its writes raise no event on the primary's filesystem,
+  # where the image is, either way: inotifywait on the image saw none.)
   truncate -s 8G "$WORK/standby.img"
   mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/standby.img"
   dev=$(losetup -f --show --direct-io=on "$WORK/standby.img") ||

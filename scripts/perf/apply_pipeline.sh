@@ -102,7 +102,7 @@ mkdir -p "$RAW" "$RESULTS"
 # Fresh block groups for every tree (see replication.sh: ext4's recently_deleted()).
 topdir() { mkdir -p "$@"; chattr +T "$@" 2>/dev/null || log "chattr +T failed on $*"; }
 topdir "$WORK"
-PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID="" LOOP_MNT="" LOOP_DEV=""
+PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID="" LOOP_MNT="" LOOP_DEV="" LOOP_DIO=""
 stop_pid() {
   local pid=$1
   [[ -n $pid ]] || return 0
@@ -117,13 +117,13 @@ cleanup() {
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
   if ((rc != 0)); then
     log "failed (exit $rc); node logs:"
-    tail -n 15 "$WORK"/primary.log "$WORK"/standby.log >&2 2>/dev/null || true
+    tail -n 15 "$WORK/primary.log" "${SIDE:-$WORK}/standby.log" >&2 2>/dev/null || true
   fi
   if [[ -n $LOOP_MNT ]]; then
     umount "$LOOP_MNT" 2>/dev/null || umount -l "$LOOP_MNT" || log "cannot unmount $LOOP_MNT"
   fi
   [[ -z $LOOP_DEV ]] || losetup -d "$LOOP_DEV" 2>/dev/null || true
-  rm -rf "$WORK"
+  rm -rf --one-file-system "$WORK" # never into a mount that would not come off
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -161,11 +161,13 @@ if [[ $STANDBY_FS == loop ]]; then
   mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/standby.img"
   dev=$(losetup -f --show --direct-io=on "$WORK/standby.img") ||
     { echo "apply_pipeline.sh: cannot attach a loop device to the image" >&2; exit 1; }
+  LOOP_DEV=$dev # from here on cleanup detaches it
   SIDE=$WORK/side
   mkdir -p "$SIDE"
-  mount "$dev" "$SIDE" || { losetup -d "$dev"; echo "apply_pipeline.sh: cannot mount $dev" >&2; exit 1; }
-  LOOP_MNT=$SIDE LOOP_DEV=$dev
-  log "standby side on its own ext4: $dev (direct I/O: $(cat "/sys/block/${dev#/dev/}/loop/dio")) at $SIDE"
+  mount "$dev" "$SIDE" || { echo "apply_pipeline.sh: cannot mount $dev" >&2; exit 1; }
+  LOOP_MNT=$SIDE
+  LOOP_DIO=$(cat "/sys/block/${dev#/dev/}/loop/dio" 2>/dev/null || echo unknown)
+  log "standby side on its own ext4: $dev (direct I/O: $LOOP_DIO) at $SIDE"
 fi
 
 PORT_P=$(freeport) PORT_S=$(freeport)
@@ -201,7 +203,7 @@ start_pair() {  # mode (HASYNC_COMMIT_PIPELINE of the standby)
   local before role_p=() role_s=()
   before=$(resyncs); before=${before:-0}
   if ((STARTED_ONCE == 0)); then role_p=(--initial-role primary) role_s=(--initial-role standby); fi
-  HASYNC_COMMIT_PIPELINE=$1 "$BIN" run -c "$WORK/standby.toml" "${role_s[@]}" >>"$WORK/standby.log" 2>&1 </dev/null &
+  HASYNC_COMMIT_PIPELINE=$1 "$BIN" run -c "$WORK/standby.toml" "${role_s[@]}" >>"$SIDE/standby.log" 2>&1 </dev/null &
   STANDBY_PID=$!; PIDS+=("$STANDBY_PID")
   "$BIN" run -c "$WORK/primary.toml" "${role_p[@]}" >>"$WORK/primary.log" 2>&1 </dev/null &
   PRIMARY_PID=$!; PIDS+=("$PRIMARY_PID")
@@ -291,7 +293,7 @@ done
 echo "{\"command\": \"scripts/perf/apply_pipeline.sh${ARGS_STR:+ $ARGS_STR}\", \"files\": $N, \"reps\": $REPS," \
   "\"rates\": \"$RATES\", \"modes\": \"$MODES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\", \"lag_tool\": \"$LAG_TOOL\"," \
   "\"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\"," \
-  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"standby_fs\": \"$STANDBY_FS\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
+  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"standby_fs\": \"$STANDBY_FS${LOOP_DIO:+ (ext4 image, direct I/O $LOOP_DIO)}\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
   >"$RAW/meta.json"
 python3 - "$RAW" "$RESULTS/apply_pipeline.json" <<'PY'
 import json, os, statistics, sys

@@ -332,7 +332,7 @@ class LinkFaults {
   std::unique_ptr<TunImpairer> tun_;
 };
 
-// The average round trip A → B → A in ms from ten pings (nullopt when none came back).
+// The average round trip A → B → A in ms from forty pings (nullopt when none came back).
 std::optional<double> PingRttMs(const NetLab& lab) {
   FILE* f = popen(
       ("ip netns exec " + lab.a() + " ping -q -c 40 -i 0.05 -W 2 10.213.2.1 2>&1").c_str(), "r");
@@ -526,11 +526,14 @@ void RunUnderFaults(const std::string& tag, const Faults& faults, int files, int
   link.Apply(faults);
   // The faults are really on the path. A round trip crosses W twice, and each crossing
   // is delayed unless it is one of the `reorder` share sent at once (jitter is
-  // symmetric), so the mean round trip is about 2 × (1 − reorder) × delay. The bound is
-  // half that: with 40 pings it sits more than 5 standard deviations below the mean for
-  // every fault set here (the old check, 10 pings against the delay itself, fails about
-  // 1 run in 30 by the same arithmetic: CI saw it once), and
-  // far above a link without the delay (well under a millisecond).
+  // symmetric), so the mean round trip is about 2 × (1 − reorder) × delay; the kernel's
+  // netem, whose reorder sends fewer packets at once, gives more. The bound is half
+  // that: with 40 pings it sits more than 5 standard deviations below the mean for every
+  // fault set here (the old check, 10 pings against the delay itself, fails about 1 run
+  // in 30 by the same arithmetic: CI saw it once), and far above a link without the
+  // delay (well under a millisecond). It cannot tell a delay in one direction from both;
+  // LinkFaults::Apply sees to that (a tc failure on either interface fails the test; the
+  // emulator carries both directions).
   if (faults.delay_ms > 0) {
     std::optional<double> rtt = PingRttMs(lab);
     ASSERT_TRUE(rtt.has_value()) << "no ping came back through W";

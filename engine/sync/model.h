@@ -6,8 +6,9 @@
 // The layout is chosen for memory at rest (DESIGN §8: ≤ 200 bytes per tracked file;
 // docs/PERFORMANCE.md, "Memory per tracked file", has the figures):
 // - one std::map node per path: tree links, the path inside the key when it has at most
-//   ModelPath::kInlineChars characters (a Slurm spool's `hash.3/job.1234/environment`),
-//   and a 64-byte Entry, 32 + 40 + 64 bytes in one 144-byte heap chunk;
+//   ModelPath::kInlineChars characters (a Slurm spool's `hash.3/job.12345678/environment`
+//   has 31), and a 64-byte Entry, 32 + 32 + 64 = 128 bytes in a slot of the model's own
+//   SlotPool (engine/sync/slot_pool.h; from malloc each would take 144 bytes);
 // - what few entries have (a symlink's target, xattr names, block hashes) sits behind
 //   one pointer, allocated only while one of them is present;
 // - st_dev is a 16-bit index into a table of the devices seen under the root (one,
@@ -38,6 +39,7 @@
 
 #include "base/hash.h"
 #include "engine/scan/scanner.h"
+#include "engine/sync/slot_pool.h"
 
 namespace hasync::engine {
 
@@ -45,7 +47,7 @@ namespace hasync::engine {
 // one heap allocation. Move-only (map keys are never copied).
 class ModelPath {
  public:
-  static constexpr size_t kInlineChars = 39;
+  static constexpr size_t kInlineChars = 31;
 
   explicit ModelPath(std::string_view path);
   ModelPath(ModelPath&& other) noexcept;
@@ -139,7 +141,8 @@ class Model {
     bool operator()(const ModelPath& a, std::string_view b) const { return a.view() < b; }
     bool operator()(std::string_view a, const ModelPath& b) const { return a < b.view(); }
   };
-  using Map = std::map<ModelPath, ModelEntry, Less>;
+  using Map =
+      std::map<ModelPath, ModelEntry, Less, PoolAllocator<std::pair<const ModelPath, ModelEntry>>>;
 
  public:
   using Entry = ModelEntry;
@@ -197,6 +200,10 @@ class Model {
 
   // Slots of the inode index's table (for tests).
   size_t index_capacity() const { return slots_.size(); }
+  // Bytes of one path's node, and the slabs its pool holds (for tests; 0 before the
+  // first Put).
+  size_t node_bytes() const { return map_.get_allocator().pool()->slot_bytes(); }
+  size_t node_slabs() const { return map_.get_allocator().pool()->slabs(); }
 
  private:
   static bool Indexed(const Entry& e) { return e.kind == NodeKind::kFile && e.ino_ != 0; }

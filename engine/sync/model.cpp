@@ -185,7 +185,7 @@ void Model::Forget(std::string_view path) {
 
 void Model::clear() {
   map_.clear();
-  std::vector<Node*>().swap(slots_);
+  std::vector<uint32_t>().swap(slots_);
   indexed_ = 0;
   devs_.assign(1, 0);
 }
@@ -243,72 +243,79 @@ std::vector<Model::Node*> Model::NamesOf(uint64_t dev, uint64_t ino) {
   int d = FindDev(dev);
   if (d < 0 || indexed_ == 0) return names;
   const uint16_t dev_index = static_cast<uint16_t>(d);
-  const size_t mask = slots_.size() - 1;
-  for (size_t i = Home(dev_index, ino); slots_[i] != nullptr; i = (i + 1) & mask) {
-    const Entry& e = slots_[i]->second;
-    if (e.ino_ == ino && e.dev_index_ == dev_index) names.push_back(slots_[i]);
+  for (size_t i = Home(dev_index, ino); slots_[i] != 0; i = Next(i)) {
+    Node* node = NodeAt(slots_[i]);
+    const Entry& e = node->second;
+    if (e.ino_ == ino && e.dev_index_ == dev_index) names.push_back(node);
   }
   return names;
 }
 
 size_t Model::Home(uint16_t dev_index, uint64_t ino) const {
-  return static_cast<size_t>(Mix(ino + 0x9e3779b97f4a7c15ull * (uint64_t{dev_index} + 1))) &
-         (slots_.size() - 1);
+  // Mapped onto the table's size by a multiply (Lemire's reduction), not a mask: the
+  // size need not be a power of two.
+  const uint64_t h = Mix(ino + 0x9e3779b97f4a7c15ull * (uint64_t{dev_index} + 1));
+  return static_cast<size_t>((static_cast<unsigned __int128>(h) * slots_.size()) >> 64);
 }
 
 void Model::Index(Node* node) {
   if ((indexed_ + 1) * 4 > slots_.size() * 3) {
-    Resize(slots_.empty() ? kMinSlots : slots_.size() * 2);
+    Resize(slots_.empty() ? kMinSlots : slots_.size() + slots_.size() / 2);
   }
-  const size_t mask = slots_.size() - 1;
+  const uint32_t value = SlotValue(node);
+  if (indexed_ == 0) {
+    node_offset_ = static_cast<size_t>(reinterpret_cast<std::byte*>(node) -
+                                       static_cast<std::byte*>(pool_->SlotAt(value - 1)));
+  }
+  HASYNC_ASSERT(NodeAt(value) == node);
   size_t i = Home(node->second.dev_index_, node->second.ino_);
-  while (slots_[i] != nullptr) i = (i + 1) & mask;
-  slots_[i] = node;
+  while (slots_[i] != 0) i = Next(i);
+  slots_[i] = value;
   ++indexed_;
 }
 
 void Model::Unindex(Node* node) {
   HASYNC_ASSERT(indexed_ > 0);
-  const size_t mask = slots_.size() - 1;
+  const uint32_t value = SlotValue(node);
   size_t i = Home(node->second.dev_index_, node->second.ino_);
-  while (slots_[i] != node) {
-    HASYNC_ASSERT(slots_[i] != nullptr);  // every indexed node is reachable from its home
-    i = (i + 1) & mask;
+  while (slots_[i] != value) {
+    HASYNC_ASSERT(slots_[i] != 0);  // every indexed node is reachable from its home
+    i = Next(i);
   }
   // Backward shift (Knuth 6.4, algorithm R): move each following entry of the cluster
   // into the hole unless its home lies cyclically in (hole, its slot].
-  for (size_t j = (i + 1) & mask; slots_[j] != nullptr; j = (j + 1) & mask) {
-    size_t home = Home(slots_[j]->second.dev_index_, slots_[j]->second.ino_);
+  for (size_t j = Next(i); slots_[j] != 0; j = Next(j)) {
+    const Entry& e = NodeAt(slots_[j])->second;
+    size_t home = Home(e.dev_index_, e.ino_);
     bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
     if (stays) continue;
     slots_[i] = slots_[j];
     i = j;
   }
-  slots_[i] = nullptr;
+  slots_[i] = 0;
   --indexed_;
   if (indexed_ == 0) {
-    std::vector<Node*>().swap(slots_);
+    std::vector<uint32_t>().swap(slots_);
   } else if (slots_.size() > kMinSlots && indexed_ * 8 < slots_.size()) {
     Resize(slots_.size() / 2);
   }
 }
 
 void Model::Resize(size_t capacity) {
-  std::vector<Node*> old(capacity, nullptr);
+  std::vector<uint32_t> old(capacity, 0);
   old.swap(slots_);
   if (old.empty()) return;
   // Start after an empty slot so each cluster is re-inserted in probe order: the names
   // of one inode keep their order.
-  const size_t old_mask = old.size() - 1;
   size_t start = 0;
-  while (old[start] != nullptr) ++start;  // the table is never full
-  const size_t mask = slots_.size() - 1;
+  while (old[start] != 0) ++start;  // the table is never full
   for (size_t k = 1; k <= old.size(); ++k) {
-    Node* node = old[(start + k) & old_mask];
-    if (node == nullptr) continue;
-    size_t i = Home(node->second.dev_index_, node->second.ino_);
-    while (slots_[i] != nullptr) i = (i + 1) & mask;
-    slots_[i] = node;
+    const uint32_t value = old[(start + k) % old.size()];
+    if (value == 0) continue;
+    const Entry& e = NodeAt(value)->second;
+    size_t i = Home(e.dev_index_, e.ino_);
+    while (slots_[i] != 0) i = Next(i);
+    slots_[i] = value;
   }
 }
 

@@ -13,8 +13,9 @@
 //   one pointer, allocated only while one of them is present;
 // - st_dev is a 16-bit index into a table of the devices seen under the root (one,
 //   unless something is mounted below it);
-// - the inode index is an open-addressing table of pointers to the map's nodes (which
-//   stay put until erased), not a second copy of each path.
+// - the inode index is an open-addressing table of the nodes' 32-bit slot numbers in
+//   that pool (SlotPool::Handle; a node stays put until erased), not a second copy of
+//   each path, between half and three quarters full.
 //
 // Order: paths compare bytewise, as std::string does, so iteration order and the
 // contiguity of subtrees (Descendants) are those of a std::map<std::string, …>.
@@ -202,8 +203,8 @@ class Model {
   size_t index_capacity() const { return slots_.size(); }
   // Bytes of one path's node, and the slabs its pool holds (for tests; 0 before the
   // first Put).
-  size_t node_bytes() const { return map_.get_allocator().pool()->slot_bytes(); }
-  size_t node_slabs() const { return map_.get_allocator().pool()->slabs(); }
+  size_t node_bytes() const { return pool_->slot_bytes(); }
+  size_t node_slabs() const { return pool_->slabs(); }
 
  private:
   static bool Indexed(const Entry& e) { return e.kind == NodeKind::kFile && e.ino_ != 0; }
@@ -215,15 +216,28 @@ class Model {
   void Index(Node* node);
   void Unindex(Node* node);
   void Resize(size_t capacity);
+  size_t Next(size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
+  // A slot's value: 0 = empty, else the node's pool handle + 1.
+  uint32_t SlotValue(const Node* node) const { return pool_->Handle(node) + 1; }
+  Node* NodeAt(uint32_t value) const {
+    return reinterpret_cast<Node*>(static_cast<std::byte*>(pool_->SlotAt(value - 1)) +
+                                   node_offset_);
+  }
 
   Map map_;
+  // The pool map_'s nodes come from (shared with a model moved from this one), and
+  // where in its slot a node's (path, entry) pair begins (the same for every node; set by
+  // the first Index).
+  SlotPool* pool_ = map_.get_allocator().pool().get();
+  size_t node_offset_ = 0;
   // devs_[i] is the st_dev of index i, searched linearly (one or two in practice).
   // Index 0 is device 0, so a default Entry refers to a valid slot.
   std::vector<uint64_t> devs_{0};
-  // Linear probing over a power-of-two table of node pointers (nullptr = empty), at most
-  // 3/4 full; erasing shifts the following entries back (no tombstones), which keeps the
-  // names of one inode in the order they were indexed.
-  std::vector<Node*> slots_;
+  // Linear probing over a table of slot values (SlotValue), its size any number: it grows
+  // by half when it would pass 3/4 full, halves below 1/8; erasing shifts the following
+  // entries back (no tombstones), which keeps the names of one inode in the order they
+  // were indexed.
+  std::vector<uint32_t> slots_;
   size_t indexed_ = 0;
 };
 

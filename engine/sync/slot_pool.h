@@ -1,14 +1,19 @@
-// SlotPool: equal-sized slots carved from 32 KiB slabs, with a free list; and
-// PoolAllocator, which gives a node-based container (the model's std::map) its nodes from
-// one. The model holds one node per path of the spool, a million and more: glibc's
-// malloc puts an 8-byte header in front of each and rounds it up to 16 bytes, which a
-// slot does not (docs/PERFORMANCE.md, "Memory per tracked file").
+// SlotPool: equal-sized slots carved from 256 KiB slabs (anonymous mappings: a page
+// costs memory once a slot on it is used), with a free list; and PoolAllocator, which
+// gives a node-based container (the model's std::map) its nodes from one. The model
+// holds one node per path of the spool, a million and more: glibc's malloc puts an
+// 8-byte header in front of each and rounds it up to 16 bytes, which a slot does not
+// (docs/PERFORMANCE.md, "The model's nodes from a pool of its own").
 //
 // Bounds: a pool holds as many slots as the most it ever had in use at once (a freed
-// slot goes to the free list for the next allocation, not back to the heap); all its
-// slabs are freed when the last slot in use is freed, and with the pool. A model that
+// slot goes to the free list for the next allocation, not back to the kernel); all its
+// slabs are unmapped when the last slot in use is freed, and with the pool. A model that
 // shrinks for good after a peak keeps the peak's slabs; one that is cleared (a resync
 // starting over) gives them all back.
+//
+// Handles: each slot has a 32-bit number (Handle, SlotAt), half the size of a pointer,
+// which the model's inode index stores. A pointer finds its slab by a binary search over
+// the slabs' addresses (a million-entry model has about 750 slabs).
 //
 // Builds with AddressSanitizer poison every slot not in use, so a use after free of a
 // node is reported as it would be with malloc.
@@ -17,15 +22,17 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace hasync::engine {
 
 class SlotPool {
  public:
-  static constexpr size_t kSlabBytes = 32 * 1024;
+  static constexpr size_t kSlabBytes = 256 * 1024;
 
   SlotPool() = default;
   SlotPool(const SlotPool&) = delete;
@@ -33,22 +40,34 @@ class SlotPool {
   ~SlotPool();
 
   // A slot of `bytes` (8-byte aligned). Every call of one pool must ask the same size:
-  // the first call fixes it (asserted).
+  // the first call fixes it (asserted). Throws std::bad_alloc when no slab can be mapped.
   void* Allocate(size_t bytes);
   // Returns a slot of this pool.
   void Free(void* slot);
 
+  // The number of the slot that holds `p` (any address inside a slot of this pool), and
+  // the start of the slot with number `handle`. Stable while the slot is in use.
+  uint32_t Handle(const void* p) const;
+  void* SlotAt(uint32_t handle) const {
+    return slabs_[handle / per_slab_] + (handle % per_slab_) * slot_bytes_;
+  }
+
   size_t slot_bytes() const { return slot_bytes_; }
+  size_t slots_per_slab() const { return per_slab_; }  // once slot_bytes() is set
   size_t in_use() const { return in_use_; }
   size_t slabs() const { return slabs_.size(); }
 
  private:
+  using Start = std::pair<const std::byte*, uint32_t>;  // (a slab's address, its number)
+
   void ReleaseAll();
 
   size_t slot_bytes_ = 0;
-  std::vector<std::unique_ptr<std::byte[]>> slabs_;
-  void* free_ = nullptr;  // free list, linked through the first bytes of each slot
-  size_t carved_ = 0;     // slots handed out of the last slab so far
+  size_t per_slab_ = 1;            // slots per slab, once slot_bytes_ is known
+  std::vector<std::byte*> slabs_;  // by number (a handle's quotient), each mmap'd
+  std::vector<Start> by_address_;  // the same slabs, by address, for Handle
+  void* free_ = nullptr;           // free list, linked through the first bytes of each slot
+  size_t carved_ = 0;              // slots handed out of the last slab so far
   size_t in_use_ = 0;
 };
 

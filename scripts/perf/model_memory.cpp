@@ -16,7 +16,9 @@
 // Reported: heap bytes in use (mallinfo2 uordblks + hblkhd) after minus before, and
 // VmRSS after minus before (after malloc_trim, as the node trims after a burst), each
 // divided by the entries tracked (directories included, as the node's "tracked" log
-// field and docs/PERFORMANCE.md count) and by the regular files.
+// field and docs/PERFORMANCE.md count) and by the regular files. The model's nodes live
+// in slabs mapped outside malloc's heap (engine/sync/slot_pool.h), which the heap figure
+// does not see: the RSS figure is the model's cost.
 //
 // usage: model_memory make  DIR FILES [LARGE] [LARGE_MIB]   (creates the tree once)
 //        model_memory resync DIR

@@ -248,8 +248,10 @@ TEST(Model, DevicesPastTheLimitAreRecordedWithAnUnknownInode) {
 TEST(SlotPool, ReusesFreedSlotsAndGivesEverySlabBackWithTheLastOne) {
   SlotPool pool;
   std::vector<void*> slots;
-  const size_t per_slab = SlotPool::kSlabBytes / 128;
-  for (size_t i = 0; i < 3 * per_slab + 1; ++i) slots.push_back(pool.Allocate(128));
+  slots.push_back(pool.Allocate(128));
+  const size_t per_slab = pool.slots_per_slab();
+  EXPECT_EQ(per_slab, SlotPool::kSlabBytes / 128);
+  while (slots.size() < 3 * per_slab + 1) slots.push_back(pool.Allocate(128));
   EXPECT_EQ(pool.slot_bytes(), 128u);
   EXPECT_EQ(pool.slabs(), 4u);
   EXPECT_EQ(pool.in_use(), 3 * per_slab + 1);
@@ -261,6 +263,18 @@ TEST(SlotPool, ReusesFreedSlotsAndGivesEverySlabBackWithTheLastOne) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(s) % 8, 0u);
     std::memset(s, 0xab, 128);
   }
+  // Each slot has its own handle, found from any byte inside it, and the handle leads
+  // back to the slot.
+  std::vector<uint32_t> handles;
+  for (void* s : slots) {
+    const uint32_t h = pool.Handle(s);
+    EXPECT_EQ(pool.Handle(static_cast<char*>(s) + 127), h);
+    EXPECT_EQ(pool.SlotAt(h), s);
+    handles.push_back(h);
+  }
+  std::sort(handles.begin(), handles.end());
+  EXPECT_EQ(std::adjacent_find(handles.begin(), handles.end()), handles.end());
+  EXPECT_LT(handles.back(), 4 * per_slab);
   // A freed slot is the next one handed out; no slab is added for it.
   void* freed = slots[7];
   pool.Free(freed);
@@ -290,8 +304,8 @@ TEST(Model, APathsNodeTakesOnePoolSlotOfTheSizeTheLayoutSays) {
   if (sizeof(void*) == 8) {
     EXPECT_EQ(m.node_bytes(), 128u);
   }
-  EXPECT_EQ(m.node_slabs(),
-            (1000 * m.node_bytes() + SlotPool::kSlabBytes - 1) / SlotPool::kSlabBytes);
+  const size_t per_slab = SlotPool::kSlabBytes / m.node_bytes();
+  EXPECT_EQ(m.node_slabs(), (1000 + per_slab - 1) / per_slab);
   // A moved model keeps its nodes and its pool; the moved-from one stays usable.
   Model moved = std::move(m);
   EXPECT_EQ(moved.size(), 1000u);

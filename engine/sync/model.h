@@ -15,7 +15,8 @@
 //   unless something is mounted below it);
 // - the inode index is an open-addressing table of the nodes' 32-bit slot numbers in
 //   that pool (SlotPool::Handle; a node stays put until erased), not a second copy of
-//   each path, between half and three quarters full.
+//   each path, between half and three quarters full while it grows (down to an eighth
+//   when entries leave, then halved).
 //
 // Order: paths compare bytewise, as std::string does, so iteration order and the
 // contiguity of subtrees (Descendants) are those of a std::map<std::string, …>.
@@ -155,6 +156,7 @@ class Model {
   static constexpr size_t kMaxDevices = 1024;
 
   Model() = default;
+  // A model moved from may only be cleared, assigned to or destroyed.
   Model(Model&&) noexcept = default;
   Model& operator=(Model&&) noexcept = default;
   Model(const Model&) = delete;

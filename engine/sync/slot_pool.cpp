@@ -52,8 +52,9 @@ void* SlotPool::Allocate(size_t bytes) {
     std::memcpy(&free_, slot, sizeof free_);
   } else {
     if (slabs_.empty() || carved_ == per_slab_) {
-      // Every handle fits in 32 bits (4 G slots: far past any spool).
-      HASYNC_ASSERT((slabs_.size() + 1) * per_slab_ <= uint64_t{UINT32_MAX} + 1);
+      // Every handle, plus one (the model's index keeps 0 for "empty"), fits in 32 bits:
+      // 4 G slots, far past any spool.
+      HASYNC_ASSERT((slabs_.size() + 1) * per_slab_ <= uint64_t{UINT32_MAX});
       void* mem =
           mmap(nullptr, kSlabBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (mem == MAP_FAILED) throw std::bad_alloc();

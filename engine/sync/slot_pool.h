@@ -13,10 +13,12 @@
 //
 // Handles: each slot has a 32-bit number (Handle, SlotAt), half the size of a pointer,
 // which the model's inode index stores. A pointer finds its slab by a binary search over
-// the slabs' addresses (a million-entry model has about 750 slabs).
+// the slabs' addresses (a model of 1.5 million entries has about 730 slabs).
 //
-// Builds with AddressSanitizer poison every slot not in use, so a use after free of a
-// node is reported as it would be with malloc.
+// Builds with AddressSanitizer poison every slot not in use, so a node used after it was
+// freed is reported while its slot stays free. Unlike malloc's, the pool has no
+// quarantine: a freed slot is the next one handed out, and a stale pointer into it then
+// reads the new node unreported.
 //
 // Thread safety: none; a pool belongs to one container, on one thread.
 #pragma once

@@ -7,8 +7,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/xattr.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -87,6 +87,17 @@ TEST(Operations, MetricsMoveWhileFilesReplicate) {
   const uint16_t pport = pair.metrics_port(P::kPrimary);
   const uint16_t sport = pair.metrics_port(P::kStandby);
   ASSERT_TRUE(P::WaitFor([&] { return !Scrape(pport).empty() && !Scrape(sport).empty(); }, 10s));
+  // The standby takes the primary's epoch when the session opens, once its state file
+  // has it, and its metrics show it from the next tick: the primary may log its resync
+  // before that (a CI run scraped epoch 0 there).
+  ASSERT_TRUE(P::WaitFor(
+      [&] {
+        auto s = Scrape(sport);
+        auto it = s.find("hasync_epoch");
+        return it != s.end() && it->second == 1;
+      },
+      10s))
+      << "the standby never showed the primary's epoch";
 
   auto p0 = Scrape(pport), s0 = Scrape(sport);
   EXPECT_EQ(Get(p0, "hasync_role{role=\"primary\"}"), 1);
@@ -430,9 +441,8 @@ TEST(Operations, VerifyRightAfterARestartWaitsForTheSession) {
       [&] { return Hasync("status -c " + pair.config(P::kPrimary)).first == engine::kExitOk; },
       10s));
   std::pair<int, std::string> result{-1, ""};
-  std::thread verify([&] {
-    result = Hasync("verify --timeout-ms 60000 -c " + pair.config(P::kPrimary));
-  });
+  std::thread verify(
+      [&] { result = Hasync("verify --timeout-ms 60000 -c " + pair.config(P::kPrimary)); });
   std::this_thread::sleep_for(1500ms);  // the standby is not there yet
   pair.Start(P::kStandby);
   verify.join();

@@ -80,7 +80,7 @@ bool Journal::Mentions(uint32_t root, std::string_view path) const {
 void Journal::Append(Change change) {
   change.seq = seq_;
   CountMentions(change, +1);
-  bytes_ += change.path.size() + change.from.size() + change.object.size();
+  bytes_ += TextBytes(change);
   if (change.kind == ChangeKind::kUpsert) {
     pending_upsert_[Key(change.root, change.path)] = base_ + slots_.size();
   }
@@ -94,11 +94,12 @@ void Journal::Kill(size_t abs_index) {
   HASYNC_ASSERT(slot != nullptr && slot->live);
   slot->live = false;
   CountMentions(slot->change, -1);
-  bytes_ -= slot->change.path.size() + slot->change.from.size() + slot->change.object.size();
+  bytes_ -= TextBytes(slot->change);
   --live_;
   // A dead slot waits in the deque until Take passes it; free its text now.
   std::string().swap(slot->change.path);
   std::string().swap(slot->change.object);
+  std::vector<std::string>().swap(slot->change.other_objects);
   std::string().swap(slot->change.from);
 }
 
@@ -126,8 +127,61 @@ void Journal::Upsert(uint32_t root, std::string_view path, std::string_view obje
   AddUpsert(root, path, object, /*object_is_newest=*/true);
 }
 
-void Journal::Requeue(uint32_t root, std::string_view path, std::string_view object) {
+void Journal::Requeue(uint32_t root, std::string_view path, std::string_view object,
+                      const std::vector<std::string>& other_objects) {
   AddUpsert(root, path, object, /*object_is_newest=*/false);
+  if (other_objects.empty()) return;
+  // The entry just added or coalesced into is the pending one for the name (none after
+  // an overflow: the rescan that replaced everything covers it).
+  auto it = pending_upsert_.find(Key(root, path));
+  if (it == pending_upsert_.end()) return;
+  Slot* slot = At(it->second);
+  if (slot == nullptr || !slot->live) return;
+  // Oldest last here, so each goes in front of the ones kept: their order stays.
+  for (auto k = other_objects.rbegin(); k != other_objects.rend(); ++k) {
+    AddObject(slot->change, *k, false);
+  }
+  if (OverLimit()) Overflow();
+}
+
+size_t Journal::TextBytes(const Change& c) {
+  size_t n = c.path.size() + c.from.size() + c.object.size();
+  for (const std::string& key : c.other_objects) n += key.size();
+  return n;
+}
+
+void Journal::AddObject(Change& change, std::string_view key, bool newest) {
+  if (key.empty() || change.object == key) return;
+  auto& others = change.other_objects;
+  for (const std::string& k : others) {
+    if (k == key) {
+      if (!newest) return;
+      // Seen before, and now again latest: it becomes `object`, the old latest an other.
+      bytes_ -= TextBytes(change);
+      std::string previous = std::move(change.object);
+      others.erase(std::find(others.begin(), others.end(), key));
+      change.object = std::string(key);
+      if (!previous.empty()) others.push_back(std::move(previous));
+      bytes_ += TextBytes(change);
+      return;
+    }
+  }
+  bytes_ -= TextBytes(change);
+  if (change.object.empty()) {
+    change.object = std::string(key);
+  } else if (newest) {
+    others.push_back(std::move(change.object));
+    change.object = std::string(key);
+  } else {
+    others.insert(others.begin(), std::string(key));  // older than every one kept
+  }
+  if (others.size() > Change::kMaxOtherObjects) {
+    // Bounded: the oldest goes. Its inode's other names are then compared only if a
+    // later event names one of them (a fifth inode under one name in one entry).
+    others.erase(others.begin());
+    ++stats_.objects_dropped;
+  }
+  bytes_ += TextBytes(change);
 }
 
 void Journal::AddUpsert(uint32_t root, std::string_view path, std::string_view object,
@@ -140,12 +194,8 @@ void Journal::AddUpsert(uint32_t root, std::string_view path, std::string_view o
     Slot* slot = At(it->second);
     if (slot != nullptr && slot->live) {
       ++stats_.coalesced;  // the sender reads the file as it is when it sends
-      if (!object.empty() && slot->change.object != object &&
-          (object_is_newest || slot->change.object.empty())) {
-        bytes_ += object.size();
-        bytes_ -= std::min(bytes_, slot->change.object.size());
-        slot->change.object = std::string(object);
-      }
+      AddObject(slot->change, object, object_is_newest);
+      if (OverLimit()) Overflow();
       return;
     }
     pending_upsert_.erase(it);
@@ -168,14 +218,27 @@ void Journal::Remove(uint32_t root, std::string_view path, std::string_view obje
   Append(std::move(c));
 }
 
-void Journal::KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
-                               std::vector<std::pair<std::string, std::string>>* collect) {
+namespace {
+
+// The latest object first, then the others from the most recent back.
+std::vector<std::string> ObjectsOf(const Change& c) {
+  std::vector<std::string> out;
+  if (!c.object.empty()) out.push_back(c.object);
+  out.insert(out.end(), c.other_objects.rbegin(), c.other_objects.rend());
+  return out;
+}
+
+}  // namespace
+
+void Journal::KillUpsertsUnder(
+    uint32_t root, std::string_view path, bool subtree,
+    std::vector<std::pair<std::string, std::vector<std::string>>>* collect) {
   if (!subtree) {
     auto it = pending_upsert_.find(Key(root, path));
     if (it == pending_upsert_.end()) return;
     Slot* slot = At(it->second);
     if (slot != nullptr && slot->live) {
-      if (collect != nullptr) collect->emplace_back(std::string(), slot->change.object);
+      if (collect != nullptr) collect->emplace_back(std::string(), ObjectsOf(slot->change));
       Kill(it->second);
     }
     pending_upsert_.erase(it);
@@ -190,7 +253,7 @@ void Journal::KillUpsertsUnder(uint32_t root, std::string_view path, bool subtre
       continue;
     }
     if (collect != nullptr) {
-      collect->emplace_back(slot.change.path.substr(path.size()), slot.change.object);
+      collect->emplace_back(slot.change.path.substr(path.size()), ObjectsOf(slot.change));
     }
     pending_upsert_.erase(Key(root, slot.change.path));
     Kill(base_ + i);
@@ -207,15 +270,14 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   // they are of the renamed object itself: the watcher names a file by its directory's
   // handle, resolved when the event is read, so a file written in `from/…` just before
   // the rename is reported under `to/…`. Dropping them lost that file.
-  // Each name keeps an object (the inode its event was about), the replaced one's if
-  // both ends had one: an Upsert of the replaced file, taken after the rename, finds the
-  // renamed file under the name and, by that object, the replaced inode's other names,
-  // which may hold a change made through this name (without it, those names kept their
-  // old content for good). The renamed file's own object would add nothing: after the
-  // rename the name holds that inode.
-  std::vector<std::pair<std::string, std::string>> killed;  // (suffix, object)
+  // Each name keeps the objects of both ends (the inodes their events were about), the
+  // replaced one's first: an Upsert of the replaced file, taken after the rename, finds
+  // the renamed file under the name and, by that object, the replaced inode's other
+  // names, which may hold a change made through this name (without it, those names kept
+  // their old content for good). The renamed file's own object costs a comparison of
+  // the name's handle: after the rename the name holds that inode.
+  std::vector<std::pair<std::string, std::vector<std::string>>> killed;  // (suffix, objects)
   KillUpsertsUnder(root, to, is_dir, &killed);
-  const size_t from_target = killed.size();
   KillUpsertsUnder(root, from, is_dir, &killed);
   // The sender may already have taken an Upsert of the object (or, for a directory, of
   // something inside it) under the old name and found nothing there: the rename came
@@ -223,16 +285,24 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   // So the new name is looked at again after the rename: an Upsert of a file (a stat and
   // nothing more if the model is current), a rescan of a directory's subtree.
   if (!is_dir) killed.emplace_back();
-  std::map<std::string, std::string> moved;  // suffix → object; parents first, each once
-  for (size_t i = 0; i < killed.size(); ++i) {
-    auto [it, inserted] = moved.try_emplace(killed[i].first, killed[i].second);
-    if (!inserted && it->second.empty() && i < from_target) it->second = killed[i].second;
+  // suffix → objects, the target's before the source's, each once; parents first.
+  std::map<std::string, std::vector<std::string>> moved;
+  for (auto& [suffix, objects] : killed) {
+    std::vector<std::string>& keep = moved[suffix];
+    for (std::string& key : objects) {
+      if (std::find(keep.begin(), keep.end(), key) == keep.end()) keep.push_back(std::move(key));
+    }
   }
   Append(Change{ChangeKind::kRename, root, std::string(to), std::string(from), 0});
-  for (auto& [suffix, object] : moved) {
+  for (auto& [suffix, objects] : moved) {
     ++stats_.rewritten;
     Change c{ChangeKind::kUpsert, root, std::string(to) + suffix, "", 0};
-    c.object = std::move(object);
+    if (!objects.empty()) c.object = std::move(objects[0]);
+    // The rest, oldest (last) first, bounded as AddObject bounds them.
+    const size_t others =
+        std::min(objects.size() - (objects.empty() ? 0 : 1), Change::kMaxOtherObjects);
+    if (objects.size() > others + 1) stats_.objects_dropped += objects.size() - others - 1;
+    for (size_t k = others; k >= 1; --k) c.other_objects.push_back(std::move(objects[k]));
     Append(std::move(c));
   }
   if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});
@@ -257,7 +327,7 @@ size_t Journal::Take(std::vector<Change>& out, size_t max) {
         if (it != pending_upsert_.end() && it->second == base_) pending_upsert_.erase(it);
       }
       CountMentions(front.change, -1);
-      bytes_ -= front.change.path.size() + front.change.from.size() + front.change.object.size();
+      bytes_ -= TextBytes(front.change);
       --live_;
       out.push_back(std::move(front.change));
       ++taken;

@@ -56,6 +56,13 @@ struct Change {
   // Upsert/Remove/Rescan: the handle key of the inode the latest event for this entry was about
   // (WatchEvent::object), or empty. A hint; not part of the change's identity.
   std::string object = {};
+  // Upsert: the other inodes that coalesced events of this name were about, oldest
+  // first, at most kMaxOtherObjects. One name can be two inodes' within one entry: a
+  // write through a name that a file was then renamed over reports the written inode
+  // under the name, and the kernel may merge that event into one queued earlier, ahead
+  // of an event of the file now there. Each inode's other names must be compared.
+  std::vector<std::string> other_objects = {};
+  static constexpr size_t kMaxOtherObjects = 4;
   friend bool operator==(const Change& a, const Change& b) {
     return a.kind == b.kind && a.root == b.root && a.path == b.path && a.from == b.from &&
            a.seq == b.seq;
@@ -68,23 +75,25 @@ struct JournalLimits {
 };
 
 struct JournalStats {
-  uint64_t pushed = 0;     // Push calls
-  uint64_t coalesced = 0;  // Upserts merged into a pending one
-  uint64_t rewritten = 0;  // Upserts placed behind a Rename (moved, or of its new name)
-  uint64_t overflows = 0;  // collapses into Rescan
+  uint64_t pushed = 0;           // Push calls
+  uint64_t coalesced = 0;        // Upserts merged into a pending one
+  uint64_t rewritten = 0;        // Upserts placed behind a Rename (moved, or of its new name)
+  uint64_t overflows = 0;        // collapses into Rescan
+  uint64_t objects_dropped = 0;  // an Upsert's oldest other object, past kMaxOtherObjects
 };
 
 class Journal {
  public:
   Journal(JournalLimits limits, uint32_t root_count);
 
-  // `object`: the event's inode handle key, if the kernel gave one (kept per entry, the
-  // latest of coalesced Upserts).
+  // `object`: the event's inode handle key, if the kernel gave one (kept per entry: the
+  // latest of coalesced Upserts as `object`, the other ones in `other_objects`).
   void Upsert(uint32_t root, std::string_view path, std::string_view object = {});
   // The sender putting back an entry it could not finish (a read aborted by a change):
-  // an Upsert whose `object` is older than any event's already pending for the name, so
-  // it fills in a missing object and never replaces one.
-  void Requeue(uint32_t root, std::string_view path, std::string_view object);
+  // an Upsert whose objects are older than any event's already pending for the name, so
+  // they fill in a missing object and never replace the latest one.
+  void Requeue(uint32_t root, std::string_view path, std::string_view object,
+               const std::vector<std::string>& other_objects = {});
   void Remove(uint32_t root, std::string_view path, std::string_view object = {});
   // is_dir: the renamed object is a directory (pending Upserts below it move too).
   void Rename(uint32_t root, std::string_view from, std::string_view to, bool is_dir);
@@ -117,12 +126,15 @@ class Journal {
   };
   void AddUpsert(uint32_t root, std::string_view path, std::string_view object,
                  bool object_is_newest);
+  // Adds `key` to the change's objects (as the latest one, or as an older one), bounded.
+  void AddObject(Change& change, std::string_view key, bool newest);
+  static size_t TextBytes(const Change& c);
   void Append(Change change);
   void Kill(size_t abs_index);
   // Kills pending Upserts at `path` or below it; returns their paths (relative to path)
-  // and objects when `collect` is set.
+  // and objects (the latest first) when `collect` is set.
   void KillUpsertsUnder(uint32_t root, std::string_view path, bool subtree,
-                        std::vector<std::pair<std::string, std::string>>* collect);
+                        std::vector<std::pair<std::string, std::vector<std::string>>>* collect);
   void Overflow();
   bool OverLimit() const;
   // Gives back the hash tables' bucket arrays grown by a burst, once the journal is empty.

@@ -440,25 +440,41 @@ Status Sender::RecheckEventInode(uint32_t root, const std::string& path, int nam
   // Once per change, and not again for the names looked at below.
   if (applying_ == nullptr || event_object_checked_) return Status::Ok();
   event_object_checked_ = true;
-  const std::string& key = applying_->object;
+  // The handle the name holds now (HandleCache::Key's layout: fsid, type, bytes; the
+  // fsid is left out: one filesystem per root fd). An object equal to it is the name's
+  // own inode, which the name's upsert covers.
+  alignas(file_handle) unsigned char name_buf[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
+  auto* name_fh = reinterpret_cast<file_handle*>(name_buf);
+  bool have_name_handle = false;
+  if (name_fd >= 0) {
+    name_fh->handle_bytes = MAX_HANDLE_SZ;
+    int mount_id = 0;
+    have_name_handle = name_to_handle_at(name_fd, "", name_fh, &mount_id, AT_EMPTY_PATH) == 0;
+  }
+  // The latest event's inode, then the others of coalesced events (journal.h).
+  RETURN_IF_ERROR(
+      RecheckObject(root, path, applying_->object, have_name_handle ? name_fh : nullptr));
+  for (const std::string& key : applying_->other_objects) {
+    RETURN_IF_ERROR(RecheckObject(root, path, key, have_name_handle ? name_fh : nullptr));
+  }
+  return Status::Ok();
+}
+
+Status Sender::RecheckObject(uint32_t root, const std::string& path, const std::string& key,
+                             const file_handle* name_handle) {
   if (key.size() <= 12) return Status::Ok();  // no handle: nothing to go by
   // HandleCache::Key: fsid (8 bytes), handle type (4), the handle's bytes.
   int32_t type = 0;
   std::memcpy(&type, key.data() + 8, sizeof type);
   const size_t bytes = key.size() - 12;
   if (bytes > MAX_HANDLE_SZ) return Status::Ok();
+  if (name_handle != nullptr && name_handle->handle_type == type &&
+      name_handle->handle_bytes == bytes &&
+      std::memcmp(name_handle->f_handle, key.data() + 12, bytes) == 0) {
+    return Status::Ok();  // the name holds this inode still: its own upsert covers it
+  }
   alignas(file_handle) unsigned char buf[sizeof(file_handle) + MAX_HANDLE_SZ] = {};
   auto* fh = reinterpret_cast<file_handle*>(buf);
-  if (name_fd >= 0) {
-    // The name holds the event's inode still: the name's own upsert covers it.
-    fh->handle_bytes = MAX_HANDLE_SZ;
-    int mount_id = 0;
-    if (name_to_handle_at(name_fd, "", fh, &mount_id, AT_EMPTY_PATH) == 0 &&
-        fh->handle_type == type && fh->handle_bytes == bytes &&
-        std::memcmp(fh->f_handle, key.data() + 12, bytes) == 0) {
-      return Status::Ok();
-    }
-  }
   fh->handle_bytes = static_cast<unsigned int>(bytes);
   fh->handle_type = type;
   std::memcpy(fh->f_handle, key.data() + 12, bytes);

@@ -43,6 +43,8 @@
 #include "engine/sync/model.h"
 #include "wire/messages.h"
 
+struct file_handle;  // <fcntl.h>
+
 namespace hasync::engine {
 
 // Where the sender's messages go. The transport adds the epoch and frames them.
@@ -202,10 +204,16 @@ class Sender {
   Status RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
                       const std::vector<std::string>& names);
   // The change being handled carries the handle of the inode its event was about
-  // (applying_->object). When `path` no longer names that inode (name_fd: open on what the
-  // name holds now, or -1 when it is missing), a change made through the name may have
-  // gone to that inode: its other names the standby holds are compared again.
+  // (applying_->object; of each inode, for coalesced events: other_objects). When `path` no longer
+  // names that inode (name_fd: open on what the name holds now, or -1 when it is missing), a change
+  // made through the name may have gone to that inode: its other names the standby holds are
+  // compared again.
   Status RecheckEventInode(uint32_t root, const std::string& path, int name_fd);
+  // One object (an inode handle key) of the change being applied: the standby's other
+  // names of that inode are compared again, unless it is the inode `name_handle` (the
+  // name's own, or null when unknown) holds.
+  Status RecheckObject(uint32_t root, const std::string& path, const std::string& key,
+                       const file_handle* name_handle);
   // After a SETATTR or xattr change of a file: the other names of its primary inode are
   // one inode on the standby too, so the model records the change for each of them.
   void ShareInodeAttrs(uint32_t root, const std::string& path, const Entry& entry);

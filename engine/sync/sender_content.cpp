@@ -215,7 +215,8 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
     const bool own =
         applying_ != nullptr && applying_->root == root && applying_->path == info.path;
     journal->Requeue(root, info.path,
-                     own ? std::string_view(applying_->object) : std::string_view());
+                     own ? std::string_view(applying_->object) : std::string_view(),
+                     own ? applying_->other_objects : std::vector<std::string>{});
     return Status::Ok();
   }
   read_retries_.erase(WirePath(root, info.path));

@@ -1126,6 +1126,42 @@ TEST(SyncEdge, AWriteThroughANameStillQueuedWhenAFileIsRenamedOverItReachesTheOt
   }
 }
 
+// Convergence seed 10 under load, again (2026-12-07): `x` is a second name of y's inode
+// and open for appending; another file is renamed over `x` and shipped; then the open
+// file is appended to and closed. Its close (y's inode, reported under `x`) can be
+// merged by the kernel into a close queued earlier, ahead of a close of the file now
+// at `x`: both events reach the journal as one pending Upsert of `x`. Keeping only the
+// latest event's inode lost the append on y for good.
+TEST(SyncEdge,
+     AWriteThroughANameRenamedOverWhoseEventIsCoalescedWithTheNewFilesReachesTheOtherName) {
+  REQUIRE_ROOT();
+  Fixture f("coalesced-objects");
+  WriteFile(f.P("y"), "v1\n");
+  ASSERT_EQ(link(f.P("y").c_str(), f.P("x").c_str()), 0);
+  f.j().Upsert(0, "y");
+  f.j().Upsert(0, "x");
+  f.pair.Ship();
+  const std::string key_y = HandleKeyOf(f.P("x"));
+  if (key_y.empty()) GTEST_SKIP() << "SKIPPED LOUDLY: name_to_handle_at: " << strerror(errno);
+  int fd = open(f.P("x").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  WriteFile(f.P("x.new"), "another file\n");
+  ASSERT_EQ(rename(f.P("x.new").c_str(), f.P("x").c_str()), 0);
+  f.j().Rename(0, "x.new", "x", false);
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  const std::string key_new = HandleKeyOf(f.P("x"));
+  ASSERT_FALSE(key_new.empty());
+  ASSERT_EQ(write(fd, "v2\n", 3), 3);
+  close(fd);
+  f.j().Upsert(0, "x", key_y);    // the append's close, merged into an earlier event
+  f.j().Upsert(0, "x", key_new);  // a close of the file now at x, after it
+  f.pair.Ship();
+  EXPECT_CONVERGED(f.pair);
+  EXPECT_EQ(ReadFile(f.S("y")), "v1\nv2\n");
+  EXPECT_EQ(ReadFile(f.S("x")), "another file\n");
+}
+
 // Issue 16, case 3: attributes belong to the inode. A chmod through `a` changes `b` on
 // the standby too (one inode there); the model must know, or the chmod back through `b`
 // looks like no change and the standby keeps 0600 for good.

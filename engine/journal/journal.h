@@ -24,7 +24,8 @@
 //   new name — an Upsert of a file, a Rescan of a directory: an Upsert the sender took
 //   before the rename's event arrived found nothing under the old name (the rename had
 //   already happened on disk), and only a look at the new name finds that content again.
-// - Bounded memory: at most `max_entries` entries and `max_bytes` of path text. Going
+// - Bounded memory: at most `max_entries` entries and `max_bytes` of text (paths and
+//   inode handle keys). Going
 //   past either collapses the journal into one Rescan per root ("overflow"); a rescan
 //   compares the primary with what the standby acknowledged, so nothing is missed.
 // - Sequence: each Push that changes the journal advances change_seq, which the lock

@@ -440,6 +440,7 @@ Status Sender::RecheckEventInode(uint32_t root, const std::string& path, int nam
   // Once per change, and not again for the names looked at below.
   if (applying_ == nullptr || event_object_checked_) return Status::Ok();
   event_object_checked_ = true;
+  if (applying_->object.empty() && applying_->other_objects.empty()) return Status::Ok();
   // The handle the name holds now (HandleCache::Key's layout: fsid, type, bytes; the
   // fsid is left out: one filesystem per root fd). An object equal to it is the name's
   // own inode, which the name's upsert covers.

@@ -139,7 +139,8 @@ TEST(Journal, CoalescedUpsertsKeepEveryInodeTheirEventsWereAbout) {
   EXPECT_EQ(out[0].object, "new");
   EXPECT_EQ(out[0].other_objects, (Keys{"oldest", "older", "old"}));
 
-  // Both ends of a rename: the replaced file's first, then the renamed one's.
+  // Both ends of a rename: the replaced file's latest is `object`; the others are its
+  // older one and the renamed file's, which counts as the oldest.
   j.Upsert(0, "x", "inode-I");
   j.Upsert(0, "x", "inode-H");
   j.Upsert(0, "x.new", "inode-K");
@@ -148,6 +149,27 @@ TEST(Journal, CoalescedUpsertsKeepEveryInodeTheirEventsWereAbout) {
   ASSERT_EQ(Render(out), (Lines{"rename x.new->x", "upsert x"}));
   EXPECT_EQ(out[1].object, "inode-H");
   EXPECT_EQ(out[1].other_objects, (Keys{"inode-K", "inode-I"}));
+  EXPECT_EQ(j.bytes(), 0u);
+}
+
+// The objects count against max_bytes: a coalesced Upsert or a requeue whose objects
+// pass it collapses the journal into a rescan, as a new entry would.
+TEST(Journal, ObjectsPastTheByteLimitCollapseIntoARescan) {
+  JournalLimits limits;
+  limits.max_bytes = 64;
+  Journal j(limits, 1);
+  j.Upsert(0, "x", std::string(20, 'a'));
+  j.Upsert(0, "x", std::string(20, 'b'));
+  EXPECT_EQ(j.stats().overflows, 0u);
+  j.Upsert(0, "x", std::string(30, 'c'));  // 1 + 20 + 20 + 30 bytes: past 64
+  EXPECT_EQ(j.stats().overflows, 1u);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rescan "}));
+  EXPECT_EQ(j.bytes(), 0u);
+
+  j.Upsert(0, "y", std::string(20, 'a'));
+  j.Requeue(0, "y", std::string(20, 'b'), {std::string(30, 'c')});
+  EXPECT_EQ(j.stats().overflows, 2u);
+  EXPECT_EQ(Render(TakeAll(j)), (Lines{"rescan "}));
   EXPECT_EQ(j.bytes(), 0u);
 }
 

@@ -138,9 +138,11 @@ void Journal::Requeue(uint32_t root, std::string_view path, std::string_view obj
   Slot* slot = At(it->second);
   if (slot == nullptr || !slot->live) return;
   // Oldest last here, so each goes in front of the ones kept: their order stays.
+  bytes_ -= TextBytes(slot->change);
   for (auto k = other_objects.rbegin(); k != other_objects.rend(); ++k) {
-    AddObject(slot->change, *k, false);
+    if (!AddObject(slot->change, *k, false)) ++stats_.objects_dropped;
   }
+  bytes_ += TextBytes(slot->change);
   if (OverLimit()) Overflow();
 }
 
@@ -150,23 +152,14 @@ size_t Journal::TextBytes(const Change& c) {
   return n;
 }
 
-void Journal::AddObject(Change& change, std::string_view key, bool newest) {
-  if (key.empty() || change.object == key) return;
+bool Journal::AddObject(Change& change, std::string_view key, bool newest) {
+  if (key.empty() || change.object == key) return true;
   auto& others = change.other_objects;
-  for (const std::string& k : others) {
-    if (k == key) {
-      if (!newest) return;
-      // Seen before, and now again latest: it becomes `object`, the old latest an other.
-      bytes_ -= TextBytes(change);
-      std::string previous = std::move(change.object);
-      others.erase(std::find(others.begin(), others.end(), key));
-      change.object = std::string(key);
-      if (!previous.empty()) others.push_back(std::move(previous));
-      bytes_ += TextBytes(change);
-      return;
-    }
+  auto seen = std::find(others.begin(), others.end(), key);
+  if (seen != others.end()) {
+    if (!newest) return true;
+    others.erase(seen);  // again the latest: it becomes `object` below
   }
-  bytes_ -= TextBytes(change);
   if (change.object.empty()) {
     change.object = std::string(key);
   } else if (newest) {
@@ -175,13 +168,11 @@ void Journal::AddObject(Change& change, std::string_view key, bool newest) {
   } else {
     others.insert(others.begin(), std::string(key));  // older than every one kept
   }
-  if (others.size() > Change::kMaxOtherObjects) {
-    // Bounded: the oldest goes. Its inode's other names are then compared only if a
-    // later event names one of them (a fifth inode under one name in one entry).
-    others.erase(others.begin());
-    ++stats_.objects_dropped;
-  }
-  bytes_ += TextBytes(change);
+  if (others.size() <= Change::kMaxOtherObjects) return true;
+  // Bounded: the oldest goes. Its inode's other names are then compared only if a later
+  // event names one of them (a fifth inode under one name in one entry).
+  others.erase(others.begin());
+  return false;
 }
 
 void Journal::AddUpsert(uint32_t root, std::string_view path, std::string_view object,
@@ -194,7 +185,9 @@ void Journal::AddUpsert(uint32_t root, std::string_view path, std::string_view o
     Slot* slot = At(it->second);
     if (slot != nullptr && slot->live) {
       ++stats_.coalesced;  // the sender reads the file as it is when it sends
-      AddObject(slot->change, object, object_is_newest);
+      bytes_ -= TextBytes(slot->change);
+      if (!AddObject(slot->change, object, object_is_newest)) ++stats_.objects_dropped;
+      bytes_ += TextBytes(slot->change);
       if (OverLimit()) Overflow();
       return;
     }
@@ -297,12 +290,10 @@ void Journal::Rename(uint32_t root, std::string_view from, std::string_view to, 
   for (auto& [suffix, objects] : moved) {
     ++stats_.rewritten;
     Change c{ChangeKind::kUpsert, root, std::string(to) + suffix, "", 0};
-    if (!objects.empty()) c.object = std::move(objects[0]);
-    // The rest, oldest (last) first, bounded as AddObject bounds them.
-    const size_t others =
-        std::min(objects.size() - (objects.empty() ? 0 : 1), Change::kMaxOtherObjects);
-    if (objects.size() > others + 1) stats_.objects_dropped += objects.size() - others - 1;
-    for (size_t k = others; k >= 1; --k) c.other_objects.push_back(std::move(objects[k]));
+    // Oldest (last) first, each as the latest so far: the first ends as `object`.
+    for (auto k = objects.rbegin(); k != objects.rend(); ++k) {
+      if (!AddObject(c, *k, true)) ++stats_.objects_dropped;
+    }
     Append(std::move(c));
   }
   if (is_dir) Append(Change{ChangeKind::kRescan, root, std::string(to), "", 0});

@@ -127,8 +127,9 @@ class Journal {
   };
   void AddUpsert(uint32_t root, std::string_view path, std::string_view object,
                  bool object_is_newest);
-  // Adds `key` to the change's objects (as the latest one, or as an older one), bounded.
-  void AddObject(Change& change, std::string_view key, bool newest);
+  // Adds `key` to the change's objects (as the latest one, or as an older one), bounded;
+  // false when the oldest other had to go. The caller keeps bytes_.
+  static bool AddObject(Change& change, std::string_view key, bool newest);
   static size_t TextBytes(const Change& c);
   void Append(Change change);
   void Kill(size_t abs_index);

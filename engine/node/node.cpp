@@ -602,6 +602,11 @@ void Node::PublishMetrics(int64_t now) {
 }
 
 Status RunNode(const Config& config, const RunOptions& options) {
+  if (!FixAllocatorThresholds()) {
+    Log(Level::kWarn, "allocator_thresholds")
+        .kv("reason", "mallopt refused (an allocator other than glibc's): free memory at the top "
+                      "of a thread's heap may stay resident");
+  }
   RunOptions opts = options;
   ServiceNotifier from_environment = ServiceNotifier::FromEnvironment();
   if (opts.service == nullptr) opts.service = &from_environment;

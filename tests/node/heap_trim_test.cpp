@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 namespace hasync::engine {
@@ -163,6 +164,39 @@ TEST(HeapTrim, GivesAFragmentedHeapsFreePagesBackToTheKernel) {
   // about 4 blocks, one in 32 kept: ~1 page in 8 stays resident, ~12 MiB).
   EXPECT_GT(t.rss_before, t.rss_after + 60 * kMiB)
       << "RSS before " << (t.rss_before >> 10) << " KiB, after " << (t.rss_after >> 10);
+#endif
+}
+
+// A thread's arena after a burst: with glibc's dynamic thresholds, one mapped 16 MiB
+// block freed first raises the trim threshold to 32 MiB, and the 24 MiB the thread
+// then frees stays resident at its arena's top (malloc_trim does not reach it). With
+// the thresholds fixed, the arena gives it back as it is freed.
+TEST(HeapTrim, AThreadsArenaGivesItsFreedTopBackOnceTheThresholdsAreFixed) {
+#ifdef HASYNC_SANITIZED
+  GTEST_SKIP() << "a sanitizer replaces glibc's allocator; its thresholds are not glibc's";
+#else
+  ASSERT_TRUE(FixAllocatorThresholds()) << "mallopt refused";
+  {
+    std::unique_ptr<char[]> big(new char[16 * kMiB]);
+    std::memset(big.get(), 1, 16 * kMiB);
+  }
+  size_t peak = 0, after = 0;
+  std::thread burst([&] {
+    constexpr size_t kBlock = 8192;
+    constexpr size_t kCount = 24 * kMiB / kBlock;
+    std::vector<std::unique_ptr<char[]> > blocks(kCount);
+    for (auto& b : blocks) {
+      b.reset(new char[kBlock]);
+      std::memset(b.get(), 0x5a, kBlock);
+    }
+    peak = ResidentBytes();
+    for (size_t i = kCount; i-- > 0;) blocks[i].reset();  // each one onto the arena's top
+    after = ResidentBytes();
+  });
+  burst.join();
+  ASSERT_GT(peak, 0u) << "/proc/self/statm";
+  EXPECT_GT(peak, after + 16 * kMiB)
+      << "RSS at the burst's peak " << (peak >> 10) << " KiB, after its frees " << (after >> 10);
 #endif
 }
 

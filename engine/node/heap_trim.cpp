@@ -50,13 +50,7 @@ size_t ResidentBytes() {
   return static_cast<size_t>(pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
-bool FixAllocatorThresholds() {
-  // Either call turns the dynamic thresholds off; both are set so that neither keeps
-  // a value of its own making.
-  const bool mmap_set = mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1;
-  const bool trim_set = mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
-  return mmap_set && trim_set;
-}
+bool UseOneArena() { return mallopt(M_ARENA_MAX, 1) == 1; }
 
 HeapTrimmed TrimHeap() {
   HeapTrimmed t;

@@ -602,10 +602,10 @@ void Node::PublishMetrics(int64_t now) {
 }
 
 Status RunNode(const Config& config, const RunOptions& options) {
-  if (!FixAllocatorThresholds()) {
-    Log(Level::kWarn, "allocator_thresholds")
-        .kv("reason", "mallopt refused (an allocator other than glibc's): free memory at the top "
-                      "of a thread's heap may stay resident");
+  if (!UseOneArena()) {
+    Log(Level::kWarn, "allocator_arenas")
+        .kv("reason", "mallopt refused (an allocator other than glibc's): memory a thread freed "
+                      "may stay resident after a heap trim");
   }
   RunOptions opts = options;
   ServiceNotifier from_environment = ServiceNotifier::FromEnvironment();

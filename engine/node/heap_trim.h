@@ -65,11 +65,12 @@ size_t ResidentBytes();
 // free pages inside every arena, but the free memory at the top only of the main one:
 // each other thread's arena keeps its top resident, up to glibc's trim threshold, which
 // rises to 64 MiB once a large mapped block has been freed. Measured on a primary at
-// rest after the initial sync of 100,000 files: two data-stream arenas held 6.2 MiB
-// with 0.27 MiB in use (docs/PERFORMANCE.md, "Memory: the model's entry in 56 bytes,
-// one arena"). Lowering the thresholds instead would return that memory as soon as it
-// is freed, and fault it in again for the next 1 MiB extent. The cost is one lock for
-// the threads' malloc and free; small blocks mostly come from each thread's own cache.
+// rest after the initial sync of 100,000 files: two data-stream arenas held 6.1 MiB
+// resident with 0.26 MiB in use (docs/PERFORMANCE.md, "Memory: the model's entry in
+// 56 bytes, one arena"). Lowering the thresholds instead would return that memory as
+// soon as it is freed, and fault it in again for the next 1 MiB extent. The cost is one
+// lock for the threads' malloc and free; small blocks mostly come from each thread's
+// own cache.
 // Returns false when the allocator refused (a sanitizer's has arenas of its own); the
 // node runs on either way. An operator's GLIBC_TUNABLES=glibc.malloc.arena_max is
 // overridden.

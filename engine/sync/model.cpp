@@ -115,7 +115,7 @@ ModelEntry::Extra& ModelEntry::MutableExtra() {
 }
 
 void ModelEntry::DropExtraIfEmpty() {
-  if (extra_ && extra_->empty() && owner_index_ != kOwnerInExtra) extra_.reset();
+  if (extra_ && extra_->empty()) extra_.reset();
 }
 
 void ModelEntry::set_target(std::string target) {
@@ -187,8 +187,8 @@ void Model::clear() {
   std::vector<uint32_t>().swap(slots_);
   indexed_ = 0;
   devs_.assign(1, 0);
-  std::vector<uint64_t>{0}.swap(owners_);
-  std::unordered_map<uint64_t, uint16_t>{{0, 0}}.swap(owner_index_of_);
+  owners_.assign(1, 0);
+  owner_index_of_ = {{0, 0}};
 }
 
 void Model::SetOwner(Entry& entry, uint32_t uid, uint32_t gid) {
@@ -201,12 +201,15 @@ void Model::SetOwner(Entry& entry, uint32_t uid, uint32_t gid) {
   if (it != owner_index_of_.end()) {
     entry.owner_index_ = it->second;
     if (entry.extra_) {
+      entry.extra_->owner_here = false;
       entry.extra_->owner = 0;
       entry.DropExtraIfEmpty();
     }
     return;
   }
-  entry.MutableExtra().owner = owner;
+  Entry::Extra& extra = entry.MutableExtra();
+  extra.owner = owner;
+  extra.owner_here = true;
   entry.owner_index_ = Entry::kOwnerInExtra;
 }
 

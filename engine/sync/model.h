@@ -134,11 +134,11 @@ class ModelEntry {
     std::vector<std::string> xattr_names;
     std::vector<Hash128> blocks;
     uint64_t standby_link = 0;
-    uint64_t owner = 0;  // (uid << 32 | gid) while owner_index_ is kOwnerInExtra
-    // Nothing but the owner, which the entry's owner_index_ says is here or not.
+    uint64_t owner = 0;  // (uid << 32 | gid) when owner_index_ is kOwnerInExtra
+    bool owner_here = false;
     bool empty() const {
       return target.empty() && xattr_hash == 0 && xattr_names.empty() && blocks.empty() &&
-             standby_link == 0;
+             standby_link == 0 && !owner_here;
     }
   };
   Extra& MutableExtra();
@@ -171,9 +171,7 @@ class Model {
   // with an unknown inode (their files are compared by content, never linked).
   static constexpr size_t kMaxDevices = 1024;
   // More distinct owners than this under one root: an entry with another one keeps it
-  // in its own Extra (an allocation of about 112 bytes unless it has one), still exact.
-  // The table is emptied by clear() only (each resync), so owners that left count
-  // until then.
+  // in its own Extra (16 more bytes and an allocation), still exact.
   static constexpr size_t kMaxOwners = Entry::kOwnerInExtra;
 
   Model() = default;

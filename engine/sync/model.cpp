@@ -80,9 +80,10 @@ ModelEntry::ModelEntry(const ModelEntry& other)
       mtime_ns(other.mtime_ns),
       hash(other.hash),
       mode(other.mode),
+      uid(other.uid),
+      gid(other.gid),
       kind(other.kind),
       dev_index_(other.dev_index_),
-      owner_index_(other.owner_index_),
       ino_(other.ino_),
       extra_(other.extra_ ? std::make_unique<Extra>(*other.extra_) : nullptr) {}
 
@@ -187,30 +188,6 @@ void Model::clear() {
   std::vector<uint32_t>().swap(slots_);
   indexed_ = 0;
   devs_.assign(1, 0);
-  owners_.assign(1, 0);
-  owner_index_of_ = {{0, 0}};
-}
-
-void Model::SetOwner(Entry& entry, uint32_t uid, uint32_t gid) {
-  const uint64_t owner = PackOwner(uid, gid);
-  auto it = owner_index_of_.find(owner);
-  if (it == owner_index_of_.end() && owners_.size() < kMaxOwners) {
-    it = owner_index_of_.emplace(owner, static_cast<uint16_t>(owners_.size())).first;
-    owners_.push_back(owner);
-  }
-  if (it != owner_index_of_.end()) {
-    entry.owner_index_ = it->second;
-    if (entry.extra_) {
-      entry.extra_->owner_here = false;
-      entry.extra_->owner = 0;
-      entry.DropExtraIfEmpty();
-    }
-    return;
-  }
-  Entry::Extra& extra = entry.MutableExtra();
-  extra.owner = owner;
-  extra.owner_here = true;
-  entry.owner_index_ = Entry::kOwnerInExtra;
 }
 
 std::pair<Model::iterator, Model::iterator> Model::Descendants(std::string_view top) {

@@ -687,6 +687,7 @@ Status Sender::UpsertFile(uint32_t root, const FileInfo& path_info, Journal* jou
     return fd_or.status();
   }
   UniqueFd fd = std::move(fd_or).value();
+  if (after_open_) after_open_(root, path_info.path);
   ASSIGN_OR_RETURN(FileInfo info, StatFd(fd.get()));
   if (info.kind != NodeKind::kFile) return Upsert(root, path_info.path, journal);  // raced
   info.path = path_info.path;

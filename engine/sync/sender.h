@@ -176,6 +176,12 @@ class Sender {
   // should move every event the watcher has queued into the journal, so the decision
   // sees each later change of that name (the primary's event loop sets it).
   void set_journal_refresh(std::function<void()> refresh) { refresh_ = std::move(refresh); }
+  // Fault injection for tests: called with a file's root and path right after the file
+  // is opened for reading and before its fstat, so a test can change the primary there
+  // and reach a race the kernel's timing shows only now and then.
+  void set_after_open(std::function<void(uint32_t, const std::string&)> fn) {
+    after_open_ = std::move(fn);
+  }
   size_t tracked() const;
   // How file content is read: "io_uring" or "pread (<why>)".
   std::string read_mode() const {
@@ -265,6 +271,7 @@ class Sender {
   bool touched_overflow_ = false;
   SenderStats stats_;
   std::function<void()> refresh_;
+  std::function<void(uint32_t, const std::string&)> after_open_;
   std::unique_ptr<FileReader> reader_;
   // The journal of the Pump or Resync in progress (null between them): consulted before
   // a name found missing is removed, whatever path led there.

@@ -165,24 +165,21 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
   // since dropped that name (nlink 1): at this point of the replay the standby still
   // holds it, exactly as the primary did when it made the link (Slurm's link X X.old
   // before unlink X). Names that must follow a content change are different: they are
-  // re-linked only if they are still this inode on the primary.
-  std::vector<std::string> siblings;
+  // re-linked only if they are still this inode on the primary. Each is asked whatever
+  // the link count said: `info.path` may have been removed between its open and its
+  // fstat (a link written through and dropped at once), which leaves nlink 1 while the
+  // other name still holds the inode, and only that name is left to carry the content
+  // (convergence seed 18).
   std::string link_source;
   for (const Model::Node* node : m.NamesOf(info.dev, info.ino)) {
     std::string_view name = node->first.view();
-    if (name == info.path) continue;
     const Entry& se = node->second;
-    if (link_source.empty() && se.size == info.size && se.mtime_ns == info.mtime_ns) {
+    if (name != info.path && se.size == info.size && se.mtime_ns == info.mtime_ns) {
       link_source = name;
-    }
-    if (info.nlink > 1) {
-      auto st = StatPath(root_fds_[root], name);
-      if (st.ok() && st->ino == info.ino && st->dev == info.dev) siblings.emplace_back(name);
+      break;
     }
   }
-  bool sibling_current = !link_source.empty();
-
-  if (sibling_current) {
+  if (!link_source.empty()) {
     // A new name of content the standby already has: a hard link, no bytes.
     RETURN_IF_ERROR(
         EmitChange(wire::Link{WirePath(root, link_source), WirePath(root, info.path)}, 0));
@@ -191,6 +188,13 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
     RETURN_IF_ERROR(SetAttrIfNeeded(root, info, e));
     if (options_.replicate_xattrs) RETURN_IF_ERROR(SendXattrs(root, info.path, fd, e));
     return Status::Ok();
+  }
+  std::vector<std::string> siblings;
+  for (const Model::Node* node : m.NamesOf(info.dev, info.ino)) {
+    std::string_view name = node->first.view();
+    if (name == info.path) continue;
+    auto st = StatPath(root_fds_[root], name);
+    if (st.ok() && st->ino == info.ino && st->dev == info.dev) siblings.emplace_back(name);
   }
 
   const Entry* base = (cur != nullptr && cur->kind == NodeKind::kFile && !cur->blocks().empty() &&

@@ -18,7 +18,8 @@
 //
 // Knobs: HASYNC_CONV_SEED (one seed), HASYNC_CONV_SEEDS (how many, from
 // HASYNC_CONV_FIRST_SEED, default 1), HASYNC_CONV_OPS (operations per seed),
-// HASYNC_LONG=1 (500 seeds of the base test, 100 of the rejoin and switchover tests).
+// HASYNC_LONG=1 (500 seeds of the base test, 100 of the rejoin and switchover tests),
+// HASYNC_CONV_LOG=debug (the nodes' log level, to follow a miss change by change).
 //
 // The third test hands over by `hasync switchover` mid-workload: the trees must be
 // identical when the command returns (it drains first: nothing acknowledged is lost),
@@ -91,6 +92,13 @@ std::vector<uint64_t> Seeds(uint64_t ci_count, uint64_t long_count) {
   std::vector<uint64_t> out;
   for (uint64_t i = 0; i < count && i < 1'000'000; ++i) out.push_back(first + i);
   return out;
+}
+
+// The nodes' [log] section: the level HASYNC_CONV_LOG names, the default otherwise.
+std::string LogConfig() {
+  const char* level = std::getenv("HASYNC_CONV_LOG");
+  if (level == nullptr || *level == '\0') return "";
+  return std::string("[log]\nlevel = \"") + level + "\"\n";
 }
 
 size_t OpsPerSeed() {
@@ -168,7 +176,7 @@ std::string RunBaseSeed(uint64_t seed, size_t ops, double& seconds) {
     ~Timer() { out = std::chrono::duration<double>(Clock::now() - t0).count(); }
   } timer{t0, seconds};
   const BasePlan plan = MakeBasePlan(seed, ops);
-  P pair("conv-" + std::to_string(seed));
+  P pair("conv-" + std::to_string(seed), LogConfig());
   const std::string p = pair.root(P::kPrimary), s = pair.root(P::kStandby);
   pair.Start(P::kStandby);
   pair.Start(P::kPrimary);
@@ -263,7 +271,7 @@ std::string RunRejoinSeed(uint64_t seed, double& seconds) {
   } timer{t0, seconds};
   const RejoinPlan plan = MakeRejoinPlan(seed);
   const std::string test = "RejoinAfterFailoverEndsIdenticalAndQuarantineSharesNoInode";
-  P pair("conv-rejoin-" + std::to_string(seed), RejoinConfig());
+  P pair("conv-rejoin-" + std::to_string(seed), RejoinConfig() + LogConfig());
   const std::string old_root = pair.root(P::kPrimary), new_root = pair.root(P::kStandby);
   pair.Start(P::kStandby);
   pair.Start(P::kPrimary);
@@ -369,7 +377,7 @@ std::string RunSwitchoverSeed(uint64_t seed, double& seconds) {
   } timer{t0, seconds};
   const SwitchoverPlan plan = MakeSwitchoverPlan(seed);
   const std::string test = "SwitchoverMidWorkloadLosesNothingAndEndsIdentical";
-  P pair("conv-switch-" + std::to_string(seed));
+  P pair("conv-switch-" + std::to_string(seed), LogConfig());
   const std::string old_root = pair.root(P::kPrimary), new_root = pair.root(P::kStandby);
   pair.Start(P::kStandby);
   pair.Start(P::kPrimary);

@@ -1056,6 +1056,42 @@ TEST(SyncEdge, WriteThroughALinkTheStandbyNeverSawReachesTheOtherName) {
   EXPECT_GT(f.pair.sender().stats().event_inodes_rechecked, 0u);
 }
 
+// Convergence seed 18's shape: the sender opens the link `a` while it exists, and `a` is
+// removed before the sender's fstat, which then says nlink 1. The other name `b` still
+// holds the written inode: it must get the content, not be taken for a name the primary
+// no longer has as this inode (then no later change would ever name it again).
+TEST(SyncEdge, ALinkRemovedBetweenTheSendersOpenAndItsStatStillReachesTheOtherName) {
+  REQUIRE_ROOT();
+  for (bool with_object : {true, false}) {
+    SCOPED_TRACE(with_object ? "the events carry the inode" : "no inode in the events");
+    Fixture f(with_object ? "open-then-gone-obj" : "open-then-gone");
+    WriteFile(f.P("b"), std::string(200'000, 'x'));  // large enough for a block delta
+    f.j().Upsert(0, "b");
+    f.pair.Ship();
+    EXPECT_CONVERGED(f.pair);
+    ASSERT_EQ(link(f.P("b").c_str(), f.P("a").c_str()), 0);
+    const std::string key = with_object ? HandleKeyOf(f.P("a")) : std::string();
+    if (with_object && key.empty()) {
+      GTEST_SKIP() << "SKIPPED LOUDLY: name_to_handle_at: " << strerror(errno);
+    }
+    ASSERT_TRUE(AppendTo(f.P("a"), "v2\n"));
+    int removed = 0;
+    f.pair.sender().set_after_open([&](uint32_t, const std::string& path) {
+      if (path == "a" && removed == 0 && unlink(f.P("a").c_str()) == 0) ++removed;
+    });
+    f.j().Upsert(0, "a", key);
+    f.j().Remove(0, "a", key);
+    f.pair.Ship();
+    f.pair.sender().set_after_open(nullptr);
+    EXPECT_EQ(removed, 1) << "the hook never ran: the race was not reached";
+    EXPECT_CONVERGED(f.pair);
+    const std::string got = ReadFile(f.S("b")), want = std::string(200'000, 'x') + "v2\n";
+    EXPECT_EQ(got.size(), want.size());
+    EXPECT_TRUE(got == want) << "the standby's b is not the primary's";
+    EXPECT_FALSE(fs::exists(f.S("a")));
+  }
+}
+
 // Seed 25's shape: a descriptor opened through link X of Y; X is then renamed over by
 // another file; writes through the descriptor are reported under X, which now names the
 // other file. Y, the other name of the written inode, must get them.

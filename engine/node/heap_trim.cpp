@@ -50,6 +50,8 @@ size_t ResidentBytes() {
   return static_cast<size_t>(pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
+bool UseOneArena() { return mallopt(M_ARENA_MAX, 1) == 1; }
+
 HeapTrimmed TrimHeap() {
   HeapTrimmed t;
   t.rss_before = ResidentBytes();

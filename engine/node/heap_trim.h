@@ -60,6 +60,21 @@ class HeapTrim {
 // The process's resident set in bytes (0 if /proc/self/statm cannot be read).
 size_t ResidentBytes();
 
+// Makes every thread allocate from glibc's main arena (M_ARENA_MAX = 1; called once, at
+// the start of RunNode, before the node starts a thread). malloc_trim gives back the
+// free pages inside every arena, but the free memory at the top only of the main one:
+// each other thread's arena keeps its top resident, up to glibc's trim threshold, which
+// rises to 64 MiB once a large mapped block has been freed. Measured on a primary at
+// rest after the initial sync of 100,000 files: two data-stream arenas held 6.2 MiB
+// with 0.27 MiB in use (docs/PERFORMANCE.md, "Memory: the model's entry in 56 bytes,
+// one arena"). Lowering the thresholds instead would return that memory as soon as it
+// is freed, and fault it in again for the next 1 MiB extent. The cost is one lock for
+// the threads' malloc and free; small blocks mostly come from each thread's own cache.
+// Returns false when the allocator refused (a sanitizer's has arenas of its own); the
+// node runs on either way. An operator's GLIBC_TUNABLES=glibc.malloc.arena_max is
+// overridden.
+bool UseOneArena();
+
 // malloc_trim(0), with the RSS before and after and the time it took.
 struct HeapTrimmed {
   size_t rss_before = 0;

@@ -80,10 +80,9 @@ ModelEntry::ModelEntry(const ModelEntry& other)
       mtime_ns(other.mtime_ns),
       hash(other.hash),
       mode(other.mode),
-      uid(other.uid),
-      gid(other.gid),
       kind(other.kind),
       dev_index_(other.dev_index_),
+      owner_index_(other.owner_index_),
       ino_(other.ino_),
       extra_(other.extra_ ? std::make_unique<Extra>(*other.extra_) : nullptr) {}
 
@@ -116,7 +115,7 @@ ModelEntry::Extra& ModelEntry::MutableExtra() {
 }
 
 void ModelEntry::DropExtraIfEmpty() {
-  if (extra_ && extra_->empty()) extra_.reset();
+  if (extra_ && extra_->empty() && owner_index_ != kOwnerInExtra) extra_.reset();
 }
 
 void ModelEntry::set_target(std::string target) {
@@ -188,6 +187,27 @@ void Model::clear() {
   std::vector<uint32_t>().swap(slots_);
   indexed_ = 0;
   devs_.assign(1, 0);
+  std::vector<uint64_t>{0}.swap(owners_);
+  std::unordered_map<uint64_t, uint16_t>{{0, 0}}.swap(owner_index_of_);
+}
+
+void Model::SetOwner(Entry& entry, uint32_t uid, uint32_t gid) {
+  const uint64_t owner = PackOwner(uid, gid);
+  auto it = owner_index_of_.find(owner);
+  if (it == owner_index_of_.end() && owners_.size() < kMaxOwners) {
+    it = owner_index_of_.emplace(owner, static_cast<uint16_t>(owners_.size())).first;
+    owners_.push_back(owner);
+  }
+  if (it != owner_index_of_.end()) {
+    entry.owner_index_ = it->second;
+    if (entry.extra_) {
+      entry.extra_->owner = 0;
+      entry.DropExtraIfEmpty();
+    }
+    return;
+  }
+  entry.MutableExtra().owner = owner;
+  entry.owner_index_ = Entry::kOwnerInExtra;
 }
 
 std::pair<Model::iterator, Model::iterator> Model::Descendants(std::string_view top) {

@@ -7,12 +7,15 @@
 // docs/PERFORMANCE.md, "Memory per tracked file", has the figures):
 // - one std::map node per path: tree links, the path inside the key when it has at most
 //   ModelPath::kInlineChars characters (a Slurm spool's `hash.3/job.12345678/environment`
-//   has 31), and a 64-byte Entry, 32 + 32 + 64 = 128 bytes in a slot of the model's own
+//   has 31), and a 56-byte Entry, 32 + 32 + 56 = 120 bytes in a slot of the model's own
 //   SlotPool (engine/sync/slot_pool.h; from malloc each would take 144 bytes);
 // - what few entries have (a symlink's target, xattr names, block hashes) sits behind
 //   one pointer, allocated only while one of them is present;
 // - st_dev is a 16-bit index into a table of the devices seen under the root (one,
-//   unless something is mounted below it);
+//   unless something is mounted below it), and the owner a 16-bit index into a table of
+//   the (uid, gid) pairs seen (a handful in a spool; past kMaxOwners distinct pairs an
+//   entry keeps its own behind the pointer below); the mode is the 12 permission bits,
+//   in 16;
 // - the inode index is an open-addressing table of the nodes' 32-bit slot numbers in
 //   that pool (SlotPool::Handle; a node stays put until erased), not a second copy of
 //   each path, between half and three quarters full while it grows (down to an eighth
@@ -25,8 +28,8 @@
 // (ino ≠ 0), and the index yields the names of one inode in the order they were indexed.
 // The Model keeps this itself: entries enter, change inode and leave only through Put,
 // SetInode, Take and erase; callers may change any field but `kind` of an entry in
-// place. An entry refers to its model's device table: it moves between paths of one
-// model, never to another model.
+// place. An entry refers to its model's device and owner tables: it moves between paths
+// of one model, never to another model.
 //
 // Thread safety: none; the Sender that owns it runs on the primary's event loop.
 #pragma once
@@ -36,6 +39,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -74,14 +78,21 @@ static_assert(sizeof(ModelPath) == ModelPath::kInlineChars + 1);
 // One path's state as the standby holds it.
 class ModelEntry {
  public:
-  // (Declared largest first: kind and the private device index share the padding.)
+  // A mode not known (the entry of a root not yet listed): no real mode equals it.
+  static constexpr uint16_t kUnknownMode = 0xffff;
+
+  // (Declared largest first: mode, kind and the private table indexes fill one word.)
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   Hash128 hash;  // content hash as the standby holds it (symlinks: of the target)
-  uint32_t mode = 0;
-  uint32_t uid = 0;
-  uint32_t gid = 0;
+  uint16_t mode = 0;  // permission bits (st_mode & 07777), or kUnknownMode; see Mode()
   NodeKind kind = NodeKind::kFile;
+
+  // `mode` for a mode as stat or the wire gives it: its permission bits; kUnknownMode
+  // when it has bits that are not (never from stat; a manifest could say anything).
+  static uint16_t Mode(uint32_t mode) {
+    return mode <= 07777 ? static_cast<uint16_t>(mode) : kUnknownMode;
+  }
 
   ModelEntry() = default;
   ModelEntry(const ModelEntry& other);
@@ -115,12 +126,16 @@ class ModelEntry {
 
  private:
   friend class Model;
+  // owner_index_ of an entry whose owner is in its Extra (the model's table was full).
+  static constexpr uint16_t kOwnerInExtra = 0xffff;
   struct Extra {
     std::string target;
     uint64_t xattr_hash = 0;
     std::vector<std::string> xattr_names;
     std::vector<Hash128> blocks;
     uint64_t standby_link = 0;
+    uint64_t owner = 0;  // (uid << 32 | gid) while owner_index_ is kOwnerInExtra
+    // Nothing but the owner, which the entry's owner_index_ says is here or not.
     bool empty() const {
       return target.empty() && xattr_hash == 0 && xattr_names.empty() && blocks.empty() &&
              standby_link == 0;
@@ -130,11 +145,12 @@ class ModelEntry {
   void DropExtraIfEmpty();
 
   uint16_t dev_index_ = 0;
+  uint16_t owner_index_ = 0;  // into Model::owners_ (0 is root:root), or kOwnerInExtra
   uint64_t ino_ = 0;
   std::unique_ptr<Extra> extra_;
 };
-// The common case costs these 64 bytes plus the map node and its key; see the top.
-static_assert(sizeof(ModelEntry) <= 64);
+// The common case costs these 56 bytes plus the map node and its key; see the top.
+static_assert(sizeof(ModelEntry) <= 56);
 
 class Model {
   struct Less {
@@ -154,6 +170,11 @@ class Model {
   // More distinct st_dev values than this under one root: the extra ones are recorded
   // with an unknown inode (their files are compared by content, never linked).
   static constexpr size_t kMaxDevices = 1024;
+  // More distinct owners than this under one root: an entry with another one keeps it
+  // in its own Extra (an allocation of about 112 bytes unless it has one), still exact.
+  // The table is emptied by clear() only (each resync), so owners that left count
+  // until then.
+  static constexpr size_t kMaxOwners = Entry::kOwnerInExtra;
 
   Model() = default;
   // A model moved from may only be cleared, assigned to or destroyed.
@@ -197,6 +218,17 @@ class Model {
   // Whether two entries of this model record the same known primary inode.
   bool SameInode(const Entry& a, const Entry& b) const;
   uint64_t dev(const Entry& entry) const { return devs_[entry.dev_index_]; }
+
+  // The owner of an entry of this model (or of one about to be Put in it): the pair is
+  // kept once in the model's table and the entry holds its index.
+  void SetOwner(Entry& entry, uint32_t uid, uint32_t gid);
+  uint32_t uid(const Entry& entry) const { return static_cast<uint32_t>(Owner(entry) >> 32); }
+  uint32_t gid(const Entry& entry) const { return static_cast<uint32_t>(Owner(entry)); }
+  bool HasOwner(const Entry& entry, uint32_t uid, uint32_t gid) const {
+    return Owner(entry) == PackOwner(uid, gid);
+  }
+  // Distinct (uid, gid) pairs the table holds past root:root (for tests).
+  size_t owners() const { return owners_.size() - 1; }
   // Names of primary inode (dev, ino), in the order they were indexed. Valid until the
   // node is erased.
   std::vector<Node*> NamesOf(uint64_t dev, uint64_t ino);
@@ -210,6 +242,11 @@ class Model {
 
  private:
   static bool Indexed(const Entry& e) { return e.kind == NodeKind::kFile && e.ino_ != 0; }
+  static uint64_t PackOwner(uint32_t uid, uint32_t gid) { return uint64_t{uid} << 32 | gid; }
+  uint64_t Owner(const Entry& entry) const {
+    return entry.owner_index_ == Entry::kOwnerInExtra ? entry.extra_->owner
+                                                      : owners_[entry.owner_index_];
+  }
   // Index of `dev` in devs_, added if new; -1 when the table is full.
   int DevIndex(uint64_t dev);
   // Index of `dev` in devs_; -1 when it is not there.
@@ -235,6 +272,10 @@ class Model {
   // devs_[i] is the st_dev of index i, searched linearly (one or two in practice).
   // Index 0 is device 0, so a default Entry refers to a valid slot.
   std::vector<uint64_t> devs_{0};
+  // owners_[i] is the PackOwner of index i; owner_index_of_ finds a pair's index. Index
+  // 0 is root:root, so a default Entry refers to a valid slot.
+  std::vector<uint64_t> owners_{0};
+  std::unordered_map<uint64_t, uint16_t> owner_index_of_{{0, 0}};
   // Linear probing over a table of slot values (SlotValue), its size any number: it grows
   // by half when it would pass 3/4 full, halves below 1/8; erasing shifts the following
   // entries back (no tombstones), which keeps the names of one inode in the order they

@@ -231,9 +231,8 @@ Status Sender::AddManifestEntry(const wire::ManifestEntry& entry) {
   }
   Entry e;
   e.kind = FromWire(entry.kind);
-  e.mode = entry.mode;
-  e.uid = entry.uid;
-  e.gid = entry.gid;
+  e.mode = Entry::Mode(entry.mode);
+  model_[split.first].SetOwner(e, entry.uid, entry.gid);
   e.size = entry.size;
   e.mtime_ns = entry.mtime_ns;
   e.hash = entry.hash;
@@ -574,11 +573,12 @@ Status Sender::EnsureParents(uint32_t root, const std::string& path) {
 
 Status Sender::SetAttrIfNeeded(uint32_t root, const FileInfo& info, Entry& entry) {
   wire::SetAttr attr;
+  Model& m = model_[root];
   if (entry.mode != info.mode && info.kind != NodeKind::kSymlink) {
     attr.mask |= wire::kAttrMode;
     attr.mode = info.mode;
   }
-  if (entry.uid != info.uid || entry.gid != info.gid) {
+  if (!m.HasOwner(entry, info.uid, info.gid)) {
     attr.mask |= wire::kAttrOwner;
     attr.uid = info.uid;
     attr.gid = info.gid;
@@ -591,9 +591,8 @@ Status Sender::SetAttrIfNeeded(uint32_t root, const FileInfo& info, Entry& entry
   }
   if (attr.mask == 0) return Status::Ok();
   attr.path = WirePath(root, info.path);
-  entry.mode = info.kind == NodeKind::kSymlink ? entry.mode : info.mode;
-  entry.uid = info.uid;
-  entry.gid = info.gid;
+  if (info.kind != NodeKind::kSymlink) entry.mode = Entry::Mode(info.mode);
+  m.SetOwner(entry, info.uid, info.gid);
   if (info.kind != NodeKind::kDirectory) entry.mtime_ns = info.mtime_ns;
   RETURN_IF_ERROR(EmitChange(std::move(attr), 0));
   ShareInodeAttrs(root, info.path, entry);
@@ -607,8 +606,7 @@ void Sender::ShareInodeAttrs(uint32_t root, const std::string& path, const Entry
     if (node->first.view() == path) continue;
     Entry& other = node->second;
     other.mode = entry.mode;
-    other.uid = entry.uid;
-    other.gid = entry.gid;
+    m.SetOwner(other, m.uid(entry), m.gid(entry));
     other.mtime_ns = entry.mtime_ns;
     other.set_xattrs(entry.xattr_hash(), entry.xattr_names());
   }
@@ -629,15 +627,14 @@ Status Sender::UpsertDir(uint32_t root, const FileInfo& info) {
         EmitChange(wire::Mkdir{info.mode, info.uid, info.gid, WirePath(root, info.path)}, 0));
     Entry e;
     e.kind = NodeKind::kDirectory;
-    e.mode = info.mode;
-    e.uid = info.uid;
-    e.gid = info.gid;
+    e.mode = Entry::Mode(info.mode);
+    m.SetOwner(e, info.uid, info.gid);
     it = m.Put(info.path, std::move(e));
   } else if (it == m.end()) {
     // The root itself is not in the manifest yet: it exists on both sides by config.
     Entry e;
     e.kind = NodeKind::kDirectory;
-    e.mode = ~0u;  // unknown: force a SetAttr below
+    e.mode = Entry::kUnknownMode;  // force a SetAttr below
     it = m.Put(info.path, std::move(e));
   }
   RETURN_IF_ERROR(SetAttrIfNeeded(root, info, it->second));
@@ -666,8 +663,7 @@ Status Sender::UpsertSymlink(uint32_t root, const FileInfo& info) {
       wire::Symlink{info.uid, info.gid, info.mtime_ns, WirePath(root, info.path), info.target}, 0));
   Entry e;
   e.kind = NodeKind::kSymlink;
-  e.uid = info.uid;
-  e.gid = info.gid;
+  m.SetOwner(e, info.uid, info.gid);
   e.size = info.target.size();
   e.mtime_ns = info.mtime_ns;
   e.hash = target_hash;

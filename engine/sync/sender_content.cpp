@@ -396,9 +396,8 @@ Status Sender::SendContent(uint32_t root, const FileInfo& info, int fd, const En
   if (base != nullptr) ++stats_.deltas_sent;
 
   out->kind = NodeKind::kFile;
-  out->mode = before.st_mode & 07777;
-  out->uid = before.st_uid;
-  out->gid = before.st_gid;
+  out->mode = Entry::Mode(before.st_mode & 07777);
+  model_[root].SetOwner(*out, before.st_uid, before.st_gid);
   out->size = size;
   out->mtime_ns = mtime_ns;
   out->hash = Hash128{h.low64, h.high64};

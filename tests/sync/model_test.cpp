@@ -296,7 +296,7 @@ TEST(SlotPool, ReusesFreedSlotsAndGivesEverySlabBackWithTheLastOne) {
 }
 
 TEST(Model, APathsNodeTakesOnePoolSlotOfTheSizeTheLayoutSays) {
-  // model.h: tree links 32 + key 32 + entry 64 (libstdc++'s node on a 64-bit target).
+  // model.h: tree links 32 + key 32 + entry 56 (libstdc++'s node on a 64-bit target).
   Model m;
   EXPECT_EQ(m.node_bytes(), 0u);
   std::vector<std::string> paths;
@@ -306,7 +306,7 @@ TEST(Model, APathsNodeTakesOnePoolSlotOfTheSizeTheLayoutSays) {
   }
   for (const std::string& p : paths) m.Put(p, File(1));
   if (sizeof(void*) == 8) {
-    EXPECT_EQ(m.node_bytes(), 128u);
+    EXPECT_EQ(m.node_bytes(), 120u);
   }
   const size_t per_slab = SlotPool::kSlabBytes / m.node_bytes();
   EXPECT_EQ(m.node_slabs(), (1000 + per_slab - 1) / per_slab);
@@ -325,6 +325,85 @@ TEST(Model, APathsNodeTakesOnePoolSlotOfTheSizeTheLayoutSays) {
   for (const std::string& p : paths) moved.Forget(p);
   EXPECT_EQ(moved.size(), 0u);
   EXPECT_EQ(moved.node_slabs(), 0u);
+}
+
+TEST(Model, EveryEntryReadsBackTheOwnerItWasGivenPastTheTablesBoundToo) {
+  // Owners drawn from a small set (a spool's handful) and from a range far past
+  // kMaxOwners, checked against a reference after each change; copies keep theirs.
+  std::mt19937_64 rng(19);
+  Model m;
+  std::map<std::string, std::pair<uint32_t, uint32_t>> reference;
+  const size_t n = 2 * Model::kMaxOwners;  // about 1.5 × kMaxOwners distinct owners
+  for (size_t i = 0; i < n; ++i) {
+    const std::string path = "f" + std::to_string(i);
+    ModelEntry e = File(i);
+    const bool few = rng() % 4 == 0;
+    const auto uid = static_cast<uint32_t>(few ? 100 + rng() % 3 : i + 1000);
+    const auto gid = static_cast<uint32_t>(few ? 200 : rng());
+    m.SetOwner(e, uid, gid);
+    m.Put(path, std::move(e));
+    reference[path] = {uid, gid};
+  }
+  EXPECT_EQ(m.owners(), Model::kMaxOwners - 1);  // full: the rest are in their entries
+  // Changes: to another owner (maybe a new one, maybe root:root), and copies.
+  for (int round = 0; round < 20000; ++round) {
+    const std::string path = "f" + std::to_string(rng() % n);
+    if (rng() % 3 == 0) {
+      const std::string to = "f" + std::to_string(rng() % n);
+      m.Put(to, m.at(path));
+      reference[to] = reference[path];
+      continue;
+    }
+    const auto uid = static_cast<uint32_t>(rng() % 2 ? 0 : rng());
+    const auto gid = static_cast<uint32_t>(uid == 0 ? 0 : rng());
+    m.SetOwner(m.at(path), uid, gid);
+    reference[path] = {uid, gid};
+  }
+  // What else an entry keeps behind its pointer comes and goes; the owner stays.
+  for (size_t i = 0; i < n; i += 7) {
+    ModelEntry& e = m.at("f" + std::to_string(i));
+    e.set_blocks({Hash128{1, 2}});
+    e.set_blocks({});
+    e.set_target("t");
+    e.set_target("");
+  }
+  // Moved, the model keeps its tables with its entries.
+  Model moved = std::move(m);
+  m.clear();  // NOLINT(bugprone-use-after-move): what model.h allows after a move
+  size_t checked = 0;
+  for (const auto& [path, owner] : reference) {
+    const ModelEntry& e = moved.at(path);
+    ASSERT_EQ(moved.uid(e), owner.first) << path;
+    ASSERT_EQ(moved.gid(e), owner.second) << path;
+    ASSERT_TRUE(moved.HasOwner(e, owner.first, owner.second)) << path;
+    ASSERT_FALSE(moved.HasOwner(e, owner.first, owner.second + 1)) << path;
+    ++checked;
+  }
+  EXPECT_EQ(checked, n);
+  // Cleared, the table starts over: an owner it held before gets a new index.
+  moved.clear();
+  EXPECT_EQ(moved.owners(), 0u);
+  ModelEntry e = File(1);
+  moved.SetOwner(e, 7, 8);
+  ModelEntry again = File(1);
+  moved.SetOwner(again, 101, 200);  // one of the few from before the clear
+  EXPECT_EQ(moved.owners(), 2u);
+  moved.Put("x", std::move(e));
+  moved.Put("y", std::move(again));
+  EXPECT_EQ(moved.uid(moved.at("x")), 7u);
+  EXPECT_EQ(moved.gid(moved.at("x")), 8u);
+  EXPECT_EQ(moved.uid(moved.at("y")), 101u);
+  EXPECT_EQ(moved.gid(moved.at("y")), 200u);
+  ModelEntry fresh;
+  EXPECT_TRUE(moved.HasOwner(fresh, 0, 0));  // a default entry is root:root
+}
+
+TEST(ModelEntry, ModeKeepsPermissionBitsAndMarksAnythingElseUnknown) {
+  EXPECT_EQ(ModelEntry::Mode(0644), 0644);
+  EXPECT_EQ(ModelEntry::Mode(07777), 07777);
+  EXPECT_EQ(ModelEntry::Mode(0100644), ModelEntry::kUnknownMode);  // with the file type
+  EXPECT_EQ(ModelEntry::Mode(0xffffffffu), ModelEntry::kUnknownMode);
+  for (uint32_t mode = 0; mode <= 07777; ++mode) ASSERT_EQ(ModelEntry::Mode(mode), mode);
 }
 
 }  // namespace

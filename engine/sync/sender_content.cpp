@@ -104,7 +104,13 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
   }
 
   Status parents = EnsureParents(root, info.path);
-  if (parents.code() == Code::kNotFound) return Status::Ok();
+  if (parents.code() == Code::kNotFound) {
+    // The name's directory went after the open: nothing ships under the name, so the
+    // event's inode (taken as covered by this upsert when the open found it there) is
+    // compared through its other names after all.
+    event_object_checked_ = false;
+    return RecheckEventInode(root, info.path, -1);
+  }
   RETURN_IF_ERROR(parents);
 
   // From a manifest (inode unknown): equal content means only metadata may differ —

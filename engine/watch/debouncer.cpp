@@ -20,28 +20,44 @@ std::string Debouncer::Key(uint32_t root, std::string_view path) {
 }
 
 void Debouncer::Emit(List::iterator it, std::vector<WatchEvent>* out) {
-  out->push_back(WatchEvent{WatchKind::kModify, it->root, it->path, {}, false});
-  index_.erase(Key(it->root, it->path));
+  out->push_back(WatchEvent{
+      WatchKind::kModify, it->root, std::move(it->path), {}, false, std::move(it->object)});
+  const WatchEvent& sent = out->back();
+  index_.erase(Key(sent.root, sent.path));
   order_.erase(it);
 }
 
 bool Debouncer::Modify(uint32_t root, std::string_view path, int64_t now_ns,
-                       std::vector<WatchEvent>* out) {
+                       std::vector<WatchEvent>* out, std::string_view object) {
   std::string key = Key(root, path);
-  if (index_.contains(key)) return true;
+  if (auto pending = index_.find(key); pending != index_.end()) {
+    Pending& p = *pending->second;
+    if (object.empty() || p.object == object) return true;
+    if (p.object.empty()) {
+      p.object = std::string(object);
+      return true;
+    }
+    // Another inode under the same name: the pending one goes out now, with its own.
+    Emit(pending->second, out);
+  }
   if (order_.size() >= max_pending_) Emit(order_.begin(), out);
   // A clock that went backwards would break the sort invariant; clamp to the last
   // deadline instead (the monotonic clock never does, a test clock might).
   int64_t deadline = now_ns + window_ns_;
   if (!order_.empty() && order_.back().deadline_ns > deadline) deadline = order_.back().deadline_ns;
-  order_.push_back(Pending{root, std::string(path), deadline});
+  order_.push_back(Pending{root, std::string(path), deadline, std::string(object)});
   index_.emplace(std::move(key), std::prev(order_.end()));
   return false;
 }
 
-bool Debouncer::Cancel(uint32_t root, std::string_view path) {
+bool Debouncer::Cancel(uint32_t root, std::string_view path, std::string_view object,
+                       std::vector<WatchEvent>* out) {
   auto it = index_.find(Key(root, path));
   if (it == index_.end()) return false;
+  if (out != nullptr && !it->second->object.empty() && it->second->object != object) {
+    Emit(it->second, out);
+    return true;
+  }
   order_.erase(it->second);
   index_.erase(it);
   return true;

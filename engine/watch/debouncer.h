@@ -8,6 +8,12 @@
 // Namespace changes FlushUnder their path first so order is kept: a pending modify of a
 // path is emitted before that path is deleted or renamed. At most `max_pending` paths
 // wait; past that the oldest is emitted early. Time comes in as a parameter.
+// Each pending path keeps the inode its modifies were about (the event's handle key,
+// where the kernel gives one), and the emitted kModify carries it: a write through a
+// descriptor whose name was removed or renamed over since is reported under that name,
+// and only the handle says which inode's other names got the write (docs/REPLICATION.md,
+// rule 4). A modify of the same path about another inode emits the pending one first,
+// and so does a close-write about another inode instead of cancelling it.
 // Thread safety: none; owned by the watcher's loop.
 #pragma once
 
@@ -27,10 +33,15 @@ class Debouncer {
  public:
   Debouncer(int64_t window_ns, size_t max_pending);
 
-  // Returns true when the modify was coalesced into one already pending.
-  bool Modify(uint32_t root, std::string_view path, int64_t now_ns, std::vector<WatchEvent>* out);
-  // Drops the pending modify of exactly this path; returns whether there was one.
-  bool Cancel(uint32_t root, std::string_view path);
+  // Returns true when the modify was coalesced into one already pending. `object`: the
+  // event's inode handle key, or empty.
+  bool Modify(uint32_t root, std::string_view path, int64_t now_ns, std::vector<WatchEvent>* out,
+              std::string_view object = {});
+  // Drops the pending modify of exactly this path; returns whether there was one. If it
+  // was about another inode than `object` (a close-write's), it is emitted into `out`
+  // instead (when given): that inode's write must still be looked at.
+  bool Cancel(uint32_t root, std::string_view path, std::string_view object = {},
+              std::vector<WatchEvent>* out = nullptr);
   // Emits, oldest first, the pending modifies at `path` or below it ("" = whole root).
   void FlushUnder(uint32_t root, std::string_view path, std::vector<WatchEvent>* out);
   // Emits the pending modifies whose window has ended at `now_ns`.
@@ -46,6 +57,7 @@ class Debouncer {
     uint32_t root;
     std::string path;
     int64_t deadline_ns;
+    std::string object;  // the inode's handle key, or empty
   };
   using List = std::list<Pending>;
   static std::string Key(uint32_t root, std::string_view path);

@@ -402,10 +402,11 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
   }
   if (ev.mask & FAN_ATTRIB) Emit(WatchKind::kAttrib, p, is_dir, out, object_key);
   if (ev.mask & FAN_CLOSE_WRITE) {
-    debouncer_.Cancel(static_cast<uint32_t>(p.root), p.rel);
+    debouncer_.Cancel(static_cast<uint32_t>(p.root), p.rel, object_key, out);
     Emit(WatchKind::kCloseWrite, p, false, out, object_key);
   } else if ((ev.mask & FAN_MODIFY) && !is_dir) {
-    if (debouncer_.Modify(static_cast<uint32_t>(p.root), p.rel, clock_->NowNs(), out)) {
+    if (debouncer_.Modify(static_cast<uint32_t>(p.root), p.rel, clock_->NowNs(), out,
+                          object_key)) {
       ++stats_.coalesced_modify;
     }
   }

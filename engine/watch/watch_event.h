@@ -57,8 +57,9 @@ struct WatchEvent {
   std::string path;      // relative to the root
   std::string old_path;  // kRename only: the previous name, relative to the same root
   bool is_dir = false;   // the object is a directory (as far as the kernel said)
-  // Files only, where the kernel reports the object's file handle (FAN_REPORT_FID;
-  // debounced kModify carries none): HandleCache::Key of the inode the event was about.
+  // Files only, where the kernel reports the object's file handle (FAN_REPORT_FID; a
+  // debounced kModify carries its modifies' one): HandleCache::Key of the inode the
+  // event was about.
   // A hint for the sender, which ships the name's current truth: when the name is gone
   // or names another inode now, the other names of *this* inode may need a look
   // (docs/REPLICATION.md, rule 3). Not part of an event's identity (operator==).

@@ -64,6 +64,59 @@ TEST(Debouncer, CancelDropsPendingModify) {
   EXPECT_TRUE(out.empty());
 }
 
+// The inode a debounced modify was about travels with it: a write through a descriptor
+// whose name was removed or renamed over is reported under that name, and only the
+// handle leads the sender to the inode's other names (convergence rejoin seeds 9949 and
+// 9956: an ftruncate through such a descriptor never reached the other name).
+TEST(Debouncer, AModifyKeepsTheInodeItWasAbout) {
+  ManualClock clock;
+  Debouncer d(kWindow, 16);
+  std::vector<WatchEvent> out;
+  EXPECT_FALSE(d.Modify(0, "x", clock.NowNs(), &out));  // a first event without a handle
+  EXPECT_TRUE(d.Modify(0, "x", clock.NowNs(), &out, "inode-A"));
+  EXPECT_TRUE(d.Modify(0, "x", clock.NowNs(), &out, "inode-A"));
+  EXPECT_TRUE(d.Modify(0, "x", clock.NowNs(), &out));
+  clock.AdvanceNs(kWindow);
+  d.FlushDue(clock.NowNs(), &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, WatchKind::kModify);
+  EXPECT_EQ(out[0].path, "x");
+  EXPECT_EQ(out[0].object, "inode-A");
+}
+
+TEST(Debouncer, AModifyOfAnotherInodeUnderTheSameNameSendsThePendingOneFirst) {
+  ManualClock clock;
+  Debouncer d(kWindow, 16);
+  std::vector<WatchEvent> out;
+  d.Modify(0, "x", clock.NowNs(), &out, "inode-A");
+  EXPECT_FALSE(d.Modify(0, "x", clock.NowNs(), &out, "inode-B"));
+  ASSERT_EQ(out.size(), 1u) << "inode A's write goes out at once, not merged into B's";
+  EXPECT_EQ(out[0].object, "inode-A");
+  EXPECT_EQ(d.pending(), 1u);
+  clock.AdvanceNs(kWindow);
+  d.FlushDue(clock.NowNs(), &out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].path, "x");
+  EXPECT_EQ(out[1].object, "inode-B");
+}
+
+TEST(Debouncer, ACloseOfAnotherInodeSendsThePendingModifyInsteadOfDroppingIt) {
+  ManualClock clock;
+  Debouncer d(kWindow, 16);
+  std::vector<WatchEvent> out;
+  d.Modify(0, "x", clock.NowNs(), &out, "inode-A");
+  EXPECT_TRUE(d.Cancel(0, "x", "inode-A", &out));
+  EXPECT_TRUE(out.empty()) << "the close covers its own inode's modify";
+  d.Modify(0, "x", clock.NowNs(), &out, "inode-A");
+  EXPECT_TRUE(d.Cancel(0, "x", "inode-B", &out));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].object, "inode-A");
+  EXPECT_EQ(d.pending(), 0u);
+  d.Modify(0, "x", clock.NowNs(), &out);  // no handle known: the close covers it
+  EXPECT_TRUE(d.Cancel(0, "x", "inode-B", &out));
+  EXPECT_EQ(out.size(), 1u);
+}
+
 TEST(Debouncer, FlushUnderEmitsOnlyThatSubtreeOfThatRoot) {
   ManualClock clock;
   Debouncer d(kWindow, 16);

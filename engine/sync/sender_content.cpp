@@ -105,11 +105,15 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
 
   Status parents = EnsureParents(root, info.path);
   if (parents.code() == Code::kNotFound) {
-    // The name's directory went after the open: nothing ships under the name, so the
-    // event's inode (taken as covered by this upsert when the open found it there) is
-    // compared through its other names after all.
-    event_object_checked_ = false;
-    return RecheckEventInode(root, info.path, -1);
+    // The name's directory went after the open: nothing ships under the name. The inode
+    // it held may have other names that need what was written through it (a link
+    // written through and removed with its directory), and no event may ever name them:
+    // they are compared now, with or without an event's inode handle.
+    std::vector<std::string> others;
+    for (const Model::Node* node : m.NamesOf(info.dev, info.ino)) {
+      if (node->first.view() != info.path) others.push_back(node->first.str());
+    }
+    return RecheckNames(root, info.dev, info.ino, others);
   }
   RETURN_IF_ERROR(parents);
 

@@ -62,7 +62,7 @@ struct WatchEvent {
   // event was about.
   // A hint for the sender, which ships the name's current truth: when the name is gone
   // or names another inode now, the other names of *this* inode may need a look
-  // (docs/REPLICATION.md, rule 3). Not part of an event's identity (operator==).
+  // (docs/REPLICATION.md, rule 4). Not part of an event's identity (operator==).
   std::string object = {};
   friend bool operator==(const WatchEvent& a, const WatchEvent& b) {
     return a.kind == b.kind && a.root == b.root && a.path == b.path && a.old_path == b.old_path &&

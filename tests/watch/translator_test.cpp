@@ -201,6 +201,32 @@ TEST_F(TranslatorTest, ModifyIsDebouncedAndCloseWriteFlushesAtOnce) {
   EXPECT_TRUE(out.empty()) << "the close-write superseded the pending modify";
 }
 
+// A write through a descriptor whose name now holds another file is reported under
+// that name: the debounced modify keeps which inode it was about, a modify of the other
+// inode does not swallow it, and neither does the other inode's close.
+TEST_F(TranslatorTest, ADebouncedModifyKeepsItsInodeAgainstAnotherInodesEventsUnderTheName) {
+  Make();
+  EXPECT_TRUE(Run(WithObject(Ev(FAN_MODIFY, "root", "x"), "inode-a")).empty());
+  auto out = Run(WithObject(Ev(FAN_MODIFY, "root", "x"), "inode-b"));
+  ASSERT_EQ(out.size(), 1u) << "inode a's modify goes out when inode b's arrives";
+  EXPECT_EQ(out[0], E(WatchKind::kModify, "x"));
+  const std::string a = out[0].object;
+  EXPECT_FALSE(a.empty());
+  out = Run(WithObject(Ev(FAN_MODIFY | FAN_CLOSE_WRITE, "root", "x"), "inode-a"));
+  ASSERT_EQ(out.size(), 2u) << "inode a's close does not cancel inode b's pending modify";
+  EXPECT_EQ(out[0], E(WatchKind::kModify, "x"));
+  EXPECT_EQ(out[1], E(WatchKind::kCloseWrite, "x"));
+  EXPECT_NE(out[0].object, a);
+  EXPECT_FALSE(out[0].object.empty());
+  EXPECT_EQ(out[1].object, a);
+  EXPECT_TRUE(Run(WithObject(Ev(FAN_MODIFY, "root", "x"), "inode-a")).empty());
+  clock_.AdvanceNs(30'000'000);
+  out.clear();
+  t_->FlushDue(&out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].object, a) << "the debounced modify carries its inode";
+}
+
 TEST_F(TranslatorTest, DeleteEmitsPendingModifyFirst) {
   Make();
   Run(Ev(FAN_MODIFY, "jobs", "f"));

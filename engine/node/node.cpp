@@ -545,10 +545,17 @@ void Node::SendDemoteRequest(wire::RoleChangeReason reason) {
 }
 
 void Node::SendDemoted(wire::RoleChangeReason reason, bool on_demote_ok) {
-  if (!active_ || active_->dead || !active_->conn->open()) return;
-  const Sender* sender = primary_ ? primary_->sender() : nullptr;
-  out_->Emit(0, wire::Demoted{reason, on_demote_ok, sender ? sender->last_seq() : 0}).IgnoreError();
-  link_->FlushAll(active_, 2'000'000'000).IgnoreError();
+  Status s;
+  if (!active_ || active_->dead || !active_->conn->open()) {
+    s = Unavailable("no session to the standby");
+  } else {
+    const Sender* sender = primary_ ? primary_->sender() : nullptr;
+    s = out_->Emit(0, wire::Demoted{reason, on_demote_ok, sender ? sender->last_seq() : 0});
+    if (s.ok()) s = link_->FlushAll(active_, 2'000'000'000);
+  }
+  // The standby promotes at once only on this message; without it, a planned
+  // switchover leaves it to its silence rules (docs/FAILOVER.md). Say so.
+  if (!s.ok()) Log(Level::kWarn, "demoted_not_sent").kv("reason", s.ToString());
 }
 
 void Node::DriveTick(int64_t now) { FeedAndEnd(now, failover::in::Tick{Observe(now)}); }

@@ -171,6 +171,7 @@ Status Connection::Advance() {
   // Bounded: the input holds at most kTlsInBufferMax bytes, so fewer records than this
   // (every record but the last of a burst is full; a short one still has 21+ bytes of
   // overhead).
+  if (!peer_closed_.ok()) return Status::Ok();  // nothing comes after a close_notify
   for (size_t i = 0; i < wire::kTlsInBufferMax / 16; ++i) {
     // Each record's plaintext goes straight into the decoder, not through a staging
     // buffer (mbedtls_ssl_read returns one record's worth at most).
@@ -178,6 +179,12 @@ Status Connection::Advance() {
     auto n = tls_->Read(space);
     if (!n.ok()) {
       decoder_.CommitAppend(0);
+      // TlsSession::Read answers Unavailable only for the peer's close (close_notify or
+      // end of stream): the frames decoded before it are still the peer's word.
+      if (n.status().code() == Code::kUnavailable) {
+        peer_closed_ = n.status();
+        return Status::Ok();
+      }
       return Fail(n.status());
     }
     decoder_.CommitAppend(*n);
@@ -201,7 +208,11 @@ Result<std::optional<wire::Frame>> Connection::Next() {
       size_t before = decoder_.buffered();
       Status s = Advance();
       if (!s.ok()) return s;
-      if (decoder_.buffered() == before) return std::optional<wire::Frame>();
+      if (decoder_.buffered() == before) {
+        // Every whole frame before the peer's close has been handed out: now the close.
+        if (!peer_closed_.ok()) return Fail(peer_closed_);
+        return std::optional<wire::Frame>();
+      }
       continue;
     }
     wire::Frame frame = std::get<wire::Frame>(std::move(*step));
@@ -244,7 +255,8 @@ Status Connection::Send(uint64_t epoch, uint64_t seq, const wire::Message& messa
     wire::EncodeExtentHead(epoch, seq, extent->file_size, extent->offset,
                            static_cast<uint32_t>(data.size()), scratch_);
     const size_t first = std::min(data.size(), wire::kTlsRecordPlainMax - scratch_.size());
-    scratch_.insert(scratch_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(first));
+    scratch_.insert(scratch_.end(), data.begin(),
+                    data.begin() + static_cast<std::ptrdiff_t>(first));
     s = tls_->Write(scratch_);
     if (s.ok()) s = tls_->Write(data.subspan(first));
   } else if (tls_) {

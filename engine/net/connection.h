@@ -118,6 +118,11 @@ class Connection {
   // EXTENT's head and first record only).
   std::vector<std::byte> scratch_;
   Status failed_;
+  // TLS mode: the peer's close_notify, read after records whose frames may still sit in
+  // the decoder. Next hands those out first and reports the close after them: the last
+  // frames before a close (a DEMOTED, an ERROR saying why) often arrive in one read with
+  // it when the reader is slow.
+  Status peer_closed_;
   bool key_refused_ = false;
 };
 

@@ -76,6 +76,39 @@ TEST_F(ConnectionTest, HandshakeThenHelloThenFramesFlow) {
   EXPECT_FALSE(none->has_value());
 }
 
+// The last frames before a close_notify, read in one piece with it (a slow reader):
+// each is handed out, and only then the close. Before, the close failed the connection
+// while it decoded, and a DEMOTED sent just before it was lost (switchover seed 9992).
+TEST_F(ConnectionTest, FramesReadTogetherWithThePeersCloseAreHandedOutBeforeTheClose) {
+  auto client = Make(wire::TlsRole::kClient, 9, HelloFor("mu01", wire::Role::kPrimary));
+  auto server = Make(wire::TlsRole::kServer, 9, HelloFor("mu02", wire::Role::kStandby));
+  Exchange(*client, *server);
+  ASSERT_TRUE(client->Next().ok());
+  ASSERT_TRUE(server->Next().ok());
+  ASSERT_TRUE(client->open() && server->open());
+
+  ASSERT_TRUE(client->Send(5, 7, wire::Unlink{"0/jobs/old"}).ok());
+  ASSERT_TRUE(client->Send(5, 0, wire::Demoted{wire::RoleChangeReason::kSwitchover, true, 7}).ok());
+  client->Close();
+  auto out = client->outgoing();
+  std::vector<std::byte> all(out.begin(), out.end());  // frames and close_notify at once
+  client->Consume(all.size());
+  ASSERT_TRUE(server->Feed(all).ok()) << "the close is reported by Next, after the frames";
+  auto f1 = server->Next();
+  ASSERT_TRUE(f1.ok() && f1->has_value()) << f1.status().ToString();
+  EXPECT_EQ(std::get<wire::Unlink>((*f1)->message).path, "0/jobs/old");
+  auto f2 = server->Next();
+  ASSERT_TRUE(f2.ok() && f2->has_value()) << f2.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<wire::Demoted>((*f2)->message));
+  EXPECT_EQ(std::get<wire::Demoted>((*f2)->message).last_seq, 7u);
+  auto closed = server->Next();
+  ASSERT_FALSE(closed.ok());
+  EXPECT_EQ(closed.status().code(), Code::kUnavailable) << closed.status().ToString();
+  EXPECT_FALSE(server->failed().ok());
+  EXPECT_FALSE(server->Next().ok()) << "the close stays reported";
+  EXPECT_FALSE(server->Feed(all).ok()) << "nothing is taken after the close";
+}
+
 // The asynchronous send takes the whole outbox (after a partial send) into its own
 // buffer; the peer must see the same byte stream, and later frames must follow it.
 TEST_F(ConnectionTest, TakeOutgoingHandsOverTheStreamInOrderInBothModes) {

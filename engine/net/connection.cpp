@@ -179,8 +179,9 @@ Status Connection::Advance() {
     auto n = tls_->Read(space);
     if (!n.ok()) {
       decoder_.CommitAppend(0);
-      // TlsSession::Read answers Unavailable only for the peer's close (close_notify or
-      // end of stream): the frames decoded before it are still the peer's word.
+      // TlsSession::Read answers Unavailable only for the peer's close (its close_notify;
+      // the receive callback never reports an end of stream): the frames decoded before
+      // it are still the peer's word.
       if (n.status().code() == Code::kUnavailable) {
         peer_closed_ = n.status();
         return Status::Ok();

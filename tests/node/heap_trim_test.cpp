@@ -175,6 +175,7 @@ TEST(HeapTrim, GivesAFragmentedHeapsFreePagesBackToTheKernel) {
 #endif
 }
 
+#ifndef HASYNC_SANITIZED  // the one test that uses these skips under a sanitizer
 // Runs this test binary again with only `test` selected and HASYNC_FRESH_PROCESS=1: for a
 // test of the allocator that must start in a process no other test has used (arenas
 // made by earlier tests' threads stay, and a new thread may take a free one). Returns
@@ -218,6 +219,7 @@ bool InFreshProcess() {
   const char* v = std::getenv("HASYNC_FRESH_PROCESS");
   return v != nullptr && std::string(v) == "1";
 }
+#endif
 
 // A thread's freed memory after a burst: left alone, glibc gives the thread an arena of
 // its own, whose free top malloc_trim does not reach; one mapped 16 MiB block freed

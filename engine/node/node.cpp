@@ -611,8 +611,9 @@ void Node::PublishMetrics(int64_t now) {
 Status RunNode(const Config& config, const RunOptions& options) {
   if (!UseOneArena()) {
     Log(Level::kWarn, "allocator_arenas")
-        .kv("reason", "mallopt refused (an allocator other than glibc's): memory a thread freed "
-                      "may stay resident after a heap trim");
+        .kv("reason",
+            "mallopt refused (an allocator other than glibc's): memory a thread freed "
+            "may stay resident after a heap trim");
   }
   RunOptions opts = options;
   ServiceNotifier from_environment = ServiceNotifier::FromEnvironment();

@@ -84,7 +84,7 @@ class ModelEntry {
   // (Declared largest first: mode, kind and the private table indexes fill one word.)
   uint64_t size = 0;
   int64_t mtime_ns = 0;
-  Hash128 hash;  // content hash as the standby holds it (symlinks: of the target)
+  Hash128 hash;       // content hash as the standby holds it (symlinks: of the target)
   uint16_t mode = 0;  // permission bits (st_mode & 07777), or kUnknownMode; see Mode()
   NodeKind kind = NodeKind::kFile;
 

@@ -84,14 +84,22 @@ void Translator::EmitRescan(int root, std::string rel, bool is_dir, std::vector<
                             std::string_view object) {
   HASYNC_ASSERT(root >= 0);
   ++stats_.rescans;
-  out->push_back(WatchEvent{WatchKind::kRescan, static_cast<uint32_t>(root), std::move(rel), {},
-                            is_dir, is_dir ? std::string() : std::string(object)});
+  out->push_back(WatchEvent{WatchKind::kRescan,
+                            static_cast<uint32_t>(root),
+                            std::move(rel),
+                            {},
+                            is_dir,
+                            is_dir ? std::string() : std::string(object)});
 }
 
 void Translator::Emit(WatchKind kind, const Place& p, bool is_dir, std::vector<WatchEvent>* out,
                       std::string_view object) {
   HASYNC_ASSERT(p.root >= 0);
-  out->push_back(WatchEvent{kind, static_cast<uint32_t>(p.root), p.rel, {}, is_dir,
+  out->push_back(WatchEvent{kind,
+                            static_cast<uint32_t>(p.root),
+                            p.rel,
+                            {},
+                            is_dir,
                             is_dir ? std::string() : std::string(object)});
 }
 
@@ -405,8 +413,7 @@ void Translator::Process(const RawEvent& ev, std::vector<WatchEvent>* out) {
     debouncer_.Cancel(static_cast<uint32_t>(p.root), p.rel, object_key, out);
     Emit(WatchKind::kCloseWrite, p, false, out, object_key);
   } else if ((ev.mask & FAN_MODIFY) && !is_dir) {
-    if (debouncer_.Modify(static_cast<uint32_t>(p.root), p.rel, clock_->NowNs(), out,
-                          object_key)) {
+    if (debouncer_.Modify(static_cast<uint32_t>(p.root), p.rel, clock_->NowNs(), out, object_key)) {
       ++stats_.coalesced_modify;
     }
   }

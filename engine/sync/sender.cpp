@@ -482,11 +482,7 @@ Status Sender::RecheckObject(uint32_t root, const std::string& path, const std::
   if (!inode) return Status::Ok();  // ESTALE: the inode is gone with every name it had
   struct stat st {};
   if (fstat(inode.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Status::Ok();
-  Model& m = model_[root];
-  std::vector<std::string> names;
-  for (const Model::Node* node : m.NamesOf(st.st_dev, st.st_ino)) {
-    if (node->first.view() != path) names.push_back(node->first.str());
-  }
+  std::vector<std::string> names = OtherNames(root, st.st_dev, st.st_ino, path);
   if (names.empty()) return Status::Ok();
   ++stats_.event_inodes_rechecked;
   return RecheckNames(root, st.st_dev, st.st_ino, names);
@@ -514,10 +510,14 @@ Status Sender::RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
 
 std::vector<std::string> Sender::OtherNames(uint32_t root, const Entry& entry,
                                             std::string_view except) {
+  if (entry.kind != NodeKind::kFile || entry.ino() == 0) return {};
+  return OtherNames(root, model_[root].dev(entry), entry.ino(), except);
+}
+
+std::vector<std::string> Sender::OtherNames(uint32_t root, uint64_t dev, uint64_t ino,
+                                            std::string_view except) {
   std::vector<std::string> out;
-  if (entry.kind != NodeKind::kFile || entry.ino() == 0) return out;
-  Model& m = model_[root];
-  for (const Model::Node* node : m.NamesOf(m.dev(entry), entry.ino())) {
+  for (const Model::Node* node : model_[root].NamesOf(dev, ino)) {
     if (node->first.view() != except) out.push_back(node->first.str());
   }
   return out;

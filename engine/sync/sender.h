@@ -207,6 +207,9 @@ class Sender {
   std::vector<std::string> StandbyLinked(uint32_t root, const std::string& path, uint64_t link);
   // Names of the model entry's primary inode other than `except` (none if unknown).
   std::vector<std::string> OtherNames(uint32_t root, const Entry& entry, std::string_view except);
+  // Names the model holds for primary inode (dev, ino) other than `except`.
+  std::vector<std::string> OtherNames(uint32_t root, uint64_t dev, uint64_t ino,
+                                      std::string_view except);
   Status RecheckNames(uint32_t root, uint64_t dev, uint64_t ino,
                       const std::vector<std::string>& names);
   // The change being handled carries the handle of the inode its event was about

@@ -109,11 +109,7 @@ Status Sender::UpsertFileInode(uint32_t root, const FileInfo& info, int fd, Jour
     // it held may have other names that need what was written through it (a link
     // written through and removed with its directory), and no event may ever name them:
     // they are compared now, with or without an event's inode handle.
-    std::vector<std::string> others;
-    for (const Model::Node* node : m.NamesOf(info.dev, info.ino)) {
-      if (node->first.view() != info.path) others.push_back(node->first.str());
-    }
-    return RecheckNames(root, info.dev, info.ino, others);
+    return RecheckNames(root, info.dev, info.ino, OtherNames(root, info.dev, info.ino, info.path));
   }
   RETURN_IF_ERROR(parents);
 

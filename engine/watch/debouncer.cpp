@@ -54,7 +54,7 @@ bool Debouncer::Cancel(uint32_t root, std::string_view path, std::string_view ob
                        std::vector<WatchEvent>* out) {
   auto it = index_.find(Key(root, path));
   if (it == index_.end()) return false;
-  if (out != nullptr && !it->second->object.empty() && it->second->object != object) {
+  if (!it->second->object.empty() && it->second->object != object) {
     Emit(it->second, out);
     return true;
   }

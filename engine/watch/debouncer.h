@@ -39,9 +39,9 @@ class Debouncer {
               std::string_view object = {});
   // Drops the pending modify of exactly this path; returns whether there was one. If it
   // was about another inode than `object` (a close-write's), it is emitted into `out`
-  // instead (when given): that inode's write must still be looked at.
-  bool Cancel(uint32_t root, std::string_view path, std::string_view object = {},
-              std::vector<WatchEvent>* out = nullptr);
+  // instead: that inode's write must still be looked at.
+  bool Cancel(uint32_t root, std::string_view path, std::string_view object,
+              std::vector<WatchEvent>* out);
   // Emits, oldest first, the pending modifies at `path` or below it ("" = whole root).
   void FlushUnder(uint32_t root, std::string_view path, std::vector<WatchEvent>* out);
   // Emits the pending modifies whose window has ended at `now_ns`.

@@ -47,16 +47,24 @@ class ConnectionTest : public ::testing::Test {
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(c).value() : nullptr;
   }
+  // A client (mu01, primary) and a server (mu02, standby) on key 9, handshake and HELLOs
+  // done; both open when it returns without a fatal failure.
+  void OpenPair(std::unique_ptr<Connection>& client, std::unique_ptr<Connection>& server,
+                ChannelMode mode = ChannelMode::kTls) {
+    client = Make(wire::TlsRole::kClient, 9, HelloFor("mu01", wire::Role::kPrimary), mode);
+    server = Make(wire::TlsRole::kServer, 9, HelloFor("mu02", wire::Role::kStandby), mode);
+    ASSERT_TRUE(client && server);
+    Exchange(*client, *server);
+    ASSERT_TRUE(client->Next().ok());
+    ASSERT_TRUE(server->Next().ok());
+    ASSERT_TRUE(client->open() && server->open());
+  }
   std::unique_ptr<Rng> rng_;
 };
 
 TEST_F(ConnectionTest, HandshakeThenHelloThenFramesFlow) {
-  auto client = Make(wire::TlsRole::kClient, 9, HelloFor("mu01", wire::Role::kPrimary));
-  auto server = Make(wire::TlsRole::kServer, 9, HelloFor("mu02", wire::Role::kStandby));
-  Exchange(*client, *server);
-  ASSERT_TRUE(client->Next().ok());
-  ASSERT_TRUE(server->Next().ok());
-  ASSERT_TRUE(client->open() && server->open());
+  std::unique_ptr<Connection> client, server;
+  ASSERT_NO_FATAL_FAILURE(OpenPair(client, server));
   EXPECT_EQ(server->peer_hello().node_name, "mu01");
   EXPECT_EQ(client->peer_hello().role, wire::Role::kStandby);
   EXPECT_EQ(server->peer_epoch(), 5u);
@@ -80,12 +88,8 @@ TEST_F(ConnectionTest, HandshakeThenHelloThenFramesFlow) {
 // each is handed out, and only then the close. Before, the close failed the connection
 // while it decoded, and a DEMOTED sent just before it was lost (switchover seed 9992).
 TEST_F(ConnectionTest, FramesReadTogetherWithThePeersCloseAreHandedOutBeforeTheClose) {
-  auto client = Make(wire::TlsRole::kClient, 9, HelloFor("mu01", wire::Role::kPrimary));
-  auto server = Make(wire::TlsRole::kServer, 9, HelloFor("mu02", wire::Role::kStandby));
-  Exchange(*client, *server);
-  ASSERT_TRUE(client->Next().ok());
-  ASSERT_TRUE(server->Next().ok());
-  ASSERT_TRUE(client->open() && server->open());
+  std::unique_ptr<Connection> client, server;
+  ASSERT_NO_FATAL_FAILURE(OpenPair(client, server));
 
   ASSERT_TRUE(client->Send(5, 7, wire::Unlink{"0/jobs/old"}).ok());
   ASSERT_TRUE(client->Send(5, 0, wire::Demoted{wire::RoleChangeReason::kSwitchover, true, 7}).ok());

@@ -57,8 +57,8 @@ TEST(Debouncer, CancelDropsPendingModify) {
   Debouncer d(kWindow, 16);
   std::vector<WatchEvent> out;
   d.Modify(0, "f", clock.NowNs(), &out);
-  EXPECT_TRUE(d.Cancel(0, "f"));
-  EXPECT_FALSE(d.Cancel(0, "f"));
+  EXPECT_TRUE(d.Cancel(0, "f", "", &out));
+  EXPECT_FALSE(d.Cancel(0, "f", "", &out));
   clock.AdvanceNs(kWindow);
   d.FlushDue(clock.NowNs(), &out);
   EXPECT_TRUE(out.empty());

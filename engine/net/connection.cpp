@@ -211,7 +211,10 @@ Result<std::optional<wire::Frame>> Connection::Next() {
       if (!s.ok()) return s;
       if (decoder_.buffered() == before) {
         // Every whole frame before the peer's close has been handed out: now the close.
-        if (!peer_closed_.ok()) return Fail(peer_closed_);
+        if (!peer_closed_.ok()) {
+          closed_by_peer_ = true;  // failed_ is OK here (checked on entry): this is it
+          return Fail(peer_closed_);
+        }
         return std::optional<wire::Frame>();
       }
       continue;

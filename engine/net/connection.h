@@ -76,6 +76,9 @@ class Connection {
   const wire::Hello& peer_hello() const { return *peer_hello_; }
   uint64_t peer_epoch() const { return peer_epoch_; }
   const Status& failed() const { return failed_; }
+  // TLS mode: failed() is the peer's close_notify (an orderly end), reported by Next
+  // after every frame decoded before it; not a refused frame or a TLS error.
+  bool closed_by_peer() const { return closed_by_peer_; }
   // The connection failed because the peer proved a different sync key (TLS: the PSK
   // binder or Finished MAC did not verify; plain: the RESPONSE MAC did not), as opposed
   // to any other protocol error. Lets the standby tell "the primary is alive but keyed
@@ -123,6 +126,7 @@ class Connection {
   // frames before a close (a DEMOTED, an ERROR saying why) often arrive in one read with
   // it when the reader is slow.
   Status peer_closed_;
+  bool closed_by_peer_ = false;  // failed_ is peer_closed_
   bool key_refused_ = false;
 };
 

@@ -410,6 +410,8 @@ void DataStreamIn::Run() {
     for (;;) {
       auto next = conn_->Next();
       if (!next.ok()) {
+        // The peer's close_notify is reported after every frame decoded before it.
+        if (conn_->closed_by_peer()) closed_by_peer_.store(true, std::memory_order_release);
         SetFailed(next.status());
         return;
       }
@@ -418,6 +420,7 @@ void DataStreamIn::Run() {
     }
     ssize_t n = recv(fd_.get(), rx.data(), rx.size(), 0);
     if (n == 0) {
+      closed_by_peer_.store(true, std::memory_order_release);
       SetFailed(Unavailable("primary closed the data stream"));
       return;
     }

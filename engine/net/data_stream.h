@@ -208,6 +208,11 @@ class DataStreamIn : public DataStreamThread {
   bool unused() const {
     return frames_taken_.load(std::memory_order_acquire) == 0 && bytes_received() == 0;
   }
+  // The stream ended because the primary closed it (end of stream, or TLS close_notify)
+  // rather than on a refused frame or a socket error: every frame it sent before the
+  // close is in the queue, and the primary's control stream may still hold frames sent
+  // before it (a DEMOTED). Meaningful once failed() is not OK.
+  bool closed_by_peer() const { return closed_by_peer_.load(std::memory_order_acquire); }
 
  private:
   void Run();
@@ -222,6 +227,7 @@ class DataStreamIn : public DataStreamThread {
   const int notify_fd_;
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<uint64_t> frames_taken_{0};
+  std::atomic<bool> closed_by_peer_{false};
 };
 
 }  // namespace hasync::engine

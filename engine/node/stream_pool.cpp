@@ -328,11 +328,18 @@ void StreamPool::Pump() {
       ds->Stop();
       return true;
     });
+    Status ended;  // why a stream the primary closed ended
     for (auto& ds : data_in_) {
-      if (Status f = ds->failed(); !f.ok()) {
-        link_.Drop(control, f);  // content is lost with it: the session resyncs
+      Status failure = ds->failed();
+      if (!failure.ok() && !ds->closed_by_peer()) {
+        // A refused frame or a socket error: content is lost with it, the session resyncs.
+        link_.Drop(control, failure);
         return;
       }
+      // A stream the primary closed still holds what it sent before the close, and the
+      // control stream may still hold frames sent before that (the DEMOTED of a
+      // switchover, the primary's last COMMIT): both are read to their end, and the
+      // control stream's own end closes the session.
       for (int i = 0; i < 4096; ++i) {
         DataFrame* f = ds->Front();
         if (f == nullptr) break;
@@ -349,9 +356,19 @@ void StreamPool::Pump() {
         ds->PopFront();
         progressed = true;
       }
+      if (!failure.ok() && ended.ok()) ended = failure;  // drained, or its head waits
     }
     if (progressed) control->last_rx_ns = NowNs();
-    if (!control->recv_held || receiver_->waiting_for_data()) return;
+    if (!control->recv_held) return;
+    if (receiver_->waiting_for_data()) {
+      if (progressed) continue;  // what came meanwhile, or that nothing more can come
+      if (!ended.ok()) {
+        // The control stream waits for content, and nothing moved: a stream the primary
+        // closed brings no more, and the primary closes all of them together.
+        link_.Drop(control, ended);
+      }
+      return;
+    }
     owner_.ResumeControl();
   }
 }

@@ -32,18 +32,29 @@
 #                                        tree and the `cp -a` copies on an ext4 of their
 #                                        own, a loop-mounted image, as on a second host;
 #                                        shared, the default: the same filesystem)
+#                                       [--primary-fs shared|loop] (loop: the primary's
+#                                        tree, where the burst's writer creates its files,
+#                                        on a fresh ext4 image of its own as well)
 #
 # Why --standby-fs loop: the primary's fanotify mark covers its whole filesystem, so with
 # both nodes on one filesystem every temp file, write and rename of the standby is also
 # an event the primary reads and discards, and the standby's writes pay for generating
 # it. Two hosts never see that; a filesystem of the standby's own takes it out.
 #
+# Why --primary-fs loop: the burst's writer creates its files in the primary's tree,
+# `cp -a` in the copies' tree. On an ext4 without a journal (this VM's /var/tmp) a new
+# inode is not given a number freed in the last few seconds, and ext4 scans past such
+# numbers one by one (`recently_deleted`, found with `perf record` of the writer: 90 % of
+# its samples); right after earlier runs were removed the writer then made only ~2,000
+# files/s against ~30,000, and the burst measured that. Fresh images for both sides
+# give the writer and `cp -a` the same kind of filesystem.
+#
 # Each lag row also gives the CPU both nodes spent (utime + stime from /proc) over the
 # writer's run, in µs per change written: the cost of one change on each side.
 set -euo pipefail
 
 QUICK=0 PERF=0 N=10000 REPS=3 RATES="1000 2000 5000 10000" LAG_S=5 GROUP_COMMIT=fsync MODES="1"
-LAG_TOOL=c++ BIN_ARG="" STANDBY_FS=shared
+LAG_TOOL=c++ BIN_ARG="" STANDBY_FS=shared PRIMARY_FS=shared
 ARGS_STR="$*"
 while (($#)); do
   case $1 in
@@ -58,13 +69,16 @@ while (($#)); do
     --lag-tool) LAG_TOOL=$2; shift ;;
     --bin) BIN_ARG=$2; shift ;;
     --standby-fs) STANDBY_FS=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf] [--modes \"1 0\"] [--lag-tool c++|python] [--bin PATH] [--standby-fs shared|loop]" >&2; exit 2 ;;
+    --primary-fs) PRIMARY_FS=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--files N] [--reps R] [--rates \"1000 5000\"] [--lag-seconds S] [--group-commit fsync|syncfs] [--perf] [--modes \"1 0\"] [--lag-tool c++|python] [--bin PATH] [--standby-fs shared|loop] [--primary-fs shared|loop]" >&2; exit 2 ;;
   esac
   shift
 done
 if ((QUICK)); then N=1000 REPS=1 RATES="1000" LAG_S=1; fi
 [[ $STANDBY_FS == shared || $STANDBY_FS == loop ]] ||
   { echo "apply_pipeline.sh: --standby-fs is shared or loop" >&2; exit 2; }
+[[ $PRIMARY_FS == shared || $PRIMARY_FS == loop ]] ||
+  { echo "apply_pipeline.sh: --primary-fs is shared or loop" >&2; exit 2; }
 if [[ $(id -u) -ne 0 ]]; then
   echo "apply_pipeline.sh: run as root (hasync uses fanotify)" >&2
   exit 1
@@ -102,7 +116,7 @@ mkdir -p "$RAW" "$RESULTS"
 # Fresh block groups for every tree (see replication.sh: ext4's recently_deleted()).
 topdir() { mkdir -p "$@"; chattr +T "$@" 2>/dev/null || log "chattr +T failed on $*"; }
 topdir "$WORK"
-PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID="" LOOP_MNT="" LOOP_DEV="" LOOP_DIO=""
+PIDS=() PRIMARY_PID="" STANDBY_PID="" PERF_PID="" LOOP_MNTS=() LOOP_DEVS=() LOOP_DIO=""
 stop_pid() {
   local pid=$1
   [[ -n $pid ]] || return 0
@@ -119,10 +133,10 @@ cleanup() {
     log "failed (exit $rc); node logs:"
     tail -n 15 "$WORK/primary.log" "${SIDE:-$WORK}/standby.log" >&2 2>/dev/null || true
   fi
-  if [[ -n $LOOP_MNT ]]; then
-    umount "$LOOP_MNT" 2>/dev/null || umount -l "$LOOP_MNT" || log "cannot unmount $LOOP_MNT"
-  fi
-  [[ -z $LOOP_DEV ]] || losetup -d "$LOOP_DEV" 2>/dev/null || true
+  for mnt in "${LOOP_MNTS[@]}"; do
+    umount "$mnt" 2>/dev/null || umount -l "$mnt" || log "cannot unmount $mnt"
+  done
+  for dev in "${LOOP_DEVS[@]}"; do losetup -d "$dev" 2>/dev/null || true; done
   rm -rf --one-file-system "$WORK" # never into a mount that would not come off
 }
 trap cleanup EXIT
@@ -149,34 +163,40 @@ wait_standby_dirs() { wait_until 60 count_dirs "$1" "$2" || { log "standby lacks
 freeport() { "${H[@]}" freeport | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])'; }
 # The standby's side: $WORK/standby and the copies of the baseline ($WORK/runs) live on
 # $SIDE, the same filesystem as the primary's or an ext4 image of their own.
-SIDE=$WORK
-if [[ $STANDBY_FS == loop ]]; then
-  command -v mkfs.ext4 >/dev/null || { echo "apply_pipeline.sh: --standby-fs loop needs mkfs.ext4" >&2; exit 1; }
+# own_fs NAME MOUNTPOINT: a fresh ext4 in a loop-mounted image $WORK/NAME.img.
+own_fs() {
+  local dev
+  command -v mkfs.ext4 >/dev/null || { echo "apply_pipeline.sh: a loop filesystem needs mkfs.ext4" >&2; exit 1; }
   # Sparse, far larger than the runs write. The inode tables and the journal are written
   # now, so no ext4lazyinit thread writes during the measurements. Direct I/O: the
   # loop device's writes to its image go around the host's page cache instead of
-  # caching every block twice. (Its writes raise no event on the primary's filesystem,
-  # where the image is, either way: inotifywait on the image saw none.)
-  truncate -s 8G "$WORK/standby.img"
-  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/standby.img"
-  dev=$(losetup -f --show --direct-io=on "$WORK/standby.img") ||
-    { echo "apply_pipeline.sh: cannot attach a loop device to the image" >&2; exit 1; }
-  LOOP_DEV=$dev # from here on cleanup detaches it
-  SIDE=$WORK/side
-  mkdir -p "$SIDE"
-  mount "$dev" "$SIDE" || { echo "apply_pipeline.sh: cannot mount $dev" >&2; exit 1; }
-  LOOP_MNT=$SIDE
+  # caching every block twice. (Its writes raise no event on the filesystem where the
+  # image is, either way: inotifywait on the image saw none.)
+  truncate -s 8G "$WORK/$1.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/$1.img"
+  dev=$(losetup -f --show --direct-io=on "$WORK/$1.img") ||
+    { echo "apply_pipeline.sh: cannot attach a loop device to $1.img" >&2; exit 1; }
+  LOOP_DEVS+=("$dev") # from here on cleanup detaches it
+  mkdir -p "$2"
+  mount "$dev" "$2" || { echo "apply_pipeline.sh: cannot mount $dev" >&2; exit 1; }
+  LOOP_MNTS+=("$2")
   LOOP_DIO=$(cat "/sys/block/${dev#/dev/}/loop/dio" 2>/dev/null || echo unknown)
-  log "standby side on its own ext4: $dev (direct I/O: $LOOP_DIO) at $SIDE"
-fi
+  log "$1 side on its own ext4: $dev (direct I/O: $LOOP_DIO) at $2"
+}
+# The standby's side: $WORK/standby and the copies of the baseline ($WORK/runs) live on
+# $SIDE, the same filesystem as the primary's or an ext4 image of their own; the
+# primary's tree lives on $PSIDE, the work dir's filesystem or an image of its own.
+SIDE=$WORK PSIDE=$WORK
+if [[ $STANDBY_FS == loop ]]; then SIDE=$WORK/side; own_fs standby "$SIDE"; fi
+if [[ $PRIMARY_FS == loop ]]; then PSIDE=$WORK/pside; own_fs primary "$PSIDE"; fi
 
 PORT_P=$(freeport) PORT_S=$(freeport)
 [[ $PORT_P != "$PORT_S" ]] || PORT_S=$((PORT_P + 1))
-topdir "$WORK/primary" "$WORK/primary/spool" "$SIDE/standby" "$SIDE/standby/spool" "$SIDE/runs"
-mkdir -p "$WORK/primary/state" "$SIDE/standby/state"
+topdir "$PSIDE/primary" "$PSIDE/primary/spool" "$SIDE/standby" "$SIDE/standby/spool" "$SIDE/runs"
+mkdir -p "$PSIDE/primary/state" "$SIDE/standby/state"
 "$BIN" keygen "$WORK/sync.key" >/dev/null
 for n in primary standby; do
-  if [[ $n == primary ]]; then peer=standby port=$PORT_P peerport=$PORT_S dir=$WORK/primary
+  if [[ $n == primary ]]; then peer=standby port=$PORT_P peerport=$PORT_S dir=$PSIDE/primary
   else peer=primary port=$PORT_S peerport=$PORT_P dir=$SIDE/standby; fi
   cat >"$WORK/$n.toml" <<CONF
 [node]
@@ -212,7 +232,7 @@ start_pair() {  # mode (HASYNC_COMMIT_PIPELINE of the standby)
   wait_until 120 resynced || { log "pair did not finish its resync within 120 s"; exit 1; }
 }
 stop_pair() { stop_pid "$PRIMARY_PID"; stop_pid "$STANDBY_PID"; PRIMARY_PID="" STANDBY_PID=""; }
-SP=$WORK/primary/spool SS=$SIDE/standby/spool
+SP=$PSIDE/primary/spool SS=$SIDE/standby/spool
 
 perf_start() {
   ((PERF)) && command -v perf >/dev/null || return 0
@@ -235,11 +255,11 @@ sync -f "$WORK"
 # ------------------------------------------------------------------ 1. burst
 for ((r = 1; r <= REPS; r++)); do
   log "burst rep $r: cp -a + sync -f"
-  sync -f "$WORK"; sync -f "$SIDE"
+  sync -f "$WORK"; sync -f "$PSIDE"; sync -f "$SIDE"
   t0=$(now); cp -a "$WORK/src" "$SIDE/runs/cp$r"; sync -f "$SIDE/runs/cp$r"; t1=$(now)
   echo "{\"seconds\": $(elapsed "$t0" "$t1")}" >"$RAW/cp_$r.json"
   for mode in $MODES; do
-    sync -f "$WORK"; sync -f "$SIDE"
+    sync -f "$WORK"; sync -f "$PSIDE"; sync -f "$SIDE"
     start_pair "$mode"
     b=b${r}m$mode
     log "burst rep $r: hasync live, HASYNC_COMMIT_PIPELINE=$mode"
@@ -249,9 +269,15 @@ for ((r = 1; r <= REPS; r++)); do
     wpid=$!; PIDS+=("$wpid")
     wait_until 20 exists "$WORK/$b.ready"
     ((r == 1)) && perf_start "burst_pipeline_$mode"
+    p0=$(cpu_ticks "$PRIMARY_PID")
+    s0=$(cpu_ticks "$STANDBY_PID")
     "${H[@]}" mkfiles "$SP/$b" "$N" 1 >"$RAW/burst_writer_${r}_$mode.json"
     wait "$wpid"
+    p1=$(cpu_ticks "$PRIMARY_PID")
+    s1=$(cpu_ticks "$STANDBY_PID")
     ((r == 1)) && perf_stop
+    echo "{\"primary_ticks\": $((p1 - p0)), \"standby_ticks\": $((s1 - s0)), \"clk_tck\": $CLK_TCK}" \
+      >"$RAW/burst_cpu_${r}_$mode.json"
     "${H[@]}" compare "$SP/$b" "$SS/$b" >"$RAW/burst_compare_${r}_$mode.json"
     stop_pair
   done
@@ -293,7 +319,7 @@ done
 echo "{\"command\": \"scripts/perf/apply_pipeline.sh${ARGS_STR:+ $ARGS_STR}\", \"files\": $N, \"reps\": $REPS," \
   "\"rates\": \"$RATES\", \"modes\": \"$MODES\", \"lag_seconds\": $LAG_S, \"group_commit\": \"$GROUP_COMMIT\", \"lag_tool\": \"$LAG_TOOL\"," \
   "\"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"date\": \"$(date -u +%Y-%m-%dT%H:%MZ)\"," \
-  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"standby_fs\": \"$STANDBY_FS${LOOP_DIO:+ (ext4 image, direct I/O $LOOP_DIO)}\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
+  "\"fs\": \"$(findmnt -n -o FSTYPE -T "$WORK")\", \"standby_fs\": \"$STANDBY_FS\", \"primary_fs\": \"$PRIMARY_FS\", \"loop_dio\": \"$LOOP_DIO\", \"commit\": \"$(git -C "$REPO" rev-parse --short HEAD)\", \"bin\": \"$BIN\"}" \
   >"$RAW/meta.json"
 python3 - "$RAW" "$RESULTS/apply_pipeline.json" <<'PY'
 import json, os, statistics, sys
@@ -304,22 +330,27 @@ n, reps, modes = meta["files"], meta["reps"], meta["modes"].split()
 name = {"1": "pipelined commit", "0": "commit on the loop"}
 cp = [n / ld(f"cp_{r}.json")["seconds"] for r in range(1, reps + 1)]
 res = {"meta": meta, "cp_sync_files_per_s": cp, "burst": {}, "lag": {}}
-print(f"Run of {meta['date']}, commit {meta['commit']}, binary {meta['bin']}, `{meta['command']}`, fs {meta['fs']}, standby's fs {meta.get('standby_fs', 'shared')}, "
+print(f"Run of {meta['date']}, commit {meta['commit']}, binary {meta['bin']}, `{meta['command']}`, fs {meta['fs']}, standby's fs {meta.get('standby_fs', 'shared')}, primary's fs {meta.get('primary_fs', 'shared')}{' (ext4 images, direct I/O ' + meta['loop_dio'] + ')' if meta.get('loop_dio') else ''}, "
       f"group_commit {meta['group_commit']}, load average at the end {meta['loadavg']}.\n")
-print(f"| burst of {n} files | files/s per rep | median | ÷ cp -a + sync -f (same rep), median | identical |")
-print("| --- | --- | ---: | ---: | --- |")
-print(f"| `cp -a` + `sync -f` | {', '.join(f'{c:,.0f}' for c in cp)} | {statistics.median(cp):,.0f} | 1.00 | |")
+print(f"| burst of {n} files | files/s per rep | median | ÷ cp -a + sync -f (same rep), median | identical | CPU µs/file primary, standby (per rep) | writer's own files/s |")
+print("| --- | --- | ---: | ---: | --- | --- | --- |")
+print(f"| `cp -a` + `sync -f` | {', '.join(f'{c:,.0f}' for c in cp)} | {statistics.median(cp):,.0f} | 1.00 | | | |")
 for m in modes:
-    live, ok = [], True
+    live, ok, cpus, writer = [], True, [], []
     for r in range(1, reps + 1):
         w, wr = ld(f"burst_watch_{r}_{m}.json"), ld(f"burst_writer_{r}_{m}.json")
         live.append(n / (w["t_done"] - wr["t_start"]) if w.get("t_done") else 0.0)
+        writer.append(wr["files_per_s"])
         ok = ok and ld(f"burst_compare_{r}_{m}.json")["equal"]
+        c = ld(f"burst_cpu_{r}_{m}.json")
+        cpus.append(tuple(c[f"{side}_ticks"] / c["clk_tck"] * 1e6 / n for side in ("primary", "standby")))
     ratios = [l / c for l, c in zip(live, cp)]
-    res["burst"][m] = {"live_files_per_s": live, "ratios": ratios, "identical": ok}
+    res["burst"][m] = {"live_files_per_s": live, "ratios": ratios, "identical": ok,
+                       "cpu_us_per_file": cpus, "writer_files_per_s": writer}
     print(f"| hasync live, {name.get(m, m)} (first write → all durable on the standby) | "
           f"{', '.join(f'{l:,.0f}' for l in live)} | {statistics.median(live):,.0f} | "
-          f"**{statistics.median(ratios):.2f}** ({', '.join(f'{x:.2f}' for x in ratios)}) | {'yes' if ok else '**no**'} |")
+          f"**{statistics.median(ratios):.2f}** ({', '.join(f'{x:.2f}' for x in ratios)}) | {'yes' if ok else '**no**'} | "
+          f"{'; '.join(f'{p:.0f}, {s:.0f}' for p, s in cpus)} | {', '.join(f'{x:,.0f}' for x in writer)} |")
 print()
 print("| standby | rate /s | achieved /s | seen | p50 ms | p99 ms | max ms | p50 first fifth | p50 last fifth | CPU µs/change primary, standby |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -85,8 +85,10 @@ Result<FileInfo> StatAt(const ParentDir& parent, std::string_view path);
 // OpenReadBeneath of `path`, given its parent open as OpenParentBeneath returns it.
 Result<UniqueFd> OpenReadAt(const ParentDir& parent, std::string_view path);
 
-// Opens `path` (relative; "" = the root) below root_fd one component at a time with
-// O_NOFOLLOW, as a directory / for reading. A symlink anywhere fails with a reason.
+// Opens `path` (relative; "" = the root) below root_fd as a directory / for reading,
+// never through a symbolic link: in one openat2 (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+// where the kernel has it, else one component at a time with O_NOFOLLOW. A symlink
+// anywhere fails with a reason; a component that is not a directory is NotFound.
 Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path);
 Result<UniqueFd> OpenReadBeneath(int root_fd, std::string_view path);
 

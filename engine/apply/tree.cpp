@@ -411,6 +411,7 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
     StagedFile file;  // no temp: written in place at commit, under an undo record
     file.path = std::string(path);
     file.dir = *dir_index;
+    file.beside = !stage_in_root;
     file.in_order = false;
     file.inplace = std::move(patch);
     files_.push_back(std::move(file));
@@ -423,6 +424,7 @@ Result<Batch::FileId> Batch::BeginFile(std::string_view path, ContentBase base,
   StagedFile file;
   file.path = std::string(path);
   file.dir = *dir_index;
+  file.beside = !stage_in_root;
   file.temp_name = std::move(temp->name);
   file.fd = std::move(temp->fd);
   file.publish = publish;
@@ -759,6 +761,14 @@ Status Batch::Touched::Add(int fd, std::string_view what) {
   return Status::Ok();
 }
 
+Status Batch::Touched::AddStaging(size_t index, int fd, std::string_view what) {
+  if (index < staging_added_.size() && staging_added_[index]) return Status::Ok();
+  RETURN_IF_ERROR(Add(fd, what));
+  if (index >= staging_added_.size()) staging_added_.resize(index + 1, false);
+  staging_added_[index] = true;
+  return Status::Ok();
+}
+
 namespace {
 
 std::string DirOf(std::string_view path) {
@@ -1058,20 +1068,31 @@ Status Batch::Apply(const OpPublish& op, Touched& touched) {
     ++tree_->stats_.files_published;
     return Status::Ok();
   }
-  ASSIGN_OR_RETURN(Parent parent, OpenParent(tree_->root_.get(), file.path));
   int staging = staging_dirs_[file.dir].get();
+  // Beside its destination, the temp's directory is the destination's parent: every
+  // operation of the batch before this one is applied, and none of them created, moved
+  // or removed that directory or an ancestor (Stage checked), so the path still names
+  // the directory resolved at staging. Otherwise (staged in the root) the parent is
+  // resolved now, after them.
+  Parent parent;
+  if (file.beside) {
+    parent.name = std::string(SplitPath(file.path).name);
+  } else {
+    ASSIGN_OR_RETURN(parent, OpenParent(tree_->root_.get(), file.path));
+  }
+  const int parent_fd = file.beside ? staging : parent.fd.get();
   unsigned flags = file.publish == PublishMode::kNoReplace ? RENAME_NOREPLACE : 0;
-  if (::renameat2(staging, file.temp_name.c_str(), parent.fd.get(), parent.name.c_str(), flags) !=
-      0) {
+  if (::renameat2(staging, file.temp_name.c_str(), parent_fd, parent.name.c_str(), flags) != 0) {
     return ErrnoStatus(errno,
                        fmt::format("publish {} (rename from {})", file.path, file.temp_name));
   }
   file.published = true;
   file.fd.reset();  // durable already; free the descriptor
   ++tree_->stats_.files_published;
-  RETURN_IF_ERROR(touched.Add(parent.fd.get(), DirOf(file.path)));
+  if (!file.beside) RETURN_IF_ERROR(touched.Add(parent_fd, DirOf(file.path)));
   // A temp staged in the root leaves an entry there too.
-  return touched.Add(staging, "staging directory");
+  const std::string what = file.beside ? DirOf(file.path) : std::string("staging directory");
+  return touched.AddStaging(file.dir, staging, what);
 }
 
 }  // namespace hasync::engine::apply

@@ -291,6 +291,10 @@ class Batch {
   struct StagedFile {
     std::string path;
     size_t dir = 0;  // index into staging_dirs_
+    // Staged in its destination's own directory (no earlier operation of the batch
+    // created, moved or removed it or an ancestor): at publish that staging fd is the
+    // destination's parent, with no second lookup.
+    bool beside = false;
     std::string temp_name;
     UniqueFd fd;
     uint64_t written_end = 0;
@@ -364,11 +368,14 @@ class Batch {
   class Touched {
    public:
     Status Add(int fd, std::string_view what);
+    // Add for staging directory `index` of the batch, looked at once per commit.
+    Status AddStaging(size_t index, int fd, std::string_view what);
     const std::vector<int>& fds() const { return raw_; }
     const std::string& name(size_t i) const { return names_[i]; }
 
    private:
     std::map<InodeKey, size_t> index_;
+    std::vector<bool> staging_added_;
     std::vector<UniqueFd> owned_;
     std::vector<int> raw_;
     std::vector<std::string> names_;

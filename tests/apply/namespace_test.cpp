@@ -252,6 +252,35 @@ TEST_F(NamespaceTest, RenameDirectoryThenWriteIntoTheNewNameInOneBatch) {
   EXPECT_FALSE(Exists(R("old")));
 }
 
+// A temp staged beside its destination is published through the directory fd resolved
+// at staging, with no second lookup (Batch::Apply(OpPublish)): operations later in the
+// batch that move or replace that directory, or an ancestor, must still find the files
+// where the primary's order put them.
+TEST_F(NamespaceTest, FilesWrittenBeforeTheirDirectoryMovesInOneBatchFollowIt) {
+  ASSERT_EQ(::mkdir(R("old").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(R("a").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(R("a/b").c_str(), 0755), 0);
+  Batch batch(tree());
+  ASSERT_TRUE(StageWhole(batch, "old/x", "x").ok());
+  ASSERT_TRUE(StageWhole(batch, "old/w", "w").ok());
+  ASSERT_TRUE(StageWhole(batch, "a/b/f", "f").ok());
+  ASSERT_TRUE(batch.Rename("old", "new").ok());
+  ASSERT_TRUE(batch.Mkdir("old", {}).ok());
+  ASSERT_TRUE(StageWhole(batch, "old/z", "z").ok());
+  ASSERT_TRUE(batch.Rename("a", "c").ok());
+  ASSERT_TRUE(StageWhole(batch, "c/b/g", "g").ok());
+  Status s = batch.Commit();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ReadFile(R("new/x")), "x");
+  EXPECT_EQ(ReadFile(R("new/w")), "w");
+  EXPECT_EQ(ReadFile(R("old/z")), "z");
+  EXPECT_FALSE(Exists(R("old/x")));
+  EXPECT_EQ(ReadFile(R("c/b/f")), "f");
+  EXPECT_EQ(ReadFile(R("c/b/g")), "g");
+  EXPECT_FALSE(Exists(R("a")));
+  EXPECT_TRUE(TempNamesUnder(root_).empty());
+}
+
 // Slurm's save pattern (DESIGN §1): write X.new, unlink X.old, link X X.old, unlink X,
 // link X.new X, unlink X.new — hard links, not rename — applied as one batch.
 TEST_F(NamespaceTest, SlurmSaveSequenceAppliedAsOneBatch) {

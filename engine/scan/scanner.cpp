@@ -97,9 +97,13 @@ std::optional<Result<UniqueFd>> OpenDirAt2(int root_fd, std::string_view path) {
     g_no_openat2.store(true, std::memory_order_relaxed);
     return std::nullopt;
   }
-  // As the walk below says it: a component that is a file now (a directory replaced by
-  // a file on a live spool) means the path does not exist.
-  if (err == ENOTDIR) return Result<UniqueFd>(NotADirectory(path));
+  // A seccomp filter may answer EPERM for a syscall it does not know: the walk decides.
+  if (err == EPERM) return std::nullopt;
+  // As the walk below says it: a component that is a file or a symbolic link now (a
+  // directory replaced on a live spool) means the directory does not exist. The walk
+  // sees ENOTDIR for both (O_DIRECTORY is checked before O_NOFOLLOW); openat2 says ELOOP
+  // for a link before the last component.
+  if (err == ENOTDIR || err == ELOOP) return Result<UniqueFd>(NotADirectory(path));
   return Result<UniqueFd>(ErrnoStatus(err, "open directory " + p));
 }
 

@@ -87,8 +87,9 @@ Result<UniqueFd> OpenReadAt(const ParentDir& parent, std::string_view path);
 
 // Opens `path` (relative; "" = the root) below root_fd as a directory / for reading,
 // never through a symbolic link: in one openat2 (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
-// where the kernel has it, else one component at a time with O_NOFOLLOW. A symlink
-// anywhere fails with a reason; a component that is not a directory is NotFound.
+// where the kernel has it, else one component at a time with O_NOFOLLOW. A component
+// that is not a directory, a symbolic link included, is NotFound: the directory the
+// caller asked for does not exist.
 Result<UniqueFd> OpenDirBeneath(int root_fd, std::string_view path);
 Result<UniqueFd> OpenReadBeneath(int root_fd, std::string_view path);
 

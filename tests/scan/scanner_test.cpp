@@ -160,6 +160,15 @@ TEST_F(ScannerTest, OneWalkToTheParentServesAStatAndAnOpenOfTheName) {
   EXPECT_EQ(OpenParentBeneath(root_fd_.get(), "nope/f").status().code(), Code::kNotFound);
   EXPECT_EQ(OpenParentBeneath(root_fd_.get(), "top/f").status().code(), Code::kNotFound);
   EXPECT_FALSE(OpenParentBeneath(root_fd_.get(), "a/link/f").ok());
+  // A symbolic link as the last component or before it is a directory that does not
+  // exist (NotFound, which callers take as "gone"), never followed: the one-openat2
+  // path and the walk give the same answer.
+  fs::create_directories(dir_ / "a" / "b" / "c");
+  EXPECT_EQ(OpenParentBeneath(root_fd_.get(), "a/link/f").status().code(), Code::kNotFound);
+  EXPECT_EQ(OpenParentBeneath(root_fd_.get(), "a/link/c/f").status().code(), Code::kNotFound);
+  EXPECT_EQ(OpenDirBeneath(root_fd_.get(), "a/link/c").status().code(), Code::kNotFound);
+  EXPECT_EQ(StatPath(root_fd_.get(), "a/link/c/x").status().code(), Code::kNotFound);
+  EXPECT_TRUE(OpenDirBeneath(root_fd_.get(), "a/b/c").ok());
   auto missing = OpenParentBeneath(root_fd_.get(), "a/b/gone");
   ASSERT_TRUE(missing.ok()) << "the parent exists";
   EXPECT_EQ(StatAt(*missing, "a/b/gone").status().code(), Code::kNotFound);

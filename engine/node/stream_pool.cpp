@@ -328,9 +328,11 @@ void StreamPool::Pump() {
       ds->Stop();
       return true;
     });
-    Status ended;  // why a stream the primary closed ended
+    Status ended;           // why a stream the primary closed ended
+    bool all_ended = true;  // and every stream has: no more content can come
     for (auto& ds : data_in_) {
       Status failure = ds->failed();
+      if (failure.ok()) all_ended = false;
       if (!failure.ok() && !ds->closed_by_peer()) {
         // A refused frame or a socket error: content is lost with it, the session resyncs.
         link_.Drop(control, failure);
@@ -362,9 +364,10 @@ void StreamPool::Pump() {
     if (!control->recv_held) return;
     if (receiver_->waiting_for_data()) {
       if (progressed) continue;  // what came meanwhile, or that nothing more can come
-      if (!ended.ok()) {
-        // The control stream waits for content, and nothing moved: a stream the primary
-        // closed brings no more, and the primary closes all of them together.
+      if (all_ended && !ended.ok()) {
+        // The control stream waits for content, nothing moved, and every stream has
+        // been closed: none can bring it. While one is open its thread wakes the loop
+        // with what it reads (or with its end); DropIfSilent bounds that wait.
         link_.Drop(control, ended);
       }
       return;

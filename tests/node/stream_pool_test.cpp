@@ -57,11 +57,16 @@ class Owner : public PeerLink::Owner, public StreamPool::Owner {
   Status Refuse(const std::shared_ptr<Peer>&, wire::ErrorCode, const std::string& why) override {
     return Unavailable(why);
   }
-  void ResumeControl() override { ++resumed; }
+  // As the node's does: the control stream is read on.
+  void ResumeControl() override {
+    ++resumed;
+    if (control) control->recv_held = false;
+  }
   void Fail(Status why) override { ADD_FAILURE() << "the node would stop: " << why.ToString(); }
 
   std::vector<std::string> drops;
   int resumed = 0;
+  std::shared_ptr<Peer> control;
 };
 
 class NullSink : public MessageSink {
@@ -176,6 +181,7 @@ class StandbyPool : public ::testing::TestWithParam<ChannelMode> {
     link_ = std::make_unique<PeerLink>(*loop_, owner_, PeerLink::Options{}, UniqueFd());
     control_ = Open(GetParam(), 0, *primary_rng_, *standby_rng_);
     ASSERT_TRUE(control_.standby);
+    owner_.control = control_.standby;
     pool_ = std::make_unique<StreamPool>(cfg_, *loop_, *link_, control_.standby, owner_);
     ASSERT_TRUE(pool_->AcceptStreams(*receiver_).ok());
     data_ = Open(GetParam(), 1, *primary_rng_, *standby_rng_);
@@ -266,6 +272,33 @@ TEST_P(StandbyPool, AHeldControlStreamWhoseContentCannotComeAnyMoreEndsTheSessio
   ASSERT_EQ(owner_.drops.size(), 1u) << "a held control stream would wait for ever";
   EXPECT_NE(owner_.drops[0].find("data stream 1"), std::string::npos) << owner_.drops[0];
   EXPECT_TRUE(control_.standby->dead);
+}
+
+TEST_P(StandbyPool, AHeldControlStreamWaitsForAnOpenStreamWhenAnotherClosed) {
+  // A striped file: its ranges on two streams. The first has ended (the primary is
+  // closing), the second still brings the range the waiting FILE_END needs.
+  Wire second = Open(GetParam(), 2, *primary_rng_, *standby_rng_);
+  ASSERT_TRUE(second.standby);
+  ASSERT_TRUE(pool_->Adopt(second.standby, std::nullopt).ok());
+  const std::string content(8192, 'w');
+  Begin(content);
+  ASSERT_TRUE(data_.primary->Send(kEpoch, 1, ExtentOf(content, 0, 4096)).ok());
+  data_.Flush();
+  End(content);
+  control_.standby->recv_held = true;
+  CloseDataStream();
+  LetTheStreamThreadEnd();
+
+  pool_->Pump();
+  EXPECT_TRUE(owner_.drops.empty()) << "dropped while stream 2 was open: " << owner_.drops.front();
+  EXPECT_TRUE(receiver_->waiting_for_data());
+  ASSERT_TRUE(second.primary->Send(kEpoch, 1, ExtentOf(content, 4096, 4096)).ok());
+  second.Flush();
+  LetTheStreamThreadEnd();
+  pool_->Pump();
+  EXPECT_TRUE(owner_.drops.empty()) << "dropped: " << owner_.drops.front();
+  EXPECT_FALSE(receiver_->waiting_for_data()) << "stream 2's range did not complete the file";
+  EXPECT_EQ(owner_.resumed, 1) << "the control stream was not let go on";
 }
 
 TEST_P(StandbyPool, ARefusedFrameOnADataStreamEndsTheSessionAtOnce) {

@@ -23,54 +23,12 @@
 #include "engine/node/stream_pool.h"
 #include "iouring/loop.h"
 #include "iouring/ring.h"
+#include "tests/node/session_fakes.h"
 
 namespace hasync::engine {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Nothing the link or the pool asks of the node happens in this test; if it did, the
-// test hears of it.
-class NoOwner : public PeerLink::Owner, public StreamPool::Owner {
- public:
-  Result<std::unique_ptr<Connection>> NewConnection(wire::TlsRole) override {
-    return Unavailable("not in this test");
-  }
-  bool ChangingRole() const override { return false; }
-  void Dialled(const std::shared_ptr<Peer>&) override {}
-  void DialFailed() override {}
-  void Received(const std::shared_ptr<Peer>&, size_t) override {}
-  void Dropped(const std::shared_ptr<Peer>&, const Status& why) override {
-    ADD_FAILURE() << "the session was dropped: " << why.ToString();
-  }
-  Status LeaseWhileSending(int64_t) override { return Status::Ok(); }
-  DataStreamOut::Options DataStreamOptions(uint16_t) override { return {}; }
-  uint64_t epoch() const override { return 3; }
-  Status Refuse(const std::shared_ptr<Peer>&, wire::ErrorCode, const std::string& why) override {
-    return Unavailable(why);
-  }
-  void ResumeControl() override {}
-  void Fail(Status why) override { ADD_FAILURE() << "the node would stop: " << why.ToString(); }
-};
-
-wire::Hello HelloFor(uint64_t id, wire::Role role) {
-  wire::Hello h;
-  h.role = role;
-  h.node_id = id;
-  h.session_id = 11;
-  h.node_name = id == 1 ? "ctl1" : "ctl2";
-  return h;
-}
-
-// Moves one side's outbox into the other (the handshake, in memory).
-void Move(Connection& from, Connection& to) {
-  auto out = from.outgoing();
-  std::vector<std::byte> copy(out.begin(), out.end());
-  from.Consume(out.size());
-  if (!copy.empty()) {
-    ASSERT_TRUE(to.Feed(copy).ok());
-  }
-}
 
 TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
   // One generator per side: an Rng is not thread-safe, and the standby's side runs on
@@ -84,30 +42,17 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
 
   // A session whose handshake is done: the primary's end on a socket, the standby's in
   // memory, fed from the other end of that socket by a reader thread.
-  const std::vector<std::byte> key(32, std::byte{7});
   for (auto mode : {ChannelMode::kTls, ChannelMode::kPlain}) {
     SCOPED_TRACE(mode == ChannelMode::kTls ? "tls" : "plain");
-    auto primary =
-        Connection::Create(wire::TlsRole::kClient, key, Rng::Generate, rng.value()->ctx(),
-                           HelloFor(1, wire::Role::kPrimary), 3, mode);
-    auto standby =
-        Connection::Create(wire::TlsRole::kServer, key, Rng::Generate, standby_rng.value()->ctx(),
-                           HelloFor(2, wire::Role::kStandby), 3, mode);
-    ASSERT_TRUE(primary.ok() && standby.ok());
-    for (int i = 0; i < 50 && ((*primary)->outgoing_size() > 0 || (*standby)->outgoing_size() > 0);
-         ++i) {
-      Move(**primary, **standby);
-      Move(**standby, **primary);
-    }
-    ASSERT_TRUE((*primary)->Next().ok());
-    ASSERT_TRUE((*standby)->Next().ok());
-    ASSERT_TRUE((*primary)->open() && (*standby)->open());
+    testing::ConnectionPair pair =
+        testing::OpenFakePair(mode, 0, *rng.value(), *standby_rng.value());
+    ASSERT_TRUE(pair.primary && pair.standby);
 
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     auto session = std::make_shared<Peer>();
     session->fd = UniqueFd(sv[0]);
-    session->conn = std::move(primary).value();
+    session->conn = std::move(pair.primary);
     session->session_opened = true;
     UniqueFd far(sv[1]);
 
@@ -122,12 +67,12 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
           std::this_thread::sleep_for(5ms);
           continue;
         }
-        if (Status fed = (*standby)->Feed({buf.data(), static_cast<size_t>(n)}); !fed.ok()) {
+        if (Status fed = pair.standby->Feed({buf.data(), static_cast<size_t>(n)}); !fed.ok()) {
           reader_failed = fed;
           return;
         }
         for (;;) {
-          auto f = (*standby)->Next();
+          auto f = pair.standby->Next();
           if (!f.ok()) {
             reader_failed = f.status();
             return;
@@ -147,7 +92,7 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
       }
     } join_reader{stop, reader};
 
-    NoOwner owner;
+    testing::FakeNodeOwner owner;
     Config cfg;
     NodeState state;
     state.epoch = 3;
@@ -174,6 +119,7 @@ TEST(SessionOut, ALongWalkKeepsSendingAPingEverySecond) {
     // The send still in flight completes before the socket and its buffers go.
     for (int i = 0; i < 100 && session->sending; ++i) ASSERT_TRUE(loop.RunOnce(10'000'000).ok());
     ASSERT_FALSE(session->sending) << "a send still in flight after 1 s";
+    EXPECT_TRUE(owner.drops.empty()) << "the session was dropped: " << owner.drops.front();
   }
 }
 

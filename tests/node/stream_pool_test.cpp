@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "engine/sync/receiver.h"
 #include "iouring/loop.h"
 #include "iouring/ring.h"
+#include "tests/node/session_fakes.h"
 
 namespace hasync::engine {
 namespace {
@@ -35,67 +37,13 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-constexpr uint64_t kEpoch = 3;
-constexpr uint64_t kSession = 11;
-
-// Records what the pool and the link ask of the node.
-class Owner : public PeerLink::Owner, public StreamPool::Owner {
- public:
-  Result<std::unique_ptr<Connection>> NewConnection(wire::TlsRole) override {
-    return Unavailable("not in this test");
-  }
-  bool ChangingRole() const override { return false; }
-  void Dialled(const std::shared_ptr<Peer>&) override {}
-  void DialFailed() override {}
-  void Received(const std::shared_ptr<Peer>&, size_t) override {}
-  void Dropped(const std::shared_ptr<Peer>&, const Status& why) override {
-    drops.push_back(why.ToString());
-  }
-  Status LeaseWhileSending(int64_t) override { return Status::Ok(); }
-  DataStreamOut::Options DataStreamOptions(uint16_t) override { return {}; }
-  uint64_t epoch() const override { return kEpoch; }
-  Status Refuse(const std::shared_ptr<Peer>&, wire::ErrorCode, const std::string& why) override {
-    return Unavailable(why);
-  }
-  // As the node's does: the control stream is read on.
-  void ResumeControl() override {
-    ++resumed;
-    if (control) control->recv_held = false;
-  }
-  void Fail(Status why) override { ADD_FAILURE() << "the node would stop: " << why.ToString(); }
-
-  std::vector<std::string> drops;
-  int resumed = 0;
-  std::shared_ptr<Peer> control;
-};
+using testing::FakeNodeOwner;
+constexpr uint64_t kEpoch = testing::kFakeEpoch;
 
 class NullSink : public MessageSink {
  public:
   Status Emit(uint64_t, wire::Message) override { return Status::Ok(); }
 };
-
-wire::Hello HelloFor(wire::Role role, uint16_t stream_index) {
-  wire::Hello h;
-  h.role = role;
-  h.node_id = role == wire::Role::kPrimary ? 1 : 2;
-  h.node_name = role == wire::Role::kPrimary ? "ctl1" : "ctl2";
-  h.session_id = kSession;
-  if (stream_index != 0) {
-    h.stream_kind = wire::StreamKind::kData;
-    h.stream_index = stream_index;
-  }
-  return h;
-}
-
-// Moves one side's outbox into the other (the handshake, in memory).
-void Move(Connection& from, Connection& to) {
-  auto out = from.outgoing();
-  std::vector<std::byte> copy(out.begin(), out.end());
-  from.Consume(out.size());
-  if (!copy.empty()) {
-    ASSERT_TRUE(to.Feed(copy).ok());
-  }
-}
 
 // One connection of a session, handshake done: the standby's end is a Peer on one end of
 // a socket pair; the primary's end writes into the other.
@@ -118,28 +66,16 @@ struct Wire {
 };
 
 Wire Open(ChannelMode mode, uint16_t stream_index, Rng& primary_rng, Rng& standby_rng) {
-  const std::vector<std::byte> key(32, std::byte{7});
-  auto primary = Connection::Create(wire::TlsRole::kClient, key, Rng::Generate, primary_rng.ctx(),
-                                    HelloFor(wire::Role::kPrimary, stream_index), kEpoch, mode);
-  auto standby = Connection::Create(wire::TlsRole::kServer, key, Rng::Generate, standby_rng.ctx(),
-                                    HelloFor(wire::Role::kStandby, stream_index), kEpoch, mode);
-  EXPECT_TRUE(primary.ok() && standby.ok());
-  if (!primary.ok() || !standby.ok()) return {};
-  for (int i = 0; i < 50 && ((*primary)->outgoing_size() > 0 || (*standby)->outgoing_size() > 0);
-       ++i) {
-    Move(**primary, **standby);
-    Move(**standby, **primary);
-  }
-  EXPECT_TRUE((*primary)->Next().ok());
-  EXPECT_TRUE((*standby)->Next().ok());
-  EXPECT_TRUE((*primary)->open() && (*standby)->open());
+  testing::ConnectionPair pair =
+      testing::OpenFakePair(mode, stream_index, primary_rng, standby_rng);
+  if (!pair.primary || !pair.standby) return {};
   int sv[2];
   EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   Wire w;
-  w.primary = std::move(primary).value();
+  w.primary = std::move(pair.primary);
   w.standby = std::make_shared<Peer>();
   w.standby->fd = UniqueFd(sv[0]);
-  w.standby->conn = std::move(standby).value();
+  w.standby->conn = std::move(pair.standby);
   w.standby->session_opened = stream_index == 0;
   w.far = UniqueFd(sv[1]);
   return w;
@@ -231,7 +167,7 @@ class StandbyPool : public ::testing::TestWithParam<ChannelMode> {
   std::unique_ptr<apply::Tree> tree_;
   NullSink sink_;
   std::unique_ptr<Receiver> receiver_;
-  Owner owner_;
+  FakeNodeOwner owner_;
   Config cfg_;
   std::unique_ptr<PeerLink> link_;
   Wire control_;

@@ -79,6 +79,9 @@ class Connection {
   // TLS mode: failed() is the peer's close_notify (an orderly end), reported by Next
   // after every frame decoded before it; not a refused frame or a TLS error.
   bool closed_by_peer() const { return closed_by_peer_; }
+  // Decrypted bytes of a frame not yet complete are buffered (an end of stream now cuts
+  // that frame). A TLS record not yet complete is the TLS layer's and not counted.
+  bool mid_frame() const { return decoder_.buffered() > 0; }
   // The connection failed because the peer proved a different sync key (TLS: the PSK
   // binder or Finished MAC did not verify; plain: the RESPONSE MAC did not), as opposed
   // to any other protocol error. Lets the standby tell "the primary is alive but keyed

@@ -420,8 +420,14 @@ void DataStreamIn::Run() {
     }
     ssize_t n = recv(fd_.get(), rx.data(), rx.size(), 0);
     if (n == 0) {
-      closed_by_peer_.store(true, std::memory_order_release);
-      SetFailed(Unavailable("primary closed the data stream"));
+      // The primary ends a data stream by closing its socket (no close_notify), between
+      // frames. An end inside a frame is a cut, not its word: the session ends at once.
+      if (!conn_->mid_frame()) {
+        closed_by_peer_.store(true, std::memory_order_release);
+        SetFailed(Unavailable("primary closed the data stream"));
+      } else {
+        SetFailed(Unavailable("data stream ended inside a frame"));
+      }
       return;
     }
     if (n < 0) {

@@ -208,10 +208,11 @@ class DataStreamIn : public DataStreamThread {
   bool unused() const {
     return frames_taken_.load(std::memory_order_acquire) == 0 && bytes_received() == 0;
   }
-  // The stream ended because the primary closed it (end of stream, or TLS close_notify)
-  // rather than on a refused frame or a socket error: every frame it sent before the
-  // close is in the queue, and the primary's control stream may still hold frames sent
-  // before it (a DEMOTED). Meaningful once failed() is not OK.
+  // The stream ended because the primary closed it (a TLS close_notify, or an end of
+  // stream between frames) rather than on a refused frame, a socket error or a cut:
+  // every frame it sent before the close is in the queue, and the primary's control
+  // stream may still hold frames sent before it (a DEMOTED). Meaningful once failed()
+  // is not OK.
   bool closed_by_peer() const { return closed_by_peer_.load(std::memory_order_acquire); }
 
  private:

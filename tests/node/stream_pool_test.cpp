@@ -152,11 +152,14 @@ class StandbyPool : public ::testing::TestWithParam<ChannelMode> {
     e.data_bytes = content.size();
     ASSERT_TRUE(receiver_->OnMessage(1, e).ok());
   }
-  // The primary closes the data stream as its session ends: TLS sends close_notify
-  // first, then both modes close the socket.
-  void CloseDataStream() {
-    data_.primary->Close();
-    data_.Flush();
+  // The primary closes the data stream as its session ends: it closes the socket
+  // (DataStreamOut::Stop) without a TLS close_notify; `notify` sends one first, which
+  // the standby must take as an orderly end as well.
+  void CloseDataStream(bool notify = false) {
+    if (notify) {
+      data_.primary->Close();
+      data_.Flush();
+    }
     data_.far.reset();
   }
 
@@ -201,7 +204,7 @@ TEST_P(StandbyPool, AHeldControlStreamWhoseContentCannotComeAnyMoreEndsTheSessio
   End(content);  // one range of two: the control stream is held
   ASSERT_TRUE(receiver_->waiting_for_data());
   control_.standby->recv_held = true;
-  CloseDataStream();
+  CloseDataStream(/*notify=*/true);
   LetTheStreamThreadEnd();
 
   pool_->Pump();
@@ -248,6 +251,33 @@ TEST_P(StandbyPool, ARefusedFrameOnADataStreamEndsTheSessionAtOnce) {
   ASSERT_EQ(owner_.drops.size(), 1u);
   EXPECT_NE(owner_.drops[0].find("stale epoch"), std::string::npos) << owner_.drops[0];
   EXPECT_TRUE(control_.standby->dead);
+}
+
+// An end of stream inside a frame is a cut, not the primary closing the stream: the
+// session ends at once, as for a socket error, even with the control stream free.
+TEST_P(StandbyPool, AStreamCutInsideAFrameEndsTheSessionAtOnce) {
+  const std::string content(8192, 'v');
+  Begin(content);
+  ASSERT_TRUE(data_.primary->Send(kEpoch, 1, ExtentOf(content, 0, 4096)).ok());
+  data_.Flush();
+  ASSERT_TRUE(data_.primary->Send(kEpoch, 1, ExtentOf(content, 4096, 4096)).ok());
+  // Half of the second frame's bytes (plain mode: the frame as it is; TLS: its record,
+  // which the TLS layer holds back whole, so the cut is seen only in plain mode).
+  auto out = data_.primary->outgoing();
+  ASSERT_GT(send(data_.far.get(), out.data(), out.size() / 2, MSG_NOSIGNAL), 0);
+  data_.far.reset();
+  LetTheStreamThreadEnd();
+
+  pool_->Pump();
+  if (GetParam() == ChannelMode::kPlain) {
+    ASSERT_EQ(owner_.drops.size(), 1u) << "a cut frame taken as the primary's close";
+    EXPECT_NE(owner_.drops[0].find("inside a frame"), std::string::npos) << owner_.drops[0];
+  } else {
+    // The first record's frame is handed out; the half record never becomes a frame.
+    EXPECT_TRUE(owner_.drops.empty()) << owner_.drops.front();
+    End(content);
+    EXPECT_TRUE(receiver_->waiting_for_data()) << "the cut range cannot have arrived";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, StandbyPool,

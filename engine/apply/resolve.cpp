@@ -3,18 +3,15 @@
 
 #include <fcntl.h>
 #include <linux/limits.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <cerrno>
 #include <cstring>
 
+#include "base/openat2.h"
+
 namespace hasync::engine::apply {
 namespace {
-
-constexpr uint64_t kConfined = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
 Status ResolveError(int err, std::string_view rel, std::string_view what) {
   if (err == ELOOP || err == EXDEV) {
@@ -62,17 +59,9 @@ PathParts SplitPath(std::string_view path) {
 
 Result<UniqueFd> OpenBeneath(int dir_fd, std::string_view rel, int flags, std::string_view what) {
   std::string p(rel.empty() ? std::string_view(".") : rel);
-  open_how how{};
-  how.flags = static_cast<__u64>(static_cast<unsigned>(flags) | unsigned{O_CLOEXEC});
-  how.resolve = kConfined;
-  int err = 0;
-  for (int attempt = 0; attempt < kResolveAttempts; ++attempt) {
-    long fd = ::syscall(SYS_openat2, dir_fd, p.c_str(), &how, sizeof(how));
-    if (fd >= 0) return UniqueFd(static_cast<int>(fd));
-    err = errno;
-    if (err != EAGAIN && err != EINTR) break;
-  }
-  return ResolveError(err, p, what);
+  int fd = OpenConfined(dir_fd, p.c_str(), flags);
+  if (fd >= 0) return UniqueFd(fd);
+  return ResolveError(-fd, p, what);
 }
 
 Result<Parent> OpenParent(int root_fd, std::string_view path) {

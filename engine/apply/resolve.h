@@ -26,8 +26,6 @@ namespace hasync::engine::apply {
 // Every temporary file or symlink the apply layer creates starts with this prefix; the
 // start-up cleanup removes exactly these names.
 inline constexpr std::string_view kTempPrefix = ".hasync-tmp.";
-// openat2 returns EAGAIN when a concurrent rename or mount raced the lookup.
-inline constexpr int kResolveAttempts = 8;
 
 // Asserts the invariants wire/ already guarantees: non-empty, relative, no NUL, no
 // trailing '/', shorter than PATH_MAX, last component not "." or "..".

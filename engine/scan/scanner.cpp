@@ -2,17 +2,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <optional>
 
-#include <algorithm>
-#include <memory>
-
+#include "base/openat2.h"
 #include "base/unique_fd.h"
 
 namespace hasync::engine {
@@ -66,10 +64,6 @@ Result<std::string> ReadLinkAt(int dir_fd, const char* name, uint64_t size_hint)
   return Status(Code::kOutOfRange, std::string("symlink target of ") + name + " keeps growing");
 }
 
-}  // namespace
-
-namespace {
-
 Status NotADirectory(std::string_view path) {
   return Status(Code::kNotFound, "open directory " + std::string(path) + ": not a directory");
 }
@@ -82,17 +76,9 @@ std::atomic<bool> g_no_openat2{false};
 std::optional<Result<UniqueFd>> OpenDirAt2(int root_fd, std::string_view path) {
   if (g_no_openat2.load(std::memory_order_relaxed)) return std::nullopt;
   std::string p(path);
-  open_how how{};
-  how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  int err = 0;
-  // EAGAIN: a rename or mount raced the lookup (the kernel asks to try again).
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    long fd = ::syscall(SYS_openat2, root_fd, p.c_str(), &how, sizeof how);
-    if (fd >= 0) return Result<UniqueFd>(UniqueFd(static_cast<int>(fd)));
-    err = errno;
-    if (err != EAGAIN && err != EINTR) break;
-  }
+  int fd = OpenConfined(root_fd, p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (fd >= 0) return Result<UniqueFd>(UniqueFd(fd));
+  const int err = -fd;
   if (err == ENOSYS) {
     g_no_openat2.store(true, std::memory_order_relaxed);
     return std::nullopt;
